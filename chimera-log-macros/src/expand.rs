@@ -1,0 +1,128 @@
+//! Generation of the `LogEvent` impl: the context object is written with pre-escaped key
+//! literals, and each value goes through `Serialize` (or `Display`) straight into the line.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::{Literal, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident, Type};
+
+use crate::ast::{Field, Input};
+use crate::case::{json_escape, snake_case};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::fallback;
+
+/// Parse, validate, expand; on any error, the errors plus a stub impl.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let parsed = Input::from_syn(&cx, input);
+    if let Some(parsed) = &parsed {
+        check::check(&cx, parsed);
+    }
+    match (cx.check(), parsed) {
+        (Ok(()), Some(parsed)) => impl_log_event(&parsed),
+        (Err(errors), parsed) => {
+            let krate = parsed.as_ref().and_then(|p| p.attrs.krate.get().cloned());
+            let mut out = errors.to_compile_error();
+            out.extend(fallback::stub_impl(input, krate.as_ref()));
+            out
+        }
+        (Ok(()), None) => unreachable!("Input::from_syn records an error whenever it returns None"),
+    }
+}
+
+/// `::chimera_log_runtime`, or the path given with `#[log(crate = "...")]`.
+pub(crate) fn runtime_path(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::chimera_log_runtime),
+    }
+}
+
+fn impl_log_event(input: &Input<'_>) -> TokenStream {
+    let krate = runtime_path(input.attrs.krate.get());
+    let ident = &input.original.ident;
+
+    let name = match input.attrs.name.get() {
+        Some(lit) => lit.value(),
+        None => snake_case(&ident.to_string()),
+    };
+    let level = format_ident!("{}", input.attrs.level.get().map_or("Info", |level| level.variant()));
+    let audit = input.attrs.audit.is_set().then(|| quote!(.with_audit()));
+    let route = input.attrs.route.get().map(|lit| quote!(.with_route(#lit)));
+
+    let mut generics = input.original.generics.clone();
+    let type_params: BTreeSet<String> = generics.type_params().map(|param| param.ident.to_string()).collect();
+    let mut writes = Vec::new();
+    let mut bounds = Vec::new();
+    let mut first = true;
+    for field in input.fields.iter().filter(|field| field.is_written()) {
+        // The logger writes the braces of the context object; keys after the first carry the comma.
+        let prefix = format!("{}\"{}\":", if first { "" } else { "," }, json_escape(&field.json_key()));
+        first = false;
+        let prefix = Literal::byte_string(prefix.as_bytes());
+        writes.push(quote!(#krate::__private::write_raw(__writer, #prefix);));
+        writes.push(write_value(&krate, field));
+        if field.attrs.redact.is_set() {
+            continue;
+        }
+        if mentions_any(field.ty.to_token_stream(), &type_params) {
+            let ty = field.ty;
+            let bound = if field.attrs.display.is_set() {
+                quote_spanned!(ty.span()=> #ty: #krate::__private::Display)
+            } else {
+                quote_spanned!(ty.span()=> #ty: #krate::__private::Serialize)
+            };
+            bounds.push(bound);
+        }
+    }
+    if !bounds.is_empty() {
+        let where_clause = generics.make_where_clause();
+        for bound in bounds {
+            where_clause.predicates.push(syn::parse_quote!(#bound));
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+
+    quote! {
+        #[allow(unused_qualifications, non_upper_case_globals, clippy::all)]
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics #krate::LogEvent for #ident #ty_generics #where_clause {
+                const NAME: &'static #krate::__private::str = #name;
+                const LEVEL: #krate::Level = #krate::Level::#level;
+                const ROUTES: #krate::Routes = #krate::Routes::GENERAL #audit #route;
+
+                #[inline]
+                fn write_context(&self, __writer: &mut #krate::ContextWriter<'_>) {
+                    #(#writes)*
+                }
+            }
+        };
+    }
+}
+
+/// The call writing one value, spanned at the field's type so a missing `Serialize` or `Display`
+/// is reported on that field.
+fn write_value(krate: &TokenStream, field: &Field<'_>) -> TokenStream {
+    let ident: &Ident = field.ident;
+    let ty: &Type = field.ty;
+    if field.attrs.redact.is_set() {
+        quote!(#krate::__private::write_redacted(__writer);)
+    } else if field.attrs.display.is_set() {
+        quote_spanned!(ty.span()=> #krate::__private::write_display(__writer, &self.#ident);)
+    } else {
+        quote_spanned!(ty.span()=> #krate::__private::write_serialize(__writer, &self.#ident);)
+    }
+}
+
+/// Whether a type mentions one of the struct's type parameters, which then needs a bound.
+fn mentions_any(tokens: TokenStream, params: &BTreeSet<String>) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => params.contains(&ident.to_string()),
+        TokenTree::Group(group) => mentions_any(group.stream(), params),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}

@@ -1,0 +1,347 @@
+//! [`LogConfig`]: every setting of the logger, as a builder, from code or from the environment.
+//!
+//! This module owns validation: a bad value is an [`Error::InvalidSetting`] naming the setting,
+//! found when the logger is built, never a panic and never a silent default.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::event::Level;
+
+/// Where the console sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConsoleTarget {
+    /// Standard error (the default, like Python's `StreamHandler`).
+    #[default]
+    Stderr,
+    /// Standard output.
+    Stdout,
+}
+
+/// How the console sink renders lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConsoleFormat {
+    /// The same JSON line as the files (the default).
+    #[default]
+    Json,
+    /// One readable line per event for a terminal: `timestamp LEVEL module event key=value ...`.
+    Pretty,
+}
+
+/// A custom route: events whose type says `#[log(route = "name")]` go to `file` in the log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteConfig {
+    pub(crate) name: String,
+    pub(crate) file: String,
+}
+
+/// The general log file's name in the log directory.
+pub const GENERAL_FILE: &str = "chimera.log";
+/// The audit file's name in the log directory.
+pub const AUDIT_FILE: &str = "executions.log";
+
+/// Configuration of the logger; the builder behind [`init_logging`](crate::init_logging).
+///
+/// | setting | default | environment (`from_env`) |
+/// |---|---|---|
+/// | `log_dir` (`new`) | required; `logs` from the environment | `CHIMERA_LOG_DIR` |
+/// | `level` | `Info` | `CHIMERA_LOG_LEVEL` |
+/// | `console` | on | `CHIMERA_LOG_CONSOLE` (`true`/`false`) |
+/// | `console_target` | stderr | `CHIMERA_LOG_CONSOLE_TARGET` (`stderr`/`stdout`) |
+/// | `console_format` | JSON | `CHIMERA_LOG_CONSOLE_FORMAT` (`json`/`pretty`) |
+/// | `max_bytes` | 100 MiB | `CHIMERA_LOG_MAX_BYTES` |
+/// | `general_backups` | 10 | `CHIMERA_LOG_GENERAL_BACKUPS` |
+/// | `audit_backups` | 50 | `CHIMERA_LOG_AUDIT_BACKUPS` |
+/// | `compress` | on | `CHIMERA_LOG_COMPRESS` (`true`/`false`) |
+/// | `route` | none | — |
+/// | `clock` | the system clock | — |
+///
+/// ```
+/// use chimera_log_runtime::{Level, LogConfig};
+///
+/// let config = LogConfig::new("logs")
+///     .level(Level::Info)
+///     .console(true)
+///     .max_bytes(100 * 1024 * 1024)
+///     .general_backups(10)
+///     .audit_backups(50)
+///     .compress(true)
+///     .route("metrics", "metrics.log");
+/// assert_eq!(config.log_dir(), std::path::Path::new("logs"));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LogConfig {
+    pub(crate) log_dir: PathBuf,
+    pub(crate) level: Level,
+    pub(crate) console: bool,
+    pub(crate) console_target: ConsoleTarget,
+    pub(crate) console_format: ConsoleFormat,
+    pub(crate) max_bytes: u64,
+    pub(crate) general_backups: usize,
+    pub(crate) audit_backups: usize,
+    pub(crate) compress: bool,
+    pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl LogConfig {
+    /// A configuration writing into `log_dir`, every other setting at its default.
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        LogConfig {
+            log_dir: log_dir.into(),
+            level: Level::Info,
+            console: true,
+            console_target: ConsoleTarget::Stderr,
+            console_format: ConsoleFormat::Json,
+            max_bytes: 100 * 1024 * 1024,
+            general_backups: 10,
+            audit_backups: 50,
+            compress: true,
+            routes: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Like [`from_env`](Self::from_env), from the given variables: for tests and for settings kept
+    /// in a file. Variables not named `CHIMERA_LOG_*` are ignored; an unknown `CHIMERA_LOG_*`
+    /// variable is an error, so a misspelt setting is not silently ignored.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = LogConfig::new("logs");
+        for (key, value) in vars {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            config = match key {
+                "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..config },
+                "CHIMERA_LOG_LEVEL" => {
+                    let level =
+                        value.parse().map_err(|e| Error::invalid("CHIMERA_LOG_LEVEL", value, format!("{e}")))?;
+                    config.level(level)
+                }
+                "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
+                "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
+                    "stderr" => ConsoleTarget::Stderr,
+                    "stdout" => ConsoleTarget::Stdout,
+                    _ => {
+                        return Err(Error::invalid(
+                            "CHIMERA_LOG_CONSOLE_TARGET",
+                            value,
+                            "expected `stderr` or `stdout`",
+                        ))
+                    }
+                }),
+                "CHIMERA_LOG_CONSOLE_FORMAT" => config.console_format(match value.to_ascii_lowercase().as_str() {
+                    "json" => ConsoleFormat::Json,
+                    "pretty" => ConsoleFormat::Pretty,
+                    _ => {
+                        return Err(Error::invalid("CHIMERA_LOG_CONSOLE_FORMAT", value, "expected `json` or `pretty`"))
+                    }
+                }),
+                "CHIMERA_LOG_MAX_BYTES" => config.max_bytes(parse_number("CHIMERA_LOG_MAX_BYTES", value)?),
+                "CHIMERA_LOG_GENERAL_BACKUPS" => {
+                    config.general_backups(parse_number("CHIMERA_LOG_GENERAL_BACKUPS", value)?)
+                }
+                "CHIMERA_LOG_AUDIT_BACKUPS" => config.audit_backups(parse_number("CHIMERA_LOG_AUDIT_BACKUPS", value)?),
+                "CHIMERA_LOG_COMPRESS" => config.compress(parse_bool("CHIMERA_LOG_COMPRESS", value)?),
+                other if other.starts_with("CHIMERA_LOG_") => {
+                    return Err(Error::InvalidSetting {
+                        setting: "CHIMERA_LOG_*",
+                        value: other.to_owned(),
+                        reason: "unknown variable; known: CHIMERA_LOG_DIR, CHIMERA_LOG_LEVEL, CHIMERA_LOG_CONSOLE, \
+                                 CHIMERA_LOG_CONSOLE_TARGET, CHIMERA_LOG_CONSOLE_FORMAT, CHIMERA_LOG_MAX_BYTES, \
+                                 CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS"
+                            .to_owned(),
+                    })
+                }
+                _ => config,
+            };
+        }
+        Ok(config)
+    }
+
+    /// Minimum level for the console and the general file; audit and route files take every
+    /// event of their types regardless.
+    pub fn level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Turns the console sink on or off.
+    pub fn console(mut self, on: bool) -> Self {
+        self.console = on;
+        self
+    }
+
+    /// Where the console sink writes.
+    pub fn console_target(mut self, target: ConsoleTarget) -> Self {
+        self.console_target = target;
+        self
+    }
+
+    /// How the console sink renders lines.
+    pub fn console_format(mut self, format: ConsoleFormat) -> Self {
+        self.console_format = format;
+        self
+    }
+
+    /// Size at which a log file is rotated. Must be at least 1.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Rotated backups kept of `chimera.log` and of each route file.
+    pub fn general_backups(mut self, backups: usize) -> Self {
+        self.general_backups = backups;
+        self
+    }
+
+    /// Rotated backups kept of `executions.log`.
+    pub fn audit_backups(mut self, backups: usize) -> Self {
+        self.audit_backups = backups;
+        self
+    }
+
+    /// Whether rotated backups are gzip-compressed.
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Adds a custom route: events whose type says `#[log(route = "name")]` are written to
+    /// `file` in the log directory (as well as to the general sinks when at or above the level).
+    pub fn route(mut self, name: impl Into<String>, file: impl Into<String>) -> Self {
+        self.routes.push(RouteConfig { name: name.into(), file: file.into() });
+        self
+    }
+
+    /// The clock timestamps are read from.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The directory holding every log file; created (with parents) if missing.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Checks every setting; the first bad one is the error.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.log_dir.as_os_str().is_empty() {
+            return Err(Error::invalid("log_dir", "", "the log directory must not be empty"));
+        }
+        if self.max_bytes == 0 {
+            return Err(Error::invalid("max_bytes", "0", "a file must be allowed at least one byte"));
+        }
+        let mut names = BTreeSet::new();
+        let mut files: BTreeSet<&str> = [GENERAL_FILE, AUDIT_FILE].into_iter().collect();
+        for route in &self.routes {
+            if route.name.is_empty() {
+                return Err(Error::invalid("route", &route.name, "the route name must not be empty"));
+            }
+            if !names.insert(route.name.as_str()) {
+                return Err(Error::invalid("route", &route.name, "this route name is configured twice"));
+            }
+            let plain = Path::new(&route.file).file_name().is_some_and(|name| name == route.file.as_str());
+            if route.file.is_empty() || !plain || route.file == "." || route.file == ".." {
+                return Err(Error::invalid(
+                    "route",
+                    &route.file,
+                    "the route file must be a plain file name inside log_dir",
+                ));
+            }
+            if !files.insert(route.file.as_str()) {
+                return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(setting: &'static str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::invalid(setting, value, "expected true or false")),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(setting: &'static str, value: &str) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e| Error::invalid(setting, value, format!("expected a non-negative integer ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vars_reads_every_setting() {
+        let config = LogConfig::from_vars([
+            ("CHIMERA_LOG_DIR", "/var/log/chimera"),
+            ("CHIMERA_LOG_LEVEL", "warn"),
+            ("CHIMERA_LOG_CONSOLE", "false"),
+            ("CHIMERA_LOG_CONSOLE_TARGET", "stdout"),
+            ("CHIMERA_LOG_CONSOLE_FORMAT", "pretty"),
+            ("CHIMERA_LOG_MAX_BYTES", "1024"),
+            ("CHIMERA_LOG_GENERAL_BACKUPS", "3"),
+            ("CHIMERA_LOG_AUDIT_BACKUPS", "7"),
+            ("CHIMERA_LOG_COMPRESS", "off"),
+            ("PATH", "/usr/bin"),
+        ])
+        .unwrap();
+        assert_eq!(config.log_dir, Path::new("/var/log/chimera"));
+        assert_eq!(config.level, Level::Warning);
+        assert!(!config.console && !config.compress);
+        assert_eq!(config.console_target, ConsoleTarget::Stdout);
+        assert_eq!(config.console_format, ConsoleFormat::Pretty);
+        assert_eq!((config.max_bytes, config.general_backups, config.audit_backups), (1024, 3, 7));
+    }
+
+    #[test]
+    fn from_vars_rejects_a_bad_level_naming_the_variable() {
+        let error = LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "loud")]).unwrap_err();
+        assert!(matches!(&error, Error::InvalidSetting { setting: "CHIMERA_LOG_LEVEL", value, .. } if value == "loud"));
+        assert!(error.to_string().contains("CHIMERA_LOG_LEVEL"), "{error}");
+    }
+
+    #[test]
+    fn from_vars_rejects_an_unknown_chimera_variable() {
+        let error = LogConfig::from_vars([("CHIMERA_LOG_LEVLE", "info")]).unwrap_err();
+        assert!(error.to_string().contains("CHIMERA_LOG_LEVLE"), "{error}");
+    }
+
+    #[test]
+    fn validate_rejects_bad_routes_and_zero_max_bytes() {
+        let bad = [
+            LogConfig::new("l").max_bytes(0),
+            LogConfig::new("l").route("", "x.log"),
+            LogConfig::new("l").route("m", "m.log").route("m", "n.log"),
+            LogConfig::new("l").route("m", "../escape.log"),
+            LogConfig::new("l").route("m", "executions.log"),
+            LogConfig::new("l").route("m", "a.log").route("n", "a.log"),
+        ];
+        for config in bad {
+            let error = config.validate().unwrap_err();
+            assert!(matches!(error, Error::InvalidSetting { setting: "max_bytes" | "route", .. }), "{error}");
+        }
+        LogConfig::new("l").route("m", "m.log").validate().unwrap();
+    }
+}

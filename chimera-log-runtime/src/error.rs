@@ -1,0 +1,50 @@
+//! The error type of configuration and start-up. Failures after start-up (a full disk, a deleted
+//! file) are never returned to the caller of `emit!`: they are counted in `stats()` and reported
+//! once on stderr.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why logging could not be configured or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting has a value the logger cannot use; `setting` is the builder method or the
+    /// environment variable it came from.
+    #[error("invalid setting `{setting}` = {value:?}: {reason}")]
+    InvalidSetting {
+        /// The builder method or environment variable, e.g. `level` or `CHIMERA_LOG_LEVEL`.
+        setting: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The log directory does not exist and could not be created.
+    #[error("cannot create log directory `{}` (setting `log_dir`): {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A log file could not be opened for appending.
+    #[error("cannot open log file `{}`: {source}", path.display())]
+    OpenFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// `init_logging` was called while the guard of an earlier call is still alive.
+    #[error("logging is already initialized: drop the first LogGuard before calling init_logging again")]
+    AlreadyInitialized,
+}
+
+impl Error {
+    pub(crate) fn invalid(setting: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidSetting { setting, value: value.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,394 @@
+//! The line encoder: the envelope (`timestamp, level, module, event, context[, exception]`),
+//! JSON string escaping and the timestamp format.
+//!
+//! This module turns one event into one line of bytes and nothing else: it does no I/O, takes no
+//! lock and decides no routing. Every string that reaches a line goes through [`escape_into`] or
+//! serde_json's own escaping, so no input can end a line early or forge a second record.
+
+use std::error::Error;
+use std::fmt::{self, Display, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::event::Level;
+
+/// Writes the members of an event's `context` object into the line being encoded.
+///
+/// `#[derive(LogEvent)]` generates the calls; a hand-written [`LogEvent`](crate::LogEvent) impl
+/// uses [`ContextWriter::field`]:
+///
+/// ```
+/// use chimera_log_runtime::{ContextWriter, Level, LogEvent, Routes};
+///
+/// struct Heartbeat { uptime_s: u64 }
+///
+/// impl LogEvent for Heartbeat {
+///     const NAME: &'static str = "heartbeat";
+///     const LEVEL: Level = Level::Debug;
+///     const ROUTES: Routes = Routes::GENERAL;
+///     fn write_context(&self, writer: &mut ContextWriter<'_>) {
+///         writer.field("uptime_s", &self.uptime_s);
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ContextWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    /// Position just after the context's `{`: nothing written yet means no comma is needed.
+    start: usize,
+}
+
+impl<'a> ContextWriter<'a> {
+    /// Opens a context object in `buf`; [`ContextWriter::finish`] closes it.
+    pub(crate) fn open(buf: &'a mut Vec<u8>) -> Self {
+        buf.push(b'{');
+        let start = buf.len();
+        ContextWriter { buf, start }
+    }
+
+    pub(crate) fn finish(self) {
+        self.buf.push(b'}');
+    }
+
+    /// Writes one member: `key` escaped, `value` through `Serialize`.
+    pub fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.key(key);
+        self.serialize(value);
+    }
+
+    /// Writes one member whose value is written as a JSON string through `Display`.
+    pub fn field_display<T: Display + ?Sized>(&mut self, key: &str, value: &T) {
+        self.key(key);
+        self.display(value);
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.buf.len() > self.start {
+            self.buf.push(b',');
+        }
+        self.buf.push(b'"');
+        escape_into(self.buf, key);
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Writes `value` through serde_json. A value that fails to serialize (a map with non-string
+    /// keys, a `Serialize` impl returning an error) is replaced by a string saying so, keeping
+    /// the line valid JSON.
+    pub(crate) fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
+        let at = self.buf.len();
+        if let Err(error) = serde_json::to_writer(&mut *self.buf, value) {
+            self.buf.truncate(at);
+            write_unwritable(self.buf, &error);
+        }
+    }
+
+    pub(crate) fn display<T: Display + ?Sized>(&mut self, value: &T) {
+        let at = self.buf.len();
+        self.buf.push(b'"');
+        if write!(Escaper(self.buf), "{value}").is_err() {
+            self.buf.truncate(at);
+            write_unwritable(self.buf, &"its Display impl returned an error");
+            return;
+        }
+        self.buf.push(b'"');
+    }
+
+    pub(crate) fn redacted(&mut self) {
+        self.buf.extend_from_slice(b"\"[REDACTED]\"");
+    }
+}
+
+fn write_unwritable(buf: &mut Vec<u8>, reason: &dyn Display) {
+    buf.extend_from_slice(b"\"[unserializable: ");
+    let _ = write!(Escaper(buf), "{reason}");
+    buf.extend_from_slice(b"]\"");
+}
+
+/// Writes an ad-hoc context: a value serializing to an object is the context itself; `()` or
+/// `None` is an empty context; anything else (a string, a number, a list) is wrapped as
+/// `{"value": ...}` so the context is always an object.
+pub(crate) fn write_adhoc_context<T: Serialize + ?Sized>(buf: &mut Vec<u8>, context: &T) {
+    let at = buf.len();
+    if let Err(error) = serde_json::to_writer(&mut *buf, context) {
+        buf.truncate(at);
+        buf.extend_from_slice(b"{\"value\":");
+        write_unwritable(buf, &error);
+        buf.push(b'}');
+        return;
+    }
+    match buf.get(at) {
+        Some(b'{') => {}
+        Some(b'n') => {
+            buf.truncate(at);
+            buf.extend_from_slice(b"{}");
+        }
+        _ => {
+            buf.splice(at..at, b"{\"value\":".iter().copied());
+            buf.push(b'}');
+        }
+    }
+}
+
+/// Appends `s` escaped as the inside of a JSON string: quotes, backslashes and every control
+/// character (newlines included) are escaped, the rest is copied as is.
+pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[run_start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+        } else {
+            buf.extend_from_slice(escape);
+        }
+        run_start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[run_start..]);
+}
+
+/// Appends `"s"` with `s` escaped.
+pub(crate) fn quoted_into(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    escape_into(buf, s);
+    buf.push(b'"');
+}
+
+/// `fmt::Write` adapter escaping everything written through it.
+struct Escaper<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Appends `time` as RFC 3339 UTC with microseconds and `Z`: `2024-01-15T10:30:45.123456Z`.
+pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
+    let (secs, nanos) = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => (after.as_secs() as i64, after.subsec_nanos()),
+        // Before 1970: floor to the whole second below, keep the fraction positive.
+        Err(before) => {
+            let before = before.duration();
+            let (secs, nanos) = (before.as_secs() as i64, before.subsec_nanos());
+            if nanos == 0 {
+                (-secs, 0)
+            } else {
+                (-secs - 1, 1_000_000_000 - nanos)
+            }
+        }
+    };
+    let Some(datetime) = chrono::DateTime::from_timestamp(secs, nanos) else {
+        // Out of chrono's range (hundreds of thousands of years): the epoch says "clock broken".
+        buf.extend_from_slice(b"1970-01-01T00:00:00.000000Z");
+        return;
+    };
+    use chrono::{Datelike, Timelike};
+    let date = datetime.date_naive();
+    let time = datetime.time();
+    let year = date.year();
+    if (0..=9999).contains(&year) {
+        push_digits(buf, year as u32, 4);
+    } else {
+        let _ = write!(RawWriter(buf), "{year:+05}");
+    }
+    buf.push(b'-');
+    push_digits(buf, date.month(), 2);
+    buf.push(b'-');
+    push_digits(buf, date.day(), 2);
+    buf.push(b'T');
+    push_digits(buf, time.hour(), 2);
+    buf.push(b':');
+    push_digits(buf, time.minute(), 2);
+    buf.push(b':');
+    push_digits(buf, time.second(), 2);
+    buf.push(b'.');
+    push_digits(buf, nanos / 1_000, 6);
+    buf.push(b'Z');
+}
+
+fn push_digits(buf: &mut Vec<u8>, mut value: u32, width: usize) {
+    let end = buf.len() + width;
+    buf.resize(end, b'0');
+    for slot in buf[end - width..end].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+struct RawWriter<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for RawWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// An error attached to an event (`emit!(.., error = &e)`), written as the line's `exception`.
+#[derive(Clone, Copy)]
+pub(crate) struct Exception<'a> {
+    pub(crate) type_name: &'a str,
+    pub(crate) error: &'a (dyn Error + 'a),
+}
+
+impl fmt::Debug for Exception<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exception").field("type_name", &self.type_name).finish_non_exhaustive()
+    }
+}
+
+/// Appends `{"type":"…","message":"…","causes":["…", …]}`: the message is the error's
+/// `Display`, the causes its `source()` chain, outermost first.
+fn write_exception(buf: &mut Vec<u8>, exception: Exception<'_>) {
+    buf.extend_from_slice(b"{\"type\":");
+    quoted_into(buf, exception.type_name);
+    buf.extend_from_slice(b",\"message\":");
+    write_display_string(buf, exception.error);
+    buf.extend_from_slice(b",\"causes\":[");
+    let mut source = exception.error.source();
+    let mut first = true;
+    while let Some(cause) = source {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        write_display_string(buf, cause);
+        source = cause.source();
+    }
+    buf.extend_from_slice(b"]}");
+}
+
+fn write_display_string(buf: &mut Vec<u8>, value: &dyn Display) {
+    let at = buf.len();
+    buf.push(b'"');
+    if write!(Escaper(buf), "{value}").is_err() {
+        buf.truncate(at);
+        write_unwritable(buf, &"its Display impl returned an error");
+        return;
+    }
+    buf.push(b'"');
+}
+
+/// The envelope of one line; the context is written by the caller's closure.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) time: SystemTime,
+    pub(crate) level: Level,
+    /// The module name already quoted and escaped (computed once per logger).
+    pub(crate) module_json: &'a str,
+    pub(crate) event: &'a str,
+    pub(crate) exception: Option<Exception<'a>>,
+}
+
+/// Appends one complete line, `\n` included, keys in the contract's order.
+pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_context: impl FnOnce(&mut Vec<u8>)) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    write_timestamp(buf, envelope.time);
+    buf.extend_from_slice(b"\",\"level\":\"");
+    buf.extend_from_slice(envelope.level.as_str().as_bytes());
+    buf.extend_from_slice(b"\",\"module\":");
+    buf.extend_from_slice(envelope.module_json.as_bytes());
+    buf.extend_from_slice(b",\"event\":");
+    quoted_into(buf, envelope.event);
+    buf.extend_from_slice(b",\"context\":");
+    write_context(buf);
+    if let Some(exception) = envelope.exception {
+        buf.extend_from_slice(b",\"exception\":");
+        write_exception(buf, exception);
+    }
+    buf.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn timestamp(time: SystemTime) -> String {
+        let mut buf = Vec::new();
+        write_timestamp(&mut buf, time);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn timestamp_is_rfc3339_utc_with_microseconds_and_z() {
+        let time = UNIX_EPOCH + Duration::new(1_705_314_645, 123_456_789);
+        assert_eq!(timestamp(time), "2024-01-15T10:30:45.123456Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn timestamp_before_epoch_keeps_a_positive_fraction() {
+        let time = UNIX_EPOCH - Duration::from_micros(1);
+        assert_eq!(timestamp(time), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn timestamp_agrees_with_chrono_over_many_dates() {
+        // A stride through four centuries, leap days included.
+        let mut secs: i64 = -2_208_988_800;
+        while secs < 32_503_680_000 {
+            let whole = if secs >= 0 {
+                UNIX_EPOCH + Duration::from_secs(secs as u64)
+            } else {
+                UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            };
+            let time = whole + Duration::from_nanos(654_321_000);
+            let expected = chrono::DateTime::<chrono::Utc>::from(time).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            assert_eq!(timestamp(time), expected);
+            secs += 7_777_777;
+        }
+    }
+
+    #[test]
+    fn escape_into_escapes_quotes_backslashes_and_every_control_character() {
+        let mut buf = Vec::new();
+        escape_into(&mut buf, "a\"b\\c\nd\re\tf\u{0}\u{1f}\u{7f}é");
+        assert_eq!(String::from_utf8(buf).unwrap(), "a\\\"b\\\\c\\nd\\re\\tf\\u0000\\u001f\u{7f}é");
+    }
+
+    #[test]
+    fn adhoc_context_that_is_not_an_object_is_wrapped() {
+        for (value, expected) in [
+            (serde_json::json!({"a": 1}), "{\"a\":1}"),
+            (serde_json::json!(null), "{}"),
+            (serde_json::json!("text"), "{\"value\":\"text\"}"),
+            (serde_json::json!([1, 2]), "{\"value\":[1,2]}"),
+        ] {
+            let mut buf = b"prefix".to_vec();
+            write_adhoc_context(&mut buf, &value);
+            assert_eq!(&buf[6..], expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn unserializable_value_becomes_a_string_and_the_line_stays_valid() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(vec![1u8], 2u8); // a map with non-string keys cannot be JSON
+        let mut buf = Vec::new();
+        let mut writer = ContextWriter::open(&mut buf);
+        writer.field("ok", &1);
+        writer.field("bad", &map);
+        writer.finish();
+        let value: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(value["ok"], 1);
+        assert!(value["bad"].as_str().unwrap().starts_with("[unserializable: "));
+    }
+}

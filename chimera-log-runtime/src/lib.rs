@@ -1,0 +1,161 @@
+//! Typed structured logging for Chimera: *a domain event is a type, and the compiler checks it*.
+//!
+//! Every event is one JSON line —
+//! `{"timestamp":…,"level":…,"module":…,"event":…,"context":{…}}` — written to the console, to
+//! `chimera.log`, and, for event types marked `#[log(audit)]`, to the append-only
+//! `executions.log`. Routing is decided by the event's type, never by a string filter.
+//!
+//! # Quick start
+//!
+//! ```
+//! use chimera_log_runtime::{emit, get_logger, init_logging, Level, LogConfig, LogEvent};
+//! use serde_json::json;
+//!
+//! #[derive(LogEvent)]
+//! #[log(level = "warning")]
+//! struct StateDivergence<'a> {
+//!     protocol: &'a str,
+//!     user: &'a str,
+//!     cached_value: u128,
+//!     canonical_value: u128,
+//!     divergence_bps: u32,
+//!     block_number: u64,
+//! }
+//!
+//! #[derive(LogEvent)]
+//! #[log(audit)]
+//! struct LiquidationSubmitted<'a> {
+//!     block_number: u64,
+//!     tx_hash: &'a str,
+//! }
+//!
+//! # fn main() -> Result<(), chimera_log_runtime::Error> {
+//! # let dir = std::env::temp_dir().join(format!("chimera-doc-{}", std::process::id()));
+//! let guard = init_logging(LogConfig::new(&dir).level(Level::Info).console(false))?;
+//! let logger = get_logger("state_engine");
+//!
+//! emit!(logger, StateDivergence {
+//!     protocol: "moonwell",
+//!     user: "0xabc",
+//!     cached_value: 1_000_000_000_000_000_000,
+//!     canonical_value: 1_001_500_000_000_000_000,
+//!     divergence_bps: 150,
+//!     block_number: 12_345_678,
+//! });
+//! emit!(logger, LiquidationSubmitted { block_number: 12_345_679, tx_hash: "0xdef" });
+//! logger.info("websocket_connected", json!({ "provider": "alchemy" }));
+//! drop(guard); // flushes every file
+//!
+//! let general = std::fs::read_to_string(dir.join("chimera.log")).unwrap();
+//! let audit = std::fs::read_to_string(dir.join("executions.log")).unwrap();
+//! assert_eq!(general.lines().count(), 3);
+//! assert_eq!(audit.lines().count(), 1); // only the audit type
+//! assert!(audit.contains(r#""event":"liquidation_submitted""#));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Leaving out a field at an `emit!` site does not compile (the event is a struct literal), and
+//! neither does a field whose type cannot be written as JSON. See the README for the attribute
+//! reference, the line format and the routing rules.
+
+mod clock;
+mod config;
+mod error;
+mod event;
+pub mod events;
+mod json;
+mod logger;
+mod pipeline;
+mod sink;
+mod stats;
+
+pub use chimera_log_macros::LogEvent;
+pub use clock::{Clock, SystemClock};
+pub use config::{ConsoleFormat, ConsoleTarget, LogConfig, AUDIT_FILE, GENERAL_FILE};
+pub use error::Error;
+pub use event::{Level, LogEvent, ParseLevelError, Routes};
+pub use events::{
+    log_execution_attempt, log_performance_metrics, log_safety_violation, log_state_divergence, log_state_transition,
+    ExecutionAttempt, PerformanceMetrics, SafetyViolation, StateDivergence, StateTransition,
+};
+pub use json::{escape_into, ContextWriter};
+pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
+pub use stats::{SinkStats, Stats};
+
+impl<T: LogEvent + ?Sized> LogEvent for &T {
+    const NAME: &'static str = T::NAME;
+    const LEVEL: Level = T::LEVEL;
+    const ROUTES: Routes = T::ROUTES;
+
+    fn write_context(&self, writer: &mut ContextWriter<'_>) {
+        (**self).write_context(writer);
+    }
+}
+
+/// Emits a typed event: `emit!(logger, Event { .. })`, or with an error attached as the line's
+/// `exception`: `emit!(logger, Event { .. }, error = &e)`.
+///
+/// `logger` is a [`Logger`] or a reference to one; the event is any [`LogEvent`], usually a
+/// struct literal, so a missing field is a compile error at the call site. `error` is a
+/// reference to a `std::error::Error` (for a `Box<dyn Error>`, pass `&*e`).
+#[macro_export]
+macro_rules! emit {
+    ($logger:expr, $event:expr $(,)?) => {
+        $crate::__private::emit(&$logger, &$event)
+    };
+    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {
+        $crate::__private::emit_with_error(&$logger, &$event, $error)
+    };
+}
+
+/// Items used by the derive's generated code and by `emit!`. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use core::fmt::Display;
+    pub use core::primitive::str;
+    pub use core::unreachable;
+    pub use serde::Serialize;
+
+    use crate::{AsDynError, ContextWriter, LogEvent, Logger};
+
+    #[inline]
+    pub fn write_raw(writer: &mut ContextWriter<'_>, bytes: &'static [u8]) {
+        writer.raw(bytes);
+    }
+
+    #[inline]
+    pub fn write_serialize<T: Serialize + ?Sized>(writer: &mut ContextWriter<'_>, value: &T) {
+        writer.serialize(value);
+    }
+
+    #[inline]
+    pub fn write_display<T: Display + ?Sized>(writer: &mut ContextWriter<'_>, value: &T) {
+        writer.display(value);
+    }
+
+    #[inline]
+    pub fn write_redacted(writer: &mut ContextWriter<'_>) {
+        writer.redacted();
+    }
+
+    #[inline]
+    pub fn emit<L, E>(logger: &L, event: &E)
+    where
+        L: core::borrow::Borrow<Logger> + ?Sized,
+        E: LogEvent + ?Sized,
+    {
+        crate::logger::emit(logger, event);
+    }
+
+    #[inline]
+    pub fn emit_with_error<L, E, X>(logger: &L, event: &E, error: &X)
+    where
+        L: core::borrow::Borrow<Logger> + ?Sized,
+        E: LogEvent + ?Sized,
+        X: AsDynError + ?Sized,
+    {
+        crate::logger::emit_with_error(logger, event, error);
+    }
+}

@@ -1,0 +1,48 @@
+//! Sinks: where encoded lines end up. A sink receives finished lines (bytes ending in `\n`) and
+//! knows nothing of events, levels or routing; the dispatcher (`pipeline`) decides which sinks
+//! take a line. Rotation and the background writer replace a sink's insides or its caller, not
+//! this interface.
+
+pub(crate) mod console;
+pub(crate) mod file;
+
+use std::fmt::Debug;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A destination of finished lines.
+pub(crate) trait Sink: Send + Debug {
+    /// Writes one whole line. Returns only when the sink has taken all of it or failed.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()>;
+
+    /// Pushes buffered lines to the operating system.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Reports a sink's failures on stderr at most once a minute, saying how many happened since.
+#[derive(Debug, Default)]
+pub(crate) struct FailureReporter {
+    last_report_secs: AtomicU64,
+    unreported: AtomicU64,
+}
+
+impl FailureReporter {
+    const INTERVAL_SECS: u64 = 60;
+
+    pub(crate) fn report(&self, sink: &str, error: &io::Error) {
+        let unreported = self.unreported.fetch_add(1, Relaxed) + 1;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).max(1);
+        let last = self.last_report_secs.load(Relaxed);
+        if last != 0 && now < last + Self::INTERVAL_SECS {
+            return;
+        }
+        if self.last_report_secs.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+            self.unreported.fetch_sub(unreported, Relaxed);
+            eprintln!(
+                "chimera-log: writing to {sink} failed ({unreported} failure(s) since the last report): {error}; \
+                 other sinks continue, see stats() for counts"
+            );
+        }
+    }
+}
