@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: a temporary log directory, a fixed clock, and
+//! reading lines back with their key order.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chimera_log_runtime::Clock;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A clock that says what the test tells it to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<SystemTime>);
+
+impl ManualClock {
+    pub fn at_micros(micros: u64) -> Self {
+        ManualClock(Mutex::new(UNIX_EPOCH + Duration::from_micros(micros)))
+    }
+    pub fn set(&self, time: SystemTime) {
+        *self.0.lock().unwrap() = time;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// An object's members in the order they appear in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl Ordered {
+    pub fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(key, _)| key.as_str()).collect()
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// The lines of a log file (missing file: no lines); every line must end in `\n`.
+pub fn raw_lines(path: &Path) -> Vec<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("reading {}: {e}", path.display()),
+    };
+    assert!(text.is_empty() || text.ends_with('\n'), "{} does not end with a newline", path.display());
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Every line of a log file parsed as JSON.
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    raw_lines(path)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("invalid JSON line {line:?}: {e}")))
+        .collect()
+}
+
+/// The `event` of every line of a log file.
+pub fn events(path: &Path) -> Vec<String> {
+    json_lines(path).iter().map(|line| line["event"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The `context` object of a line, members in the order written.
+pub fn context_in_order(line: &str) -> Ordered {
+    #[derive(Deserialize)]
+    struct Line {
+        context: Ordered,
+    }
+    serde_json::from_str::<Line>(line).unwrap_or_else(|e| panic!("{line:?}: {e}")).context
+}

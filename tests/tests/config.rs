@@ -1,0 +1,63 @@
+//! Configuration errors seen from outside: each names the setting, the path and the OS reason.
+
+use chimera_log_runtime::{Error, LogConfig};
+
+#[test]
+fn log_dir_that_cannot_be_created_names_the_path_and_the_os_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let wanted = file.join("logs");
+    let error = LogConfig::new(&wanted).console(false).build().unwrap_err();
+    match &error {
+        Error::CreateDir { path, source } => {
+            assert_eq!(path, &wanted);
+            assert!(matches!(source.kind(), std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists));
+        }
+        other => panic!("expected CreateDir, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains(&wanted.display().to_string()) && message.contains("log_dir"), "{message}");
+    assert!(message.to_lowercase().contains("not a directory"), "{message}");
+}
+
+#[test]
+fn missing_log_dir_is_created_with_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/c");
+    let guard = LogConfig::new(&nested).console(false).build().unwrap();
+    drop(guard);
+    assert!(nested.join("chimera.log").is_file() && nested.join("executions.log").is_file());
+}
+
+#[cfg(unix)]
+#[test]
+fn log_files_are_created_readable_by_owner_and_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).route("metrics", "metrics.log").build().unwrap();
+    drop(guard);
+    for file in ["chimera.log", "executions.log", "metrics.log"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "{file} has mode {mode:o}");
+    }
+}
+
+#[test]
+fn bad_route_is_an_error_naming_the_route_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = LogConfig::new(dir.path()).route("audit", "executions.log").build().unwrap_err();
+    assert!(matches!(error, Error::InvalidSetting { setting: "route", .. }), "{error}");
+}
+
+#[test]
+fn from_vars_builds_a_working_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_str = dir.path().to_str().unwrap();
+    let config = LogConfig::from_vars([("CHIMERA_LOG_DIR", dir_str), ("CHIMERA_LOG_CONSOLE", "false")]).unwrap();
+    assert_eq!(config.log_dir(), dir.path());
+    let guard = config.build().unwrap();
+    guard.logger("m").warning("configured_from_env", serde_json::json!({}));
+    drop(guard);
+    assert!(std::fs::read_to_string(dir.path().join("chimera.log")).unwrap().contains("configured_from_env"));
+}

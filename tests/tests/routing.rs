@@ -1,0 +1,180 @@
+//! Routing (DESIGN §4): which file takes which event, decided by the event's type and level.
+
+mod common;
+
+use chimera_log_runtime::{emit, Level, LogConfig, LogEvent};
+use common::{events, raw_lines};
+use serde_json::json;
+
+#[derive(LogEvent)]
+#[log(audit, level = "debug")]
+struct ExecutionSubmitted<'a> {
+    block_number: u64,
+    tx_hash: &'a str,
+}
+
+#[derive(LogEvent)]
+#[log(audit, key = "sequence")]
+struct KeyedAudit {
+    sequence: u64,
+}
+
+#[derive(LogEvent)]
+#[log(route = "metrics")]
+struct GasSample {
+    gwei: u32,
+}
+
+#[derive(LogEvent)]
+#[log(route = "metrics", level = "debug")]
+struct DebugSample {
+    n: u32,
+}
+
+#[derive(LogEvent)]
+#[log(route = "unconfigured")]
+struct Stray;
+
+#[derive(LogEvent)]
+#[log(level = "debug")]
+struct Chatter;
+
+#[test]
+fn audit_file_takes_exactly_the_audit_types_at_any_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).level(Level::Error).build().unwrap();
+    let logger = guard.logger("executor");
+    emit!(logger, ExecutionSubmitted { block_number: 1, tx_hash: "0xa" });
+    emit!(logger, KeyedAudit { sequence: 2 });
+    emit!(logger, Chatter);
+    logger.critical("execution_attempt", json!({"block_number": 3})); // ad-hoc: never audit
+    logger.critical("execution_submitted", json!({"block_number": 4})); // even with an audit type's name
+    drop(guard);
+    assert_eq!(events(&dir.path().join("executions.log")), ["execution_submitted", "keyed_audit"]);
+    // The general file applies the level: the DEBUG audit event and the INFO one stay out.
+    assert_eq!(events(&dir.path().join("chimera.log")), ["execution_attempt", "execution_submitted"]);
+    let audit = common::json_lines(&dir.path().join("executions.log"));
+    assert_eq!(audit[0]["context"], json!({"block_number": 1, "tx_hash": "0xa"}));
+}
+
+#[test]
+fn general_file_takes_every_event_at_or_above_the_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).level(Level::Warning).build().unwrap();
+    let logger = guard.logger("m");
+    for level in Level::ALL {
+        logger.log(level, level.as_str(), &json!({}));
+    }
+    emit!(logger, Chatter);
+    drop(guard);
+    assert_eq!(events(&dir.path().join("chimera.log")), ["WARNING", "ERROR", "CRITICAL"]);
+    assert!(raw_lines(&dir.path().join("executions.log")).is_empty());
+}
+
+#[test]
+fn audit_line_is_byte_identical_in_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).level(Level::Debug).build().unwrap();
+    emit!(guard.logger("executor"), ExecutionSubmitted { block_number: 9, tx_hash: "0x\"quoted\"" });
+    drop(guard);
+    let general = std::fs::read(dir.path().join("chimera.log")).unwrap();
+    let audit = std::fs::read(dir.path().join("executions.log")).unwrap();
+    assert!(!audit.is_empty());
+    assert_eq!(general, audit);
+}
+
+#[test]
+fn route_file_takes_its_types_and_the_general_file_still_applies_the_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).route("metrics", "metrics.log").build().unwrap();
+    let logger = guard.logger("gas");
+    emit!(logger, GasSample { gwei: 150 });
+    emit!(logger, DebugSample { n: 1 });
+    logger.info("gas_sample", json!({"gwei": 1})); // ad-hoc: never routed
+    drop(guard);
+    assert_eq!(events(&dir.path().join("metrics.log")), ["gas_sample", "debug_sample"]);
+    assert_eq!(events(&dir.path().join("chimera.log")), ["gas_sample", "gas_sample"]);
+    assert!(raw_lines(&dir.path().join("executions.log")).is_empty());
+}
+
+#[test]
+fn unconfigured_route_goes_to_the_general_sinks_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    emit!(guard.logger("m"), Stray);
+    let stats = guard.stats();
+    drop(guard);
+    assert_eq!(stats.unconfigured_route, 1);
+    assert_eq!(events(&dir.path().join("chimera.log")), ["stray"]);
+}
+
+#[test]
+fn stats_count_events_per_level_and_lines_per_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).level(Level::Debug).build().unwrap();
+    let logger = guard.logger("m");
+    emit!(logger, ExecutionSubmitted { block_number: 1, tx_hash: "0x" });
+    logger.warning("w", json!({}));
+    logger.warning("w", json!({}));
+    guard.flush();
+    let stats = guard.stats();
+    assert_eq!(stats.events(Level::Debug), 1);
+    assert_eq!(stats.events(Level::Warning), 2);
+    let general = stats.sink("chimera.log").unwrap();
+    let audit = stats.sink("executions.log").unwrap();
+    assert_eq!((general.lines, audit.lines), (3, 1));
+    assert_eq!(general.bytes, std::fs::metadata(dir.path().join("chimera.log")).unwrap().len());
+    assert_eq!(general.write_errors + audit.write_errors, 0);
+    assert!(stats.sink("console").is_none(), "console is off");
+}
+
+#[test]
+fn events_after_the_guard_is_dropped_are_counted_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    logger.info("before", json!({}));
+    drop(guard);
+    logger.info("after", json!({}));
+    emit!(logger, ExecutionSubmitted { block_number: 1, tx_hash: "0x" });
+    assert_eq!(logger.stats().unwrap().emitted_after_shutdown, 2);
+    assert_eq!(events(&dir.path().join("chimera.log")), ["before"]);
+}
+
+#[test]
+fn flush_makes_buffered_general_lines_visible_while_audit_lines_are_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    emit!(logger, ExecutionSubmitted { block_number: 5, tx_hash: "0x" });
+    // Written through: readable before any flush.
+    assert_eq!(events(&dir.path().join("executions.log")), ["execution_submitted"]);
+    logger.info("buffered", json!({}));
+    logger.flush();
+    assert_eq!(events(&dir.path().join("chimera.log")), ["buffered"]);
+    drop(guard);
+}
+
+#[test]
+fn four_threads_write_whole_lines_with_per_thread_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let logger = guard.logger("worker");
+            scope.spawn(move || {
+                for seq in 0..5_000u64 {
+                    logger.info("tick", json!({"thread": thread, "seq": seq, "pad": "x".repeat(seq as usize % 300)}));
+                }
+            });
+        }
+    });
+    drop(guard);
+    let mut next = [0u64; 4];
+    for line in common::json_lines(&dir.path().join("chimera.log")) {
+        let thread = line["context"]["thread"].as_u64().unwrap() as usize;
+        assert_eq!(line["context"]["seq"].as_u64().unwrap(), next[thread]);
+        next[thread] += 1;
+    }
+    assert_eq!(next, [5_000; 4]);
+}
