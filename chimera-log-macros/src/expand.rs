@@ -54,7 +54,13 @@ fn impl_log_event(input: &Input<'_>) -> TokenStream {
     let route = input.attrs.route.get().map(|lit| quote!(.with_route(#lit)));
 
     let mut generics = input.original.generics.clone();
-    let type_params: BTreeSet<String> = generics.type_params().map(|param| param.ident.to_string()).collect();
+    // A field type naming a type or const parameter needs a bound; `[u8; N]` is `Serialize`
+    // only once `N` is known, so const parameters count too.
+    let type_params: BTreeSet<String> = generics
+        .type_params()
+        .map(|param| param.ident.to_string())
+        .chain(generics.const_params().map(|param| param.ident.to_string()))
+        .collect();
     let mut writes = Vec::new();
     let mut bounds = Vec::new();
     let mut first = true;
@@ -110,7 +116,12 @@ fn write_value(krate: &TokenStream, field: &Field<'_>) -> TokenStream {
     let ident: &Ident = field.ident;
     let ty: &Type = field.ty;
     if field.attrs.redact.is_set() {
-        quote!(#krate::__private::write_redacted(__writer);)
+        // The value is part of the event even though it is never shown: reading it keeps
+        // `dead_code` quiet about a field that exists to be logged.
+        quote! {
+            let _ = &self.#ident;
+            #krate::__private::write_redacted(__writer);
+        }
     } else if field.attrs.display.is_set() {
         quote_spanned!(ty.span()=> #krate::__private::write_display(__writer, &self.#ident);)
     } else {

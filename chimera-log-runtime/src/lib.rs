@@ -159,3 +159,8 @@ pub mod __private {
         crate::logger::emit_with_error(logger, event, error);
     }
 }
+
+/// The README's Rust blocks, compiled and run as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

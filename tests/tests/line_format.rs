@@ -214,7 +214,6 @@ fn error_attached_to_an_event_is_written_as_exception_with_its_causes() {
 struct Secret(String);
 
 #[derive(LogEvent)]
-#[allow(dead_code)] // `private_key` is only ever redacted here
 struct Attributes<'a> {
     #[log(rename = "wallet address")]
     wallet: &'a str,

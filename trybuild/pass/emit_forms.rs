@@ -1,0 +1,24 @@
+#![deny(warnings)]
+
+use chimera_log_runtime::{emit, get_logger, Logger, LogEvent};
+
+#[derive(LogEvent)]
+#[log(level = "error", route = "rpc")]
+struct RpcFailed<'a> {
+    provider: &'a str,
+}
+
+fn by_reference(logger: &Logger, event: &RpcFailed<'_>) {
+    emit!(logger, event);
+}
+
+fn main() {
+    let logger = get_logger("rpc");
+    let io = std::io::Error::other("timeout");
+    emit!(logger, RpcFailed { provider: "quicknode" });
+    emit!(logger, RpcFailed { provider: "quicknode" },);
+    emit!(&logger, RpcFailed { provider: "quicknode" }, error = &io);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(io);
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &*boxed);
+    by_reference(&logger, &RpcFailed { provider: "alchemy" });
+}
