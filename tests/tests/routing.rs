@@ -178,3 +178,33 @@ fn four_threads_write_whole_lines_with_per_thread_order() {
     }
     assert_eq!(next, [5_000; 4]);
 }
+
+#[test]
+fn logger_is_cheap_to_share_across_threads() {
+    fn assert_clone_send_sync<T: Clone + Send + Sync + 'static>() {}
+    assert_clone_send_sync::<chimera_log_runtime::Logger>();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn full_disk_on_the_general_file_is_counted_and_the_audit_file_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    // A real ENOSPC: the general file is /dev/full.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("chimera.log")).unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("executor");
+    for block_number in 0..3 {
+        emit!(logger, ExecutionSubmitted { block_number, tx_hash: "0x" });
+        logger.info("general_only", json!({}));
+    }
+    guard.flush();
+    let stats = guard.stats();
+    drop(guard);
+    assert!(stats.sink("chimera.log").unwrap().write_errors >= 1, "{stats:?}");
+    assert_eq!(stats.sink("executions.log").unwrap().write_errors, 0);
+    let audit: Vec<u64> = common::json_lines(&dir.path().join("executions.log"))
+        .iter()
+        .map(|l| l["context"]["block_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(audit, [0, 1, 2]);
+}
