@@ -6,10 +6,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::event::Level;
+use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +62,7 @@ pub const AUDIT_FILE: &str = "executions.log";
 /// | `compress` | on | `CHIMERA_LOG_COMPRESS` (`true`/`false`) |
 /// | `route` | none | — |
 /// | `clock` | the system clock | — |
+/// | `shutdown_timeout` | 5 s | — |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -88,6 +91,8 @@ pub struct LogConfig {
     pub(crate) compress: bool,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) faults: Option<Arc<FaultInjector>>,
 }
 
 impl LogConfig {
@@ -105,6 +110,8 @@ impl LogConfig {
             compress: true,
             routes: Vec::new(),
             clock: Arc::new(SystemClock),
+            shutdown_timeout: Duration::from_secs(5),
+            faults: None,
         }
     }
 
@@ -229,9 +236,23 @@ impl LogConfig {
         self
     }
 
-    /// The clock timestamps are read from.
+    /// The clock timestamps and backup names are read from.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// How long dropping the guard waits for background work (compression of a rotated
+    /// backup) before returning; what is left unfinished the next start completes.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Makes file writes fail on demand, for tests of write faults.
+    #[doc(hidden)]
+    pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
+        self.faults = Some(faults);
         self
     }
 

@@ -70,6 +70,8 @@ mod logger;
 mod pipeline;
 mod sink;
 mod stats;
+#[doc(hidden)]
+pub mod testing;
 
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};

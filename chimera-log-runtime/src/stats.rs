@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::Level;
+use crate::sink::maintenance::MaintenanceCounters;
 
 /// A snapshot of the logger's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,12 @@ pub struct Stats {
     pub emitted_after_shutdown: u64,
     /// Events whose type names a route that is not configured; written to the general sinks only.
     pub unconfigured_route: u64,
+    /// Backups compressed.
+    pub compressed_backups: u64,
+    /// Compressions or repairs that failed (the plain backup is kept).
+    pub compression_failures: u64,
+    /// Old backups removed by retention.
+    pub removed_backups: u64,
 }
 
 impl Stats {
@@ -43,8 +50,12 @@ pub struct SinkStats {
     pub lines: u64,
     /// Bytes written.
     pub bytes: u64,
-    /// Writes or flushes that failed.
+    /// Writes, flushes or rotations that failed.
     pub write_errors: u64,
+    /// Rotations of a file sink.
+    pub rotations: u64,
+    /// Lines dropped because the sink could not write and its retry buffer was full.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -59,12 +70,15 @@ impl Counters {
         self.events_by_level[level.index()].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, sinks: Vec<SinkStats>) -> Stats {
+    pub(crate) fn snapshot(&self, sinks: Vec<SinkStats>, maintenance: &MaintenanceCounters) -> Stats {
         Stats {
             events_by_level: std::array::from_fn(|i| self.events_by_level[i].load(Relaxed)),
             sinks,
             emitted_after_shutdown: self.emitted_after_shutdown.load(Relaxed),
             unconfigured_route: self.unconfigured_route.load(Relaxed),
+            compressed_backups: maintenance.compressed.load(Relaxed),
+            compression_failures: maintenance.compression_failures.load(Relaxed),
+            removed_backups: maintenance.removed_backups.load(Relaxed),
         }
     }
 }
@@ -74,6 +88,8 @@ pub(crate) struct SinkCounters {
     pub(crate) lines: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) write_errors: AtomicU64,
+    pub(crate) rotations: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 impl SinkCounters {
@@ -83,6 +99,8 @@ impl SinkCounters {
             lines: self.lines.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            rotations: self.rotations.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
 use crate::event::{Level, Routes};
 use crate::sink::console::ConsoleSink;
-use crate::sink::file::FileSink;
+use crate::sink::file::{FilePolicy, FileSink};
+use crate::sink::maintenance::Maintenance;
 use crate::sink::{FailureReporter, Sink};
 use crate::stats::{Counters, SinkCounters, Stats};
 
@@ -24,18 +25,18 @@ use crate::stats::{Counters, SinkCounters, Stats};
 struct SinkSlot {
     name: String,
     sink: Mutex<Box<dyn Sink>>,
-    counters: SinkCounters,
+    counters: Arc<SinkCounters>,
     failures: FailureReporter,
 }
 
 impl SinkSlot {
-    fn new(name: impl Into<String>, sink: Box<dyn Sink>) -> Self {
-        SinkSlot {
-            name: name.into(),
-            sink: Mutex::new(sink),
-            counters: SinkCounters::default(),
-            failures: FailureReporter::default(),
-        }
+    fn new(name: impl Into<String>, sink: Box<dyn Sink>, counters: Arc<SinkCounters>) -> Self {
+        SinkSlot { name: name.into(), sink: Mutex::new(sink), counters, failures: FailureReporter::default() }
+    }
+
+    fn report(&self, error: &std::io::Error) {
+        self.counters.write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.failures.report(&format_args!("writing to {}", self.name), error);
     }
 
     fn lock(&self) -> MutexGuard<'_, Box<dyn Sink>> {
@@ -51,10 +52,7 @@ impl SinkSlot {
                 self.counters.lines.fetch_add(1, Relaxed);
                 self.counters.bytes.fetch_add(line.len() as u64, Relaxed);
             }
-            Err(error) => {
-                self.counters.write_errors.fetch_add(1, Relaxed);
-                self.failures.report(&self.name, &error);
-            }
+            Err(error) => self.report(&error),
         }
         // A line that raced with shutdown must not wait in a buffer nobody will flush.
         if closed.load(Ordering::Acquire) {
@@ -69,8 +67,7 @@ impl SinkSlot {
 
     fn flush_locked(&self, sink: &mut Box<dyn Sink>) {
         if let Err(error) = sink.flush() {
-            self.counters.write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.failures.report(&self.name, &error);
+            self.report(&error);
         }
     }
 }
@@ -95,6 +92,8 @@ pub(crate) struct Dispatcher {
     counters: Counters,
     closed: AtomicBool,
     log_dir: std::path::PathBuf,
+    maintenance: Maintenance,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Dispatcher {
@@ -103,21 +102,36 @@ impl Dispatcher {
         config.validate()?;
         fs::create_dir_all(&config.log_dir)
             .map_err(|source| Error::CreateDir { path: config.log_dir.clone(), source })?;
-        let open = |file: &str, write_through: bool| {
-            let path = config.log_dir.join(file);
-            FileSink::open(&path, write_through)
-                .map(|sink| SinkSlot::new(file, Box::new(sink)))
-                .map_err(|source| Error::OpenFile { path, source })
+        let maintenance = Maintenance::start(config.log_dir.clone())
+            .map_err(|source| Error::CreateDir { path: config.log_dir.clone(), source })?;
+        let open = |file: &str, backups: usize, write_through: bool| {
+            let policy = FilePolicy { max_bytes: config.max_bytes, backups, compress: config.compress, write_through };
+            let counters = Arc::new(SinkCounters::default());
+            FileSink::open(
+                &config.log_dir,
+                file,
+                policy,
+                Arc::clone(&config.clock),
+                maintenance.sender(),
+                Arc::clone(&counters),
+                config.faults.clone(),
+            )
+            .map(|sink| SinkSlot::new(file, Box::new(sink), counters))
+            .map_err(|source| Error::OpenFile { path: config.log_dir.join(file), source })
         };
-        let general = open(GENERAL_FILE, false)?;
-        let audit = open(AUDIT_FILE, true)?;
+        let general = open(GENERAL_FILE, config.general_backups, false)?;
+        let audit = open(AUDIT_FILE, config.audit_backups, true)?;
         let routes = config
             .routes
             .iter()
-            .map(|route| Ok((route.name.clone(), open(&route.file, false)?)))
+            .map(|route| Ok((route.name.clone(), open(&route.file, config.general_backups, false)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let console = config.console.then(|| {
-            SinkSlot::new("console", Box::new(ConsoleSink::new(config.console_target, config.console_format)))
+            SinkSlot::new(
+                "console",
+                Box::new(ConsoleSink::new(config.console_target, config.console_format)),
+                Arc::default(),
+            )
         });
         Ok(Dispatcher {
             min_level: config.level,
@@ -129,6 +143,8 @@ impl Dispatcher {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             log_dir: config.log_dir,
+            maintenance,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -188,13 +204,20 @@ impl Dispatcher {
         self.slots().for_each(SinkSlot::flush);
     }
 
-    /// Stops accepting events and flushes every sink.
+    /// Stops accepting events, flushes every sink, and waits (bounded) for background work.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.flush();
+        if !self.maintenance.shutdown(self.shutdown_timeout) {
+            eprintln!(
+                "chimera-log: backup compression still running after {:?}; left to finish, or to the next start",
+                self.shutdown_timeout
+            );
+        }
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot(self.slots().map(|slot| slot.counters.snapshot(&slot.name)).collect())
+        let sinks = self.slots().map(|slot| slot.counters.snapshot(&slot.name)).collect();
+        self.counters.snapshot(sinks, &self.maintenance.counters)
     }
 }

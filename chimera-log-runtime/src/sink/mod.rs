@@ -3,8 +3,10 @@
 //! take a line. Rotation and the background writer replace a sink's insides or its caller, not
 //! this interface.
 
+pub(crate) mod backup;
 pub(crate) mod console;
 pub(crate) mod file;
+pub(crate) mod maintenance;
 
 use std::fmt::Debug;
 use std::io;
@@ -30,7 +32,9 @@ pub(crate) struct FailureReporter {
 impl FailureReporter {
     const INTERVAL_SECS: u64 = 60;
 
-    pub(crate) fn report(&self, sink: &str, error: &io::Error) {
+    /// Counts a failure of `what` ("writing to chimera.log") and prints it unless one was printed
+    /// less than a minute ago.
+    pub(crate) fn report(&self, what: &dyn std::fmt::Display, error: &io::Error) {
         let unreported = self.unreported.fetch_add(1, Relaxed) + 1;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).max(1);
         let last = self.last_report_secs.load(Relaxed);
@@ -40,8 +44,8 @@ impl FailureReporter {
         if self.last_report_secs.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
             self.unreported.fetch_sub(unreported, Relaxed);
             eprintln!(
-                "chimera-log: writing to {sink} failed ({unreported} failure(s) since the last report): {error}; \
-                 other sinks continue, see stats() for counts"
+                "chimera-log: {what} failed ({unreported} failure(s) since the last report): {error}; \
+                 logging continues, see stats() for counts"
             );
         }
     }

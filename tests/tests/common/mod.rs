@@ -96,3 +96,48 @@ pub fn context_in_order(line: &str) -> Ordered {
     }
     serde_json::from_str::<Line>(line).unwrap_or_else(|e| panic!("{line:?}: {e}")).context
 }
+
+/// The backups of `name` in `dir`, in name order (which is rotation order).
+pub fn backups(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_str().unwrap();
+            file.starts_with(&format!("{name}.")) && !file.ends_with(".tmp")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A file's bytes, gunzipped when it ends in `.gz`.
+pub fn read_maybe_gz(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+        out
+    } else {
+        bytes
+    }
+}
+
+/// Every line of `name` across its backups and current file, oldest first, each parsed as JSON.
+pub fn all_lines(dir: &Path, name: &str) -> Vec<Value> {
+    let mut files = backups(dir, name);
+    files.push(dir.join(name));
+    let mut out = Vec::new();
+    for file in files {
+        if !file.exists() {
+            continue;
+        }
+        let text = String::from_utf8(read_maybe_gz(&file)).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "{} ends with a torn line", file.display());
+        for line in text.lines() {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", file.display())));
+        }
+    }
+    out
+}

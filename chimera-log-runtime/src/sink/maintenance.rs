@@ -1,0 +1,123 @@
+//! The maintenance thread: compression, retention and crash repair of backups, off the logging
+//! path. Logging never waits for it; shutdown waits for it only up to a timeout, and whatever it
+//! leaves unfinished the next start repairs (`backup::scan_for_repair`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::backup::{self, Repair, Stamp};
+use super::FailureReporter;
+
+/// Work for the maintenance thread, about the backups of one file.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Compress a freshly rotated backup.
+    Compress { name: String, stamp: Stamp },
+    /// Finish what a crash interrupted.
+    Repair { name: String, work: Repair },
+    /// Keep only the newest `keep` backups.
+    Retain { name: String, keep: usize },
+    /// Finish: the jobs queued before this one are done, later ones are not.
+    Stop,
+}
+
+/// What the maintenance thread did and failed to do.
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceCounters {
+    pub(crate) compressed: AtomicU64,
+    pub(crate) compression_failures: AtomicU64,
+    pub(crate) removed_backups: AtomicU64,
+    pub(crate) retention_failures: AtomicU64,
+}
+
+/// Handle to the thread, which runs until it reaches `Job::Stop` in its queue.
+#[derive(Debug)]
+pub(crate) struct Maintenance {
+    sender: Mutex<Option<Sender<Job>>>,
+    finished: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) counters: Arc<MaintenanceCounters>,
+}
+
+impl Maintenance {
+    pub(crate) fn start(dir: PathBuf) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let counters = Arc::new(MaintenanceCounters::default());
+        let thread = std::thread::Builder::new().name("chimera-log-maintenance".into()).spawn({
+            let finished = Arc::clone(&finished);
+            let counters = Arc::clone(&counters);
+            move || {
+                run(&dir, receiver, &counters);
+                let (done, signal) = &*finished;
+                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                signal.notify_all();
+            }
+        })?;
+        Ok(Maintenance { sender: Mutex::new(Some(sender)), finished, thread: Mutex::new(Some(thread)), counters })
+    }
+
+    /// A sender for a file sink to queue its jobs on.
+    pub(crate) fn sender(&self) -> Option<Sender<Job>> {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lets the thread finish its queue and waits up to `timeout` for it; `false` if it is still
+    /// working (it is then left to run; the next start finishes anything it did not).
+    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
+        if let Some(sender) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = sender.send(Job::Stop);
+        }
+        let (done, signal) = &*self.finished;
+        let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = signal.wait_timeout_while(guard, timeout, |done| !*done).unwrap_or_else(|e| e.into_inner());
+        let finished = *guard;
+        drop(guard);
+        if finished {
+            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = thread.join();
+            }
+        }
+        finished
+    }
+}
+
+fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounters) {
+    let reporter = FailureReporter::default();
+    for job in jobs {
+        match job {
+            Job::Compress { name, stamp } => match backup::compress(dir, &name, stamp) {
+                Ok(()) => {
+                    counters.compressed.fetch_add(1, Relaxed);
+                }
+                Err(error) => {
+                    counters.compression_failures.fetch_add(1, Relaxed);
+                    reporter.report(&format_args!("compressing a {name} backup (kept uncompressed)"), &error);
+                }
+            },
+            Job::Repair { name, work } => match backup::repair(dir, &name, &work) {
+                Ok(compressed) => {
+                    counters.compressed.fetch_add(u64::from(compressed), Relaxed);
+                }
+                Err(error) => {
+                    counters.compression_failures.fetch_add(1, Relaxed);
+                    reporter.report(&format_args!("repairing a {name} backup (kept as found)"), &error);
+                }
+            },
+            Job::Retain { name, keep } => match backup::apply_retention(dir, &name, keep) {
+                Ok(removed) => {
+                    counters.removed_backups.fetch_add(removed as u64, Relaxed);
+                }
+                Err(error) => {
+                    counters.retention_failures.fetch_add(1, Relaxed);
+                    reporter.report(&format_args!("removing old {name} backups"), &error);
+                }
+            },
+            Job::Stop => return,
+        }
+    }
+}
