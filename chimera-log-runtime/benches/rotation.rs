@@ -21,7 +21,13 @@ struct Tick<'a> {
 }
 
 fn tick(seq: u64) -> Tick<'static> {
-    Tick { seq, protocol: "moonwell", borrower: "0x5a6b7c8d9e0f1a2b3c4d", profit_usd: "120.00", block_number: 12_345_678 }
+    Tick {
+        seq,
+        protocol: "moonwell",
+        borrower: "0x5a6b7c8d9e0f1a2b3c4d",
+        profit_usd: "120.00",
+        block_number: 12_345_678,
+    }
 }
 
 const MB: u64 = 1024 * 1024;
