@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::event::Level;
+use crate::pipeline::AuditDurability;
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -63,6 +64,10 @@ pub const AUDIT_FILE: &str = "executions.log";
 /// | `route` | none | — |
 /// | `clock` | the system clock | — |
 /// | `shutdown_timeout` | 5 s | — |
+/// | `queue_capacity` | 4 MiB per queue | — |
+/// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
+/// | `panic_hook` | on | — |
+/// | `health_interval` | off | — |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -92,6 +97,10 @@ pub struct LogConfig {
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) queue_capacity: usize,
+    pub(crate) audit_durability: AuditDurability,
+    pub(crate) panic_hook: bool,
+    pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
 }
 
@@ -111,6 +120,10 @@ impl LogConfig {
             routes: Vec::new(),
             clock: Arc::new(SystemClock),
             shutdown_timeout: Duration::from_secs(5),
+            queue_capacity: 4 * 1024 * 1024,
+            audit_durability: AuditDurability::Sync,
+            panic_hook: true,
+            health_interval: None,
             faults: None,
         }
     }
@@ -242,10 +255,41 @@ impl LogConfig {
         self
     }
 
-    /// How long dropping the guard waits for background work (compression of a rotated
-    /// backup) before returning; what is left unfinished the next start completes.
+    /// How long dropping the guard (or `flush`) waits for the writer threads to write what was
+    /// accepted and for background work (compression of a rotated backup). What compression
+    /// leaves unfinished, the next start completes.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Bytes each queue (the console's, and the files') holds while its writer thread catches
+    /// up. A line that does not fit is dropped for that sink and counted, and a
+    /// `log_events_dropped` warning with the count is written once there is room. The audit file
+    /// has no queue: it never drops for lack of room. Memory is bounded by about twice this per
+    /// queue (the batch being filled and the one being written). Must be at least 1.
+    pub fn queue_capacity(mut self, bytes: usize) -> Self {
+        self.queue_capacity = bytes;
+        self
+    }
+
+    /// How durable an audit line is when `emit!` returns: synced to disk (the default, with
+    /// group commit) or handed to the operating system.
+    pub fn audit_durability(mut self, durability: AuditDurability) -> Self {
+        self.audit_durability = durability;
+        self
+    }
+
+    /// Whether `init_logging` installs a panic hook that logs a CRITICAL `panic` event and
+    /// flushes before the previous hook runs. On by default.
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.panic_hook = on;
+        self
+    }
+
+    /// Emits a `log_health` event with the logger's own figures every `every`; off by default.
+    pub fn health_interval(mut self, every: Duration) -> Self {
+        self.health_interval = Some(every);
         self
     }
 
@@ -265,6 +309,12 @@ impl LogConfig {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.log_dir.as_os_str().is_empty() {
             return Err(Error::invalid("log_dir", "", "the log directory must not be empty"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));
+        }
+        if self.health_interval == Some(Duration::ZERO) {
+            return Err(Error::invalid("health_interval", "0s", "the interval must be positive"));
         }
         if self.max_bytes == 0 {
             return Err(Error::invalid("max_bytes", "0", "a file must be allowed at least one byte"));

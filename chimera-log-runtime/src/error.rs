@@ -38,6 +38,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A writer thread could not be started.
+    #[error("cannot start a chimera-log thread: {source}")]
+    Thread {
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
     /// `init_logging` was called while the guard of an earlier call is still alive.
     #[error("logging is already initialized: drop the first LogGuard before calling init_logging again")]
     AlreadyInitialized,

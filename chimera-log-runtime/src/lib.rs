@@ -84,7 +84,8 @@ pub use events::{
 };
 pub use json::{escape_into, ContextWriter};
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
-pub use stats::{SinkStats, Stats};
+pub use pipeline::AuditDurability;
+pub use stats::{LatencyStats, SinkStats, Stats};
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {
     const NAME: &'static str = T::NAME;

@@ -16,14 +16,15 @@
 //!   is dropped its events are not written and are counted in `Stats::emitted_after_shutdown`.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -35,20 +36,69 @@ use crate::pipeline::Dispatcher;
 use crate::stats::Stats;
 
 static GLOBAL: RwLock<Option<Arc<Dispatcher>>> = RwLock::new(None);
+/// Bumped whenever `GLOBAL` changes, so threads know when their cached copy is stale.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 static EVENTS_WITHOUT_LOGGER: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of the process-wide instance and the generation it was read at: the
+    /// common path reads one shared atomic and touches no shared reference count.
+    static CACHED: Cell<(u64, Option<Arc<Dispatcher>>)> = const { Cell::new((0, None)) };
+}
+
+/// Runs `f` with the process-wide instance, if any.
+fn with_global<R>(f: impl FnOnce(Option<&Arc<Dispatcher>>) -> R) -> R {
+    let generation = GENERATION.load(Acquire);
+    // Take the cached copy out of the thread-local for the duration of `f`: an event logged
+    // from inside `f` (a `Serialize` impl that logs) finds the slot empty and reads the global.
+    let cached = CACHED.try_with(|slot| slot.take()).ok();
+    let dispatcher = match cached {
+        Some((seen, dispatcher)) if seen == generation => dispatcher,
+        _ => GLOBAL.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+    };
+    let result = f(dispatcher.as_ref());
+    let _ = CACHED.try_with(|slot| slot.set((generation, dispatcher)));
+    result
+}
+
+fn set_global(dispatcher: Option<Arc<Dispatcher>>) {
+    let mut global = GLOBAL.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *global = dispatcher;
+    GENERATION.fetch_add(1, Release);
+}
 
 /// Starts logging as configured and installs it as the process-wide logger used by
 /// [`get_logger`]. Keep the returned guard alive: dropping it flushes every sink and closes them.
 ///
+/// Unless turned off with [`LogConfig::panic_hook`], a panic hook is installed (once per process,
+/// chaining the previous hook) that logs a CRITICAL `panic` event through the process-wide
+/// instance and flushes before the previous hook runs.
+///
 /// Errors: a setting that cannot be used (named in the error), a log directory that cannot be
 /// created or a file that cannot be opened (path and OS reason), or logging already initialized.
 pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
-    let mut global = GLOBAL.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if global.is_some() {
-        return Err(Error::AlreadyInitialized);
+    let panic_hook = config.panic_hook;
+    {
+        let global = GLOBAL.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if global.is_some() {
+            return Err(Error::AlreadyInitialized);
+        }
     }
     let dispatcher = Arc::new(Dispatcher::start(config)?);
-    *global = Some(Arc::clone(&dispatcher));
+    {
+        let mut global = GLOBAL.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if global.is_some() {
+            drop(global);
+            dispatcher.close();
+            return Err(Error::AlreadyInitialized);
+        }
+        *global = Some(Arc::clone(&dispatcher));
+        GENERATION.fetch_add(1, Release);
+    }
+    if panic_hook {
+        install_panic_hook();
+    }
+    dispatcher.start_health(emit_health);
     Ok(LogGuard { dispatcher, installed: true })
 }
 
@@ -67,9 +117,12 @@ pub fn events_without_logger() -> u64 {
 
 impl LogConfig {
     /// Starts logging as configured without installing it process-wide: loggers come from
-    /// [`LogGuard::logger`]. Useful for tests and for libraries that keep their own logs.
+    /// [`LogGuard::logger`]. Useful for tests and for libraries that keep their own logs. No
+    /// panic hook is installed for such an instance.
     pub fn build(self) -> Result<LogGuard, Error> {
-        Ok(LogGuard { dispatcher: Arc::new(Dispatcher::start(self)?), installed: false })
+        let dispatcher = Arc::new(Dispatcher::start(self)?);
+        dispatcher.start_health(emit_health);
+        Ok(LogGuard { dispatcher, installed: false })
     }
 }
 
@@ -95,9 +148,10 @@ impl LogGuard {
         Logger::new(module, Some(Arc::clone(&self.dispatcher)))
     }
 
-    /// Writes out everything buffered.
-    pub fn flush(&self) {
-        self.dispatcher.flush();
+    /// Returns when every event emitted before the call is written (`true`), or after the
+    /// shutdown timeout (`false`).
+    pub fn flush(&self) -> bool {
+        self.dispatcher.flush()
     }
 
     /// The instance's counters.
@@ -112,11 +166,17 @@ impl LogGuard {
 }
 
 impl Drop for LogGuard {
+    /// Stops accepting events, writes out everything accepted and joins the writer threads,
+    /// within the configured `shutdown_timeout`.
     fn drop(&mut self) {
         if self.installed {
-            let mut global = GLOBAL.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if global.as_ref().is_some_and(|current| Arc::ptr_eq(current, &self.dispatcher)) {
-                *global = None;
+            let installed_here = GLOBAL
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &self.dispatcher));
+            if installed_here {
+                set_global(None);
             }
         }
         self.dispatcher.close();
@@ -158,10 +218,11 @@ impl Logger {
         &self.inner.module
     }
 
-    fn dispatcher(&self) -> Option<Arc<Dispatcher>> {
+    /// Runs `f` with this logger's instance, if it has one.
+    fn with_dispatcher<R>(&self, f: impl FnOnce(Option<&Arc<Dispatcher>>) -> R) -> R {
         match &self.inner.bound {
-            Some(dispatcher) => Some(Arc::clone(dispatcher)),
-            None => GLOBAL.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+            Some(dispatcher) => f(Some(dispatcher)),
+            None => with_global(f),
         }
     }
 
@@ -174,29 +235,33 @@ impl Logger {
         exception: Option<Exception<'_>>,
         write_context: impl FnOnce(&mut Vec<u8>),
     ) {
-        let dispatcher = self.dispatcher();
-        let destinations = match &dispatcher {
-            Some(dispatcher) => match dispatcher.destinations(level, routes) {
-                Some(destinations) => Some(destinations),
-                None => return,
-            },
+        self.with_dispatcher(|dispatcher| match dispatcher {
+            Some(dispatcher) => {
+                let Some(destinations) = dispatcher.destinations(level, routes) else {
+                    return;
+                };
+                let started = crate::pipeline::sample_this_emit().then(Instant::now);
+                let envelope =
+                    Envelope { time: dispatcher.now(), level, module_json: &self.inner.module_json, event, exception };
+                with_line_buffer(|buf| {
+                    json::encode_line(buf, envelope, write_context);
+                    dispatcher.dispatch(level, destinations, buf);
+                });
+                if let Some(started) = started {
+                    dispatcher.record_latency(started.elapsed());
+                }
+            }
             None => {
                 EVENTS_WITHOUT_LOGGER.fetch_add(1, Relaxed);
                 if level < Level::Warning && !routes.is_audit() {
                     return;
                 }
-                None
-            }
-        };
-        let time = dispatcher.as_ref().map_or_else(SystemTime::now, |dispatcher| dispatcher.now());
-        let envelope = Envelope { time, level, module_json: &self.inner.module_json, event, exception };
-        with_line_buffer(|buf| {
-            json::encode_line(buf, envelope, write_context);
-            match (&dispatcher, destinations) {
-                (Some(dispatcher), Some(destinations)) => dispatcher.dispatch(level, destinations, buf),
-                _ => {
+                let envelope =
+                    Envelope { time: SystemTime::now(), level, module_json: &self.inner.module_json, event, exception };
+                with_line_buffer(|buf| {
+                    json::encode_line(buf, envelope, write_context);
                     let _ = std::io::stderr().lock().write_all(buf);
-                }
+                });
             }
         });
     }
@@ -254,22 +319,21 @@ impl Logger {
 
     /// Whether an ad-hoc event at `level` would be written anywhere.
     pub fn enabled(&self, level: Level) -> bool {
-        match self.dispatcher() {
+        self.with_dispatcher(|dispatcher| match dispatcher {
             Some(dispatcher) => level >= dispatcher.min_level(),
             None => level >= Level::Warning,
-        }
+        })
     }
 
-    /// Writes out everything buffered by this logger's instance.
-    pub fn flush(&self) {
-        if let Some(dispatcher) = self.dispatcher() {
-            dispatcher.flush();
-        }
+    /// Returns when every event emitted before the call is written (`true`), or after the
+    /// instance's shutdown timeout (`false`). Without an instance there is nothing to wait for.
+    pub fn flush(&self) -> bool {
+        self.with_dispatcher(|dispatcher| dispatcher.is_none_or(|dispatcher| dispatcher.flush()))
     }
 
     /// The counters of this logger's instance, if there is one.
     pub fn stats(&self) -> Option<Stats> {
-        self.dispatcher().map(|dispatcher| dispatcher.stats())
+        self.with_dispatcher(|dispatcher| dispatcher.map(|dispatcher| dispatcher.stats()))
     }
 }
 
@@ -340,4 +404,49 @@ where
 {
     let exception = Exception { type_name: std::any::type_name::<X>(), error: error.as_dyn_error() };
     logger.borrow().emit_event(event, Some(exception));
+}
+
+/// Installs, once per process, the hook that logs a panic as a CRITICAL `panic` event through
+/// the process-wide instance, flushes, then runs the previous hook.
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            log_panic(info);
+            previous(info);
+        }));
+    });
+}
+
+#[derive(Serialize)]
+struct PanicContext<'a> {
+    message: &'a str,
+    location: Option<String>,
+    thread: &'a str,
+}
+
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+        (Some(message), _) => *message,
+        (None, Some(message)) => message.as_str(),
+        (None, None) => "(a panic payload that is not a string)",
+    };
+    let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    let thread = std::thread::current();
+    let context = PanicContext { message, location, thread: thread.name().unwrap_or("<unnamed>") };
+    with_global(|dispatcher| {
+        if let Some(dispatcher) = dispatcher {
+            let logger = Logger::new("panic", Some(Arc::clone(dispatcher)));
+            logger.log(Level::Critical, "panic", &context);
+            dispatcher.flush();
+        }
+    });
+}
+
+/// The `log_health` event: the logger's own figures, emitted every `health_interval`.
+fn emit_health(dispatcher: &Arc<Dispatcher>) {
+    let stats = dispatcher.stats();
+    let logger = Logger::new("chimera_log", Some(Arc::clone(dispatcher)));
+    logger.info("log_health", &stats);
 }

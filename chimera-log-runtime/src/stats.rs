@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::event::Level;
 use crate::sink::maintenance::MaintenanceCounters;
 
-/// A snapshot of the logger's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A snapshot of the logger's counters. Serializes as the context of the `log_health` event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Events accepted by at least one sink, per level (index with [`Stats::events`]).
@@ -26,6 +26,30 @@ pub struct Stats {
     pub compression_failures: u64,
     /// Old backups removed by retention.
     pub removed_backups: u64,
+    /// `fdatasync` calls made for the audit file; fewer than audit events when concurrent
+    /// emitters share a group commit.
+    pub audit_syncs: u64,
+    /// The most bytes ever waiting in one queue (console, or files).
+    pub queue_high_water_bytes: u64,
+    /// Time `emit!` takes on the caller's thread, sampled.
+    pub emit_latency: LatencyStats,
+}
+
+/// Emit latency on the caller's thread, from one emit in 64. Serializes in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct LatencyStats {
+    /// The median.
+    #[serde(rename = "median_ns", serialize_with = "as_nanos")]
+    pub median: std::time::Duration,
+    /// The 99th percentile.
+    #[serde(rename = "p99_ns", serialize_with = "as_nanos")]
+    pub p99: std::time::Duration,
+    /// The 99.9th percentile.
+    #[serde(rename = "p999_ns", serialize_with = "as_nanos")]
+    pub p999: std::time::Duration,
+    /// Emits timed.
+    pub samples: u64,
 }
 
 impl Stats {
@@ -41,7 +65,7 @@ impl Stats {
 }
 
 /// Counters of one sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SinkStats {
     /// `console`, or the file name.
@@ -54,7 +78,8 @@ pub struct SinkStats {
     pub write_errors: u64,
     /// Rotations of a file sink.
     pub rotations: u64,
-    /// Lines dropped because the sink could not write and its retry buffer was full.
+    /// Lines dropped: the sink's queue was full (console, general and route files), or the sink
+    /// could not write and its retry buffer was full.
     pub dropped: u64,
 }
 
@@ -79,6 +104,9 @@ impl Counters {
             compressed_backups: maintenance.compressed.load(Relaxed),
             compression_failures: maintenance.compression_failures.load(Relaxed),
             removed_backups: maintenance.removed_backups.load(Relaxed),
+            audit_syncs: 0,
+            queue_high_water_bytes: 0,
+            emit_latency: LatencyStats::default(),
         }
     }
 }
@@ -103,4 +131,8 @@ impl SinkCounters {
             dropped: self.dropped.load(Relaxed),
         }
     }
+}
+
+fn as_nanos<S: serde::Serializer>(duration: &std::time::Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u128(duration.as_nanos())
 }

@@ -44,6 +44,7 @@ fn rotation_keeps_every_file_within_max_bytes_and_loses_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).max_bytes(4_000).general_backups(1_000).compress(false).build().unwrap();
     write_seq(&guard, 0..500, 150);
+    guard.flush();
     let stats = guard.stats();
     drop(guard);
     let files = backups(dir.path(), "chimera.log");
@@ -79,6 +80,7 @@ fn backup_names_follow_rotation_order_and_move_forward_on_a_stamp_collision() {
     let guard = config(dir.path()).clock(clock.clone()).max_bytes(300).compress(false).build().unwrap();
     // Five rotations within one microsecond of the clock, then the clock goes back an hour.
     write_seq(&guard, 0..6, 200);
+    guard.flush(); // rotations happen on the writer thread, at its clock reading
     clock.set(UNIX_EPOCH + Duration::from_micros(1_705_314_645_123_456 - 3_600_000_000));
     write_seq(&guard, 6..8, 200);
     drop(guard);
@@ -383,6 +385,7 @@ fn four_threads_rotating_at_64_kib_keep_every_retained_sequence_whole_and_in_ord
             });
         }
     });
+    assert!(guard.flush());
     let stats = guard.stats();
     drop(guard);
     assert_eq!(backups(dir.path(), "chimera.log").len(), 10);

@@ -1,15 +1,33 @@
-//! The dispatcher: which sinks take a line, and handing the line to them.
+//! The pipeline: which sinks take a line, and getting it there without making the caller wait.
 //!
-//! The dispatcher receives a line encoded once and gives the same bytes to every sink that takes
-//! it. It does not encode and does not know the file format. Today each sink is written under
-//! its own lock on the caller's thread; the non-blocking pipeline replaces `SinkSlot::write`
-//! with a queue to a writer thread without changing the callers.
+//! A line is encoded once by the caller, then:
+//! - the console has its own queue and writer thread, so a blocked terminal or pipe never holds
+//!   up the files;
+//! - `chimera.log` and the route files share one queue and one writer thread;
+//! - `executions.log` is written through on the caller's thread and synced with group commit
+//!   (`audit.rs`), so an audit line is in the file when `emit!` returns.
+//!
+//! A full queue drops the line for that sink only, counts it, and its writer later logs one
+//! `log_events_dropped` warning with the count. This module does not encode and does not know
+//! the file format.
+
+mod audit;
+mod latency;
+mod queue;
+mod writer;
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+pub use audit::AuditDurability;
+pub(crate) use latency::sample_this_emit;
+
+use self::audit::AuditWriter;
+use self::latency::LatencyHistogram;
+use self::queue::{LaneSet, Pushed};
+use self::writer::{Lane, Writer};
 use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
@@ -17,60 +35,7 @@ use crate::event::{Level, Routes};
 use crate::sink::console::ConsoleSink;
 use crate::sink::file::{FilePolicy, FileSink};
 use crate::sink::maintenance::Maintenance;
-use crate::sink::{FailureReporter, Sink};
-use crate::stats::{Counters, SinkCounters, Stats};
-
-/// One sink with its lock, its counters and its failure reporter.
-#[derive(Debug)]
-struct SinkSlot {
-    name: String,
-    sink: Mutex<Box<dyn Sink>>,
-    counters: Arc<SinkCounters>,
-    failures: FailureReporter,
-}
-
-impl SinkSlot {
-    fn new(name: impl Into<String>, sink: Box<dyn Sink>, counters: Arc<SinkCounters>) -> Self {
-        SinkSlot { name: name.into(), sink: Mutex::new(sink), counters, failures: FailureReporter::default() }
-    }
-
-    fn report(&self, error: &std::io::Error) {
-        self.counters.write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.failures.report(&format_args!("writing to {}", self.name), error);
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Box<dyn Sink>> {
-        // A panic while holding the lock can only come from a sink bug; the sink is still usable.
-        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn write(&self, line: &[u8], closed: &AtomicBool) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut sink = self.lock();
-        match sink.write_line(line) {
-            Ok(()) => {
-                self.counters.lines.fetch_add(1, Relaxed);
-                self.counters.bytes.fetch_add(line.len() as u64, Relaxed);
-            }
-            Err(error) => self.report(&error),
-        }
-        // A line that raced with shutdown must not wait in a buffer nobody will flush.
-        if closed.load(Ordering::Acquire) {
-            self.flush_locked(&mut sink);
-        }
-    }
-
-    fn flush(&self) {
-        let mut sink = self.lock();
-        self.flush_locked(&mut sink);
-    }
-
-    fn flush_locked(&self, sink: &mut Box<dyn Sink>) {
-        if let Err(error) = sink.flush() {
-            self.report(&error);
-        }
-    }
-}
+use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
 
 /// The sinks a line goes to, decided from the event's level and type.
 #[derive(Debug, Clone, Copy)]
@@ -80,35 +45,46 @@ pub(crate) struct Destinations {
     route: Option<usize>,
 }
 
-/// A started logger: its sinks, its clock and its counters.
+/// A started logger: its queues, writer threads, audit writer, clock and counters.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
     min_level: Level,
-    console: Option<SinkSlot>,
-    general: SinkSlot,
-    audit: SinkSlot,
-    routes: Vec<(String, SinkSlot)>,
+    console: Option<(Writer, Arc<SinkCounters>)>,
+    /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
+    files: Writer,
+    /// File name and counters of each lane of `files`.
+    file_counters: Vec<(String, Arc<SinkCounters>)>,
+    route_names: Vec<String>,
+    audit: AuditWriter,
     clock: Arc<dyn Clock>,
     counters: Counters,
+    latency: LatencyHistogram,
     closed: AtomicBool,
     log_dir: std::path::PathBuf,
     maintenance: Maintenance,
-    shutdown_timeout: std::time::Duration,
+    shutdown_timeout: Duration,
+    health: Option<(Duration, Arc<(Mutex<bool>, Condvar)>)>,
 }
 
 impl Dispatcher {
-    /// Validates `config`, creates the log directory and opens every file.
+    /// Validates `config`, creates the log directory, opens every file and starts the threads.
     pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
-        fs::create_dir_all(&config.log_dir)
-            .map_err(|source| Error::CreateDir { path: config.log_dir.clone(), source })?;
-        let maintenance = Maintenance::start(config.log_dir.clone())
-            .map_err(|source| Error::CreateDir { path: config.log_dir.clone(), source })?;
+        let dir = config.log_dir.clone();
+        fs::create_dir_all(&dir).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        let maintenance =
+            Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let open = |file: &str, backups: usize, write_through: bool| {
-            let policy = FilePolicy { max_bytes: config.max_bytes, backups, compress: config.compress, write_through };
+            let policy = FilePolicy {
+                max_bytes: config.max_bytes,
+                backups,
+                compress: config.compress,
+                write_through,
+                sync_on_rotate: write_through && config.audit_durability == AuditDurability::Sync,
+            };
             let counters = Arc::new(SinkCounters::default());
             FileSink::open(
-                &config.log_dir,
+                &dir,
                 file,
                 policy,
                 Arc::clone(&config.clock),
@@ -116,35 +92,50 @@ impl Dispatcher {
                 Arc::clone(&counters),
                 config.faults.clone(),
             )
-            .map(|sink| SinkSlot::new(file, Box::new(sink), counters))
-            .map_err(|source| Error::OpenFile { path: config.log_dir.join(file), source })
+            .map(|sink| (sink, counters))
+            .map_err(|source| Error::OpenFile { path: dir.join(file), source })
         };
-        let general = open(GENERAL_FILE, config.general_backups, false)?;
-        let audit = open(AUDIT_FILE, config.audit_backups, true)?;
-        let routes = config
-            .routes
-            .iter()
-            .map(|route| Ok((route.name.clone(), open(&route.file, config.general_backups, false)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let console = config.console.then(|| {
-            SinkSlot::new(
-                "console",
-                Box::new(ConsoleSink::new(config.console_target, config.console_format)),
-                Arc::default(),
-            )
-        });
+
+        let (audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
+        let audit = AuditWriter::new(audit_sink, config.audit_durability, audit_counters);
+
+        let mut lanes = Vec::new();
+        let mut file_counters = Vec::new();
+        for file in std::iter::once(GENERAL_FILE).chain(config.routes.iter().map(|route| route.file.as_str())) {
+            let (sink, counters) = open(file, config.general_backups, false)?;
+            lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&counters)));
+            file_counters.push((file.to_owned(), counters));
+        }
+        let thread_error = |source| Error::Thread { source };
+        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, Arc::clone(&config.clock))
+            .map_err(thread_error)?;
+        let console = match config.console {
+            false => None,
+            true => {
+                let counters = Arc::new(SinkCounters::default());
+                let sink = ConsoleSink::new(config.console_target, config.console_format);
+                let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
+                let writer =
+                    Writer::start("chimera-log-console", vec![lane], config.queue_capacity, Arc::clone(&config.clock))
+                        .map_err(thread_error)?;
+                Some((writer, counters))
+            }
+        };
         Ok(Dispatcher {
             min_level: config.level,
             console,
-            general,
+            files,
+            route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
+            file_counters,
             audit,
-            routes,
             clock: config.clock,
             counters: Counters::default(),
+            latency: LatencyHistogram::default(),
             closed: AtomicBool::new(false),
             log_dir: config.log_dir,
             maintenance,
             shutdown_timeout: config.shutdown_timeout,
+            health: config.health_interval.map(|every| (every, Arc::new((Mutex::new(false), Condvar::new())))),
         })
     }
 
@@ -168,7 +159,7 @@ impl Dispatcher {
             return None;
         }
         let route = routes.route().and_then(|name| {
-            let index = self.routes.iter().position(|(route, _)| route == name);
+            let index = self.route_names.iter().position(|route| route == name);
             if index.is_none() {
                 self.counters.unconfigured_route.fetch_add(1, Relaxed);
             }
@@ -180,44 +171,123 @@ impl Dispatcher {
 
     /// Gives `line` to every sink in `destinations`.
     pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
-        self.counters.count_event(level);
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut closed = false;
         if destinations.general {
-            if let Some(console) = &self.console {
-                console.write(line, &self.closed);
+            if let Some((console, counters)) = &self.console {
+                match console.queue().push(LaneSet(1), line) {
+                    Pushed::Accepted => {}
+                    Pushed::Dropped => {
+                        counters.dropped.fetch_add(1, Relaxed);
+                    }
+                    Pushed::Closed => closed = true,
+                }
             }
-            self.general.write(line, &self.closed);
         }
-        if destinations.audit {
-            self.audit.write(line, &self.closed);
+        let lanes = LaneSet(u64::from(destinations.general) | destinations.route.map_or(0, |route| 2 << route));
+        if !lanes.is_empty() {
+            match self.files.queue().push(lanes, line) {
+                Pushed::Accepted => {}
+                Pushed::Dropped => {
+                    for lane in lanes.lanes() {
+                        self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                Pushed::Closed => closed = true,
+            }
         }
-        if let Some(index) = destinations.route {
-            self.routes[index].1.write(line, &self.closed);
+        if destinations.audit && !self.audit.write(line) {
+            closed = true;
+        }
+        if closed {
+            // Raced with shutdown: the sinks stopped accepting after the check in `destinations`.
+            self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+        } else {
+            self.counters.count_event(level);
         }
     }
 
-    fn slots(&self) -> impl Iterator<Item = &SinkSlot> {
-        self.console.iter().chain([&self.general, &self.audit]).chain(self.routes.iter().map(|(_, slot)| slot))
+    pub(crate) fn record_latency(&self, elapsed: Duration) {
+        self.latency.record(elapsed);
     }
 
-    /// Writes out everything buffered in every sink.
-    pub(crate) fn flush(&self) {
-        self.slots().for_each(SinkSlot::flush);
+    /// Waits until every line accepted before the call is written, up to `deadline`.
+    pub(crate) fn flush_until(&self, deadline: Instant) -> bool {
+        self.audit.flush();
+        let files = self.files.flush(deadline);
+        let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
+        files && console
     }
 
-    /// Stops accepting events, flushes every sink, and waits (bounded) for background work.
+    /// Flushes, bounded by the shutdown timeout.
+    pub(crate) fn flush(&self) -> bool {
+        self.flush_until(Instant::now() + self.shutdown_timeout)
+    }
+
+    /// Stops accepting events, writes out everything accepted, stops the threads; all within
+    /// the shutdown timeout. Later events are counted, not written.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.flush();
-        if !self.maintenance.shutdown(self.shutdown_timeout) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some((_, stop)) = &self.health {
+            *stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            stop.1.notify_all();
+        }
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let mut complete = self.files.shutdown(deadline);
+        if let Some((console, _)) = &self.console {
+            complete &= console.shutdown(deadline);
+        }
+        self.audit.close();
+        complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
+        if !complete {
             eprintln!(
-                "chimera-log: backup compression still running after {:?}; left to finish, or to the next start",
+                "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
+                 unfinished compressions are completed at the next start",
                 self.shutdown_timeout
             );
         }
     }
 
+    /// Runs `emit_health` every `health_interval` until shutdown, on its own thread.
+    pub(crate) fn start_health(self: &Arc<Self>, emit_health: fn(&Arc<Dispatcher>)) {
+        let Some((every, stop)) = self.health.clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new().name("chimera-log-health".into()).spawn(move || {
+            let (stopped, signal) = &*stop;
+            let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                guard = signal.wait_timeout(guard, every).unwrap_or_else(|e| e.into_inner()).0;
+                if *guard {
+                    return;
+                }
+                let Some(dispatcher) = weak.upgrade() else { return };
+                drop(guard);
+                emit_health(&dispatcher);
+                drop(dispatcher);
+                guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+            }
+        });
+    }
+
     pub(crate) fn stats(&self) -> Stats {
-        let sinks = self.slots().map(|slot| slot.counters.snapshot(&slot.name)).collect();
-        self.counters.snapshot(sinks, &self.maintenance.counters)
+        let mut sinks = Vec::new();
+        if let Some((_, counters)) = &self.console {
+            sinks.push(counters.snapshot("console"));
+        }
+        sinks.push(self.file_counters[0].1.snapshot(GENERAL_FILE));
+        sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
+        sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
+        let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
+        stats.audit_syncs = self.audit.syncs();
+        stats.queue_high_water_bytes =
+            self.files.queue().high_water().max(self.console.as_ref().map_or(0, |(c, _)| c.queue().high_water()))
+                as u64;
+        let ([median, p99, p999], samples) = self.latency.quantiles([0.5, 0.99, 0.999]);
+        stats.emit_latency = LatencyStats { median, p99, p999, samples };
+        stats
     }
 }

@@ -51,12 +51,16 @@ pub(crate) struct FilePolicy {
     pub(crate) backups: usize,
     pub(crate) compress: bool,
     pub(crate) write_through: bool,
+    /// `fdatasync` a file before rotating it away (the audit file), so a line synced by group
+    /// commit on the old file descriptor stays synced in the backup.
+    pub(crate) sync_on_rotate: bool,
 }
 
 /// The open current file and its identity, to notice when the path names another file.
 #[derive(Debug)]
 struct Current {
-    file: File,
+    /// Shared so the audit writer can `fdatasync` it without holding the sink's lock.
+    file: Arc<File>,
     identity: Identity,
 }
 
@@ -154,16 +158,16 @@ impl FileSink {
         };
         let metadata = file.metadata()?;
         self.size = metadata.len();
-        let mut current = Current { file, identity: Identity::of(&metadata) };
-        if self.size > 0 && !ends_with_newline(&current.file, self.size)? {
+        let mut file = file;
+        if self.size > 0 && !ends_with_newline(&file, self.size)? {
             eprintln!(
                 "chimera-log: {} ends with an incomplete line (a crash mid-write); it is kept, and new lines start on the next line",
                 self.path.display()
             );
-            current.file.write_all(b"\n")?;
+            file.write_all(b"\n")?;
             self.size += 1;
         }
-        self.current = Some(current);
+        self.current = Some(Current { file: Arc::new(file), identity: Identity::of(&metadata) });
         Ok(())
     }
 
@@ -215,7 +219,7 @@ impl FileSink {
                     Err(error) => break Err(error),
                 }
             }
-            match current.file.write(chunk) {
+            match (&*current.file).write(chunk) {
                 Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "the file accepted no bytes")),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -236,6 +240,11 @@ impl FileSink {
         if self.size == 0 {
             return drained;
         }
+        if self.policy.sync_on_rotate {
+            if let Some(current) = &self.current {
+                current.file.sync_data()?;
+            }
+        }
         let stamp = Stamp::next(self.clock.now(), self.last_stamp);
         let backup_path = backup::plain_path(&self.dir, &self.name, stamp);
         fs::rename(&self.path, &backup_path)?;
@@ -248,6 +257,11 @@ impl FileSink {
         }
         self.queue(Job::Retain { name: self.name.clone(), keep: self.policy.backups });
         drained.and(read_only)
+    }
+
+    /// The open file, for a sync outside the sink's lock.
+    pub(crate) fn current_file(&self) -> Option<Arc<File>> {
+        self.current.as_ref().map(|current| Arc::clone(&current.file))
     }
 
     /// Whether the next line must go to a new file: it would take this one past `max_bytes`.
@@ -272,8 +286,9 @@ fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
-impl Sink for FileSink {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+impl FileSink {
+    /// Takes one line into `pending`, rotating first if it would take the file past `max_bytes`.
+    fn accept_line(&mut self, line: &[u8]) -> io::Result<()> {
         let mut outcome = Ok(());
         if self.needs_rotation(line.len()) {
             outcome = self.rotate();
@@ -286,10 +301,42 @@ impl Sink for FileSink {
             ))));
         }
         self.pending.extend_from_slice(line);
+        outcome
+    }
+}
+
+impl Sink for FileSink {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let outcome = self.accept_line(line);
         if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
-            outcome = outcome.and(self.drain(false));
+            return outcome.and(self.drain(false));
         }
         outcome
+    }
+
+    /// A batch that fits in the current file is taken whole; one that crosses `max_bytes` goes
+    /// line by line, rotating where needed. Either way it is written out before returning.
+    fn write_batch(&mut self, bytes: &[u8], lens: &[u32]) -> io::Result<()> {
+        let logical = self.size + self.pending.len() as u64;
+        let fits = logical + bytes.len() as u64 <= self.policy.max_bytes;
+        let room = self.pending.is_empty() || self.pending.len() + bytes.len() <= PENDING_CAP;
+        let outcome = if fits && room {
+            self.pending.extend_from_slice(bytes);
+            Ok(())
+        } else {
+            let mut outcome = Ok(());
+            let mut at = 0;
+            for &len in lens {
+                let line = &bytes[at..at + len as usize];
+                at += len as usize;
+                let written = self.accept_line(line);
+                if outcome.is_ok() {
+                    outcome = written;
+                }
+            }
+            outcome
+        };
+        outcome.and(self.drain(false))
     }
 
     fn flush(&mut self) -> io::Result<()> {

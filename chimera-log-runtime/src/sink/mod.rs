@@ -18,6 +18,23 @@ pub(crate) trait Sink: Send + Debug {
     /// Writes one whole line. Returns only when the sink has taken all of it or failed.
     fn write_line(&mut self, line: &[u8]) -> io::Result<()>;
 
+    /// Writes lines given back to back in `bytes`, `lens[i]` bytes each; the first error is
+    /// returned after every line was offered.
+    fn write_batch(&mut self, bytes: &[u8], lens: &[u32]) -> io::Result<()> {
+        let mut outcome = Ok(());
+        let mut at = 0;
+        for &len in lens {
+            let line = &bytes[at..at + len as usize];
+            at += len as usize;
+            if let Err(error) = self.write_line(line) {
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                }
+            }
+        }
+        outcome
+    }
+
     /// Pushes buffered lines to the operating system.
     fn flush(&mut self) -> io::Result<()>;
 }

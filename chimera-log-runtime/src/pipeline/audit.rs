@@ -1,0 +1,208 @@
+//! The audit writer: `executions.log` written through on the caller's thread, so an audit event
+//! is in the file when `emit!` returns, then made durable with group commit: one caller syncs
+//! for everyone whose line was written before its sync began.
+//!
+//! The audit file never drops a line for lack of queue space: there is no queue; the caller
+//! waits for its write (and sync). Only a disk that stays broken past the file sink's retry
+//! buffer can make it drop, counted (see `sink/file.rs`).
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::sink::file::FileSink;
+use crate::sink::{FailureReporter, Sink};
+use crate::stats::SinkCounters;
+
+/// How durable an audit line is when `emit!` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuditDurability {
+    /// Written and `fdatasync`ed (group commit): survives a crash of the machine. The default.
+    #[default]
+    Sync,
+    /// Written to the operating system: survives a crash or `abort()` of the process, not of the
+    /// machine.
+    OsBuffer,
+}
+
+#[derive(Debug)]
+struct Guarded {
+    sink: FileSink,
+    /// Lines written so far; a sync that starts after line `n` was written covers it.
+    written: u64,
+    closed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct AuditWriter {
+    inner: Mutex<Guarded>,
+    commit: GroupCommit,
+    durability: AuditDurability,
+    pub(crate) counters: Arc<SinkCounters>,
+    failures: FailureReporter,
+}
+
+impl AuditWriter {
+    pub(crate) fn new(sink: FileSink, durability: AuditDurability, counters: Arc<SinkCounters>) -> Self {
+        AuditWriter {
+            inner: Mutex::new(Guarded { sink, written: 0, closed: false }),
+            commit: GroupCommit::default(),
+            durability,
+            counters,
+            failures: FailureReporter::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Guarded> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn report(&self, error: &io::Error) {
+        self.counters.write_errors.fetch_add(1, Relaxed);
+        self.failures.report(&format_args!("writing to {}", crate::config::AUDIT_FILE), error);
+    }
+
+    /// Writes `line` through (and syncs it, by default); `false` if the writer is closed.
+    pub(crate) fn write(&self, line: &[u8]) -> bool {
+        let seq = {
+            let mut inner = self.lock();
+            if inner.closed {
+                return false;
+            }
+            if let Err(error) = inner.sink.write_line(line) {
+                self.report(&error);
+            }
+            self.counters.lines.fetch_add(1, Relaxed);
+            self.counters.bytes.fetch_add(line.len() as u64, Relaxed);
+            inner.written += 1;
+            inner.written
+        };
+        if self.durability == AuditDurability::Sync {
+            let synced = self.commit.wait_synced(seq, || {
+                let (target, file) = {
+                    let inner = self.lock();
+                    (inner.written, inner.sink.current_file())
+                };
+                (target, file.map_or(Ok(()), |file: Arc<File>| file.sync_data()))
+            });
+            if let Err(error) = synced {
+                self.report(&error);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn flush(&self) {
+        if let Err(error) = self.lock().sink.flush() {
+            self.report(&error);
+        }
+    }
+
+    /// Stops accepting lines and writes out anything held back by a fault.
+    pub(crate) fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        if let Err(error) = inner.sink.flush() {
+            self.report(&error);
+        }
+    }
+
+    pub(crate) fn syncs(&self) -> u64 {
+        self.commit.syncs.load(Relaxed)
+    }
+}
+
+/// Group commit: callers wait until their line is synced; whoever finds no sync running starts
+/// one covering every line written so far, and the others wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+    pub(crate) syncs: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    synced: u64,
+    syncing: bool,
+}
+
+impl GroupCommit {
+    /// Returns once line `seq` is covered by a sync. `sync` captures the latest written line
+    /// number, syncs, and returns both; it runs on one caller at a time.
+    pub(crate) fn wait_synced(&self, seq: u64, sync: impl Fn() -> (u64, io::Result<()>)) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if !state.syncing {
+                state.syncing = true;
+                drop(state);
+                let (target, result) = sync();
+                self.syncs.fetch_add(1, Relaxed);
+                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.syncing = false;
+                // A failed sync is reported by its leader; the lines are written, and waiting
+                // for a sync that cannot succeed would block every emitter.
+                state.synced = state.synced.max(target);
+                self.done.notify_all();
+                result?;
+                continue;
+            }
+            state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn callers_arriving_during_a_sync_share_the_next_one() {
+        let commit = Arc::new(GroupCommit::default());
+        let written = Arc::new(AtomicU64::new(1));
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let sync = {
+            let written = written.clone();
+            move || {
+                let target = written.load(Relaxed);
+                if target == 1 {
+                    // The first sync blocks until the test has queued more writers behind it.
+                    started_tx.send(()).unwrap();
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+                (target, Ok(()))
+            }
+        };
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| commit.wait_synced(1, &sync));
+            started_rx.recv().unwrap();
+            // Lines 2..=9 are written while sync #1 runs.
+            written.store(9, Relaxed);
+            let waiters: Vec<_> = (2..=9)
+                .map(|seq| {
+                    scope.spawn({
+                        let commit = &commit;
+                        let sync = &sync;
+                        move || commit.wait_synced(seq, sync)
+                    })
+                })
+                .collect();
+            // However the waiters interleave with the release, sync #2 reads line 9 as written.
+            release_tx.send(()).unwrap();
+            first.join().unwrap().unwrap();
+            for waiter in waiters {
+                waiter.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(commit.syncs.load(Relaxed), 2, "eight writers behind one sync share the next");
+    }
+}

@@ -1,0 +1,250 @@
+//! The bounded queue between callers and one writer thread.
+//!
+//! Callers append encoded lines to the current batch under a short lock (a `memcpy`, no
+//! allocation once the buffers have grown); the writer swaps the whole batch for an empty one and
+//! writes it without holding the lock. Capacity is in bytes: a line that does not fit is dropped,
+//! counted per lane, and reported later by the writer. Sequence numbers let `flush` wait for
+//! exactly the lines accepted before it.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The lines of one sink ("lane") in a batch: bytes back to back, and each line's length.
+#[derive(Debug, Default)]
+pub(crate) struct LaneBuf {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) lens: Vec<u32>,
+}
+
+/// Lines for every lane of a writer, taken at once.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) lanes: Vec<LaneBuf>,
+    bytes: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(lanes: usize) -> Self {
+        Batch { lanes: (0..lanes).map(|_| LaneBuf::default()).collect(), bytes: 0 }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        for lane in &mut self.lanes {
+            lane.bytes.clear();
+            lane.lens.clear();
+        }
+        self.bytes = 0;
+    }
+}
+
+/// Which lanes of a queue take a line: a bit per lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LaneSet(pub(crate) u64);
+
+impl LaneSet {
+    pub(crate) fn lanes(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |lane| self.0 & (1 << lane) != 0)
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// What became of a pushed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Accepted,
+    /// The queue was full; the drop is counted for each lane of the line.
+    Dropped,
+    /// The queue is closed (shutdown); nothing was counted by the queue.
+    Closed,
+}
+
+#[derive(Debug)]
+struct State {
+    batch: Batch,
+    /// Lines accepted so far; the writer has written all of them when `written == accepted`.
+    accepted: u64,
+    written: u64,
+    /// Drops per lane not yet reported in the log by the writer.
+    dropped_unreported: Vec<u64>,
+    closed: bool,
+    writer_waiting: bool,
+    high_water: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct BatchQueue {
+    state: Mutex<State>,
+    work: Condvar,
+    written: Condvar,
+    capacity: usize,
+}
+
+/// What the writer took from the queue.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// Accepted count covered by this batch: report it to `mark_written` once written.
+    pub(crate) seq: u64,
+    /// Drops per lane to report.
+    pub(crate) dropped: Vec<u64>,
+    /// The queue is closed and this was the last batch.
+    pub(crate) last: bool,
+}
+
+impl BatchQueue {
+    pub(crate) fn new(lanes: usize, capacity: usize) -> Self {
+        BatchQueue {
+            state: Mutex::new(State {
+                batch: Batch::new(lanes),
+                accepted: 0,
+                written: 0,
+                dropped_unreported: vec![0; lanes],
+                closed: false,
+                writer_waiting: false,
+                high_water: 0,
+            }),
+            work: Condvar::new(),
+            written: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding this lock; recover anyway rather than lose the log.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends `line` to each lane in `lanes`. A line that does not fit is dropped, unless the
+    /// batch is empty: a single line larger than the capacity still goes through.
+    pub(crate) fn push(&self, lanes: LaneSet, line: &[u8]) -> Pushed {
+        let copies = lanes.0.count_ones() as usize;
+        let mut state = self.lock();
+        if state.closed {
+            return Pushed::Closed;
+        }
+        let need = line.len() * copies;
+        if state.batch.bytes > 0 && state.batch.bytes + need > self.capacity {
+            for lane in lanes.lanes() {
+                state.dropped_unreported[lane] += 1;
+            }
+            return Pushed::Dropped;
+        }
+        for lane in lanes.lanes() {
+            let buf = &mut state.batch.lanes[lane];
+            buf.bytes.extend_from_slice(line);
+            buf.lens.push(line.len() as u32);
+        }
+        state.batch.bytes += need;
+        state.high_water = state.high_water.max(state.batch.bytes);
+        state.accepted += 1;
+        let wake = std::mem::replace(&mut state.writer_waiting, false);
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        Pushed::Accepted
+    }
+
+    /// For the writer: waits up to `idle` for lines (or drops to report, or shutdown), then swaps
+    /// the batch into `into` (which must be empty). `None` when it waited in vain.
+    pub(crate) fn take(&self, into: &mut Batch, idle: Duration) -> Option<Taken> {
+        let mut state = self.lock();
+        let deadline = Instant::now() + idle;
+        loop {
+            let has_drops = state.dropped_unreported.iter().any(|&n| n > 0);
+            if state.batch.bytes > 0 || has_drops || state.closed {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                state.writer_waiting = false;
+                return None;
+            }
+            state.writer_waiting = true;
+            state = self.work.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        state.writer_waiting = false;
+        std::mem::swap(&mut state.batch, into);
+        let dropped = state.dropped_unreported.iter_mut().map(std::mem::take).collect();
+        Some(Taken { seq: state.accepted, dropped, last: state.closed })
+    }
+
+    /// For the writer: everything accepted up to `seq` is written.
+    pub(crate) fn mark_written(&self, seq: u64) {
+        let mut state = self.lock();
+        state.written = state.written.max(seq);
+        drop(state);
+        self.written.notify_all();
+    }
+
+    /// Waits until every line accepted before the call is written, or `deadline`; `true` if so.
+    pub(crate) fn wait_written(&self, deadline: Instant) -> bool {
+        let mut state = self.lock();
+        let target = state.accepted;
+        if state.written < target && std::mem::replace(&mut state.writer_waiting, false) {
+            self.work.notify_one();
+        }
+        while state.written < target {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.written.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// Stops accepting lines; the writer finishes what was accepted and exits.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        drop(state);
+        self.work.notify_all();
+    }
+
+    /// The most bytes ever waiting in the queue.
+    pub(crate) fn high_water(&self) -> usize {
+        self.lock().high_water
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_queue_drops_and_counts_per_lane_and_an_oversized_line_still_passes_alone() {
+        let queue = BatchQueue::new(2, 10);
+        assert_eq!(queue.push(LaneSet(0b01), &[b'a'; 30]), Pushed::Accepted, "alone, over capacity");
+        assert_eq!(queue.push(LaneSet(0b11), b"bb"), Pushed::Dropped);
+        let mut batch = Batch::new(2);
+        let taken = queue.take(&mut batch, Duration::ZERO).unwrap();
+        assert_eq!(taken.dropped, [1, 1]);
+        assert_eq!(batch.lanes[0].lens, [30]);
+        assert_eq!(queue.push(LaneSet(0b11), b"cc"), Pushed::Accepted);
+        queue.close();
+        assert_eq!(queue.push(LaneSet(0b01), b"d"), Pushed::Closed);
+        let mut next = Batch::new(2);
+        let taken = queue.take(&mut next, Duration::ZERO).unwrap();
+        assert!(taken.last);
+        assert_eq!((next.lanes[0].bytes.as_slice(), next.lanes[1].bytes.as_slice()), (&b"cc"[..], &b"cc"[..]));
+    }
+
+    #[test]
+    fn wait_written_returns_once_the_writer_marks_the_accepted_lines() {
+        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024));
+        queue.push(LaneSet(1), b"x\n");
+        let writer = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                let mut batch = Batch::new(1);
+                let taken = queue.take(&mut batch, Duration::from_secs(10)).unwrap();
+                queue.mark_written(taken.seq);
+            })
+        };
+        assert!(queue.wait_written(Instant::now() + Duration::from_secs(10)));
+        writer.join().unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! A writer thread: takes batches from a [`BatchQueue`] and writes each lane's lines to its sink,
+//! then reports drops in the log itself (`log_events_dropped`, WARNING). Between batches it
+//! retries sinks that failed. One writer per independent output, so a stalled console never
+//! holds up the files.
+
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::queue::{Batch, BatchQueue};
+use crate::clock::Clock;
+use crate::event::Level;
+use crate::json::{self, ContextWriter, Envelope};
+use crate::sink::{FailureReporter, Sink};
+use crate::stats::SinkCounters;
+
+/// How long an idle writer sleeps before retrying sinks with unwritten bytes.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// One output of a writer thread.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) name: String,
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) counters: Arc<SinkCounters>,
+    pub(crate) failures: FailureReporter,
+}
+
+impl Lane {
+    pub(crate) fn new(name: &str, sink: Box<dyn Sink>, counters: Arc<SinkCounters>) -> Self {
+        Lane { name: name.to_owned(), sink, counters, failures: FailureReporter::default() }
+    }
+
+    fn report(&self, error: &io::Error) {
+        self.counters.write_errors.fetch_add(1, Relaxed);
+        self.failures.report(&format_args!("writing to {}", self.name), error);
+    }
+
+    fn write(&mut self, bytes: &[u8], lens: &[u32]) {
+        match self.sink.write_batch(bytes, lens) {
+            Ok(()) => {
+                self.counters.lines.fetch_add(lens.len() as u64, Relaxed);
+                self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
+            }
+            Err(error) => self.report(&error),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(error) = self.sink.flush() {
+            self.report(&error);
+        }
+    }
+
+    /// Writes the `log_events_dropped` event for `dropped` lines this sink's queue had no room for.
+    fn report_drops(&mut self, dropped: u64, clock: &dyn Clock, line: &mut Vec<u8>) {
+        line.clear();
+        let envelope = Envelope {
+            time: clock.now(),
+            level: Level::Warning,
+            module_json: "\"chimera_log\"",
+            event: "log_events_dropped",
+            exception: None,
+        };
+        json::encode_line(line, envelope, |buf| {
+            let mut context = ContextWriter::open(buf);
+            context.field("sink", &self.name);
+            context.field("dropped", &dropped);
+            context.finish();
+        });
+        self.write(line, &[line.len() as u32]);
+    }
+}
+
+/// A running writer thread and its queue.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    queue: Arc<BatchQueue>,
+    finished: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(crate) fn start(name: &str, lanes: Vec<Lane>, capacity: usize, clock: Arc<dyn Clock>) -> io::Result<Self> {
+        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity));
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
+            let queue = Arc::clone(&queue);
+            let finished = Arc::clone(&finished);
+            move || {
+                run(&queue, lanes, &*clock);
+                let (done, signal) = &*finished;
+                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                signal.notify_all();
+            }
+        })?;
+        Ok(Writer { queue, finished, thread: Mutex::new(Some(thread)) })
+    }
+
+    pub(crate) fn queue(&self) -> &BatchQueue {
+        &self.queue
+    }
+
+    /// Waits until every line accepted before the call is written; `false` at `deadline`.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        self.queue.wait_written(deadline)
+    }
+
+    /// Closes the queue and waits for the thread to write what was accepted and exit; `false`
+    /// if it has not by `deadline` (it is then left running, detached).
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        self.queue.close();
+        let (done, signal) = &*self.finished;
+        let mut finished = done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*finished {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            finished = signal.wait_timeout(finished, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        drop(finished);
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+        true
+    }
+}
+
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
+    let mut batch = Batch::new(lanes.len());
+    let mut report_line = Vec::new();
+    loop {
+        let Some(taken) = queue.take(&mut batch, IDLE) else {
+            // Idle: give sinks holding bytes back after a fault their retry.
+            lanes.iter_mut().for_each(Lane::flush);
+            continue;
+        };
+        for ((lane, lines), dropped) in lanes.iter_mut().zip(&batch.lanes).zip(&taken.dropped) {
+            if !lines.lens.is_empty() {
+                lane.write(&lines.bytes, &lines.lens);
+            }
+            if *dropped > 0 {
+                lane.report_drops(*dropped, clock, &mut report_line);
+            }
+        }
+        queue.mark_written(taken.seq);
+        batch.clear();
+        if taken.last {
+            lanes.iter_mut().for_each(Lane::flush);
+            return;
+        }
+    }
+}
