@@ -287,7 +287,9 @@ impl LogConfig {
         self
     }
 
-    /// Emits a `log_health` event with the logger's own figures every `every`; off by default.
+    /// Emits a `log_health` event (INFO, module `chimera_log`) with the logger's own figures
+    /// (`stats()`) once every `every`: the first event emitted after each interval is followed by
+    /// it, so an idle program writes none. Time is read from the configured clock. Off by default.
     pub fn health_interval(mut self, every: Duration) -> Self {
         self.health_interval = Some(every);
         self

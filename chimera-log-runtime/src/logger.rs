@@ -98,7 +98,6 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     if panic_hook {
         install_panic_hook();
     }
-    dispatcher.start_health(emit_health);
     Ok(LogGuard { dispatcher, installed: true })
 }
 
@@ -120,9 +119,7 @@ impl LogConfig {
     /// [`LogGuard::logger`]. Useful for tests and for libraries that keep their own logs. No
     /// panic hook is installed for such an instance.
     pub fn build(self) -> Result<LogGuard, Error> {
-        let dispatcher = Arc::new(Dispatcher::start(self)?);
-        dispatcher.start_health(emit_health);
-        Ok(LogGuard { dispatcher, installed: false })
+        Ok(LogGuard { dispatcher: Arc::new(Dispatcher::start(self)?), installed: false })
     }
 }
 
@@ -241,14 +238,17 @@ impl Logger {
                     return;
                 };
                 let started = crate::pipeline::sample_this_emit().then(Instant::now);
-                let envelope =
-                    Envelope { time: dispatcher.now(), level, module_json: &self.inner.module_json, event, exception };
+                let time = dispatcher.now();
+                let envelope = Envelope { time, level, module_json: &self.inner.module_json, event, exception };
                 with_line_buffer(|buf| {
                     json::encode_line(buf, envelope, write_context);
                     dispatcher.dispatch(level, destinations, buf);
                 });
                 if let Some(started) = started {
                     dispatcher.record_latency(started.elapsed());
+                }
+                if dispatcher.health_due(time) {
+                    emit_health(dispatcher);
                 }
             }
             None => {
@@ -444,7 +444,8 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     });
 }
 
-/// The `log_health` event: the logger's own figures, emitted every `health_interval`.
+/// The `log_health` event: the logger's own figures, emitted by the first event after each
+/// `health_interval`.
 fn emit_health(dispatcher: &Arc<Dispatcher>) {
     let stats = dispatcher.stats();
     let logger = Logger::new("chimera_log", Some(Arc::clone(dispatcher)));

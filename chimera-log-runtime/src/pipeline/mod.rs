@@ -17,8 +17,8 @@ mod queue;
 mod writer;
 
 use std::fs;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use audit::AuditDurability;
@@ -63,7 +63,13 @@ pub(crate) struct Dispatcher {
     log_dir: std::path::PathBuf,
     maintenance: Maintenance,
     shutdown_timeout: Duration,
-    health: Option<(Duration, Arc<(Mutex<bool>, Condvar)>)>,
+    health_interval: Option<Duration>,
+    /// When the next `log_health` event is due, in microseconds since the epoch.
+    next_health: AtomicU64,
+}
+
+fn micros_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Dispatcher {
@@ -121,6 +127,9 @@ impl Dispatcher {
                 Some((writer, counters))
             }
         };
+        let first_health = config.health_interval.map_or(u64::MAX, |every| {
+            micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
+        });
         Ok(Dispatcher {
             min_level: config.level,
             console,
@@ -135,7 +144,8 @@ impl Dispatcher {
             log_dir: config.log_dir,
             maintenance,
             shutdown_timeout: config.shutdown_timeout,
-            health: config.health_interval.map(|every| (every, Arc::new((Mutex::new(false), Condvar::new())))),
+            health_interval: config.health_interval,
+            next_health: AtomicU64::new(first_health),
         })
     }
 
@@ -230,10 +240,6 @@ impl Dispatcher {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some((_, stop)) = &self.health {
-            *stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            stop.1.notify_all();
-        }
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut complete = self.files.shutdown(deadline);
         if let Some((console, _)) = &self.console {
@@ -250,27 +256,19 @@ impl Dispatcher {
         }
     }
 
-    /// Runs `emit_health` every `health_interval` until shutdown, on its own thread.
-    pub(crate) fn start_health(self: &Arc<Self>, emit_health: fn(&Arc<Dispatcher>)) {
-        let Some((every, stop)) = self.health.clone() else {
-            return;
+    /// Whether a `log_health` event is due at `now`; `true` for exactly one caller per interval.
+    pub(crate) fn health_due(&self, now: SystemTime) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(every) = self.health_interval else {
+            return false;
         };
-        let weak = Arc::downgrade(self);
-        let _ = std::thread::Builder::new().name("chimera-log-health".into()).spawn(move || {
-            let (stopped, signal) = &*stop;
-            let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                guard = signal.wait_timeout(guard, every).unwrap_or_else(|e| e.into_inner()).0;
-                if *guard {
-                    return;
-                }
-                let Some(dispatcher) = weak.upgrade() else { return };
-                drop(guard);
-                emit_health(&dispatcher);
-                drop(dispatcher);
-                guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            }
-        });
+        let now = micros_since_epoch(now);
+        let due = self.next_health.load(Relaxed);
+        if now < due {
+            return false;
+        }
+        let next = now.saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX));
+        self.next_health.compare_exchange(due, next, Relaxed, Relaxed).is_ok()
     }
 
     pub(crate) fn stats(&self) -> Stats {

@@ -1,0 +1,228 @@
+//! The non-blocking pipeline (DESIGN §6): drops are counted exactly and reported in the log,
+//! flush waits for exactly what came before it, shutdown under load loses nothing accepted,
+//! group commit, stats.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chimera_log_runtime::{emit, Level, LogConfig, LogEvent};
+use common::{json_lines, ManualClock};
+use serde_json::json;
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed {
+    block_number: u64,
+    thread: u64,
+}
+
+/// Lines of `chimera.log` that are `tick` events, and the drops its `log_events_dropped` lines report.
+fn ticks_and_reported_drops(dir: &std::path::Path) -> (u64, u64) {
+    let (mut ticks, mut dropped) = (0, 0);
+    for line in common::all_lines(dir, "chimera.log") {
+        match line["event"].as_str().unwrap() {
+            "tick" => ticks += 1,
+            "log_events_dropped" => {
+                assert_eq!(line["level"], "WARNING");
+                assert_eq!(line["module"], "chimera_log");
+                assert_eq!(line["context"]["sink"], "chimera.log");
+                dropped += line["context"]["dropped"].as_u64().unwrap();
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    (ticks, dropped)
+}
+
+#[test]
+fn a_full_queue_drops_counts_exactly_and_reports_the_count_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A queue of 2 KiB holds about ten lines: four threads overrun it.
+    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(2048).build().unwrap();
+    const PER_THREAD: u64 = 20_000;
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let logger = guard.logger("burst");
+            scope.spawn(move || {
+                for seq in 0..PER_THREAD {
+                    logger.info("tick", json!({"thread": thread, "seq": seq}));
+                }
+            });
+        }
+    });
+    let stats = guard.stats();
+    drop(guard);
+    let (ticks, reported) = ticks_and_reported_drops(dir.path());
+    let counted = stats.sink("chimera.log").unwrap().dropped;
+    assert!(counted > 0, "the test must overrun the queue");
+    assert_eq!(reported, counted, "every drop is reported in the log");
+    assert_eq!(ticks + reported, 4 * PER_THREAD, "emitted = written + reported dropped");
+    assert!(stats.queue_high_water_bytes <= 2048 + 200, "{}", stats.queue_high_water_bytes);
+}
+
+#[test]
+fn the_audit_file_never_drops_even_when_the_general_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .queue_capacity(512)
+        .audit_durability(chimera_log_runtime::AuditDurability::OsBuffer)
+        .build()
+        .unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let logger = guard.logger("exec");
+            scope.spawn(move || {
+                for block_number in 0..5_000 {
+                    emit!(logger, Executed { block_number, thread });
+                }
+            });
+        }
+    });
+    let stats = guard.stats();
+    drop(guard);
+    assert!(stats.sink("chimera.log").unwrap().dropped > 0, "the general queue overflowed");
+    assert_eq!(stats.sink("executions.log").unwrap().dropped, 0);
+    let mut next = [0u64; 4];
+    for line in json_lines(&dir.path().join("executions.log")) {
+        let thread = line["context"]["thread"].as_u64().unwrap() as usize;
+        assert_eq!(line["context"]["block_number"].as_u64().unwrap(), next[thread]);
+        next[thread] += 1;
+    }
+    assert_eq!(next, [5_000; 4]);
+}
+
+#[test]
+fn flush_returns_once_everything_emitted_before_it_is_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    for round in 0..50u64 {
+        for seq in 0..100u64 {
+            logger.info("tick", json!({"round": round, "seq": seq}));
+        }
+        assert!(logger.flush());
+        let lines = json_lines(&dir.path().join("chimera.log"));
+        assert_eq!(lines.len() as u64, (round + 1) * 100, "after flush {round}");
+    }
+    drop(guard);
+}
+
+#[test]
+fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(64 * 1024).build().unwrap();
+    let emitted = Arc::new(AtomicU64::new(0));
+    let loggers: Vec<_> = (0..8).map(|_| guard.logger("worker")).collect();
+    let stats_logger = guard.logger("stats");
+    std::thread::scope(|scope| {
+        for (thread, logger) in loggers.into_iter().enumerate() {
+            let emitted = emitted.clone();
+            scope.spawn(move || {
+                for seq in 0..20_000u64 {
+                    logger.info("tick", json!({"thread": thread, "seq": seq}));
+                    emitted.fetch_add(1, Relaxed);
+                }
+            });
+        }
+        // Shut down while they are at it.
+        while emitted.load(Relaxed) < 20_000 {
+            std::hint::spin_loop();
+        }
+        drop(guard);
+    });
+    let stats = stats_logger.stats().unwrap();
+    let (ticks, reported) = ticks_and_reported_drops(dir.path());
+    assert!(stats.emitted_after_shutdown > 0, "the threads outlived the guard");
+    assert_eq!(reported, stats.sink("chimera.log").unwrap().dropped);
+    assert_eq!(
+        ticks + reported + stats.emitted_after_shutdown,
+        8 * 20_000,
+        "emitted = written + reported dropped + refused after shutdown"
+    );
+}
+
+#[test]
+fn concurrent_audit_emitters_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            let logger = guard.logger("exec");
+            scope.spawn(move || {
+                for block_number in 0..50 {
+                    emit!(logger, Executed { block_number, thread });
+                }
+            });
+        }
+    });
+    let stats = guard.stats();
+    drop(guard);
+    assert_eq!(json_lines(&dir.path().join("executions.log")).len(), 400);
+    assert!(stats.audit_syncs >= 1 && stats.audit_syncs <= 400, "{}", stats.audit_syncs);
+}
+
+#[test]
+fn os_buffer_durability_makes_no_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_durability(chimera_log_runtime::AuditDurability::OsBuffer)
+        .build()
+        .unwrap();
+    emit!(guard.logger("exec"), Executed { block_number: 1, thread: 0 });
+    assert_eq!(guard.stats().audit_syncs, 0);
+    let guard_sync = LogConfig::new(dir.path().join("sync")).console(false).build().unwrap();
+    emit!(guard_sync.logger("exec"), Executed { block_number: 1, thread: 0 });
+    assert_eq!(guard_sync.stats().audit_syncs, 1);
+}
+
+#[test]
+fn stats_report_emit_latency_and_queue_high_water() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    for seq in 0..6_400u64 {
+        logger.info("tick", json!({"seq": seq}));
+    }
+    guard.flush();
+    let stats = guard.stats();
+    assert_eq!(stats.emit_latency.samples, 100, "one emit in 64 is timed");
+    assert!(stats.emit_latency.median > Duration::ZERO);
+    assert!(stats.emit_latency.median <= stats.emit_latency.p99 && stats.emit_latency.p99 <= stats.emit_latency.p999);
+    assert!(stats.queue_high_water_bytes > 0);
+    assert_eq!(stats.events(Level::Info), 6_400);
+}
+
+#[test]
+fn log_health_is_emitted_by_the_first_event_after_each_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_micros(1_000_000_000));
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .clock(clock.clone())
+        .health_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    logger.info("before_interval", json!({}));
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(1_000 + 61));
+    logger.info("after_one_interval", json!({}));
+    logger.info("same_interval", json!({}));
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(1_000 + 125));
+    logger.info("after_two_intervals", json!({}));
+    drop(guard);
+    let lines = json_lines(&dir.path().join("chimera.log"));
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["before_interval", "after_one_interval", "log_health", "same_interval", "after_two_intervals", "log_health"]
+    );
+    let health = &lines[2]["context"];
+    assert_eq!(health["events_by_level"][1], 2, "{health}");
+    assert_eq!(health["sinks"][0]["name"], "chimera.log");
+    assert!(health["emit_latency"]["median_ns"].is_u64());
+}
