@@ -24,8 +24,11 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) fn new(lanes: usize) -> Self {
-        Batch { lanes: (0..lanes).map(|_| LaneBuf::default()).collect(), bytes: 0 }
+    /// A batch whose buffers already hold `capacity` bytes per lane, so that filling it never
+    /// allocates (the memory is reserved, and only touched as lines arrive).
+    pub(crate) fn new(lanes: usize, capacity: usize) -> Self {
+        let lane = || LaneBuf { bytes: Vec::with_capacity(capacity), lens: Vec::with_capacity(capacity / 64 + 16) };
+        Batch { lanes: (0..lanes).map(|_| lane()).collect(), bytes: 0 }
     }
 
     pub(crate) fn clear(&mut self) {
@@ -97,7 +100,7 @@ impl BatchQueue {
     pub(crate) fn new(lanes: usize, capacity: usize) -> Self {
         BatchQueue {
             state: Mutex::new(State {
-                batch: Batch::new(lanes),
+                batch: Batch::new(lanes, capacity),
                 accepted: 0,
                 written: 0,
                 dropped_unreported: vec![0; lanes],
@@ -219,14 +222,14 @@ mod tests {
         let queue = BatchQueue::new(2, 10);
         assert_eq!(queue.push(LaneSet(0b01), &[b'a'; 30]), Pushed::Accepted, "alone, over capacity");
         assert_eq!(queue.push(LaneSet(0b11), b"bb"), Pushed::Dropped);
-        let mut batch = Batch::new(2);
+        let mut batch = Batch::new(2, 10);
         let taken = queue.take(&mut batch, Duration::ZERO).unwrap();
         assert_eq!(taken.dropped, [1, 1]);
         assert_eq!(batch.lanes[0].lens, [30]);
         assert_eq!(queue.push(LaneSet(0b11), b"cc"), Pushed::Accepted);
         queue.close();
         assert_eq!(queue.push(LaneSet(0b01), b"d"), Pushed::Closed);
-        let mut next = Batch::new(2);
+        let mut next = Batch::new(2, 10);
         let taken = queue.take(&mut next, Duration::ZERO).unwrap();
         assert!(taken.last);
         assert_eq!((next.lanes[0].bytes.as_slice(), next.lanes[1].bytes.as_slice()), (&b"cc"[..], &b"cc"[..]));
@@ -239,7 +242,7 @@ mod tests {
         let writer = {
             let queue = queue.clone();
             std::thread::spawn(move || {
-                let mut batch = Batch::new(1);
+                let mut batch = Batch::new(1, 1024);
                 let taken = queue.take(&mut batch, Duration::from_secs(10)).unwrap();
                 queue.mark_written(taken.seq);
             })

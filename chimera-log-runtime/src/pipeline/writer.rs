@@ -90,7 +90,7 @@ impl Writer {
             let queue = Arc::clone(&queue);
             let finished = Arc::clone(&finished);
             move || {
-                run(&queue, lanes, &*clock);
+                run(&queue, lanes, capacity, &*clock);
                 let (done, signal) = &*finished;
                 *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 signal.notify_all();
@@ -129,8 +129,8 @@ impl Writer {
     }
 }
 
-fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
-    let mut batch = Batch::new(lanes.len());
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, capacity: usize, clock: &dyn Clock) {
+    let mut batch = Batch::new(lanes.len(), capacity);
     let mut report_line = Vec::new();
     loop {
         let Some(taken) = queue.take(&mut batch, IDLE) else {
