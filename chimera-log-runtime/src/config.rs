@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::event::Level;
-use crate::pipeline::AuditDurability;
+use crate::pipeline::{AuditDurability, Overflow};
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -65,6 +65,7 @@ pub const AUDIT_FILE: &str = "executions.log";
 /// | `clock` | the system clock | — |
 /// | `shutdown_timeout` | 5 s | — |
 /// | `queue_capacity` | 4 MiB per queue | — |
+/// | `overflow` | `Drop` (counted, reported) | — |
 /// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
 /// | `panic_hook` | on | — |
 /// | `health_interval` | off | — |
@@ -98,6 +99,7 @@ pub struct LogConfig {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) queue_capacity: usize,
+    pub(crate) overflow: Overflow,
     pub(crate) audit_durability: AuditDurability,
     pub(crate) panic_hook: bool,
     pub(crate) health_interval: Option<Duration>,
@@ -121,6 +123,7 @@ impl LogConfig {
             clock: Arc::new(SystemClock),
             shutdown_timeout: Duration::from_secs(5),
             queue_capacity: 4 * 1024 * 1024,
+            overflow: Overflow::Drop,
             audit_durability: AuditDurability::Sync,
             panic_hook: true,
             health_interval: None,
@@ -270,6 +273,13 @@ impl LogConfig {
     /// queue (the batch being filled and the one being written). Must be at least 1.
     pub fn queue_capacity(mut self, bytes: usize) -> Self {
         self.queue_capacity = bytes;
+        self
+    }
+
+    /// What a full queue does with one more line: drop and count it (the default), or make the
+    /// caller wait. Does not apply to the audit file, which has no queue and never drops.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
         self
     }
 

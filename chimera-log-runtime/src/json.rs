@@ -98,6 +98,16 @@ impl<'a> ContextWriter<'a> {
         self.buf.push(b'"');
     }
 
+    pub(crate) fn str_value(&mut self, value: &str) {
+        self.buf.push(b'"');
+        escape_into(self.buf, value);
+        self.buf.push(b'"');
+    }
+
+    pub(crate) fn integer<I: itoa::Integer>(&mut self, value: I) {
+        self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
     pub(crate) fn redacted(&mut self) {
         self.buf.extend_from_slice(b"\"[REDACTED]\"");
     }
@@ -136,10 +146,22 @@ pub(crate) fn write_adhoc_context<T: Serialize + ?Sized>(buf: &mut Vec<u8>, cont
 
 /// Appends `s` escaped as the inside of a JSON string: quotes, backslashes and every control
 /// character (newlines included) are escaped, the rest is copied as is.
+///
+/// Runs without anything to escape are found eight bytes at a time and copied whole.
 pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    buf.reserve(bytes.len() + 2);
     let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("an 8-byte slice"));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -147,7 +169,10 @@ pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0x00..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         buf.extend_from_slice(&bytes[run_start..i]);
         if escape.is_empty() {
@@ -156,9 +181,23 @@ pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
         } else {
             buf.extend_from_slice(escape);
         }
-        run_start = i + 1;
+        i += 1;
+        run_start = i;
     }
     buf.extend_from_slice(&bytes[run_start..]);
+}
+
+/// Whether any of the eight bytes of `word` is a control character, a quote or a backslash.
+#[inline]
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte below 0x20, or equal to the quote or the backslash, once XORed to zero.
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    (below_space | has_zero(quote) | has_zero(backslash)) != 0
 }
 
 /// Appends `"s"` with `s` escaped.
@@ -179,7 +218,13 @@ impl fmt::Write for Escaper<'_> {
 }
 
 /// Appends `time` as RFC 3339 UTC with microseconds and `Z`: `2024-01-15T10:30:45.123456Z`.
+///
+/// The calendar part changes once a second, so each thread keeps the last one it formatted and
+/// only writes the microseconds anew.
 pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
+    thread_local! {
+        static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+    }
     let (secs, nanos) = match time.duration_since(UNIX_EPOCH) {
         Ok(after) => (after.as_secs() as i64, after.subsec_nanos()),
         // Before 1970: floor to the whole second below, keep the fraction positive.
@@ -193,12 +238,32 @@ pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
             }
         }
     };
-    let Some(datetime) = chrono::DateTime::from_timestamp(secs, nanos) else {
-        // Out of chrono's range (hundreds of thousands of years): the epoch says "clock broken".
-        buf.extend_from_slice(b"1970-01-01T00:00:00.000000Z");
-        return;
-    };
+    let cached = LAST_SECOND.try_with(std::cell::Cell::get).ok().filter(|(second, _)| *second == secs);
+    match cached {
+        Some((_, prefix)) => buf.extend_from_slice(&prefix),
+        None => {
+            let start = buf.len();
+            if !write_calendar_second(buf, secs) {
+                // Out of chrono's range (hundreds of thousands of years): the epoch says "clock broken".
+                buf.extend_from_slice(b"1970-01-01T00:00:00.000000Z");
+                return;
+            }
+            if let Ok(prefix) = <[u8; 19]>::try_from(&buf[start..]) {
+                let _ = LAST_SECOND.try_with(|last| last.set((secs, prefix)));
+            }
+        }
+    }
+    buf.push(b'.');
+    push_digits(buf, nanos / 1_000, 6);
+    buf.push(b'Z');
+}
+
+/// Appends `yyyy-mm-ddThh:mm:ss` of the second `secs` after the epoch; `false` if out of range.
+fn write_calendar_second(buf: &mut Vec<u8>, secs: i64) -> bool {
     use chrono::{Datelike, Timelike};
+    let Some(datetime) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return false;
+    };
     let date = datetime.date_naive();
     let time = datetime.time();
     let year = date.year();
@@ -217,9 +282,7 @@ pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
     push_digits(buf, time.minute(), 2);
     buf.push(b':');
     push_digits(buf, time.second(), 2);
-    buf.push(b'.');
-    push_digits(buf, nanos / 1_000, 6);
-    buf.push(b'Z');
+    true
 }
 
 fn push_digits(buf: &mut Vec<u8>, mut value: u32, width: usize) {
@@ -362,6 +425,23 @@ mod tests {
         let mut buf = Vec::new();
         escape_into(&mut buf, "a\"b\\c\nd\re\tf\u{0}\u{1f}\u{7f}é");
         assert_eq!(String::from_utf8(buf).unwrap(), "a\\\"b\\\\c\\nd\\re\\tf\\u0000\\u001f\u{7f}é");
+    }
+
+    #[test]
+    fn escape_into_agrees_with_serde_json_on_every_position_of_every_special_byte() {
+        let specials: Vec<char> = (0u8..0x20).map(char::from).chain(['"', '\\', 'é', '\u{2028}', 'z']).collect();
+        for len in 0..20 {
+            for at in 0..len.max(1) {
+                for &special in &specials {
+                    let text: String = (0..len).map(|i| if i == at { special } else { 'a' }).collect();
+                    let mut buf = vec![b'"'];
+                    escape_into(&mut buf, &text);
+                    buf.push(b'"');
+                    let parsed: String = serde_json::from_slice(&buf).unwrap();
+                    assert_eq!(parsed, text);
+                }
+            }
+        }
     }
 
     #[test]

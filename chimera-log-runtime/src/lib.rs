@@ -84,7 +84,7 @@ pub use events::{
 };
 pub use json::{escape_into, ContextWriter};
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
-pub use pipeline::AuditDurability;
+pub use pipeline::{AuditDurability, Overflow};
 pub use stats::{LatencyStats, SinkStats, Stats};
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {
@@ -136,6 +136,18 @@ pub mod __private {
     #[inline]
     pub fn write_display<T: Display + ?Sized>(writer: &mut ContextWriter<'_>, value: &T) {
         writer.display(value);
+    }
+
+    /// The fast path for fields declared `&str`.
+    #[inline]
+    pub fn write_str(writer: &mut ContextWriter<'_>, value: &str) {
+        writer.str_value(value);
+    }
+
+    /// The fast path for fields declared as a primitive integer.
+    #[inline]
+    pub fn write_integer<I: itoa::Integer>(writer: &mut ContextWriter<'_>, value: I) {
+        writer.integer(value);
     }
 
     #[inline]

@@ -226,3 +226,28 @@ fn log_health_is_emitted_by_the_first_event_after_each_interval() {
     assert_eq!(health["sinks"][0]["name"], "chimera.log");
     assert!(health["emit_latency"]["median_ns"].is_u64());
 }
+
+#[test]
+fn overflow_block_makes_callers_wait_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .queue_capacity(2048)
+        .overflow(chimera_log_runtime::Overflow::Block)
+        .build()
+        .unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let logger = guard.logger("burst");
+            scope.spawn(move || {
+                for seq in 0..10_000u64 {
+                    logger.info("tick", json!({"thread": thread, "seq": seq}));
+                }
+            });
+        }
+    });
+    let stats = guard.stats();
+    drop(guard);
+    assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0);
+    assert_eq!(ticks_and_reported_drops(dir.path()), (40_000, 0));
+}

@@ -22,6 +22,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use audit::AuditDurability;
+
+/// What a full queue (console, general and route files) does with one more line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop it, count it, and log one `log_events_dropped` warning with the count once there is
+    /// room: the application never waits for its logs. The default.
+    #[default]
+    Drop,
+    /// The caller waits for room: nothing is dropped, and a slow disk or console slows the
+    /// application down.
+    Block,
+}
 pub(crate) use latency::sample_this_emit;
 
 use self::audit::AuditWriter;
@@ -113,7 +126,8 @@ impl Dispatcher {
             file_counters.push((file.to_owned(), counters));
         }
         let thread_error = |source| Error::Thread { source };
-        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, Arc::clone(&config.clock))
+        let block = config.overflow == Overflow::Block;
+        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))
             .map_err(thread_error)?;
         let console = match config.console {
             false => None,
@@ -121,9 +135,14 @@ impl Dispatcher {
                 let counters = Arc::new(SinkCounters::default());
                 let sink = ConsoleSink::new(config.console_target, config.console_format);
                 let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
-                let writer =
-                    Writer::start("chimera-log-console", vec![lane], config.queue_capacity, Arc::clone(&config.clock))
-                        .map_err(thread_error)?;
+                let writer = Writer::start(
+                    "chimera-log-console",
+                    vec![lane],
+                    config.queue_capacity,
+                    block,
+                    Arc::clone(&config.clock),
+                )
+                .map_err(thread_error)?;
                 Some((writer, counters))
             }
         };

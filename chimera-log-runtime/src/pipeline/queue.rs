@@ -46,7 +46,14 @@ pub(crate) struct LaneSet(pub(crate) u64);
 
 impl LaneSet {
     pub(crate) fn lanes(self) -> impl Iterator<Item = usize> {
-        (0..64).filter(move |lane| self.0 & (1 << lane) != 0)
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let lane = bits.trailing_zeros();
+            (bits != 0).then(|| {
+                bits &= bits - 1;
+                lane as usize
+            })
+        })
     }
 
     pub(crate) fn is_empty(self) -> bool {
@@ -63,6 +70,11 @@ pub(crate) enum Pushed {
     /// The queue is closed (shutdown); nothing was counted by the queue.
     Closed,
 }
+
+/// How long a busy writer waits before looking at the queue again, unsignalled.
+const DOZE: Duration = Duration::from_millis(1);
+/// Empty looks before the writer sleeps until signalled.
+const DOZES: u32 = 20;
 
 #[derive(Debug)]
 struct State {
@@ -82,7 +94,11 @@ pub(crate) struct BatchQueue {
     state: Mutex<State>,
     work: Condvar,
     written: Condvar,
+    /// Signalled when the writer takes a batch, for callers waiting for room (`block`).
+    room: Condvar,
     capacity: usize,
+    /// Wait for room instead of dropping when full.
+    block: bool,
 }
 
 /// What the writer took from the queue.
@@ -97,7 +113,7 @@ pub(crate) struct Taken {
 }
 
 impl BatchQueue {
-    pub(crate) fn new(lanes: usize, capacity: usize) -> Self {
+    pub(crate) fn new(lanes: usize, capacity: usize, block: bool) -> Self {
         BatchQueue {
             state: Mutex::new(State {
                 batch: Batch::new(lanes, capacity),
@@ -110,7 +126,9 @@ impl BatchQueue {
             }),
             work: Condvar::new(),
             written: Condvar::new(),
+            room: Condvar::new(),
             capacity,
+            block,
         }
     }
 
@@ -119,15 +137,22 @@ impl BatchQueue {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends `line` to each lane in `lanes`. A line that does not fit is dropped, unless the
-    /// batch is empty: a single line larger than the capacity still goes through.
+    /// Appends `line` to each lane in `lanes`. A line that does not fit waits for room (`block`)
+    /// or is dropped, unless the batch is empty: a single line larger than the capacity still
+    /// goes through.
     pub(crate) fn push(&self, lanes: LaneSet, line: &[u8]) -> Pushed {
         let copies = lanes.0.count_ones() as usize;
+        let need = line.len() * copies;
         let mut state = self.lock();
+        while self.block && !state.closed && state.batch.bytes > 0 && state.batch.bytes + need > self.capacity {
+            // Full: the writer may be dozing rather than waiting for a signal; wake it either way.
+            state.writer_waiting = false;
+            self.work.notify_one();
+            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
         if state.closed {
             return Pushed::Closed;
         }
-        let need = line.len() * copies;
         if state.batch.bytes > 0 && state.batch.bytes + need > self.capacity {
             for lane in lanes.lanes() {
                 state.dropped_unreported[lane] += 1;
@@ -152,9 +177,14 @@ impl BatchQueue {
 
     /// For the writer: waits up to `idle` for lines (or drops to report, or shutdown), then swaps
     /// the batch into `into` (which must be empty). `None` when it waited in vain.
+    ///
+    /// While lines keep coming, the writer dozes: it looks again every [`DOZE`] without asking
+    /// to be woken, so callers never pay for a wake-up. Only after [`DOZES`] empty looks does it
+    /// sleep until the next line signals it.
     pub(crate) fn take(&self, into: &mut Batch, idle: Duration) -> Option<Taken> {
         let mut state = self.lock();
         let deadline = Instant::now() + idle;
+        let mut dozes = 0;
         loop {
             let has_drops = state.dropped_unreported.iter().any(|&n| n > 0);
             if state.batch.bytes > 0 || has_drops || state.closed {
@@ -165,13 +195,24 @@ impl BatchQueue {
                 state.writer_waiting = false;
                 return None;
             }
-            state.writer_waiting = true;
-            state = self.work.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            let wait = if dozes < DOZES {
+                dozes += 1;
+                DOZE.min(deadline - now)
+            } else {
+                state.writer_waiting = true;
+                deadline - now
+            };
+            state = self.work.wait_timeout(state, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
         state.writer_waiting = false;
         std::mem::swap(&mut state.batch, into);
         let dropped = state.dropped_unreported.iter_mut().map(std::mem::take).collect();
-        Some(Taken { seq: state.accepted, dropped, last: state.closed })
+        let taken = Taken { seq: state.accepted, dropped, last: state.closed };
+        drop(state);
+        if self.block {
+            self.room.notify_all();
+        }
+        Some(taken)
     }
 
     /// For the writer: everything accepted up to `seq` is written.
@@ -186,7 +227,8 @@ impl BatchQueue {
     pub(crate) fn wait_written(&self, deadline: Instant) -> bool {
         let mut state = self.lock();
         let target = state.accepted;
-        if state.written < target && std::mem::replace(&mut state.writer_waiting, false) {
+        if state.written < target {
+            state.writer_waiting = false;
             self.work.notify_one();
         }
         while state.written < target {
@@ -205,6 +247,7 @@ impl BatchQueue {
         state.closed = true;
         drop(state);
         self.work.notify_all();
+        self.room.notify_all();
     }
 
     /// The most bytes ever waiting in the queue.
@@ -219,7 +262,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_and_counts_per_lane_and_an_oversized_line_still_passes_alone() {
-        let queue = BatchQueue::new(2, 10);
+        let queue = BatchQueue::new(2, 10, false);
         assert_eq!(queue.push(LaneSet(0b01), &[b'a'; 30]), Pushed::Accepted, "alone, over capacity");
         assert_eq!(queue.push(LaneSet(0b11), b"bb"), Pushed::Dropped);
         let mut batch = Batch::new(2, 10);
@@ -237,7 +280,7 @@ mod tests {
 
     #[test]
     fn wait_written_returns_once_the_writer_marks_the_accepted_lines() {
-        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024));
+        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024, false));
         queue.push(LaneSet(1), b"x\n");
         let writer = {
             let queue = queue.clone();

@@ -83,8 +83,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(name: &str, lanes: Vec<Lane>, capacity: usize, clock: Arc<dyn Clock>) -> io::Result<Self> {
-        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity));
+    pub(crate) fn start(
+        name: &str,
+        lanes: Vec<Lane>,
+        capacity: usize,
+        block: bool,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<Self> {
+        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, block));
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
             let queue = Arc::clone(&queue);

@@ -1,0 +1,124 @@
+//! Caller-side cost of `emit!` for a typed event with five context fields (results in
+//! BENCHMARKS.md).
+//!
+//! Criterion times batches of 10,000 emits; between batches (untimed) the logger is flushed, so
+//! the queue never fills and every timed emit is a real one, not a drop. After criterion, a
+//! second pass times each emit on its own for the tail (p99, p99.9).
+//!
+//! `cargo bench -p chimera-log-runtime --bench emit`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent, LogGuard};
+use criterion::{criterion_group, Criterion};
+
+#[derive(LogEvent)]
+struct Liquidation<'a> {
+    protocol: &'a str,
+    borrower: &'a str,
+    profit_usd: &'a str,
+    block_number: u64,
+    seq: u64,
+}
+
+const BATCH: u64 = 10_000;
+
+fn start(dir: &std::path::Path) -> LogGuard {
+    LogConfig::new(dir).console(false).max_bytes(u64::MAX).audit_durability(AuditDurability::OsBuffer).build().unwrap()
+}
+
+fn emit_batch(guard: &LogGuard, logger: &chimera_log_runtime::Logger, first: u64) -> Duration {
+    let start = Instant::now();
+    for seq in first..first + BATCH {
+        emit!(
+            logger,
+            black_box(Liquidation {
+                protocol: "moonwell",
+                borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
+                profit_usd: "120.00",
+                block_number: 12_345_678,
+                seq,
+            })
+        );
+    }
+    let elapsed = start.elapsed();
+    guard.flush();
+    elapsed
+}
+
+fn caller_cost(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(dir.path());
+    let logger = guard.logger("bench");
+    let mut seq = 0;
+    c.bench_function("emit!/typed 5 fields (caller side)", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            let mut done = 0;
+            while done < iterations {
+                total += emit_batch(&guard, &logger, seq);
+                seq += BATCH;
+                done += BATCH;
+            }
+            total.mul_f64(iterations as f64 / done as f64)
+        });
+    });
+    let stats = guard.stats();
+    assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0, "no timed emit may be a drop");
+}
+
+/// Times each emit on its own (`Instant` pairs, whose own cost is measured and reported).
+fn tail_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(dir.path());
+    let logger = guard.logger("bench");
+    let mut samples = Vec::with_capacity(1_000_000);
+    let mut overhead = Vec::with_capacity(100_000);
+    for round in 0..100u64 {
+        for seq in round * BATCH..(round + 1) * BATCH {
+            let start = Instant::now();
+            emit!(
+                logger,
+                black_box(Liquidation {
+                    protocol: "moonwell",
+                    borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
+                    profit_usd: "120.00",
+                    block_number: 12_345_678,
+                    seq,
+                })
+            );
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+        for _ in 0..1_000 {
+            let start = Instant::now();
+            overhead.push(black_box(start).elapsed().as_nanos() as u64);
+        }
+        guard.flush();
+    }
+    samples.sort_unstable();
+    overhead.sort_unstable();
+    let at = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    println!(
+        "per-emit latency over {} emits: median {} ns, p99 {} ns, p99.9 {} ns, max {} ns (Instant pair alone: median {} ns)",
+        samples.len(),
+        at(&samples, 0.5),
+        at(&samples, 0.99),
+        at(&samples, 0.999),
+        samples.last().unwrap(),
+        at(&overhead, 0.5)
+    );
+    let stats = guard.stats();
+    println!(
+        "logger's own sampled histogram: median {:?}, p99 {:?}, p99.9 {:?} ({} samples)",
+        stats.emit_latency.median, stats.emit_latency.p99, stats.emit_latency.p999, stats.emit_latency.samples
+    );
+}
+
+criterion_group!(benches, caller_cost);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    tail_latency();
+}
