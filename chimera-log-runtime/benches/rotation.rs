@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chimera_log_runtime::{emit, Level, LogConfig, LogEvent, LogGuard};
+use chimera_log_runtime::{emit, Level, LogConfig, LogEvent, LogGuard, Overflow};
 
 #[derive(LogEvent)]
 struct Tick<'a> {
@@ -40,6 +40,8 @@ fn start(dir: &std::path::Path, max_bytes: u64, compress: bool) -> LogGuard {
         .compress(compress)
         .general_backups(3)
         .shutdown_timeout(Duration::from_secs(120))
+        // Every event counted in the throughput is written: callers wait rather than drop.
+        .overflow(Overflow::Block)
         .build()
         .unwrap()
 }
@@ -124,7 +126,9 @@ fn throughput(label: &str, total_mb: u64, max_bytes: u64, compress: bool) -> f64
     }
     guard.flush();
     let elapsed = began.elapsed();
-    let rotations = guard.stats().sink("chimera.log").unwrap().rotations;
+    let stats = guard.stats();
+    let rotations = stats.sink("chimera.log").unwrap().rotations;
+    assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0, "every counted event is written");
     drop(guard);
     let rate = seq as f64 / elapsed.as_secs_f64();
     println!("{label:<34} {seq:>9} events in {elapsed:>8.2?}  {:>10.0} events/s  {rotations} rotations", rate);

@@ -294,11 +294,10 @@ impl FileSink {
             outcome = self.rotate();
         }
         if self.pending.len() + line.len() > PENDING_CAP && !self.pending.is_empty() {
+            // The failing writes behind this are counted and reported where they happen; the
+            // drop is counted once, as a drop.
             self.counters.dropped.fetch_add(1, Relaxed);
-            return outcome.and(Err(io::Error::other(format!(
-                "{} cannot be written and {PENDING_CAP} bytes are waiting: line dropped",
-                self.name
-            ))));
+            return outcome;
         }
         self.pending.extend_from_slice(line);
         outcome
