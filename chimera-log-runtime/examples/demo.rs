@@ -147,15 +147,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     emit!(state_engine, RpcFailed { provider: "quicknode", method: "eth_call" }, error = &error);
     state_engine.log_with_error(Level::Error, "unexpected_error", &json!({"operation": "fetch_position"}), &error);
 
+    guard.flush(); // every line emitted so far is now in its file
     let stats = guard.stats();
-    drop(guard); // flushes every file
+    drop(guard); // closes the files
 
     println!();
     println!("chimera-log demo: {} events written", stats.events_by_level.iter().sum::<u64>());
     for sink in &stats.sinks {
         let place =
             if sink.name == "console" { "stderr".to_owned() } else { log_dir.join(&sink.name).display().to_string() };
-        println!("  {place:<28} {:>3} lines  {:>6} bytes  {} write errors", sink.lines, sink.bytes, sink.write_errors);
+        println!(
+            "  {place:<28} {:>3} lines  {:>6} bytes  {} dropped  {} write errors",
+            sink.lines, sink.bytes, sink.dropped, sink.write_errors
+        );
     }
     Ok(())
 }
