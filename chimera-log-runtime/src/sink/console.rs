@@ -45,6 +45,19 @@ impl Sink for ConsoleSink {
         }
     }
 
+    /// JSON lines go out in one write per batch; pretty lines are rendered one by one.
+    fn write_batch(&mut self, bytes: &[u8], lens: &[u32]) -> io::Result<()> {
+        if self.format == ConsoleFormat::Json {
+            return self.write_bytes(bytes);
+        }
+        let mut at = 0;
+        for &len in lens {
+            self.write_line(&bytes[at..at + len as usize])?;
+            at += len as usize;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self.target {
             ConsoleTarget::Stdout => io::stdout().lock().flush(),
