@@ -24,6 +24,17 @@ struct Liquidation<'a> {
 
 const BATCH: u64 = 10_000;
 
+/// The benchmarked event; `black_box` keeps the compiler from folding its fields into the encoder.
+fn liquidation(seq: u64) -> Liquidation<'static> {
+    black_box(Liquidation {
+        protocol: "moonwell",
+        borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
+        profit_usd: "120.00",
+        block_number: 12_345_678,
+        seq,
+    })
+}
+
 fn start(dir: &std::path::Path) -> LogGuard {
     LogConfig::new(dir).console(false).max_bytes(u64::MAX).audit_durability(AuditDurability::OsBuffer).build().unwrap()
 }
@@ -31,16 +42,7 @@ fn start(dir: &std::path::Path) -> LogGuard {
 fn emit_batch(guard: &LogGuard, logger: &chimera_log_runtime::Logger, first: u64) -> Duration {
     let start = Instant::now();
     for seq in first..first + BATCH {
-        emit!(
-            logger,
-            black_box(Liquidation {
-                protocol: "moonwell",
-                borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
-                profit_usd: "120.00",
-                block_number: 12_345_678,
-                seq,
-            })
-        );
+        emit!(logger, liquidation(seq));
     }
     let elapsed = start.elapsed();
     guard.flush();
@@ -78,16 +80,7 @@ fn tail_latency() {
     for round in 0..100u64 {
         for seq in round * BATCH..(round + 1) * BATCH {
             let start = Instant::now();
-            emit!(
-                logger,
-                black_box(Liquidation {
-                    protocol: "moonwell",
-                    borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
-                    profit_usd: "120.00",
-                    block_number: 12_345_678,
-                    seq,
-                })
-            );
+            emit!(logger, liquidation(seq));
             samples.push(start.elapsed().as_nanos() as u64);
         }
         for _ in 0..1_000 {
