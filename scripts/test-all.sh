@@ -1,9 +1,32 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: unit, integration, trybuild UI and doc tests of
-# every workspace member. Needs only the Rust toolchain; anything else a test needs is installed
-# and started here, and a test whose prerequisite is missing fails saying what is missing.
+# every workspace member, without and with the `cloudwatch` feature. Needs only the Rust
+# toolchain and Python 3: it installs moto (a local CloudWatch Logs API) into .venv and starts it
+# on 127.0.0.1 for the CloudWatch tests, which fail, saying so, if it is not reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== moto (local CloudWatch Logs API)"
+if [ ! -x .venv/bin/moto_server ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then
+        break
+    fi
+    sleep 0.2
+done
+export CHIMERA_TEST_CLOUDWATCH_ENDPOINT="http://127.0.0.1:$port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_ENDPOINT_URL
+
 echo "== cargo test --workspace"
 cargo test --workspace --locked
+
+echo "== cargo test with the cloudwatch feature (against moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT)"
+cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch

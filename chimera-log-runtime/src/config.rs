@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::cloudwatch_config::CloudWatchConfig;
 use crate::error::Error;
 use crate::event::Level;
 use crate::pipeline::{AuditDurability, Overflow};
@@ -69,6 +70,7 @@ pub const AUDIT_FILE: &str = "executions.log";
 /// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
 /// | `panic_hook` | on | — |
 /// | `health_interval` | off | — |
+/// | `cloudwatch` | off (feature `cloudwatch`) | — |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -104,6 +106,7 @@ pub struct LogConfig {
     pub(crate) panic_hook: bool,
     pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
+    pub(crate) cloudwatch: Option<CloudWatchConfig>,
 }
 
 impl LogConfig {
@@ -128,6 +131,7 @@ impl LogConfig {
             panic_hook: true,
             health_interval: None,
             faults: None,
+            cloudwatch: None,
         }
     }
 
@@ -305,6 +309,13 @@ impl LogConfig {
         self
     }
 
+    /// Ships every event at or above the level to CloudWatch Logs as well. Needs the cargo
+    /// feature `cloudwatch`: without it, `init_logging` returns [`Error::CloudWatchUnavailable`].
+    pub fn cloudwatch(mut self, cloudwatch: CloudWatchConfig) -> Self {
+        self.cloudwatch = Some(cloudwatch);
+        self
+    }
+
     /// Makes file writes fail on demand, for tests of write faults.
     #[doc(hidden)]
     pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
@@ -321,6 +332,12 @@ impl LogConfig {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.log_dir.as_os_str().is_empty() {
             return Err(Error::invalid("log_dir", "", "the log directory must not be empty"));
+        }
+        if let Some(cloudwatch) = &self.cloudwatch {
+            cloudwatch.validate()?;
+            if !cfg!(feature = "cloudwatch") {
+                return Err(Error::CloudWatchUnavailable);
+            }
         }
         if self.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));

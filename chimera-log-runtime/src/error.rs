@@ -45,6 +45,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// `LogConfig::cloudwatch` was given to a build without the cargo feature `cloudwatch`.
+    #[error(
+        "CloudWatch was configured, but chimera-log-runtime was built without the `cloudwatch` feature: \
+         enable it in Cargo.toml (features = [\"cloudwatch\"]) or remove LogConfig::cloudwatch"
+    )]
+    CloudWatchUnavailable,
     /// `init_logging` was called while the guard of an earlier call is still alive.
     #[error("logging is already initialized: drop the first LogGuard before calling init_logging again")]
     AlreadyInitialized,

@@ -61,6 +61,7 @@
 //! reference, the line format and the routing rules.
 
 mod clock;
+mod cloudwatch_config;
 mod config;
 mod error;
 mod event;
@@ -75,6 +76,7 @@ pub mod testing;
 
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
+pub use cloudwatch_config::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
 pub use config::{ConsoleFormat, ConsoleTarget, LogConfig, AUDIT_FILE, GENERAL_FILE};
 pub use error::Error;
 pub use event::{Level, LogEvent, ParseLevelError, Routes};
@@ -85,7 +87,7 @@ pub use events::{
 pub use json::{escape_into, ContextWriter};
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
 pub use pipeline::{AuditDurability, Overflow};
-pub use stats::{LatencyStats, SinkStats, Stats};
+pub use stats::{CloudWatchStats, LatencyStats, SinkStats, Stats};
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {
     const NAME: &'static str = T::NAME;

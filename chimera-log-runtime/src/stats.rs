@@ -33,6 +33,57 @@ pub struct Stats {
     pub queue_high_water_bytes: u64,
     /// Time `emit!` takes on the caller's thread, sampled.
     pub emit_latency: LatencyStats,
+    /// The CloudWatch sink's figures, when it is configured.
+    pub cloudwatch: Option<CloudWatchStats>,
+}
+
+/// What the CloudWatch sink did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct CloudWatchStats {
+    /// `PutLogEvents` requests accepted.
+    pub batches_sent: u64,
+    /// Attempts that failed and were tried again (throttling, 5xx, timeouts, a deleted stream).
+    pub batches_retried: u64,
+    /// Batches given up: refused for good (bad parameters or credentials), or still failing at
+    /// shutdown.
+    pub batches_failed: u64,
+    /// Events accepted by the service.
+    pub events_sent: u64,
+    /// Events outside the accepted time window, set aside before sending or rejected by the
+    /// service (`rejectedLogEventsInfo`).
+    pub events_rejected: u64,
+    /// Events cut to the per-event limit.
+    pub events_truncated: u64,
+    /// Events lost: the buffer was full during an outage, or their batch was given up.
+    pub events_dropped: u64,
+}
+
+#[cfg(feature = "cloudwatch")]
+#[derive(Debug, Default)]
+pub(crate) struct CloudWatchCounters {
+    pub(crate) batches_sent: AtomicU64,
+    pub(crate) batches_retried: AtomicU64,
+    pub(crate) batches_failed: AtomicU64,
+    pub(crate) events_sent: AtomicU64,
+    pub(crate) events_rejected: AtomicU64,
+    pub(crate) events_truncated: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+#[cfg(feature = "cloudwatch")]
+impl CloudWatchCounters {
+    pub(crate) fn snapshot(&self) -> CloudWatchStats {
+        CloudWatchStats {
+            batches_sent: self.batches_sent.load(Relaxed),
+            batches_retried: self.batches_retried.load(Relaxed),
+            batches_failed: self.batches_failed.load(Relaxed),
+            events_sent: self.events_sent.load(Relaxed),
+            events_rejected: self.events_rejected.load(Relaxed),
+            events_truncated: self.events_truncated.load(Relaxed),
+            events_dropped: self.events_dropped.load(Relaxed),
+        }
+    }
 }
 
 /// Emit latency on the caller's thread, from one emit in 64. Serializes in nanoseconds.
@@ -107,6 +158,7 @@ impl Counters {
             audit_syncs: 0,
             queue_high_water_bytes: 0,
             emit_latency: LatencyStats::default(),
+            cloudwatch: None,
         }
     }
 }

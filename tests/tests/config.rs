@@ -61,3 +61,22 @@ fn from_vars_builds_a_working_config() {
     drop(guard);
     assert!(std::fs::read_to_string(dir.path().join("chimera.log")).unwrap().contains("configured_from_env"));
 }
+
+#[cfg(not(feature = "cloudwatch"))]
+#[test]
+fn asking_for_cloudwatch_without_the_feature_is_an_error_not_a_silent_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::new(dir.path()).cloudwatch(chimera_log_runtime::CloudWatchConfig::new("Chimera"));
+    let error = chimera_log_runtime::init_logging(config).unwrap_err();
+    assert!(matches!(error, Error::CloudWatchUnavailable), "{error}");
+    assert!(error.to_string().contains("`cloudwatch` feature"), "{error}");
+}
+
+#[test]
+fn a_bad_cloudwatch_setting_is_an_error_naming_it_in_any_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        LogConfig::new(dir.path()).cloudwatch(chimera_log_runtime::CloudWatchConfig::new("Chimera").retention_days(31));
+    let error = config.build().unwrap_err();
+    assert!(matches!(error, Error::InvalidSetting { setting: "cloudwatch.retention_days", .. }), "{error}");
+}

@@ -79,6 +79,50 @@ pub(crate) struct Dispatcher {
     health_interval: Option<Duration>,
     /// When the next `log_health` event is due, in microseconds since the epoch.
     next_health: AtomicU64,
+    #[cfg(feature = "cloudwatch")]
+    cloudwatch: Option<CloudWatchOutput>,
+}
+
+/// The CloudWatch sink's writer thread and what the dispatcher needs of it.
+#[cfg(feature = "cloudwatch")]
+#[derive(Debug)]
+struct CloudWatchOutput {
+    writer: Writer,
+    operation_timeout: Duration,
+    counters: Arc<SinkCounters>,
+    delivery: Arc<crate::stats::CloudWatchCounters>,
+    give_up: Arc<crate::sink::cloudwatch::GiveUp>,
+}
+
+#[cfg(feature = "cloudwatch")]
+impl CloudWatchOutput {
+    fn start(config: &LogConfig) -> Result<Option<Self>, Error> {
+        let Some(cloudwatch) = config.cloudwatch.clone() else {
+            return Ok(None);
+        };
+        let operation_timeout = cloudwatch.operation_timeout;
+        let delivery = Arc::new(crate::stats::CloudWatchCounters::default());
+        let give_up = Arc::new(crate::sink::cloudwatch::GiveUp::default());
+        let sink = crate::sink::cloudwatch::CloudWatchSink::new(
+            cloudwatch,
+            Arc::clone(&config.clock),
+            Arc::clone(&delivery),
+            Arc::clone(&give_up),
+        )
+        .map_err(|source| Error::Thread { source })?;
+        let counters = Arc::new(SinkCounters::default());
+        let lane = Lane::new("cloudwatch", Box::new(sink), Arc::clone(&counters));
+        // CloudWatch always drops when full: an outage must never slow the application.
+        let writer = Writer::start(
+            "chimera-log-cloudwatch",
+            vec![lane],
+            config.queue_capacity,
+            false,
+            Arc::clone(&config.clock),
+        )
+        .map_err(|source| Error::Thread { source })?;
+        Ok(Some(CloudWatchOutput { writer, operation_timeout, counters, delivery, give_up }))
+    }
 }
 
 fn micros_since_epoch(time: SystemTime) -> u64 {
@@ -146,6 +190,8 @@ impl Dispatcher {
                 Some((writer, counters))
             }
         };
+        #[cfg(feature = "cloudwatch")]
+        let cloudwatch = CloudWatchOutput::start(&config)?;
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
@@ -165,6 +211,8 @@ impl Dispatcher {
             shutdown_timeout: config.shutdown_timeout,
             health_interval: config.health_interval,
             next_health: AtomicU64::new(first_health),
+            #[cfg(feature = "cloudwatch")]
+            cloudwatch,
         })
     }
 
@@ -213,6 +261,16 @@ impl Dispatcher {
                 }
             }
         }
+        #[cfg(feature = "cloudwatch")]
+        if let (true, Some(cloudwatch)) = (destinations.general, &self.cloudwatch) {
+            match cloudwatch.writer.queue().push(LaneSet(1), line) {
+                Pushed::Accepted => {}
+                Pushed::Dropped => {
+                    cloudwatch.counters.dropped.fetch_add(1, Relaxed);
+                }
+                Pushed::Closed => closed = true,
+            }
+        }
         let lanes = LaneSet(u64::from(destinations.general) | destinations.route.map_or(0, |route| 2 << route));
         if !lanes.is_empty() {
             match self.files.queue().push(lanes, line) {
@@ -245,6 +303,8 @@ impl Dispatcher {
         self.audit.flush();
         let files = self.files.flush(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
+        #[cfg(feature = "cloudwatch")]
+        let console = console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| cloudwatch.writer.flush(deadline));
         files && console
     }
 
@@ -263,6 +323,13 @@ impl Dispatcher {
         let mut complete = self.files.shutdown(deadline);
         if let Some((console, _)) = &self.console {
             complete &= console.shutdown(deadline);
+        }
+        #[cfg(feature = "cloudwatch")]
+        if let Some(cloudwatch) = &self.cloudwatch {
+            // Stop retrying early enough for a last attempt (one operation timeout) to end
+            // before the deadline, so the writer is joined rather than left behind.
+            cloudwatch.give_up.at(deadline.checked_sub(cloudwatch.operation_timeout).unwrap_or_else(Instant::now));
+            complete &= cloudwatch.writer.shutdown(deadline);
         }
         self.audit.close();
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
@@ -298,7 +365,15 @@ impl Dispatcher {
         sinks.push(self.file_counters[0].1.snapshot(GENERAL_FILE));
         sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
         sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
+        #[cfg(feature = "cloudwatch")]
+        if let Some(cloudwatch) = &self.cloudwatch {
+            sinks.push(cloudwatch.counters.snapshot("cloudwatch"));
+        }
         let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
+        #[cfg(feature = "cloudwatch")]
+        {
+            stats.cloudwatch = self.cloudwatch.as_ref().map(|cloudwatch| cloudwatch.delivery.snapshot());
+        }
         stats.audit_syncs = self.audit.syncs();
         stats.queue_high_water_bytes =
             self.files.queue().high_water().max(self.console.as_ref().map_or(0, |(c, _)| c.queue().high_water()))

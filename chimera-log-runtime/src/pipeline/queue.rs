@@ -86,6 +86,12 @@ struct State {
     dropped_unreported: Vec<u64>,
     closed: bool,
     writer_waiting: bool,
+    /// Flushes asked for so far (each `wait_written` takes a ticket) ...
+    flush_requests: u64,
+    /// ... the highest ticket a writer pass has taken on ...
+    flush_taken: u64,
+    /// ... and the highest ticket whose pass is complete: lines written and sinks flushed.
+    flush_done: u64,
     high_water: usize,
 }
 
@@ -110,6 +116,9 @@ pub(crate) struct Taken {
     pub(crate) dropped: Vec<u64>,
     /// The queue is closed and this was the last batch.
     pub(crate) last: bool,
+    /// Flush tickets this pass answers (`0`: none): sinks that hold lines back must send them,
+    /// then pass the ticket to `mark_written`.
+    pub(crate) flush: u64,
 }
 
 impl BatchQueue {
@@ -122,6 +131,9 @@ impl BatchQueue {
                 dropped_unreported: vec![0; lanes],
                 closed: false,
                 writer_waiting: false,
+                flush_requests: 0,
+                flush_taken: 0,
+                flush_done: 0,
                 high_water: 0,
             }),
             work: Condvar::new(),
@@ -187,7 +199,7 @@ impl BatchQueue {
         let mut dozes = 0;
         loop {
             let has_drops = state.dropped_unreported.iter().any(|&n| n > 0);
-            if state.batch.bytes > 0 || has_drops || state.closed {
+            if state.batch.bytes > 0 || has_drops || state.closed || state.flush_requests > state.flush_taken {
                 break;
             }
             let now = Instant::now();
@@ -207,7 +219,9 @@ impl BatchQueue {
         state.writer_waiting = false;
         std::mem::swap(&mut state.batch, into);
         let dropped = state.dropped_unreported.iter_mut().map(std::mem::take).collect();
-        let taken = Taken { seq: state.accepted, dropped, last: state.closed };
+        let flush = if state.flush_requests > state.flush_taken { state.flush_requests } else { 0 };
+        state.flush_taken = state.flush_requests;
+        let taken = Taken { seq: state.accepted, dropped, last: state.closed, flush };
         drop(state);
         if self.block {
             self.room.notify_all();
@@ -215,10 +229,12 @@ impl BatchQueue {
         Some(taken)
     }
 
-    /// For the writer: everything accepted up to `seq` is written.
-    pub(crate) fn mark_written(&self, seq: u64) {
+    /// For the writer: everything accepted up to `seq` is written, and the flushes up to
+    /// `flush_ticket` are complete.
+    pub(crate) fn mark_written(&self, seq: u64, flush_ticket: u64) {
         let mut state = self.lock();
         state.written = state.written.max(seq);
+        state.flush_done = state.flush_done.max(flush_ticket);
         drop(state);
         self.written.notify_all();
     }
@@ -226,12 +242,13 @@ impl BatchQueue {
     /// Waits until every line accepted before the call is written, or `deadline`; `true` if so.
     pub(crate) fn wait_written(&self, deadline: Instant) -> bool {
         let mut state = self.lock();
-        let target = state.accepted;
-        if state.written < target {
-            state.writer_waiting = false;
-            self.work.notify_one();
-        }
-        while state.written < target {
+        // A ticket asks for a whole writer pass, even with nothing in the queue: a sink may
+        // hold lines back (CloudWatch batches), and the pass makes it send them.
+        state.flush_requests += 1;
+        let ticket = state.flush_requests;
+        state.writer_waiting = false;
+        self.work.notify_one();
+        while state.flush_done < ticket {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -284,10 +301,14 @@ mod tests {
         queue.push(LaneSet(1), b"x\n");
         let writer = {
             let queue = queue.clone();
-            std::thread::spawn(move || {
+            std::thread::spawn(move || loop {
+                // A writer keeps taking until it has answered a flush ticket.
                 let mut batch = Batch::new(1, 1024);
                 let taken = queue.take(&mut batch, Duration::from_secs(10)).unwrap();
-                queue.mark_written(taken.seq);
+                queue.mark_written(taken.seq, taken.flush);
+                if taken.flush > 0 {
+                    return;
+                }
             })
         };
         assert!(queue.wait_written(Instant::now() + Duration::from_secs(10)));

@@ -54,6 +54,12 @@ impl Lane {
         }
     }
 
+    fn tick(&mut self) {
+        if let Err(error) = self.sink.tick() {
+            self.report(&error);
+        }
+    }
+
     /// Writes the `log_events_dropped` event for `dropped` lines this sink's queue had no room for.
     fn report_drops(&mut self, dropped: u64, clock: &dyn Clock, line: &mut Vec<u8>) {
         line.clear();
@@ -140,8 +146,8 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, capacity: usize, clock: &dyn Cl
     let mut report_line = Vec::new();
     loop {
         let Some(taken) = queue.take(&mut batch, IDLE) else {
-            // Idle: give sinks holding bytes back after a fault their retry.
-            lanes.iter_mut().for_each(Lane::flush);
+            // Idle: sinks retry what a fault held back, and send batches that came due.
+            lanes.iter_mut().for_each(Lane::tick);
             continue;
         };
         for ((lane, lines), dropped) in lanes.iter_mut().zip(&batch.lanes).zip(&taken.dropped) {
@@ -152,10 +158,14 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, capacity: usize, clock: &dyn Cl
                 lane.report_drops(*dropped, clock, &mut report_line);
             }
         }
-        queue.mark_written(taken.seq);
+        if taken.flush > 0 || taken.last {
+            lanes.iter_mut().for_each(Lane::flush);
+        } else {
+            lanes.iter_mut().for_each(Lane::tick);
+        }
+        queue.mark_written(taken.seq, taken.flush);
         batch.clear();
         if taken.last {
-            lanes.iter_mut().for_each(Lane::flush);
             return;
         }
     }

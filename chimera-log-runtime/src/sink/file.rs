@@ -341,6 +341,11 @@ impl Sink for FileSink {
     fn flush(&mut self) -> io::Result<()> {
         self.drain(true)
     }
+
+    /// A retry after a fault, once it is due.
+    fn tick(&mut self) -> io::Result<()> {
+        self.drain(false)
+    }
 }
 
 impl Drop for FileSink {

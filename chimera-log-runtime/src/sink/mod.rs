@@ -4,6 +4,8 @@
 //! this interface.
 
 pub(crate) mod backup;
+#[cfg(feature = "cloudwatch")]
+pub(crate) mod cloudwatch;
 pub(crate) mod console;
 pub(crate) mod file;
 pub(crate) mod maintenance;
@@ -35,8 +37,14 @@ pub(crate) trait Sink: Send + Debug {
         outcome
     }
 
-    /// Pushes buffered lines to the operating system.
+    /// Writes out everything held back: buffered lines, lines a fault kept, batches not yet due.
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Called by the writer thread after each batch and when idle: time-driven work (a retry
+    /// after a fault, a batch that came due). By default, a flush.
+    fn tick(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// Reports a sink's failures on stderr at most once a minute, saying how many happened since.

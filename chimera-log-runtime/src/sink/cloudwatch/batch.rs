@@ -1,0 +1,303 @@
+//! Batching for CloudWatch Logs, without any I/O: what is waiting, when to send, and what one
+//! `PutLogEvents` request may carry under the service's limits.
+//!
+//! Limits of one request: at most 10,000 events and 1,048,576 bytes counting 26 bytes per event,
+//! events in chronological order, spanning at most 24 hours. Events older than the accepted
+//! window (14 days, or the retention if shorter) or more than 2 hours ahead are set aside and
+//! counted rather than sent to be rejected.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cloudwatch_config::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+
+/// Bytes the service counts for each event on top of its message.
+pub(crate) const EVENT_OVERHEAD: usize = 26;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+const AHEAD_LIMIT_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// One event waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub(crate) timestamp_ms: i64,
+    pub(crate) message: String,
+    /// Arrival order, which keeps events with equal timestamps in emit order.
+    seq: u64,
+}
+
+impl Event {
+    fn cost(&self) -> usize {
+        self.message.len() + EVENT_OVERHEAD
+    }
+}
+
+/// When to send and how much to hold.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) batch_events: usize,
+    pub(crate) batch_interval: Duration,
+    pub(crate) max_buffer_bytes: usize,
+    pub(crate) max_event_bytes: usize,
+    pub(crate) retention_days: u32,
+}
+
+/// What became of a pushed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Whole,
+    /// Longer than `max_event_bytes`: cut on a UTF-8 boundary, with a marker.
+    Truncated,
+    /// The buffer is full (the service has been unreachable for a while).
+    Dropped,
+}
+
+/// A request's worth of events, and what was set aside while choosing them.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) events: Vec<Event>,
+    pub(crate) too_old: u64,
+    pub(crate) too_new: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    limits: Limits,
+    waiting: Vec<Event>,
+    bytes: usize,
+    first_arrival: Option<SystemTime>,
+    next_seq: u64,
+}
+
+impl Batcher {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Batcher { limits, waiting: Vec::new(), bytes: 0, first_arrival: None, next_seq: 0 }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Takes one line (its trailing newline removed) stamped `timestamp_ms`.
+    pub(crate) fn push(&mut self, timestamp_ms: i64, line: &str, now: SystemTime) -> Pushed {
+        let (message, outcome) = truncate(line, self.limits.max_event_bytes);
+        let cost = message.len() + EVENT_OVERHEAD;
+        if self.bytes + cost > self.limits.max_buffer_bytes {
+            return Pushed::Dropped;
+        }
+        self.bytes += cost;
+        self.first_arrival.get_or_insert(now);
+        self.waiting.push(Event { timestamp_ms, message, seq: self.next_seq });
+        self.next_seq += 1;
+        outcome
+    }
+
+    /// Whether a request should go now: `batch_events` are waiting, or the oldest has waited
+    /// `batch_interval`.
+    pub(crate) fn due(&self, now: SystemTime) -> bool {
+        self.waiting.len() >= self.limits.batch_events
+            || self
+                .first_arrival
+                .is_some_and(|first| now.duration_since(first).unwrap_or_default() >= self.limits.batch_interval)
+    }
+
+    /// The next request: the oldest waiting events, in chronological order (ties in arrival
+    /// order), at most `batch_events` and as many as the service's limits allow. Events outside the accepted window are
+    /// removed and counted instead.
+    pub(crate) fn take_batch(&mut self, now: SystemTime) -> Batch {
+        let now_ms = millis(now);
+        let window_days = i64::from(self.limits.retention_days.min(14));
+        let oldest_accepted = now_ms - window_days * DAY_MS;
+        let newest_accepted = now_ms + AHEAD_LIMIT_MS;
+        let mut batch = Batch::default();
+        self.waiting.sort_by_key(|event| (event.timestamp_ms, event.seq));
+        let mut keep = Vec::with_capacity(self.waiting.len());
+        let mut bytes = 0;
+        for event in self.waiting.drain(..) {
+            if event.timestamp_ms < oldest_accepted {
+                batch.too_old += 1;
+                self.bytes -= event.cost();
+                continue;
+            }
+            if event.timestamp_ms > newest_accepted {
+                batch.too_new += 1;
+                self.bytes -= event.cost();
+                continue;
+            }
+            let fits = batch.events.len() < self.limits.batch_events.min(MAX_BATCH_EVENTS)
+                && bytes + event.cost() <= MAX_BATCH_BYTES
+                && batch.events.first().is_none_or(|first| event.timestamp_ms - first.timestamp_ms < DAY_MS)
+                && keep.is_empty();
+            if fits {
+                bytes += event.cost();
+                self.bytes -= event.cost();
+                batch.events.push(event);
+            } else {
+                keep.push(event);
+            }
+        }
+        self.waiting = keep;
+        self.first_arrival = if self.waiting.is_empty() { None } else { Some(now) };
+        batch
+    }
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// `line` cut so that, with the service's 26 bytes, it fits `max_event_bytes`: on a UTF-8
+/// boundary, followed by a marker saying how many bytes were cut.
+fn truncate(line: &str, max_event_bytes: usize) -> (String, Pushed) {
+    let limit = max_event_bytes - EVENT_OVERHEAD;
+    if line.len() <= limit {
+        return (line.to_owned(), Pushed::Whole);
+    }
+    // The marker's length depends on the number it carries; the original length bounds it.
+    let marker_len = format!(" [truncated {} bytes]", line.len()).len();
+    let mut cut = limit.saturating_sub(marker_len);
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut message = String::with_capacity(limit);
+    message.push_str(&line[..cut]);
+    message.push_str(&format!(" [truncated {} bytes]", line.len() - cut));
+    (message, Pushed::Truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            batch_events: 100,
+            batch_interval: Duration::from_secs(5),
+            max_buffer_bytes: 64 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
+            retention_days: 30,
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn due_after_100_events_or_when_the_oldest_has_waited_5_seconds() {
+        let mut batcher = Batcher::new(limits());
+        for i in 0..99 {
+            batcher.push(millis(at(0)), &format!("e{i}"), at(0));
+        }
+        assert!(!batcher.due(at(4)));
+        batcher.push(millis(at(0)), "e99", at(0));
+        assert!(batcher.due(at(0)), "100 events");
+
+        let mut batcher = Batcher::new(limits());
+        batcher.push(millis(at(0)), "one", at(0));
+        assert!(!batcher.due(at(0) + Duration::from_millis(4_999)));
+        assert!(batcher.due(at(5)), "5 seconds");
+    }
+
+    #[test]
+    fn a_batch_is_chronological_with_ties_in_arrival_order() {
+        let mut batcher = Batcher::new(limits());
+        for (ts, text) in [(3, "c"), (1, "a1"), (2, "b"), (1, "a2")] {
+            batcher.push(millis(at(ts)), text, at(10));
+        }
+        let batch = batcher.take_batch(at(10));
+        let order: Vec<&str> = batch.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(order, ["a1", "a2", "b", "c"]);
+        assert!(batcher.is_empty());
+    }
+
+    #[test]
+    fn a_batch_stays_within_the_byte_and_count_limits() {
+        let mut batcher = Batcher::new(limits());
+        let big = "x".repeat(100_000);
+        for _ in 0..25 {
+            batcher.push(millis(at(0)), &big, at(0));
+        }
+        let mut sizes = Vec::new();
+        while !batcher.is_empty() {
+            let batch = batcher.take_batch(at(1));
+            let bytes: usize = batch.events.iter().map(Event::cost).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+            sizes.push(batch.events.len());
+        }
+        assert_eq!(sizes, [10, 10, 5]);
+
+        let mut batcher = Batcher::new(Limits { batch_events: MAX_BATCH_EVENTS, ..limits() });
+        for i in 0..25_000 {
+            batcher.push(millis(at(0)), &format!("{i}"), at(0));
+        }
+        let counts: Vec<usize> =
+            std::iter::from_fn(|| (!batcher.is_empty()).then(|| batcher.take_batch(at(1)).events.len())).collect();
+        assert_eq!(counts, [10_000, 10_000, 5_000]);
+    }
+
+    #[test]
+    fn a_batch_never_spans_more_than_24_hours() {
+        let mut batcher = Batcher::new(limits());
+        let now = at(3 * 86_400);
+        for hours in [0u64, 10, 23, 24, 30, 47, 48] {
+            batcher.push(millis(at(hours * 3_600)), &format!("h{hours}"), now);
+        }
+        let first = batcher.take_batch(now);
+        let second = batcher.take_batch(now);
+        let third = batcher.take_batch(now);
+        let names = |b: &Batch| b.events.iter().map(|e| e.message.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&first), ["h0", "h10", "h23"]);
+        assert_eq!(names(&second), ["h24", "h30", "h47"]);
+        assert_eq!(names(&third), ["h48"]);
+    }
+
+    #[test]
+    fn events_outside_the_accepted_window_are_set_aside_and_counted() {
+        let mut batcher = Batcher::new(limits());
+        let now = at(100 * 86_400);
+        batcher.push(millis(now) - 15 * DAY_MS, "too old", now);
+        batcher.push(millis(now) - 13 * DAY_MS, "old but fine", now);
+        batcher.push(millis(now) + 3 * 60 * 60 * 1000, "too new", now);
+        batcher.push(millis(now), "now", now);
+        let first = batcher.take_batch(now);
+        assert_eq!((first.too_old, first.too_new), (1, 1));
+        // The two accepted events are 13 days apart: more than one request may span.
+        let second = batcher.take_batch(now);
+        assert_eq!((first.events.len(), second.events.len()), (1, 1));
+        assert!(batcher.is_empty());
+    }
+
+    #[test]
+    fn an_oversize_multibyte_event_is_cut_on_a_char_boundary_with_a_marker() {
+        let mut limits = limits();
+        limits.max_event_bytes = 200;
+        let mut batcher = Batcher::new(limits);
+        let line = "é".repeat(300); // 600 bytes, two per char
+        assert_eq!(batcher.push(0, &line, at(0)), Pushed::Truncated);
+        let batch = batcher.take_batch(UNIX_EPOCH);
+        let message = &batch.events[0].message;
+        assert!(message.len() + EVENT_OVERHEAD <= 200, "{}", message.len());
+        let (kept, marker) = message.split_once(" [truncated ").unwrap();
+        assert!(kept.chars().all(|c| c == 'é'));
+        assert_eq!(marker, format!("{} bytes]", 600 - kept.len()));
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_says_so() {
+        let mut limits = limits();
+        limits.max_buffer_bytes = 100;
+        limits.max_event_bytes = 100;
+        let mut batcher = Batcher::new(limits);
+        assert_eq!(batcher.push(0, &"a".repeat(40), at(0)), Pushed::Whole);
+        assert_eq!(batcher.push(0, &"b".repeat(40), at(0)), Pushed::Dropped);
+        assert_eq!(batcher.len(), 1);
+    }
+}

@@ -1,0 +1,270 @@
+//! The CloudWatch Logs sink against a real CloudWatch Logs API served locally by moto
+//! (`scripts/test-all.sh` installs and starts it and exports its address in
+//! `CHIMERA_TEST_CLOUDWATCH_ENDPOINT`). Every test reads the stream back with `GetLogEvents`.
+#![cfg(feature = "cloudwatch")]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatchlogs::Client;
+use chimera_log_runtime::{emit, CloudWatchConfig, LogConfig, LogEvent, LogGuard};
+use common::ManualClock;
+use serde_json::{json, Value};
+
+fn endpoint() -> String {
+    std::env::var("CHIMERA_TEST_CLOUDWATCH_ENDPOINT").expect(
+        "CHIMERA_TEST_CLOUDWATCH_ENDPOINT is not set: the CloudWatch tests need moto; run ./scripts/test-all.sh, \
+         which installs and starts it",
+    )
+}
+
+/// A group name no other test (or earlier run against the same moto) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Relaxed))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn client(runtime: &tokio::runtime::Runtime) -> Client {
+    let shared =
+        runtime.block_on(aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").load());
+    Client::from_conf(aws_sdk_cloudwatchlogs::config::Builder::from(&shared).endpoint_url(endpoint()).build())
+}
+
+fn cloudwatch(group: &str, stream: &str) -> CloudWatchConfig {
+    CloudWatchConfig::new(group).region("us-east-1").log_stream(stream).endpoint_url(endpoint())
+}
+
+fn start(dir: &std::path::Path, cloudwatch: CloudWatchConfig) -> LogGuard {
+    LogConfig::new(dir).console(false).cloudwatch(cloudwatch).build().unwrap()
+}
+
+/// Every message of a stream, oldest first, with its timestamp.
+fn read_stream(client: &Client, runtime: &tokio::runtime::Runtime, group: &str, stream: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = runtime
+            .block_on(
+                client
+                    .get_log_events()
+                    .log_group_name(group)
+                    .log_stream_name(stream)
+                    .start_from_head(true)
+                    .set_next_token(token.clone())
+                    .send(),
+            )
+            .unwrap();
+        for event in page.events() {
+            out.push((event.timestamp().unwrap(), event.message().unwrap().to_owned()));
+        }
+        let next = page.next_forward_token().map(str::to_owned);
+        if next.is_none() || next == token {
+            return out;
+        }
+        token = next;
+    }
+}
+
+fn retention(client: &Client, runtime: &tokio::runtime::Runtime, group: &str) -> Option<i32> {
+    let groups = runtime.block_on(client.describe_log_groups().log_group_name_prefix(group).send()).unwrap();
+    groups.log_groups().iter().find(|g| g.log_group_name() == Some(group)).and_then(|g| g.retention_in_days())
+}
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed {
+    block_number: u64,
+}
+
+#[test]
+fn creates_group_and_stream_sets_retention_and_delivers_every_event_once() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Chimera");
+    let guard = start(dir.path(), cloudwatch(&group, "bot-production").retention_days(7));
+    let logger = guard.logger("state_engine");
+    for seq in 0..250u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    emit!(logger, Executed { block_number: 7 });
+    assert!(guard.flush(), "flush sends what is waiting");
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+
+    assert_eq!(retention(&client, &runtime, &group), Some(7));
+    let events = read_stream(&client, &runtime, &group, "bot-production");
+    let lines: Vec<Value> = events.iter().map(|(_, m)| serde_json::from_str(m).unwrap()).collect();
+    let seqs: Vec<u64> =
+        lines.iter().filter(|l| l["event"] == "tick").map(|l| l["context"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..250).collect::<Vec<_>>(), "every event exactly once, in order");
+    assert_eq!(lines.last().unwrap()["event"], "executed");
+    // The CloudWatch message is the same line as the file's, and its timestamp the line's.
+    let file_lines = common::raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(events.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(), file_lines);
+    for (timestamp, message) in &events {
+        let line: Value = serde_json::from_str(message).unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(*timestamp, parsed.timestamp_millis());
+    }
+    assert_eq!(stats.events_sent, 251);
+    assert!(stats.batches_sent >= 3, "100-event batches: {stats:?}");
+    assert_eq!((stats.batches_failed, stats.events_dropped), (0, 0));
+}
+
+#[test]
+fn retention_is_applied_to_a_group_that_already_exists() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Existing");
+    runtime.block_on(client.create_log_group().log_group_name(&group).send()).unwrap();
+    runtime.block_on(client.put_retention_policy().log_group_name(&group).retention_in_days(365).send()).unwrap();
+    runtime.block_on(client.create_log_stream().log_group_name(&group).log_stream_name("s").send()).unwrap();
+    let guard = start(dir.path(), cloudwatch(&group, "s"));
+    guard.logger("m").warning("hello", json!({}));
+    guard.flush();
+    drop(guard);
+    assert_eq!(retention(&client, &runtime, &group), Some(30));
+    assert_eq!(read_stream(&client, &runtime, &group, "s").len(), 1);
+}
+
+#[test]
+fn events_from_four_threads_arrive_once_each_in_chronological_order() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Threads");
+    let guard = start(dir.path(), cloudwatch(&group, "s").batch_events(50));
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let logger = guard.logger("worker");
+            scope.spawn(move || {
+                for seq in 0..300u64 {
+                    logger.info("tick", json!({ "thread": thread, "seq": seq }));
+                }
+            });
+        }
+    });
+    guard.flush();
+    drop(guard);
+    let events = read_stream(&client, &runtime, &group, "s");
+    assert_eq!(events.len(), 1_200);
+    assert!(events.windows(2).all(|w| w[0].0 <= w[1].0), "chronological");
+    let mut next = [0u64; 4];
+    for (_, message) in &events {
+        let line: Value = serde_json::from_str(message).unwrap();
+        let thread = line["context"]["thread"].as_u64().unwrap() as usize;
+        assert_eq!(line["context"]["seq"].as_u64().unwrap(), next[thread], "thread {thread}");
+        next[thread] += 1;
+    }
+}
+
+#[test]
+fn a_stream_deleted_mid_run_is_recreated_and_nothing_is_lost() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Deleted");
+    let guard = start(dir.path(), cloudwatch(&group, "s"));
+    let logger = guard.logger("m");
+    logger.info("before", json!({}));
+    guard.flush();
+    runtime.block_on(client.delete_log_stream().log_group_name(&group).log_stream_name("s").send()).unwrap();
+    logger.info("after", json!({}));
+    guard.flush();
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let events: Vec<String> = read_stream(&client, &runtime, &group, "s").into_iter().map(|(_, m)| m).collect();
+    assert_eq!(events.len(), 1, "the new stream holds the event sent after the deletion");
+    assert!(events[0].contains("\"event\":\"after\""));
+    assert!(stats.batches_retried >= 1, "{stats:?}");
+    assert_eq!(stats.events_sent, 2);
+}
+
+#[test]
+fn events_outside_the_accepted_window_are_counted_not_sent() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Window");
+    let clock = Arc::new(ManualClock::at_micros(0));
+    let now = SystemTime::now();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .clock(clock.clone())
+        .cloudwatch(cloudwatch(&group, "s"))
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    clock.set(now - Duration::from_secs(20 * 86_400));
+    logger.info("too_old", json!({}));
+    clock.set(now + Duration::from_secs(3 * 3_600));
+    logger.info("too_new", json!({}));
+    clock.set(now);
+    logger.info("on_time", json!({}));
+    guard.flush();
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let events = read_stream(&client, &runtime, &group, "s");
+    assert_eq!(events.len(), 1);
+    assert!(events[0].1.contains("on_time"));
+    assert_eq!(stats.events_rejected, 2);
+    assert_eq!(common::events(&dir.path().join("chimera.log")), ["too_old", "too_new", "on_time"]);
+}
+
+#[test]
+fn an_oversize_event_is_truncated_with_a_marker_and_its_batch_still_goes() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Oversize");
+    let guard = start(dir.path(), cloudwatch(&group, "s").max_event_bytes(4_096));
+    let logger = guard.logger("m");
+    logger.info("small", json!({}));
+    logger.info("huge", json!({ "blob": "ü".repeat(10_000) }));
+    logger.info("small_again", json!({}));
+    guard.flush();
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let events = read_stream(&client, &runtime, &group, "s");
+    assert_eq!(events.len(), 3);
+    let huge = &events[1].1;
+    assert!(huge.len() + 26 <= 4_096, "{}", huge.len());
+    assert!(huge.contains(" [truncated ") && huge.ends_with(" bytes]"), "{}", &huge[huge.len() - 40..]);
+    assert_eq!(stats.events_truncated, 1);
+    // The file keeps the whole line.
+    let file = common::json_lines(&dir.path().join("chimera.log"));
+    assert_eq!(file[1]["context"]["blob"].as_str().unwrap().chars().count(), 10_000);
+}
+
+#[test]
+fn a_dead_endpoint_never_holds_up_the_files_and_shutdown_stays_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = CloudWatchConfig::new("Dead")
+        .region("us-east-1")
+        .log_stream("s")
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .operation_timeout(Duration::from_millis(500));
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .shutdown_timeout(Duration::from_millis(1_500))
+        .cloudwatch(dead)
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    for seq in 0..1_000u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    let stats_logger = guard.logger("stats");
+    drop(guard); // bounded by the shutdown timeout even though CloudWatch never answers
+    let stats = stats_logger.stats().unwrap();
+    let cloudwatch = stats.cloudwatch.unwrap();
+    assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 1_000, "the files are complete");
+    assert_eq!(cloudwatch.events_sent, 0);
+    assert!(cloudwatch.batches_retried >= 1, "{cloudwatch:?}");
+    assert!(cloudwatch.batches_failed >= 1 && cloudwatch.events_dropped >= 1, "given up at shutdown: {cloudwatch:?}");
+}
