@@ -268,3 +268,95 @@ fn a_dead_endpoint_never_holds_up_the_files_and_shutdown_stays_within_its_timeou
     assert!(cloudwatch.batches_retried >= 1, "{cloudwatch:?}");
     assert!(cloudwatch.batches_failed >= 1 && cloudwatch.events_dropped >= 1, "given up at shutdown: {cloudwatch:?}");
 }
+
+/// Starts a logger shipping through a fault-injecting proxy in front of moto.
+fn through_proxy(dir: &std::path::Path, group: &str) -> (LogGuard, common::proxy::Proxy) {
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let config = CloudWatchConfig::new(group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url);
+    let guard = LogConfig::new(dir)
+        .console(false)
+        .shutdown_timeout(Duration::from_secs(30))
+        .cloudwatch(config)
+        .build()
+        .unwrap();
+    (guard, proxy)
+}
+
+fn seqs_in_stream(client: &Client, runtime: &tokio::runtime::Runtime, group: &str) -> Vec<u64> {
+    read_stream(client, runtime, group, "s")
+        .iter()
+        .map(|(_, m)| serde_json::from_str::<Value>(m).unwrap()["context"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn throttling_and_503s_are_retried_and_every_event_arrives_exactly_once() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Throttled");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush()); // set-up done, first batch sent
+    proxy.set_mode(common::proxy::Mode::Throttle(3));
+    for seq in 1..150u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Unavailable(2));
+    for seq in 150..300u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..300).collect::<Vec<_>>(), "exactly once, in order");
+    assert_eq!(proxy.seen().refused, 5);
+    assert_eq!(stats.batches_retried, 5, "{stats:?}");
+    assert_eq!(stats.batches_failed, 0);
+    assert!(proxy.seen().violations.is_empty(), "{:?}", proxy.seen().violations);
+}
+
+#[test]
+fn an_outage_holds_events_and_delivery_resumes_by_itself_when_it_ends() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Outage");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Outage);
+    for seq in 1..=250u64 {
+        logger.info("tick", json!({ "seq": seq })); // 100 of them make a batch: it is tried, and fails
+    }
+    proxy.wait_refused(3); // three attempts failed: the sink is in its retry loop
+    proxy.set_mode(common::proxy::Mode::Pass);
+    assert!(guard.flush(), "delivery resumed");
+    assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 251);
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..=250).collect::<Vec<_>>());
+    assert!(stats.batches_retried >= 3 && stats.batches_failed == 0, "{stats:?}");
+    assert!(proxy.seen().violations.is_empty(), "{:?}", proxy.seen().violations);
+}
+
+#[test]
+fn large_events_are_split_into_requests_within_the_byte_limit() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Large");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    let blob = "x".repeat(200_000);
+    for seq in 0..30u64 {
+        logger.info("tick", json!({ "seq": seq, "blob": blob }));
+    }
+    assert!(guard.flush());
+    drop(guard);
+    let seen = proxy.seen();
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert!(seen.put_log_events >= 6, "30 events of 200 KB need at least 6 requests: {seen:?}");
+    assert!(seen.max_bytes > 800_000 && seen.max_bytes <= 1_048_576, "{seen:?}");
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..30).collect::<Vec<_>>());
+}

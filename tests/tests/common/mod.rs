@@ -2,6 +2,8 @@
 //! reading lines back with their key order.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Mutex;

@@ -1,0 +1,198 @@
+//! A fault-injecting HTTP proxy in front of moto, for the CloudWatch tests: it can answer
+//! `PutLogEvents` with throttling or 503s, or every request with 503s (an outage), and it checks
+//! every `PutLogEvents` it sees against the service's limits (moto does not).
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// What the proxy does with the next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward everything to moto.
+    Pass,
+    /// Answer the next `n` `PutLogEvents` with `ThrottlingException` (HTTP 400).
+    Throttle(u32),
+    /// Answer the next `n` `PutLogEvents` with `ServiceUnavailableException` (HTTP 503).
+    Unavailable(u32),
+    /// Answer every request with 503 until the mode changes.
+    Outage,
+}
+
+/// What the proxy saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub put_log_events: u32,
+    pub refused: u32,
+    /// Limit violations found in forwarded or refused requests; must stay empty.
+    pub violations: Vec<String>,
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    mode: Mode,
+    seen: Seen,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub url: String,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+}
+
+impl Proxy {
+    /// Starts a proxy forwarding to `upstream` (`http://host:port`).
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new((Mutex::new(Shared { mode: Mode::Pass, seen: Seen::default() }), Condvar::new()));
+        let proxy = Proxy { url, shared };
+        let handle = proxy.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let handle = handle.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || handle.serve(client, &upstream));
+            }
+        });
+        proxy
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared.0.lock().unwrap().mode = mode;
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.shared.0.lock().unwrap().seen.clone()
+    }
+
+    /// Blocks until the proxy has refused `n` requests in all.
+    pub fn wait_refused(&self, n: u32) {
+        let (lock, signal) = &*self.shared;
+        let mut shared = lock.lock().unwrap();
+        while shared.seen.refused < n {
+            shared = signal.wait(shared).unwrap();
+        }
+    }
+
+    fn serve(&self, client: TcpStream, upstream: &str) {
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut client = client;
+        while let Some((head, body)) = read_message(&mut reader) {
+            let target = header(&head, "x-amz-target").unwrap_or_default();
+            let is_put = target.ends_with("PutLogEvents");
+            if is_put {
+                self.check_limits(&body);
+            }
+            let refusal = {
+                let (lock, signal) = &*self.shared;
+                let mut shared = lock.lock().unwrap();
+                if is_put {
+                    shared.seen.put_log_events += 1;
+                }
+                let refusal = match shared.mode {
+                    Mode::Outage => Some((503, "ServiceUnavailableException")),
+                    Mode::Throttle(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::Throttle(n - 1) } else { Mode::Pass };
+                        Some((400, "ThrottlingException"))
+                    }
+                    Mode::Unavailable(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::Unavailable(n - 1) } else { Mode::Pass };
+                        Some((503, "ServiceUnavailableException"))
+                    }
+                    _ => None,
+                };
+                if refusal.is_some() {
+                    shared.seen.refused += 1;
+                    signal.notify_all();
+                }
+                refusal
+            };
+            let response = match refusal {
+                Some((status, kind)) => {
+                    let body = format!("{{\"__type\":\"{kind}\",\"message\":\"injected by the test proxy\"}}");
+                    format!(
+                        "HTTP/1.1 {status} Injected\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes()
+                }
+                None => match forward(upstream, &head, &body) {
+                    Some(response) => response,
+                    None => return,
+                },
+            };
+            if client.write_all(&response).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn check_limits(&self, body: &[u8]) {
+        let request: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let events = request["logEvents"].as_array().cloned().unwrap_or_default();
+        let bytes: usize = events.iter().map(|e| e["message"].as_str().unwrap().len() + 26).sum();
+        let stamps: Vec<i64> = events.iter().map(|e| e["timestamp"].as_i64().unwrap()).collect();
+        let mut violations = Vec::new();
+        if events.len() > 10_000 {
+            violations.push(format!("{} events in one request", events.len()));
+        }
+        if bytes > 1_048_576 {
+            violations.push(format!("{bytes} bytes in one request"));
+        }
+        if !stamps.windows(2).all(|w| w[0] <= w[1]) {
+            violations.push("events out of chronological order".to_owned());
+        }
+        if let (Some(first), Some(last)) = (stamps.first(), stamps.last()) {
+            if last - first >= 24 * 3_600 * 1_000 {
+                violations.push(format!("a request spanning {} ms", last - first));
+            }
+        }
+        let mut shared = self.shared.0.lock().unwrap();
+        shared.seen.max_events = shared.seen.max_events.max(events.len());
+        shared.seen.max_bytes = shared.seen.max_bytes.max(bytes);
+        shared.seen.violations.extend(violations);
+    }
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// One HTTP/1.1 message with a `content-length` body: its head (start line and headers) and body.
+fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+/// Sends one request to moto on a fresh connection and returns the raw response.
+fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut server = TcpStream::connect(upstream).ok()?;
+    server.write_all(head.as_bytes()).ok()?;
+    server.write_all(body).ok()?;
+    let mut reader = BufReader::new(server);
+    let (response_head, response_body) = read_message(&mut reader)?;
+    let mut response = response_head.into_bytes();
+    response.extend_from_slice(&response_body);
+    Some(response)
+}
