@@ -360,3 +360,24 @@ fn large_events_are_split_into_requests_within_the_byte_limit() {
     assert!(seen.max_bytes > 800_000 && seen.max_bytes <= 1_048_576, "{seen:?}");
     assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..30).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_batch_refused_as_invalid_is_counted_and_not_retried_and_later_batches_still_go() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Invalid");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Invalid(1));
+    logger.info("tick", json!({ "seq": 1 }));
+    assert!(guard.flush(), "a refused batch does not hold up the flush");
+    logger.info("tick", json!({ "seq": 2 }));
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), [0, 2]);
+    assert_eq!((stats.batches_failed, stats.events_dropped, stats.batches_retried), (1, 1, 0), "{stats:?}");
+    assert_eq!(proxy.seen().refused, 1, "not retried");
+}

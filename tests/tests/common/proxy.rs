@@ -16,6 +16,8 @@ pub enum Mode {
     Throttle(u32),
     /// Answer the next `n` `PutLogEvents` with `ServiceUnavailableException` (HTTP 503).
     Unavailable(u32),
+    /// Answer the next `n` `PutLogEvents` with `InvalidParameterException` (HTTP 400).
+    Invalid(u32),
     /// Answer every request with 503 until the mode changes.
     Outage,
 }
@@ -103,6 +105,10 @@ impl Proxy {
                     Mode::Unavailable(n) if is_put && n > 0 => {
                         shared.mode = if n > 1 { Mode::Unavailable(n - 1) } else { Mode::Pass };
                         Some((503, "ServiceUnavailableException"))
+                    }
+                    Mode::Invalid(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::Invalid(n - 1) } else { Mode::Pass };
+                        Some((400, "InvalidParameterException"))
                     }
                     _ => None,
                 };
