@@ -381,3 +381,33 @@ fn a_batch_refused_as_invalid_is_counted_and_not_retried_and_later_batches_still
     assert_eq!((stats.batches_failed, stats.events_dropped, stats.batches_retried), (1, 1, 0), "{stats:?}");
     assert_eq!(proxy.seen().refused, 1, "not retried");
 }
+
+#[test]
+fn without_a_region_cloudwatch_says_so_once_and_the_files_keep_working() {
+    const CHILD: &str = "CHIMERA_CLOUDWATCH_NO_REGION_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let config = CloudWatchConfig::new("NoRegion").log_stream("s").endpoint_url(endpoint());
+        let guard = LogConfig::new(&dir).console(false).cloudwatch(config).build().unwrap();
+        for seq in 0..10u64 {
+            guard.logger("m").info("tick", json!({ "seq": seq }));
+        }
+        guard.flush();
+        let stats = guard.stats().cloudwatch.unwrap();
+        assert_eq!((stats.events_sent, stats.events_dropped), (0, 10), "{stats:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["without_a_region_cloudwatch_says_so_once_and_the_files_keep_working", "--exact", "--nocapture"])
+        .env(CHILD, dir.path())
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("no AWS region").count(), 1, "{stderr}");
+    assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 10);
+}
