@@ -411,3 +411,56 @@ fn without_a_region_cloudwatch_says_so_once_and_the_files_keep_working() {
     assert_eq!(stderr.matches("no AWS region").count(), 1, "{stderr}");
     assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 10);
 }
+
+#[test]
+fn a_group_deleted_mid_run_is_recreated_with_its_retention_and_nothing_is_lost() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("GroupDeleted");
+    let guard = start(dir.path(), cloudwatch(&group, "s").retention_days(14));
+    let logger = guard.logger("m");
+    logger.info("before", json!({}));
+    assert!(guard.flush());
+    runtime.block_on(client.delete_log_group().log_group_name(&group).send()).unwrap();
+    logger.info("after", json!({}));
+    assert!(guard.flush());
+    drop(guard);
+    let events: Vec<String> = read_stream(&client, &runtime, &group, "s").into_iter().map(|(_, m)| m).collect();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].contains("\"event\":\"after\""));
+    assert_eq!(retention(&client, &runtime, &group), Some(14));
+}
+
+#[test]
+fn an_outage_costs_one_stderr_line_when_delivery_stops_and_one_when_it_recovers() {
+    const CHILD: &str = "CHIMERA_CLOUDWATCH_OUTAGE_LINES_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let (guard, proxy) = through_proxy(std::path::Path::new(&dir), &unique("Lines"));
+        let logger = guard.logger("m");
+        logger.info("tick", json!({ "seq": 0 }));
+        assert!(guard.flush());
+        proxy.set_mode(common::proxy::Mode::Outage);
+        for seq in 1..=300u64 {
+            logger.info("tick", json!({ "seq": seq }));
+        }
+        proxy.wait_refused(4);
+        proxy.set_mode(common::proxy::Mode::Pass);
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "an_outage_costs_one_stderr_line_when_delivery_stops_and_one_when_it_recovers",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("chimera-log: CloudWatch")).collect();
+    assert_eq!(ours.len(), 2, "{stderr}");
+    assert!(ours[0].contains("delivery stopped") && ours[1].contains("recovered"), "{ours:?}");
+}
