@@ -95,8 +95,11 @@ fn creates_group_and_stream_sets_retention_and_delivers_every_event_once() {
     }
     emit!(logger, Executed { block_number: 7 });
     assert!(guard.flush(), "flush sends what is waiting");
-    let stats = guard.stats().cloudwatch.unwrap();
+    let all = guard.stats();
+    let stats = all.cloudwatch.unwrap();
     drop(guard);
+    // Nothing the SDK, hyper or rustls did while shipping came back in as an event.
+    assert_eq!(all.events_by_level.iter().sum::<u64>(), 251, "no feedback from the sink's internals");
 
     assert_eq!(retention(&client, &runtime, &group), Some(7));
     let events = read_stream(&client, &runtime, &group, "bot-production");
