@@ -467,3 +467,38 @@ fn an_outage_costs_one_stderr_line_when_delivery_stops_and_one_when_it_recovers(
     assert_eq!(ours.len(), 2, "{stderr}");
     assert!(ours[0].contains("delivery stopped") && ours[1].contains("recovered"), "{ours:?}");
 }
+
+#[test]
+fn a_batch_goes_when_100_events_wait_or_the_oldest_has_waited_5_seconds_of_the_clock() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Triggers");
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let clock = Arc::new(ManualClock::at_micros(0));
+    let start = SystemTime::now();
+    clock.set(start);
+    let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url);
+    let guard = LogConfig::new(dir.path()).console(false).clock(clock.clone()).cloudwatch(config).build().unwrap();
+    let logger = guard.logger("m");
+
+    // 99 events: neither trigger has fired, whatever the writer thread has seen so far.
+    for seq in 0..99u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    assert_eq!(proxy.seen().put_log_events, 0);
+    logger.info("tick", json!({ "seq": 99 })); // the 100th
+    proxy.wait_puts(1);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group).len(), 100);
+
+    // One event stamped now: not due. The clock moves 5 s and another event comes: the first
+    // is now 5 s old, and the sink sends without being asked to flush.
+    logger.info("tick", json!({ "seq": 100 }));
+    assert_eq!(proxy.seen().put_log_events, 1, "one waiting event is not due");
+    clock.set(start + Duration::from_secs(5));
+    logger.info("tick", json!({ "seq": 101 }));
+    proxy.wait_puts(2);
+    assert!(seqs_in_stream(&client, &runtime, &group).contains(&100));
+    assert!(guard.flush());
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..102).collect::<Vec<_>>());
+    drop(guard);
+}

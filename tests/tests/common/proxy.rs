@@ -72,6 +72,15 @@ impl Proxy {
         self.shared.0.lock().unwrap().seen.clone()
     }
 
+    /// Blocks until the proxy has seen `n` `PutLogEvents` requests in all.
+    pub fn wait_puts(&self, n: u32) {
+        let (lock, signal) = &*self.shared;
+        let mut shared = lock.lock().unwrap();
+        while shared.seen.put_log_events < n {
+            shared = signal.wait(shared).unwrap();
+        }
+    }
+
     /// Blocks until the proxy has refused `n` requests in all.
     pub fn wait_refused(&self, n: u32) {
         let (lock, signal) = &*self.shared;
@@ -95,6 +104,7 @@ impl Proxy {
                 let mut shared = lock.lock().unwrap();
                 if is_put {
                     shared.seen.put_log_events += 1;
+                    signal.notify_all();
                 }
                 let refusal = match shared.mode {
                     Mode::Outage => Some((503, "ServiceUnavailableException")),

@@ -63,13 +63,15 @@ pub(crate) struct Batcher {
     limits: Limits,
     waiting: Vec<Event>,
     bytes: usize,
-    first_arrival: Option<SystemTime>,
+    /// The earliest timestamp waiting: the interval is measured from the event's own time (read
+    /// from the same clock as `now`), not from when the sink happened to see it.
+    oldest_ms: Option<i64>,
     next_seq: u64,
 }
 
 impl Batcher {
     pub(crate) fn new(limits: Limits) -> Self {
-        Batcher { limits, waiting: Vec::new(), bytes: 0, first_arrival: None, next_seq: 0 }
+        Batcher { limits, waiting: Vec::new(), bytes: 0, oldest_ms: None, next_seq: 0 }
     }
 
     #[cfg(test)]
@@ -82,31 +84,30 @@ impl Batcher {
     }
 
     /// Takes one line (its trailing newline removed) stamped `timestamp_ms`.
-    pub(crate) fn push(&mut self, timestamp_ms: i64, line: &str, now: SystemTime) -> Pushed {
+    pub(crate) fn push(&mut self, timestamp_ms: i64, line: &str) -> Pushed {
         let (message, outcome) = truncate(line, self.limits.max_event_bytes);
         let cost = message.len() + EVENT_OVERHEAD;
         if self.bytes + cost > self.limits.max_buffer_bytes {
             return Pushed::Dropped;
         }
         self.bytes += cost;
-        self.first_arrival.get_or_insert(now);
+        self.oldest_ms = Some(self.oldest_ms.map_or(timestamp_ms, |oldest| oldest.min(timestamp_ms)));
         self.waiting.push(Event { timestamp_ms, message, seq: self.next_seq });
         self.next_seq += 1;
         outcome
     }
 
-    /// Whether a request should go now: `batch_events` are waiting, or the oldest has waited
-    /// `batch_interval`.
+    /// Whether a request should go now: `batch_events` are waiting, or the oldest is
+    /// `batch_interval` old.
     pub(crate) fn due(&self, now: SystemTime) -> bool {
+        let interval_ms = i64::try_from(self.limits.batch_interval.as_millis()).unwrap_or(i64::MAX);
         self.waiting.len() >= self.limits.batch_events
-            || self
-                .first_arrival
-                .is_some_and(|first| now.duration_since(first).unwrap_or_default() >= self.limits.batch_interval)
+            || self.oldest_ms.is_some_and(|oldest| millis(now).saturating_sub(oldest) >= interval_ms)
     }
 
     /// The next request: the oldest waiting events, in chronological order (ties in arrival
-    /// order), at most `batch_events` and as many as the service's limits allow. Events outside the accepted window are
-    /// removed and counted instead.
+    /// order), at most `batch_events` and as many as the service's limits allow. Events outside
+    /// the accepted window are removed and counted instead.
     pub(crate) fn take_batch(&mut self, now: SystemTime) -> Batch {
         let now_ms = millis(now);
         let window_days = i64::from(self.limits.retention_days.min(14));
@@ -140,7 +141,7 @@ impl Batcher {
             }
         }
         self.waiting = keep;
-        self.first_arrival = if self.waiting.is_empty() { None } else { Some(now) };
+        self.oldest_ms = self.waiting.first().map(|event| event.timestamp_ms);
         batch
     }
 }
@@ -194,14 +195,14 @@ mod tests {
     fn due_after_100_events_or_when_the_oldest_has_waited_5_seconds() {
         let mut batcher = Batcher::new(limits());
         for i in 0..99 {
-            batcher.push(millis(at(0)), &format!("e{i}"), at(0));
+            batcher.push(millis(at(0)), &format!("e{i}"));
         }
         assert!(!batcher.due(at(4)));
-        batcher.push(millis(at(0)), "e99", at(0));
+        batcher.push(millis(at(0)), "e99");
         assert!(batcher.due(at(0)), "100 events");
 
         let mut batcher = Batcher::new(limits());
-        batcher.push(millis(at(0)), "one", at(0));
+        batcher.push(millis(at(0)), "one");
         assert!(!batcher.due(at(0) + Duration::from_millis(4_999)));
         assert!(batcher.due(at(5)), "5 seconds");
     }
@@ -210,7 +211,7 @@ mod tests {
     fn a_batch_is_chronological_with_ties_in_arrival_order() {
         let mut batcher = Batcher::new(limits());
         for (ts, text) in [(3, "c"), (1, "a1"), (2, "b"), (1, "a2")] {
-            batcher.push(millis(at(ts)), text, at(10));
+            batcher.push(millis(at(ts)), text);
         }
         let batch = batcher.take_batch(at(10));
         let order: Vec<&str> = batch.events.iter().map(|e| e.message.as_str()).collect();
@@ -223,7 +224,7 @@ mod tests {
         let mut batcher = Batcher::new(limits());
         let big = "x".repeat(100_000);
         for _ in 0..25 {
-            batcher.push(millis(at(0)), &big, at(0));
+            batcher.push(millis(at(0)), &big);
         }
         let mut sizes = Vec::new();
         while !batcher.is_empty() {
@@ -236,7 +237,7 @@ mod tests {
 
         let mut batcher = Batcher::new(Limits { batch_events: MAX_BATCH_EVENTS, ..limits() });
         for i in 0..25_000 {
-            batcher.push(millis(at(0)), &format!("{i}"), at(0));
+            batcher.push(millis(at(0)), &format!("{i}"));
         }
         let counts: Vec<usize> =
             std::iter::from_fn(|| (!batcher.is_empty()).then(|| batcher.take_batch(at(1)).events.len())).collect();
@@ -248,7 +249,7 @@ mod tests {
         let mut batcher = Batcher::new(limits());
         let now = at(3 * 86_400);
         for hours in [0u64, 10, 23, 24, 30, 47, 48] {
-            batcher.push(millis(at(hours * 3_600)), &format!("h{hours}"), now);
+            batcher.push(millis(at(hours * 3_600)), &format!("h{hours}"));
         }
         let first = batcher.take_batch(now);
         let second = batcher.take_batch(now);
@@ -263,10 +264,10 @@ mod tests {
     fn events_outside_the_accepted_window_are_set_aside_and_counted() {
         let mut batcher = Batcher::new(limits());
         let now = at(100 * 86_400);
-        batcher.push(millis(now) - 15 * DAY_MS, "too old", now);
-        batcher.push(millis(now) - 13 * DAY_MS, "old but fine", now);
-        batcher.push(millis(now) + 3 * 60 * 60 * 1000, "too new", now);
-        batcher.push(millis(now), "now", now);
+        batcher.push(millis(now) - 15 * DAY_MS, "too old");
+        batcher.push(millis(now) - 13 * DAY_MS, "old but fine");
+        batcher.push(millis(now) + 3 * 60 * 60 * 1000, "too new");
+        batcher.push(millis(now), "now");
         let first = batcher.take_batch(now);
         assert_eq!((first.too_old, first.too_new), (1, 1));
         // The two accepted events are 13 days apart: more than one request may span.
@@ -281,7 +282,7 @@ mod tests {
         limits.max_event_bytes = 200;
         let mut batcher = Batcher::new(limits);
         let line = "é".repeat(300); // 600 bytes, two per char
-        assert_eq!(batcher.push(0, &line, at(0)), Pushed::Truncated);
+        assert_eq!(batcher.push(0, &line), Pushed::Truncated);
         let batch = batcher.take_batch(UNIX_EPOCH);
         let message = &batch.events[0].message;
         assert!(message.len() + EVENT_OVERHEAD <= 200, "{}", message.len());
@@ -296,8 +297,8 @@ mod tests {
         limits.max_buffer_bytes = 100;
         limits.max_event_bytes = 100;
         let mut batcher = Batcher::new(limits);
-        assert_eq!(batcher.push(0, &"a".repeat(40), at(0)), Pushed::Whole);
-        assert_eq!(batcher.push(0, &"b".repeat(40), at(0)), Pushed::Dropped);
+        assert_eq!(batcher.push(0, &"a".repeat(40)), Pushed::Whole);
+        assert_eq!(batcher.push(0, &"b".repeat(40)), Pushed::Dropped);
         assert_eq!(batcher.len(), 1);
     }
 }

@@ -345,7 +345,7 @@ impl Sink for CloudWatchSink {
         let line = line.trim_end_matches('\n');
         let now = self.clock.now();
         let timestamp = line_timestamp_ms(line).unwrap_or_else(|| batch::millis(now));
-        match self.batcher.push(timestamp, line, now) {
+        match self.batcher.push(timestamp, line) {
             Pushed::Whole => {}
             Pushed::Truncated => {
                 self.counters.events_truncated.fetch_add(1, Relaxed);
