@@ -502,3 +502,43 @@ fn a_batch_goes_when_100_events_wait_or_the_oldest_has_waited_5_seconds_of_the_c
     assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..102).collect::<Vec<_>>());
     drop(guard);
 }
+
+#[test]
+fn without_credentials_cloudwatch_says_so_once_and_the_files_keep_working() {
+    const CHILD: &str = "CHIMERA_CLOUDWATCH_NO_CREDENTIALS_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let config =
+            CloudWatchConfig::new("NoCredentials").region("us-east-1").log_stream("s").endpoint_url(endpoint());
+        let guard = LogConfig::new(&dir)
+            .console(false)
+            .shutdown_timeout(Duration::from_secs(2))
+            .cloudwatch(config)
+            .build()
+            .unwrap();
+        for seq in 0..10u64 {
+            guard.logger("m").info("tick", json!({ "seq": seq }));
+        }
+        let stats_logger = guard.logger("stats");
+        drop(guard);
+        let stats = stats_logger.stats().unwrap().cloudwatch.unwrap();
+        assert_eq!(stats.events_sent, 0, "{stats:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["without_credentials_cloudwatch_says_so_once_and_the_files_keep_working", "--exact", "--nocapture"])
+        .env(CHILD, dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("chimera-log: CloudWatch")).collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(ours[0].contains("no AWS credentials found"), "{}", ours[0]);
+    assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 10);
+}

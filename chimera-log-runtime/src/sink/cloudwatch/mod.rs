@@ -87,7 +87,15 @@ where
             }
         }
         SdkError::TimeoutError(_) => Failure::Retry("request timed out".into()),
-        SdkError::DispatchFailure(failure) => Failure::Retry(format!("could not reach the service: {failure:?}")),
+        SdkError::DispatchFailure(failure) => {
+            let detail = format!("{failure:?}");
+            if detail.contains("CredentialsNotLoaded") {
+                // Credentials may yet appear (a role attached, a file written): keep retrying.
+                Failure::Retry("no AWS credentials found (environment, profile or IAM role); will retry".to_owned())
+            } else {
+                Failure::Retry(format!("could not reach the service: {detail}"))
+            }
+        }
         SdkError::ResponseError(_) => Failure::Retry("unreadable response".into()),
         SdkError::ConstructionFailure(_) => Failure::Fatal(format!("request could not be built: {error}")),
         _ => Failure::Retry(format!("{error}")),
