@@ -62,6 +62,8 @@ pub const AUDIT_FILE: &str = "executions.log";
 /// | `general_backups` | 10 | `CHIMERA_LOG_GENERAL_BACKUPS` |
 /// | `audit_backups` | 50 | `CHIMERA_LOG_AUDIT_BACKUPS` |
 /// | `compress` | on | `CHIMERA_LOG_COMPRESS` (`true`/`false`) |
+/// | `audit_key` | none (SHA-256 chain) | `CHIMERA_LOG_AUDIT_KEY` |
+/// | `checkpoint_interval` | 15 min | — |
 /// | `route` | none | — |
 /// | `clock` | the system clock | — |
 /// | `shutdown_timeout` | 5 s | — |
@@ -107,6 +109,8 @@ pub struct LogConfig {
     pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
+    pub(crate) audit_key: Option<Vec<u8>>,
+    pub(crate) checkpoint_interval: Duration,
 }
 
 impl LogConfig {
@@ -132,6 +136,8 @@ impl LogConfig {
             health_interval: None,
             faults: None,
             cloudwatch: None,
+            audit_key: None,
+            checkpoint_interval: Duration::from_secs(15 * 60),
         }
     }
 
@@ -184,13 +190,18 @@ impl LogConfig {
                 }
                 "CHIMERA_LOG_AUDIT_BACKUPS" => config.audit_backups(parse_number("CHIMERA_LOG_AUDIT_BACKUPS", value)?),
                 "CHIMERA_LOG_COMPRESS" => config.compress(parse_bool("CHIMERA_LOG_COMPRESS", value)?),
+                "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
+                    return Err(Error::invalid("CHIMERA_LOG_AUDIT_KEY", "", "an empty key protects nothing"))
+                }
+                "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
                 other if other.starts_with("CHIMERA_LOG_") => {
                     return Err(Error::InvalidSetting {
                         setting: "CHIMERA_LOG_*",
                         value: other.to_owned(),
                         reason: "unknown variable; known: CHIMERA_LOG_DIR, CHIMERA_LOG_LEVEL, CHIMERA_LOG_CONSOLE, \
                                  CHIMERA_LOG_CONSOLE_TARGET, CHIMERA_LOG_CONSOLE_FORMAT, CHIMERA_LOG_MAX_BYTES, \
-                                 CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS"
+                                 CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS, \
+                                 CHIMERA_LOG_AUDIT_KEY"
                             .to_owned(),
                     })
                 }
@@ -316,6 +327,22 @@ impl LogConfig {
         self
     }
 
+    /// Keys the audit chain: HMAC-SHA-256 with `key` instead of SHA-256, so that nobody without
+    /// the key can recompute a valid chain after editing a record. Keep the key out of the log
+    /// directory; `verify` needs it too.
+    pub fn audit_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.audit_key = Some(key.into());
+        self
+    }
+
+    /// How often the audit chain's head is recorded in the general log as an
+    /// `audit_checkpoint` event (also at every rotation of the audit file). Recorded by the first
+    /// audit event after the interval; 15 minutes by default.
+    pub fn checkpoint_interval(mut self, every: Duration) -> Self {
+        self.checkpoint_interval = every;
+        self
+    }
+
     /// Makes file writes fail on demand, for tests of write faults.
     #[doc(hidden)]
     pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
@@ -338,6 +365,9 @@ impl LogConfig {
             if !cfg!(feature = "cloudwatch") {
                 return Err(Error::CloudWatchUnavailable);
             }
+        }
+        if self.audit_key.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
         }
         if self.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));

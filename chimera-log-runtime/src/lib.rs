@@ -60,6 +60,7 @@
 //! neither does a field whose type cannot be written as JSON. See the README for the attribute
 //! reference, the line format and the routing rules.
 
+pub mod audit;
 mod clock;
 mod cloudwatch_config;
 mod config;

@@ -89,7 +89,11 @@ fn seed_functions_write_each_standard_event_with_its_level_route_and_fields() {
 
     let audit = json_lines(&dir.path().join("executions.log"));
     assert_eq!(audit.len(), 1, "only the execution attempt is audited");
-    assert_eq!(audit[0], general[0]);
+    let mut record = audit[0].clone();
+    let seal = record.as_object_mut().unwrap();
+    assert_eq!(seal.remove("seq"), Some(json!(1)));
+    assert!(seal.remove("chain").is_some());
+    assert_eq!(record, general[0], "the audit record is the general line plus its seal");
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
+use crate::audit::{seal, ChainHead, ChainKey};
 use crate::sink::file::FileSink;
 use crate::sink::{FailureReporter, Sink};
 use crate::stats::SinkCounters;
@@ -33,6 +35,20 @@ struct Guarded {
     /// Lines written so far; a sync that starts after line `n` was written covers it.
     written: u64,
     closed: bool,
+    /// The audit chain's head: the last record written.
+    head: ChainHead,
+    /// The line being sealed, reused.
+    sealed: Vec<u8>,
+    /// When the chain head was last recorded in the general log.
+    last_checkpoint: SystemTime,
+}
+
+/// A chain head to record in the general log (`audit_checkpoint`), outside the audit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) head: ChainHead,
+    /// Why: a rotation of the audit file, or the interval.
+    pub(crate) rotated: bool,
 }
 
 #[derive(Debug)]
@@ -40,16 +56,34 @@ pub(crate) struct AuditWriter {
     inner: Mutex<Guarded>,
     commit: GroupCommit,
     durability: AuditDurability,
+    key: ChainKey,
+    checkpoint_interval: Duration,
     pub(crate) counters: Arc<SinkCounters>,
     failures: FailureReporter,
 }
 
 impl AuditWriter {
-    pub(crate) fn new(sink: FileSink, durability: AuditDurability, counters: Arc<SinkCounters>) -> Self {
+    pub(crate) fn new(
+        sink: FileSink,
+        durability: AuditDurability,
+        counters: Arc<SinkCounters>,
+        chain: (ChainHead, ChainKey, Duration),
+        now: SystemTime,
+    ) -> Self {
+        let (head, key, checkpoint_interval) = chain;
         AuditWriter {
-            inner: Mutex::new(Guarded { sink, written: 0, closed: false }),
+            inner: Mutex::new(Guarded {
+                sink,
+                written: 0,
+                closed: false,
+                head,
+                sealed: Vec::with_capacity(1024),
+                last_checkpoint: now,
+            }),
             commit: GroupCommit::default(),
             durability,
+            key,
+            checkpoint_interval,
             counters,
             failures: FailureReporter::default(),
         }
@@ -64,20 +98,31 @@ impl AuditWriter {
         self.failures.report(&format_args!("writing to {}", crate::config::AUDIT_FILE), error);
     }
 
-    /// Writes `line` through (and syncs it, by default); `false` if the writer is closed.
-    pub(crate) fn write(&self, line: &[u8]) -> bool {
-        let seq = {
+    /// Seals `line` into the next audit record, writes it through (and syncs it, by default).
+    /// `Err(())` if the writer is closed; `Ok(Some(_))` when the chain head is due to be recorded
+    /// in the general log (the file rotated, or the checkpoint interval passed).
+    pub(crate) fn write(&self, line: &[u8], now: SystemTime) -> Result<Option<Checkpoint>, ()> {
+        let (seq, checkpoint) = {
             let mut inner = self.lock();
+            let inner = &mut *inner;
             if inner.closed {
-                return false;
+                return Err(());
             }
-            if let Err(error) = inner.sink.write_line(line) {
+            seal(line, &mut inner.head, &self.key, &mut inner.sealed);
+            let rotations = self.counters.rotations.load(Relaxed);
+            if let Err(error) = inner.sink.write_line(&inner.sealed) {
                 self.report(&error);
             }
             self.counters.lines.fetch_add(1, Relaxed);
-            self.counters.bytes.fetch_add(line.len() as u64, Relaxed);
+            self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
             inner.written += 1;
-            inner.written
+            let rotated = self.counters.rotations.load(Relaxed) != rotations;
+            let interval = now.duration_since(inner.last_checkpoint).unwrap_or_default() >= self.checkpoint_interval;
+            let checkpoint = (rotated || interval).then(|| {
+                inner.last_checkpoint = now;
+                Checkpoint { head: inner.head, rotated }
+            });
+            (inner.written, checkpoint)
         };
         if self.durability == AuditDurability::Sync {
             let synced = self.commit.wait_synced(seq, || {
@@ -91,7 +136,7 @@ impl AuditWriter {
                 self.report(&error);
             }
         }
-        true
+        Ok(checkpoint)
     }
 
     pub(crate) fn flush(&self) {

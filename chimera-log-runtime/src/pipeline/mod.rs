@@ -37,10 +37,11 @@ pub enum Overflow {
 }
 pub(crate) use latency::sample_this_emit;
 
-use self::audit::AuditWriter;
+use self::audit::{AuditWriter, Checkpoint};
 use self::latency::LatencyHistogram;
 use self::queue::{LaneSet, Pushed};
 use self::writer::{Lane, Writer};
+use crate::audit::ChainKey;
 use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
@@ -159,8 +160,17 @@ impl Dispatcher {
             .map_err(|source| Error::OpenFile { path: dir.join(file), source })
         };
 
+        let head = crate::audit::recover_head(&dir, AUDIT_FILE)
+            .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
+        let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, ChainKey::keyed);
         let (audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
-        let audit = AuditWriter::new(audit_sink, config.audit_durability, audit_counters);
+        let audit = AuditWriter::new(
+            audit_sink,
+            config.audit_durability,
+            audit_counters,
+            (head, key, config.checkpoint_interval),
+            config.clock.now(),
+        );
 
         let mut lanes = Vec::new();
         let mut file_counters = Vec::new();
@@ -249,8 +259,28 @@ impl Dispatcher {
     /// Gives `line` to every sink in `destinations`.
     pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
         use std::sync::atomic::Ordering::Relaxed;
+        let mut closed = self.push_general(line, destinations.general, destinations.route);
+        if destinations.audit {
+            match self.audit.write(line, self.clock.now()) {
+                Ok(None) => {}
+                Ok(Some(checkpoint)) => self.record_checkpoint(checkpoint),
+                Err(()) => closed = true,
+            }
+        }
+        if closed {
+            // Raced with shutdown: the sinks stopped accepting after the check in `destinations`.
+            self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+        } else {
+            self.counters.count_event(level);
+        }
+    }
+
+    /// Queues `line` for the console, CloudWatch and `chimera.log` (`general`) and the route
+    /// file `route`; `true` if a queue was closed (shutdown).
+    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut closed = false;
-        if destinations.general {
+        if general {
             if let Some((console, counters)) = &self.console {
                 match console.queue().push(LaneSet(1), line) {
                     Pushed::Accepted => {}
@@ -262,7 +292,7 @@ impl Dispatcher {
             }
         }
         #[cfg(feature = "cloudwatch")]
-        if let (true, Some(cloudwatch)) = (destinations.general, &self.cloudwatch) {
+        if let (true, Some(cloudwatch)) = (general, &self.cloudwatch) {
             match cloudwatch.writer.queue().push(LaneSet(1), line) {
                 Pushed::Accepted => {}
                 Pushed::Dropped => {
@@ -271,7 +301,7 @@ impl Dispatcher {
                 Pushed::Closed => closed = true,
             }
         }
-        let lanes = LaneSet(u64::from(destinations.general) | destinations.route.map_or(0, |route| 2 << route));
+        let lanes = LaneSet(u64::from(general) | route.map_or(0, |route| 2 << route));
         if !lanes.is_empty() {
             match self.files.queue().push(lanes, line) {
                 Pushed::Accepted => {}
@@ -283,15 +313,29 @@ impl Dispatcher {
                 Pushed::Closed => closed = true,
             }
         }
-        if destinations.audit && !self.audit.write(line) {
-            closed = true;
-        }
-        if closed {
-            // Raced with shutdown: the sinks stopped accepting after the check in `destinations`.
-            self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
-        } else {
-            self.counters.count_event(level);
-        }
+        closed
+    }
+
+    /// Records the audit chain's head outside the audit file: an `audit_checkpoint` event in
+    /// the general sinks (and so in CloudWatch), whatever the level.
+    fn record_checkpoint(&self, checkpoint: Checkpoint) {
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.clock.now(),
+            level: Level::Info,
+            module_json: "\"chimera_log\"",
+            event: "audit_checkpoint",
+            exception: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("file", AUDIT_FILE);
+            context.field("seq", &checkpoint.head.seq);
+            context.field("chain", &crate::audit::hex(&checkpoint.head.chain));
+            context.field("reason", if checkpoint.rotated { "rotation" } else { "interval" });
+            context.finish();
+        });
+        self.push_general(&line, true, None);
     }
 
     pub(crate) fn record_latency(&self, elapsed: Duration) {

@@ -1,0 +1,223 @@
+//! The audit chain: what makes `executions.log` tamper-evident, after CloudTrail's log-file
+//! integrity validation.
+//!
+//! Each audit line carries, after `context`, `"seq"` and `"chain"`:
+//!
+//! ```text
+//! {"timestamp":…,"level":…,"module":…,"event":…,"context":{…},"seq":42,"chain":"<64 hex digits>"}
+//! ```
+//!
+//! - `seq` numbers audit records from 1, across rotations and restarts.
+//! - `chain` is `H(previous chain ‖ body)`, hex, where `body` is the line's bytes from its `{` up
+//!   to (not including) `,"chain":` — the whole record with its `seq`, without its own chain —
+//!   and the previous chain is its 32 raw bytes (32 zero bytes before record 1). `H` is SHA-256,
+//!   or HMAC-SHA-256 keyed with the audit key when one is configured (`LogConfig::audit_key`),
+//!   so that without the key nobody can recompute a valid chain after editing a record.
+//!
+//! This module owns the chain's definition (sealing a line, checking one) and recovering the
+//! chain head at start; it does no writing of its own.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+const SEAL_KEY: &[u8] = b",\"chain\":\"";
+
+/// The head of the chain: the last record's number and chain value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainHead {
+    /// The last record's `seq` (0: no record yet).
+    pub seq: u64,
+    /// The last record's chain value (all zeros before the first record).
+    pub chain: [u8; 32],
+}
+
+/// How the chain is hashed.
+#[derive(Clone, Default)]
+pub struct ChainKey(Option<Vec<u8>>);
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ChainKey(HMAC-SHA-256, key hidden)" } else { "ChainKey(SHA-256)" })
+    }
+}
+
+impl ChainKey {
+    /// Plain SHA-256: detects accidents and edits by whoever does not also recompute the chain.
+    pub fn unkeyed() -> Self {
+        ChainKey(None)
+    }
+
+    /// HMAC-SHA-256 with `key`: a forger without the key cannot produce a valid chain.
+    pub fn keyed(key: impl Into<Vec<u8>>) -> Self {
+        ChainKey(Some(key.into()))
+    }
+
+    /// The chain value of a record whose body is `body`, following `previous`.
+    pub fn link(&self, previous: &[u8; 32], body: &[u8]) -> [u8; 32] {
+        match &self.0 {
+            None => {
+                let mut hasher = Sha256::new();
+                hasher.update(previous);
+                hasher.update(body);
+                hasher.finalize().into()
+            }
+            Some(key) => {
+                let mut mac =
+                    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+                mac.update(previous);
+                mac.update(body);
+                mac.finalize().into_bytes().into()
+            }
+        }
+    }
+}
+
+/// Turns an encoded line (`{…}\n`) into the next audit record: appends `"seq"` and `"chain"` and
+/// advances `head`. `out` receives the sealed line.
+pub(crate) fn seal(line: &[u8], head: &mut ChainHead, key: &ChainKey, out: &mut Vec<u8>) {
+    let open = line.strip_suffix(b"}\n").unwrap_or(line);
+    let seq = head.seq + 1;
+    out.clear();
+    out.extend_from_slice(open);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    let chain = key.link(&head.chain, out);
+    out.extend_from_slice(SEAL_KEY);
+    push_hex(out, &chain);
+    out.extend_from_slice(b"\"}\n");
+    *head = ChainHead { seq, chain };
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize]);
+        out.push(DIGITS[(byte & 0xf) as usize]);
+    }
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// A record's parts, as read back from a line (without its newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord<'a> {
+    /// The bytes the chain value covers.
+    pub body: &'a [u8],
+    /// The record's number.
+    pub seq: u64,
+    /// The chain value the record claims.
+    pub chain: [u8; 32],
+}
+
+/// Splits an audit line into body, `seq` and claimed chain; `None` when it is not a sealed
+/// record of this shape (which `verify` reports).
+pub fn parse_sealed(line: &[u8]) -> Option<SealedRecord<'_>> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let at = line.windows(SEAL_KEY.len()).rposition(|w| w == SEAL_KEY)?;
+    let (body, rest) = line.split_at(at);
+    let chain = std::str::from_utf8(rest.strip_prefix(SEAL_KEY)?.strip_suffix(b"\"}")?).ok()?;
+    let seq_at = body.windows(7).rposition(|w| w == b",\"seq\":")?;
+    let seq = std::str::from_utf8(&body[seq_at + 7..]).ok()?.parse().ok()?;
+    Some(SealedRecord { body, seq, chain: unhex(chain)? })
+}
+
+/// The chain head left by the newest complete record of `name` in `dir`: its current file, else
+/// its newest backup (plain or gzip). A torn last line (a crash mid-write) is skipped.
+pub(crate) fn recover_head(dir: &Path, name: &str) -> io::Result<ChainHead> {
+    let mut files: Vec<_> = crate::sink::backup::list_backups(dir, name)?
+        .into_iter()
+        .flat_map(|(stamp, files)| {
+            let mut paths = Vec::new();
+            if files.gz {
+                paths.push(crate::sink::backup::gz_path(dir, name, stamp));
+            } else if files.plain {
+                paths.push(crate::sink::backup::plain_path(dir, name, stamp));
+            }
+            paths
+        })
+        .collect();
+    files.push(dir.join(name));
+    for path in files.iter().rev() {
+        if let Some(head) = last_sealed(path)? {
+            return Ok(head);
+        }
+    }
+    Ok(ChainHead::default())
+}
+
+fn last_sealed(path: &Path) -> io::Result<Option<ChainHead>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut last = None;
+    for line in BufReader::new(reader).split(b'\n') {
+        if let Some(record) = parse_sealed(&line?) {
+            last = Some(ChainHead { seq: record.seq, chain: record.chain });
+        }
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_lines_parse_back_and_chain_from_zero() {
+        let key = ChainKey::unkeyed();
+        let mut head = ChainHead::default();
+        let mut first = Vec::new();
+        seal(b"{\"event\":\"a\",\"context\":{}}\n", &mut head, &key, &mut first);
+        let mut second = Vec::new();
+        seal(b"{\"event\":\"b\",\"context\":{\"x\":1}}\n", &mut head, &key, &mut second);
+        assert!(
+            first.ends_with(b"\"}\n") && first.starts_with(b"{\"event\":\"a\",\"context\":{},\"seq\":1,\"chain\":\"")
+        );
+        let a = parse_sealed(&first).unwrap();
+        let b = parse_sealed(&second).unwrap();
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(a.chain, key.link(&[0; 32], a.body));
+        assert_eq!(b.chain, key.link(&a.chain, b.body));
+        assert_eq!(head, ChainHead { seq: 2, chain: b.chain });
+        let value: serde_json::Value = serde_json::from_slice(&second).unwrap();
+        assert_eq!(value["seq"], 2);
+    }
+
+    #[test]
+    fn a_keyed_chain_differs_from_the_unkeyed_one_and_from_another_key() {
+        let body = b"{\"seq\":1";
+        let unkeyed = ChainKey::unkeyed().link(&[0; 32], body);
+        let keyed = ChainKey::keyed(*b"secret").link(&[0; 32], body);
+        let other = ChainKey::keyed(*b"other").link(&[0; 32], body);
+        assert!(unkeyed != keyed && keyed != other);
+    }
+}
