@@ -1,0 +1,84 @@
+//! Reading a log directory: a file's backups and current file in chronological order (name
+//! order is rotation order), gzip or plain, line by line, with errors that name the file.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// A failure to read, naming the file.
+#[derive(Debug)]
+pub(crate) struct ReadError {
+    pub(crate) path: PathBuf,
+    pub(crate) error: io::Error,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+/// The files of `name` in `dir`, oldest first: its backups (one per stamp, the `.gz` when both
+/// forms exist), then the current file if present.
+pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReadError> {
+    let entries = std::fs::read_dir(dir).map_err(|error| ReadError { path: dir.to_owned(), error })?;
+    let prefix = format!("{name}.");
+    let mut backups: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| ReadError { path: dir.to_owned(), error })?;
+        let Ok(file) = entry.file_name().into_string() else { continue };
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let stamp = rest.strip_suffix(".gz").unwrap_or(rest);
+        // yyyymmddThhmmss.ffffffZ
+        let is_stamp = stamp.len() == 23 && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T';
+        if is_stamp && !file.ends_with(".tmp") {
+            backups.push(file);
+        }
+    }
+    backups.sort();
+    // Mid-compression, a stamp may exist both plain and gzipped: keep the finished `.gz`.
+    backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
+    let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
+    let current = dir.join(name);
+    if current.exists() {
+        files.push(current);
+    }
+    Ok(files)
+}
+
+/// Opens a log file for reading, decompressing `.gz`.
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
+    let file = File::open(path).map_err(|error| ReadError { path: path.to_owned(), error })?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(BufReader::with_capacity(256 * 1024, reader)))
+}
+
+/// Calls `each(path, line_number, line)` for every line of every file, in order; a file that
+/// cannot be read (a corrupt `.gz`) is an error naming it and the line reached.
+pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
+    for path in files {
+        let mut reader = open(path)?;
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    number += 1;
+                    let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                    each(path, number, text);
+                }
+                Err(error) => {
+                    let error = io::Error::new(error.kind(), format!("after line {number}: {error}"));
+                    return Err(ReadError { path: path.clone(), error });
+                }
+            }
+        }
+    }
+    Ok(())
+}

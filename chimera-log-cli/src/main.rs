@@ -1,0 +1,130 @@
+//! `chimera-log`: tail, query, verify and summarise a chimera-log directory.
+//!
+//! Reads a file's compressed backups and its current file in chronological order (name order is
+//! rotation order). Exit codes: 0 success (for `verify`: the trail is intact), 1 a check failed
+//! (`verify` found tampering, `query`/`tail` found unreadable lines), 2 bad usage or a file that
+//! cannot be read at all.
+
+mod files;
+mod query;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "chimera-log", version, about = "Tail, query, verify and summarise a chimera-log directory")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The last lines of a log, oldest first; with -f, keep following across rotations.
+    Tail {
+        /// The log directory.
+        dir: PathBuf,
+        /// Lines to show.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing lines as they are written, following the file across rotations.
+        #[arg(short, long)]
+        follow: bool,
+        /// `general` (chimera.log), `audit` (executions.log), or a route's file name.
+        #[arg(long, default_value = "general")]
+        file: String,
+    },
+    /// Lines matching every filter given, oldest first.
+    Query {
+        /// The log directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        filter: query::Filter,
+        /// `general`, `audit`, or a route's file name.
+        #[arg(long, default_value = "general")]
+        file: String,
+        /// Print a readable table instead of JSON lines.
+        #[arg(long)]
+        table: bool,
+    },
+    /// Check the audit trail: shape, seq without gaps, chain, checkpoints.
+    Verify {
+        /// The log directory.
+        dir: PathBuf,
+        /// Environment variable holding the audit key (for a keyed chain).
+        #[arg(long, value_name = "VAR")]
+        key_env: Option<String>,
+        /// Accept unreadable lines the chain continues after (interrupted writes), reporting them.
+        #[arg(long)]
+        allow_torn: bool,
+    },
+    /// Counts per event, level and module, time range, file sizes and backups.
+    Stats {
+        /// The log directory.
+        dir: PathBuf,
+        /// `general`, `audit`, or a route's file name.
+        #[arg(long, default_value = "general")]
+        file: String,
+    },
+}
+
+/// `general` and `audit` name the two standard files; anything else is a route's file name.
+pub(crate) fn file_name(file: &str) -> &str {
+    match file {
+        "general" => "chimera.log",
+        "audit" => "executions.log",
+        other => other,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Tail { dir, lines, follow, file } => query::tail(&dir, file_name(&file), lines, follow),
+        Command::Query { dir, filter, file, table } => query::query(&dir, file_name(&file), &filter, table),
+        Command::Stats { dir, file } => query::stats(&dir, file_name(&file)),
+        Command::Verify { dir, key_env, allow_torn } => run_verify(&dir, key_env.as_deref(), allow_torn),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("chimera-log: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_verify(dir: &std::path::Path, key_env: Option<&str>, allow_torn: bool) -> Result<ExitCode, String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    let key = match key_env {
+        None => chimera_log_runtime::audit::ChainKey::unkeyed(),
+        Some(var) => match std::env::var(var) {
+            Ok(key) if !key.is_empty() => chimera_log_runtime::audit::ChainKey::keyed(key.into_bytes()),
+            _ => return Err(format!("--key-env {var}: the variable is not set or empty")),
+        },
+    };
+    let report = verify::verify(dir, &key, allow_torn).map_err(|e| e.to_string())?;
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    let range = match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) => format!("seq {first}..={last}"),
+        _ => "no records".to_owned(),
+    };
+    if report.failures.is_empty() {
+        println!("intact: {} audit record(s), {range}, {} checkpoint(s) agree", report.records, report.checkpoints);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("BROKEN: first broken record: {}", report.failures[0]);
+        for failure in &report.failures[1..] {
+            println!("also: {failure}");
+        }
+        println!("{} audit record(s) read, {range}", report.records);
+        Ok(ExitCode::from(1))
+    }
+}

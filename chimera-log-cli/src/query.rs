@@ -1,0 +1,290 @@
+//! `tail`, `query` and `stats`: reading lines back, filtered and summarised.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::Value;
+
+use crate::files::{files_in_order, for_each_line};
+
+/// The filters of `query`; every one given must match.
+#[derive(Debug, Args, Default)]
+pub(crate) struct Filter {
+    /// Event name.
+    #[arg(long)]
+    event: Option<String>,
+    /// Minimum level: debug, info, warning, error, critical.
+    #[arg(long)]
+    level: Option<chimera_log_runtime::Level>,
+    /// Module name.
+    #[arg(long)]
+    module: Option<String>,
+    /// From this time: RFC 3339, or an age such as 90s, 30m, 2h, 7d.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Up to this time: RFC 3339, or an age such as 90s, 30m, 2h, 7d.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// A context field's value: `key=value` (string, or JSON such as 150 or true); repeatable.
+    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_where)]
+    conditions: Vec<(String, String)>,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let number: i64 = number.parse().map_err(|_| format!("{text:?}: expected RFC 3339 or an age like 2h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Utc::now() - chrono::Duration::seconds(number * seconds))
+}
+
+fn parse_where(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected key=value"))?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+impl Filter {
+    fn matches(&self, line: &Value) -> bool {
+        let text = |key: &str| line[key].as_str().unwrap_or("");
+        if self.event.as_deref().is_some_and(|event| text("event") != event) {
+            return false;
+        }
+        if self.module.as_deref().is_some_and(|module| text("module") != module) {
+            return false;
+        }
+        if let Some(minimum) = self.level {
+            match text("level").parse::<chimera_log_runtime::Level>() {
+                Ok(level) if level >= minimum => {}
+                _ => return false,
+            }
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Ok(time) = DateTime::parse_from_rfc3339(text("timestamp")) else { return false };
+            let time = time.with_timezone(&Utc);
+            if self.since.is_some_and(|since| time < since) || self.until.is_some_and(|until| time > until) {
+                return false;
+            }
+        }
+        self.conditions.iter().all(|(key, wanted)| {
+            let value = &line["context"][key];
+            match value {
+                Value::String(s) => s == wanted,
+                Value::Null if line["context"].get(key).is_none() => false,
+                other => serde_json::from_str::<Value>(wanted).is_ok_and(|wanted| &wanted == other),
+            }
+        })
+    }
+}
+
+/// Runs `each` on every line of `name` that parses; reports the others on stderr.
+fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+    let mut unreadable = 0;
+    for_each_line(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
+        Ok(value) => each(line, &value),
+        Err(error) => {
+            unreadable += 1;
+            eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(unreadable)
+}
+
+fn exit_for(unreadable: u64) -> ExitCode {
+    if unreadable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Result<ExitCode, String> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let unreadable = scan(dir, name, |raw, value| {
+        if !filter.matches(value) {
+            return;
+        }
+        let _ = if table {
+            let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
+            writeln!(
+                out,
+                "{}  {:<8} {:<16} {:<24} {}",
+                text("timestamp"),
+                text("level"),
+                text("module"),
+                text("event"),
+                value["context"]
+            )
+        } else {
+            out.write_all(raw).and_then(|()| out.write_all(b"\n"))
+        };
+    })?;
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(exit_for(unreadable))
+}
+
+pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
+    let mut events: BTreeMap<String, u64> = BTreeMap::new();
+    let mut levels: BTreeMap<String, u64> = BTreeMap::new();
+    let mut modules: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut first, mut last): (Option<String>, Option<String>) = (None, None);
+    let mut total = 0u64;
+    let unreadable = scan(dir, name, |_, value| {
+        total += 1;
+        let text = |key: &str| value[key].as_str().unwrap_or("?").to_owned();
+        *events.entry(text("event")).or_default() += 1;
+        *levels.entry(text("level")).or_default() += 1;
+        *modules.entry(text("module")).or_default() += 1;
+        let time = text("timestamp");
+        if first.as_ref().is_none_or(|f| time < *f) {
+            first = Some(time.clone());
+        }
+        if last.as_ref().is_none_or(|l| time > *l) {
+            last = Some(time);
+        }
+    })?;
+    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
+    println!("{name}: {total} lines, {} unreadable; {backups} backup(s); {bytes} bytes on disk", unreadable);
+    println!("from {} to {}", first.as_deref().unwrap_or("-"), last.as_deref().unwrap_or("-"));
+    for (title, counts) in [("level", &levels), ("module", &modules), ("event", &events)] {
+        println!("by {title}:");
+        for (key, count) in counts {
+            println!("  {key:<32} {count}");
+        }
+    }
+    Ok(exit_for(unreadable))
+}
+
+pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result<ExitCode, String> {
+    use std::os::unix::fs::MetadataExt;
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    // The current file is read through the handle that following continues with, so no line
+    // falls between the last lines shown and the first line followed.
+    let mut current = std::fs::File::open(dir.join(name)).ok();
+    let current_inode = current.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+    let mut current_bytes = Vec::new();
+    if let Some(file) = current.as_mut() {
+        file.read_to_end(&mut current_bytes).map_err(|e| e.to_string())?;
+    }
+    let listed: Vec<_> = files_in_order(dir, name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != name))
+        .collect();
+    // A rotation since the handle was opened made its file a backup: it is read already.
+    let backups: Vec<_> =
+        listed.iter().filter(|f| std::fs::metadata(f).map_or(true, |m| Some(m.ino()) != current_inode)).collect();
+    let mut gathered: Vec<Vec<u8>> =
+        current_bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    gathered = gathered.split_off(gathered.len().saturating_sub(lines));
+    for path in backups.iter().rev() {
+        if gathered.len() >= lines {
+            break;
+        }
+        let mut file_lines = Vec::new();
+        for_each_line(std::slice::from_ref(path), |_, _, line| file_lines.push(line.to_vec()))
+            .map_err(|e| e.to_string())?;
+        let take = lines.saturating_sub(gathered.len()).min(file_lines.len());
+        let mut older = file_lines.split_off(file_lines.len() - take);
+        older.append(&mut gathered);
+        gathered = older;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in &gathered {
+        out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    if follow {
+        // Following starts from the backups listed with the lines shown, so that rotations
+        // while they were printed are not mistaken for old ones.
+        follow_file(dir, name, current.zip(current_inode), listed.into_iter().collect())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
+/// point already shown). When the file is rotated, the rest of the old file is printed, then any
+/// backups made since (several rotations can happen between two looks), then the new file.
+fn follow_file(
+    dir: &Path,
+    name: &str,
+    mut current: Option<(std::fs::File, u64)>,
+    mut seen: std::collections::BTreeSet<std::path::PathBuf>,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(name);
+    let open = || -> Option<(std::fs::File, u64)> {
+        let file = std::fs::File::open(&path).ok()?;
+        let inode = file.metadata().ok()?.ino();
+        Some((file, inode))
+    };
+    let backups = || -> Result<Vec<std::path::PathBuf>, String> {
+        Ok(files_in_order(dir, name)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|f| f.file_name().is_some_and(|n| n != name))
+            .collect())
+    };
+    let mut buf = Vec::new();
+    let stdout = std::io::stdout();
+    loop {
+        let mut out = stdout.lock();
+        match current.as_mut() {
+            Some((file, inode)) => {
+                buf.clear();
+                file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+                out.write_all(&buf).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+                let replaced = std::fs::metadata(&path).map_or(true, |m| m.ino() != *inode);
+                if replaced {
+                    // Finish the old file: lines may have reached it after the read above.
+                    buf.clear();
+                    file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+                    out.write_all(&buf).map_err(|e| e.to_string())?;
+                    // Backups made since, oldest first, except the file just finished.
+                    let old_inode = *inode;
+                    let new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(b)).collect();
+                    for backup in new {
+                        let same = std::fs::metadata(&backup).is_ok_and(|m| m.ino() == old_inode);
+                        if !same {
+                            for_each_line(std::slice::from_ref(&backup), |_, _, line| {
+                                let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+                            })
+                            .map_err(|e| e.to_string())?;
+                        }
+                        seen.insert(backup);
+                    }
+                    out.flush().map_err(|e| e.to_string())?;
+                    current = open();
+                    continue;
+                }
+            }
+            None => current = open(),
+        }
+        drop(out);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

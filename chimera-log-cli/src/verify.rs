@@ -1,0 +1,207 @@
+//! `verify`: checks the audit trail — every line a sealed record of the contract's shape, `seq`
+//! without gaps, every chain link — and cross-checks the `audit_checkpoint` events found in the
+//! general log, which catch a rewrite of the unkeyed chain and records cut from the end.
+
+use std::path::{Path, PathBuf};
+
+use chimera_log_runtime::audit::{parse_sealed, ChainKey};
+use serde_json::Value;
+
+use crate::files::{files_in_order, for_each_line, ReadError};
+
+/// One finding, with where it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    pub(crate) path: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) records: u64,
+    pub(crate) first_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
+    pub(crate) checkpoints: u64,
+    /// Integrity failures, in the order found; the first is the first broken record.
+    pub(crate) failures: Vec<Finding>,
+    /// Things an auditor should know that do not break the trail.
+    pub(crate) notes: Vec<String>,
+}
+
+const KEYS: [&str; 5] = ["timestamp", "level", "module", "event", "context"];
+
+/// The keys of a JSON object line, in order; `None` if it is not one.
+fn keys_in_order(line: &[u8]) -> Option<Vec<String>> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    value.as_object()?;
+    // serde_json's map may not keep order: read the keys from the text, at the top level.
+    let mut keys = Vec::new();
+    let mut depth = 0i32;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut start = None;
+    for (i, &b) in line.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                if let (1, Some(from)) = (depth, start.take()) {
+                    let rest = &line[i + 1..];
+                    if rest.first() == Some(&b':') {
+                        keys.push(String::from_utf8_lossy(&line[from..i]).into_owned());
+                    }
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                start = (depth == 1).then_some(i + 1);
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            _ => {}
+        }
+    }
+    Some(keys)
+}
+
+pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Report, ReadError> {
+    let mut report = Report::default();
+    let files = files_in_order(dir, "executions.log")?;
+    let mut previous: Option<(u64, [u8; 32])> = None;
+    let mut chains: Vec<(u64, [u8; 32])> = Vec::new();
+    let mut pending_torn: Option<Finding> = None;
+    for_each_line(&files, |path, line_number, line| {
+        let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
+        let Some(record) = parse_sealed(line) else {
+            let finding = at("not a sealed audit record (invalid JSON or no seq/chain)".to_owned());
+            if pending_torn.is_none() {
+                pending_torn = Some(finding);
+            } else {
+                report.failures.push(finding);
+            }
+            return;
+        };
+        let keys = keys_in_order(line);
+        let shape_ok = keys.as_ref().is_some_and(|keys| {
+            keys.len() >= 7
+                && keys[..5] == KEYS
+                && keys[keys.len() - 2..] == ["seq", "chain"]
+                && (keys.len() == 7 || (keys.len() == 8 && keys[5] == "exception"))
+        });
+        if !shape_ok {
+            report.failures.push(at(format!("not the contract's shape: keys {keys:?}")));
+        }
+        if let Some(torn) = pending_torn.take() {
+            // An unreadable line followed by a record that continues the chain is what an
+            // interrupted write (a crash) leaves; anything else is tampering.
+            let continues = previous
+                .is_some_and(|(seq, chain)| record.seq == seq + 1 && key.link(&chain, record.body) == record.chain);
+            if continues && allow_torn {
+                report.notes.push(format!("{torn} (an interrupted write: the chain continues after it)"));
+            } else if continues {
+                report.failures.push(Finding {
+                    message: format!(
+                        "{} — the chain continues after it, as after an interrupted write; pass --allow-torn to accept",
+                        torn.message
+                    ),
+                    ..torn
+                });
+            } else {
+                report.failures.push(torn);
+            }
+        }
+        match previous {
+            None => {
+                report.first_seq = Some(record.seq);
+                if record.seq == 1 {
+                    if key.link(&[0; 32], record.body) != record.chain {
+                        report
+                            .failures
+                            .push(at("chain of record 1 does not match (edited, or another key)".to_owned()));
+                    }
+                } else {
+                    report.notes.push(format!(
+                        "the retained chain begins at seq {} ({}:{}): earlier records were removed by retention, \
+                         so its link to seq {} cannot be checked",
+                        record.seq,
+                        path.display(),
+                        line_number,
+                        record.seq - 1
+                    ));
+                }
+            }
+            Some((seq, chain)) => {
+                if record.seq != seq + 1 {
+                    report
+                        .failures
+                        .push(at(format!("seq {} follows seq {seq}: records missing or reordered", record.seq)));
+                } else if key.link(&chain, record.body) != record.chain {
+                    report.failures.push(at(format!(
+                        "chain broken at seq {}: the record was altered, inserted, or signed with another key",
+                        record.seq
+                    )));
+                }
+            }
+        }
+        previous = Some((record.seq, record.chain));
+        chains.push((record.seq, record.chain));
+        report.records += 1;
+        report.last_seq = Some(record.seq);
+    })?;
+    if let Some(torn) = pending_torn {
+        report.failures.push(Finding { message: format!("{} (at the end of the trail)", torn.message), ..torn });
+    }
+    check_checkpoints(dir, &chains, &mut report)?;
+    Ok(report)
+}
+
+/// Every `audit_checkpoint` in the general log must agree with the audit file.
+fn check_checkpoints(dir: &Path, chains: &[(u64, [u8; 32])], report: &mut Report) -> Result<(), ReadError> {
+    let files = files_in_order(dir, "chimera.log")?;
+    let first = chains.first().map(|(seq, _)| *seq);
+    let last = chains.last().map(|(seq, _)| *seq).unwrap_or(0);
+    let mut findings = Vec::new();
+    let mut checked = 0;
+    for_each_line(&files, |path, line_number, line| {
+        if !line.windows(26).any(|w| w == b"\"event\":\"audit_checkpoint\"") {
+            return;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
+        if value["event"] != "audit_checkpoint" || value["module"] != "chimera_log" {
+            return;
+        }
+        let (Some(seq), Some(chain)) = (value["context"]["seq"].as_u64(), value["context"]["chain"].as_str()) else {
+            return;
+        };
+        checked += 1;
+        let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
+        if seq > last {
+            findings.push(at(format!(
+                "a checkpoint records seq {seq}, but the audit trail ends at seq {last}: records were removed from the end"
+            )));
+        } else if first.is_some_and(|first| seq >= first) {
+            let recorded = chains.iter().find(|(s, _)| *s == seq).map(|(_, c)| chimera_log_runtime::audit::hex(c));
+            if recorded.as_deref() != Some(chain) {
+                findings.push(at(format!(
+                    "the checkpoint for seq {seq} disagrees with the audit trail: records up to seq {seq} were rewritten"
+                )));
+            }
+        }
+    })?;
+    report.checkpoints = checked;
+    report.failures.extend(findings);
+    Ok(())
+}

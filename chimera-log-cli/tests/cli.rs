@@ -1,0 +1,395 @@
+//! The `chimera-log` binary against directories written by the real logger: verify detects every
+//! kind of tampering, query returns what was written, tail follows across rotation, bad input
+//! gets a clear message and a non-zero exit.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent, LogGuard};
+use serde_json::json;
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed<'a> {
+    block_number: u64,
+    protocol: &'a str,
+}
+
+fn chimera_log(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chimera-log")).args(args).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn config(dir: &Path) -> LogConfig {
+    LogConfig::new(dir)
+        .console(false)
+        .audit_durability(AuditDurability::OsBuffer)
+        .max_bytes(1_500)
+        .audit_backups(100)
+        .general_backups(100)
+        .compress(false)
+}
+
+/// Writes 30 audit records (rotating about every 5) and a few general events.
+fn write_trail(guard: &LogGuard) {
+    let logger = guard.logger("executor");
+    for block_number in 0..30 {
+        emit!(logger, Executed { block_number, protocol: if block_number % 2 == 0 { "moonwell" } else { "aave" } });
+    }
+}
+
+fn audit_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("executions.log."))
+        .collect();
+    files.sort();
+    files.push(dir.join("executions.log"));
+    files
+}
+
+fn verify(dir: &Path) -> Output {
+    chimera_log(&["verify", dir.to_str().unwrap()])
+}
+
+fn fresh_trail() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    dir
+}
+
+/// Rewrites `path` with its lines passed through `edit`.
+fn edit_lines(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    edit(&mut lines);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    make_writable(path);
+    fs::write(path, out).unwrap();
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o640)).unwrap();
+}
+
+#[test]
+fn verify_accepts_an_intact_trail_across_rotations_and_restarts() {
+    let dir = fresh_trail();
+    let guard = config(dir.path()).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    assert!(audit_files(dir.path()).len() > 5);
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("intact: 60 audit record(s), seq 1..=60"), "{}", text(&output));
+}
+
+fn assert_broken(dir: &Path, expected: &str) {
+    let output = verify(dir);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report = text(&output);
+    assert!(report.contains("BROKEN: first broken record: "), "{report}");
+    assert!(report.contains(expected), "expected {expected:?} in:\n{report}");
+}
+
+#[test]
+fn verify_detects_an_edited_value() {
+    let dir = fresh_trail();
+    edit_lines(&audit_files(dir.path())[1], |lines| lines[0] = lines[0].replace("moonwell", "moonwelL"));
+    assert_broken(dir.path(), "chain broken at seq");
+}
+
+#[test]
+fn verify_detects_a_deleted_line() {
+    let dir = fresh_trail();
+    edit_lines(&audit_files(dir.path())[1], |lines| {
+        lines.remove(1);
+    });
+    assert_broken(dir.path(), "records missing or reordered");
+}
+
+#[test]
+fn verify_detects_an_inserted_forged_line() {
+    let dir = fresh_trail();
+    edit_lines(&audit_files(dir.path())[1], |lines| {
+        let forged = lines[0].replace("\"block_number\":", "\"block_number\":9");
+        lines.insert(1, forged);
+    });
+    assert_broken(dir.path(), ".log.");
+}
+
+#[test]
+fn verify_detects_two_swapped_lines() {
+    let dir = fresh_trail();
+    edit_lines(&audit_files(dir.path())[1], |lines| lines.swap(0, 1));
+    assert_broken(dir.path(), "records missing or reordered");
+}
+
+#[test]
+fn verify_detects_a_deleted_middle_backup() {
+    let dir = fresh_trail();
+    fs::remove_file(&audit_files(dir.path())[2]).unwrap();
+    assert_broken(dir.path(), "records missing or reordered");
+}
+
+#[test]
+fn verify_detects_a_truncated_file() {
+    let dir = fresh_trail();
+    let file = audit_files(dir.path())[1].clone();
+    let bytes = fs::read(&file).unwrap();
+    make_writable(&file);
+    fs::write(&file, &bytes[..bytes.len() - 40]).unwrap();
+    let output = verify(dir.path());
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+}
+
+#[test]
+fn verify_says_where_the_retained_chain_begins_when_old_backups_were_removed() {
+    let dir = fresh_trail();
+    // Retention at the next start keeps only the newest two backups.
+    let guard = config(dir.path()).audit_backups(2).build().unwrap();
+    drop(guard);
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("the retained chain begins at seq"), "{}", text(&output));
+}
+
+/// Recomputes the unkeyed chain from record `from` onward, as a forger would.
+fn rewrite_unkeyed_chain(dir: &Path) {
+    use chimera_log_runtime::audit::{hex, parse_sealed, ChainKey};
+    let key = ChainKey::unkeyed();
+    let mut previous = [0u8; 32];
+    let mut tampered = false;
+    for file in audit_files(dir) {
+        edit_lines(&file, |lines| {
+            for line in lines.iter_mut() {
+                if !tampered && line.contains("\"seq\":3,") {
+                    *line = line.replace("moonwell", "phantom");
+                    tampered = true;
+                }
+                let record = parse_sealed(line.as_bytes()).unwrap();
+                let body = String::from_utf8(record.body.to_vec()).unwrap();
+                let chain = key.link(&previous, body.as_bytes());
+                *line = format!("{body},\"chain\":\"{}\"}}", hex(&chain));
+                previous = chain;
+            }
+        });
+    }
+}
+
+#[test]
+fn verify_detects_a_rewritten_unkeyed_chain_through_the_checkpoints() {
+    let dir = fresh_trail();
+    rewrite_unkeyed_chain(dir.path());
+    assert_broken(dir.path(), "disagrees with the audit trail");
+}
+
+#[test]
+fn verify_detects_a_rewritten_keyed_chain_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).audit_key(*b"vault-held key").build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let output = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["verify", dir.path().to_str().unwrap(), "--key-env", "TEST_AUDIT_KEY"])
+        .env("TEST_AUDIT_KEY", "vault-held key")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    // Remove the checkpoints: only the key can catch the rewrite now.
+    for file in fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()) {
+        if file.file_name().unwrap().to_str().unwrap().starts_with("chimera.log") {
+            make_writable(&file);
+            fs::remove_file(file).unwrap();
+        }
+    }
+    rewrite_unkeyed_chain(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["verify", dir.path().to_str().unwrap(), "--key-env", "TEST_AUDIT_KEY"])
+        .env("TEST_AUDIT_KEY", "vault-held key")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("chain broken at seq 1"), "{}", text(&output));
+}
+
+#[test]
+fn verify_detects_every_random_single_byte_mutation() {
+    let dir = fresh_trail();
+    let files = audit_files(dir.path());
+    let originals: Vec<Vec<u8>> = files.iter().map(|f| fs::read(f).unwrap()).collect();
+    files.iter().for_each(|f| make_writable(f));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..60 {
+        let which = (next() % files.len() as u64) as usize;
+        let mut bytes = originals[which].clone();
+        if bytes.is_empty() {
+            continue;
+        }
+        let at = (next() % bytes.len() as u64) as usize;
+        let old = bytes[at];
+        let mut new = (next() % 256) as u8;
+        if new == old {
+            new ^= 1;
+        }
+        bytes[at] = new;
+        fs::write(&files[which], &bytes).unwrap();
+        let output = verify(dir.path());
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "byte {at} of {} changed from {old:#04x} to {new:#04x} went unnoticed:\n{}",
+            files[which].display(),
+            text(&output)
+        );
+        fs::write(&files[which], &originals[which]).unwrap();
+    }
+    assert!(verify(dir.path()).status.success(), "restored");
+}
+
+#[test]
+fn verify_reports_an_interrupted_write_and_accepts_it_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    // A crash mid-write: a torn record, which the next start keeps and continues after.
+    let audit = dir.path().join("executions.log");
+    let mut bytes = fs::read(&audit).unwrap();
+    bytes.extend_from_slice(b"{\"timestamp\":\"2024-01-15T10:30:45.1");
+    fs::write(&audit, bytes).unwrap();
+    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let strict = verify(dir.path());
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    assert!(text(&strict).contains("--allow-torn"), "{}", text(&strict));
+    let lenient = chimera_log(&["verify", dir.path().to_str().unwrap(), "--allow-torn"]);
+    assert!(lenient.status.success(), "{}", text(&lenient));
+    assert!(text(&lenient).contains("interrupted write"), "{}", text(&lenient));
+}
+
+#[test]
+fn query_returns_exactly_the_records_that_match() {
+    let dir = fresh_trail();
+    let guard = config(dir.path()).build().unwrap();
+    let logger = guard.logger("gas");
+    logger.warning("high_gas_price", json!({"gwei": 150}));
+    logger.info("high_gas_price", json!({"gwei": 90}));
+    drop(guard);
+    let d = dir.path().to_str().unwrap();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let output = chimera_log(args);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let aave = lines(&["query", d, "--file", "audit", "--where", "protocol=aave"]);
+    assert_eq!(aave.len(), 15);
+    assert!(aave.iter().all(|l| l["context"]["protocol"] == "aave"));
+    let block = lines(&["query", d, "--event", "executed", "--where", "block_number=7"]);
+    assert_eq!(block.len(), 1);
+    assert_eq!(block[0]["context"]["block_number"], 7);
+    let warnings = lines(&["query", d, "--level", "warning", "--module", "gas"]);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0]["context"]["gwei"], 150);
+    assert!(lines(&["query", d, "--since", "1h", "--event", "high_gas_price"]).len() == 2);
+    assert!(lines(&["query", d, "--until", "2000-01-01T00:00:00Z"]).is_empty());
+}
+
+#[test]
+fn stats_counts_per_event_and_level() {
+    let dir = fresh_trail();
+    let output = chimera_log(&["stats", dir.path().to_str().unwrap(), "--file", "audit"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let report = text(&output);
+    assert!(report.contains("executions.log: 30 lines, 0 unreadable"), "{report}");
+    assert!(report.contains("  executed                         30"), "{report}");
+}
+
+#[test]
+fn tail_shows_the_last_lines_across_backups() {
+    let dir = fresh_trail();
+    let output = chimera_log(&["tail", dir.path().to_str().unwrap(), "--file", "audit", "-n", "12"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let blocks: Vec<u64> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["block_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(blocks, (18..30).collect::<Vec<_>>());
+}
+
+#[test]
+fn tail_follow_sees_lines_written_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    emit!(guard.logger("executor"), Executed { block_number: 0, protocol: "first" });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
+    };
+    // The first line shown means tail is now following: everything after is new.
+    assert_eq!(next(), 0);
+    let logger = guard.logger("executor");
+    for block_number in 1..30 {
+        emit!(logger, Executed { block_number, protocol: "moonwell" }); // rotates every ~5 records
+    }
+    let seen: Vec<u64> = (1..30).map(|_| next()).collect();
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(guard);
+    assert_eq!(seen, (1..30).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let missing = chimera_log(&["verify", "/nonexistent/chimera-logs"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("/nonexistent/chimera-logs: not a directory"), "{}", text(&missing));
+
+    let dir = fresh_trail();
+    fs::write(dir.path().join("chimera.log.20200101T000000.000000Z.gz"), b"\x1f\x8b\x08\x00garbage").unwrap();
+    let corrupt = chimera_log(&["query", dir.path().to_str().unwrap()]);
+    assert_eq!(corrupt.status.code(), Some(2), "{}", text(&corrupt));
+    assert!(text(&corrupt).contains("chimera.log.20200101T000000.000000Z.gz"), "{}", text(&corrupt));
+
+    let dir = fresh_trail();
+    let general = dir.path().join("chimera.log");
+    let mut bytes = fs::read(&general).unwrap_or_default();
+    bytes.extend_from_slice(b"not json at all\n");
+    fs::write(&general, bytes).unwrap();
+    let skipped = chimera_log(&["query", dir.path().to_str().unwrap()]);
+    assert_eq!(skipped.status.code(), Some(1));
+    assert!(text(&skipped).contains("chimera.log:"), "{}", text(&skipped));
+}
