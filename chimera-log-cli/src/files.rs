@@ -46,9 +46,23 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
     Ok(files)
 }
 
-/// Opens a log file for reading, decompressing `.gz`.
+/// Opens a log file for reading, decompressing `.gz`. A plain backup compressed (and deleted)
+/// since it was listed is read from its `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
-    let file = File::open(path).map_err(|error| ReadError { path: path.to_owned(), error })?;
+    let (path, file) = match File::open(path) {
+        Ok(file) => (path.to_owned(), file),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && path.extension().is_none_or(|e| e != "gz") => {
+            let mut gz = path.as_os_str().to_owned();
+            gz.push(".gz");
+            let gz = PathBuf::from(gz);
+            match File::open(&gz) {
+                Ok(file) => (gz, file),
+                Err(_) => return Err(ReadError { path: path.to_owned(), error }),
+            }
+        }
+        Err(error) => return Err(ReadError { path: path.to_owned(), error }),
+    };
+    let path = path.as_path();
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
