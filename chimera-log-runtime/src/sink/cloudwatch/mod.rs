@@ -25,7 +25,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
 use self::batch::{Batch, Batcher, Limits, Pushed};
-use super::Sink;
+use super::{FailureReporter, Sink};
 use crate::clock::Clock;
 use crate::cloudwatch_config::CloudWatchConfig;
 use crate::stats::CloudWatchCounters;
@@ -117,6 +117,7 @@ pub(crate) struct CloudWatchSink {
     down_since: Option<SystemTime>,
     reported_rejections: bool,
     reported_drops: bool,
+    refusals: FailureReporter,
     seed: u64,
 }
 
@@ -151,6 +152,7 @@ impl CloudWatchSink {
             down_since: None,
             reported_rejections: false,
             reported_drops: false,
+            refusals: FailureReporter::default(),
             seed,
         })
     }
@@ -242,9 +244,10 @@ impl CloudWatchSink {
                 Err(Failure::Fatal(reason)) => {
                     self.counters.batches_failed.fetch_add(1, Relaxed);
                     self.counters.events_dropped.fetch_add(events.len() as u64, Relaxed);
-                    eprintln!(
-                        "chimera-log: CloudWatch refused a batch of {} event(s), not retried: {reason}",
-                        events.len()
+                    // Rate-limited: a setting the service refuses would refuse every batch.
+                    self.refusals.report(
+                        &format_args!("sending {} event(s) to CloudWatch (refused, not retried)", events.len()),
+                        &io::Error::other(reason),
                     );
                     return;
                 }
