@@ -12,15 +12,28 @@ if [ ! -x .venv/bin/moto_server ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+# moto's own log goes to a scratch directory: nothing here may assume that target/ exists yet
+# (a fresh clone has none until cargo builds).
+scratch=$(mktemp -d)
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$scratch/moto.log" 2>&1 &
 moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+trap 'kill $moto_pid 2>/dev/null || true; rm -rf "$scratch"' EXIT
+moto_up=false
+for _ in $(seq 1 150); do
     if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then
+        moto_up=true
+        break
+    fi
+    if ! kill -0 "$moto_pid" 2>/dev/null; then
         break
     fi
     sleep 0.2
 done
+if [ "$moto_up" != true ]; then
+    echo "moto_server did not start on 127.0.0.1:$port; its output:" >&2
+    cat "$scratch/moto.log" >&2
+    exit 1
+fi
 export CHIMERA_TEST_CLOUDWATCH_ENDPOINT="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_ENDPOINT_URL
