@@ -37,7 +37,10 @@ pub(crate) fn json_escape(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // Control characters, and the separators other languages' line splitters break on.
+            c if (c as u32) < 0x20 || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -62,5 +65,6 @@ mod tests {
     fn json_escape_escapes_quotes_backslashes_and_controls() {
         assert_eq!(json_escape("a\"b\\c\nd\u{1}"), "a\\\"b\\\\c\\nd\\u0001");
         assert_eq!(json_escape("ünïcode"), "ünïcode");
+        assert_eq!(json_escape("a\u{2028}b\u{2029}c\u{85}"), "a\\u2028b\\u2029c\\u0085");
     }
 }

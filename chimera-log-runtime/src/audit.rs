@@ -17,9 +17,9 @@
 //! This module owns the chain's definition (sealing a line, checking one) and recovering the
 //! chain head at start; it does no writing of its own.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -148,34 +148,55 @@ pub fn parse_sealed(line: &[u8]) -> Option<SealedRecord<'_>> {
     Some(SealedRecord { body, seq, chain: unhex(chain)? })
 }
 
-/// The chain head left by the newest complete record of `name` in `dir`: its current file, else
-/// its newest backup (plain or gzip). A torn last line (a crash mid-write) is skipped.
-pub(crate) fn recover_head(dir: &Path, name: &str) -> io::Result<ChainHead> {
-    let mut files: Vec<_> = crate::sink::backup::list_backups(dir, name)?
-        .into_iter()
-        .flat_map(|(stamp, files)| {
-            let mut paths = Vec::new();
-            if files.gz {
-                paths.push(crate::sink::backup::gz_path(dir, name, stamp));
-            } else if files.plain {
-                paths.push(crate::sink::backup::plain_path(dir, name, stamp));
-            }
-            paths
-        })
-        .collect();
-    files.push(dir.join(name));
-    for path in files.iter().rev() {
-        if let Some(head) = last_sealed(path)? {
-            return Ok(head);
-        }
-    }
-    Ok(ChainHead::default())
+/// The chain head found at start, and the files that could not be read for it.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub(crate) head: ChainHead,
+    /// Files (newest first) that were damaged or unreadable, with the reason: reported, never a
+    /// reason not to start.
+    pub(crate) skipped: Vec<(PathBuf, io::Error)>,
 }
 
-fn last_sealed(path: &Path) -> io::Result<Option<ChainHead>> {
-    let file = match File::open(path) {
+/// The chain head left by the newest readable record of `name` in `dir`: its current file, else
+/// its backups (plain or gzip), newest first, as [`list_backups`](crate::sink::backup::list_backups)
+/// sees them at `now`. A torn line (a crash mid-write) is skipped; a damaged or unreadable file is
+/// skipped and reported, and the records read from it before the damage still count, so the
+/// chain continues after the highest `seq` that can be read.
+pub(crate) fn recover_head(dir: &Path, name: &str, now: SystemTime) -> io::Result<Recovered> {
+    use crate::sink::backup::{gz_path, list_backups, plain_path};
+    let backups = list_backups(dir, name, now)?;
+    let newest_first = std::iter::once(dir.join(name)).chain(backups.iter().rev().map(|(stamp, files)| {
+        if files.gz {
+            gz_path(dir, name, *stamp)
+        } else {
+            plain_path(dir, name, *stamp)
+        }
+    }));
+    let mut recovered = Recovered::default();
+    for path in newest_first {
+        let mut last = None;
+        let outcome = for_each_sealed(&path, |record| last = Some(record));
+        if let Some(head) = last {
+            if head.seq > recovered.head.seq {
+                recovered.head = head;
+            }
+        }
+        if let Err(error) = outcome {
+            recovered.skipped.push((path, error));
+        }
+        if last.is_some() {
+            break;
+        }
+    }
+    Ok(recovered)
+}
+
+/// Calls `each` with the head after every sealed record of the file at `path`, in order; a
+/// missing file has none. An error says where reading stopped (the records before it were given).
+fn for_each_sealed(path: &Path, mut each: impl FnMut(ChainHead)) -> io::Result<()> {
+    let file = match crate::sink::safe_fs::open_read(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
@@ -183,13 +204,12 @@ fn last_sealed(path: &Path) -> io::Result<Option<ChainHead>> {
     } else {
         Box::new(file)
     };
-    let mut last = None;
     for line in BufReader::new(reader).split(b'\n') {
         if let Some(record) = parse_sealed(&line?) {
-            last = Some(ChainHead { seq: record.seq, chain: record.chain });
+            each(ChainHead { seq: record.seq, chain: record.chain });
         }
     }
-    Ok(last)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,17 @@ pub(crate) struct RouteConfig {
     pub(crate) file: String,
 }
 
+/// Key bytes that never reach a `Debug` rendering (a config printed in a log or a panic message
+/// must not leak the audit key).
+#[derive(Clone)]
+pub(crate) struct SecretKey(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
 /// The general log file's name in the log directory.
 pub const GENERAL_FILE: &str = "chimera.log";
 /// The audit file's name in the log directory.
@@ -109,7 +120,7 @@ pub struct LogConfig {
     pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
-    pub(crate) audit_key: Option<Vec<u8>>,
+    pub(crate) audit_key: Option<SecretKey>,
     pub(crate) checkpoint_interval: Duration,
 }
 
@@ -331,7 +342,7 @@ impl LogConfig {
     /// the key can recompute a valid chain after editing a record. Keep the key out of the log
     /// directory; `verify` needs it too.
     pub fn audit_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.audit_key = Some(key.into());
+        self.audit_key = Some(SecretKey(key.into()));
         self
     }
 
@@ -366,7 +377,7 @@ impl LogConfig {
                 return Err(Error::CloudWatchUnavailable);
             }
         }
-        if self.audit_key.as_ref().is_some_and(Vec::is_empty) {
+        if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
         }
         if self.queue_capacity == 0 {
@@ -397,6 +408,22 @@ impl LogConfig {
             }
             if !files.insert(route.file.as_str()) {
                 return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
+            }
+            if route.file == crate::sink::safe_fs::LOCK_FILE {
+                return Err(Error::invalid("route", &route.file, "this name is the log directory's lock file"));
+            }
+        }
+        // A file named like another's backup would be compressed and deleted by that file's
+        // retention (and read as part of its history).
+        for file in &files {
+            if let Some(owner) =
+                files.iter().find(|other| crate::sink::backup::parse_backup_name(file, other).is_some())
+            {
+                return Err(Error::invalid(
+                    "route",
+                    *file,
+                    format!("this name is that of a backup of {owner}; choose a name that is not `{owner}.<stamp>`"),
+                ));
             }
         }
         Ok(())
@@ -467,6 +494,10 @@ mod tests {
             LogConfig::new("l").route("m", "../escape.log"),
             LogConfig::new("l").route("m", "executions.log"),
             LogConfig::new("l").route("m", "a.log").route("n", "a.log"),
+            LogConfig::new("l").route("x", "chimera.log.20240101T000000.000000Z"),
+            LogConfig::new("l").route("x", "executions.log.20240101T000000.000000Z.gz"),
+            LogConfig::new("l").route("x", "a.log").route("y", "a.log.20240101T000000.000000Z.gz.tmp"),
+            LogConfig::new("l").route("x", ".chimera-log.lock"),
         ];
         for config in bad {
             let error = config.validate().unwrap_err();

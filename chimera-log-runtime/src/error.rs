@@ -38,6 +38,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Another logger (in this process or another) is writing into the log directory. Two
+    /// writers would interleave the audit chain's sequence numbers and break it.
+    #[error(
+        "log directory `{}` is in use by another chimera-log logger{}; two loggers must not share a directory",
+        path.display(),
+        pid.map_or(String::new(), |pid| format!(" (process {pid})"))
+    )]
+    DirectoryInUse {
+        /// The directory.
+        path: PathBuf,
+        /// The process holding it, when it could be read from the lock file.
+        pid: Option<u32>,
+    },
     /// A writer thread could not be started.
     #[error("cannot start a chimera-log thread: {source}")]
     Thread {

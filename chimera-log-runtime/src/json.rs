@@ -81,7 +81,7 @@ impl<'a> ContextWriter<'a> {
     /// the line valid JSON.
     pub(crate) fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
         let at = self.buf.len();
-        if let Err(error) = serde_json::to_writer(&mut *self.buf, value) {
+        if let Err(error) = serialize_into(self.buf, value) {
             self.buf.truncate(at);
             write_unwritable(self.buf, &error);
         }
@@ -119,12 +119,156 @@ fn write_unwritable(buf: &mut Vec<u8>, reason: &dyn Display) {
     buf.extend_from_slice(b"]\"");
 }
 
-/// Writes an ad-hoc context: a value serializing to an object is the context itself; `()` or
-/// `None` is an empty context; anything else (a string, a number, a list) is wrapped as
-/// `{"value": ...}` so the context is always an object.
+/// Writes `value` as compact JSON, as serde_json does, except that strings also escape U+0085,
+/// U+2028 and U+2029: valid JSON either way, but line splitters of other languages (JavaScript,
+/// Python's `str.splitlines`) break lines there, and one event must stay one line for them too.
+pub(crate) fn serialize_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(buf, LineFormatter))
+}
+
+/// serde_json's compact format, with the line separators escaped (see [`serialize_into`]).
+struct LineFormatter;
+
+impl serde_json::ser::Formatter for LineFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(['\u{85}', '\u{2028}', '\u{2029}']) {
+            let separator = rest[at..].chars().next().expect("find returned a char boundary");
+            writer.write_all(rest[..at].as_bytes())?;
+            write!(writer, "\\u{:04x}", separator as u32)?;
+            rest = &rest[at + separator.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
+/// Whether a value serializes as "nothing": `()`, `None` or a unit struct (and not, say, a NaN,
+/// which serde_json also writes as `null`).
+struct IsNothing;
+
+#[derive(Debug)]
+struct NotNothing;
+
+impl fmt::Display for NotNothing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not nothing")
+    }
+}
+
+impl std::error::Error for NotNothing {}
+
+impl serde::ser::Error for NotNothing {
+    fn custom<T: Display>(_: T) -> Self {
+        NotNothing
+    }
+}
+
+macro_rules! not_nothing {
+    ($($method:ident($($ty:ty),*)),* $(,)?) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<bool, NotNothing> { Ok(false) })*
+    };
+}
+
+impl serde::Serializer for IsNothing {
+    type Ok = bool;
+    type Error = NotNothing;
+    type SerializeSeq = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeTuple = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeTupleStruct = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeTupleVariant = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeMap = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeStruct = serde::ser::Impossible<bool, NotNothing>;
+    type SerializeStructVariant = serde::ser::Impossible<bool, NotNothing>;
+
+    not_nothing!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_none(self) -> Result<bool, NotNothing> {
+        Ok(true)
+    }
+    fn serialize_unit(self) -> Result<bool, NotNothing> {
+        Ok(true)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<bool, NotNothing> {
+        Ok(true)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<bool, NotNothing> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<bool, NotNothing> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<bool, NotNothing> {
+        Ok(false)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotNothing> {
+        Err(NotNothing)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotNothing> {
+        Err(NotNothing)
+    }
+}
+
+/// Writes an ad-hoc context: a value serializing to an object is the context itself; `()`,
+/// `None` or a unit struct is an empty context; anything else (a string, a number, a list, a
+/// NaN written as `null`) is wrapped as `{"value": ...}` so the context is always an object.
 pub(crate) fn write_adhoc_context<T: Serialize + ?Sized>(buf: &mut Vec<u8>, context: &T) {
     let at = buf.len();
-    if let Err(error) = serde_json::to_writer(&mut *buf, context) {
+    if let Err(error) = serialize_into(buf, context) {
         buf.truncate(at);
         buf.extend_from_slice(b"{\"value\":");
         write_unwritable(buf, &error);
@@ -133,7 +277,8 @@ pub(crate) fn write_adhoc_context<T: Serialize + ?Sized>(buf: &mut Vec<u8>, cont
     }
     match buf.get(at) {
         Some(b'{') => {}
-        Some(b'n') => {
+        // Only a `null` is worth the second look that tells nothing from a non-finite float.
+        Some(b'n') if context.serialize(IsNothing).unwrap_or(false) => {
             buf.truncate(at);
             buf.extend_from_slice(b"{}");
         }
@@ -144,10 +289,11 @@ pub(crate) fn write_adhoc_context<T: Serialize + ?Sized>(buf: &mut Vec<u8>, cont
     }
 }
 
-/// Appends `s` escaped as the inside of a JSON string: quotes, backslashes and every control
-/// character (newlines included) are escaped, the rest is copied as is.
+/// Appends `s` escaped as the inside of a JSON string: quotes, backslashes, every control
+/// character (newlines included) and the line separators U+0085, U+2028 and U+2029 are escaped,
+/// the rest is copied as is.
 ///
-/// Runs without anything to escape are found eight bytes at a time and copied whole.
+/// Runs of ASCII without anything to escape are found eight bytes at a time and copied whole.
 pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     buf.reserve(bytes.len() + 2);
@@ -169,6 +315,10 @@ pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0x00..=0x1f => b"",
+            // U+0085 is C2 85; U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+            0xc2 if bytes.get(i + 1) == Some(&0x85) => b"\\u0085",
+            0xe2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8)) => b"\\u2028",
+            0xe2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa9)) => b"\\u2029",
             _ => {
                 i += 1;
                 continue;
@@ -178,16 +328,24 @@ pub fn escape_into(buf: &mut Vec<u8>, s: &str) {
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            i += 1;
         } else {
             buf.extend_from_slice(escape);
+            i += if b < 0x80 {
+                1
+            } else if b == 0xc2 {
+                2
+            } else {
+                3
+            };
         }
-        i += 1;
         run_start = i;
     }
     buf.extend_from_slice(&bytes[run_start..]);
 }
 
-/// Whether any of the eight bytes of `word` is a control character, a quote or a backslash.
+/// Whether any of the eight bytes of `word` is a control character, a quote, a backslash, or
+/// not ASCII (which may start a line separator, and is looked at byte by byte).
 #[inline]
 fn needs_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -197,7 +355,7 @@ fn needs_escape(word: u64) -> bool {
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    (below_space | has_zero(quote) | has_zero(backslash)) != 0
+    (below_space | has_zero(quote) | has_zero(backslash) | (word & HIGH)) != 0
 }
 
 /// Appends `"s"` with `s` escaped.
@@ -456,6 +614,44 @@ mod tests {
             write_adhoc_context(&mut buf, &value);
             assert_eq!(&buf[6..], expected.as_bytes());
         }
+    }
+
+    #[test]
+    fn a_non_finite_float_as_the_whole_context_is_a_null_value_not_an_empty_context() {
+        #[derive(Serialize)]
+        struct Unit;
+        let cases: [(&dyn Fn(&mut Vec<u8>), &str); 7] = [
+            (&|buf| write_adhoc_context(buf, &f64::NAN), "{\"value\":null}"),
+            (&|buf| write_adhoc_context(buf, &f32::INFINITY), "{\"value\":null}"),
+            (&|buf| write_adhoc_context(buf, &Some(f64::NEG_INFINITY)), "{\"value\":null}"),
+            (&|buf| write_adhoc_context(buf, &()), "{}"),
+            (&|buf| write_adhoc_context(buf, &None::<u8>), "{}"),
+            (&|buf| write_adhoc_context(buf, &Some(())), "{}"),
+            (&|buf| write_adhoc_context(buf, &Unit), "{}"),
+        ];
+        for (write, expected) in cases {
+            let mut buf = Vec::new();
+            write(&mut buf);
+            assert_eq!(String::from_utf8(buf).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn line_separators_are_escaped_in_every_string_a_line_holds() {
+        let hostile = "a\u{2028}b\u{2029}c\u{85}d\u{e9}\u{2027}\u{c2}";
+        let mut escaped = Vec::new();
+        escape_into(&mut escaped, hostile);
+        let mut serialized = Vec::new();
+        serialize_into(&mut serialized, &serde_json::json!({ hostile: [hostile] })).unwrap();
+        for bytes in [&escaped, &serialized] {
+            let text = std::str::from_utf8(bytes).unwrap();
+            assert!(!text.contains(['\u{85}', '\u{2028}', '\u{2029}']), "{text}");
+            assert!(text.contains("\\u2028") && text.contains("\\u2029") && text.contains("\\u0085"), "{text}");
+        }
+        let back: String = serde_json::from_slice(&[b"\"", &escaped[..], b"\""].concat()).unwrap();
+        assert_eq!(back, hostile);
+        let back: serde_json::Value = serde_json::from_slice(&serialized).unwrap();
+        assert_eq!(back, serde_json::json!({ hostile: [hostile] }));
     }
 
     #[test]

@@ -11,11 +11,13 @@ pub struct FaultInjector {
     state: Mutex<Option<Fault>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Fault {
     kind: io::ErrorKind,
     /// Bytes still let through before writes fail.
     allowance: usize,
+    /// The one file that fails (its name in the log directory); every file when `None`.
+    only: Option<String>,
 }
 
 impl FaultInjector {
@@ -26,7 +28,13 @@ impl FaultInjector {
 
     /// From now on every write fails with `kind`, after `allowance` more bytes are let through.
     pub fn fail_writes(&self, kind: io::ErrorKind, allowance: usize) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Fault { kind, allowance });
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Fault { kind, allowance, only: None });
+    }
+
+    /// As [`fail_writes`](Self::fail_writes), for the file `name` (e.g. `chimera.log`) only.
+    pub fn fail_writes_to(&self, name: &str, kind: io::ErrorKind, allowance: usize) {
+        let only = Some(name.to_owned());
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Fault { kind, allowance, only });
     }
 
     /// Writes succeed again.
@@ -34,11 +42,12 @@ impl FaultInjector {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// How many of `len` bytes the next write may write, or the injected error.
-    pub(crate) fn allow(&self, len: usize) -> io::Result<usize> {
+    /// How many of `len` bytes the next write to the file `name` may write, or the injected error.
+    pub(crate) fn allow(&self, name: &str, len: usize) -> io::Result<usize> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.as_mut() {
             None => Ok(len),
+            Some(fault) if fault.only.as_ref().is_some_and(|only| only != name) => Ok(len),
             Some(fault) if fault.allowance == 0 => Err(io::Error::new(fault.kind, "injected fault")),
             Some(fault) => {
                 let allowed = len.min(fault.allowance);

@@ -223,6 +223,7 @@ fn start_repairs_every_crash_state_of_the_backups() {
     assert_eq!(
         names,
         [
+            ".chimera-log.lock",
             "chimera.log",
             "chimera.log.20240101T000000.000001Z.gz",
             "chimera.log.20240101T000000.000002Z.gz",
@@ -285,6 +286,8 @@ fn a_failed_compression_keeps_the_plain_backup_is_counted_and_the_next_start_fin
 #[test]
 fn a_backup_that_cannot_be_repaired_does_not_stop_logging_from_starting() {
     let dir = tempfile::tempdir().unwrap();
+    // A plain backup to compress, and a directory where its temporary file must go.
+    fs::write(dir.path().join("chimera.log.20240115T103045.000000Z"), "{\"old\":1}\n").unwrap();
     fs::create_dir(dir.path().join("chimera.log.20240115T103045.000000Z.gz.tmp")).unwrap();
     let guard = config(dir.path()).build().unwrap();
     write_seq(&guard, 0..1, 10);
@@ -292,6 +295,8 @@ fn a_backup_that_cannot_be_repaired_does_not_stop_logging_from_starting() {
     drop(guard);
     assert_eq!(logger.stats().unwrap().compression_failures, 1, "the failed repair is counted");
     assert_eq!(seqs(dir.path(), "chimera.log"), [0]);
+    assert!(dir.path().join("chimera.log.20240115T103045.000000Z").is_file(), "the plain backup is kept");
+    assert!(dir.path().join("chimera.log.20240115T103045.000000Z.gz.tmp").is_dir(), "the directory is left alone");
 }
 
 #[test]

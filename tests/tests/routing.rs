@@ -2,6 +2,9 @@
 
 mod common;
 
+use std::sync::Arc;
+
+use chimera_log_runtime::testing::FaultInjector;
 use chimera_log_runtime::{emit, Level, LogConfig, LogEvent};
 use common::{events, raw_lines};
 use serde_json::json;
@@ -189,13 +192,12 @@ fn logger_is_cheap_to_share_across_threads() {
     assert_clone_send_sync::<chimera_log_runtime::Logger>();
 }
 
-#[cfg(target_os = "linux")]
 #[test]
 fn full_disk_on_the_general_file_is_counted_and_the_audit_file_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
-    // A real ENOSPC: the general file is /dev/full.
-    std::os::unix::fs::symlink("/dev/full", dir.path().join("chimera.log")).unwrap();
-    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    faults.fail_writes_to("chimera.log", std::io::ErrorKind::StorageFull, 0);
+    let guard = LogConfig::new(dir.path()).console(false).fault_injector(faults).build().unwrap();
     let logger = guard.logger("executor");
     for block_number in 0..3 {
         emit!(logger, ExecutionSubmitted { block_number, tx_hash: "0x" });

@@ -18,7 +18,7 @@ mod writer;
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use audit::AuditDurability;
@@ -49,6 +49,7 @@ use crate::event::{Level, Routes};
 use crate::sink::console::ConsoleSink;
 use crate::sink::file::{FilePolicy, FileSink};
 use crate::sink::maintenance::Maintenance;
+use crate::sink::safe_fs::{self, LockError};
 use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
 
 /// The sinks a line goes to, decided from the event's level and type.
@@ -82,6 +83,8 @@ pub(crate) struct Dispatcher {
     next_health: AtomicU64,
     #[cfg(feature = "cloudwatch")]
     cloudwatch: Option<CloudWatchOutput>,
+    /// The lock on the log directory, held until `close` (see `safe_fs::lock_dir`).
+    lock: Mutex<Option<fs::File>>,
 }
 
 /// The CloudWatch sink's writer thread and what the dispatcher needs of it.
@@ -120,10 +123,17 @@ impl CloudWatchOutput {
             config.queue_capacity,
             false,
             Arc::clone(&config.clock),
-        )
-        .map_err(|source| Error::Thread { source })?;
+        )?;
         Ok(Some(CloudWatchOutput { writer, operation_timeout, counters, delivery, give_up }))
     }
+}
+
+/// `timeout` from now; a timeout too long to add (`Duration::MAX`: "wait as long as it takes")
+/// saturates at a century rather than overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    let now = Instant::now();
+    now.checked_add(timeout).or_else(|| now.checked_add(CENTURY)).unwrap_or(now)
 }
 
 fn micros_since_epoch(time: SystemTime) -> u64 {
@@ -135,7 +145,11 @@ impl Dispatcher {
     pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = config.log_dir.clone();
-        fs::create_dir_all(&dir).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        safe_fs::create_dir(&dir).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        let lock = safe_fs::lock_dir(&dir).map_err(|error| match error {
+            LockError::Held(pid) => Error::DirectoryInUse { path: dir.clone(), pid },
+            LockError::Io(source) => Error::OpenFile { path: dir.join(safe_fs::LOCK_FILE), source },
+        })?;
         let maintenance =
             Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let open = |file: &str, backups: usize, write_through: bool| {
@@ -160,9 +174,18 @@ impl Dispatcher {
             .map_err(|source| Error::OpenFile { path: dir.join(file), source })
         };
 
-        let head = crate::audit::recover_head(&dir, AUDIT_FILE)
+        let recovered = crate::audit::recover_head(&dir, AUDIT_FILE, config.clock.now())
             .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
-        let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, ChainKey::keyed);
+        for (path, error) in &recovered.skipped {
+            eprintln!(
+                "chimera-log: {} is damaged or unreadable ({error}); the audit chain continues from \
+                 the newest record that could be read (seq {}); `chimera-log verify` reports the damage",
+                path.display(),
+                recovered.head.seq
+            );
+        }
+        let head = recovered.head;
+        let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
         let (audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
         let audit = AuditWriter::new(
             audit_sink,
@@ -179,10 +202,8 @@ impl Dispatcher {
             lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&counters)));
             file_counters.push((file.to_owned(), counters));
         }
-        let thread_error = |source| Error::Thread { source };
         let block = config.overflow == Overflow::Block;
-        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))
-            .map_err(thread_error)?;
+        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))?;
         let console = match config.console {
             false => None,
             true => {
@@ -195,8 +216,7 @@ impl Dispatcher {
                     config.queue_capacity,
                     block,
                     Arc::clone(&config.clock),
-                )
-                .map_err(thread_error)?;
+                )?;
                 Some((writer, counters))
             }
         };
@@ -223,6 +243,7 @@ impl Dispatcher {
             next_health: AtomicU64::new(first_health),
             #[cfg(feature = "cloudwatch")]
             cloudwatch,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -354,7 +375,7 @@ impl Dispatcher {
 
     /// Flushes, bounded by the shutdown timeout.
     pub(crate) fn flush(&self) -> bool {
-        self.flush_until(Instant::now() + self.shutdown_timeout)
+        self.flush_until(deadline_after(self.shutdown_timeout))
     }
 
     /// Stops accepting events, writes out everything accepted, stops the threads; all within
@@ -363,7 +384,7 @@ impl Dispatcher {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let deadline = Instant::now() + self.shutdown_timeout;
+        let deadline = deadline_after(self.shutdown_timeout);
         let mut complete = self.files.shutdown(deadline);
         if let Some((console, _)) = &self.console {
             complete &= console.shutdown(deadline);
@@ -377,6 +398,8 @@ impl Dispatcher {
         }
         self.audit.close();
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
+        // Another logger may take the directory from here on.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
         if !complete {
             eprintln!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \

@@ -6,6 +6,7 @@
 //! counted per lane, and reported later by the writer. Sequence numbers let `flush` wait for
 //! exactly the lines accepted before it.
 
+use std::collections::TryReserveError;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,21 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// A batch whose buffers already hold `capacity` bytes per lane, so that filling it never
-    /// allocates (the memory is reserved, and only touched as lines arrive).
-    pub(crate) fn new(lanes: usize, capacity: usize) -> Self {
-        let lane = || LaneBuf { bytes: Vec::with_capacity(capacity), lens: Vec::with_capacity(capacity / 64 + 16) };
-        Batch { lanes: (0..lanes).map(|_| lane()).collect(), bytes: 0 }
+    /// A batch whose first lane already holds `capacity` bytes, so that filling it never
+    /// allocates (the memory is reserved, and only touched as lines arrive). The other lanes
+    /// (route files, rarely busy) grow as they are used, up to `capacity` in all. An error when
+    /// the memory cannot be reserved, rather than the abort of a failed allocation.
+    pub(crate) fn new(lanes: usize, capacity: usize) -> Result<Self, TryReserveError> {
+        let mut batch = Batch { lanes: Vec::new(), bytes: 0 };
+        batch.lanes.try_reserve_exact(lanes)?;
+        for lane in 0..lanes {
+            let reserve = if lane == 0 { capacity } else { capacity.min(64 * 1024) };
+            let mut buf = LaneBuf::default();
+            buf.bytes.try_reserve_exact(reserve)?;
+            buf.lens.try_reserve_exact(reserve / 64 + 16)?;
+            batch.lanes.push(buf);
+        }
+        Ok(batch)
     }
 
     pub(crate) fn clear(&mut self) {
@@ -122,10 +133,10 @@ pub(crate) struct Taken {
 }
 
 impl BatchQueue {
-    pub(crate) fn new(lanes: usize, capacity: usize, block: bool) -> Self {
-        BatchQueue {
+    pub(crate) fn new(lanes: usize, capacity: usize, block: bool) -> Result<Self, TryReserveError> {
+        Ok(BatchQueue {
             state: Mutex::new(State {
-                batch: Batch::new(lanes, capacity),
+                batch: Batch::new(lanes, capacity)?,
                 accepted: 0,
                 written: 0,
                 dropped_unreported: vec![0; lanes],
@@ -141,7 +152,7 @@ impl BatchQueue {
             room: Condvar::new(),
             capacity,
             block,
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -279,17 +290,17 @@ mod tests {
 
     #[test]
     fn full_queue_drops_and_counts_per_lane_and_an_oversized_line_still_passes_alone() {
-        let queue = BatchQueue::new(2, 10, false);
+        let queue = BatchQueue::new(2, 10, false).unwrap();
         assert_eq!(queue.push(LaneSet(0b01), &[b'a'; 30]), Pushed::Accepted, "alone, over capacity");
         assert_eq!(queue.push(LaneSet(0b11), b"bb"), Pushed::Dropped);
-        let mut batch = Batch::new(2, 10);
+        let mut batch = Batch::new(2, 10).unwrap();
         let taken = queue.take(&mut batch, Duration::ZERO).unwrap();
         assert_eq!(taken.dropped, [1, 1]);
         assert_eq!(batch.lanes[0].lens, [30]);
         assert_eq!(queue.push(LaneSet(0b11), b"cc"), Pushed::Accepted);
         queue.close();
         assert_eq!(queue.push(LaneSet(0b01), b"d"), Pushed::Closed);
-        let mut next = Batch::new(2, 10);
+        let mut next = Batch::new(2, 10).unwrap();
         let taken = queue.take(&mut next, Duration::ZERO).unwrap();
         assert!(taken.last);
         assert_eq!((next.lanes[0].bytes.as_slice(), next.lanes[1].bytes.as_slice()), (&b"cc"[..], &b"cc"[..]));
@@ -297,13 +308,13 @@ mod tests {
 
     #[test]
     fn wait_written_returns_once_the_writer_marks_the_accepted_lines() {
-        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024, false));
+        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024, false).unwrap());
         queue.push(LaneSet(1), b"x\n");
         let writer = {
             let queue = queue.clone();
             std::thread::spawn(move || loop {
                 // A writer keeps taking until it has answered a flush ticket.
-                let mut batch = Batch::new(1, 1024);
+                let mut batch = Batch::new(1, 1024).unwrap();
                 let taken = queue.take(&mut batch, Duration::from_secs(10)).unwrap();
                 queue.mark_written(taken.seq, taken.flush);
                 if taken.flush > 0 {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{Batch, BatchQueue};
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::event::Level;
 use crate::json::{self, ContextWriter, Envelope};
 use crate::sink::{FailureReporter, Sink};
@@ -26,11 +27,13 @@ pub(crate) struct Lane {
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) counters: Arc<SinkCounters>,
     pub(crate) failures: FailureReporter,
+    /// Drops (the queue's and the sink's own) counted but not yet reported in the log.
+    unreported_drops: u64,
 }
 
 impl Lane {
     pub(crate) fn new(name: &str, sink: Box<dyn Sink>, counters: Arc<SinkCounters>) -> Self {
-        Lane { name: name.to_owned(), sink, counters, failures: FailureReporter::default() }
+        Lane { name: name.to_owned(), sink, counters, failures: FailureReporter::default(), unreported_drops: 0 }
     }
 
     fn report(&self, error: &io::Error) {
@@ -38,13 +41,16 @@ impl Lane {
         self.failures.report(&format_args!("writing to {}", self.name), error);
     }
 
+    /// Hands lines to the sink. Lines it took count as written (a fault only delays them: the
+    /// sink retries); lines it dropped are counted as dropped, by the sink, and reported later.
     fn write(&mut self, bytes: &[u8], lens: &[u32]) {
-        match self.sink.write_batch(bytes, lens) {
-            Ok(()) => {
-                self.counters.lines.fetch_add(lens.len() as u64, Relaxed);
-                self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
-            }
-            Err(error) => self.report(&error),
+        let outcome = self.sink.write_batch(bytes, lens);
+        let dropped = self.sink.take_dropped();
+        self.unreported_drops += dropped;
+        self.counters.lines.fetch_add((lens.len() as u64).saturating_sub(dropped), Relaxed);
+        self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
+        if let Err(error) = outcome {
+            self.report(&error);
         }
     }
 
@@ -52,16 +58,24 @@ impl Lane {
         if let Err(error) = self.sink.flush() {
             self.report(&error);
         }
+        self.unreported_drops += self.sink.take_dropped();
     }
 
     fn tick(&mut self) {
         if let Err(error) = self.sink.tick() {
             self.report(&error);
         }
+        self.unreported_drops += self.sink.take_dropped();
     }
 
-    /// Writes the `log_events_dropped` event for `dropped` lines this sink's queue had no room for.
-    fn report_drops(&mut self, dropped: u64, clock: &dyn Clock, line: &mut Vec<u8>) {
+    /// Writes one `log_events_dropped` event for the lines dropped so far (the queue's `queued`
+    /// and the sink's own), once the sink has room for it; until then the count is kept.
+    fn report_drops(&mut self, queued: u64, clock: &dyn Clock, line: &mut Vec<u8>) {
+        self.unreported_drops += queued;
+        if self.unreported_drops == 0 || !self.sink.has_room() {
+            return;
+        }
+        let dropped = std::mem::take(&mut self.unreported_drops);
         line.clear();
         let envelope = Envelope {
             time: clock.now(),
@@ -95,19 +109,32 @@ impl Writer {
         capacity: usize,
         block: bool,
         clock: Arc<dyn Clock>,
-    ) -> io::Result<Self> {
-        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, block));
+    ) -> Result<Self, Error> {
+        let unreservable = |source: std::collections::TryReserveError| {
+            Error::invalid(
+                "queue_capacity",
+                capacity.to_string(),
+                format!("cannot reserve memory for a queue of this many bytes: {source}"),
+            )
+        };
+        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, block).map_err(unreservable)?);
+        // The writer's own batch, swapped with the queue's; reserved here, not on its thread,
+        // so that a failure is an error of `init_logging`.
+        let batch = Batch::new(lanes.len(), capacity).map_err(unreservable)?;
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
-        let thread = std::thread::Builder::new().name(name.to_owned()).spawn({
-            let queue = Arc::clone(&queue);
-            let finished = Arc::clone(&finished);
-            move || {
-                run(&queue, lanes, capacity, &*clock);
-                let (done, signal) = &*finished;
-                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                signal.notify_all();
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn({
+                let queue = Arc::clone(&queue);
+                let finished = Arc::clone(&finished);
+                move || {
+                    run(&queue, lanes, batch, &*clock);
+                    let (done, signal) = &*finished;
+                    *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    signal.notify_all();
+                }
+            })
+            .map_err(|source| Error::Thread { source })?;
         Ok(Writer { queue, finished, thread: Mutex::new(Some(thread)) })
     }
 
@@ -141,22 +168,22 @@ impl Writer {
     }
 }
 
-fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, capacity: usize, clock: &dyn Clock) {
-    let mut batch = Batch::new(lanes.len(), capacity);
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, mut batch: Batch, clock: &dyn Clock) {
     let mut report_line = Vec::new();
     loop {
         let Some(taken) = queue.take(&mut batch, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
-            lanes.iter_mut().for_each(Lane::tick);
+            for lane in &mut lanes {
+                lane.tick();
+                lane.report_drops(0, clock, &mut report_line);
+            }
             continue;
         };
         for ((lane, lines), dropped) in lanes.iter_mut().zip(&batch.lanes).zip(&taken.dropped) {
             if !lines.lens.is_empty() {
                 lane.write(&lines.bytes, &lines.lens);
             }
-            if *dropped > 0 {
-                lane.report_drops(*dropped, clock, &mut report_line);
-            }
+            lane.report_drops(*dropped, clock, &mut report_line);
         }
         if taken.flush > 0 || taken.last {
             lanes.iter_mut().for_each(Lane::flush);

@@ -4,8 +4,15 @@
 //! then `chimera.log.<stamp>.gz` once compressed, written as `….gz.tmp` until complete. Stamps
 //! only ever increase, so name order is rotation order and no backup is ever renamed.
 //! This module touches only backups; the current file belongs to `file.rs`.
+//!
+//! A name counts as a backup only when it parses exactly as one (the stamp formats back to the
+//! same text) and names a regular file: a link or a directory with a backup's name is never
+//! read, compressed or removed. A stamp later than [`FUTURE_TOLERANCE`] past the clock cannot
+//! have been written by this logger; such a file is reported and otherwise ignored, so a
+//! planted far-future name neither hides the real newest backup nor makes retention delete
+//! real ones.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +21,13 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::safe_fs;
+
 const STAMP_LEN: usize = "yyyymmddThhmmss.ffffffZ".len();
+
+/// How far past the clock a backup's stamp may be and still count (a clock stepped back, a
+/// machine moved between time zones of a misconfigured clock).
+pub(crate) const FUTURE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// A backup's stamp: microseconds since the Unix epoch, written `yyyymmddThhmmss.ffffffZ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,13 +59,24 @@ impl Stamp {
         }
     }
 
+    /// The stamp written exactly as `text`, and only then: every digit in its place, and the
+    /// stamp formats back to the same text.
     pub(crate) fn parse(text: &str) -> Option<Stamp> {
-        if text.len() != STAMP_LEN || !text.ends_with('Z') || text.as_bytes()[15] != b'.' {
+        let bytes = text.as_bytes();
+        let shape_ok = bytes.len() == STAMP_LEN
+            && bytes.iter().enumerate().all(|(i, &b)| match i {
+                8 => b == b'T',
+                15 => b == b'.',
+                22 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape_ok {
             return None;
         }
         let seconds = chrono::NaiveDateTime::parse_from_str(&text[..15], "%Y%m%dT%H%M%S").ok()?;
         let micros: i64 = text[16..22].parse().ok()?;
-        Some(Stamp(seconds.and_utc().timestamp() * 1_000_000 + micros))
+        let stamp = Stamp(seconds.and_utc().timestamp() * 1_000_000 + micros);
+        (stamp.format() == text).then_some(stamp)
     }
 }
 
@@ -64,32 +88,66 @@ pub(crate) struct BackupFiles {
     pub(crate) tmp: bool,
 }
 
-/// The backups of the file `name` in `dir`, oldest first.
-pub(crate) fn list_backups(dir: &Path, name: &str) -> io::Result<Vec<(Stamp, BackupFiles)>> {
+/// Which file of a backup a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackupKind {
+    Plain,
+    Gz,
+    Tmp,
+}
+
+/// The stamp and kind of `file_name` if it is exactly the name of a backup of `name`.
+pub(crate) fn parse_backup_name(file_name: &str, name: &str) -> Option<(Stamp, BackupKind)> {
+    let rest = file_name.strip_prefix(name)?.strip_prefix('.')?;
+    let (stamp, kind) = rest.split_at_checked(STAMP_LEN)?;
+    let kind = match kind {
+        "" => BackupKind::Plain,
+        ".gz" => BackupKind::Gz,
+        ".gz.tmp" => BackupKind::Tmp,
+        _ => return None,
+    };
+    Some((Stamp::parse(stamp)?, kind))
+}
+
+/// The newest stamp this logger could have written by `now`.
+fn latest_plausible(now: SystemTime) -> Stamp {
+    Stamp::from_time(now.checked_add(FUTURE_TOLERANCE).unwrap_or(now))
+}
+
+/// The backups of the file `name` in `dir`, oldest first, as of `now`.
+pub(crate) fn list_backups(dir: &Path, name: &str, now: SystemTime) -> io::Result<Vec<(Stamp, BackupFiles)>> {
+    list_backups_and_ignored(dir, name, now).map(|(backups, _)| backups)
+}
+
+/// The backups of `name` (as [`list_backups`]) and the names that look like backups but are
+/// ignored: stamped implausibly far in the future, or not regular files.
+pub(crate) fn list_backups_and_ignored(
+    dir: &Path,
+    name: &str,
+    now: SystemTime,
+) -> io::Result<(Vec<(Stamp, BackupFiles)>, Vec<String>)> {
     let mut found: std::collections::BTreeMap<Stamp, BackupFiles> = Default::default();
-    let prefix = format!("{name}.");
+    let mut ignored = Vec::new();
+    let latest = latest_plausible(now);
     for entry in fs::read_dir(dir)? {
-        let file_name = entry?.file_name();
-        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some((stamp, kind)) = file_name.to_str().and_then(|n| parse_backup_name(n, name)) else {
             continue;
         };
-        let (stamp, kind) = match rest.len().checked_sub(STAMP_LEN) {
-            Some(0) => (rest, ""),
-            Some(_) => rest.split_at(STAMP_LEN),
-            None => continue,
-        };
-        let Some(stamp) = Stamp::parse(stamp) else {
+        // The entry's own type: a link is a link, whatever it points to.
+        if !entry.file_type()?.is_file() || stamp > latest {
+            ignored.push(file_name.to_string_lossy().into_owned());
             continue;
-        };
+        }
         let files = found.entry(stamp).or_default();
         match kind {
-            "" => files.plain = true,
-            ".gz" => files.gz = true,
-            ".gz.tmp" => files.tmp = true,
-            _ => {}
+            BackupKind::Plain => files.plain = true,
+            BackupKind::Gz => files.gz = true,
+            BackupKind::Tmp => files.tmp = true,
         }
     }
-    Ok(found.into_iter().collect())
+    Ok((found.into_iter().collect(), ignored))
 }
 
 pub(crate) fn plain_path(dir: &Path, name: &str, stamp: Stamp) -> PathBuf {
@@ -102,21 +160,6 @@ pub(crate) fn gz_path(dir: &Path, name: &str, stamp: Stamp) -> PathBuf {
 
 fn tmp_path(dir: &Path, name: &str, stamp: Stamp) -> PathBuf {
     dir.join(format!("{name}.{}.gz.tmp", stamp.format()))
-}
-
-/// Makes a backup read-only (`0440`).
-pub(crate) fn make_read_only(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o440))
-    }
-    #[cfg(not(unix))]
-    {
-        let mut permissions = fs::metadata(path)?.permissions();
-        permissions.set_readonly(true);
-        fs::set_permissions(path, permissions)
-    }
 }
 
 fn sync_dir(dir: &Path) {
@@ -133,38 +176,41 @@ fn sync_dir(dir: &Path) {
 pub(crate) fn compress(dir: &Path, name: &str, stamp: Stamp) -> io::Result<()> {
     let plain = plain_path(dir, name, stamp);
     let tmp = tmp_path(dir, name, stamp);
-    let source = match File::open(&plain) {
+    let source = match safe_fs::open_read(&plain) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let source_identity = safe_fs::Identity::of(&source.metadata()?);
+    // A leftover temporary file is ours to replace only if it is a regular file.
+    safe_fs::remove_regular(&tmp)?;
     let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o440);
-        }
-        let out = options.open(&tmp)?;
+        let out = safe_fs::create_new(&tmp, safe_fs::BACKUP_MODE, false)?;
         let mut encoder = GzEncoder::new(io::BufWriter::with_capacity(256 * 1024, out), Compression::default());
         io::copy(&mut BufReader::with_capacity(256 * 1024, source), &mut encoder)?;
         let out = encoder.finish()?.into_inner().map_err(io::IntoInnerError::into_error)?;
         out.sync_all()?;
         fs::rename(&tmp, gz_path(dir, name, stamp))?;
         sync_dir(dir);
-        fs::remove_file(&plain)
+        // Remove the plain file only if it is still the one that was compressed.
+        match fs::symlink_metadata(&plain) {
+            Ok(metadata) if safe_fs::Identity::of(&metadata) == source_identity => safe_fs::remove_regular(&plain),
+            Ok(metadata) => Err(safe_fs::not_regular(&plain, &metadata)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = safe_fs::remove_regular(&tmp);
     }
     result
 }
 
 /// Whether the `.gz` of `stamp` decompresses to exactly the plain backup's bytes.
 pub(crate) fn gz_matches_plain(dir: &Path, name: &str, stamp: Stamp) -> io::Result<bool> {
-    let mut plain = BufReader::with_capacity(256 * 1024, File::open(plain_path(dir, name, stamp))?);
-    let mut gz = MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, File::open(gz_path(dir, name, stamp))?));
+    let mut plain = BufReader::with_capacity(256 * 1024, safe_fs::open_read(&plain_path(dir, name, stamp))?);
+    let gz = safe_fs::open_read(&gz_path(dir, name, stamp))?;
+    let mut gz = MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, gz));
     let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = read_full(&mut plain, &mut a)?;
@@ -203,9 +249,10 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Deletes all but the newest `keep` backups of `name` (every file of each deleted backup).
-pub(crate) fn apply_retention(dir: &Path, name: &str, keep: usize) -> io::Result<usize> {
-    let backups = list_backups(dir, name)?;
+/// Deletes all but the newest `keep` backups of `name` (every file of each deleted backup), as
+/// of `now`: files ignored by [`list_backups`] are neither counted nor deleted.
+pub(crate) fn apply_retention(dir: &Path, name: &str, keep: usize, now: SystemTime) -> io::Result<usize> {
+    let backups = list_backups(dir, name, now)?;
     let excess = backups.len().saturating_sub(keep);
     for (stamp, files) in &backups[..excess] {
         for (present, path) in [
@@ -214,10 +261,7 @@ pub(crate) fn apply_retention(dir: &Path, name: &str, keep: usize) -> io::Result
             (files.tmp, tmp_path(dir, name, *stamp)),
         ] {
             if present {
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+                safe_fs::remove_regular(&path)?;
             }
         }
     }
@@ -237,9 +281,9 @@ pub(crate) enum Repair {
 
 /// The work that finishes what a crash interrupted, for one file's backups. Only looks: the
 /// maintenance thread does the work, so a backup that cannot be repaired never stops a start.
-pub(crate) fn scan_for_repair(dir: &Path, name: &str, compress: bool) -> io::Result<Vec<Repair>> {
+pub(crate) fn scan_for_repair(dir: &Path, name: &str, compress: bool, now: SystemTime) -> io::Result<Vec<Repair>> {
     let mut work = Vec::new();
-    for (stamp, files) in list_backups(dir, name)? {
+    for (stamp, files) in list_backups(dir, name, now)? {
         if files.tmp {
             work.push(Repair::RemoveTmp(stamp));
         }
@@ -255,16 +299,13 @@ pub(crate) fn scan_for_repair(dir: &Path, name: &str, compress: bool) -> io::Res
 /// Carries out one repair; `true` when it compressed a backup.
 pub(crate) fn repair(dir: &Path, name: &str, work: &Repair) -> io::Result<bool> {
     match *work {
-        Repair::RemoveTmp(stamp) => match fs::remove_file(tmp_path(dir, name, stamp)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(false),
-        },
+        Repair::RemoveTmp(stamp) => safe_fs::remove_regular(&tmp_path(dir, name, stamp)).map(|()| false),
         Repair::Compress(stamp) => compress(dir, name, stamp).map(|()| true),
         Repair::Verify(stamp) => {
             if gz_matches_plain(dir, name, stamp)? {
-                fs::remove_file(plain_path(dir, name, stamp)).map(|()| false)
+                safe_fs::remove_regular(&plain_path(dir, name, stamp)).map(|()| false)
             } else {
-                fs::remove_file(gz_path(dir, name, stamp))?;
+                safe_fs::remove_regular(&gz_path(dir, name, stamp))?;
                 compress(dir, name, stamp).map(|()| true)
             }
         }
@@ -284,6 +325,57 @@ mod tests {
         assert_eq!(Stamp::parse("20240115T103045.123456Z"), Some(stamp));
         assert_eq!(Stamp::parse("20240115T103045.123456"), None);
         assert_eq!(Stamp::parse("2024011xT103045.123456Z"), None);
+        // Text chrono would accept but this logger never writes.
+        assert_eq!(Stamp::parse("+2024115T103045.123456Z"), None);
+        assert_eq!(Stamp::parse("20240115T103045.12345+Z"), None);
+        assert_eq!(Stamp::parse("20240230T103045.123456Z"), None, "no 30 February");
+    }
+
+    #[test]
+    fn only_exact_backup_names_of_the_file_parse() {
+        let stamp = Stamp::parse("20240115T103045.123456Z").unwrap();
+        assert_eq!(
+            parse_backup_name("chimera.log.20240115T103045.123456Z", "chimera.log"),
+            Some((stamp, BackupKind::Plain))
+        );
+        assert_eq!(
+            parse_backup_name("chimera.log.20240115T103045.123456Z.gz", "chimera.log"),
+            Some((stamp, BackupKind::Gz))
+        );
+        for name in [
+            "chimera.log.20240115T103045.123456Z.gz.bak",
+            "chimera.log.20240115T103045.123456Zx",
+            "chimera.log20240115T103045.123456Z",
+            "chimera.logx.20240115T103045.123456Z",
+            "xchimera.log.20240115T103045.123456Z",
+            "chimera.log.",
+            "chimera.log",
+        ] {
+            assert_eq!(parse_backup_name(name, "chimera.log"), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn far_future_and_non_regular_backups_are_ignored_and_never_removed_by_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_705_314_645);
+        let real: Vec<Stamp> = (0..3).map(|i| Stamp::from_time(now - Duration::from_secs(100 - i))).collect();
+        for stamp in &real {
+            fs::write(plain_path(dir.path(), "chimera.log", *stamp), "x\n").unwrap();
+        }
+        fs::write(dir.path().join("chimera.log.99991231T235959.999999Z"), "planted\n").unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "not a backup\n").unwrap();
+        let link = plain_path(dir.path(), "chimera.log", Stamp(real[0].0 - 1));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let (backups, ignored) = list_backups_and_ignored(dir.path(), "chimera.log", now).unwrap();
+        assert_eq!(backups.iter().map(|(stamp, _)| *stamp).collect::<Vec<_>>(), real);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 3, now).unwrap(), 0);
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now).unwrap(), 2);
+        assert!(dir.path().join("chimera.log.99991231T235959.999999Z").exists());
+        assert!(fs::symlink_metadata(&link).is_ok() && target.exists());
+        assert!(plain_path(dir.path(), "chimera.log", real[2]).exists());
     }
 
     #[test]

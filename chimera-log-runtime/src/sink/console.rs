@@ -108,23 +108,61 @@ impl<'de> Deserialize<'de> for Members {
 }
 
 /// `2024-01-15T10:30:45.123456Z WARNING  state_engine state_divergence protocol="moonwell" bps=150`;
-/// a line that does not parse is shown as it is.
+/// a line that does not parse is shown as it is, made safe the same way.
+///
+/// Every piece goes through [`push_safe`]: the JSON decoding undid the line's escapes, and a
+/// module name, event name, key or value holding a newline or a terminal escape sequence must
+/// neither start a forged record on the screen nor reach the terminal as a command.
 pub(crate) fn render_pretty(out: &mut String, line: &[u8]) {
     let Ok(parsed) = serde_json::from_slice::<Line>(line) else {
-        out.push_str(&String::from_utf8_lossy(line));
+        push_safe(out, String::from_utf8_lossy(line).trim_end_matches('\n'));
+        out.push('\n');
         return;
     };
-    let _ = write!(out, "{} {:<8} {} {}", parsed.timestamp, parsed.level, parsed.module, parsed.event);
+    push_safe(out, &parsed.timestamp);
+    let _ = write!(out, " {:<8} ", Safe(&parsed.level));
+    push_safe(out, &parsed.module);
+    out.push(' ');
+    push_safe(out, &parsed.event);
     for (key, value) in &parsed.context.0 {
-        let _ = write!(out, " {key}={value}");
+        let _ = write!(out, " {}={}", Safe(key), Safe(&value.to_string()));
     }
     if let Some(exception) = parsed.exception {
-        let _ = write!(out, " error={}", Value::String(exception.message));
+        let _ = write!(out, " error={}", Safe(&Value::String(exception.message).to_string()));
         for cause in exception.causes {
-            let _ = write!(out, " caused_by={}", Value::String(cause));
+            let _ = write!(out, " caused_by={}", Safe(&Value::String(cause).to_string()));
         }
     }
     out.push('\n');
+}
+
+/// Appends `text` with every control character escaped as JSON does (`\n`, `\u001b`), and also
+/// DEL, the C1 controls (U+0080 to U+009F: U+009B opens an escape sequence on many terminals) and
+/// the line separators U+2028 and U+2029.
+fn push_safe(out: &mut String, text: &str) {
+    let _ = write!(out, "{}", Safe(text));
+}
+
+struct Safe<'a>(&'a str);
+
+impl fmt::Display for Safe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+        while let Some(at) = rest.find(unsafe_char) {
+            let c = rest[at..].chars().next().expect("find returned a char boundary");
+            f.write_str(&rest[..at])?;
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c => write!(f, "\\u{:04x}", c as u32)?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        // Padding (`{:<8}`) applies to the level only, which never needs escaping.
+        f.pad(rest)
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +175,35 @@ mod tests {
         let mut out = String::new();
         render_pretty(&mut out, line);
         assert_eq!(out, "2024-01-15T10:30:45.123456Z INFO     m e z=1 a=\"x\\ny\" error=\"boom\" caused_by=\"disk\"\n");
+    }
+
+    #[test]
+    fn pretty_rendering_escapes_control_characters_in_every_part() {
+        let hostile = "x\ny\u{1b}]0;pwned\u{7}\u{9b}31m\u{7f}\u{2028}z";
+        let mut module = Vec::new();
+        crate::json::quoted_into(&mut module, hostile);
+        let module = String::from_utf8(module).unwrap();
+        let envelope = crate::json::Envelope {
+            time: std::time::UNIX_EPOCH,
+            level: crate::event::Level::Info,
+            module_json: &module,
+            event: hostile,
+            exception: None,
+        };
+        let mut line = Vec::new();
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field(hostile, hostile);
+            context.finish();
+        });
+        let mut out = String::new();
+        render_pretty(&mut out, &line);
+        assert_eq!(out.matches('\n').count(), 1, "one record, one line: {out:?}");
+        assert!(out.ends_with('\n'));
+        assert!(!out[..out.len() - 1].contains(|c: char| c.is_control() || c == '\u{2028}'), "{out:?}");
+        assert_eq!(out.matches("x\\ny\\u001b]0;pwned\\u0007\\u009b31m\\u007f\\u2028z").count(), 4, "{out:?}");
+        let mut unparsed = String::new();
+        render_pretty(&mut unparsed, b"not json \x1b[2J\n");
+        assert_eq!(unparsed, "not json \\u001b[2J\n");
     }
 }

@@ -9,7 +9,7 @@
 //! path; a file deleted or moved by someone else, or a removed directory, is recreated. A failed
 //! write keeps the unwritten bytes and retries later; only past a cap are lines dropped, counted.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use super::backup::{self, Stamp};
 use super::maintenance::Job;
+use super::safe_fs::{self, Identity};
 use super::Sink;
 use crate::clock::Clock;
 use crate::stats::SinkCounters;
@@ -27,22 +28,11 @@ use crate::testing::FaultInjector;
 /// Lines are written to the file once this much has collected (buffered files).
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Bytes kept for retry while the file cannot be written; lines beyond are dropped and counted.
+/// While the file can be written, no more than [`WRITE_CHUNK`] (and one line) ever waits, so a
+/// healthy disk never meets this cap, whatever the queue's capacity.
 const PENDING_CAP: usize = 16 * 1024 * 1024;
 /// After a failure, writes are retried no sooner than this (except on flush).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// Opens `path` for appending (and reading, to check its last byte), creating it readable by
-/// owner and group only.
-pub(crate) fn open_append(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o640);
-    }
-    options.open(path)
-}
 
 /// How one file rotates.
 #[derive(Debug, Clone)]
@@ -64,25 +54,6 @@ struct Current {
     identity: Identity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    device: u64,
-    inode: u64,
-}
-
-impl Identity {
-    #[cfg(unix)]
-    fn of(metadata: &fs::Metadata) -> Identity {
-        use std::os::unix::fs::MetadataExt;
-        Identity { device: metadata.dev(), inode: metadata.ino() }
-    }
-
-    #[cfg(not(unix))]
-    fn of(_: &fs::Metadata) -> Identity {
-        Identity { device: 0, inode: 0 }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct FileSink {
     dir: PathBuf,
@@ -92,8 +63,13 @@ pub(crate) struct FileSink {
     current: Option<Current>,
     /// Bytes in the current file on disk.
     size: u64,
-    /// Lines accepted and not yet in the file.
+    /// Lines accepted and not yet in the file, back to back. All are whole lines, except that
+    /// when `torn` the first is the rest of a line whose beginning a failed write left at the
+    /// end of the file: that rest must go to the same file before anything else happens to it.
     pending: Vec<u8>,
+    torn: bool,
+    /// Lines dropped here (the retry buffer was full) and not yet taken by `take_dropped`.
+    unreported_drops: u64,
     last_stamp: Option<Stamp>,
     retry_at: Option<SystemTime>,
     clock: Arc<dyn Clock>,
@@ -104,7 +80,7 @@ pub(crate) struct FileSink {
 
 impl FileSink {
     /// Opens `dir/name` (repairing a torn last line) and queues the repair and retention of
-    /// its backups.
+    /// its backups. Anything but a regular file at the path is refused.
     pub(crate) fn open(
         dir: &Path,
         name: &str,
@@ -114,7 +90,18 @@ impl FileSink {
         counters: Arc<SinkCounters>,
         faults: Option<Arc<FaultInjector>>,
     ) -> io::Result<Self> {
-        let last_stamp = backup::list_backups(dir, name)?.last().map(|(stamp, _)| *stamp);
+        let (backups, ignored) = backup::list_backups_and_ignored(dir, name, clock.now())?;
+        if !ignored.is_empty() {
+            eprintln!(
+                "chimera-log: ignoring {} file(s) in {} named like {name} backups that this logger \
+                 cannot have written (stamped more than a day ahead of the clock, or not regular \
+                 files); they are never read, compressed or removed: {}",
+                ignored.len(),
+                dir.display(),
+                ignored.join(", ")
+            );
+        }
+        let last_stamp = backups.last().map(|(stamp, _)| *stamp);
         let mut sink = FileSink {
             dir: dir.to_path_buf(),
             name: name.to_owned(),
@@ -123,6 +110,8 @@ impl FileSink {
             current: None,
             size: 0,
             pending: Vec::with_capacity(WRITE_CHUNK),
+            torn: false,
+            unreported_drops: 0,
             last_stamp,
             retry_at: None,
             clock,
@@ -131,10 +120,10 @@ impl FileSink {
             faults,
         };
         sink.open_current()?;
-        for work in backup::scan_for_repair(dir, name, sink.policy.compress)? {
+        for work in backup::scan_for_repair(dir, name, sink.policy.compress, sink.clock.now())? {
             sink.queue(Job::Repair { name: name.to_owned(), work });
         }
-        sink.queue(Job::Retain { name: name.to_owned(), keep: sink.policy.backups });
+        sink.queue(Job::Retain { name: name.to_owned(), keep: sink.policy.backups, now: sink.clock.now() });
         Ok(sink)
     }
 
@@ -149,16 +138,15 @@ impl FileSink {
     /// is kept as it is, and the next line starts on a fresh line.
     fn open_current(&mut self) -> io::Result<()> {
         self.current = None;
-        let file = match open_append(&self.path) {
+        let mut file = match safe_fs::open_append(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.dir)?;
-                open_append(&self.path)?
+                safe_fs::create_dir(&self.dir)?;
+                safe_fs::open_append(&self.path)?
             }
             other => other?,
         };
         let metadata = file.metadata()?;
         self.size = metadata.len();
-        let mut file = file;
         if self.size > 0 && !ends_with_newline(&file, self.size)? {
             eprintln!(
                 "chimera-log: {} ends with an incomplete line (a crash mid-write); it is kept, and new lines start on the next line",
@@ -171,22 +159,50 @@ impl FileSink {
         Ok(())
     }
 
-    /// Makes sure `current` is the file at the path, reopening if it was deleted or replaced.
-    fn ensure_current(&mut self) -> io::Result<()> {
-        let at_path = match fs::metadata(&self.path) {
-            Ok(metadata) => Some(Identity::of(&metadata)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        match (&self.current, at_path) {
-            (Some(current), Some(identity)) if current.identity == identity => Ok(()),
-            _ => self.open_current(),
+    /// The identity of whatever is at the path now (not following a link), if anything.
+    fn identity_at_path(&self) -> io::Result<Option<Identity>> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(metadata) => Ok(Some(Identity::of(&metadata))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
+    /// Makes sure `current` is the file at the path, reopening if it was deleted or replaced.
+    /// The rest of a torn line cannot follow its beginning into another file: it is dropped,
+    /// counted, rather than start the new file with half a line.
+    fn ensure_current(&mut self) -> io::Result<()> {
+        let at_path = self.identity_at_path()?;
+        if let (Some(current), Some(identity)) = (&self.current, at_path) {
+            if current.identity == identity {
+                return Ok(());
+            }
+        }
+        if self.torn {
+            let rest = line_end(&self.pending);
+            self.pending.drain(..rest);
+            self.torn = false;
+            self.count_drop();
+        }
+        self.open_current()
+    }
+
+    fn count_drop(&mut self) {
+        self.unreported_drops += 1;
+        self.counters.dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Takes one line into `pending`, or drops and counts it when the retry buffer is full.
+    fn accept(&mut self, line: &[u8]) {
+        if !self.pending.is_empty() && self.pending.len() + line.len() > PENDING_CAP {
+            self.count_drop();
+            return;
+        }
+        self.pending.extend_from_slice(line);
+    }
+
     /// Writes pending bytes to the file. Unless `force`, does nothing while a recent failure
-    /// has not yet come due for a retry. Bytes written stay written even if a later part fails,
-    /// so a line is delayed by a fault, never torn by it.
+    /// has not yet come due for a retry.
     fn drain(&mut self, force: bool) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -196,25 +212,59 @@ impl FileSink {
                 return Ok(());
             }
         }
-        let result = self.write_pending();
+        let result = self.write_out();
         match &result {
             Ok(()) => self.retry_at = None,
-            Err(_) => self.retry_at = Some(self.clock.now() + RETRY_AFTER),
+            Err(_) => self.retry_at = self.clock.now().checked_add(RETRY_AFTER),
         }
         result
     }
 
-    fn write_pending(&mut self) -> io::Result<()> {
+    /// Writes every pending line, rotating before a line that would take the file past
+    /// `max_bytes`. A line is only ever written into one file: the rest of a torn line goes
+    /// first, and rotation happens only between whole lines.
+    fn write_out(&mut self) -> io::Result<()> {
         self.ensure_current()?;
-        let current = self.current.as_mut().expect("ensure_current opened the file");
+        if self.torn {
+            let rest = line_end(&self.pending);
+            self.write_prefix(rest)?;
+        }
+        while !self.pending.is_empty() {
+            match self.fitting_prefix() {
+                0 => self.rotate()?,
+                take => self.write_prefix(take)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// How many pending bytes, whole lines only, the current file takes before it must rotate;
+    /// `0` means rotate first. A line larger than `max_bytes` gets a file of its own.
+    fn fitting_prefix(&self) -> usize {
+        let room = self.policy.max_bytes.saturating_sub(self.size);
+        if self.pending.len() as u64 <= room {
+            return self.pending.len();
+        }
+        // `room` < `pending.len()`, so it fits in a usize.
+        match self.pending[..room as usize].iter().rposition(|&b| b == b'\n') {
+            Some(at) => at + 1,
+            None if self.size == 0 => line_end(&self.pending),
+            None => 0,
+        }
+    }
+
+    /// Writes the first `len` pending bytes. Bytes written stay written even if a later part
+    /// fails; `torn` records whether the file now ends inside a line.
+    fn write_prefix(&mut self, len: usize) -> io::Result<()> {
+        let current = self.current.as_ref().expect("write_out opened the file");
         let mut written = 0;
         let result = loop {
-            if written == self.pending.len() {
+            if written == len {
                 break Ok(());
             }
-            let mut chunk = &self.pending[written..];
+            let mut chunk = &self.pending[written..len];
             if let Some(faults) = &self.faults {
-                match faults.allow(chunk.len()) {
+                match faults.allow(&self.name, chunk.len()) {
                     Ok(allowed) => chunk = &chunk[..allowed],
                     Err(error) => break Err(error),
                 }
@@ -226,49 +276,50 @@ impl FileSink {
                 Err(e) => break Err(e),
             }
         };
+        if written > 0 {
+            self.torn = self.pending[written - 1] != b'\n';
+        }
         self.size += written as u64;
         self.pending.drain(..written);
         result
     }
 
-    /// Renames the current file to a new backup and starts a fresh one.
+    /// Renames the current file (which ends with a whole line) to a new backup and starts a
+    /// fresh one.
     fn rotate(&mut self) -> io::Result<()> {
-        // Pending lines belong before the rotation; if they cannot be written now they open the
-        // next file instead, still after everything in the backup.
-        let drained = self.drain(true);
-        self.ensure_current()?;
-        if self.size == 0 {
-            return drained;
+        let current = self.current.as_ref().expect("write_out opened the file");
+        if self.identity_at_path()? != Some(current.identity) {
+            // Replaced since `ensure_current`: the next attempt reopens; rename nothing.
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the log file was replaced during rotation"));
         }
         if self.policy.sync_on_rotate {
-            if let Some(current) = &self.current {
-                current.file.sync_data()?;
-            }
+            current.file.sync_data()?;
         }
         let stamp = Stamp::next(self.clock.now(), self.last_stamp);
         let backup_path = backup::plain_path(&self.dir, &self.name, stamp);
         fs::rename(&self.path, &backup_path)?;
+        // Read-only through the descriptor: whatever is at the backup's name now, only our own
+        // file's mode changes.
+        let read_only = safe_fs::set_mode(&current.file, safe_fs::BACKUP_MODE);
         self.last_stamp = Some(stamp);
         self.counters.rotations.fetch_add(1, Relaxed);
-        let read_only = backup::make_read_only(&backup_path);
         self.open_current()?;
         if self.policy.compress {
             self.queue(Job::Compress { name: self.name.clone(), stamp });
         }
-        self.queue(Job::Retain { name: self.name.clone(), keep: self.policy.backups });
-        drained.and(read_only)
+        self.queue(Job::Retain { name: self.name.clone(), keep: self.policy.backups, now: self.clock.now() });
+        read_only
     }
 
     /// The open file, for a sync outside the sink's lock.
     pub(crate) fn current_file(&self) -> Option<Arc<File>> {
         self.current.as_ref().map(|current| Arc::clone(&current.file))
     }
+}
 
-    /// Whether the next line must go to a new file: it would take this one past `max_bytes`.
-    fn needs_rotation(&self, line_len: usize) -> bool {
-        let logical = self.size + self.pending.len() as u64;
-        logical > 0 && logical + line_len as u64 > self.policy.max_bytes
-    }
+/// The length of the first line of `bytes`, its newline included (all of `bytes` if none).
+fn line_end(bytes: &[u8]) -> usize {
+    bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |at| at + 1)
 }
 
 fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
@@ -286,55 +337,29 @@ fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
-impl FileSink {
-    /// Takes one line into `pending`, rotating first if it would take the file past `max_bytes`.
-    fn accept_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let mut outcome = Ok(());
-        if self.needs_rotation(line.len()) {
-            outcome = self.rotate();
-        }
-        if self.pending.len() + line.len() > PENDING_CAP && !self.pending.is_empty() {
-            // The failing writes behind this are counted and reported where they happen; the
-            // drop is counted once, as a drop.
-            self.counters.dropped.fetch_add(1, Relaxed);
-            return outcome;
-        }
-        self.pending.extend_from_slice(line);
-        outcome
-    }
-}
-
 impl Sink for FileSink {
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let outcome = self.accept_line(line);
+        self.accept(line);
         if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
-            return outcome.and(self.drain(false));
+            return self.drain(false);
         }
-        outcome
+        Ok(())
     }
 
-    /// A batch that fits in the current file is taken whole; one that crosses `max_bytes` goes
-    /// line by line, rotating where needed. Either way it is written out before returning.
+    /// Lines go out in chunks of [`WRITE_CHUNK`] as they are taken, so however large the batch,
+    /// a healthy file never holds more than a chunk back; the rest is written before returning.
     fn write_batch(&mut self, bytes: &[u8], lens: &[u32]) -> io::Result<()> {
-        let logical = self.size + self.pending.len() as u64;
-        let fits = logical + bytes.len() as u64 <= self.policy.max_bytes;
-        let room = self.pending.is_empty() || self.pending.len() + bytes.len() <= PENDING_CAP;
-        let outcome = if fits && room {
-            self.pending.extend_from_slice(bytes);
-            Ok(())
-        } else {
-            let mut outcome = Ok(());
-            let mut at = 0;
-            for &len in lens {
-                let line = &bytes[at..at + len as usize];
-                at += len as usize;
-                let written = self.accept_line(line);
-                if outcome.is_ok() {
-                    outcome = written;
+        let mut outcome = Ok(());
+        let mut at = 0;
+        for &len in lens {
+            self.accept(&bytes[at..at + len as usize]);
+            at += len as usize;
+            if self.pending.len() >= WRITE_CHUNK {
+                if let Err(error) = self.drain(false) {
+                    outcome = outcome.and(Err(error));
                 }
             }
-            outcome
-        };
+        }
         outcome.and(self.drain(false))
     }
 
@@ -346,10 +371,26 @@ impl Sink for FileSink {
     fn tick(&mut self) -> io::Result<()> {
         self.drain(false)
     }
+
+    fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.unreported_drops)
+    }
+
+    fn has_room(&self) -> bool {
+        self.pending.len() + WRITE_CHUNK <= PENDING_CAP
+    }
 }
 
 impl Drop for FileSink {
+    /// A last attempt; lines that still cannot be written are counted as dropped and said once.
     fn drop(&mut self) {
-        let _ = self.drain(true);
+        if let Err(error) = self.drain(true) {
+            let lines = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.counters.dropped.fetch_add(lines, Relaxed);
+            eprintln!(
+                "chimera-log: {lines} line(s) could not be written to {} before it was closed: {error}",
+                self.path.display()
+            );
+        }
     }
 }

@@ -19,8 +19,8 @@ pub(crate) enum Job {
     Compress { name: String, stamp: Stamp },
     /// Finish what a crash interrupted.
     Repair { name: String, work: Repair },
-    /// Keep only the newest `keep` backups.
-    Retain { name: String, keep: usize },
+    /// Keep only the newest `keep` backups, as of `now` (see `backup::list_backups`).
+    Retain { name: String, keep: usize, now: std::time::SystemTime },
     /// Finish: the jobs queued before this one are done, later ones are not.
     Stop,
 }
@@ -108,7 +108,7 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                     reporter.report(&format_args!("repairing a {name} backup (kept as found)"), &error);
                 }
             },
-            Job::Retain { name, keep } => match backup::apply_retention(dir, &name, keep) {
+            Job::Retain { name, keep, now } => match backup::apply_retention(dir, &name, keep, now) {
                 Ok(removed) => {
                     counters.removed_backups.fetch_add(removed as u64, Relaxed);
                 }

@@ -9,6 +9,7 @@ pub(crate) mod cloudwatch;
 pub(crate) mod console;
 pub(crate) mod file;
 pub(crate) mod maintenance;
+pub(crate) mod safe_fs;
 
 use std::fmt::Debug;
 use std::io;
@@ -44,6 +45,19 @@ pub(crate) trait Sink: Send + Debug {
     /// after a fault, a batch that came due). By default, a flush.
     fn tick(&mut self) -> io::Result<()> {
         self.flush()
+    }
+
+    /// Lines the sink dropped itself since the last call (a file whose retry buffer filled up
+    /// while it could not be written). They are already in the sink's `dropped` counter; the
+    /// writer reports them in a `log_events_dropped` line.
+    fn take_dropped(&mut self) -> u64 {
+        0
+    }
+
+    /// Whether the sink can take a short line now without dropping it: the writer reports drops
+    /// only then, so the report itself is never what gets dropped.
+    fn has_room(&self) -> bool {
+        true
     }
 }
 

@@ -1,0 +1,304 @@
+//! Opening, creating, changing and removing files in the log directory without ever acting on
+//! something that is not a regular file this logger made.
+//!
+//! The log directory may be writable by others (a shared group, a careless deployment), so a
+//! name in it proves nothing: a `chimera.log` planted as a symbolic link to another file, a FIFO
+//! or a device must never be appended to, chmod'ed, compressed, renamed or deleted. Every open
+//! here uses `O_NOFOLLOW` and checks with `fstat` that it got a regular file; every removal first
+//! checks with `lstat`. Modes are set with `fchmod` on the open file, so the umask cannot widen
+//! them and no path is followed. This module knows nothing of log lines or backups' names.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// The mode of every log file this logger creates.
+pub(crate) const FILE_MODE: u32 = 0o640;
+/// The mode of rotated backups (read-only).
+pub(crate) const BACKUP_MODE: u32 = 0o440;
+/// The mode of a log directory this logger creates.
+pub(crate) const DIR_MODE: u32 = 0o750;
+
+/// What kind of file `metadata` (from `lstat`) describes, for an error message.
+fn kind_of(metadata: &fs::Metadata) -> &'static str {
+    let kind = metadata.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The error for a path that holds something other than a regular file.
+pub(crate) fn not_regular(path: &Path, metadata: &fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {}, not a regular file; chimera-log never writes through, changes or removes it \
+             (remove it, or point log_dir elsewhere)",
+            path.display(),
+            kind_of(metadata)
+        ),
+    )
+}
+
+/// `Ok(())` if nothing is at `path` or it is a regular file (not following a link).
+pub(crate) fn check_regular_or_absent(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_file() => Ok(()),
+        Ok(metadata) => Err(not_regular(path, &metadata)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: should a FIFO or device appear between the check and the open, the open
+        // does not hang on it (the fstat check then refuses it). It changes nothing for a
+        // regular file.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    options
+}
+
+/// Checks that an opened `file` is a regular file.
+fn ensure_regular(path: &Path, file: File) -> io::Result<File> {
+    let metadata = file.metadata()?;
+    if metadata.file_type().is_file() {
+        Ok(file)
+    } else {
+        Err(not_regular(path, &metadata))
+    }
+}
+
+/// Sets `file`'s mode through its descriptor.
+pub(crate) fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut permissions = file.metadata()?.permissions();
+        permissions.set_readonly(mode & 0o222 == 0);
+        file.set_permissions(permissions)
+    }
+}
+
+/// Opens the log file at `path` for appending (and reading, to check its last byte), creating
+/// it `0640` whatever the umask. Refuses a symbolic link or anything not a regular file.
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    check_regular_or_absent(path)?;
+    loop {
+        match no_follow(OpenOptions::new().read(true).append(true)).open(path) {
+            Ok(file) => return ensure_regular(path, file),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(link_error(path, e)),
+            Err(_) => {}
+        }
+        match create_new(path, FILE_MODE, true) {
+            Ok(file) => return Ok(file),
+            // Created by someone else between the two opens: open that one (checked above).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates a new file at `path` (failing if anything is there, a link included) with `mode`,
+/// set through the descriptor so the umask cannot change it.
+pub(crate) fn create_new(path: &Path, mode: u32, append: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create_new(true);
+    if append {
+        options.read(true).append(true);
+    } else {
+        options.write(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let file = no_follow(&mut options).open(path)?;
+    set_mode(&file, mode)?;
+    Ok(file)
+}
+
+/// Opens an existing regular file for reading, without following a link.
+pub(crate) fn open_read(path: &Path) -> io::Result<File> {
+    let file = no_follow(OpenOptions::new().read(true)).open(path).map_err(|e| link_error(path, e))?;
+    ensure_regular(path, file)
+}
+
+/// `O_NOFOLLOW` on a link fails with `ELOOP`; say what it means.
+fn link_error(path: &Path, error: io::Error) -> io::Error {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::ELOOP) {
+        if let Ok(metadata) = fs::symlink_metadata(path) {
+            return not_regular(path, &metadata);
+        }
+    }
+    let _ = path;
+    error
+}
+
+/// Removes the regular file at `path`; a missing file is not an error, and anything else at the
+/// path (a link, a directory) is left alone and reported.
+pub(crate) fn remove_regular(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_file() => match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Ok(metadata) => Err(not_regular(path, &metadata)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` (and missing parents) if it does not exist. A directory created here is `0750`
+/// whatever the umask; an existing one is left as it is.
+pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(DIR_MODE);
+    }
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The umask may have narrowed or (umask 000 aside) the mode is exact already; set it
+        // exactly. Through the path: a directory that was just created is ours.
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// The identity of a file: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    device: u64,
+    inode: u64,
+}
+
+impl Identity {
+    #[cfg(unix)]
+    pub(crate) fn of(metadata: &fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity { device: metadata.dev(), inode: metadata.ino() }
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn of(_: &fs::Metadata) -> Identity {
+        Identity { device: 0, inode: 0 }
+    }
+}
+
+/// The name of the lock file that keeps a second logger out of a log directory.
+pub(crate) const LOCK_FILE: &str = ".chimera-log.lock";
+
+/// Why the log directory could not be locked.
+#[derive(Debug)]
+pub(crate) enum LockError {
+    /// Another logger holds it; its process id, if it wrote one.
+    Held(Option<u32>),
+    Io(io::Error),
+}
+
+/// Takes an exclusive lock on `dir` (an `flock` on its lock file, released when the returned
+/// file is closed, also when the process dies) and writes this process's id into it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, LockError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut file = open_append(&path).map_err(LockError::Io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(LockError::Held(text.trim().parse().ok()));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+    }
+    file.set_len(0).map_err(LockError::Io)?;
+    file.seek(io::SeekFrom::Start(0)).map_err(LockError::Io)?;
+    writeln!(file, "{}", std::process::id()).map_err(LockError::Io)?;
+    Ok(file)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn open_append_refuses_a_symlink_and_leaves_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "secret\n").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+        symlink(&target, dir.path().join("chimera.log")).unwrap();
+        let error = open_append(&dir.path().join("chimera.log")).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "secret\n");
+        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn open_append_refuses_a_fifo_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("chimera.log");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let error = open_append(&fifo).unwrap_err();
+        assert!(error.to_string().contains("a FIFO"), "{error}");
+    }
+
+    #[test]
+    fn remove_regular_leaves_a_symlink_and_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "x").unwrap();
+        let link = dir.path().join("link");
+        symlink(&target, &link).unwrap();
+        assert!(remove_regular(&link).is_err());
+        assert!(fs::symlink_metadata(&link).is_ok() && target.exists());
+    }
+
+    #[test]
+    fn a_second_lock_on_the_directory_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock_dir(dir.path()).unwrap();
+        match lock_dir(dir.path()) {
+            Err(LockError::Held(pid)) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Held, got {other:?}"),
+        }
+    }
+}
