@@ -3,12 +3,22 @@
 //! Not part of the stable API.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
-/// Makes the file writes of a logger fail on demand. Hand it to `LogConfig::fault_injector`.
+/// Makes the file writes of a logger fail on demand, or hold them (a stalled disk). Hand it to
+/// `LogConfig::fault_injector`.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     state: Mutex<Option<Fault>>,
+    hold: Mutex<Hold>,
+    held: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    on: bool,
+    /// Writes waiting for the hold to be released.
+    waiting: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -42,8 +52,34 @@ impl FaultInjector {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// From now on every write waits, as on a stalled disk, until [`release_writes`](Self::release_writes).
+    pub fn hold_writes(&self) {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).on = true;
+    }
+
+    /// Lets held writes go on, and later ones through.
+    pub fn release_writes(&self) {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).on = false;
+        self.held.notify_all();
+    }
+
+    /// Waits until a write is waiting on the hold: the writer thread is stalled from then on.
+    pub fn wait_until_a_write_is_held(&self) {
+        let hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = self.held.wait_while(hold, |hold| hold.waiting == 0).unwrap_or_else(|e| e.into_inner());
+    }
+
     /// How many of `len` bytes the next write to the file `name` may write, or the injected error.
     pub(crate) fn allow(&self, name: &str, len: usize) -> io::Result<usize> {
+        {
+            let mut hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+            if hold.on {
+                hold.waiting += 1;
+                self.held.notify_all();
+                hold = self.held.wait_while(hold, |hold| hold.on).unwrap_or_else(|e| e.into_inner());
+                hold.waiting -= 1;
+            }
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.as_mut() {
             None => Ok(len),
