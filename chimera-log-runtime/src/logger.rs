@@ -156,6 +156,14 @@ impl LogGuard {
         self.dispatcher.stats()
     }
 
+    /// Waits until every writer thread has handed the events emitted before the call to its
+    /// sinks, *without* a flush: a CloudWatch batch that is not due stays unsent. For tests that
+    /// assert what has not happened yet; `false` after the shutdown timeout.
+    #[doc(hidden)]
+    pub fn wait_processed(&self) -> bool {
+        self.dispatcher.wait_processed()
+    }
+
     /// The directory the files are written to.
     pub fn log_dir(&self) -> &Path {
         self.dispatcher.log_dir()

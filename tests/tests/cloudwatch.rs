@@ -485,6 +485,7 @@ fn a_batch_goes_when_100_events_wait_or_the_oldest_has_waited_5_seconds_of_the_c
     for seq in 0..99u64 {
         logger.info("tick", json!({ "seq": seq }));
     }
+    assert!(guard.wait_processed(), "the sink has seen all 99");
     assert_eq!(proxy.seen().put_log_events, 0);
     logger.info("tick", json!({ "seq": 99 })); // the 100th
     proxy.wait_puts(1);
@@ -493,6 +494,7 @@ fn a_batch_goes_when_100_events_wait_or_the_oldest_has_waited_5_seconds_of_the_c
     // One event stamped now: not due. The clock moves 5 s and another event comes: the first
     // is now 5 s old, and the sink sends without being asked to flush.
     logger.info("tick", json!({ "seq": 100 }));
+    assert!(guard.wait_processed(), "the sink has seen it");
     assert_eq!(proxy.seen().put_log_events, 1, "one waiting event is not due");
     clock.set(start + Duration::from_secs(5));
     logger.info("tick", json!({ "seq": 101 }));

@@ -116,15 +116,24 @@ fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole(
     let dir = tempfile::tempdir().unwrap();
     let guard = LogConfig::new(dir.path()).console(false).queue_capacity(64 * 1024).build().unwrap();
     let emitted = Arc::new(AtomicU64::new(0));
+    let dropped_guard = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loggers: Vec<_> = (0..8).map(|_| guard.logger("worker")).collect();
     let stats_logger = guard.logger("stats");
     std::thread::scope(|scope| {
         for (thread, logger) in loggers.into_iter().enumerate() {
-            let emitted = emitted.clone();
+            let (emitted, dropped_guard) = (emitted.clone(), dropped_guard.clone());
             scope.spawn(move || {
-                for seq in 0..20_000u64 {
+                // Emit until the guard is gone, then 100 more: some events certainly come after
+                // the shutdown, however the threads are scheduled.
+                let mut after = 0;
+                let mut seq = 0u64;
+                while after < 100 {
+                    if dropped_guard.load(Relaxed) {
+                        after += 1;
+                    }
                     logger.info("tick", json!({"thread": thread, "seq": seq}));
                     emitted.fetch_add(1, Relaxed);
+                    seq += 1;
                 }
             });
         }
@@ -133,6 +142,7 @@ fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole(
             std::hint::spin_loop();
         }
         drop(guard);
+        dropped_guard.store(true, Relaxed);
     });
     let stats = stats_logger.stats().unwrap();
     let (ticks, reported) = ticks_and_reported_drops(dir.path());
@@ -140,7 +150,7 @@ fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole(
     assert_eq!(reported, stats.sink("chimera.log").unwrap().dropped);
     assert_eq!(
         ticks + reported + stats.emitted_after_shutdown,
-        8 * 20_000,
+        emitted.load(Relaxed),
         "emitted = written + reported dropped + refused after shutdown"
     );
 }

@@ -376,7 +376,14 @@ fn four_threads_rotating_at_64_kib_keep_every_retained_sequence_whole_and_in_ord
     const THREADS: u64 = 4;
     const PER_THREAD: u64 = 50_000;
     let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).max_bytes(64 * 1024).general_backups(10).audit_backups(50).build().unwrap();
+    // Block: this test counts lines exactly, so none may be dropped however the threads run.
+    let guard = config(dir.path())
+        .max_bytes(64 * 1024)
+        .general_backups(10)
+        .audit_backups(50)
+        .overflow(chimera_log_runtime::Overflow::Block)
+        .build()
+        .unwrap();
     std::thread::scope(|scope| {
         for thread in 0..THREADS {
             let logger = guard.logger("worker");

@@ -165,7 +165,9 @@ fn flush_makes_buffered_general_lines_visible_while_audit_lines_are_written_thro
 #[test]
 fn four_threads_write_whole_lines_with_per_thread_order() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    // Block: the order check below needs every line, however the threads are scheduled.
+    let guard =
+        LogConfig::new(dir.path()).console(false).overflow(chimera_log_runtime::Overflow::Block).build().unwrap();
     std::thread::scope(|scope| {
         for thread in 0..4u64 {
             let logger = guard.logger("worker");

@@ -373,6 +373,18 @@ impl Dispatcher {
         files && console
     }
 
+    /// Waits, up to the shutdown timeout, until every writer thread has handed the lines accepted
+    /// before the call to its sinks, without making them send what they hold back.
+    pub(crate) fn wait_processed(&self) -> bool {
+        let deadline = deadline_after(self.shutdown_timeout);
+        let files = self.files.wait_processed(deadline);
+        let console = self.console.as_ref().is_none_or(|(console, _)| console.wait_processed(deadline));
+        #[cfg(feature = "cloudwatch")]
+        let console =
+            console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| cloudwatch.writer.wait_processed(deadline));
+        files && console
+    }
+
     /// Flushes, bounded by the shutdown timeout.
     pub(crate) fn flush(&self) -> bool {
         self.flush_until(deadline_after(self.shutdown_timeout))

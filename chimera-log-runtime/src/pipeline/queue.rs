@@ -269,6 +269,23 @@ impl BatchQueue {
         true
     }
 
+    /// Waits until the writer has taken and handed to its sinks every line accepted before the
+    /// call, without asking for a flush (a sink that holds lines back, CloudWatch batching,
+    /// keeps holding them); `false` at `deadline`. For tests that assert what a sink did *not*
+    /// do yet.
+    pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
+        let mut state = self.lock();
+        let target = state.accepted;
+        while state.written < target {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.written.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
     /// Stops accepting lines; the writer finishes what was accepted and exits.
     pub(crate) fn close(&self) {
         let mut state = self.lock();

@@ -147,6 +147,12 @@ impl Writer {
         self.queue.wait_written(deadline)
     }
 
+    /// Waits until the writer has handed every line accepted before the call to its sinks,
+    /// without a flush; `false` at `deadline`.
+    pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
+        self.queue.wait_processed(deadline)
+    }
+
     /// Closes the queue and waits for the thread to write what was accepted and exit; `false`
     /// if it has not by `deadline` (it is then left running, detached).
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
