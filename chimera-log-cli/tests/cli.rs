@@ -40,7 +40,10 @@ fn config(dir: &Path) -> LogConfig {
 fn write_trail(guard: &LogGuard) {
     let logger = guard.logger("executor");
     for block_number in 0..30 {
-        emit!(logger, Executed { block_number, protocol: if block_number % 2 == 0 { "moonwell" } else { "aave" } });
+        emit!(
+            logger,
+            Executed { block_number, protocol: if block_number.is_multiple_of(2) { "moonwell" } else { "aave" } }
+        );
     }
 }
 

@@ -38,7 +38,7 @@ fn main() {
     while guard.stats().sink("chimera.log").unwrap().bytes < megabytes * 1024 * 1024 {
         for _ in 0..10_000 {
             seq += 1;
-            if seq % 100 == 0 {
+            if seq.is_multiple_of(100) {
                 emit!(
                     logger,
                     StateDivergence { protocol: "moonwell", divergence_bps: (seq % 300) as u32, block_number: seq }

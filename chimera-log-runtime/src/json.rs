@@ -138,7 +138,7 @@ impl serde_json::ser::Formatter for LineFormatter {
         let mut rest = fragment;
         while let Some(at) = rest.find(['\u{85}', '\u{2028}', '\u{2029}']) {
             let separator = rest[at..].chars().next().expect("find returned a char boundary");
-            writer.write_all(rest[..at].as_bytes())?;
+            writer.write_all(&rest.as_bytes()[..at])?;
             write!(writer, "\\u{:04x}", separator as u32)?;
             rest = &rest[at + separator.len_utf8()..];
         }
@@ -620,7 +620,8 @@ mod tests {
     fn a_non_finite_float_as_the_whole_context_is_a_null_value_not_an_empty_context() {
         #[derive(Serialize)]
         struct Unit;
-        let cases: [(&dyn Fn(&mut Vec<u8>), &str); 7] = [
+        type Write<'a> = &'a dyn Fn(&mut Vec<u8>);
+        let cases: [(Write<'_>, &str); 7] = [
             (&|buf| write_adhoc_context(buf, &f64::NAN), "{\"value\":null}"),
             (&|buf| write_adhoc_context(buf, &f32::INFINITY), "{\"value\":null}"),
             (&|buf| write_adhoc_context(buf, &Some(f64::NEG_INFINITY)), "{\"value\":null}"),

@@ -71,7 +71,7 @@ fn emitting_typed_events_allocates_nothing_on_the_callers_thread_in_steady_state
                     debt: 1_001_500_000_000_000_000,
                 }
             );
-            if block_number % 100 == 0 {
+            if block_number.is_multiple_of(100) {
                 emit!(logger, Submitted { block_number, tx_hash: "0xabc" });
             }
         }

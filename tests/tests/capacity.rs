@@ -151,5 +151,5 @@ fn a_queue_capacity_the_machine_cannot_reserve_is_an_invalid_setting_not_an_abor
     assert!(matches!(&error, Error::InvalidSetting { setting: "queue_capacity", .. }), "{error}");
     assert!(error.to_string().contains("queue_capacity"), "{error}");
     // The directory is free again for a logger that can start.
-    LogConfig::new(dir.path()).console(false).build().unwrap();
+    drop(LogConfig::new(dir.path()).console(false).build().unwrap());
 }

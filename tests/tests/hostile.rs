@@ -65,7 +65,7 @@ fn a_symlink_at_any_log_path_is_an_init_error_naming_it_and_its_target_is_untouc
         assert_untouched(&victim);
         // Nothing was left holding the directory.
         fs::remove_file(dir.path().join(name)).unwrap();
-        config(dir.path()).route("metrics", "metrics.log").build().unwrap();
+        drop(config(dir.path()).route("metrics", "metrics.log").build().unwrap());
     }
 }
 

@@ -108,7 +108,7 @@ fn a_console_nobody_reads_never_stalls_the_files() {
         let logger = get_logger("m");
         for seq in 0..40_000u64 {
             logger.info("tick", json!({"seq": seq, "pad": "p".repeat(100)}));
-            if seq % 500 == 0 {
+            if seq.is_multiple_of(500) {
                 // Give the file writer the CPU now and then, so this test measures the console
                 // and not a starved file writer on a loaded 2-core machine.
                 std::thread::yield_now();

@@ -390,7 +390,7 @@ fn four_threads_rotating_at_64_kib_keep_every_retained_sequence_whole_and_in_ord
             scope.spawn(move || {
                 for seq in 0..PER_THREAD {
                     logger.info("tick", json!({ "thread": thread, "seq": seq }));
-                    if seq % 100 == 0 {
+                    if seq.is_multiple_of(100) {
                         emit!(logger, Executed { block_number: thread * PER_THREAD + seq, pad: "" });
                     }
                 }

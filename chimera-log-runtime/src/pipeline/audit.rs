@@ -4,7 +4,8 @@
 //!
 //! The audit file never drops a line for lack of queue space: there is no queue; the caller
 //! waits for its write (and sync). Only a disk that stays broken past the file sink's retry
-//! buffer can make it drop, counted (see `sink/file.rs`).
+//! buffer can make it drop, counted in `dropped` (see `sink/file.rs`); no `log_events_dropped`
+//! line is written into the audit file, whose every line is a sealed record.
 
 use std::fs::File;
 use std::io;
@@ -113,8 +114,12 @@ impl AuditWriter {
             if let Err(error) = inner.sink.write_line(&inner.sealed) {
                 self.report(&error);
             }
-            self.counters.lines.fetch_add(1, Relaxed);
-            self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
+            // A record the sink had to drop (its retry buffer full on a failing disk) is counted
+            // there as dropped, not here as written.
+            if inner.sink.take_dropped() == 0 {
+                self.counters.lines.fetch_add(1, Relaxed);
+                self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
+            }
             inner.written += 1;
             let rotated = self.counters.rotations.load(Relaxed) != rotations;
             let interval = now.duration_since(inner.last_checkpoint).unwrap_or_default() >= self.checkpoint_interval;

@@ -115,17 +115,16 @@ fn latest_plausible(now: SystemTime) -> Stamp {
 }
 
 /// The backups of the file `name` in `dir`, oldest first, as of `now`.
-pub(crate) fn list_backups(dir: &Path, name: &str, now: SystemTime) -> io::Result<Vec<(Stamp, BackupFiles)>> {
+pub(crate) fn list_backups(dir: &Path, name: &str, now: SystemTime) -> io::Result<Backups> {
     list_backups_and_ignored(dir, name, now).map(|(backups, _)| backups)
 }
 
+/// Backups by stamp, oldest first.
+pub(crate) type Backups = Vec<(Stamp, BackupFiles)>;
+
 /// The backups of `name` (as [`list_backups`]) and the names that look like backups but are
 /// ignored: stamped implausibly far in the future, or not regular files.
-pub(crate) fn list_backups_and_ignored(
-    dir: &Path,
-    name: &str,
-    now: SystemTime,
-) -> io::Result<(Vec<(Stamp, BackupFiles)>, Vec<String>)> {
+pub(crate) fn list_backups_and_ignored(dir: &Path, name: &str, now: SystemTime) -> io::Result<(Backups, Vec<String>)> {
     let mut found: std::collections::BTreeMap<Stamp, BackupFiles> = Default::default();
     let mut ignored = Vec::new();
     let latest = latest_plausible(now);
