@@ -66,7 +66,10 @@ mod cloudwatch_config;
 mod config;
 mod error;
 mod event;
+// Used by the CloudWatch sink; the audit store will follow the audit file with it too.
 pub mod events;
+#[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
+mod follow;
 mod json;
 mod logger;
 mod pipeline;

@@ -1,0 +1,493 @@
+//! Following a file family: a log file's backups in stamp order (plain or gzip), then the
+//! current file, read line by line from a [`Cursor`] that survives rotation, compression and a
+//! restart (DESIGN §10). Whatever ships lines elsewhere (the CloudWatch sink) follows the files
+//! with one of these and persists the cursor only once the destination has acknowledged the lines
+//! before it, so the files are the buffer.
+//!
+//! A cursor names a file by the stamp of the backup *before* it (`after`; none for the first) and
+//! a fingerprint of its first line, so the same cursor keeps naming the same lines when the
+//! current file becomes a backup, and when that backup is compressed. The fingerprint tells when
+//! the file was deleted (retention) before it was read: the reader then starts at the beginning
+//! of the next file and says so ([`Followed::skipped`]).
+//!
+//! Only whole lines are given out: a line still being written at the end of the current file is
+//! left for the next read. This module never writes into the log directory except for the cursor
+//! file, through [`Cursor::save`].
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::sink::backup::{self, Stamp};
+use crate::sink::safe_fs::{self, Identity};
+
+/// How far into a file family a follower has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Cursor {
+    /// The file being read is the first of the family whose stamp is after this one (the current
+    /// file counts as after every backup); `None`: the first file.
+    pub(crate) after: Option<Stamp>,
+    /// Bytes of that file (uncompressed) already read.
+    pub(crate) offset: u64,
+    /// A hash of the file's first line, once known: tells whether the file at `after` is still the
+    /// one the offset belongs to.
+    pub(crate) fingerprint: Option<u64>,
+}
+
+impl Cursor {
+    /// The cursor saved at `path`; `None` when there is none.
+    pub(crate) fn load(path: &Path) -> io::Result<Option<Cursor>> {
+        let text = match safe_fs::open_read(path) {
+            Ok(mut file) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text)?;
+                text
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        let invalid =
+            || io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a cursor: {text}", path.display()));
+        let after = match &value["after"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(stamp) => Some(Stamp::parse(stamp).ok_or_else(invalid)?),
+            _ => return Err(invalid()),
+        };
+        let offset = value["offset"].as_u64().ok_or_else(invalid)?;
+        let fingerprint = match &value["fingerprint"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(hex) => Some(u64::from_str_radix(hex, 16).map_err(|_| invalid())?),
+            _ => return Err(invalid()),
+        };
+        Ok(Some(Cursor { after, offset, fingerprint }))
+    }
+
+    /// Saves the cursor at `path` atomically (a temporary file, fsync, rename), `0640`.
+    pub(crate) fn save(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::json!({
+            "after": self.after.map(Stamp::format),
+            "offset": self.offset,
+            "fingerprint": self.fingerprint.map(|f| format!("{f:016x}")),
+        })
+        .to_string();
+        let tmp = path.with_extension("tmp");
+        safe_fs::remove_regular(&tmp)?;
+        let mut file = safe_fs::create_new(&tmp, safe_fs::FILE_MODE, false)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        fs::rename(&tmp, path)
+    }
+}
+
+/// The FNV-1a hash of a file's first line: cheap, stable across versions, and enough to tell two
+/// log files apart (their first lines differ at least in their microsecond timestamps).
+fn fingerprint(first_line: &[u8]) -> u64 {
+    first_line.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// What a read found besides lines.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Followed {
+    /// Times the file a cursor named was gone (deleted by retention) before it was read to its
+    /// end: the lines after the cursor in it are lost to the follower.
+    pub(crate) skipped: u64,
+}
+
+/// Which file is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// A backup, complete: at its end, the next file follows.
+    Backup(Stamp),
+    /// The current file, which may still grow or be rotated away.
+    Current(Identity),
+    /// What was the current file until a rotation: complete now, read to its end.
+    Rotated,
+}
+
+/// The file being read, open at the cursor.
+struct Open {
+    reader: Box<dyn BufRead + Send>,
+    reading: Reading,
+}
+
+impl std::fmt::Debug for Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Open").field("reading", &self.reading).finish_non_exhaustive()
+    }
+}
+
+/// A reader of the family of `name` in `dir` (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Follower {
+    dir: PathBuf,
+    name: String,
+    cursor: Cursor,
+    open: Option<Open>,
+    /// The fingerprint of the file just read to its end, in case it still looks like the next one.
+    finished: Option<u64>,
+}
+
+impl Follower {
+    /// A follower of `dir/name` starting at `cursor`.
+    pub(crate) fn new(dir: &Path, name: &str, cursor: Cursor) -> Self {
+        Follower { dir: dir.to_path_buf(), name: name.to_owned(), cursor, open: None, finished: None }
+    }
+
+    /// A cursor at the end of the whole lines the family holds now (for a follower that starts
+    /// without a saved cursor and ships only what comes from now on).
+    pub(crate) fn cursor_at_end(dir: &Path, name: &str, now: SystemTime) -> io::Result<Cursor> {
+        let after = backup::list_backups(dir, name, now)?.last().map(|(stamp, _)| *stamp);
+        let path = dir.join(name);
+        let fingerprint = match first_line_hash(&path, false) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            other => other?,
+        };
+        let offset = match fingerprint {
+            Some(_) => last_line_end(&path)?,
+            None => 0,
+        };
+        Ok(Cursor { after, offset, fingerprint })
+    }
+
+    /// Where the next line will be read from.
+    pub(crate) fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Reads the next whole line into `line` (its newline included) and returns the cursor just
+    /// after it; `None` at the end of what the current file holds now.
+    pub(crate) fn next_line(
+        &mut self,
+        line: &mut Vec<u8>,
+        followed: &mut Followed,
+        now: SystemTime,
+    ) -> io::Result<Option<Cursor>> {
+        loop {
+            if self.open.is_none() && !self.open_file(followed, now)? {
+                return Ok(None);
+            }
+            let open = self.open.as_mut().expect("opened above");
+            line.clear();
+            let read = open.reader.read_until(b'\n', line)?;
+            if read > 0 && line.ends_with(b"\n") {
+                if self.cursor.offset == 0 {
+                    self.cursor.fingerprint = Some(fingerprint(line));
+                }
+                self.cursor.offset += read as u64;
+                return Ok(Some(self.cursor));
+            }
+            let reading = open.reading;
+            match reading {
+                Reading::Current(identity) if self.still_current(identity)? => {
+                    // A line being written, or nothing yet: read again from the cursor next time.
+                    self.open = None;
+                    return Ok(None);
+                }
+                Reading::Current(_) if read > 0 => {
+                    // Rotated, with the start of a line read: the writer finished it before the
+                    // rename; read it again whole, from the backup the file has become.
+                    self.open = None;
+                }
+                Reading::Current(_) => {
+                    // Rotated since: lines written just before the rename may follow; read on to
+                    // the end of the file now that nothing more is written into it.
+                    if let Some(open) = self.open.as_mut() {
+                        open.reading = Reading::Rotated;
+                    }
+                }
+                Reading::Rotated => self.next_file(None, now)?,
+                Reading::Backup(stamp) => self.next_file(Some(stamp), now)?,
+            }
+        }
+    }
+
+    /// Whether the current file at the path is still the one with `identity`.
+    fn still_current(&self, identity: Identity) -> io::Result<bool> {
+        match fs::symlink_metadata(self.dir.join(&self.name)) {
+            Ok(metadata) => Ok(Identity::of(&metadata) == identity),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The file the cursor names has been read to its end: moves the cursor to the start of the
+    /// file after it. `stamp` is the file's backup stamp if known; a file that was current when
+    /// opened is found among the backups by its fingerprint (if retention already deleted it,
+    /// the next file is after the same stamp as before).
+    fn next_file(&mut self, stamp: Option<Stamp>, now: SystemTime) -> io::Result<()> {
+        self.open = None;
+        let stamp = match stamp {
+            Some(stamp) => Some(stamp),
+            None => {
+                let mut found = None;
+                for (candidate, files) in backup::list_backups(&self.dir, &self.name, now)? {
+                    if self.cursor.after.is_some_and(|after| candidate <= after) {
+                        continue;
+                    }
+                    if backup_first_line_hash(&self.dir, &self.name, candidate, &files).ok().flatten()
+                        == self.cursor.fingerprint
+                    {
+                        found = Some(candidate);
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        self.finished = self.cursor.fingerprint;
+        self.cursor = Cursor { after: stamp.or(self.cursor.after), offset: 0, fingerprint: None };
+        Ok(())
+    }
+
+    /// Opens the file the cursor names at the cursor's offset; `false` when there is nothing to
+    /// open yet.
+    fn open_file(&mut self, followed: &mut Followed, now: SystemTime) -> io::Result<bool> {
+        let backups = backup::list_backups(&self.dir, &self.name, now)?;
+        let next = backups.iter().find(|(stamp, _)| self.cursor.after.is_none_or(|after| *stamp > after));
+        let (path, gz, reading) = match next {
+            Some((stamp, files)) if files.gz => {
+                (backup::gz_path(&self.dir, &self.name, *stamp), true, Reading::Backup(*stamp))
+            }
+            Some((stamp, files)) if files.plain => {
+                (backup::plain_path(&self.dir, &self.name, *stamp), false, Reading::Backup(*stamp))
+            }
+            // Only a `.gz.tmp` left of it: between two steps of compression; look again later.
+            Some(_) => return Ok(false),
+            None => {
+                let path = self.dir.join(&self.name);
+                let identity = match fs::symlink_metadata(&path) {
+                    Ok(metadata) => Identity::of(&metadata),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                (path, false, Reading::Current(identity))
+            }
+        };
+        let hash = match first_line_hash(&path, gz) {
+            Ok(hash) => hash,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if let (Some(finished), Some(hash), Reading::Backup(stamp)) = (self.finished, hash, reading) {
+            if finished == hash && self.cursor.offset == 0 {
+                // The file just finished, found under its backup name: go past it.
+                self.finished = None;
+                self.cursor.after = Some(stamp);
+                return self.open_file(followed, now);
+            }
+        }
+        let same_file = match self.cursor.fingerprint {
+            None => true,
+            Some(expected) => hash == Some(expected),
+        };
+        if !same_file || (self.cursor.fingerprint.is_none() && self.cursor.offset > 0) {
+            followed.skipped += 1;
+            self.cursor.offset = 0;
+            self.cursor.fingerprint = None;
+        }
+        let file = safe_fs::open_read(&path)?;
+        let reading = match reading {
+            // The identity of the file actually opened, not of whatever was at the path before.
+            Reading::Current(_) => Reading::Current(Identity::of(&file.metadata()?)),
+            other => other,
+        };
+        let reader: Box<dyn BufRead + Send> = if gz {
+            let mut decoder = flate2::read::MultiGzDecoder::new(file);
+            io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink())?;
+            Box::new(BufReader::with_capacity(256 * 1024, decoder))
+        } else {
+            let mut file = file;
+            file.seek(SeekFrom::Start(self.cursor.offset))?;
+            Box::new(BufReader::with_capacity(256 * 1024, file))
+        };
+        self.open = Some(Open { reader, reading });
+        Ok(true)
+    }
+}
+
+/// The fingerprint of the first line of the file at `path` (gunzipped if `gz`), if it has a
+/// whole one.
+fn first_line_hash(path: &Path, gz: bool) -> io::Result<Option<u64>> {
+    let file = safe_fs::open_read(path)?;
+    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let mut first = Vec::new();
+    BufReader::new(reader.take(1 << 20)).read_until(b'\n', &mut first)?;
+    Ok(first.ends_with(b"\n").then(|| fingerprint(&first)))
+}
+
+fn backup_first_line_hash(
+    dir: &Path,
+    name: &str,
+    stamp: Stamp,
+    files: &backup::BackupFiles,
+) -> io::Result<Option<u64>> {
+    if files.gz {
+        first_line_hash(&backup::gz_path(dir, name, stamp), true)
+    } else {
+        first_line_hash(&backup::plain_path(dir, name, stamp), false)
+    }
+}
+
+/// The offset just after the last newline of the file at `path`.
+fn last_line_end(path: &Path) -> io::Result<u64> {
+    let mut file = safe_fs::open_read(path)?;
+    let mut at = file.metadata()?.len();
+    let mut block = vec![0u8; 64 * 1024];
+    while at > 0 {
+        let start = at.saturating_sub(block.len() as u64);
+        let size = (at - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block[..size])?;
+        if let Some(newline) = block[..size].iter().rposition(|&b| b == b'\n') {
+            return Ok(start + newline as u64 + 1);
+        }
+        at = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    const NAME: &str = "chimera.log";
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn stamp(n: i64) -> Stamp {
+        Stamp(1_800_000_000_000_000 - 1_000_000 + n)
+    }
+
+    fn append(dir: &Path, text: &str) {
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(dir.join(NAME)).unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn rotate(dir: &Path, n: i64) {
+        fs::rename(dir.join(NAME), backup::plain_path(dir, NAME, stamp(n))).unwrap();
+    }
+
+    fn compress(dir: &Path, n: i64) {
+        backup::compress(dir, NAME, stamp(n)).unwrap();
+    }
+
+    fn read_all(follower: &mut Follower, followed: &mut Followed) -> Vec<String> {
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        while follower.next_line(&mut line, followed, now()).unwrap().is_some() {
+            out.push(String::from_utf8(line.clone()).unwrap().trim_end().to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_read_once_each_across_rotation_and_compression_and_a_partial_line_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let mut followed = Followed::default();
+        append(d, "a1\na2\na3-part");
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1", "a2"]);
+        append(d, "ial\na4\n");
+        rotate(d, 1);
+        append(d, "b1\n");
+        rotate(d, 2);
+        compress(d, 1);
+        append(d, "c1\nc2\n");
+        assert_eq!(read_all(&mut follower, &mut followed), ["a3-partial", "a4", "b1", "c1", "c2"]);
+        compress(d, 2);
+        append(d, "c3\n");
+        assert_eq!(read_all(&mut follower, &mut followed), ["c3"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    #[test]
+    fn a_saved_cursor_resumes_inside_a_file_that_was_since_rotated_and_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\na2\na3\n");
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let mut followed = Followed::default();
+        let mut line = Vec::new();
+        follower.next_line(&mut line, &mut followed, now()).unwrap();
+        let cursor = follower.next_line(&mut line, &mut followed, now()).unwrap().unwrap();
+        let path = d.join("cursor");
+        cursor.save(&path).unwrap();
+        drop(follower);
+        rotate(d, 1);
+        compress(d, 1);
+        append(d, "b1\n");
+        let mut follower = Follower::new(d, NAME, Cursor::load(&path).unwrap().unwrap());
+        assert_eq!(read_all(&mut follower, &mut followed), ["a3", "b1"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    #[test]
+    fn a_file_deleted_before_it_was_read_is_counted_as_skipped_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\na2\n");
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let mut followed = Followed::default();
+        let mut line = Vec::new();
+        let cursor = follower.next_line(&mut line, &mut followed, now()).unwrap().unwrap();
+        rotate(d, 1);
+        append(d, "b1\n");
+        rotate(d, 2);
+        append(d, "c1\n");
+        // Retention removes the backup the cursor is in.
+        fs::remove_file(backup::plain_path(d, NAME, stamp(1))).unwrap();
+        let mut follower = Follower::new(d, NAME, cursor);
+        assert_eq!(read_all(&mut follower, &mut followed), ["b1", "c1"]);
+        assert_eq!(followed.skipped, 1);
+    }
+
+    #[test]
+    fn a_file_rotated_and_deleted_before_the_follower_looked_again_counts_as_skipped_and_the_new_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\n");
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let mut followed = Followed::default();
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1"]);
+        // No backups kept: the file is rotated and deleted before the follower looks again.
+        rotate(d, 1);
+        fs::remove_file(backup::plain_path(d, NAME, stamp(1))).unwrap();
+        append(d, "b1\n");
+        assert_eq!(read_all(&mut follower, &mut followed), ["b1"]);
+        // Lines appended to the old file after the follower's last look would be lost with it;
+        // the follower cannot know there were none, so it says a file was skipped.
+        assert_eq!(followed.skipped, 1);
+    }
+
+    #[test]
+    fn cursor_at_end_skips_what_is_there_and_a_torn_last_line_is_read_whole_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "old1\nold2\npart");
+        let cursor = Follower::cursor_at_end(d, NAME, now()).unwrap();
+        assert_eq!(cursor.offset, "old1\nold2\n".len() as u64);
+        append(d, "ial\nnew\n");
+        let mut follower = Follower::new(d, NAME, cursor);
+        assert_eq!(read_all(&mut follower, &mut Followed::default()), ["partial", "new"]);
+    }
+
+    #[test]
+    fn a_cursor_saves_and_loads_back_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cursor");
+        let cursor = Cursor { after: Some(stamp(3)), offset: 42, fingerprint: Some(0xdead_beef) };
+        cursor.save(&path).unwrap();
+        assert_eq!(Cursor::load(&path).unwrap(), Some(cursor));
+        assert_eq!(Cursor::load(&dir.path().join("none")).unwrap(), None);
+        fs::write(&path, "{\"after\":7}").unwrap();
+        assert!(Cursor::load(&path).is_err());
+    }
+}
