@@ -23,10 +23,9 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// | `new(log_group)` | required, e.g. `"Chimera"` |
 /// | `region` | the standard AWS chain (`AWS_REGION`, profile, instance metadata) |
 /// | `log_stream` | generated: `<host>-<UTC start time>` |
-/// | `retention_days` | 30 |
-/// | `batch_events` | 100 |
+/// | `retention_days` | 30 (applied to a group this logger creates; to an existing one only when set) |
+/// | `batch_events` | 100 (a trigger, not a cap: a backlog goes in requests as large as the service takes) |
 /// | `batch_interval` | 5 s |
-/// | `max_buffer_bytes` | 8 MiB held while the service is unreachable |
 /// | `max_event_bytes` | 1 MiB (the service limit since 2025), larger events are truncated |
 /// | `operation_timeout` | 10 s per request |
 /// | `endpoint_url` | the standard chain (`AWS_ENDPOINT_URL`), else AWS |
@@ -39,9 +38,10 @@ pub struct CloudWatchConfig {
     pub(crate) region: Option<String>,
     pub(crate) log_stream: Option<String>,
     pub(crate) retention_days: u32,
+    /// `retention_days` was set: apply it to an existing group too.
+    pub(crate) retention_explicit: bool,
     pub(crate) batch_events: usize,
     pub(crate) batch_interval: Duration,
-    pub(crate) max_buffer_bytes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) operation_timeout: Duration,
     pub(crate) endpoint_url: Option<String>,
@@ -55,9 +55,9 @@ impl CloudWatchConfig {
             region: None,
             log_stream: None,
             retention_days: 30,
+            retention_explicit: false,
             batch_events: 100,
             batch_interval: Duration::from_secs(5),
-            max_buffer_bytes: 8 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
             operation_timeout: Duration::from_secs(10),
             endpoint_url: None,
@@ -76,10 +76,12 @@ impl CloudWatchConfig {
         self
     }
 
-    /// Days the service keeps the group's events; one of [`RETENTION_DAYS`]. Applied even when
-    /// the group already exists.
+    /// Days the service keeps the group's events; one of [`RETENTION_DAYS`]. Set explicitly, it
+    /// is applied to an existing group too; by default (30) only to a group this logger creates,
+    /// so a least-privilege role without `logs:PutRetentionPolicy` works on an existing group.
     pub fn retention_days(mut self, days: u32) -> Self {
         self.retention_days = days;
+        self.retention_explicit = true;
         self
     }
 
@@ -92,13 +94,6 @@ impl CloudWatchConfig {
     /// Send once the oldest waiting event is this old.
     pub fn batch_interval(mut self, interval: Duration) -> Self {
         self.batch_interval = interval;
-        self
-    }
-
-    /// Bytes of events held while the service is unreachable; past it, events are dropped and
-    /// counted.
-    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.max_buffer_bytes = bytes;
         self
     }
 
@@ -160,13 +155,6 @@ impl CloudWatchConfig {
                 "between 91 bytes and 1 MiB",
             ));
         }
-        if self.max_buffer_bytes < self.max_event_bytes {
-            return Err(Error::invalid(
-                "cloudwatch.max_buffer_bytes",
-                self.max_buffer_bytes.to_string(),
-                "must hold at least one event of max_event_bytes",
-            ));
-        }
         if self.operation_timeout.is_zero() {
             return Err(Error::invalid("cloudwatch.operation_timeout", "0s", "the timeout must be positive"));
         }
@@ -199,7 +187,6 @@ mod tests {
             (CloudWatchConfig::new("g").batch_events(10_001), "cloudwatch.batch_events"),
             (CloudWatchConfig::new("g").batch_interval(Duration::ZERO), "cloudwatch.batch_interval"),
             (CloudWatchConfig::new("g").max_event_bytes(2 * 1024 * 1024), "cloudwatch.max_event_bytes"),
-            (CloudWatchConfig::new("g").max_buffer_bytes(10), "cloudwatch.max_buffer_bytes"),
         ];
         for (config, setting) in cases {
             match config.validate() {

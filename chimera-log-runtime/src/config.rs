@@ -59,6 +59,8 @@ impl std::fmt::Debug for SecretKey {
 pub const GENERAL_FILE: &str = "chimera.log";
 /// The audit file's name in the log directory.
 pub const AUDIT_FILE: &str = "executions.log";
+/// Where the CloudWatch shipper keeps its cursor in the log directory.
+pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor";
 
 /// Configuration of the logger; the builder behind [`init_logging`](crate::init_logging).
 ///
@@ -409,8 +411,8 @@ impl LogConfig {
             if !files.insert(route.file.as_str()) {
                 return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
             }
-            if route.file == crate::sink::safe_fs::LOCK_FILE {
-                return Err(Error::invalid("route", &route.file, "this name is the log directory's lock file"));
+            if [crate::sink::safe_fs::LOCK_FILE, CLOUDWATCH_CURSOR_FILE].contains(&route.file.as_str()) {
+                return Err(Error::invalid("route", &route.file, "this name is kept for chimera-log's own state"));
             }
         }
         // A file named like another's backup would be compressed and deleted by that file's

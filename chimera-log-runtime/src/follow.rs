@@ -152,11 +152,6 @@ impl Follower {
         Ok(Cursor { after, offset, fingerprint })
     }
 
-    /// Where the next line will be read from.
-    pub(crate) fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
     /// Reads the next whole line into `line` (its newline included) and returns the cursor just
     /// after it; `None` at the end of what the current file holds now.
     pub(crate) fn next_line(

@@ -45,8 +45,8 @@ pub struct CloudWatchStats {
     pub batches_sent: u64,
     /// Attempts that failed and were tried again (throttling, 5xx, timeouts, a deleted stream).
     pub batches_retried: u64,
-    /// Batches given up: refused for good (bad parameters or credentials), or still failing at
-    /// shutdown.
+    /// Batches given up: refused for good (bad parameters), or still failing at a flush's or the
+    /// shutdown's deadline (those lines stay in the file, and the next attempt or start sends them).
     pub batches_failed: u64,
     /// Events accepted by the service.
     pub events_sent: u64,
@@ -55,8 +55,11 @@ pub struct CloudWatchStats {
     pub events_rejected: u64,
     /// Events cut to the per-event limit.
     pub events_truncated: u64,
-    /// Events lost: the buffer was full during an outage, or their batch was given up.
+    /// Events refused for good by the service (bad parameters): not retried, never sent.
     pub events_dropped: u64,
+    /// `chimera.log` backups that retention removed before they were shipped: their unshipped
+    /// lines never reach CloudWatch (the number of lines cannot be known once the file is gone).
+    pub files_skipped: u64,
 }
 
 #[cfg(feature = "cloudwatch")]
@@ -69,6 +72,7 @@ pub(crate) struct CloudWatchCounters {
     pub(crate) events_rejected: AtomicU64,
     pub(crate) events_truncated: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) files_skipped: AtomicU64,
 }
 
 #[cfg(feature = "cloudwatch")]
@@ -82,6 +86,7 @@ impl CloudWatchCounters {
             events_rejected: self.events_rejected.load(Relaxed),
             events_truncated: self.events_truncated.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
+            files_skipped: self.files_skipped.load(Relaxed),
         }
     }
 }

@@ -81,51 +81,11 @@ pub(crate) struct Dispatcher {
     health_interval: Option<Duration>,
     /// When the next `log_health` event is due, in microseconds since the epoch.
     next_health: AtomicU64,
+    /// Follows `chimera.log` and ships it (feature `cloudwatch`).
     #[cfg(feature = "cloudwatch")]
-    cloudwatch: Option<CloudWatchOutput>,
+    cloudwatch: Option<crate::sink::cloudwatch::Shipper>,
     /// The lock on the log directory, held until `close` (see `safe_fs::lock_dir`).
     lock: Mutex<Option<fs::File>>,
-}
-
-/// The CloudWatch sink's writer thread and what the dispatcher needs of it.
-#[cfg(feature = "cloudwatch")]
-#[derive(Debug)]
-struct CloudWatchOutput {
-    writer: Writer,
-    operation_timeout: Duration,
-    counters: Arc<SinkCounters>,
-    delivery: Arc<crate::stats::CloudWatchCounters>,
-    give_up: Arc<crate::sink::cloudwatch::GiveUp>,
-}
-
-#[cfg(feature = "cloudwatch")]
-impl CloudWatchOutput {
-    fn start(config: &LogConfig) -> Result<Option<Self>, Error> {
-        let Some(cloudwatch) = config.cloudwatch.clone() else {
-            return Ok(None);
-        };
-        let operation_timeout = cloudwatch.operation_timeout;
-        let delivery = Arc::new(crate::stats::CloudWatchCounters::default());
-        let give_up = Arc::new(crate::sink::cloudwatch::GiveUp::default());
-        let sink = crate::sink::cloudwatch::CloudWatchSink::new(
-            cloudwatch,
-            Arc::clone(&config.clock),
-            Arc::clone(&delivery),
-            Arc::clone(&give_up),
-        )
-        .map_err(|source| Error::Thread { source })?;
-        let counters = Arc::new(SinkCounters::default());
-        let lane = Lane::new("cloudwatch", Box::new(sink), Arc::clone(&counters));
-        // CloudWatch always drops when full: an outage must never slow the application.
-        let writer = Writer::start(
-            "chimera-log-cloudwatch",
-            vec![lane],
-            config.queue_capacity,
-            false,
-            Arc::clone(&config.clock),
-        )?;
-        Ok(Some(CloudWatchOutput { writer, operation_timeout, counters, delivery, give_up }))
-    }
 }
 
 /// `timeout` from now; a timeout too long to add (`Duration::MAX`: "wait as long as it takes")
@@ -220,8 +180,14 @@ impl Dispatcher {
                 Some((writer, counters))
             }
         };
+        // Started after chimera.log is open: a first start ships what is written from now on.
         #[cfg(feature = "cloudwatch")]
-        let cloudwatch = CloudWatchOutput::start(&config)?;
+        let cloudwatch = match config.cloudwatch.clone() {
+            Some(cloudwatch) => {
+                Some(crate::sink::cloudwatch::Shipper::start(cloudwatch, &dir, Arc::clone(&config.clock))?)
+            }
+            None => None,
+        };
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
@@ -312,16 +278,6 @@ impl Dispatcher {
                 }
             }
         }
-        #[cfg(feature = "cloudwatch")]
-        if let (true, Some(cloudwatch)) = (general, &self.cloudwatch) {
-            match cloudwatch.writer.queue().push(LaneSet(1), line) {
-                Pushed::Accepted => {}
-                Pushed::Dropped => {
-                    cloudwatch.counters.dropped.fetch_add(1, Relaxed);
-                }
-                Pushed::Closed => closed = true,
-            }
-        }
         let lanes = LaneSet(u64::from(general) | route.map_or(0, |route| 2 << route));
         if !lanes.is_empty() {
             match self.files.queue().push(lanes, line) {
@@ -368,8 +324,9 @@ impl Dispatcher {
         self.audit.flush();
         let files = self.files.flush(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
+        // CloudWatch ships from chimera.log: after the files are written.
         #[cfg(feature = "cloudwatch")]
-        let console = console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| cloudwatch.writer.flush(deadline));
+        let console = console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| files && cloudwatch.flush(deadline));
         files && console
     }
 
@@ -380,8 +337,11 @@ impl Dispatcher {
         let files = self.files.wait_processed(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.wait_processed(deadline));
         #[cfg(feature = "cloudwatch")]
-        let console =
-            console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| cloudwatch.writer.wait_processed(deadline));
+        let console = console
+            && self.cloudwatch.as_ref().is_none_or(|cloudwatch| {
+                // What the files writer has taken is in chimera.log once it is flushed to it.
+                self.files.flush(deadline) && cloudwatch.wait_processed(deadline)
+            });
         files && console
     }
 
@@ -401,12 +361,10 @@ impl Dispatcher {
         if let Some((console, _)) = &self.console {
             complete &= console.shutdown(deadline);
         }
+        // After the files: it ships what they hold, each request bounded by the time left.
         #[cfg(feature = "cloudwatch")]
         if let Some(cloudwatch) = &self.cloudwatch {
-            // Stop retrying early enough for a last attempt (one operation timeout) to end
-            // before the deadline, so the writer is joined rather than left behind.
-            cloudwatch.give_up.at(deadline.checked_sub(cloudwatch.operation_timeout).unwrap_or_else(Instant::now));
-            complete &= cloudwatch.writer.shutdown(deadline);
+            complete &= cloudwatch.shutdown(deadline);
         }
         self.audit.close();
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
@@ -444,14 +402,10 @@ impl Dispatcher {
         sinks.push(self.file_counters[0].1.snapshot(GENERAL_FILE));
         sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
         sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
-        #[cfg(feature = "cloudwatch")]
-        if let Some(cloudwatch) = &self.cloudwatch {
-            sinks.push(cloudwatch.counters.snapshot("cloudwatch"));
-        }
         let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
         #[cfg(feature = "cloudwatch")]
         {
-            stats.cloudwatch = self.cloudwatch.as_ref().map(|cloudwatch| cloudwatch.delivery.snapshot());
+            stats.cloudwatch = self.cloudwatch.as_ref().map(|cloudwatch| cloudwatch.counters.snapshot());
         }
         stats.audit_syncs = self.audit.syncs();
         stats.queue_high_water_bytes =

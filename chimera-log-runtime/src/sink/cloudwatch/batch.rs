@@ -6,9 +6,11 @@
 //! window (14 days, or the retention if shorter) or more than 2 hours ahead are set aside and
 //! counted rather than sent to be rejected.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cloudwatch_config::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use crate::follow::Cursor;
 
 /// Bytes the service counts for each event on top of its message.
 pub(crate) const EVENT_OVERHEAD: usize = 26;
@@ -20,8 +22,6 @@ const AHEAD_LIMIT_MS: i64 = 2 * 60 * 60 * 1000;
 pub(crate) struct Event {
     pub(crate) timestamp_ms: i64,
     pub(crate) message: String,
-    /// Arrival order, which keeps events with equal timestamps in emit order.
-    seq: u64,
 }
 
 impl Event {
@@ -30,12 +30,11 @@ impl Event {
     }
 }
 
-/// When to send and how much to hold.
+/// When to send.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub(crate) batch_events: usize,
     pub(crate) batch_interval: Duration,
-    pub(crate) max_buffer_bytes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) retention_days: u32,
 }
@@ -46,102 +45,109 @@ pub(crate) enum Pushed {
     Whole,
     /// Longer than `max_event_bytes`: cut on a UTF-8 boundary, with a marker.
     Truncated,
-    /// The buffer is full (the service has been unreachable for a while).
-    Dropped,
 }
 
 /// A request's worth of events, and what was set aside while choosing them.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
+    /// In chronological order (ties in file order).
     pub(crate) events: Vec<Event>,
     pub(crate) too_old: u64,
     pub(crate) too_new: u64,
+    /// Where the file family is read up to once this batch is acknowledged.
+    pub(crate) cursor: Option<Cursor>,
 }
 
+/// The events read from the file and not yet sent, in file order. Never more than one full
+/// request's worth is held: the reader stops while [`Batcher::full`].
 #[derive(Debug)]
 pub(crate) struct Batcher {
     limits: Limits,
-    waiting: Vec<Event>,
+    waiting: VecDeque<(Event, Cursor)>,
     bytes: usize,
     /// The earliest timestamp waiting: the interval is measured from the event's own time (read
-    /// from the same clock as `now`), not from when the sink happened to see it.
+    /// from the same clock as `now`), not from when the sink happened to read it.
     oldest_ms: Option<i64>,
-    next_seq: u64,
 }
 
 impl Batcher {
     pub(crate) fn new(limits: Limits) -> Self {
-        Batcher { limits, waiting: Vec::new(), bytes: 0, oldest_ms: None, next_seq: 0 }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.waiting.len()
+        Batcher { limits, waiting: VecDeque::new(), bytes: 0, oldest_ms: None }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 
-    /// Takes one line (its trailing newline removed) stamped `timestamp_ms`.
-    pub(crate) fn push(&mut self, timestamp_ms: i64, line: &str) -> Pushed {
+    /// Forgets what is waiting (it is read again from the file).
+    pub(crate) fn clear(&mut self) {
+        self.waiting.clear();
+        self.bytes = 0;
+        self.oldest_ms = None;
+    }
+
+    /// Whether a whole request's worth is waiting: read no more until it is sent.
+    pub(crate) fn full(&self) -> bool {
+        self.waiting.len() >= MAX_BATCH_EVENTS || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Takes one line (its trailing newline removed) stamped `timestamp_ms`; `cursor` is where
+    /// the file is read up to once it is sent.
+    pub(crate) fn push(&mut self, timestamp_ms: i64, line: &str, cursor: Cursor) -> Pushed {
         let (message, outcome) = truncate(line, self.limits.max_event_bytes);
-        let cost = message.len() + EVENT_OVERHEAD;
-        if self.bytes + cost > self.limits.max_buffer_bytes {
-            return Pushed::Dropped;
-        }
-        self.bytes += cost;
+        self.bytes += message.len() + EVENT_OVERHEAD;
         self.oldest_ms = Some(self.oldest_ms.map_or(timestamp_ms, |oldest| oldest.min(timestamp_ms)));
-        self.waiting.push(Event { timestamp_ms, message, seq: self.next_seq });
-        self.next_seq += 1;
+        self.waiting.push_back((Event { timestamp_ms, message }, cursor));
         outcome
     }
 
-    /// Whether a request should go now: `batch_events` are waiting, or the oldest is
-    /// `batch_interval` old.
+    /// Whether a request should go now: `batch_events` are waiting, the oldest is
+    /// `batch_interval` old, or a full request is waiting.
     pub(crate) fn due(&self, now: SystemTime) -> bool {
         let interval_ms = i64::try_from(self.limits.batch_interval.as_millis()).unwrap_or(i64::MAX);
         self.waiting.len() >= self.limits.batch_events
+            || self.full()
             || self.oldest_ms.is_some_and(|oldest| millis(now).saturating_sub(oldest) >= interval_ms)
     }
 
-    /// The next request: the oldest waiting events, in chronological order (ties in arrival
-    /// order), at most `batch_events` and as many as the service's limits allow. Events outside
-    /// the accepted window are removed and counted instead.
+    /// The next request: the longest run of waiting events, in file order, that the service
+    /// takes in one request (10,000 events, 1,048,576 bytes, a 24 h span), sorted by time (ties
+    /// in file order). `batch_events` is when to send, not a cap. Events outside the accepted
+    /// window are taken out of the run and counted instead.
     pub(crate) fn take_batch(&mut self, now: SystemTime) -> Batch {
         let now_ms = millis(now);
         let window_days = i64::from(self.limits.retention_days.min(14));
         let oldest_accepted = now_ms - window_days * DAY_MS;
         let newest_accepted = now_ms + AHEAD_LIMIT_MS;
         let mut batch = Batch::default();
-        self.waiting.sort_by_key(|event| (event.timestamp_ms, event.seq));
-        let mut keep = Vec::with_capacity(self.waiting.len());
-        let mut bytes = 0;
-        for event in self.waiting.drain(..) {
+        let (mut bytes, mut earliest, mut latest) = (0, i64::MAX, i64::MIN);
+        while let Some((event, cursor)) = self.waiting.front() {
+            let outside = event.timestamp_ms < oldest_accepted || event.timestamp_ms > newest_accepted;
+            let fits = outside
+                || (batch.events.len() < MAX_BATCH_EVENTS
+                    && bytes + event.cost() <= MAX_BATCH_BYTES
+                    && latest.max(event.timestamp_ms) - earliest.min(event.timestamp_ms) < DAY_MS);
+            if !fits {
+                break;
+            }
+            let cursor = *cursor;
+            let (event, _) = self.waiting.pop_front().expect("front exists");
+            self.bytes -= event.cost();
+            batch.cursor = Some(cursor);
             if event.timestamp_ms < oldest_accepted {
                 batch.too_old += 1;
-                self.bytes -= event.cost();
-                continue;
-            }
-            if event.timestamp_ms > newest_accepted {
+            } else if event.timestamp_ms > newest_accepted {
                 batch.too_new += 1;
-                self.bytes -= event.cost();
-                continue;
-            }
-            let fits = batch.events.len() < self.limits.batch_events.min(MAX_BATCH_EVENTS)
-                && bytes + event.cost() <= MAX_BATCH_BYTES
-                && batch.events.first().is_none_or(|first| event.timestamp_ms - first.timestamp_ms < DAY_MS)
-                && keep.is_empty();
-            if fits {
-                bytes += event.cost();
-                self.bytes -= event.cost();
-                batch.events.push(event);
             } else {
-                keep.push(event);
+                bytes += event.cost();
+                earliest = earliest.min(event.timestamp_ms);
+                latest = latest.max(event.timestamp_ms);
+                batch.events.push(event);
             }
         }
-        self.waiting = keep;
-        self.oldest_ms = self.waiting.first().map(|event| event.timestamp_ms);
+        // A stable sort: ties keep file order.
+        batch.events.sort_by_key(|event| event.timestamp_ms);
+        self.oldest_ms = self.waiting.iter().map(|(event, _)| event.timestamp_ms).min();
         batch
     }
 }
@@ -181,10 +187,13 @@ mod tests {
         Limits {
             batch_events: 100,
             batch_interval: Duration::from_secs(5),
-            max_buffer_bytes: 64 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
             retention_days: 30,
         }
+    }
+
+    fn cursor(offset: u64) -> Cursor {
+        Cursor { after: None, offset, fingerprint: Some(1) }
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -195,14 +204,14 @@ mod tests {
     fn due_after_100_events_or_when_the_oldest_has_waited_5_seconds() {
         let mut batcher = Batcher::new(limits());
         for i in 0..99 {
-            batcher.push(millis(at(0)), &format!("e{i}"));
+            batcher.push(millis(at(0)), &format!("e{i}"), cursor(i));
         }
         assert!(!batcher.due(at(4)));
-        batcher.push(millis(at(0)), "e99");
+        batcher.push(millis(at(0)), "e99", cursor(99));
         assert!(batcher.due(at(0)), "100 events");
 
         let mut batcher = Batcher::new(limits());
-        batcher.push(millis(at(0)), "one");
+        batcher.push(millis(at(0)), "one", cursor(1));
         assert!(!batcher.due(at(0) + Duration::from_millis(4_999)));
         assert!(batcher.due(at(5)), "5 seconds");
     }
@@ -210,10 +219,11 @@ mod tests {
     #[test]
     fn a_batch_is_chronological_with_ties_in_arrival_order() {
         let mut batcher = Batcher::new(limits());
-        for (ts, text) in [(3, "c"), (1, "a1"), (2, "b"), (1, "a2")] {
-            batcher.push(millis(at(ts)), text);
+        for (i, (ts, text)) in [(3, "c"), (1, "a1"), (2, "b"), (1, "a2")].into_iter().enumerate() {
+            batcher.push(millis(at(ts)), text, cursor(i as u64));
         }
         let batch = batcher.take_batch(at(10));
+        assert_eq!(batch.cursor, Some(cursor(3)), "acknowledged, the batch moves the cursor past its last line");
         let order: Vec<&str> = batch.events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(order, ["a1", "a2", "b", "c"]);
         assert!(batcher.is_empty());
@@ -223,8 +233,8 @@ mod tests {
     fn a_batch_stays_within_the_byte_and_count_limits() {
         let mut batcher = Batcher::new(limits());
         let big = "x".repeat(100_000);
-        for _ in 0..25 {
-            batcher.push(millis(at(0)), &big);
+        for i in 0..25 {
+            batcher.push(millis(at(0)), &big, cursor(i));
         }
         let mut sizes = Vec::new();
         while !batcher.is_empty() {
@@ -235,9 +245,10 @@ mod tests {
         }
         assert_eq!(sizes, [10, 10, 5]);
 
-        let mut batcher = Batcher::new(Limits { batch_events: MAX_BATCH_EVENTS, ..limits() });
+        // 100 events trigger a send, but a backlog goes in requests as large as the service takes.
+        let mut batcher = Batcher::new(limits());
         for i in 0..25_000 {
-            batcher.push(millis(at(0)), &format!("{i}"));
+            batcher.push(millis(at(0)), &format!("{i}"), cursor(i));
         }
         let counts: Vec<usize> =
             std::iter::from_fn(|| (!batcher.is_empty()).then(|| batcher.take_batch(at(1)).events.len())).collect();
@@ -249,7 +260,7 @@ mod tests {
         let mut batcher = Batcher::new(limits());
         let now = at(3 * 86_400);
         for hours in [0u64, 10, 23, 24, 30, 47, 48] {
-            batcher.push(millis(at(hours * 3_600)), &format!("h{hours}"));
+            batcher.push(millis(at(hours * 3_600)), &format!("h{hours}"), cursor(hours));
         }
         let first = batcher.take_batch(now);
         let second = batcher.take_batch(now);
@@ -264,10 +275,10 @@ mod tests {
     fn events_outside_the_accepted_window_are_set_aside_and_counted() {
         let mut batcher = Batcher::new(limits());
         let now = at(100 * 86_400);
-        batcher.push(millis(now) - 15 * DAY_MS, "too old");
-        batcher.push(millis(now) - 13 * DAY_MS, "old but fine");
-        batcher.push(millis(now) + 3 * 60 * 60 * 1000, "too new");
-        batcher.push(millis(now), "now");
+        batcher.push(millis(now) - 15 * DAY_MS, "too old", cursor(1));
+        batcher.push(millis(now) - 13 * DAY_MS, "old but fine", cursor(2));
+        batcher.push(millis(now) + 3 * 60 * 60 * 1000, "too new", cursor(3));
+        batcher.push(millis(now), "now", cursor(4));
         let first = batcher.take_batch(now);
         assert_eq!((first.too_old, first.too_new), (1, 1));
         // The two accepted events are 13 days apart: more than one request may span.
@@ -282,7 +293,7 @@ mod tests {
         limits.max_event_bytes = 200;
         let mut batcher = Batcher::new(limits);
         let line = "é".repeat(300); // 600 bytes, two per char
-        assert_eq!(batcher.push(0, &line), Pushed::Truncated);
+        assert_eq!(batcher.push(0, &line, cursor(1)), Pushed::Truncated);
         let batch = batcher.take_batch(UNIX_EPOCH);
         let message = &batch.events[0].message;
         assert!(message.len() + EVENT_OVERHEAD <= 200, "{}", message.len());
@@ -292,13 +303,15 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_drops_and_says_so() {
-        let mut limits = limits();
-        limits.max_buffer_bytes = 100;
-        limits.max_event_bytes = 100;
-        let mut batcher = Batcher::new(limits);
-        assert_eq!(batcher.push(0, &"a".repeat(40)), Pushed::Whole);
-        assert_eq!(batcher.push(0, &"b".repeat(40)), Pushed::Dropped);
-        assert_eq!(batcher.len(), 1);
+    fn a_full_request_is_due_at_once_and_the_reader_holds_no_more() {
+        let mut batcher = Batcher::new(Limits { batch_events: MAX_BATCH_EVENTS, ..limits() });
+        let line = "y".repeat(1_000);
+        let mut pushed = 0;
+        while !batcher.full() {
+            batcher.push(millis(at(0)), &line, cursor(pushed));
+            pushed += 1;
+        }
+        assert!(batcher.due(at(0)), "a full request goes whatever the triggers say");
+        assert_eq!(pushed, MAX_BATCH_BYTES.div_ceil(1_000 + EVENT_OVERHEAD) as u64);
     }
 }

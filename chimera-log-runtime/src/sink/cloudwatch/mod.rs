@@ -1,20 +1,28 @@
-//! The CloudWatch Logs sink (feature `cloudwatch`): batches lines and ships them with
-//! `PutLogEvents`, on a tokio runtime owned by its writer thread, so the application need not be
-//! async.
+//! The CloudWatch Logs shipper (feature `cloudwatch`): follows `chimera.log` (which receives
+//! exactly the events CloudWatch should) and ships its lines with `PutLogEvents`, on a thread of
+//! its own with its own tokio runtime, so the application need not be async and may be: nothing
+//! here runs on the caller's thread.
+//!
+//! **The file is the buffer**, as for the CloudWatch agent or Fluent Bit's tail: lines are read
+//! from the file family (`crate::follow`) from a cursor saved in the log directory
+//! ([`CURSOR_FILE`]) only after the service acknowledged the request that carried them. An outage
+//! of any length costs disk (bounded by the files' retention), never memory: at most one
+//! request's worth is read ahead. A restart, or a crash, resumes from the cursor: at most the
+//! one unacknowledged request is sent twice. Lines are lost only when retention deletes a backup
+//! before it was shipped; that is counted and reported once.
 //!
 //! It owns delivery and nothing else: group, stream and retention set-up, its own retry loop
 //! (the SDK's retries are off: their budget runs dry in a long outage), and reporting an outage
-//! once when it starts and once when it ends. Lines reach it through its own queue and writer
-//! thread, so an outage never slows the console or the files; while it lasts, lines wait in a
-//! bounded buffer and then in the bounded queue, and past both they are dropped and counted.
-//! The SDK logs through `tracing`, which this logger does not subscribe to: nothing the SDK,
-//! hyper or rustls log can feed back into it.
+//! once when it starts and once when it ends. The SDK logs through `tracing`, which this logger
+//! does not capture from its own threads: nothing the SDK, hyper or rustls log feeds back.
 
 mod batch;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -25,176 +33,460 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
 use self::batch::{Batch, Batcher, Limits, Pushed};
-use super::{FailureReporter, Sink};
+use super::FailureReporter;
 use crate::clock::Clock;
 use crate::cloudwatch_config::CloudWatchConfig;
+use crate::config::GENERAL_FILE;
+use crate::error::Error;
+use crate::follow::{Cursor, Followed, Follower};
 use crate::stats::CloudWatchCounters;
+
+pub(crate) use crate::config::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
-
-/// Set by shutdown: past this instant the retry loop gives up instead of waiting again.
-#[derive(Debug, Default)]
-pub(crate) struct GiveUp(Mutex<Option<Instant>>);
-
-impl GiveUp {
-    /// Gives up retrying at `deadline`.
-    pub(crate) fn at(&self, deadline: Instant) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-    }
-
-    fn passed(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|deadline| Instant::now() >= deadline)
-    }
-
-    fn remaining(&self) -> Option<Duration> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-    }
-}
+/// Missing or refused credentials are retried this often at most: a role attached later still
+/// delivers, without hammering the credential chain.
+const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// How often an idle shipper looks at the file for new lines.
+const POLL: Duration = Duration::from_millis(50);
 
 /// How a failed request is handled.
 #[derive(Debug, PartialEq, Eq)]
 enum Failure {
     /// Throttling, 5xx, timeouts, connection failures: wait and send again.
     Retry(String),
+    /// Credentials missing or refused: say so, wait (up to a minute) and send again.
+    Credentials(String),
     /// The group or stream is gone: create them and send again.
     Missing,
-    /// Bad parameters, bad credentials: reported and counted, the batch is given up.
+    /// Refused for good (bad parameters): reported and counted, the batch is given up.
     Fatal(String),
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R>(error: &SdkError<E, R>) -> Failure
+/// Service error codes that mean the credentials, not the request, are the problem.
+const CREDENTIAL_CODES: [&str; 6] = [
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "AccessDeniedException",
+];
+
+/// Classifies by the service's error code and the HTTP status, and for failures before a
+/// response by the SDK's own error kinds: never by matching message text.
+fn classify<E>(error: &SdkError<E, aws_sdk_cloudwatchlogs::config::http::HttpResponse>) -> Failure
 where
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("");
-            let message = format!("{code}: {}", service.err().message().unwrap_or("no message"));
+            let status = service.raw().status().as_u16();
+            let message = format!("{code} (HTTP {status}): {}", service.err().message().unwrap_or("no message"));
             match code {
                 "ResourceNotFoundException" => Failure::Missing,
                 "ThrottlingException"
                 | "ServiceUnavailableException"
                 | "RequestLimitExceeded"
-                | "LimitExceededException"
-                | "InternalFailure"
-                | "ServiceException" => Failure::Retry(message),
-                _ if code.is_empty() || code.starts_with("Internal") => Failure::Retry(message),
+                | "LimitExceededException" => Failure::Retry(message),
+                code if CREDENTIAL_CODES.contains(&code) => Failure::Credentials(message),
+                _ if status == 429 || status >= 500 => Failure::Retry(message),
                 _ => Failure::Fatal(message),
             }
         }
         SdkError::TimeoutError(_) => Failure::Retry("request timed out".into()),
-        SdkError::DispatchFailure(failure) => {
-            let detail = format!("{failure:?}");
-            if detail.contains("CredentialsNotLoaded") {
-                // Credentials may yet appear (a role attached, a file written): keep retrying.
-                Failure::Retry("no AWS credentials found (environment, profile or IAM role); will retry".to_owned())
-            } else {
-                Failure::Retry(format!("could not reach the service: {detail}"))
-            }
-        }
+        SdkError::DispatchFailure(failure) if credentials_missing(error) || failure.is_user() => Failure::Credentials(
+            "no AWS credentials found (environment, profile or IAM role); the events wait in the log file".to_owned(),
+        ),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Failure::Retry("request timed out".into()),
+        SdkError::DispatchFailure(_) => Failure::Retry(format!("could not reach the service: {}", source_chain(error))),
         SdkError::ResponseError(_) => Failure::Retry("unreadable response".into()),
-        SdkError::ConstructionFailure(_) => Failure::Fatal(format!("request could not be built: {error}")),
-        _ => Failure::Retry(format!("{error}")),
+        SdkError::ConstructionFailure(_) if credentials_missing(error) => Failure::Credentials(
+            "no AWS credentials found (environment, profile or IAM role); the events wait in the log file".to_owned(),
+        ),
+        SdkError::ConstructionFailure(_) => {
+            Failure::Fatal(format!("request could not be built: {}", source_chain(error)))
+        }
+        _ => Failure::Retry(source_chain(error)),
     }
 }
 
+/// Whether a credentials error is anywhere in `error`'s source chain (by type).
+fn credentials_missing(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+/// What the application's threads ask of the shipper thread.
+#[derive(Debug, Default)]
+struct Requests {
+    /// Flush tickets: ship everything in the file now (`flush_deadline` bounds the retries).
+    flush_asked: u64,
+    flush_done: u64,
+    flush_deadline: Option<Instant>,
+    /// Look tickets: read to the end of the file (sending only what is due).
+    look_asked: u64,
+    look_done: u64,
+    /// Shut down by this instant, after shipping what can be shipped.
+    stop: Option<Instant>,
+    finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    requests: Mutex<Requests>,
+    changed: Condvar,
+}
+
+impl Control {
+    fn lock(&self) -> MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for `done` to reach a ticket taken now, or `deadline`.
+    fn ticket(&self, deadline: Instant, take: impl Fn(&mut Requests) -> u64, done: impl Fn(&Requests) -> bool) -> bool {
+        let mut requests = self.lock();
+        let ticket = take(&mut requests);
+        self.changed.notify_all();
+        let _ = ticket;
+        loop {
+            if done(&requests) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            requests = self.changed.wait_timeout(requests, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// The earliest deadline the shipper must give up by, if any.
+    fn give_up_at(&self) -> Option<Instant> {
+        let requests = self.lock();
+        match (requests.flush_deadline.filter(|_| requests.flush_asked > requests.flush_done), requests.stop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The running shipper: its thread and what the dispatcher needs of it.
 #[derive(Debug)]
-pub(crate) struct CloudWatchSink {
+pub(crate) struct Shipper {
+    control: Arc<Control>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) counters: Arc<CloudWatchCounters>,
+}
+
+impl Shipper {
+    /// Starts following `dir/chimera.log` from the saved cursor, or from the end of what it
+    /// holds now when there is none (a first start ships what comes from now on).
+    pub(crate) fn start(config: CloudWatchConfig, dir: &Path, clock: Arc<dyn Clock>) -> Result<Shipper, Error> {
+        let cursor_path = dir.join(CURSOR_FILE);
+        let open_error = |source| Error::OpenFile { path: cursor_path.clone(), source };
+        let cursor = match Cursor::load(&cursor_path) {
+            Ok(Some(cursor)) => cursor,
+            Ok(None) => {
+                let cursor = Follower::cursor_at_end(dir, GENERAL_FILE, clock.now()).map_err(open_error)?;
+                cursor.save(&cursor_path).map_err(open_error)?;
+                cursor
+            }
+            Err(error) => {
+                // A damaged cursor must not stop logging: start from the end, and say so.
+                eprintln!(
+                    "chimera-log: CloudWatch: the cursor {} is unreadable ({error}); shipping starts at the end of \
+                     {GENERAL_FILE}: earlier lines not yet shipped are not sent",
+                    cursor_path.display()
+                );
+                let cursor = Follower::cursor_at_end(dir, GENERAL_FILE, clock.now()).map_err(open_error)?;
+                cursor.save(&cursor_path).map_err(open_error)?;
+                cursor
+            }
+        };
+        let control = Arc::new(Control::default());
+        let counters = Arc::new(CloudWatchCounters::default());
+        let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
+        let thread = std::thread::Builder::new()
+            .name("chimera-log-cloudwatch".into())
+            .spawn({
+                let control = Arc::clone(&control);
+                move || {
+                    worker.run();
+                    control.lock().finished = true;
+                    control.changed.notify_all();
+                }
+            })
+            .map_err(|source| Error::Thread { source })?;
+        Ok(Shipper { control, thread: Mutex::new(Some(thread)), counters })
+    }
+
+    /// Ships everything `chimera.log` holds now; `false` if not all of it was acknowledged by
+    /// `deadline`. Call after the file writer has written what the flush covers.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let asked = std::cell::Cell::new(0);
+        self.control.ticket(
+            deadline,
+            |requests| {
+                requests.flush_asked += 1;
+                requests.flush_deadline = Some(requests.flush_deadline.map_or(deadline, |d| d.max(deadline)));
+                asked.set(requests.flush_asked);
+                requests.flush_asked
+            },
+            |requests| requests.flush_done >= asked.get() || requests.finished,
+        )
+    }
+
+    /// Waits until the shipper has read what `chimera.log` holds now, sending only what is due.
+    pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
+        let asked = std::cell::Cell::new(0);
+        self.control.ticket(
+            deadline,
+            |requests| {
+                requests.look_asked += 1;
+                asked.set(requests.look_asked);
+                requests.look_asked
+            },
+            |requests| requests.look_done >= asked.get() || requests.finished,
+        )
+    }
+
+    /// Ships what it can by `deadline`, saves the cursor and stops; `false` if the thread had not
+    /// finished by then (it is left to end on its own; the next start sends the rest).
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        // The shipper gives up a little before the deadline, so that it has saved its cursor and
+        // ended by the deadline itself.
+        let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
+        let give_up = deadline.checked_sub(margin).unwrap_or(deadline);
+        let finished = self.control.ticket(
+            deadline,
+            |requests| {
+                requests.stop = Some(give_up);
+                0
+            },
+            |requests| requests.finished,
+        );
+        if finished {
+            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = thread.join();
+            }
+        }
+        finished
+    }
+}
+
+/// The shipper thread's state.
+#[derive(Debug)]
+struct Worker {
     config: CloudWatchConfig,
     stream: String,
-    runtime: tokio::runtime::Runtime,
-    client: Option<Client>,
-    ready: bool,
+    dir: PathBuf,
+    follower: Follower,
+    /// The last cursor the service acknowledged (and that is saved).
+    acked: Cursor,
+    cursor_path: PathBuf,
+    /// The follower reached the end of what the file holds.
+    at_end: bool,
+    line: Vec<u8>,
+    followed: Followed,
     batcher: Batcher,
+    ready: bool,
     clock: Arc<dyn Clock>,
     counters: Arc<CloudWatchCounters>,
-    give_up: Arc<GiveUp>,
+    control: Arc<Control>,
     /// Delivery is failing; reported once when it started, and once when it recovers.
     down_since: Option<SystemTime>,
     reported_rejections: bool,
-    reported_drops: bool,
+    reported_setup: bool,
     refusals: FailureReporter,
+    cursor_failures: FailureReporter,
     seed: u64,
 }
 
-impl CloudWatchSink {
-    pub(crate) fn new(
+impl Worker {
+    fn new(
         config: CloudWatchConfig,
+        dir: &Path,
+        cursor: Cursor,
+        cursor_path: PathBuf,
         clock: Arc<dyn Clock>,
         counters: Arc<CloudWatchCounters>,
-        give_up: Arc<GiveUp>,
-    ) -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        control: Arc<Control>,
+    ) -> Self {
         let stream = config.log_stream.clone().unwrap_or_else(|| generated_stream_name(clock.now()));
-        let client = runtime.block_on(make_client(&config));
         let limits = Limits {
             batch_events: config.batch_events,
             batch_interval: config.batch_interval,
-            max_buffer_bytes: config.max_buffer_bytes,
             max_event_bytes: config.max_event_bytes,
             retention_days: config.retention_days,
         };
-        let seed = clock.now().duration_since(SystemTime::UNIX_EPOCH).map_or(7, |d| d.subsec_nanos().into());
-        Ok(CloudWatchSink {
+        let seed = clock.now().duration_since(SystemTime::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
+        Worker {
             config,
             stream,
-            runtime,
-            client,
-            ready: false,
+            dir: dir.to_path_buf(),
+            follower: Follower::new(dir, GENERAL_FILE, cursor),
+            acked: cursor,
+            cursor_path,
+            at_end: false,
+            line: Vec::new(),
+            followed: Followed::default(),
             batcher: Batcher::new(limits),
+            ready: false,
             clock,
             counters,
-            give_up,
+            control,
             down_since: None,
             reported_rejections: false,
-            reported_drops: false,
+            reported_setup: false,
             refusals: FailureReporter::default(),
+            cursor_failures: FailureReporter::default(),
             seed,
-        })
-    }
-
-    /// Creates the group and the stream if missing and applies the retention policy.
-    async fn set_up(client: &Client, config: &CloudWatchConfig, stream: &str) -> Result<(), Failure> {
-        let group = config.log_group.as_str();
-        match client.create_log_group().log_group_name(group).send().await {
-            Ok(_) => {}
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_already_exists_exception()) => {}
-            Err(error) => return Err(classify(&error)),
-        }
-        let retention = i32::try_from(config.retention_days).unwrap_or(30);
-        if let Err(error) =
-            client.put_retention_policy().log_group_name(group).retention_in_days(retention).send().await
-        {
-            return Err(classify(&error));
-        }
-        match client.create_log_stream().log_group_name(group).log_stream_name(stream).send().await {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_already_exists_exception()) => Ok(()),
-            Err(error) => Err(classify(&error)),
         }
     }
 
-    /// Sends one batch, retrying until it is accepted, refused for good, or shutdown gives up.
-    fn deliver(&mut self, batch: Batch) {
-        let Some(client) = self.client.clone() else {
-            self.counters.events_dropped.fetch_add(batch.events.len() as u64, Relaxed);
-            return;
+    fn run(mut self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("chimera-log: CloudWatch is disabled: its runtime could not start ({error}); console and files continue");
+                return self.idle_until_stopped();
+            }
         };
-        self.counters.events_rejected.fetch_add(batch.too_old + batch.too_new, Relaxed);
-        if batch.too_old + batch.too_new > 0 && !self.reported_rejections {
-            self.reported_rejections = true;
-            eprintln!(
-                "chimera-log: CloudWatch: {} event(s) outside the accepted time window were not sent \
-                 (older than 14 days or the retention, or more than 2 h ahead); counted in stats()",
-                batch.too_old + batch.too_new
-            );
+        let Some(client) = runtime.block_on(make_client(&self.config)) else {
+            return self.idle_until_stopped();
+        };
+        loop {
+            let (flush, look, stop) = {
+                let requests = self.control.lock();
+                let flush = (requests.flush_asked > requests.flush_done).then_some(requests.flush_asked);
+                let look = (requests.look_asked > requests.look_done).then_some(requests.look_asked);
+                (flush, look, requests.stop)
+            };
+            let forced = flush.is_some() || stop.is_some();
+            self.read_ahead();
+            let mut complete = true;
+            while !self.batcher.is_empty() && (forced || self.batcher.due(self.clock.now())) {
+                if !self.send_one(&runtime, &client) {
+                    complete = false;
+                    break;
+                }
+                self.read_ahead();
+            }
+            {
+                let mut requests = self.control.lock();
+                if let Some(look) = look {
+                    requests.look_done = requests.look_done.max(look);
+                }
+                if let Some(flush) = flush {
+                    if complete && self.batcher.is_empty() && self.at_end {
+                        requests.flush_done = requests.flush_done.max(flush);
+                    }
+                }
+                self.control.changed.notify_all();
+                if stop.is_some() {
+                    return;
+                }
+                if requests.flush_asked == requests.flush_done && requests.look_asked == requests.look_done {
+                    let _ = self.control.changed.wait_timeout(requests, POLL);
+                }
+            }
         }
+    }
+
+    /// Without a client (no region, no runtime): answer requests at once, ship nothing, and
+    /// leave the cursor where it is so that a later start with a working configuration sends
+    /// these lines.
+    fn idle_until_stopped(self) {
+        let mut requests = self.control.lock();
+        loop {
+            requests.flush_done = requests.flush_asked;
+            requests.look_done = requests.look_asked;
+            self.control.changed.notify_all();
+            if requests.stop.is_some() {
+                return;
+            }
+            requests = self.control.changed.wait(requests).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Reads lines after the cursor until a full request waits or the file ends for now.
+    fn read_ahead(&mut self) {
+        self.at_end = false;
+        while !self.batcher.full() {
+            let now = self.clock.now();
+            match self.follower.next_line(&mut self.line, &mut self.followed, now) {
+                Ok(Some(cursor)) => {
+                    let line = String::from_utf8_lossy(&self.line);
+                    let line = line.trim_end_matches('\n');
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let timestamp = line_timestamp_ms(line).unwrap_or_else(|| batch::millis(now));
+                    if self.batcher.push(timestamp, line, cursor) == Pushed::Truncated {
+                        self.counters.events_truncated.fetch_add(1, Relaxed);
+                    }
+                }
+                Ok(None) => {
+                    self.at_end = true;
+                    break;
+                }
+                Err(error) => {
+                    self.refusals.report(&format_args!("reading {GENERAL_FILE} to ship it to CloudWatch"), &error);
+                    self.at_end = true;
+                    break;
+                }
+            }
+        }
+        if self.followed.skipped > 0 {
+            self.counters.files_skipped.fetch_add(self.followed.skipped, Relaxed);
+            eprintln!(
+                "chimera-log: CloudWatch: {} {GENERAL_FILE} backup(s) were removed by retention before they were \
+                 shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage sooner)",
+                self.followed.skipped
+            );
+            self.followed.skipped = 0;
+        }
+    }
+
+    /// Moves the saved cursor to `cursor`: the lines before it are in the service.
+    fn acknowledge(&mut self, cursor: Option<Cursor>) {
+        let Some(cursor) = cursor else { return };
+        self.acked = cursor;
+        if let Err(error) = cursor.save(&self.cursor_path) {
+            self.cursor_failures
+                .report(&format_args!("saving the CloudWatch cursor {}", self.cursor_path.display()), &error);
+        }
+    }
+
+    /// Sends the next batch, retrying until it is accepted or refused for good (`true`), or the
+    /// flush or shutdown deadline passes (`false`: the batch is put back, to be read again from
+    /// the acknowledged cursor).
+    fn send_one(&mut self, runtime: &tokio::runtime::Runtime, client: &Client) -> bool {
+        let batch: Batch = self.batcher.take_batch(self.clock.now());
+        self.count_window_rejections(&batch);
         if batch.events.is_empty() {
-            return;
+            self.acknowledge(batch.cursor);
+            return true;
         }
         let events: Vec<InputLogEvent> = batch
             .events
@@ -205,24 +497,20 @@ impl CloudWatchSink {
             .collect();
         let mut backoff = BACKOFF_START;
         loop {
-            let attempt = if self.ready {
-                Ok(())
-            } else {
-                self.runtime.block_on(Self::set_up(&client, &self.config, &self.stream))
-            };
-            let result = attempt.and_then(|()| {
-                self.ready = true;
-                self.runtime
-                    .block_on(
-                        client
-                            .put_log_events()
-                            .log_group_name(&self.config.log_group)
-                            .log_stream_name(&self.stream)
-                            .set_log_events(Some(events.clone()))
-                            .send(),
-                    )
-                    .map_err(|error| classify(&error))
+            let give_up = self.control.give_up_at();
+            let timeout = give_up.map_or(self.config.operation_timeout, |at| {
+                self.config.operation_timeout.min(at.saturating_duration_since(Instant::now()))
             });
+            let result = if timeout.is_zero() {
+                Err(Failure::Retry("the shutdown or flush deadline came first".into()))
+            } else {
+                runtime.block_on(async {
+                    match tokio::time::timeout(timeout, self.put(client, &events)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Failure::Retry("request timed out".into())),
+                    }
+                })
+            };
             match result {
                 Ok(output) => {
                     self.counters.batches_sent.fetch_add(1, Relaxed);
@@ -234,7 +522,8 @@ impl CloudWatchSink {
                         let outage = self.clock.now().duration_since(since).unwrap_or_default();
                         eprintln!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
                     }
-                    return;
+                    self.acknowledge(batch.cursor);
+                    return true;
                 }
                 Err(Failure::Missing) => {
                     // The group or stream was deleted under us: create them and send again.
@@ -249,27 +538,136 @@ impl CloudWatchSink {
                         &format_args!("sending {} event(s) to CloudWatch (refused, not retried)", events.len()),
                         &io::Error::other(reason),
                     );
-                    return;
+                    self.acknowledge(batch.cursor);
+                    return true;
                 }
-                Err(Failure::Retry(reason)) => {
-                    if self.down_since.is_none() {
-                        self.down_since = Some(self.clock.now());
-                        eprintln!(
-                            "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, \
-                             console and files continue"
-                        );
-                    }
-                    if self.give_up.passed() {
-                        self.counters.batches_failed.fetch_add(1, Relaxed);
-                        self.counters.events_dropped.fetch_add(events.len() as u64, Relaxed);
-                        return;
-                    }
+                Err(Failure::Retry(reason) | Failure::Credentials(reason))
+                    if give_up.is_some_and(|at| Instant::now() >= at) =>
+                {
+                    self.report_down(&reason);
+                    // Not lost: the lines stay in the file, after the acknowledged cursor.
+                    self.counters.batches_failed.fetch_add(1, Relaxed);
+                    self.batcher.clear();
+                    self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
+                    return false;
+                }
+                Err(failure @ (Failure::Retry(_) | Failure::Credentials(_))) => {
+                    let cap =
+                        if matches!(failure, Failure::Credentials(_)) { CREDENTIALS_BACKOFF_CAP } else { BACKOFF_CAP };
+                    let (Failure::Retry(reason) | Failure::Credentials(reason)) = failure else {
+                        unreachable!("matched above")
+                    };
+                    self.report_down(&reason);
                     self.counters.batches_retried.fetch_add(1, Relaxed);
                     let wait = self.jittered(backoff);
-                    std::thread::sleep(self.give_up.remaining().map_or(wait, |left| wait.min(left)));
-                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                    self.wait(give_up.map_or(wait, |at| wait.min(at.saturating_duration_since(Instant::now()))));
+                    backoff = (backoff * 2).min(cap);
                 }
             }
+        }
+    }
+
+    /// Waits `wait`, waking early when a flush or shutdown asks for a deadline.
+    fn wait(&self, wait: Duration) {
+        let requests = self.control.lock();
+        let before = (requests.stop, requests.flush_asked);
+        let _ = self
+            .control
+            .changed
+            .wait_timeout_while(requests, wait, |requests| (requests.stop, requests.flush_asked) == before);
+    }
+
+    fn report_down(&mut self, reason: &str) {
+        if self.down_since.is_none() {
+            self.down_since = Some(self.clock.now());
+            eprintln!(
+                "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, the lines wait in \
+                 {GENERAL_FILE}, console and files continue"
+            );
+        }
+    }
+
+    /// Sets up the group and stream if not done yet, then sends `events`.
+    async fn put(
+        &mut self,
+        client: &Client,
+        events: &[InputLogEvent],
+    ) -> Result<aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput, Failure> {
+        if !self.ready {
+            self.set_up(client).await?;
+            self.ready = true;
+        }
+        client
+            .put_log_events()
+            .log_group_name(&self.config.log_group)
+            .log_stream_name(&self.stream)
+            .set_log_events(Some(events.to_vec()))
+            .send()
+            .await
+            .map_err(|error| classify(&error))
+    }
+
+    /// Creates the group (with its retention) and the stream when missing. An existing group's
+    /// retention is changed only when `retention_days` was set explicitly. AccessDenied on the
+    /// group's creation or retention (a least-privilege role) is reported once and delivery goes
+    /// on: the group may well exist.
+    async fn set_up(&mut self, client: &Client) -> Result<(), Failure> {
+        let group = self.config.log_group.clone();
+        let retention = i32::try_from(self.config.retention_days).unwrap_or(30);
+        let created = match client.create_log_group().log_group_name(&group).send().await {
+            Ok(_) => true,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_already_exists_exception()) => false,
+            Err(error) => match classify(&error) {
+                Failure::Credentials(reason) if error.code() == Some("AccessDeniedException") => {
+                    self.report_setup(&format!("creating the log group {group}: {reason}"));
+                    false
+                }
+                failure => return Err(failure),
+            },
+        };
+        if created || self.config.retention_explicit {
+            if let Err(error) =
+                client.put_retention_policy().log_group_name(&group).retention_in_days(retention).send().await
+            {
+                match classify(&error) {
+                    Failure::Credentials(reason) if error.code() == Some("AccessDeniedException") => {
+                        self.report_setup(&format!("setting the retention of {group}: {reason}"));
+                    }
+                    failure => return Err(failure),
+                }
+            }
+        }
+        match client.create_log_stream().log_group_name(&group).log_stream_name(&self.stream).send().await {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_already_exists_exception()) => Ok(()),
+            Err(error) => match classify(&error) {
+                Failure::Credentials(reason) if error.code() == Some("AccessDeniedException") => {
+                    self.report_setup(&format!("creating the log stream {}: {reason}", self.stream));
+                    Ok(())
+                }
+                failure => Err(failure),
+            },
+        }
+    }
+
+    fn report_setup(&mut self, what: &str) {
+        if !self.reported_setup {
+            self.reported_setup = true;
+            eprintln!(
+                "chimera-log: CloudWatch: not allowed {what}; delivery goes on (the role may lack the permission only)"
+            );
+        }
+    }
+
+    fn count_window_rejections(&mut self, batch: &Batch) {
+        let outside = batch.too_old + batch.too_new;
+        self.counters.events_rejected.fetch_add(outside, Relaxed);
+        if outside > 0 && !self.reported_rejections {
+            self.reported_rejections = true;
+            eprintln!(
+                "chimera-log: CloudWatch: {outside} event(s) outside the accepted time window were not sent \
+                 (older than 14 days or the retention, or more than 2 h ahead); counted in stats()"
+            );
         }
     }
 
@@ -293,14 +691,6 @@ impl CloudWatchSink {
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
         wait.mul_f64(0.5 + (self.seed % 1000) as f64 / 2000.0)
-    }
-
-    /// Sends while a batch is due (`all`: until nothing is waiting).
-    fn send(&mut self, all: bool) {
-        while !self.batcher.is_empty() && (all || self.batcher.due(self.clock.now())) {
-            let batch = self.batcher.take_batch(self.clock.now());
-            self.deliver(batch);
-        }
     }
 }
 
@@ -348,52 +738,6 @@ fn line_timestamp_ms(line: &str) -> Option<i64> {
     let end = rest.find('"')?;
     let time = chrono::DateTime::parse_from_rfc3339(&rest[..end]).ok()?;
     Some(time.timestamp_millis())
-}
-
-impl Sink for CloudWatchSink {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches('\n');
-        let now = self.clock.now();
-        let timestamp = line_timestamp_ms(line).unwrap_or_else(|| batch::millis(now));
-        match self.batcher.push(timestamp, line) {
-            Pushed::Whole => {}
-            Pushed::Truncated => {
-                self.counters.events_truncated.fetch_add(1, Relaxed);
-            }
-            Pushed::Dropped => {
-                self.counters.events_dropped.fetch_add(1, Relaxed);
-                if !self.reported_drops {
-                    self.reported_drops = true;
-                    eprintln!(
-                        "chimera-log: CloudWatch buffer full ({} bytes) while delivery is failing: dropping events, counted in stats()",
-                        self.config.max_buffer_bytes
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn write_batch(&mut self, bytes: &[u8], lens: &[u32]) -> io::Result<()> {
-        let mut at = 0;
-        for &len in lens {
-            self.write_line(&bytes[at..at + len as usize])?;
-            at += len as usize;
-        }
-        self.send(false);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send(true);
-        Ok(())
-    }
-
-    fn tick(&mut self) -> io::Result<()> {
-        self.send(false);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
