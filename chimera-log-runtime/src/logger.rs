@@ -156,6 +156,13 @@ impl LogGuard {
         self.dispatcher.stats()
     }
 
+    /// Waits until every event emitted before the call is in the files, without waiting for
+    /// CloudWatch to ship it. For tests that kill the process while lines are being shipped.
+    #[doc(hidden)]
+    pub fn flush_files(&self) -> bool {
+        self.dispatcher.flush_files()
+    }
+
     /// Waits until every writer thread has handed the events emitted before the call to its
     /// sinks, *without* a flush: a CloudWatch batch that is not due stays unsent. For tests that
     /// assert what has not happened yet; `false` after the shutdown timeout.

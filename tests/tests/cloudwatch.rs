@@ -564,3 +564,234 @@ fn without_credentials_cloudwatch_says_so_once_and_the_files_keep_working() {
     assert!(ours[0].contains("no AWS credentials found"), "{}", ours[0]);
     assert_eq!(common::json_lines(&dir.path().join("chimera.log")).len(), 10);
 }
+
+// ---- the file is the buffer: backlogs, restarts, crashes, tokio, least privilege ------------
+
+/// The `seq`s of every event of stream `s`, and how many arrived more than once.
+fn seqs_and_duplicates(client: &Client, runtime: &tokio::runtime::Runtime, group: &str) -> (Vec<u64>, usize) {
+    let mut seqs = seqs_in_stream(client, runtime, group);
+    let total = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let duplicates = total - seqs.len();
+    (seqs, duplicates)
+}
+
+#[test]
+fn a_20000_event_burst_through_throttling_and_503s_arrives_exactly_once_in_a_handful_of_requests() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Burst");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush()); // set-up done
+                            // 503 for 2.5 s, and every 4th request throttled throughout.
+    let unavailable_until = std::time::Instant::now() + Duration::from_millis(2_500);
+    proxy.set_mode(common::proxy::Mode::Rough { unavailable_until, throttle_every: 4 });
+    let blob = "b".repeat(200_000);
+    for seq in 1..20_000u64 {
+        if seq % 500 == 0 {
+            logger.info("tick", json!({ "seq": seq, "blob": blob }));
+        } else {
+            logger.info("tick", json!({ "seq": seq }));
+        }
+    }
+    assert!(guard.flush(), "everything delivered");
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    assert_eq!(seqs, (0..20_000).collect::<Vec<_>>());
+    assert_eq!(duplicates, 0, "exactly once");
+    let requests = proxy.accepted_batches();
+    // ~10 MB in all: at least 10 requests by the byte limit; with 100-event caps it took 200.
+    assert!(requests.len() <= 30, "a backlog goes in requests as large as the service takes: {requests:?}");
+    assert!(proxy.seen().violations.is_empty(), "{:?}", proxy.seen().violations);
+    assert_eq!((stats.events_sent, stats.events_dropped, stats.files_skipped), (20_000, 0, 0), "{stats:?}");
+}
+
+#[test]
+fn an_outage_with_50000_events_waiting_delivers_every_one_after_recovery() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("LongOutage");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Outage);
+    for seq in 1..50_000u64 {
+        logger.info("tick", json!({ "seq": seq, "pad": "p".repeat(200) }));
+    }
+    proxy.wait_refused(3);
+    proxy.set_mode(common::proxy::Mode::Pass);
+    assert!(guard.flush());
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    assert_eq!((seqs, duplicates), ((0..50_000).collect::<Vec<_>>(), 0));
+}
+
+#[test]
+fn refused_credentials_are_retried_not_dropped_and_deliver_once_accepted() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Credentials");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::BadCredentials(3));
+    for seq in 1..10u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..10).collect::<Vec<_>>());
+    assert_eq!((stats.batches_retried, stats.events_dropped), (3, 0), "{stats:?}");
+}
+
+#[test]
+fn a_least_privilege_role_denied_group_creation_and_retention_still_delivers() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("LeastPrivilege");
+    runtime.block_on(client.create_log_group().log_group_name(&group).send()).unwrap();
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    proxy.set_mode(common::proxy::Mode::DenySetup);
+    // Retention set explicitly: the logger tries PutRetentionPolicy too, and is denied.
+    let config =
+        CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url).retention_days(7);
+    let guard = LogConfig::new(dir.path()).console(false).cloudwatch(config).build().unwrap();
+    guard.logger("m").info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), [0]);
+    assert_eq!((stats.batches_failed, stats.events_dropped), (0, 0), "{stats:?}");
+    assert_eq!(retention(&client, &runtime, &group), None, "the denied retention was not applied");
+}
+
+#[test]
+fn a_restart_resumes_from_the_cursor_and_sends_nothing_twice() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Restart");
+    let guard = start(dir.path(), cloudwatch(&group, "s"));
+    for seq in 0..300u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    drop(guard);
+    // Lines written while CloudWatch was not configured are shipped by the next start.
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    for seq in 300..400u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    drop(guard);
+    let guard = start(dir.path(), cloudwatch(&group, "s"));
+    for seq in 400..500u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    assert_eq!((seqs, duplicates), ((0..500).collect::<Vec<_>>(), 0));
+}
+
+#[test]
+fn kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_request_twice() {
+    const CHILD: &str = "CHIMERA_CLOUDWATCH_KILL_CHILD";
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (dir, group, url) = {
+            let mut parts = spec.splitn(3, '|');
+            (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+        };
+        let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(url);
+        let guard = LogConfig::new(&dir).console(false).cloudwatch(config).build().unwrap();
+        let logger = guard.logger("m");
+        for seq in 0..20_000u64 {
+            logger.info("tick", json!({ "seq": seq, "pad": "k".repeat(300) }));
+        }
+        assert!(guard.flush_files());
+        println!("written");
+        let _ = std::io::stdin().read_line(&mut String::new()); // killed while waiting here
+        return;
+    }
+    use std::io::BufRead;
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Killed");
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    // Slow requests (~8 MB to ship at most 1 MiB a request): the kill lands while one is in flight.
+    proxy.set_delay(Duration::from_millis(500));
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_request_twice",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, format!("{}|{group}|{}", dir.path().display(), proxy.url))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("written") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
+    }
+    // A request in flight: kill -9. The proxy still delivers it to the service, whose answer
+    // the dead process never reads, so its cursor never moved past it.
+    proxy.wait_in_flight(true);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.wait_in_flight(false);
+    let before_restart = proxy.accepted_batches();
+    assert!(before_restart.iter().sum::<usize>() < 20_000, "killed before it had shipped everything");
+
+    let guard = start(dir.path(), cloudwatch(&group, "s"));
+    assert!(guard.flush());
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    assert_eq!(seqs, (0..20_000).collect::<Vec<_>>(), "every event arrives");
+    let in_flight = *before_restart.last().unwrap();
+    println!("kill -9 then restart: {duplicates} duplicate event(s); requests before the kill: {before_restart:?}");
+    assert!(duplicates <= in_flight, "at most the request in flight is sent again: {duplicates} > {in_flight}");
+}
+
+#[test]
+fn init_logging_emit_flush_and_drop_work_inside_multi_thread_and_current_thread_tokio_runtimes() {
+    let check_client_runtime = runtime();
+    let client = client(&check_client_runtime);
+    for multi_thread in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let group = unique("Tokio");
+        let mut builder = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        let app = builder.enable_all().build().unwrap();
+        // As under #[tokio::main]: the whole program runs inside the runtime.
+        app.block_on(async {
+            let guard = chimera_log_runtime::init_logging(
+                LogConfig::new(dir.path()).console(false).cloudwatch(cloudwatch(&group, "s")),
+            )
+            .unwrap();
+            let logger = chimera_log_runtime::get_logger("service");
+            for seq in 0..20u64 {
+                logger.info("tick", json!({ "seq": seq }));
+            }
+            tokio::task::yield_now().await;
+            assert!(guard.flush());
+            drop(guard);
+        });
+        assert_eq!(
+            seqs_in_stream(&client, &check_client_runtime, &group),
+            (0..20).collect::<Vec<_>>(),
+            "multi_thread: {multi_thread}"
+        );
+    }
+}

@@ -345,6 +345,13 @@ impl Dispatcher {
         files && console
     }
 
+    /// Waits, up to the shutdown timeout, until the lines accepted before the call are in the
+    /// files (not necessarily shipped).
+    pub(crate) fn flush_files(&self) -> bool {
+        self.audit.flush();
+        self.files.flush(deadline_after(self.shutdown_timeout))
+    }
+
     /// Flushes, bounded by the shutdown timeout.
     pub(crate) fn flush(&self) -> bool {
         self.flush_until(deadline_after(self.shutdown_timeout))

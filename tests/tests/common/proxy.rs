@@ -20,6 +20,14 @@ pub enum Mode {
     Invalid(u32),
     /// Answer every request with 503 until the mode changes.
     Outage,
+    /// Answer `PutLogEvents` with 503 until `unavailable_until`, and every `throttle_every`th
+    /// one with `ThrottlingException`, until the mode changes.
+    Rough { unavailable_until: std::time::Instant, throttle_every: u32 },
+    /// Answer the next `n` `PutLogEvents` with `UnrecognizedClientException` (refused credentials).
+    BadCredentials(u32),
+    /// Answer `CreateLogGroup` and `PutRetentionPolicy` with `AccessDeniedException` (a
+    /// least-privilege role), pass everything else.
+    DenySetup,
 }
 
 /// What the proxy saw.
@@ -37,6 +45,12 @@ pub struct Seen {
 struct Shared {
     mode: Mode,
     seen: Seen,
+    /// Added to every forwarded request (a slow or distant endpoint).
+    delay: std::time::Duration,
+    /// Events in every `PutLogEvents` that moto accepted.
+    accepted_batches: Vec<usize>,
+    /// `PutLogEvents` received and not yet answered.
+    in_flight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +65,16 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new((Mutex::new(Shared { mode: Mode::Pass, seen: Seen::default() }), Condvar::new()));
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                mode: Mode::Pass,
+                seen: Seen::default(),
+                delay: std::time::Duration::ZERO,
+                accepted_batches: Vec::new(),
+                in_flight: 0,
+            }),
+            Condvar::new(),
+        ));
         let proxy = Proxy { url, shared };
         let handle = proxy.clone();
         std::thread::spawn(move || {
@@ -66,6 +89,26 @@ impl Proxy {
 
     pub fn set_mode(&self, mode: Mode) {
         self.shared.0.lock().unwrap().mode = mode;
+    }
+
+    /// Adds `delay` to every request forwarded from now on.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.shared.0.lock().unwrap().delay = delay;
+    }
+
+    /// Blocks until a `PutLogEvents` is received and not yet answered (`true`), or until none is
+    /// (`false`).
+    pub fn wait_in_flight(&self, in_flight: bool) {
+        let (lock, signal) = &*self.shared;
+        let mut shared = lock.lock().unwrap();
+        while (shared.in_flight > 0) != in_flight {
+            shared = signal.wait(shared).unwrap();
+        }
+    }
+
+    /// The number of events of each `PutLogEvents` moto accepted, in order.
+    pub fn accepted_batches(&self) -> Vec<usize> {
+        self.shared.0.lock().unwrap().accepted_batches.clone()
     }
 
     pub fn seen(&self) -> Seen {
@@ -96,9 +139,8 @@ impl Proxy {
         while let Some((head, body)) = read_message(&mut reader) {
             let target = header(&head, "x-amz-target").unwrap_or_default();
             let is_put = target.ends_with("PutLogEvents");
-            if is_put {
-                self.check_limits(&body);
-            }
+            let is_setup = target.ends_with("CreateLogGroup") || target.ends_with("PutRetentionPolicy");
+            let events = if is_put { self.check_limits(&body) } else { 0 };
             let refusal = {
                 let (lock, signal) = &*self.shared;
                 let mut shared = lock.lock().unwrap();
@@ -120,6 +162,21 @@ impl Proxy {
                         shared.mode = if n > 1 { Mode::Invalid(n - 1) } else { Mode::Pass };
                         Some((400, "InvalidParameterException"))
                     }
+                    Mode::Rough { unavailable_until, .. }
+                        if is_put && std::time::Instant::now() < unavailable_until =>
+                    {
+                        Some((503, "ServiceUnavailableException"))
+                    }
+                    Mode::Rough { throttle_every, .. }
+                        if is_put && shared.seen.put_log_events % throttle_every == 0 =>
+                    {
+                        Some((400, "ThrottlingException"))
+                    }
+                    Mode::BadCredentials(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::BadCredentials(n - 1) } else { Mode::Pass };
+                        Some((400, "UnrecognizedClientException"))
+                    }
+                    Mode::DenySetup if is_setup => Some((400, "AccessDeniedException")),
                     _ => None,
                 };
                 if refusal.is_some() {
@@ -137,10 +194,29 @@ impl Proxy {
                     )
                     .into_bytes()
                 }
-                None => match forward(upstream, &head, &body) {
-                    Some(response) => response,
-                    None => return,
-                },
+                None => {
+                    let delay = {
+                        let (lock, signal) = &*self.shared;
+                        let mut shared = lock.lock().unwrap();
+                        shared.in_flight += u32::from(is_put);
+                        signal.notify_all();
+                        shared.delay
+                    };
+                    std::thread::sleep(delay); // the simulated latency of a distant endpoint
+                    let response = forward(upstream, &head, &body);
+                    let (lock, signal) = &*self.shared;
+                    let mut shared = lock.lock().unwrap();
+                    shared.in_flight -= u32::from(is_put);
+                    if is_put && response.as_ref().is_some_and(|r| r.starts_with(b"HTTP/1.1 200")) {
+                        shared.accepted_batches.push(events);
+                    }
+                    signal.notify_all();
+                    drop(shared);
+                    match response {
+                        Some(response) => response,
+                        None => return,
+                    }
+                }
             };
             if client.write_all(&response).is_err() {
                 return;
@@ -148,7 +224,8 @@ impl Proxy {
         }
     }
 
-    fn check_limits(&self, body: &[u8]) {
+    /// Checks one `PutLogEvents` body against the limits; returns its number of events.
+    fn check_limits(&self, body: &[u8]) -> usize {
         let request: serde_json::Value = serde_json::from_slice(body).unwrap();
         let events = request["logEvents"].as_array().cloned().unwrap_or_default();
         let bytes: usize = events.iter().map(|e| e["message"].as_str().unwrap().len() + 26).sum();
@@ -172,6 +249,7 @@ impl Proxy {
         shared.seen.max_events = shared.seen.max_events.max(events.len());
         shared.seen.max_bytes = shared.seen.max_bytes.max(bytes);
         shared.seen.violations.extend(violations);
+        events.len()
     }
 }
 
