@@ -62,7 +62,16 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy forwarding to `upstream` (`http://host:port`).
     pub fn start(upstream: &str) -> Proxy {
-        let upstream = upstream.trim_start_matches("http://").to_owned();
+        Self::start_with(Some(upstream.trim_start_matches("http://").to_owned()))
+    }
+
+    /// Starts a stand-in endpoint that accepts every request itself (no moto behind it): for
+    /// measuring the shipper rather than the emulator.
+    pub fn start_fake() -> Proxy {
+        Self::start_with(None)
+    }
+
+    fn start_with(upstream: Option<String>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new((
@@ -133,7 +142,7 @@ impl Proxy {
         }
     }
 
-    fn serve(&self, client: TcpStream, upstream: &str) {
+    fn serve(&self, client: TcpStream, upstream: &Option<String>) {
         let mut reader = BufReader::new(client.try_clone().unwrap());
         let mut client = client;
         while let Some((head, body)) = read_message(&mut reader) {
@@ -203,7 +212,10 @@ impl Proxy {
                         shared.delay
                     };
                     std::thread::sleep(delay); // the simulated latency of a distant endpoint
-                    let response = forward(upstream, &head, &body);
+                    let response = match upstream {
+                        Some(upstream) => forward(upstream, &head, &body),
+                        None => Some(accepted(is_put)),
+                    };
                     let (lock, signal) = &*self.shared;
                     let mut shared = lock.lock().unwrap();
                     shared.in_flight -= u32::from(is_put);
@@ -251,6 +263,16 @@ impl Proxy {
         shared.seen.violations.extend(violations);
         events.len()
     }
+}
+
+/// What the stand-in endpoint answers: success, with a body the SDK parses.
+fn accepted(is_put: bool) -> Vec<u8> {
+    let body = if is_put { "{\"nextSequenceToken\":\"0\"}" } else { "{}" };
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn header(head: &str, name: &str) -> Option<String> {

@@ -44,7 +44,10 @@ use crate::stats::CloudWatchCounters;
 pub(crate) use crate::config::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Throttling and 5xx are retried at least this often: once an outage ends, delivery resumes
+/// within this (jittered) wait, and one request every two seconds per process is nothing to
+/// the service's quota (thousands of `PutLogEvents` a second per account).
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Missing or refused credentials are retried this often at most: a role attached later still
 /// delivers, without hammering the credential chain.
 const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -54,8 +57,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// How a failed request is handled.
 #[derive(Debug, PartialEq, Eq)]
 enum Failure {
-    /// Throttling, 5xx, timeouts, connection failures: wait and send again.
+    /// 5xx, timeouts, connection failures: wait and send again.
     Retry(String),
+    /// Throttled: the service is up but wants fewer requests; wait and send again.
+    Throttled(String),
     /// Credentials missing or refused: say so, wait (up to a minute) and send again.
     Credentials(String),
     /// The group or stream is gone: create them and send again.
@@ -87,12 +92,13 @@ where
             let message = format!("{code} (HTTP {status}): {}", service.err().message().unwrap_or("no message"));
             match code {
                 "ResourceNotFoundException" => Failure::Missing,
-                "ThrottlingException"
-                | "ServiceUnavailableException"
-                | "RequestLimitExceeded"
-                | "LimitExceededException" => Failure::Retry(message),
+                "ThrottlingException" | "RequestLimitExceeded" | "LimitExceededException" => {
+                    Failure::Throttled(message)
+                }
+                "ServiceUnavailableException" => Failure::Retry(message),
                 code if CREDENTIAL_CODES.contains(&code) => Failure::Credentials(message),
-                _ if status == 429 || status >= 500 => Failure::Retry(message),
+                _ if status == 429 => Failure::Throttled(message),
+                _ if status >= 500 => Failure::Retry(message),
                 _ => Failure::Fatal(message),
             }
         }
@@ -496,6 +502,7 @@ impl Worker {
             })
             .collect();
         let mut backoff = BACKOFF_START;
+        let mut throttled = false;
         loop {
             let give_up = self.control.give_up_at();
             let timeout = give_up.map_or(self.config.operation_timeout, |at| {
@@ -541,7 +548,7 @@ impl Worker {
                     self.acknowledge(batch.cursor);
                     return true;
                 }
-                Err(Failure::Retry(reason) | Failure::Credentials(reason))
+                Err(Failure::Retry(reason) | Failure::Throttled(reason) | Failure::Credentials(reason))
                     if give_up.is_some_and(|at| Instant::now() >= at) =>
                 {
                     self.report_down(&reason);
@@ -551,11 +558,23 @@ impl Worker {
                     self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
                     return false;
                 }
-                Err(failure @ (Failure::Retry(_) | Failure::Credentials(_))) => {
-                    let cap =
-                        if matches!(failure, Failure::Credentials(_)) { CREDENTIALS_BACKOFF_CAP } else { BACKOFF_CAP };
-                    let (Failure::Retry(reason) | Failure::Credentials(reason)) = failure else {
-                        unreachable!("matched above")
+                Err(failure) => {
+                    let (cap, reason) = match failure {
+                        Failure::Credentials(reason) => (CREDENTIALS_BACKOFF_CAP, reason),
+                        Failure::Throttled(reason) => {
+                            // Throttled after an outage: the service is back, and the outage's
+                            // long wait is not what throttling asks for.
+                            if !throttled {
+                                backoff = BACKOFF_START;
+                            }
+                            throttled = true;
+                            (BACKOFF_CAP, reason)
+                        }
+                        Failure::Retry(reason) => {
+                            throttled = false;
+                            (BACKOFF_CAP, reason)
+                        }
+                        Failure::Missing | Failure::Fatal(_) => unreachable!("handled by the arms above"),
                     };
                     self.report_down(&reason);
                     self.counters.batches_retried.fetch_add(1, Relaxed);
