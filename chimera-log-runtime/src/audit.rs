@@ -80,7 +80,8 @@ impl ChainKey {
 /// advances `head`. `out` receives the sealed line.
 pub(crate) fn seal(line: &[u8], head: &mut ChainHead, key: &ChainKey, out: &mut Vec<u8>) {
     let open = line.strip_suffix(b"}\n").unwrap_or(line);
-    let seq = head.seq + 1;
+    // Saturating: a head read from a damaged or planted file must not make sealing panic.
+    let seq = head.seq.saturating_add(1);
     out.clear();
     out.extend_from_slice(open);
     out.extend_from_slice(b",\"seq\":");
@@ -191,6 +192,40 @@ pub(crate) fn recover_head(dir: &Path, name: &str, now: SystemTime) -> io::Resul
     Ok(recovered)
 }
 
+/// Lines longer than this are not records this logger wrote (they are skipped, unbuffered): a
+/// damaged or hostile file, a gzip bomb without newlines, cannot exhaust memory at start.
+const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads the next line into `line` (without its newline), keeping at most `cap` bytes of it;
+/// `Some(false)` for a line that was longer (its bytes are discarded), `None` at the end.
+fn read_line_capped(reader: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> io::Result<Option<bool>> {
+    line.clear();
+    let mut whole = true;
+    let mut any = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any.then_some(whole));
+        }
+        any = true;
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buf[..at], Some(at + 1)),
+            None => (buf, None),
+        };
+        if whole && line.len() + chunk.len() <= cap {
+            line.extend_from_slice(chunk);
+        } else {
+            whole = false;
+            line.clear();
+        }
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(whole));
+        }
+    }
+}
+
 /// Calls `each` with the head after every sealed record of the file at `path`, in order; a
 /// missing file has none. An error says where reading stopped (the records before it were given).
 fn for_each_sealed(path: &Path, mut each: impl FnMut(ChainHead)) -> io::Result<()> {
@@ -204,8 +239,10 @@ fn for_each_sealed(path: &Path, mut each: impl FnMut(ChainHead)) -> io::Result<(
     } else {
         Box::new(file)
     };
-    for line in BufReader::new(reader).split(b'\n') {
-        if let Some(record) = parse_sealed(&line?) {
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    while let Some(whole) = read_line_capped(&mut reader, &mut line, MAX_RECORD_BYTES)? {
+        if let (true, Some(record)) = (whole, parse_sealed(&line)) {
             each(ChainHead { seq: record.seq, chain: record.chain });
         }
     }
@@ -235,6 +272,27 @@ mod tests {
         assert_eq!(head, ChainHead { seq: 2, chain: b.chain });
         let value: serde_json::Value = serde_json::from_slice(&second).unwrap();
         assert_eq!(value["seq"], 2);
+    }
+
+    #[test]
+    fn a_line_past_the_cap_is_reported_as_not_whole_and_not_kept() {
+        let text = b"short\nthis line is far too long\nok\nunterminated";
+        let mut reader = BufReader::with_capacity(4, &text[..]);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(whole) = read_line_capped(&mut reader, &mut line, 10).unwrap() {
+            seen.push((whole, String::from_utf8(line.clone()).unwrap()));
+        }
+        let expected = [(true, "short"), (false, ""), (true, "ok"), (false, "")];
+        assert_eq!(seen, expected.map(|(whole, text)| (whole, text.to_owned())));
+    }
+
+    #[test]
+    fn sealing_after_the_largest_seq_saturates_instead_of_panicking() {
+        let mut head = ChainHead { seq: u64::MAX, chain: [0; 32] };
+        let mut out = Vec::new();
+        seal(b"{\"context\":{}}\n", &mut head, &ChainKey::unkeyed(), &mut out);
+        assert_eq!(head.seq, u64::MAX);
     }
 
     #[test]

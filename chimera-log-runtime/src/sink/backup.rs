@@ -8,9 +8,9 @@
 //! A name counts as a backup only when it parses exactly as one (the stamp formats back to the
 //! same text) and names a regular file: a link or a directory with a backup's name is never
 //! read, compressed or removed. A stamp later than [`FUTURE_TOLERANCE`] past the clock cannot
-//! have been written by this logger; such a file is reported and otherwise ignored, so a
-//! planted far-future name neither hides the real newest backup nor makes retention delete
-//! real ones.
+//! have been written by this logger, nor can a file owned by another user; such a file is
+//! reported and otherwise ignored, so a planted name neither hides the real newest backup nor
+//! makes retention delete real ones.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -109,6 +109,20 @@ pub(crate) fn parse_backup_name(file_name: &str, name: &str) -> Option<(Stamp, B
     Some((Stamp::parse(stamp)?, kind))
 }
 
+/// Whether the directory entry belongs to this process's effective user.
+fn owned_by_us(entry: &fs::DirEntry) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(entry.metadata()?.uid() == safe_fs::effective_uid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = entry;
+        Ok(true)
+    }
+}
+
 /// The newest stamp this logger could have written by `now`.
 fn latest_plausible(now: SystemTime) -> Stamp {
     Stamp::from_time(now.checked_add(FUTURE_TOLERANCE).unwrap_or(now))
@@ -134,8 +148,10 @@ pub(crate) fn list_backups_and_ignored(dir: &Path, name: &str, now: SystemTime) 
         let Some((stamp, kind)) = file_name.to_str().and_then(|n| parse_backup_name(n, name)) else {
             continue;
         };
-        // The entry's own type: a link is a link, whatever it points to.
-        if !entry.file_type()?.is_file() || stamp > latest {
+        // The entry's own type: a link is a link, whatever it points to. A file of another user
+        // was not written by this logger (someone who may only create files in the directory
+        // could otherwise plant names that retention counts, and so delete real backups).
+        if !entry.file_type()?.is_file() || stamp > latest || !owned_by_us(&entry)? {
             ignored.push(file_name.to_string_lossy().into_owned());
             continue;
         }
@@ -375,6 +391,33 @@ mod tests {
         assert!(dir.path().join("chimera.log.99991231T235959.999999Z").exists());
         assert!(fs::symlink_metadata(&link).is_ok() && target.exists());
         assert!(plain_path(dir.path(), "chimera.log", real[2]).exists());
+    }
+
+    #[test]
+    fn a_backup_name_owned_by_another_user_is_ignored_and_never_counted_by_retention() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_705_314_645);
+        let real = Stamp::from_time(now - Duration::from_secs(100));
+        fs::write(plain_path(dir.path(), "chimera.log", real), "x\n").unwrap();
+        // Near-future names (within the tolerance) planted by another user.
+        let planted: Vec<_> = (1..=3)
+            .map(|i| plain_path(dir.path(), "chimera.log", Stamp::from_time(now + Duration::from_secs(i))))
+            .collect();
+        let other = if safe_fs::effective_uid() == 65_534 { 65_533 } else { 65_534 };
+        for path in &planted {
+            fs::write(path, "planted\n").unwrap();
+            if std::os::unix::fs::chown(path, Some(other), None).is_err() {
+                // Only root may give a file away; as another user, plant nothing and say so.
+                panic!("this test needs to chown files to uid {other}; run the suite as root (CI does)");
+            }
+            assert_eq!(fs::metadata(path).unwrap().uid(), other);
+        }
+        let (backups, ignored) = list_backups_and_ignored(dir.path(), "chimera.log", now).unwrap();
+        assert_eq!(backups.iter().map(|(stamp, _)| *stamp).collect::<Vec<_>>(), [real]);
+        assert_eq!(ignored.len(), 3);
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now).unwrap(), 0);
+        assert!(plain_path(dir.path(), "chimera.log", real).exists(), "the real backup is kept");
     }
 
     #[test]

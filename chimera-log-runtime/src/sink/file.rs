@@ -208,7 +208,9 @@ impl FileSink {
             return Ok(());
         }
         if let (false, Some(retry_at)) = (force, self.retry_at) {
-            if self.clock.now() < retry_at {
+            let now = self.clock.now();
+            // Not due yet, unless the clock was stepped back past the failure (then it is).
+            if now < retry_at && retry_at.duration_since(now).unwrap_or_default() <= RETRY_AFTER {
                 return Ok(());
             }
         }

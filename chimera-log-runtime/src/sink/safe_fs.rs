@@ -106,17 +106,57 @@ pub(crate) fn set_mode(file: &File, mode: u32) -> io::Result<()> {
     }
 }
 
+/// The effective user id of this process.
+#[cfg(unix)]
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a file that has other names: a hard link planted at a log path would have this
+/// logger write into (or truncate) a file elsewhere. Linux's `protected_hardlinks` stops most
+/// such links; this also covers systems without it.
+fn ensure_single_link(path: &Path, file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let links = file.metadata()?.nlink();
+        if links > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} has {links} names (hard links); chimera-log writes only into files of its own \
+                     (remove the other links, or point log_dir elsewhere)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let _ = (path, file);
+    Ok(())
+}
+
 /// Opens the log file at `path` for appending (and reading, to check its last byte), creating
-/// it `0640` whatever the umask. Refuses a symbolic link or anything not a regular file.
+/// it with `mode` whatever the umask. Refuses a symbolic link, anything not a regular file, and
+/// a file with other hard links.
 pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    open_append_with_mode(path, FILE_MODE)
+}
+
+/// As [`open_append`], creating the file with `mode`.
+pub(crate) fn open_append_with_mode(path: &Path, mode: u32) -> io::Result<File> {
     check_regular_or_absent(path)?;
     loop {
         match no_follow(OpenOptions::new().read(true).append(true)).open(path) {
-            Ok(file) => return ensure_regular(path, file),
+            Ok(file) => {
+                let file = ensure_regular(path, file)?;
+                ensure_single_link(path, &file)?;
+                return Ok(file);
+            }
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(link_error(path, e)),
             Err(_) => {}
         }
-        match create_new(path, FILE_MODE, true) {
+        match create_new(path, mode, true) {
             Ok(file) => return Ok(file),
             // Created by someone else between the two opens: open that one (checked above).
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -237,7 +277,8 @@ pub(crate) enum LockError {
 pub(crate) fn lock_dir(dir: &Path) -> Result<File, LockError> {
     use std::io::{Read, Seek, Write};
     let path = dir.join(LOCK_FILE);
-    let mut file = open_append(&path).map_err(LockError::Io)?;
+    // Owner only: anyone who can open it can hold the lock (flock needs no write access).
+    let mut file = open_append_with_mode(&path, 0o600).map_err(LockError::Io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
@@ -290,6 +331,27 @@ mod tests {
         symlink(&target, &link).unwrap();
         assert!(remove_regular(&link).is_err());
         assert!(fs::symlink_metadata(&link).is_ok() && target.exists());
+    }
+
+    #[test]
+    fn a_hard_link_at_a_log_path_is_refused_and_its_other_name_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("service.db");
+        fs::write(&target, "data\n").unwrap();
+        fs::hard_link(&target, dir.path().join(LOCK_FILE)).unwrap();
+        fs::hard_link(&target, dir.path().join("chimera.log")).unwrap();
+        let error = open_append(&dir.path().join("chimera.log")).unwrap_err();
+        assert!(error.to_string().contains("hard links"), "{error}");
+        assert!(matches!(lock_dir(dir.path()), Err(LockError::Io(_))));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "data\n", "neither appended to nor truncated");
+    }
+
+    #[test]
+    fn files_created_here_belong_to_the_effective_user() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_new(&dir.path().join("x"), FILE_MODE, false).unwrap();
+        assert_eq!(file.metadata().unwrap().uid(), effective_uid());
     }
 
     #[test]
