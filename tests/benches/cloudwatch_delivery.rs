@@ -66,6 +66,46 @@ fn burst() -> (f64, usize, usize) {
     (elapsed, batches.iter().sum(), batches.len())
 }
 
+/// This process's resident memory, in MiB (Linux).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Memory through an outage: 200,000 events (~50 MB of lines) emitted while every request
+/// fails; resident memory before the outage, at its end, and seconds to deliver everything
+/// once it ends.
+fn outage() -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = proxy::Proxy::start_fake();
+    let guard = config(dir.path(), &endpoint.url).build().unwrap();
+    let logger = guard.logger("bench");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    let before = rss_mib();
+    endpoint.set_mode(proxy::Mode::Outage);
+    let pad = "p".repeat(120);
+    for seq in 1..200_000u64 {
+        logger.info("tick", json!({ "seq": seq, "pad": pad }));
+    }
+    assert!(guard.flush_files());
+    endpoint.wait_refused(5);
+    let during = rss_mib();
+    endpoint.set_mode(proxy::Mode::Pass);
+    let recovering = Instant::now();
+    assert!(guard.flush());
+    let seconds = recovering.elapsed().as_secs_f64();
+    drop(guard);
+    let delivered: usize = endpoint.accepted_batches().iter().sum();
+    assert_eq!(delivered, 200_000, "every event delivered after the outage");
+    (before, during, seconds)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -87,6 +127,11 @@ fn main() {
         "steady: 200,000 events of ~250 bytes, 50 ms per request: median {:.0} events/s delivered (runs: {:?})",
         median(rates.clone()),
         rates.iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    let (before, during, seconds) = outage();
+    println!(
+        "outage: 200,000 events (~50 MB of lines) emitted while every request fails: resident memory \
+         {before:.1} MiB before, {during:.1} MiB at the end of the outage; all delivered {seconds:.2} s after it ended"
     );
     let bursts: Vec<(f64, usize, usize)> = (0..3).map(|_| burst()).collect();
     let mut by_time = bursts.clone();

@@ -147,7 +147,7 @@ fn links_named_like_backups_are_never_read_compressed_or_removed() {
 }
 
 #[test]
-fn under_umask_000_the_directory_is_0750_files_0640_and_backups_0440() {
+fn under_umask_000_the_directory_is_0750_files_0640_the_lock_0600_and_backups_0440() {
     const CHILD: &str = "CHIMERA_UMASK_TEST_DIR";
     if let Ok(dir) = std::env::var(CHILD) {
         let guard = LogConfig::new(dir).console(false).max_bytes(400).compress(true).build().unwrap();
@@ -163,16 +163,21 @@ fn under_umask_000_the_directory_is_0750_files_0640_and_backups_0440() {
     let status = Command::new("sh")
         .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
         .arg(&exe)
-        .args(["under_umask_000_the_directory_is_0750_files_0640_and_backups_0440", "--exact", "--test-threads=1"])
+        .args([
+            "under_umask_000_the_directory_is_0750_files_0640_the_lock_0600_and_backups_0440",
+            "--exact",
+            "--test-threads=1",
+        ])
         .env(CHILD, &dir)
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
     assert_eq!(mode(&dir), 0o750, "log directory");
-    for name in ["chimera.log", "executions.log", ".chimera-log.lock"] {
+    for name in ["chimera.log", "executions.log"] {
         assert_eq!(mode(&dir.join(name)), 0o640, "{name}");
     }
+    assert_eq!(mode(&dir.join(".chimera-log.lock")), 0o600, "the lock: owner only");
     let backups = common::backups(&dir, "executions.log");
     assert!(!backups.is_empty());
     for backup in backups {
