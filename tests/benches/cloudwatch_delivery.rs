@@ -53,7 +53,7 @@ fn burst() -> (f64, usize, usize) {
     endpoint
         .set_mode(proxy::Mode::Rough { unavailable_until: started + Duration::from_millis(2_500), throttle_every: 4 });
     let blob = "b".repeat(200_000);
-    for seq in 1..20_000u64 {
+    for seq in 1..=20_000u64 {
         if seq % 500 == 0 {
             logger.info("tick", json!({ "seq": seq, "blob": blob }));
         } else {
@@ -136,6 +136,7 @@ fn main() {
     let bursts: Vec<(f64, usize, usize)> = (0..3).map(|_| burst()).collect();
     let mut by_time = bursts.clone();
     by_time.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // The set-up event before the burst is not counted.
     let (seconds, delivered, requests) = by_time[1];
     println!(
         "burst: 20,000 events (every 500th 200 KB), 503 for 2.5 s, every 4th request throttled, 50 ms per \
