@@ -168,14 +168,19 @@ impl Control {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for `done` to reach a ticket taken now, or `deadline`.
-    fn ticket(&self, deadline: Instant, take: impl Fn(&mut Requests) -> u64, done: impl Fn(&Requests) -> bool) -> bool {
+    /// Takes a ticket (`take` records the request and returns it) and waits until `done` says
+    /// the shipper answered it, or `deadline`; `true` if answered.
+    fn ticket<T>(
+        &self,
+        deadline: Instant,
+        take: impl FnOnce(&mut Requests) -> T,
+        done: impl Fn(&Requests, &T) -> bool,
+    ) -> bool {
         let mut requests = self.lock();
         let ticket = take(&mut requests);
         self.changed.notify_all();
-        let _ = ticket;
         loop {
-            if done(&requests) {
+            if done(&requests, &ticket) || requests.finished {
                 return true;
             }
             let now = Instant::now();
@@ -249,30 +254,26 @@ impl Shipper {
     /// Ships everything `chimera.log` holds now; `false` if not all of it was acknowledged by
     /// `deadline`. Call after the file writer has written what the flush covers.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        let asked = std::cell::Cell::new(0);
         self.control.ticket(
             deadline,
             |requests| {
                 requests.flush_asked += 1;
                 requests.flush_deadline = Some(requests.flush_deadline.map_or(deadline, |d| d.max(deadline)));
-                asked.set(requests.flush_asked);
                 requests.flush_asked
             },
-            |requests| requests.flush_done >= asked.get() || requests.finished,
+            |requests, asked| requests.flush_done >= *asked,
         )
     }
 
     /// Waits until the shipper has read what `chimera.log` holds now, sending only what is due.
     pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
-        let asked = std::cell::Cell::new(0);
         self.control.ticket(
             deadline,
             |requests| {
                 requests.look_asked += 1;
-                asked.set(requests.look_asked);
                 requests.look_asked
             },
-            |requests| requests.look_done >= asked.get() || requests.finished,
+            |requests, asked| requests.look_done >= *asked,
         )
     }
 
@@ -283,14 +284,8 @@ impl Shipper {
         // ended by the deadline itself.
         let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
         let give_up = deadline.checked_sub(margin).unwrap_or(deadline);
-        let finished = self.control.ticket(
-            deadline,
-            |requests| {
-                requests.stop = Some(give_up);
-                0
-            },
-            |requests| requests.finished,
-        );
+        let finished =
+            self.control.ticket(deadline, |requests| requests.stop = Some(give_up), |requests, ()| requests.finished);
         if finished {
             if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = thread.join();
