@@ -249,8 +249,14 @@ impl Follower {
             Some((stamp, files)) if files.plain => {
                 (backup::plain_path(&self.dir, &self.name, *stamp), false, Reading::Backup(*stamp))
             }
-            // Only a `.gz.tmp` left of it: between two steps of compression; look again later.
-            Some(_) => return Ok(false),
+            // Only a `.gz.tmp` left of it (compression renames the `.gz` into place before it
+            // removes the plain file, so this is the debris of a crash, not a step in progress):
+            // nothing readable is left of that backup; count it and go past it.
+            Some((stamp, _)) => {
+                followed.skipped += 1;
+                self.cursor = Cursor { after: Some(*stamp), offset: 0, fingerprint: None };
+                return self.open_file(followed, now);
+            }
             None => {
                 let path = self.dir.join(&self.name);
                 let identity = match fs::symlink_metadata(&path) {
@@ -459,6 +465,18 @@ mod tests {
         assert_eq!(read_all(&mut follower, &mut followed), ["b1"]);
         // Lines appended to the old file after the follower's last look would be lost with it;
         // the follower cannot know there were none, so it says a file was skipped.
+        assert_eq!(followed.skipped, 1);
+    }
+
+    #[test]
+    fn a_backup_of_which_only_a_half_written_gz_tmp_is_left_is_counted_and_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join(format!("{NAME}.{}.gz.tmp", stamp(1).format())), b"\x1f\x8b half").unwrap();
+        append(d, "c1\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
         assert_eq!(followed.skipped, 1);
     }
 
