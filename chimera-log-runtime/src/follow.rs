@@ -78,7 +78,14 @@ impl Cursor {
         let mut file = safe_fs::create_new(&tmp, safe_fs::FILE_MODE, false)?;
         file.write_all(text.as_bytes())?;
         file.sync_data()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        // The rename itself must survive a power loss, or the cursor moves back.
+        if let Some(dir) = path.parent() {
+            if let Ok(dir) = fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -169,7 +176,7 @@ impl Follower {
             let read = open.reader.read_until(b'\n', line)?;
             if read > 0 && line.ends_with(b"\n") {
                 if self.cursor.offset == 0 {
-                    self.cursor.fingerprint = Some(fingerprint(line));
+                    self.cursor.fingerprint = Some(line_fingerprint(line));
                 }
                 self.cursor.offset += read as u64;
                 return Ok(Some(self.cursor));
@@ -240,14 +247,25 @@ impl Follower {
     /// Opens the file the cursor names at the cursor's offset; `false` when there is nothing to
     /// open yet.
     fn open_file(&mut self, followed: &mut Followed, now: SystemTime) -> io::Result<bool> {
-        let backups = backup::list_backups(&self.dir, &self.name, now)?;
-        let next = backups.iter().find(|(stamp, _)| self.cursor.after.is_none_or(|after| *stamp > after));
-        let (path, gz, reading) = match next {
-            Some((stamp, files)) if files.gz => {
-                (backup::gz_path(&self.dir, &self.name, *stamp), true, Reading::Backup(*stamp))
+        // The family can change between the listing and the open (a rotation, a compression):
+        // then look again rather than conclude that a file is gone.
+        for _ in 0..4 {
+            match self.try_open(followed, now)? {
+                Opened::Yes => return Ok(true),
+                Opened::NotYet => return Ok(false),
+                Opened::LookAgain => {}
             }
+        }
+        Ok(false)
+    }
+
+    fn try_open(&mut self, followed: &mut Followed, now: SystemTime) -> io::Result<Opened> {
+        let backups = backup::list_backups(&self.dir, &self.name, now)?;
+        let newer = |after: Option<Stamp>| backups.iter().filter(move |(stamp, _)| after.is_none_or(|a| *stamp > a));
+        let (path, gz, backup_stamp) = match newer(self.cursor.after).next() {
+            Some((stamp, files)) if files.gz => (backup::gz_path(&self.dir, &self.name, *stamp), true, Some(*stamp)),
             Some((stamp, files)) if files.plain => {
-                (backup::plain_path(&self.dir, &self.name, *stamp), false, Reading::Backup(*stamp))
+                (backup::plain_path(&self.dir, &self.name, *stamp), false, Some(*stamp))
             }
             // Only a `.gz.tmp` left of it (compression renames the `.gz` into place before it
             // removes the plain file, so this is the debris of a crash, not a step in progress):
@@ -255,68 +273,94 @@ impl Follower {
             Some((stamp, _)) => {
                 followed.skipped += 1;
                 self.cursor = Cursor { after: Some(*stamp), offset: 0, fingerprint: None };
-                return self.open_file(followed, now);
+                return Ok(Opened::LookAgain);
             }
-            None => {
-                let path = self.dir.join(&self.name);
-                let identity = match fs::symlink_metadata(&path) {
-                    Ok(metadata) => Identity::of(&metadata),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-                    Err(e) => return Err(e),
-                };
-                (path, false, Reading::Current(identity))
-            }
+            None => (self.dir.join(&self.name), false, None),
         };
-        let hash = match first_line_hash(&path, gz) {
-            Ok(hash) => hash,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        let mut file = match safe_fs::open_read(&path) {
+            Ok(file) => file,
+            // Renamed or compressed since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(if backup_stamp.is_some() { Opened::LookAgain } else { Opened::NotYet })
+            }
             Err(e) => return Err(e),
         };
-        if let (Some(finished), Some(hash), Reading::Backup(stamp)) = (self.finished, hash, reading) {
+        // Identity and first line from this one descriptor, whatever the path names by now.
+        let identity = Identity::of(&file.metadata()?);
+        let hash = first_line_hash_of(&mut file, gz)?;
+        file.seek(SeekFrom::Start(0))?;
+        if let (Some(finished), Some(hash), Some(stamp)) = (self.finished, hash, backup_stamp) {
             if finished == hash && self.cursor.offset == 0 {
                 // The file just finished, found under its backup name: go past it.
                 self.finished = None;
                 self.cursor.after = Some(stamp);
-                return self.open_file(followed, now);
+                return Ok(Opened::LookAgain);
             }
         }
         let same_file = match self.cursor.fingerprint {
-            None => true,
+            None => self.cursor.offset == 0,
             Some(expected) => hash == Some(expected),
         };
-        if !same_file || (self.cursor.fingerprint.is_none() && self.cursor.offset > 0) {
+        if !same_file {
+            if backup_stamp.is_none() && backup::list_backups(&self.dir, &self.name, now)?.len() != backups.len() {
+                // The current file was rotated between the listing and the open: the file the
+                // cursor names is a backup now.
+                return Ok(Opened::LookAgain);
+            }
             followed.skipped += 1;
             self.cursor.offset = 0;
             self.cursor.fingerprint = None;
         }
-        let file = safe_fs::open_read(&path)?;
-        let reading = match reading {
-            // The identity of the file actually opened, not of whatever was at the path before.
-            Reading::Current(_) => Reading::Current(Identity::of(&file.metadata()?)),
-            other => other,
-        };
         let reader: Box<dyn BufRead + Send> = if gz {
             let mut decoder = flate2::read::MultiGzDecoder::new(file);
             io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink())?;
             Box::new(BufReader::with_capacity(256 * 1024, decoder))
         } else {
-            let mut file = file;
             file.seek(SeekFrom::Start(self.cursor.offset))?;
             Box::new(BufReader::with_capacity(256 * 1024, file))
         };
+        let reading = match backup_stamp {
+            Some(stamp) => Reading::Backup(stamp),
+            None => Reading::Current(identity),
+        };
         self.open = Some(Open { reader, reading });
-        Ok(true)
+        Ok(Opened::Yes)
     }
 }
 
-/// The fingerprint of the first line of the file at `path` (gunzipped if `gz`), if it has a
-/// whole one.
-fn first_line_hash(path: &Path, gz: bool) -> io::Result<Option<u64>> {
-    let file = safe_fs::open_read(path)?;
-    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+/// What one attempt to open the cursor's file found.
+#[derive(Debug)]
+enum Opened {
+    Yes,
+    /// Nothing to read yet (no current file).
+    NotYet,
+    /// The family changed under the attempt, or the cursor moved past a file: try again.
+    LookAgain,
+}
+
+/// The fingerprint covers at most this much of a first line, so that it is the same whether
+/// taken from a whole line read by the follower or from a file's start.
+const FINGERPRINT_PREFIX: usize = 4096;
+
+/// The fingerprint of a first line (its newline included), or of its first
+/// [`FINGERPRINT_PREFIX`] bytes when it is longer.
+fn line_fingerprint(line: &[u8]) -> u64 {
+    fingerprint(&line[..line.len().min(FINGERPRINT_PREFIX)])
+}
+
+/// The fingerprint of the first line read from `file` (gunzipped if `gz`), if it has a whole
+/// one (or at least [`FINGERPRINT_PREFIX`] bytes of one).
+fn first_line_hash_of(file: &mut fs::File, gz: bool) -> io::Result<Option<u64>> {
+    let reader: Box<dyn Read + '_> =
+        if gz { Box::new(flate2::read::MultiGzDecoder::new(&*file)) } else { Box::new(&*file) };
     let mut first = Vec::new();
-    BufReader::new(reader.take(1 << 20)).read_until(b'\n', &mut first)?;
-    Ok(first.ends_with(b"\n").then(|| fingerprint(&first)))
+    BufReader::new(reader.take(FINGERPRINT_PREFIX as u64)).read_until(b'\n', &mut first)?;
+    Ok((first.ends_with(b"\n") || first.len() == FINGERPRINT_PREFIX).then(|| fingerprint(&first)))
+}
+
+/// The fingerprint of the first line of the file at `path` (gunzipped if `gz`).
+fn first_line_hash(path: &Path, gz: bool) -> io::Result<Option<u64>> {
+    first_line_hash_of(&mut safe_fs::open_read(path)?, gz)
 }
 
 fn backup_first_line_hash(
@@ -478,6 +522,25 @@ mod tests {
         let mut follower = Follower::new(d, NAME, Cursor::default());
         assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
         assert_eq!(followed.skipped, 1);
+    }
+
+    #[test]
+    fn a_first_line_longer_than_the_fingerprint_prefix_is_recognised_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let long = "L".repeat(3 * FINGERPRINT_PREFIX);
+        append(d, &format!("{long}\nb\n"));
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed).len(), 2);
+        append(d, "c\n");
+        // Each read at the end reopens the file: it must be known as the same file.
+        assert_eq!(read_all(&mut follower, &mut followed), ["c"]);
+        rotate(d, 1);
+        compress(d, 1);
+        append(d, "d\n");
+        assert_eq!(read_all(&mut follower, &mut followed), ["d"]);
+        assert_eq!(followed.skipped, 0);
     }
 
     #[test]

@@ -795,3 +795,32 @@ fn init_logging_emit_flush_and_drop_work_inside_multi_thread_and_current_thread_
         );
     }
 }
+
+#[test]
+fn a_flush_that_times_out_in_an_outage_does_not_stop_delivery_after_it() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("FlushTimeout");
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url);
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .shutdown_timeout(Duration::from_secs(1))
+        .cloudwatch(config)
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Outage);
+    for seq in 1..150u64 {
+        logger.info("tick", json!({ "seq": seq }));
+    }
+    assert!(!guard.flush(), "the outage outlasts the flush's 1 s");
+    proxy.set_mode(common::proxy::Mode::Pass);
+    // No flush now: 149 waiting events are due by count, and go by themselves.
+    assert!(proxy.wait_accepted(150, Duration::from_secs(60)), "delivery resumed after the failed flush");
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    assert_eq!((seqs, duplicates), ((0..150).collect::<Vec<_>>(), 0));
+}

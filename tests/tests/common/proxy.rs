@@ -115,6 +115,21 @@ impl Proxy {
         }
     }
 
+    /// Blocks until the accepted requests carried `events` events in all; `false` after `within`.
+    pub fn wait_accepted(&self, events: usize, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let (lock, signal) = &*self.shared;
+        let mut shared = lock.lock().unwrap();
+        while shared.accepted_batches.iter().sum::<usize>() < events {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            shared = signal.wait_timeout(shared, deadline - now).unwrap().0;
+        }
+        true
+    }
+
     /// The number of events of each `PutLogEvents` moto accepted, in order.
     pub fn accepted_batches(&self) -> Vec<usize> {
         self.shared.0.lock().unwrap().accepted_batches.clone()

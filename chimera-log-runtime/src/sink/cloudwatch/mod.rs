@@ -142,6 +142,17 @@ fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Whether the acknowledged cursor `acked` is at or past `end` in the file family.
+fn reached(acked: Cursor, end: Cursor) -> bool {
+    match (acked.after, end.after) {
+        (a, e) if a == e => acked.offset >= end.offset,
+        (Some(a), Some(e)) => a > e,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (None, None) => unreachable!("equal, matched above"),
+    }
+}
+
 /// What the application's threads ask of the shipper thread.
 #[derive(Debug, Default)]
 struct Requests {
@@ -376,17 +387,36 @@ impl Worker {
         let Some(client) = runtime.block_on(make_client(&self.config)) else {
             return self.idle_until_stopped();
         };
+        // The newest flush ticket seen, and the end of chimera.log when it was seen: the flush is
+        // done once the acknowledged cursor reaches that point (lines written later do not make
+        // it chase the file's end).
+        let mut flush_target: Option<(u64, Option<Cursor>)> = None;
         loop {
             let (flush, look, stop) = {
-                let requests = self.control.lock();
+                let mut requests = self.control.lock();
+                // A flush whose deadline passed has already returned `false` to its caller.
+                if requests.flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    requests.flush_done = requests.flush_asked;
+                    requests.flush_deadline = None;
+                }
                 let flush = (requests.flush_asked > requests.flush_done).then_some(requests.flush_asked);
                 let look = (requests.look_asked > requests.look_done).then_some(requests.look_asked);
                 (flush, look, requests.stop)
             };
-            let forced = flush.is_some() || stop.is_some();
+            if let Some(ticket) = flush {
+                if flush_target.is_none_or(|(seen, _)| seen < ticket) {
+                    // The files writer flushed before the ticket was taken: this is what it covers.
+                    let end = Follower::cursor_at_end(&self.dir, GENERAL_FILE, self.clock.now()).ok();
+                    flush_target = Some((ticket, end));
+                }
+            }
+            let target = flush.and(flush_target).and_then(|(_, end)| end);
+            let flushing = |acked: Cursor| flush.is_some() && target.is_none_or(|end| !reached(acked, end));
             self.read_ahead();
             let mut complete = true;
-            while !self.batcher.is_empty() && (forced || self.batcher.due(self.clock.now())) {
+            while !self.batcher.is_empty()
+                && (stop.is_some() || flushing(self.acked) || self.batcher.due(self.clock.now()))
+            {
                 if !self.send_one(&runtime, &client) {
                     complete = false;
                     break;
@@ -399,8 +429,10 @@ impl Worker {
                     requests.look_done = requests.look_done.max(look);
                 }
                 if let Some(flush) = flush {
-                    if complete && self.batcher.is_empty() && self.at_end {
+                    let shipped = target.is_some_and(|end| reached(self.acked, end));
+                    if complete && (shipped || (self.batcher.is_empty() && self.at_end)) {
                         requests.flush_done = requests.flush_done.max(flush);
+                        requests.flush_deadline = None;
                     }
                 }
                 self.control.changed.notify_all();
@@ -763,6 +795,21 @@ mod tests {
         let name = generated_stream_name(SystemTime::UNIX_EPOCH + Duration::from_secs(1_705_314_645));
         assert!(name.ends_with("-20240115T103045Z"), "{name}");
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{name}");
+    }
+
+    #[test]
+    fn a_flush_target_is_reached_in_its_file_or_past_it_and_not_before() {
+        let at = |after: Option<i64>, offset| Cursor {
+            after: after.map(crate::sink::backup::Stamp),
+            offset,
+            fingerprint: None,
+        };
+        assert!(reached(at(Some(5), 100), at(Some(5), 100)));
+        assert!(!reached(at(Some(5), 99), at(Some(5), 100)));
+        // The target was in the current file, which has since become backup 7 and been read past.
+        assert!(reached(at(Some(7), 0), at(Some(5), 100)));
+        assert!(reached(at(Some(1), 0), at(None, 100)));
+        assert!(!reached(at(None, 100), at(Some(1), 0)));
     }
 
     #[test]
