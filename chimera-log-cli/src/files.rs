@@ -36,14 +36,41 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
         }
     }
     backups.sort();
+    for file in &backups {
+        ensure_regular(&dir.join(file))?;
+    }
     // Mid-compression, a stamp may exist both plain and gzipped: keep the finished `.gz`.
     backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
     let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
     let current = dir.join(name);
-    if current.exists() {
+    if std::fs::symlink_metadata(&current).is_ok() {
+        ensure_regular(&current)?;
         files.push(current);
     }
     Ok(files)
+}
+
+/// A FIFO, a device, a directory or a link where a log file should be is an error, never a read
+/// that hangs or wanders outside the directory.
+fn ensure_regular(path: &Path) -> Result<(), ReadError> {
+    let metadata = std::fs::symlink_metadata(path).map_err(|error| ReadError { path: path.to_owned(), error })?;
+    if metadata.file_type().is_file() {
+        Ok(())
+    } else {
+        let error =
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a link, FIFO, device or directory)");
+        Err(ReadError { path: path.to_owned(), error })
+    }
+}
+
+/// The outcome of writing to standard output: a reader that went away (`| head`) ends the
+/// command quietly with exit 0, as for any Unix filter; any other failure is an error.
+pub(crate) fn stdout_result<T>(result: io::Result<T>) -> Result<T, String> {
+    match result {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => Err(format!("writing to standard output: {error}")),
+        Ok(value) => Ok(value),
+    }
 }
 
 /// Opens a log file for reading, decompressing `.gz`. A plain backup compressed (and deleted)

@@ -9,6 +9,7 @@ mod files;
 mod query;
 mod verify;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -108,23 +109,31 @@ fn run_verify(dir: &std::path::Path, key_env: Option<&str>, allow_torn: bool) ->
             _ => return Err(format!("--key-env {var}: the variable is not set or empty")),
         },
     };
+    if files::files_in_order(dir, "executions.log").map_err(|e| e.to_string())?.is_empty() {
+        return Err(format!("{}: no audit trail here (no executions.log or its backups)", dir.display()));
+    }
     let report = verify::verify(dir, &key, allow_torn).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
     for note in &report.notes {
-        println!("note: {note}");
+        files::stdout_result(writeln!(out, "note: {note}"))?;
     }
     let range = match (report.first_seq, report.last_seq) {
         (Some(first), Some(last)) => format!("seq {first}..={last}"),
         _ => "no records".to_owned(),
     };
     if report.failures.is_empty() {
-        println!("intact: {} audit record(s), {range}, {} checkpoint(s) agree", report.records, report.checkpoints);
+        files::stdout_result(writeln!(
+            out,
+            "intact: {} audit record(s), {range}, {} checkpoint(s) agree",
+            report.records, report.checkpoints
+        ))?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("BROKEN: first broken record: {}", report.failures[0]);
+        files::stdout_result(writeln!(out, "BROKEN: first broken record: {}", report.failures[0]))?;
         for failure in &report.failures[1..] {
-            println!("also: {failure}");
+            files::stdout_result(writeln!(out, "also: {failure}"))?;
         }
-        println!("{} audit record(s) read, {range}", report.records);
+        files::stdout_result(writeln!(out, "{} audit record(s) read, {range}", report.records))?;
         Ok(ExitCode::from(1))
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{files_in_order, for_each_line};
+use crate::files::{files_in_order, for_each_line, stdout_result};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -48,7 +48,9 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         "d" => 86_400,
         _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
     };
-    Ok(Utc::now() - chrono::Duration::seconds(number * seconds))
+    let out_of_range = || format!("{text:?}: out of range (further back than the calendar goes)");
+    let age = number.checked_mul(seconds).and_then(chrono::TimeDelta::try_seconds).ok_or_else(out_of_range)?;
+    Utc::now().checked_sub_signed(age).ok_or_else(out_of_range)
 }
 
 fn parse_where(text: &str) -> Result<(String, String), String> {
@@ -118,11 +120,12 @@ fn exit_for(unreadable: u64) -> ExitCode {
 pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_error = None;
     let unreadable = scan(dir, name, |raw, value| {
         if !filter.matches(value) {
             return;
         }
-        let _ = if table {
+        let written = if table {
             let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
             writeln!(
                 out,
@@ -136,8 +139,14 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Res
         } else {
             out.write_all(raw).and_then(|()| out.write_all(b"\n"))
         };
+        if let Err(error) = stdout_result(written) {
+            write_error.get_or_insert(error);
+        }
     })?;
-    out.flush().map_err(|e| e.to_string())?;
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    stdout_result(out.flush())?;
     Ok(exit_for(unreadable))
 }
 
@@ -164,12 +173,16 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
     let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
-    println!("{name}: {total} lines, {} unreadable; {backups} backup(s); {bytes} bytes on disk", unreadable);
-    println!("from {} to {}", first.as_deref().unwrap_or("-"), last.as_deref().unwrap_or("-"));
+    let mut out = std::io::stdout().lock();
+    stdout_result(writeln!(
+        out,
+        "{name}: {total} lines, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
+    ))?;
+    stdout_result(writeln!(out, "from {} to {}", first.as_deref().unwrap_or("-"), last.as_deref().unwrap_or("-")))?;
     for (title, counts) in [("level", &levels), ("module", &modules), ("event", &events)] {
-        println!("by {title}:");
+        stdout_result(writeln!(out, "by {title}:"))?;
         for (key, count) in counts {
-            println!("  {key:<32} {count}");
+            stdout_result(writeln!(out, "  {key:<32} {count}"))?;
         }
     }
     Ok(exit_for(unreadable))
@@ -214,9 +227,9 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in &gathered {
-        out.write_all(line).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+        stdout_result(out.write_all(line).and_then(|()| out.write_all(b"\n")))?;
     }
-    out.flush().map_err(|e| e.to_string())?;
+    stdout_result(out.flush())?;
     drop(out);
     if follow {
         // Following starts from the backups listed with the lines shown, so that rotations
@@ -257,7 +270,7 @@ fn follow_file(
             Some((file, inode)) => {
                 buf.clear();
                 file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-                out.write_all(&buf).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+                stdout_result(out.write_all(&buf).and_then(|()| out.flush()))?;
                 let replaced = std::fs::metadata(&path).map_or(true, |m| m.ino() != *inode);
                 if replaced {
                     // Finish the old file: lines may have reached it after the read above.

@@ -86,7 +86,15 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
     for_each_line(&files, |path, line_number, line| {
         let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
         let Some(record) = parse_sealed(line) else {
-            let finding = at("not a sealed audit record (invalid JSON or no seq/chain)".to_owned());
+            if serde_json::from_slice::<Value>(line).is_ok() {
+                // Well-formed JSON cannot be what an interrupted write leaves: a record without a
+                // seal was put there, whatever --allow-torn says.
+                report.failures.push(at(
+                    "a well-formed line that is not a sealed record (no seq/chain): inserted, not torn".to_owned(),
+                ));
+                return;
+            }
+            let finding = at("not a sealed audit record (not valid JSON: a torn write, or damage)".to_owned());
             if pending_torn.is_none() {
                 pending_torn = Some(finding);
             } else {

@@ -396,3 +396,97 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     assert_eq!(skipped.status.code(), Some(1));
     assert!(text(&skipped).contains("chimera.log:"), "{}", text(&skipped));
 }
+
+// ---- forgeries, panics, closed pipes, special files, empty directories (issue 11, part) ------
+
+#[test]
+fn an_inserted_well_formed_unsealed_record_is_tampering_even_with_allow_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let guard = config(dir.path()).build().unwrap();
+        write_trail(&guard);
+        guard
+    });
+    let current = dir.path().join("executions.log");
+    let mut trail = fs::read_to_string(&current).unwrap();
+    let forged = r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"executor","event":"executed","context":{"block_number":999,"protocol":"forged"}}"#;
+    trail.insert_str(0, &format!("{forged}\n"));
+    fs::write(&current, trail).unwrap();
+    for args in [vec!["verify"], vec!["verify", "--allow-torn"]] {
+        let mut args = args;
+        args.push(dir.path().to_str().unwrap());
+        let output = chimera_log(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", text(&output));
+        assert!(text(&output).contains("inserted, not torn"), "{}", text(&output));
+    }
+}
+
+#[test]
+fn ages_beyond_the_calendar_are_usage_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(config(dir.path()).build().unwrap());
+    for flag in ["--since=999999999999d", "--until=9999999999h", "--since=9223372036854775807s"] {
+        let output = chimera_log(&["query", dir.path().to_str().unwrap(), flag]);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {}", text(&output));
+        assert!(text(&output).contains("out of range"), "{flag}: {}", text(&output));
+        assert!(!text(&output).contains("panicked"), "{}", text(&output));
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_every_subcommand_quietly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let guard = config(dir.path()).build().unwrap();
+        write_trail(&guard);
+        guard
+    });
+    let path = dir.path().to_str().unwrap();
+    for args in [vec!["stats", path], vec!["verify", path], vec!["query", path], vec!["tail", path, "-n", "5"]] {
+        // A pipe whose reading end is closed before the command writes: every write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+            .args(&args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn verify_on_a_directory_without_an_audit_trail_is_exit_2_not_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = chimera_log(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("no audit trail"), "{}", text(&output));
+}
+
+#[test]
+fn a_fifo_in_place_of_a_log_file_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Command::new("mkfifo").arg(dir.path().join("chimera.log")).status().unwrap().success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["query", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A guard against the hang this test is about, not a timing claim: a FIFO with no writer
+    // blocks an open forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chimera-log hung on a FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("not a regular file"), "{}", text(&output));
+}
