@@ -98,21 +98,32 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
     Ok(Box::new(BufReader::with_capacity(256 * 1024, reader)))
 }
 
+/// Lines longer than this are not kept in memory: `each` gets a short placeholder instead (not
+/// JSON, so every subcommand counts it as unreadable). A damaged file or a gzip bomb cannot make
+/// a subcommand's memory grow with it.
+pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
+
 /// Calls `each(path, line_number, line)` for every line of every file, in order; a file that
-/// cannot be read (a corrupt `.gz`) is an error naming it and the line reached.
+/// cannot be read (a corrupt `.gz`) is an error naming it and the line reached. A line longer
+/// than [`MAX_LINE`] is given as `[chimera-log: line of N bytes skipped ...]`.
 pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
     for path in files {
         let mut reader = open(path)?;
         let mut line = Vec::new();
         let mut number = 0;
         loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
+            match read_line_capped(&mut reader, &mut line) {
+                Ok(None) => break,
+                Ok(Some(length)) => {
                     number += 1;
-                    let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                    each(path, number, text);
+                    if length > MAX_LINE {
+                        let placeholder = format!(
+                            "[chimera-log: line of {length} bytes skipped, longer than the {MAX_LINE}-byte limit]"
+                        );
+                        each(path, number, placeholder.as_bytes());
+                    } else {
+                        each(path, number, &line);
+                    }
                 }
                 Err(error) => {
                     let error = io::Error::new(error.kind(), format!("after line {number}: {error}"));
@@ -122,4 +133,37 @@ pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize
         }
     }
     Ok(())
+}
+
+/// Reads the next line into `line` (without its newline), keeping it only up to [`MAX_LINE`];
+/// returns the line's whole length, or `None` at the end.
+fn read_line_capped(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    line.clear();
+    let mut length = 0;
+    let mut any = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any.then_some(length));
+        }
+        any = true;
+        let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buf[..at], at + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        length += chunk.len();
+        if length <= MAX_LINE {
+            line.extend_from_slice(chunk);
+        } else {
+            line.clear();
+        }
+        reader.consume(used);
+        if done {
+            return Ok(Some(length));
+        }
+    }
 }

@@ -102,12 +102,21 @@ fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u
         Ok(value) => each(line, &value),
         Err(error) => {
             unreadable += 1;
-            eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+            // The first few are named; a file full of damage must not flood stderr.
+            if unreadable <= NAMED_UNREADABLE {
+                eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+            }
         }
     })
     .map_err(|e| e.to_string())?;
+    if unreadable > NAMED_UNREADABLE {
+        eprintln!("chimera-log: {} more unreadable line(s) skipped", unreadable - NAMED_UNREADABLE);
+    }
     Ok(unreadable)
 }
+
+/// How many unreadable lines are named on stderr before the rest are only counted.
+const NAMED_UNREADABLE: u64 = 10;
 
 fn exit_for(unreadable: u64) -> ExitCode {
     if unreadable == 0 {
@@ -193,6 +202,8 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
+    // Refuses a FIFO or link at the path before anything opens it (an open would hang).
+    files_in_order(dir, name).map_err(|e| e.to_string())?;
     // The current file is read through the handle that following continues with, so no line
     // falls between the last lines shown and the first line followed.
     let mut current = std::fs::File::open(dir.join(name)).ok();
@@ -216,9 +227,20 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
         if gathered.len() >= lines {
             break;
         }
-        let mut file_lines = Vec::new();
-        for_each_line(std::slice::from_ref(path), |_, _, line| file_lines.push(line.to_vec()))
-            .map_err(|e| e.to_string())?;
+        // Only the last lines still wanted are kept: a file of millions of lines costs no memory.
+        let wanted = lines.saturating_sub(gathered.len());
+        let mut file_lines = std::collections::VecDeque::with_capacity(wanted.min(1 << 16));
+        for_each_line(std::slice::from_ref(path), |_, _, line| {
+            if line.is_empty() || wanted == 0 {
+                return;
+            }
+            if file_lines.len() == wanted {
+                file_lines.pop_front();
+            }
+            file_lines.push_back(line.to_vec());
+        })
+        .map_err(|e| e.to_string())?;
+        let mut file_lines: Vec<Vec<u8>> = file_lines.into();
         let take = lines.saturating_sub(gathered.len()).min(file_lines.len());
         let mut older = file_lines.split_off(file_lines.len() - take);
         older.append(&mut gathered);

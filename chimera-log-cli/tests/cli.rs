@@ -490,3 +490,44 @@ fn a_fifo_in_place_of_a_log_file_is_an_error_not_a_hang() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("not a regular file"), "{}", text(&output));
 }
+
+#[test]
+fn a_line_over_the_limit_is_skipped_and_counted_and_bad_lines_do_not_flood_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"m","event":"kept","context":{}}"#;
+    let mut content = format!("{good}\n");
+    content.push_str(&"x".repeat(17 * 1024 * 1024));
+    content.push('\n');
+    for _ in 0..1_000 {
+        content.push_str("garbage\n");
+    }
+    content.push_str(good);
+    content.push('\n');
+    fs::write(dir.path().join("chimera.log"), content).unwrap();
+    let output = chimera_log(&["query", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "unreadable lines make exit 1");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 2, "both good lines, nothing else");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.lines().count() <= 11, "{} stderr lines", stderr.lines().count());
+    assert!(stderr.contains("991 more unreadable line(s) skipped"), "{stderr}");
+    let tail = chimera_log(&["tail", dir.path().to_str().unwrap(), "-n", "1"]);
+    assert_eq!(String::from_utf8_lossy(&tail.stdout).trim(), good);
+}
+
+#[test]
+fn tail_of_a_backup_holding_millions_of_empty_lines_keeps_only_what_it_shows() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"m","event":"last","context":{}}"#;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let newlines = vec![b'\n'; 1 << 20];
+    for _ in 0..64 {
+        encoder.write_all(&newlines).unwrap(); // 64 Mi empty lines
+    }
+    encoder.write_all(format!("{line}\n").as_bytes()).unwrap();
+    fs::write(dir.path().join("chimera.log.20240115T103045.123456Z.gz"), encoder.finish().unwrap()).unwrap();
+    let output = chimera_log(&["tail", dir.path().to_str().unwrap(), "-n", "3"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), line);
+}
