@@ -256,9 +256,15 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     if follow {
         // Following starts from the backups listed with the lines shown, so that rotations
         // while they were printed are not mistaken for old ones.
-        follow_file(dir, name, current.zip(current_inode), listed.into_iter().collect())?;
+        follow_file(dir, name, current.zip(current_inode), listed.iter().map(|b| backup_stamp(b)).collect())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A backup's identity: its file name without `.gz` (the stamp decides it).
+fn backup_stamp(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
 }
 
 /// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
@@ -268,7 +274,7 @@ fn follow_file(
     dir: &Path,
     name: &str,
     mut current: Option<(std::fs::File, u64)>,
-    mut seen: std::collections::BTreeSet<std::path::PathBuf>,
+    mut seen: std::collections::BTreeSet<String>,
 ) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let path = dir.join(name);
@@ -298,21 +304,31 @@ fn follow_file(
                     // Finish the old file: lines may have reached it after the read above.
                     buf.clear();
                     file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-                    out.write_all(&buf).map_err(|e| e.to_string())?;
-                    // Backups made since, oldest first, except the file just finished.
+                    stdout_result(out.write_all(&buf))?;
+                    // Backups made since, oldest first. A backup is known by its stamp, not its
+                    // name: one seen plain is the same backup once compressed. The oldest new
+                    // one is the file just finished (it may be compressed already, so its inode
+                    // says nothing then), unless one still has its inode.
                     let old_inode = *inode;
-                    let new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(b)).collect();
-                    for backup in new {
-                        let same = std::fs::metadata(&backup).is_ok_and(|m| m.ino() == old_inode);
-                        if !same {
+                    let new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+                    let finished =
+                        new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).unwrap_or(0);
+                    for (index, backup) in new.into_iter().enumerate() {
+                        if index != finished {
+                            let mut failed = None;
                             for_each_line(std::slice::from_ref(&backup), |_, _, line| {
-                                let _ = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+                                if failed.is_none() {
+                                    failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
+                                }
                             })
                             .map_err(|e| e.to_string())?;
+                            if let Some(error) = failed {
+                                stdout_result(Err::<(), _>(error))?;
+                            }
                         }
-                        seen.insert(backup);
+                        seen.insert(backup_stamp(&backup));
                     }
-                    out.flush().map_err(|e| e.to_string())?;
+                    stdout_result(out.flush())?;
                     current = open();
                     continue;
                 }

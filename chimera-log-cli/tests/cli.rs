@@ -531,3 +531,47 @@ fn tail_of_a_backup_holding_millions_of_empty_lines_keeps_only_what_it_shows() {
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), line);
 }
+
+#[test]
+fn tail_follow_prints_every_line_once_across_rotations_with_compression_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    // Compression on: a backup seen plain becomes `.gz` while tail follows.
+    let guard = config(dir.path()).compress(true).build().unwrap();
+    emit!(guard.logger("executor"), Executed { block_number: 0, protocol: "first" });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
+    };
+    assert_eq!(next(), 0);
+    const RECORDS: u64 = 200; // about 40 rotations
+    std::thread::scope(|scope| {
+        let logger = guard.logger("executor");
+        scope.spawn(move || {
+            for block_number in 1..=RECORDS {
+                emit!(logger, Executed { block_number, protocol: "moonwell" });
+            }
+        });
+        let mut printed = Vec::new();
+        while printed.last() != Some(&RECORDS) {
+            printed.push(next());
+        }
+        assert_eq!(printed, (1..=RECORDS).collect::<Vec<_>>(), "each record once, in order");
+    });
+    assert!(guard.stats().compressed_backups > 5, "{:?}", guard.stats());
+    child.kill().unwrap();
+    let _ = child.wait();
+}
