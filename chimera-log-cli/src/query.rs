@@ -98,7 +98,19 @@ fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u
     }
     let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
     let mut unreadable = 0;
+    // In the audit trail only sealed records are records: an unsealed line, well-formed or not,
+    // was put there (or torn) and is never shown as real.
+    let audit = name == "executions.log";
     for_each_line(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
+        Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
+            unreadable += 1;
+            if unreadable <= NAMED_UNREADABLE {
+                eprintln!(
+                    "chimera-log: {}:{number}: not a sealed audit record (no seq/chain); skipped, see `verify`",
+                    path.display()
+                );
+            }
+        }
         Ok(value) => each(line, &value),
         Err(error) => {
             unreadable += 1;

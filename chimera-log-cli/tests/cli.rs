@@ -419,6 +419,11 @@ fn an_inserted_well_formed_unsealed_record_is_tampering_even_with_allow_torn() {
         assert_eq!(output.status.code(), Some(1), "{args:?}: {}", text(&output));
         assert!(text(&output).contains("inserted, not torn"), "{}", text(&output));
     }
+    // And query never shows it as a record.
+    let query = chimera_log(&["query", dir.path().to_str().unwrap(), "--file", "audit"]);
+    assert_eq!(query.status.code(), Some(1), "{}", text(&query));
+    assert!(!String::from_utf8_lossy(&query.stdout).contains("forged"), "{}", text(&query));
+    assert!(String::from_utf8_lossy(&query.stderr).contains("not a sealed audit record"), "{}", text(&query));
 }
 
 #[test]
