@@ -36,9 +36,17 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
         }
     }
     backups.sort();
-    for file in &backups {
-        ensure_regular(&dir.join(file))?;
+    let mut checked = Vec::with_capacity(backups.len());
+    for file in backups {
+        match ensure_regular(&dir.join(&file)) {
+            Ok(()) => checked.push(file),
+            // Removed since the listing (retention, or compression of a plain backup, whose
+            // `.gz` is listed too).
+            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
     }
+    let mut backups = checked;
     // Mid-compression, a stamp may exist both plain and gzipped: keep the finished `.gz`.
     backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
     let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
@@ -48,6 +56,141 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
         files.push(current);
     }
     Ok(files)
+}
+
+/// Which part of a live snapshot a line comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// A backup.
+    Backup,
+    /// The current file, read through the descriptor opened with the listing, and still the
+    /// current file.
+    Current,
+    /// What was the current file when the listing was made, rotated since: its lines may have
+    /// been read already from the backup it became, or that backup removed by retention.
+    RotatedCurrent,
+    /// No line: a listed backup was removed (by retention) while the ones before it were read,
+    /// so the next line does not follow the last one read.
+    Gap,
+}
+
+/// Reads `name`'s family as it stood when the call began, on a directory a logger is writing to:
+/// backups listed, the current file opened at once; backups removed since by retention (the
+/// oldest) are skipped and counted; backups made since (rotations during the read) are read in
+/// their place before the current file. Returns how many listed backups were gone.
+pub(crate) fn for_each_line_live(
+    dir: &Path,
+    name: &str,
+    mut each: impl FnMut(&Path, usize, &[u8], Part),
+) -> Result<u64, ReadError> {
+    let listed: Vec<PathBuf> =
+        files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
+    let current_path = dir.join(name);
+    let current = match File::open(&current_path) {
+        Ok(file) if file.metadata().is_ok_and(|m| m.file_type().is_file()) => Some(file),
+        Ok(_) => {
+            let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(ReadError { path: current_path, error });
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(ReadError { path: current_path, error }),
+    };
+    let mut gone = 0;
+    let mut read_any = false;
+    let mut gap = false;
+    for path in &listed {
+        match open(path) {
+            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
+                // Removed by retention after the listing. Before anything was read it was just
+                // the oldest; after, rotation outran the reading, and the trail read resumes
+                // after a gap that the files themselves do not have.
+                gone += 1;
+                gap = read_any;
+                continue;
+            }
+            Err(error) => return Err(error),
+            Ok(reader) => {
+                if std::mem::take(&mut gap) {
+                    each(path, 0, b"", Part::Gap);
+                }
+                read_any = true;
+                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
+            }
+        }
+    }
+    let stamp_of = |path: &Path| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
+    };
+    let newest_listed = listed.last().map(|p| stamp_of(p));
+    let relisted: Vec<PathBuf> =
+        files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
+    // Retention removes the oldest first: backups made since the listing were removed only if
+    // every listed one is gone too, and then some may be missing between the two lists.
+    let mut gap = read_any
+        && newest_listed
+            .as_ref()
+            .is_some_and(|newest| relisted.first().is_some_and(|oldest| stamp_of(oldest) > *newest));
+    let rotated_since: Vec<&PathBuf> =
+        relisted.iter().filter(|f| newest_listed.as_ref().is_none_or(|newest| stamp_of(f) > *newest)).collect();
+    for path in rotated_since {
+        match open(path) {
+            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
+                gone += 1;
+                gap = read_any;
+            }
+            Err(error) => return Err(error),
+            Ok(reader) => {
+                if std::mem::take(&mut gap) {
+                    each(path, 0, b"", Part::Gap);
+                }
+                read_any = true;
+                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
+            }
+        }
+    }
+    if gap {
+        each(&current_path, 0, b"", Part::Gap);
+    }
+    if let Some(file) = current {
+        use std::os::unix::fs::MetadataExt;
+        let held = file.metadata().map_err(|error| ReadError { path: current_path.clone(), error })?.ino();
+        let part = match std::fs::symlink_metadata(&current_path) {
+            Ok(metadata) if metadata.ino() == held => Part::Current,
+            _ => Part::RotatedCurrent,
+        };
+        let reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(256 * 1024, file));
+        read_lines(&current_path, reader, |path, number, line| each(path, number, line, part))?;
+    }
+    Ok(gone)
+}
+
+fn read_lines(
+    path: &Path,
+    mut reader: Box<dyn BufRead>,
+    mut each: impl FnMut(&Path, usize, &[u8]),
+) -> Result<(), ReadError> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        match read_line_capped(&mut reader, &mut line) {
+            Ok(None) => return Ok(()),
+            Ok(Some(length)) => {
+                number += 1;
+                if length > MAX_LINE {
+                    let placeholder =
+                        format!("[chimera-log: line of {length} bytes skipped, longer than the {MAX_LINE}-byte limit]");
+                    each(path, number, placeholder.as_bytes());
+                } else {
+                    each(path, number, &line);
+                }
+            }
+            Err(error) => {
+                let error = io::Error::new(error.kind(), format!("after line {number}: {error}"));
+                return Err(ReadError { path: path.to_owned(), error });
+            }
+        }
+    }
 }
 
 /// A FIFO, a device, a directory or a link where a log file should be is an error, never a read
@@ -108,29 +251,7 @@ pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 /// than [`MAX_LINE`] is given as `[chimera-log: line of N bytes skipped ...]`.
 pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
     for path in files {
-        let mut reader = open(path)?;
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            match read_line_capped(&mut reader, &mut line) {
-                Ok(None) => break,
-                Ok(Some(length)) => {
-                    number += 1;
-                    if length > MAX_LINE {
-                        let placeholder = format!(
-                            "[chimera-log: line of {length} bytes skipped, longer than the {MAX_LINE}-byte limit]"
-                        );
-                        each(path, number, placeholder.as_bytes());
-                    } else {
-                        each(path, number, &line);
-                    }
-                }
-                Err(error) => {
-                    let error = io::Error::new(error.kind(), format!("after line {number}: {error}"));
-                    return Err(ReadError { path: path.clone(), error });
-                }
-            }
-        }
+        read_lines(path, open(path)?, &mut each)?;
     }
     Ok(())
 }

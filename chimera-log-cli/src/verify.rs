@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chimera_log_runtime::audit::{parse_sealed, ChainKey};
 use serde_json::Value;
 
-use crate::files::{files_in_order, for_each_line, ReadError};
+use crate::files::{for_each_line_live, Part, ReadError};
 
 /// One finding, with where it is.
 #[derive(Debug, Clone)]
@@ -79,12 +79,33 @@ fn keys_in_order(line: &[u8]) -> Option<Vec<String>> {
 
 pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Report, ReadError> {
     let mut report = Report::default();
-    let files = files_in_order(dir, "executions.log")?;
+    // Checkpoints written after this cannot be held against the trail read from here on.
+    let started = chrono::Utc::now();
     let mut previous: Option<(u64, [u8; 32])> = None;
     let mut chains: Vec<(u64, [u8; 32])> = Vec::new();
     let mut pending_torn: Option<Finding> = None;
-    for_each_line(&files, |path, line_number, line| {
+    let gone = for_each_line_live(dir, "executions.log", |path, line_number, line, part| {
         let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
+        if part == Part::Gap {
+            // Retention removed backups faster than verify read them: the trail read begins
+            // again here, as the retained trail begins after removed backups.
+            previous = None;
+            if let Some(torn) = pending_torn.take() {
+                report.failures.push(torn);
+            }
+            return;
+        }
+        if part == Part::RotatedCurrent {
+            // The file that was current at the listing was rotated during the read: what of it
+            // is older than the trail read so far was read from its backup (or that backup was
+            // removed by retention); only what goes beyond is new. A file still current is
+            // never skipped in this way.
+            if let (Some(record), Some((seq, _))) = (parse_sealed(line), previous) {
+                if record.seq <= seq {
+                    return;
+                }
+            }
+        }
         let Some(record) = parse_sealed(line) else {
             if serde_json::from_slice::<Value>(line).is_ok() {
                 // Well-formed JSON cannot be what an interrupted write leaves: a record without a
@@ -133,7 +154,7 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
         }
         match previous {
             None => {
-                report.first_seq = Some(record.seq);
+                report.first_seq.get_or_insert(record.seq);
                 if record.seq == 1 {
                     if key.link(&[0; 32], record.body) != record.chain {
                         report
@@ -172,18 +193,28 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
     if let Some(torn) = pending_torn {
         report.failures.push(Finding { message: format!("{} (at the end of the trail)", torn.message), ..torn });
     }
-    check_checkpoints(dir, &chains, &mut report)?;
+    if gone > 0 {
+        report
+            .notes
+            .push(format!("{gone} of the oldest backup(s) were removed by retention while verify read the trail"));
+    }
+    check_checkpoints(dir, &chains, started, &mut report)?;
     Ok(report)
 }
 
 /// Every `audit_checkpoint` in the general log must agree with the audit file.
-fn check_checkpoints(dir: &Path, chains: &[(u64, [u8; 32])], report: &mut Report) -> Result<(), ReadError> {
-    let files = files_in_order(dir, "chimera.log")?;
+fn check_checkpoints(
+    dir: &Path,
+    chains: &[(u64, [u8; 32])],
+    started: chrono::DateTime<chrono::Utc>,
+    report: &mut Report,
+) -> Result<(), ReadError> {
     let first = chains.first().map(|(seq, _)| *seq);
     let last = chains.last().map(|(seq, _)| *seq).unwrap_or(0);
     let mut findings = Vec::new();
     let mut checked = 0;
-    for_each_line(&files, |path, line_number, line| {
+    // The general log rotates under a live verify too; a checkpoint read twice is checked twice.
+    for_each_line_live(dir, "chimera.log", |path, line_number, line, _| {
         if !line.windows(26).any(|w| w == b"\"event\":\"audit_checkpoint\"") {
             return;
         }
@@ -194,8 +225,13 @@ fn check_checkpoints(dir: &Path, chains: &[(u64, [u8; 32])], report: &mut Report
         let (Some(seq), Some(chain)) = (value["context"]["seq"].as_u64(), value["context"]["chain"].as_str()) else {
             return;
         };
-        checked += 1;
         let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
+        let written = value["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if seq > last && written.is_none_or(|written| written >= started) {
+            // Written while verify was reading: the trail read ends before it, legitimately.
+            return;
+        }
+        checked += 1;
         if seq > last {
             findings.push(at(format!(
                 "a checkpoint records seq {seq}, but the audit trail ends at seq {last}: records were removed from the end"

@@ -580,3 +580,42 @@ fn tail_follow_prints_every_line_once_across_rotations_with_compression_under_lo
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn verify_on_a_live_directory_under_load_never_cries_wolf() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB rotation, compression and retention all happen under verify's feet.
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_durability(AuditDurability::OsBuffer)
+        .max_bytes(64 * 1024)
+        .audit_backups(20)
+        .build()
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut failures = Vec::new();
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let logger = guard.logger("executor");
+            let stop = &stop;
+            scope.spawn(move || {
+                let mut block_number = thread << 32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    emit!(logger, Executed { block_number, protocol: "moonwell" });
+                    block_number += 1;
+                }
+            });
+        }
+        for run in 0..50 {
+            let output = chimera_log(&["verify", dir.path().to_str().unwrap()]);
+            if !output.status.success() {
+                failures.push(format!("run {run}: {}", text(&output)));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let rotations = guard.stats().sink("executions.log").unwrap().rotations;
+    drop(guard);
+    assert!(rotations > 50, "the trail rotated under verify: {rotations}");
+    assert!(failures.is_empty(), "{} false alarm(s) in 50 runs; first: {}", failures.len(), failures[0]);
+}
