@@ -167,22 +167,38 @@ pub(crate) fn for_each_line_live(
 
 fn read_lines(
     path: &Path,
-    mut reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead>,
     mut each: impl FnMut(&Path, usize, &[u8]),
 ) -> Result<(), ReadError> {
+    read_lines_while(path, reader, |path, number, line| {
+        each(path, number, line);
+        true
+    })
+    .map(|_| ())
+}
+
+/// Reads lines until `each` returns `false`; `Ok(false)` when it did.
+fn read_lines_while(
+    path: &Path,
+    mut reader: Box<dyn BufRead>,
+    mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
+) -> Result<bool, ReadError> {
     let mut line = Vec::new();
     let mut number = 0;
     loop {
         match read_line_capped(&mut reader, &mut line) {
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(true),
             Ok(Some(length)) => {
                 number += 1;
-                if length > MAX_LINE {
+                let go_on = if length > MAX_LINE {
                     let placeholder =
                         format!("[chimera-log: line of {length} bytes skipped, longer than the {MAX_LINE}-byte limit]");
-                    each(path, number, placeholder.as_bytes());
+                    each(path, number, placeholder.as_bytes())
                 } else {
-                    each(path, number, &line);
+                    each(path, number, &line)
+                };
+                if !go_on {
+                    return Ok(false);
                 }
             }
             Err(error) => {
@@ -252,6 +268,19 @@ pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
     for path in files {
         read_lines(path, open(path)?, &mut each)?;
+    }
+    Ok(())
+}
+
+/// As [`for_each_line`], stopping (without opening further files) once `each` returns `false`.
+pub(crate) fn for_each_line_while(
+    files: &[PathBuf],
+    mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
+) -> Result<(), ReadError> {
+    for path in files {
+        if !read_lines_while(path, open(path)?, &mut each)? {
+            break;
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{files_in_order, for_each_line, stdout_result};
+use crate::files::{files_in_order, for_each_line, for_each_line_while, stdout_result};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -30,9 +30,16 @@ pub(crate) struct Filter {
     /// Up to this time: RFC 3339, or an age such as 90s, 30m, 2h, 7d.
     #[arg(long, value_parser = parse_time)]
     until: Option<DateTime<Utc>>,
-    /// A context field's value: `key=value` (string, or JSON such as 150 or true); repeatable.
-    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_where)]
-    conditions: Vec<(String, String)>,
+    /// A field compared with a value: `key=value`, `key!=value`, `key<value`, `key<=value`,
+    /// `key>value`, `key>=value`. Numbers compare as numbers (integers exactly, up to 128 bits),
+    /// anything else as text; `=` also takes JSON (`ok=true`). The key is a context field
+    /// (`protocol`), a nested one (`context.metrics.latency_ms` or `metrics.latency_ms`), or a
+    /// top-level key (`event`, `level`, `module`, `timestamp`). Repeatable: all must hold.
+    #[arg(long = "where", value_name = "KEY<OP>VALUE", value_parser = parse_where)]
+    conditions: Vec<Condition>,
+    /// Stop after this many matching lines.
+    #[arg(long)]
+    limit: Option<u64>,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
@@ -53,13 +60,114 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     Utc::now().checked_sub_signed(age).ok_or_else(out_of_range)
 }
 
-fn parse_where(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected key=value"))?;
-    Ok((key.to_owned(), value.to_owned()))
+/// One `--where` condition.
+#[derive(Debug, Clone)]
+pub(crate) struct Condition {
+    /// The path from the line's root (`["context", "protocol"]`).
+    path: Vec<String>,
+    op: Op,
+    value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+const TOP_LEVEL: [&str; 6] = ["timestamp", "level", "module", "event", "context", "exception"];
+
+fn parse_where(text: &str) -> Result<Condition, String> {
+    // The first operator in the text; two-character ones before their one-character prefixes.
+    let at =
+        text.find(['=', '!', '<', '>']).ok_or_else(|| format!("{text:?}: expected KEY<OP>VALUE, e.g. bps>=100"))?;
+    let rest = &text[at..];
+    let (op, len) = [("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
+        .into_iter()
+        .find(|(symbol, _)| rest.starts_with(symbol))
+        .map(|(symbol, op)| (op, symbol.len()))
+        .ok_or_else(|| format!("{text:?}: unknown operator; use =, !=, <, <=, >, >="))?;
+    let key = &text[..at];
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!("{text:?}: the key is empty or has an empty part"));
+    }
+    let mut path: Vec<String> = key.split('.').map(str::to_owned).collect();
+    if !TOP_LEVEL.contains(&path[0].as_str()) {
+        path.insert(0, "context".to_owned());
+    }
+    Ok(Condition { path, op, value: text[at + len..].to_owned() })
+}
+
+/// The exact JSON text of the field at `path` in the line `raw` (numbers keep every digit, which
+/// a parsed value would round beyond 64 bits).
+fn raw_field<'a>(raw: &'a str, path: &[String]) -> Option<&'a str> {
+    let mut current = raw;
+    for part in path {
+        let members: std::collections::HashMap<String, &'a serde_json::value::RawValue> =
+            serde_json::from_str(current).ok()?;
+        current = members.get(part.as_str())?.get();
+    }
+    Some(current)
+}
+
+/// `a` against `b`: as integers when both are (exactly, signed or up to u128), else as numbers
+/// when both are, else as text.
+fn compare(a: &str, b: &str, numeric: bool) -> std::cmp::Ordering {
+    if numeric {
+        if let (Ok(x), Ok(y)) = (a.parse::<i128>(), b.parse::<i128>()) {
+            return x.cmp(&y);
+        }
+        if let (Ok(x), Ok(y)) = (a.parse::<u128>(), b.parse::<u128>()) {
+            return x.cmp(&y);
+        }
+        // A negative integer against one beyond i128, either way round.
+        if let (Ok(_), Ok(_)) = (a.parse::<i128>(), b.parse::<u128>()) {
+            return std::cmp::Ordering::Less;
+        }
+        if let (Ok(_), Ok(_)) = (a.parse::<u128>(), b.parse::<i128>()) {
+            return std::cmp::Ordering::Greater;
+        }
+        if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
+            return x.total_cmp(&y);
+        }
+    }
+    a.cmp(b)
+}
+
+impl Condition {
+    fn holds(&self, raw: &[u8], line: &Value) -> bool {
+        let Some(field) = std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &self.path)) else {
+            return self.op == Op::Ne;
+        };
+        let numeric = field.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        let text = if field.starts_with('"') {
+            serde_json::from_str::<String>(field).unwrap_or_default()
+        } else {
+            field.to_owned()
+        };
+        let ordering = compare(&text, &self.value, numeric);
+        let equal = ordering.is_eq()
+            || serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| {
+                let mut value = line;
+                self.path.iter().all(|part| value.get(part).map(|next| value = next).is_some()) && &wanted == value
+            });
+        match self.op {
+            Op::Eq => equal,
+            Op::Ne => !equal,
+            Op::Lt => ordering.is_lt(),
+            Op::Le => ordering.is_le(),
+            Op::Gt => ordering.is_gt(),
+            Op::Ge => ordering.is_ge(),
+        }
+    }
 }
 
 impl Filter {
-    fn matches(&self, line: &Value) -> bool {
+    fn matches(&self, raw: &[u8], line: &Value) -> bool {
         let text = |key: &str| line[key].as_str().unwrap_or("");
         if self.event.as_deref().is_some_and(|event| text("event") != event) {
             return false;
@@ -80,19 +188,20 @@ impl Filter {
                 return false;
             }
         }
-        self.conditions.iter().all(|(key, wanted)| {
-            let value = &line["context"][key];
-            match value {
-                Value::String(s) => s == wanted,
-                Value::Null if line["context"].get(key).is_none() => false,
-                other => serde_json::from_str::<Value>(wanted).is_ok_and(|wanted| &wanted == other),
-            }
-        })
+        self.conditions.iter().all(|condition| condition.holds(raw, line))
     }
 }
 
 /// Runs `each` on every line of `name` that parses; reports the others on stderr.
 fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
+    scan_while(dir, name, |raw, value| {
+        each(raw, value);
+        true
+    })
+}
+
+/// As [`scan`], stopping once `each` returns `false`.
+fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> bool) -> Result<u64, String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
@@ -101,7 +210,7 @@ fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u
     // In the audit trail only sealed records are records: an unsealed line, well-formed or not,
     // was put there (or torn) and is never shown as real.
     let audit = name == "executions.log";
-    for_each_line(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
+    for_each_line_while(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
         Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
             unreadable += 1;
             if unreadable <= NAMED_UNREADABLE {
@@ -110,6 +219,7 @@ fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u
                     path.display()
                 );
             }
+            true
         }
         Ok(value) => each(line, &value),
         Err(error) => {
@@ -118,6 +228,7 @@ fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u
             if unreadable <= NAMED_UNREADABLE {
                 eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
             }
+            true
         }
     })
     .map_err(|e| e.to_string())?;
@@ -142,10 +253,12 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Res
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
-    let unreadable = scan(dir, name, |raw, value| {
-        if !filter.matches(value) {
-            return;
+    let mut matched = 0u64;
+    scan_while(dir, name, |raw, value| {
+        if !filter.matches(raw, value) {
+            return true;
         }
+        matched += 1;
         let written = if table {
             let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
             writeln!(
@@ -162,13 +275,17 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Res
         };
         if let Err(error) = stdout_result(written) {
             write_error.get_or_insert(error);
+            return false;
         }
+        filter.limit.is_none_or(|limit| matched < limit)
     })?;
     if let Some(error) = write_error {
         return Err(error);
     }
     stdout_result(out.flush())?;
-    Ok(exit_for(unreadable))
+    // As grep: 0 when something matched, 1 when nothing did (unreadable lines are reported on
+    // stderr, and do not change that).
+    Ok(if matched > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
@@ -322,7 +439,20 @@ fn follow_file(
                     // one is the file just finished (it may be compressed already, so its inode
                     // says nothing then), unless one still has its inode.
                     let old_inode = *inode;
-                    let new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+                    // The new current file is opened between two listings that agree: a
+                    // rotation in between would make it a backup listed after the files printed
+                    // here, and its lines would come out of order.
+                    let mut new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+                    let mut next = open();
+                    for _ in 0..10 {
+                        let again: Vec<_> =
+                            backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+                        if again.len() == new.len() {
+                            break;
+                        }
+                        new = again;
+                        next = open();
+                    }
                     let finished =
                         new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).unwrap_or(0);
                     for (index, backup) in new.into_iter().enumerate() {
@@ -341,7 +471,7 @@ fn follow_file(
                         seen.insert(backup_stamp(&backup));
                     }
                     stdout_result(out.flush())?;
-                    current = open();
+                    current = next;
                     continue;
                 }
             }
