@@ -95,60 +95,23 @@ pub(crate) fn for_each_line_live(
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(error) => return Err(ReadError { path: current_path, error }),
     };
-    let mut gone = 0;
-    let mut read_any = false;
-    let mut gap = false;
-    for path in &listed {
-        match open(path) {
-            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
-                // Removed by retention after the listing. Before anything was read it was just
-                // the oldest; after, rotation outran the reading, and the trail read resumes
-                // after a gap that the files themselves do not have.
-                gone += 1;
-                gap = read_any;
-                continue;
-            }
-            Err(error) => return Err(error),
-            Ok(reader) => {
-                if std::mem::take(&mut gap) {
-                    each(path, 0, b"", Part::Gap);
-                }
-                read_any = true;
-                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
-            }
-        }
-    }
-    let stamp_of = |path: &Path| {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
-    };
-    let newest_listed = listed.last().map(|p| stamp_of(p));
+    let mut state = Progress::default();
+    read_backups(&listed, &mut state, &mut each)?;
+    let newest_listed = listed.last().map(|p| backup_stamp(p));
     let relisted: Vec<PathBuf> =
         files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
     // Retention removes the oldest first: backups made since the listing were removed only if
     // every listed one is gone too, and then some may be missing between the two lists.
-    let mut gap = read_any
+    state.gap |= state.read_any
         && newest_listed
             .as_ref()
-            .is_some_and(|newest| relisted.first().is_some_and(|oldest| stamp_of(oldest) > *newest));
-    let rotated_since: Vec<&PathBuf> =
-        relisted.iter().filter(|f| newest_listed.as_ref().is_none_or(|newest| stamp_of(f) > *newest)).collect();
-    for path in rotated_since {
-        match open(path) {
-            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
-                gone += 1;
-                gap = read_any;
-            }
-            Err(error) => return Err(error),
-            Ok(reader) => {
-                if std::mem::take(&mut gap) {
-                    each(path, 0, b"", Part::Gap);
-                }
-                read_any = true;
-                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
-            }
-        }
-    }
+            .is_some_and(|newest| relisted.first().is_some_and(|oldest| backup_stamp(oldest) > *newest));
+    let rotated_since: Vec<PathBuf> = relisted
+        .into_iter()
+        .filter(|f| newest_listed.as_ref().is_none_or(|newest| backup_stamp(f) > *newest))
+        .collect();
+    read_backups(&rotated_since, &mut state, &mut each)?;
+    let (gap, gone) = (state.gap, state.gone);
     if gap {
         each(&current_path, 0, b"", Part::Gap);
     }
@@ -160,7 +123,13 @@ pub(crate) fn for_each_line_live(
             _ => Part::RotatedCurrent,
         };
         let reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(256 * 1024, file));
-        read_lines(&current_path, reader, |path, number, line| each(path, number, line, part))?;
+        // The logger may be in the middle of a line: a last line without its newline is left
+        // (a torn line left by a crash is followed by the next start's lines, and is read).
+        let leave = if part == Part::Current { Unterminated::Leave } else { Unterminated::Give };
+        read_lines_while(&current_path, reader, leave, |path, number, line| {
+            each(path, number, line, part);
+            true
+        })?;
     }
     Ok(gone)
 }
@@ -170,25 +139,36 @@ fn read_lines(
     reader: Box<dyn BufRead>,
     mut each: impl FnMut(&Path, usize, &[u8]),
 ) -> Result<(), ReadError> {
-    read_lines_while(path, reader, |path, number, line| {
+    read_lines_while(path, reader, Unterminated::Give, |path, number, line| {
         each(path, number, line);
         true
     })
     .map(|_| ())
 }
 
+/// What to do with a last line that has no newline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unterminated {
+    /// Give it like any line (a file no one writes to: a torn end is damage to report).
+    Give,
+    /// Leave it: the current file of a live directory, whose last line may be half written.
+    Leave,
+}
+
 /// Reads lines until `each` returns `false`; `Ok(false)` when it did.
 fn read_lines_while(
     path: &Path,
     mut reader: Box<dyn BufRead>,
+    unterminated: Unterminated,
     mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
 ) -> Result<bool, ReadError> {
     let mut line = Vec::new();
     let mut number = 0;
     loop {
-        match read_line_capped(&mut reader, &mut line) {
+        match read_line_capped_ended(&mut reader, &mut line) {
             Ok(None) => return Ok(true),
-            Ok(Some(length)) => {
+            Ok(Some((_, false))) if unterminated == Unterminated::Leave => return Ok(true),
+            Ok(Some((length, _))) => {
                 number += 1;
                 let go_on = if length > MAX_LINE {
                     let placeholder =
@@ -207,6 +187,49 @@ fn read_lines_while(
             }
         }
     }
+}
+
+/// Where a live read stands: backups found gone, whether anything was read, and whether the
+/// next backup read follows a gap.
+#[derive(Debug, Default)]
+struct Progress {
+    gone: u64,
+    read_any: bool,
+    gap: bool,
+}
+
+/// Reads `paths` in order for [`for_each_line_live`]. A backup gone (retention) before anything
+/// was read was just the oldest; after, rotation outran the reading, and the next backup read is
+/// announced as following a gap that the files themselves do not have.
+fn read_backups(
+    paths: &[PathBuf],
+    state: &mut Progress,
+    each: &mut impl FnMut(&Path, usize, &[u8], Part),
+) -> Result<(), ReadError> {
+    for path in paths {
+        match open(path) {
+            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
+                state.gone += 1;
+                state.gap = state.read_any;
+            }
+            Err(error) => return Err(error),
+            Ok(reader) => {
+                if std::mem::take(&mut state.gap) {
+                    each(path, 0, b"", Part::Gap);
+                }
+                state.read_any = true;
+                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A backup's identity: its file name without `.gz` (the stamp decides it; a backup seen plain
+/// is the same backup once compressed).
+pub(crate) fn backup_stamp(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
 }
 
 /// A FIFO, a device, a directory or a link where a log file should be is an error, never a read
@@ -278,7 +301,7 @@ pub(crate) fn for_each_line_while(
     mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
 ) -> Result<(), ReadError> {
     for path in files {
-        if !read_lines_while(path, open(path)?, &mut each)? {
+        if !read_lines_while(path, open(path)?, Unterminated::Give, &mut each)? {
             break;
         }
     }
@@ -286,8 +309,9 @@ pub(crate) fn for_each_line_while(
 }
 
 /// Reads the next line into `line` (without its newline), keeping it only up to [`MAX_LINE`];
-/// returns the line's whole length, or `None` at the end.
-fn read_line_capped(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
+/// returns the line's whole length and whether it ended with a newline (a last line without one
+/// may still be being written), or `None` at the end.
+fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<Option<(usize, bool)>> {
     line.clear();
     let mut length = 0;
     let mut any = false;
@@ -298,7 +322,7 @@ fn read_line_capped(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok(any.then_some(length));
+            return Ok(any.then_some((length, false)));
         }
         any = true;
         let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
@@ -313,7 +337,7 @@ fn read_line_capped(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<
         }
         reader.consume(used);
         if done {
-            return Ok(Some(length));
+            return Ok(Some((length, true)));
         }
     }
 }

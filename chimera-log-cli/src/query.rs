@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{files_in_order, for_each_line, for_each_line_while, stdout_result};
+use crate::files::{backup_stamp, files_in_order, for_each_line, for_each_line_while, stdout_result};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -388,12 +388,6 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
         follow_file(dir, name, current.zip(current_inode), listed.iter().map(|b| backup_stamp(b)).collect())?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A backup's identity: its file name without `.gz` (the stamp decides it).
-fn backup_stamp(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
 }
 
 /// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
