@@ -340,13 +340,10 @@ fn tail_shows_the_last_lines_across_backups() {
     assert_eq!(blocks, (18..30).collect::<Vec<_>>());
 }
 
-#[test]
-fn tail_follow_sees_lines_written_after_a_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).build().unwrap();
-    emit!(guard.logger("executor"), Executed { block_number: 0, protocol: "first" });
+/// `chimera-log tail -n 1 -f --file audit DIR`, and its stdout's lines as they come.
+fn tail_follow_audit(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
-        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
+        .args(["tail", dir.to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -359,10 +356,22 @@ fn tail_follow_sees_lines_written_after_a_rotation() {
             }
         }
     });
-    let next = || {
-        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
-    };
+    (child, received)
+}
+
+/// The `block_number` of the next line `tail -f` prints.
+fn next_block(received: &std::sync::mpsc::Receiver<String>) -> u64 {
+    let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+    serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
+}
+
+#[test]
+fn tail_follow_sees_lines_written_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    emit!(guard.logger("executor"), Executed { block_number: 0, protocol: "first" });
+    let (mut child, received) = tail_follow_audit(dir.path());
+    let next = || next_block(&received);
     // The first line shown means tail is now following: everything after is new.
     assert_eq!(next(), 0);
     let logger = guard.logger("executor");
@@ -545,24 +554,8 @@ fn tail_follow_prints_every_line_once_across_rotations_with_compression_under_lo
     // Compression on: a backup seen plain becomes `.gz` while tail follows.
     let guard = config(dir.path()).compress(true).build().unwrap();
     emit!(guard.logger("executor"), Executed { block_number: 0, protocol: "first" });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
-        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
-    let next = || {
-        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
-    };
+    let (mut child, received) = tail_follow_audit(dir.path());
+    let next = || next_block(&received);
     assert_eq!(next(), 0);
     const RECORDS: u64 = 200; // about 40 rotations
     std::thread::scope(|scope| {
@@ -578,9 +571,13 @@ fn tail_follow_prints_every_line_once_across_rotations_with_compression_under_lo
         }
         assert_eq!(printed, (1..=RECORDS).collect::<Vec<_>>(), "each record once, in order");
     });
-    assert!(guard.stats().compressed_backups > 5, "{:?}", guard.stats());
     child.kill().unwrap();
     let _ = child.wait();
+    // Compression runs in the background; the guard's shutdown waits for it before counting.
+    let stats_logger = guard.logger("stats");
+    drop(guard);
+    let stats = stats_logger.stats().unwrap();
+    assert!(stats.compressed_backups > 5, "compression was on during the run: {stats:?}");
 }
 
 #[test]
