@@ -586,9 +586,10 @@ fn a_20000_event_burst_through_throttling_and_503s_arrives_exactly_once_in_a_han
     let logger = guard.logger("m");
     logger.info("tick", json!({ "seq": 0 }));
     assert!(guard.flush()); // set-up done
-                            // 503 for 2.5 s, and every 4th request throttled throughout.
-    let unavailable_until = std::time::Instant::now() + Duration::from_millis(2_500);
-    proxy.set_mode(common::proxy::Mode::Rough { unavailable_until, throttle_every: 4 });
+                            // 503s until 2.5 s after the burst is written (however long writing it takes on a loaded
+    // machine, the backlog is whole when delivery resumes), every 4th request throttled.
+    let far = std::time::Instant::now() + Duration::from_secs(3_600);
+    proxy.set_mode(common::proxy::Mode::Rough { unavailable_until: far, throttle_every: 4 });
     let blob = "b".repeat(200_000);
     for seq in 1..20_000u64 {
         if seq % 500 == 0 {
@@ -597,6 +598,9 @@ fn a_20000_event_burst_through_throttling_and_503s_arrives_exactly_once_in_a_han
             logger.info("tick", json!({ "seq": seq }));
         }
     }
+    assert!(guard.flush_files());
+    let unavailable_until = std::time::Instant::now() + Duration::from_millis(2_500);
+    proxy.set_mode(common::proxy::Mode::Rough { unavailable_until, throttle_every: 4 });
     assert!(guard.flush(), "everything delivered");
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
@@ -760,8 +764,9 @@ fn kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_reque
     let client = client(&runtime);
     let group = unique("Killed");
     let proxy = common::proxy::Proxy::start(&endpoint());
-    // Slow requests (~8 MB to ship at most 1 MiB a request): the kill lands while one is in flight.
-    proxy.set_delay(Duration::from_millis(500));
+    // Slow requests (~8 MB to ship at most 1 MiB a request, a second each): the kill lands while
+    // one is in flight, long before all are shipped.
+    proxy.set_delay(Duration::from_secs(1));
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_request_twice",
