@@ -585,9 +585,9 @@ fn a_20000_event_burst_through_throttling_and_503s_arrives_exactly_once_in_a_han
     let (guard, proxy) = through_proxy(dir.path(), &group);
     let logger = guard.logger("m");
     logger.info("tick", json!({ "seq": 0 }));
-    assert!(guard.flush()); // set-up done
-                            // 503s until 2.5 s after the burst is written (however long writing it takes on a loaded
-                            // machine, the backlog is whole when delivery resumes), every 4th request throttled.
+    assert!(guard.flush());
+    // Set-up done. 503s until 2.5 s after the burst is written (however long writing it takes on
+    // a loaded machine, the backlog is whole when delivery resumes), every 4th request throttled.
     let far = std::time::Instant::now() + Duration::from_secs(3_600);
     proxy.set_mode(common::proxy::Mode::Rough { unavailable_until: far, throttle_every: 4 });
     let blob = "b".repeat(200_000);
