@@ -445,3 +445,32 @@ fn a_nan_context_is_a_null_value_and_line_separators_never_split_a_record() {
     assert_eq!(lines[1]["module"], "m\u{2028}odule");
     assert_eq!(lines[1]["context"], json!({ "k\u{85}": "v\u{2028}w" }));
 }
+
+#[test]
+fn a_logger_restarted_while_another_thread_spawns_processes_gets_its_directory_back() {
+    // A child between fork and exec shares the lock's descriptor for a moment: a restart at that
+    // moment must not take its own released lock for another logger's.
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Command::new("true").status().unwrap();
+            }
+        });
+        let mut refused = None;
+        for restart in 0..200u64 {
+            match config(dir.path()).build() {
+                Ok(guard) => emit!(guard.logger("m"), Executed { block_number: restart, pad: "" }),
+                Err(error) => {
+                    refused = Some(format!("restart {restart}: {error}"));
+                    break;
+                }
+            }
+        }
+        // Stop the spawning thread before asserting, so that a failure fails rather than hangs.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(refused, None);
+    });
+    assert_eq!(audit_seqs(dir.path()), (1..=200).collect::<Vec<_>>());
+}

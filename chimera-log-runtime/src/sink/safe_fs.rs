@@ -264,6 +264,11 @@ impl Identity {
 /// The name of the lock file that keeps a second logger out of a log directory.
 pub(crate) const LOCK_FILE: &str = ".chimera-log.lock";
 
+/// How often, and how far apart, a held lock is tried again before it counts as held (about a
+/// quarter of a second in all).
+const LOCK_ATTEMPTS: u32 = 25;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Why the log directory could not be locked.
 #[derive(Debug)]
 pub(crate) enum LockError {
@@ -279,14 +284,25 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, LockError> {
     let path = dir.join(LOCK_FILE);
     // Owner only: anyone who can open it can hold the lock (flock needs no write access).
     let mut file = open_append_with_mode(&path, 0o600).map_err(LockError::Io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(LockError::Held(text.trim().parse().ok()));
+    // A lock just released can still be held for a moment by a child process between its fork
+    // and its exec (the descriptor is close-on-exec, but shared until then): another thread
+    // spawning a process while a logger restarts. Look again for a short while before
+    // concluding that another logger holds the directory.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held(text.trim().parse().ok()));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
         }
-        Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
     }
     file.set_len(0).map_err(LockError::Io)?;
     file.seek(io::SeekFrom::Start(0)).map_err(LockError::Io)?;
