@@ -153,12 +153,22 @@ fn reached(acked: Cursor, end: Cursor) -> bool {
     }
 }
 
+impl Requests {
+    /// Whether a flush ticket is neither done nor given up.
+    fn flush_pending(&self) -> bool {
+        self.flush_asked > self.flush_done.max(self.flush_abandoned)
+    }
+}
+
 /// What the application's threads ask of the shipper thread.
 #[derive(Debug, Default)]
 struct Requests {
     /// Flush tickets: ship everything in the file now (`flush_deadline` bounds the retries).
     flush_asked: u64,
     flush_done: u64,
+    /// Flush tickets up to this one were given up at their deadline (their callers returned
+    /// `false`): no longer pending, and not done either.
+    flush_abandoned: u64,
     flush_deadline: Option<Instant>,
     /// Look tickets: read to the end of the file (sending only what is due).
     look_asked: u64,
@@ -205,7 +215,7 @@ impl Control {
     /// The earliest deadline the shipper must give up by, if any.
     fn give_up_at(&self) -> Option<Instant> {
         let requests = self.lock();
-        match (requests.flush_deadline.filter(|_| requests.flush_asked > requests.flush_done), requests.stop) {
+        match (requests.flush_deadline.filter(|_| requests.flush_pending()), requests.stop) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -396,10 +406,10 @@ impl Worker {
                 let mut requests = self.control.lock();
                 // A flush whose deadline passed has already returned `false` to its caller.
                 if requests.flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    requests.flush_done = requests.flush_asked;
+                    requests.flush_abandoned = requests.flush_asked;
                     requests.flush_deadline = None;
                 }
-                let flush = (requests.flush_asked > requests.flush_done).then_some(requests.flush_asked);
+                let flush = requests.flush_pending().then_some(requests.flush_asked);
                 let look = (requests.look_asked > requests.look_done).then_some(requests.look_asked);
                 (flush, look, requests.stop)
             };
@@ -439,7 +449,7 @@ impl Worker {
                 if stop.is_some() {
                     return;
                 }
-                if requests.flush_asked == requests.flush_done && requests.look_asked == requests.look_done {
+                if !requests.flush_pending() && requests.look_asked == requests.look_done {
                     let _ = self.control.changed.wait_timeout(requests, POLL);
                 }
             }
