@@ -51,9 +51,12 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
     backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
     let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
     let current = dir.join(name);
-    if std::fs::symlink_metadata(&current).is_ok() {
-        ensure_regular(&current)?;
-        files.push(current);
+    // One look at the current file: a rotation may rename it away at any moment, and absent is
+    // then a state like any other, not an error.
+    match ensure_regular(&current) {
+        Ok(()) => files.push(current),
+        Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
     }
     Ok(files)
 }
@@ -86,14 +89,10 @@ pub(crate) fn for_each_line_live(
     let listed: Vec<PathBuf> =
         files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
     let current_path = dir.join(name);
-    let current = match File::open(&current_path) {
-        Ok(file) if file.metadata().is_ok_and(|m| m.file_type().is_file()) => Some(file),
-        Ok(_) => {
-            let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(ReadError { path: current_path, error });
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-        Err(error) => return Err(ReadError { path: current_path, error }),
+    let current = match open_regular(&current_path) {
+        Ok(file) => Some(file),
+        Err(error) if error.error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
     };
     let mut state = Progress::default();
     read_backups(&listed, &mut state, &mut each)?;
@@ -245,6 +244,31 @@ fn ensure_regular(path: &Path) -> Result<(), ReadError> {
     }
 }
 
+/// Opens a log file for reading without following a link (`O_NOFOLLOW`) and without waiting on
+/// a FIFO (`O_NONBLOCK`), then checks through the descriptor that it is a regular file: what is
+/// read is what was checked, even if the path is swapped between the two.
+pub(crate) fn open_regular(path: &Path) -> Result<File, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |error| ReadError { path: path.to_owned(), error };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| {
+            if error.raw_os_error() == Some(libc::ELOOP) {
+                failed(io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link, not a regular file"))
+            } else {
+                failed(error)
+            }
+        })?;
+    let metadata = file.metadata().map_err(failed)?;
+    if !metadata.file_type().is_file() {
+        let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a FIFO, device or directory)");
+        return Err(failed(error));
+    }
+    Ok(file)
+}
+
 /// The outcome of writing to standard output: a reader that went away (`| head`) ends the
 /// command quietly with exit 0, as for any Unix filter; any other failure is an error.
 pub(crate) fn stdout_result<T>(result: io::Result<T>) -> Result<T, String> {
@@ -258,18 +282,18 @@ pub(crate) fn stdout_result<T>(result: io::Result<T>) -> Result<T, String> {
 /// Opens a log file for reading, decompressing `.gz`. A plain backup compressed (and deleted)
 /// since it was listed is read from its `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
-    let (path, file) = match File::open(path) {
+    let (path, file) = match open_regular(path) {
         Ok(file) => (path.to_owned(), file),
-        Err(error) if error.kind() == io::ErrorKind::NotFound && path.extension().is_none_or(|e| e != "gz") => {
+        Err(error) if error.error.kind() == io::ErrorKind::NotFound && path.extension().is_none_or(|e| e != "gz") => {
             let mut gz = path.as_os_str().to_owned();
             gz.push(".gz");
             let gz = PathBuf::from(gz);
-            match File::open(&gz) {
+            match open_regular(&gz) {
                 Ok(file) => (gz, file),
-                Err(_) => return Err(ReadError { path: path.to_owned(), error }),
+                Err(_) => return Err(error),
             }
         }
-        Err(error) => return Err(ReadError { path: path.to_owned(), error }),
+        Err(error) => return Err(error),
     };
     let path = path.as_path();
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
@@ -339,5 +363,71 @@ fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::R
         if done {
             return Ok(Some((length, true)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Rotation renames the current file away and creates the next one; between the two the
+    /// name is absent. A listing or live read that meets that moment sees no current file, and
+    /// never fails with "No such file or directory" (verify cried wolf on CI, 1 run in 50).
+    #[test]
+    fn a_current_file_renamed_away_mid_listing_is_absent_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("executions.log");
+        std::fs::write(&current, b"{}\n").unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Keeps one backup name, so the directory does not grow.
+                    let backup = dir.path().join(format!("executions.log.20260101T000000.{:06}Z", n % 2));
+                    std::fs::rename(&current, &backup).unwrap();
+                    std::fs::write(&current, b"{}\n").unwrap();
+                    n += 1;
+                }
+            });
+            let mut absent = 0;
+            let mut failure = None;
+            for _ in 0..20_000 {
+                match files_in_order(dir.path(), "executions.log") {
+                    Ok(files) => absent += usize::from(!files.contains(&current)),
+                    Err(error) => failure = Some(error),
+                }
+                if let Err(error) = for_each_line_live(dir.path(), "executions.log", |_, _, _, _| {}) {
+                    failure = Some(error);
+                }
+                if failure.is_some() {
+                    break;
+                }
+            }
+            // Stops the rotator before asserting, so a failure is reported, not a hang.
+            stop.store(true, Ordering::Relaxed);
+            assert!(failure.is_none(), "a rotation made the listing fail: {}", failure.unwrap());
+            assert!(absent > 0, "the race was met: the current file was seen absent {absent} times");
+        });
+    }
+
+    #[test]
+    fn a_link_or_fifo_at_a_log_path_is_refused_without_being_opened_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"secret\n").unwrap();
+        let link = dir.path().join("chimera.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = open_regular(&link).unwrap_err();
+        assert_eq!(error.error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        let fifo = dir.path().join("executions.log");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // Would block forever without O_NONBLOCK: no writer ever opens the FIFO.
+        let error = open_regular(&fifo).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
     }
 }

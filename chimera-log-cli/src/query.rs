@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{backup_stamp, files_in_order, for_each_line, for_each_line_while, stdout_result};
+use crate::files::{backup_stamp, files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -335,7 +335,11 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     files_in_order(dir, name).map_err(|e| e.to_string())?;
     // The current file is read through the handle that following continues with, so no line
     // falls between the last lines shown and the first line followed.
-    let mut current = std::fs::File::open(dir.join(name)).ok();
+    let mut current = match open_regular(&dir.join(name)) {
+        Ok(file) => Some(file),
+        Err(error) if error.error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error.to_string()),
+    };
     let current_inode = current.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
     let mut current_bytes = Vec::new();
     if let Some(file) = current.as_mut() {
@@ -402,7 +406,7 @@ fn follow_file(
     use std::os::unix::fs::MetadataExt;
     let path = dir.join(name);
     let open = || -> Option<(std::fs::File, u64)> {
-        let file = std::fs::File::open(&path).ok()?;
+        let file = open_regular(&path).ok()?;
         let inode = file.metadata().ok()?.ino();
         Some((file, inode))
     };
