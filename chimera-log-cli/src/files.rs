@@ -77,13 +77,33 @@ pub(crate) enum Part {
     Gap,
 }
 
-/// Reads `name`'s family as it stood when the call began, on a directory a logger is writing to:
+/// Whether a logger holds the directory now (its `.chimera-log.lock` is locked). Verify's probe
+/// takes the lock for an instant when it is free; a logger starting in that instant retries for
+/// a quarter second. A lock file that cannot be opened counts as live: the cautious reading.
+pub(crate) fn directory_is_live(dir: &Path) -> bool {
+    let file = match open_regular(&dir.join(".chimera-log.lock")) {
+        Ok(file) => file,
+        Err(error) if error.error.kind() == io::ErrorKind::NotFound => return false,
+        Err(_) => return true,
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Reads `name`'s family as it stood when the call began, on a directory a logger is writing to
+/// (`live`: a last line of the current file without its newline may be half written, and is left):
 /// backups listed, the current file opened at once; backups removed since by retention (the
 /// oldest) are skipped and counted; backups made since (rotations during the read) are read in
 /// their place before the current file. Returns how many listed backups were gone.
 pub(crate) fn for_each_line_live(
     dir: &Path,
     name: &str,
+    live: bool,
     mut each: impl FnMut(&Path, usize, &[u8], Part),
 ) -> Result<u64, ReadError> {
     let listed: Vec<PathBuf> =
@@ -124,7 +144,7 @@ pub(crate) fn for_each_line_live(
         let reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(256 * 1024, file));
         // The logger may be in the middle of a line: a last line without its newline is left
         // (a torn line left by a crash is followed by the next start's lines, and is read).
-        let leave = if part == Part::Current { Unterminated::Leave } else { Unterminated::Give };
+        let leave = if live && part == Part::Current { Unterminated::Leave } else { Unterminated::Give };
         read_lines_while(&current_path, reader, leave, |path, number, line| {
             each(path, number, line, part);
             true
@@ -398,7 +418,7 @@ mod tests {
                     Ok(files) => absent += usize::from(!files.contains(&current)),
                     Err(error) => failure = Some(error),
                 }
-                if let Err(error) = for_each_line_live(dir.path(), "executions.log", |_, _, _, _| {}) {
+                if let Err(error) = for_each_line_live(dir.path(), "executions.log", true, |_, _, _, _| {}) {
                     failure = Some(error);
                 }
                 if failure.is_some() {

@@ -58,7 +58,8 @@ enum Command {
         /// Environment variable holding the audit key (for a keyed chain).
         #[arg(long, value_name = "VAR")]
         key_env: Option<String>,
-        /// Accept unreadable lines the chain continues after (interrupted writes), reporting them.
+        /// Accept torn lines at the very end of the trail (a crash the logger has not started
+        /// again after), reporting them; torn lines elsewhere always need their audit_restart.
         #[arg(long)]
         allow_torn: bool,
     },

@@ -207,10 +207,12 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
     }
     let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
     let mut unreadable = 0;
-    // In the audit trail only sealed records are records: an unsealed line, well-formed or not,
-    // was put there (or torn) and is never shown as real.
+    // In the audit trail only sealed records are records: the anchor line that begins each file
+    // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
+    // never shown as real.
     let audit = name == "executions.log";
     for_each_line_while(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
+        Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
         Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
             unreadable += 1;
             if unreadable <= NAMED_UNREADABLE {

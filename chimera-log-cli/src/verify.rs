@@ -1,10 +1,13 @@
-//! `verify`: checks the audit trail — every line a sealed record of the contract's shape, `seq`
-//! without gaps, every chain link — and cross-checks the `audit_checkpoint` events found in the
+//! `verify`: checks the audit trail — every file begun by its sealed anchor, every line a sealed
+//! record of the contract's shape, `seq` without gaps, every chain link, every torn line accounted
+//! for by the `audit_restart` record after it — and cross-checks the `audit_checkpoint` events found in the
 //! general log, which catch a rewrite of the unkeyed chain and records cut from the end.
 
 use std::path::{Path, PathBuf};
 
-use chimera_log_runtime::audit::{parse_sealed, ChainKey};
+use chimera_log_runtime::audit::{
+    is_torn, parse_anchor, parse_sealed, Anchor, ChainHead, ChainKey, TornRun, RESTART_EVENT,
+};
 use serde_json::Value;
 
 use crate::files::{for_each_line_live, Part, ReadError};
@@ -77,37 +80,62 @@ fn keys_in_order(line: &[u8]) -> Option<Vec<String>> {
     Some(keys)
 }
 
+/// Torn lines read and not yet accounted for, with where the first one is.
+struct PendingTorn {
+    run: TornRun,
+    first: Finding,
+}
+
 pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Report, ReadError> {
     let mut report = Report::default();
     // Checkpoints written after this cannot be held against the trail read from here on.
     let started = chrono::Utc::now();
-    let mut previous: Option<(u64, [u8; 32])> = None;
+    let mut previous: Option<ChainHead> = None;
     let mut chains: Vec<(u64, [u8; 32])> = Vec::new();
-    let mut pending_torn: Option<Finding> = None;
-    let gone = for_each_line_live(dir, "executions.log", |path, line_number, line, part| {
+    let mut torn: Option<PendingTorn> = None;
+    // While reading what was the current file, rotated since: what of it was read from its backup.
+    let mut skipping_rotated = true;
+    // A logger writing now may be in the middle of the last line; at rest, a last line without
+    // its newline is a torn write like any other.
+    let live = crate::files::directory_is_live(dir);
+    let gone = for_each_line_live(dir, "executions.log", live, |path, line_number, line, part| {
         let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
         if part == Part::Gap {
             // Retention removed backups faster than verify read them: the trail read begins
             // again here, as the retained trail begins after removed backups.
             previous = None;
-            if let Some(torn) = pending_torn.take() {
-                report.failures.push(torn);
+            if let Some(pending) = torn.take() {
+                report.failures.push(unaccounted(pending));
             }
             return;
         }
-        if part == Part::RotatedCurrent {
+        let record = parse_sealed(line);
+        if part == Part::RotatedCurrent && skipping_rotated {
             // The file that was current at the listing was rotated during the read: what of it
-            // is older than the trail read so far was read from its backup (or that backup was
-            // removed by retention); only what goes beyond is new. A file still current is
-            // never skipped in this way.
-            if let (Some(record), Some((seq, _))) = (parse_sealed(line), previous) {
-                if record.seq <= seq {
-                    return;
-                }
+            // is not newer than the trail read so far was read from its backup (or that backup
+            // was removed by retention). A file still current is never skipped in this way.
+            match (&record, previous) {
+                (Some(record), Some(head)) if record.seq <= head.seq => return,
+                (None, Some(_)) => return,
+                _ => skipping_rotated = false,
             }
         }
-        let Some(record) = parse_sealed(line) else {
-            if serde_json::from_slice::<Value>(line).is_ok() {
+        if let Some(anchor) = parse_anchor(line) {
+            check_anchor(&anchor, line_number, previous, key, &at, &mut report);
+            previous = Some(anchor.previous);
+            return;
+        }
+        // A file whose first line is torn is a crash during its first write, the anchor's; the
+        // restart record after the torn lines accounts for them, and the chain is checked from
+        // the file before.
+        if line_number == 1 && !is_torn(line) {
+            report.failures.push(at(
+                "the file does not begin with its audit_anchor line (lines removed from its start, or a file put there)"
+                    .to_owned(),
+            ));
+        }
+        let Some(record) = record else {
+            if !is_torn(line) {
                 // Well-formed JSON cannot be what an interrupted write leaves: a record without a
                 // seal was put there, whatever --allow-torn says.
                 report.failures.push(at(
@@ -115,14 +143,14 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                 ));
                 return;
             }
-            let finding = at("not a sealed audit record (not valid JSON: a torn write, or damage)".to_owned());
-            if pending_torn.is_none() {
-                pending_torn = Some(finding);
-            } else {
-                report.failures.push(finding);
-            }
+            let pending = torn.get_or_insert_with(|| PendingTorn {
+                run: TornRun::default(),
+                first: at("a torn line (not valid JSON: a write cut short, or damage)".to_owned()),
+            });
+            pending.run.push(line);
             return;
         };
+        let value = serde_json::from_slice::<Value>(line).ok();
         let keys = keys_in_order(line);
         let shape_ok = keys.as_ref().is_some_and(|keys| {
             keys.len() >= 7
@@ -133,28 +161,29 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
         if !shape_ok {
             report.failures.push(at(format!("not the contract's shape: keys {keys:?}")));
         }
-        if let Some(torn) = pending_torn.take() {
-            // An unreadable line followed by a record that continues the chain is what an
-            // interrupted write (a crash) leaves; anything else is tampering.
-            let continues = previous
-                .is_some_and(|(seq, chain)| record.seq == seq + 1 && key.link(&chain, record.body) == record.chain);
-            if continues && allow_torn {
-                report.notes.push(format!("{torn} (an interrupted write: the chain continues after it)"));
-            } else if continues {
-                report.failures.push(Finding {
-                    message: format!(
-                        "{} — the chain continues after it, as after an interrupted write; pass --allow-torn to accept",
-                        torn.message
-                    ),
-                    ..torn
-                });
-            } else {
-                report.failures.push(torn);
+        let restart = value.as_ref().filter(|v| v["event"] == RESTART_EVENT && v["module"] == "chimera_log");
+        match (torn.take(), restart) {
+            (Some(pending), Some(restart)) if pending.run.is_accounted_for_by(&restart["context"]) => {
+                report.notes.push(format!(
+                    "{}: {} torn line(s) from an unclean end, accounted for by the {RESTART_EVENT} record at {}:{} (seq {})",
+                    pending.first,
+                    pending.run.lines,
+                    path.display(),
+                    line_number,
+                    record.seq
+                ));
             }
+            (Some(pending), _) => report.failures.push(unaccounted(pending)),
+            (None, Some(restart)) if restart["context"]["torn_lines"].as_u64().is_some_and(|n| n > 0) => {
+                report.failures.push(at(format!(
+                    "this {RESTART_EVENT} record accounts for {} torn line(s) that are not before it: removed",
+                    restart["context"]["torn_lines"]
+                )));
+            }
+            (None, _) => {}
         }
         match previous {
             None => {
-                report.first_seq.get_or_insert(record.seq);
                 if record.seq == 1 {
                     if key.link(&[0; 32], record.body) != record.chain {
                         report
@@ -163,8 +192,8 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                     }
                 } else {
                     report.notes.push(format!(
-                        "the retained chain begins at seq {} ({}:{}): earlier records were removed by retention, \
-                         so its link to seq {} cannot be checked",
+                        "the retained chain begins at seq {} ({}:{}) without an anchor, so its link to seq {} \
+                         cannot be checked",
                         record.seq,
                         path.display(),
                         line_number,
@@ -172,12 +201,12 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                     ));
                 }
             }
-            Some((seq, chain)) => {
-                if record.seq != seq + 1 {
+            Some(head) => {
+                if record.seq != head.seq.saturating_add(1) {
                     report
                         .failures
-                        .push(at(format!("seq {} follows seq {seq}: records missing or reordered", record.seq)));
-                } else if key.link(&chain, record.body) != record.chain {
+                        .push(at(format!("seq {} follows seq {}: records missing or reordered", record.seq, head.seq)));
+                } else if key.link(&head.chain, record.body) != record.chain {
                     report.failures.push(at(format!(
                         "chain broken at seq {}: the record was altered, inserted, or signed with another key",
                         record.seq
@@ -185,13 +214,30 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                 }
             }
         }
-        previous = Some((record.seq, record.chain));
+        report.first_seq.get_or_insert(record.seq);
+        previous = Some(ChainHead { seq: record.seq, chain: record.chain });
         chains.push((record.seq, record.chain));
         report.records += 1;
         report.last_seq = Some(record.seq);
     })?;
-    if let Some(torn) = pending_torn {
-        report.failures.push(Finding { message: format!("{} (at the end of the trail)", torn.message), ..torn });
+    if let Some(pending) = torn {
+        let lines = pending.run.lines;
+        if allow_torn {
+            report.notes.push(format!(
+                "{}: {lines} torn line(s) at the end of the trail: an unclean end the logger has not \
+                 started again after (accepted by --allow-torn; its next start accounts for them)",
+                pending.first
+            ));
+        } else {
+            report.failures.push(Finding {
+                message: format!(
+                    "{} — {lines} torn line(s) at the end of the trail: an unclean end the logger has not started \
+                     again after; its next start records an {RESTART_EVENT} for them, or pass --allow-torn to accept",
+                    pending.first.message
+                ),
+                ..pending.first
+            });
+        }
     }
     if gone > 0 {
         report
@@ -200,6 +246,49 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
     }
     check_checkpoints(dir, &chains, started, &mut report)?;
     Ok(report)
+}
+
+/// Torn lines not followed by the `audit_restart` record that accounts for them.
+fn unaccounted(pending: PendingTorn) -> Finding {
+    Finding {
+        message: format!(
+            "{} — {} torn line(s) not accounted for by an {RESTART_EVENT} record after them (damage, or tampering)",
+            pending.first.message, pending.run.lines
+        ),
+        ..pending.first
+    }
+}
+
+/// An anchor must be its file's first line, sealed, and carry the head the trail read so far ends
+/// at; where nothing was read before it (the oldest retained file), the chain starts from it.
+fn check_anchor(
+    anchor: &Anchor<'_>,
+    line_number: usize,
+    previous: Option<ChainHead>,
+    key: &ChainKey,
+    at: &impl Fn(String) -> Finding,
+    report: &mut Report,
+) {
+    if line_number != 1 {
+        report.failures.push(at("an audit_anchor line inside a file, not at its start: inserted".to_owned()));
+    }
+    if !anchor.is_sealed_by(key) {
+        report.failures.push(at("the file's audit_anchor does not match its seal (edited, or another key)".to_owned()));
+    }
+    match previous {
+        Some(head) if head != anchor.previous => report.failures.push(at(format!(
+            "the file's audit_anchor says it follows seq {}, but the trail before it ends at seq {} \
+             (with another chain value): records or files missing, or replaced",
+            anchor.previous.seq, head.seq
+        ))),
+        Some(_) => {}
+        None if anchor.previous.seq > 0 => report.notes.push(format!(
+            "the retained chain begins after seq {}, anchored at {}: earlier records were removed by retention",
+            anchor.previous.seq,
+            at(String::new()).to_string().trim_end_matches(": ")
+        )),
+        None => {}
+    }
 }
 
 /// Every `audit_checkpoint` in the general log must agree with the audit file.
@@ -214,7 +303,7 @@ fn check_checkpoints(
     let mut findings = Vec::new();
     let mut checked = 0;
     // The general log rotates under a live verify too; a checkpoint read twice is checked twice.
-    for_each_line_live(dir, "chimera.log", |path, line_number, line, _| {
+    for_each_line_live(dir, "chimera.log", true, |path, line_number, line, _| {
         if !line.windows(26).any(|w| w == b"\"event\":\"audit_checkpoint\"") {
             return;
         }

@@ -109,7 +109,8 @@ fn assert_broken(dir: &Path, expected: &str) {
 #[test]
 fn verify_detects_an_edited_value() {
     let dir = fresh_trail();
-    edit_lines(&audit_files(dir.path())[1], |lines| lines[0] = lines[0].replace("moonwell", "moonwelL"));
+    // Line 0 is the file's anchor; line 1 its first record.
+    edit_lines(&audit_files(dir.path())[1], |lines| lines[1] = lines[1].replace("\"protocol\":\"", "\"protocol\":\"x"));
     assert_broken(dir.path(), "chain broken at seq");
 }
 
@@ -135,7 +136,7 @@ fn verify_detects_an_inserted_forged_line() {
 #[test]
 fn verify_detects_two_swapped_lines() {
     let dir = fresh_trail();
-    edit_lines(&audit_files(dir.path())[1], |lines| lines.swap(0, 1));
+    edit_lines(&audit_files(dir.path())[1], |lines| lines.swap(1, 2));
     assert_broken(dir.path(), "records missing or reordered");
 }
 
@@ -143,7 +144,7 @@ fn verify_detects_two_swapped_lines() {
 fn verify_detects_a_deleted_middle_backup() {
     let dir = fresh_trail();
     fs::remove_file(&audit_files(dir.path())[2]).unwrap();
-    assert_broken(dir.path(), "records missing or reordered");
+    assert_broken(dir.path(), "records or files missing");
 }
 
 #[test]
@@ -165,12 +166,12 @@ fn verify_says_where_the_retained_chain_begins_when_old_backups_were_removed() {
     drop(guard);
     let output = verify(dir.path());
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("the retained chain begins at seq"), "{}", text(&output));
+    assert!(text(&output).contains("the retained chain begins after seq"), "{}", text(&output));
 }
 
-/// Recomputes the unkeyed chain from record `from` onward, as a forger would.
+/// Recomputes the unkeyed chain and every file's anchor after editing record 3, as a forger would.
 fn rewrite_unkeyed_chain(dir: &Path) {
-    use chimera_log_runtime::audit::{hex, parse_sealed, ChainKey};
+    use chimera_log_runtime::audit::{hex, parse_anchor, parse_sealed, ChainKey};
     let key = ChainKey::unkeyed();
     let mut previous = [0u8; 32];
     let mut tampered = false;
@@ -180,6 +181,14 @@ fn rewrite_unkeyed_chain(dir: &Path) {
                 if !tampered && line.contains("\"seq\":3,") {
                     *line = line.replace("moonwell", "phantom");
                     tampered = true;
+                }
+                if let Some(anchor) = parse_anchor(line.as_bytes()) {
+                    let body = String::from_utf8(anchor.body.to_vec())
+                        .unwrap()
+                        .replace(&hex(&anchor.previous.chain), &hex(&previous));
+                    let seal = key.link(&previous, body.as_bytes());
+                    *line = format!("{body},\"anchor\":\"{}\"}}", hex(&seal));
+                    continue;
                 }
                 let record = parse_sealed(line.as_bytes()).unwrap();
                 let body = String::from_utf8(record.body.to_vec()).unwrap();
@@ -267,26 +276,159 @@ fn verify_detects_every_random_single_byte_mutation() {
     assert!(verify(dir.path()).status.success(), "restored");
 }
 
+/// Appends `bytes` to the current audit file, as a crash mid-write leaves them.
+fn append_torn(dir: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new().append(true).open(dir.join("executions.log")).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// The `audit_restart` records of the trail, in order.
+fn restarts(dir: &Path) -> Vec<serde_json::Value> {
+    audit_files(dir)
+        .iter()
+        .flat_map(|file| fs::read_to_string(file).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .filter(|value| value["event"] == "audit_restart")
+        .collect()
+}
+
+const TORN: &[u8] = b"{\"timestamp\":\"2024-01-15T10:30:45.1";
+
 #[test]
-fn verify_reports_an_interrupted_write_and_accepts_it_only_when_asked() {
+fn a_torn_line_fails_verify_until_the_next_start_accounts_for_it_with_a_restart_record() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
     write_trail(&guard);
     drop(guard);
-    // A crash mid-write: a torn record, which the next start keeps and continues after.
-    let audit = dir.path().join("executions.log");
-    let mut bytes = fs::read(&audit).unwrap();
-    bytes.extend_from_slice(b"{\"timestamp\":\"2024-01-15T10:30:45.1");
-    fs::write(&audit, bytes).unwrap();
-    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
-    write_trail(&guard);
-    drop(guard);
+    // A crash mid-write, and the logger not started since: verify (no logger holds the
+    // directory) reads the unterminated last line as torn.
+    append_torn(dir.path(), TORN);
     let strict = verify(dir.path());
     assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    assert!(text(&strict).contains("has not started again after"), "{}", text(&strict));
     assert!(text(&strict).contains("--allow-torn"), "{}", text(&strict));
     let lenient = chimera_log(&["verify", dir.path().to_str().unwrap(), "--allow-torn"]);
     assert!(lenient.status.success(), "{}", text(&lenient));
-    assert!(text(&lenient).contains("interrupted write"), "{}", text(&lenient));
+    // The next start accounts for it: verify passes with no flag.
+    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let restart = &restarts(dir.path())[..];
+    assert_eq!(restart.len(), 1);
+    assert_eq!(restart[0]["context"]["torn_lines"], 1);
+    assert_eq!(restart[0]["context"]["torn_bytes"], TORN.len());
+    assert_eq!(restart[0]["seq"], 31, "numbered and sealed like any record");
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("accounted for by the audit_restart record"), "{}", text(&output));
+}
+
+#[test]
+fn two_crashes_in_a_row_and_a_crash_during_the_restart_record_are_all_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    drop(start());
+    write_trail(&start());
+    append_torn(dir.path(), TORN);
+    drop(start()); // restart 1
+    append_torn(dir.path(), b"{\"timestamp\":\"2024-01-15T10:31");
+    // The next start repaired the newline and was killed while writing its restart record.
+    append_torn(dir.path(), b"\n{\"timestamp\":\"2024-01-15T10:32:00.000000Z\",\"level\":\"WARN");
+    write_trail(&start()); // restart 2 accounts for both torn lines
+    let restart = restarts(dir.path());
+    assert_eq!(restart.len(), 2, "{restart:?}");
+    assert_eq!(
+        (restart[0]["context"]["torn_lines"].as_u64(), restart[1]["context"]["torn_lines"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(text(&output).matches("accounted for by the audit_restart record").count(), 2, "{}", text(&output));
+}
+
+#[test]
+fn a_torn_line_edited_removed_or_left_without_its_restart_record_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    append_torn(dir.path(), TORN);
+    let guard = config(dir.path()).max_bytes(1_000_000).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let audit = dir.path().join("executions.log");
+    let original = fs::read_to_string(&audit).unwrap();
+    let torn_at = original.lines().position(|l| l.as_bytes() == TORN).unwrap();
+    // The torn bytes changed: the restart record's hash no longer accounts for them.
+    edit_lines(&audit, |lines| lines[torn_at] = lines[torn_at].replace("10:30", "10:31"));
+    assert_broken(dir.path(), "not accounted for by an audit_restart record");
+    // The torn line removed: the restart record accounts for lines that are not there.
+    fs::write(&audit, &original).unwrap();
+    edit_lines(&audit, |lines| {
+        lines.remove(torn_at);
+    });
+    assert_broken(dir.path(), "that are not before it: removed");
+    // A torn line put in the middle of the trail, with no restart record after it.
+    fs::write(&audit, &original).unwrap();
+    edit_lines(&audit, |lines| lines.insert(5, "{\"timestamp\":\"2024".to_owned()));
+    assert_broken(dir.path(), "not accounted for by an audit_restart record");
+    // Even --allow-torn accepts a torn line only at the very end of the trail.
+    let output = chimera_log(&["verify", dir.path().to_str().unwrap(), "--allow-torn"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+}
+
+#[test]
+fn every_audit_file_begins_with_a_sealed_anchor_so_the_first_retained_record_cannot_be_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = || config(dir.path()).audit_key(*b"vault-held key");
+    let guard = keyed().build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let files = audit_files(dir.path());
+    for file in &files {
+        let first = fs::read_to_string(file).unwrap().lines().next().map(str::to_owned).unwrap();
+        let anchor: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(anchor["event"], "audit_anchor", "{}", file.display());
+        assert!(anchor["anchor"].as_str().is_some_and(|a| a.len() == 64), "{first}");
+    }
+    // Retention removes the older files; then the first retained record is edited, its chain
+    // value kept. Before anchors, nothing could check its link to the removed predecessor.
+    drop(keyed().audit_backups(2).build().unwrap());
+    let first_retained = audit_files(dir.path())[0].clone();
+    let verify_keyed = || {
+        Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+            .args(["verify", dir.path().to_str().unwrap(), "--key-env", "TEST_AUDIT_KEY"])
+            .env("TEST_AUDIT_KEY", "vault-held key")
+            .output()
+            .unwrap()
+    };
+    let output = verify_keyed();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("the retained chain begins after seq"), "{}", text(&output));
+    let original = fs::read_to_string(&first_retained).unwrap();
+    edit_lines(&first_retained, |lines| lines[1] = lines[1].replace("\"protocol\":\"", "\"protocol\":\"x"));
+    let output = verify_keyed();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("chain broken at seq"), "{}", text(&output));
+    // The anchor edited to match the edited record (without the key: its seal breaks).
+    fs::write(&first_retained, &original).unwrap();
+    edit_lines(&first_retained, |lines| {
+        let anchor = chimera_log_runtime::audit::parse_anchor(lines[0].as_bytes()).unwrap();
+        let previous = chimera_log_runtime::audit::hex(&anchor.previous.chain);
+        lines[0] = lines[0].replace(&previous, &"0".repeat(64));
+    });
+    let output = verify_keyed();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("does not match its seal"), "{}", text(&output));
+    // A file without its anchor.
+    fs::write(&first_retained, &original).unwrap();
+    edit_lines(&first_retained, |lines| {
+        lines.remove(0);
+    });
+    let output = verify_keyed();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("does not begin with its audit_anchor"), "{}", text(&output));
 }
 
 #[test]
@@ -323,8 +465,10 @@ fn stats_counts_per_event_and_level() {
     let output = chimera_log(&["stats", dir.path().to_str().unwrap(), "--file", "audit"]);
     assert!(output.status.success(), "{}", text(&output));
     let report = text(&output);
+    // Records only: the anchor line that begins each file is not a record.
     assert!(report.contains("executions.log: 30 lines, 0 unreadable"), "{report}");
     assert!(report.contains("  executed                         30"), "{report}");
+    assert!(!report.contains("audit_anchor"), "{report}");
 }
 
 #[test]
@@ -332,12 +476,15 @@ fn tail_shows_the_last_lines_across_backups() {
     let dir = fresh_trail();
     let output = chimera_log(&["tail", dir.path().to_str().unwrap(), "--file", "audit", "-n", "12"]);
     assert!(output.status.success(), "{}", text(&output));
-    let blocks: Vec<u64> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["block_number"].as_u64().unwrap())
-        .collect();
-    assert_eq!(blocks, (18..30).collect::<Vec<_>>());
+    // tail shows the files' lines as they are, the anchor that begins each file among them.
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 12);
+    let blocks: Vec<u64> = lines.iter().filter_map(|l| l["context"]["block_number"].as_u64()).collect();
+    assert!(lines.iter().all(|l| l["event"] == "executed" || l["event"] == "audit_anchor"), "{lines:?}");
+    let first = 30 - blocks.len() as u64;
+    assert_eq!(blocks, (first..30).collect::<Vec<_>>());
+    assert!(blocks.len() < 12, "an anchor is among the last 12 lines at 1,500-byte rotation");
 }
 
 /// `chimera-log tail -n 1 -f --file audit DIR`, and its stdout's lines as they come.
@@ -359,10 +506,15 @@ fn tail_follow_audit(dir: &Path) -> (std::process::Child, std::sync::mpsc::Recei
     (child, received)
 }
 
-/// The `block_number` of the next line `tail -f` prints.
+/// The `block_number` of the next record `tail -f` prints (past the anchors that begin files).
 fn next_block(received: &std::sync::mpsc::Receiver<String>) -> u64 {
-    let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
-    serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["block_number"].as_u64().unwrap()
+    loop {
+        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+        let value = serde_json::from_str::<serde_json::Value>(&line).unwrap();
+        if value["event"] != "audit_anchor" {
+            return value["context"]["block_number"].as_u64().unwrap();
+        }
+    }
 }
 
 #[test]

@@ -14,8 +14,26 @@
 //!   or HMAC-SHA-256 keyed with the audit key when one is configured (`LogConfig::audit_key`),
 //!   so that without the key nobody can recompute a valid chain after editing a record.
 //!
-//! This module owns the chain's definition (sealing a line, checking one) and recovering the
-//! chain head at start; it does no writing of its own.
+//! Every audit file begins with an **anchor** line, outside the numbering:
+//!
+//! ```text
+//! {"timestamp":…,"level":"INFO","module":"chimera_log","event":"audit_anchor","context":{"previous_seq":41,"previous_chain":"<hex>"},"anchor":"<hex>"}
+//! ```
+//!
+//! `previous_seq` and `previous_chain` are the head of the chain before the file's first record
+//! (0 and 64 zeros for the first file), and `anchor` is `H(previous chain ‖ body)` with `body`
+//! the bytes up to `,"anchor":`. The file's first record links to `previous_chain`, so each file
+//! verifies on its own: after retention removed older files, the first retained record is still
+//! checked, and with a key nobody can forge the anchor that would let it be edited.
+//!
+//! After an unclean end (a crash mid-write leaves a **torn** line: one that is not valid JSON),
+//! the next start writes an `audit_restart` record, sealed and numbered like any other, whose
+//! context accounts for the torn lines just before it: `torn_lines`, `torn_bytes` (without
+//! newlines) and `torn_sha256` (SHA-256 of the torn lines, each followed by a newline); see
+//! [`TornRun`].
+//!
+//! This module owns the chain's definition (sealing a line, anchoring a file, checking both) and
+//! recovering the chain head at start; it does no writing of its own.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -93,6 +111,123 @@ pub(crate) fn seal(line: &[u8], head: &mut ChainHead, key: &ChainKey, out: &mut 
     *head = ChainHead { seq, chain };
 }
 
+const ANCHOR_KEY: &[u8] = b",\"anchor\":\"";
+
+/// The event name of the line that begins every audit file.
+pub const ANCHOR_EVENT: &str = "audit_anchor";
+/// The event name of the record written at start after an unclean end.
+pub const RESTART_EVENT: &str = "audit_restart";
+
+/// Writes into `out` the anchor line that begins an audit file whose first record follows
+/// `previous`.
+pub(crate) fn anchor_line(time: SystemTime, previous: &ChainHead, key: &ChainKey, out: &mut Vec<u8>) {
+    let envelope = crate::json::Envelope {
+        time,
+        level: crate::Level::Info,
+        module_json: "\"chimera_log\"",
+        event: ANCHOR_EVENT,
+        exception: None,
+    };
+    out.clear();
+    crate::json::encode_line(out, envelope, |buf| {
+        let mut context = crate::json::ContextWriter::open(buf);
+        context.field("previous_seq", &previous.seq);
+        context.field("previous_chain", &hex(&previous.chain));
+        context.finish();
+    });
+    let open = out.len() - b"}\n".len();
+    out.truncate(open);
+    let seal = key.link(&previous.chain, out);
+    out.extend_from_slice(ANCHOR_KEY);
+    push_hex(out, &seal);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// An anchor line's parts, as read back (see the module's documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor<'a> {
+    /// The bytes the seal covers.
+    pub body: &'a [u8],
+    /// The chain head before the file's first record.
+    pub previous: ChainHead,
+    /// The seal the line claims.
+    pub seal: [u8; 32],
+}
+
+impl Anchor<'_> {
+    /// Whether the seal is `H(previous chain ‖ body)` under `key`.
+    pub fn is_sealed_by(&self, key: &ChainKey) -> bool {
+        key.link(&self.previous.chain, self.body) == self.seal
+    }
+}
+
+/// Reads an anchor line; `None` when `line` is not one.
+pub fn parse_anchor(line: &[u8]) -> Option<Anchor<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        module: String,
+        event: String,
+        context: Context,
+    }
+    #[derive(serde::Deserialize)]
+    struct Context {
+        previous_seq: u64,
+        previous_chain: String,
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let at = line.windows(ANCHOR_KEY.len()).rposition(|w| w == ANCHOR_KEY)?;
+    let (body, rest) = line.split_at(at);
+    let seal = std::str::from_utf8(rest.strip_prefix(ANCHOR_KEY)?.strip_suffix(b"\"}")?).ok()?;
+    let mut object = body.to_vec();
+    object.push(b'}');
+    let parsed: Body = serde_json::from_slice(&object).ok()?;
+    if parsed.module != "chimera_log" || parsed.event != ANCHOR_EVENT {
+        return None;
+    }
+    let previous = ChainHead { seq: parsed.context.previous_seq, chain: unhex(&parsed.context.previous_chain)? };
+    Some(Anchor { body, previous, seal: unhex(seal)? })
+}
+
+/// Consecutive torn lines (not valid JSON: what a crash mid-write leaves), as an `audit_restart`
+/// record accounts for them: how many, their bytes without newlines, and the SHA-256 of the
+/// lines each followed by a newline.
+#[derive(Debug, Clone, Default)]
+pub struct TornRun {
+    /// Torn lines in the run.
+    pub lines: u64,
+    /// Their bytes, newlines not counted.
+    pub bytes: u64,
+    hasher: Sha256,
+}
+
+impl TornRun {
+    /// Adds the next torn line (without its newline).
+    pub fn push(&mut self, line: &[u8]) {
+        self.lines += 1;
+        self.bytes += line.len() as u64;
+        self.hasher.update(line);
+        self.hasher.update(b"\n");
+    }
+
+    /// The SHA-256 of the lines so far, each followed by a newline.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+
+    /// Whether `context` (an `audit_restart` record's) accounts for exactly this run.
+    pub fn is_accounted_for_by(&self, context: &serde_json::Value) -> bool {
+        context["torn_lines"].as_u64() == Some(self.lines)
+            && context["torn_bytes"].as_u64() == Some(self.bytes)
+            && context["torn_sha256"].as_str() == Some(hex(&self.sha256()).as_str())
+    }
+}
+
+/// Whether `line` is torn: not a sealed record, not an anchor, not even valid JSON. A well-formed
+/// line that is not a record was put there; only a line that is not JSON can be a torn write.
+pub fn is_torn(line: &[u8]) -> bool {
+    parse_sealed(line).is_none() && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err()
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
@@ -156,6 +291,9 @@ pub(crate) struct Recovered {
     /// Files (newest first) that were damaged or unreadable, with the reason: reported, never a
     /// reason not to start.
     pub(crate) skipped: Vec<(PathBuf, io::Error)>,
+    /// The torn lines at the end of the current file (a crash mid-write), not yet accounted for
+    /// by an `audit_restart` record.
+    pub(crate) torn_tail: Option<TornRun>,
 }
 
 /// The chain head left by the newest readable record of `name` in `dir`: its current file, else
@@ -174,9 +312,32 @@ pub(crate) fn recover_head(dir: &Path, name: &str, now: SystemTime) -> io::Resul
         }
     }));
     let mut recovered = Recovered::default();
+    let current = dir.join(name);
     for path in newest_first {
         let mut last = None;
-        let outcome = for_each_sealed(&path, |record| last = Some(record));
+        // Only the current file can end in torn lines: a backup is a file rotated away after a
+        // whole line.
+        let mut torn = (path == current).then(TornRun::default);
+        let outcome = for_each_line(&path, |line| match parse_sealed(line) {
+            Some(record) => {
+                last = Some(ChainHead { seq: record.seq, chain: record.chain });
+                if let Some(torn) = torn.as_mut() {
+                    *torn = TornRun::default();
+                }
+            }
+            None => {
+                if let Some(torn) = torn.as_mut() {
+                    if is_torn(line) {
+                        torn.push(line);
+                    } else {
+                        *torn = TornRun::default();
+                    }
+                }
+            }
+        });
+        if let Some(torn) = torn.filter(|torn| torn.lines > 0) {
+            recovered.torn_tail = Some(torn);
+        }
         if let Some(head) = last {
             if head.seq > recovered.head.seq {
                 recovered.head = head;
@@ -226,9 +387,11 @@ fn read_line_capped(reader: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -
     }
 }
 
-/// Calls `each` with the head after every sealed record of the file at `path`, in order; a
-/// missing file has none. An error says where reading stopped (the records before it were given).
-fn for_each_sealed(path: &Path, mut each: impl FnMut(ChainHead)) -> io::Result<()> {
+/// Calls `each` with every line (without its newline) of the file at `path`, in order, the last
+/// one even without its newline; a missing file has none. Lines longer than
+/// [`MAX_RECORD_BYTES`] are left out. An error says where reading stopped (the lines before it
+/// were given).
+fn for_each_line(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     let file = match crate::sink::safe_fs::open_read(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -242,8 +405,8 @@ fn for_each_sealed(path: &Path, mut each: impl FnMut(ChainHead)) -> io::Result<(
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
     while let Some(whole) = read_line_capped(&mut reader, &mut line, MAX_RECORD_BYTES)? {
-        if let (true, Some(record)) = (whole, parse_sealed(&line)) {
-            each(ChainHead { seq: record.seq, chain: record.chain });
+        if whole {
+            each(&line);
         }
     }
     Ok(())

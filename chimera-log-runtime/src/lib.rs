@@ -49,7 +49,9 @@
 //! let general = std::fs::read_to_string(dir.join("chimera.log")).unwrap();
 //! let audit = std::fs::read_to_string(dir.join("executions.log")).unwrap();
 //! assert_eq!(general.lines().count(), 3);
-//! assert_eq!(audit.lines().count(), 1); // only the audit type
+//! // The file's anchor line (see `audit`), then only the audit type.
+//! assert_eq!(audit.lines().count(), 2);
+//! assert!(audit.lines().next().unwrap().contains(r#""event":"audit_anchor""#));
 //! assert!(audit.contains(r#""event":"liquidation_submitted""#));
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok(())

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chimera_log_runtime::audit::{parse_sealed, ChainKey};
+use chimera_log_runtime::audit::{parse_anchor, parse_sealed, ChainKey};
 use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent};
 use common::{all_lines, backups, read_maybe_gz, ManualClock};
 
@@ -22,13 +22,22 @@ fn config(dir: &Path) -> LogConfig {
     LogConfig::new(dir).console(false).audit_durability(AuditDurability::OsBuffer)
 }
 
-/// Checks the whole retained chain of `executions.log` from record 1 and returns its seqs.
+/// Checks the whole retained chain of `executions.log` from record 1, and each file's anchor,
+/// and returns its seqs.
 fn check_chain(dir: &Path, key: &ChainKey) -> Vec<u64> {
     let mut files = backups(dir, "executions.log");
     files.push(dir.join("executions.log"));
     let (mut previous, mut seqs) = ([0u8; 32], Vec::new());
     for file in files {
-        for line in read_maybe_gz(&file).split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for (number, line) in read_maybe_gz(&file).split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            if number == 0 {
+                let anchor =
+                    parse_anchor(line).unwrap_or_else(|| panic!("{} begins without its anchor", file.display()));
+                assert!(anchor.is_sealed_by(key), "anchor of {} not sealed by the key", file.display());
+                let last = seqs.last().copied().unwrap_or(0);
+                assert_eq!((anchor.previous.seq, anchor.previous.chain), (last, previous), "{}", file.display());
+                continue;
+            }
             let record =
                 parse_sealed(line).unwrap_or_else(|| panic!("not a sealed record: {}", String::from_utf8_lossy(line)));
             assert_eq!(record.chain, key.link(&previous, record.body), "chain broken at seq {}", record.seq);
@@ -73,9 +82,14 @@ fn the_chain_head_is_recovered_from_a_compressed_backup_and_past_a_torn_line() {
     emit_blocks(&guard, 30..31);
     drop(guard);
     let text = std::fs::read_to_string(dir.path().join("executions.log")).unwrap();
-    let last = text.lines().last().unwrap();
-    let record = parse_sealed(last.as_bytes()).unwrap();
-    assert_eq!(record.seq, kept + 1, "continues from the newest record of the backups");
+    let lines: Vec<&str> = text.lines().collect();
+    // The torn line, the restart record accounting for it, the record emitted.
+    assert_eq!(lines.len(), 3, "{text}");
+    let restart: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(restart["event"], "audit_restart");
+    assert_eq!(restart["context"]["torn_lines"], 1);
+    assert_eq!(restart["seq"], kept + 1, "continues from the newest record of the backups");
+    assert_eq!(parse_sealed(lines[2].as_bytes()).unwrap().seq, kept + 2);
 }
 
 #[test]
@@ -100,9 +114,10 @@ fn the_chain_head_is_recorded_in_the_general_log_at_each_rotation_and_interval()
         .checkpoint_interval(Duration::from_secs(600))
         .build()
         .unwrap();
-    emit_blocks(&guard, 0..20);
+    // Rotations come every 5 records (seq 6, 11, 16, 21): the interval falls on seq 20.
+    emit_blocks(&guard, 0..19);
     clock.set(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 601));
-    emit_blocks(&guard, 20..21);
+    emit_blocks(&guard, 19..20);
     let stats = guard.stats();
     drop(guard);
     let checkpoints: Vec<serde_json::Value> = all_lines(dir.path(), "chimera.log")
@@ -113,7 +128,7 @@ fn the_chain_head_is_recorded_in_the_general_log_at_each_rotation_and_interval()
     let rotations = stats.sink("executions.log").unwrap().rotations;
     assert_eq!(checkpoints.len() as u64, rotations + 1, "{checkpoints:?}");
     assert_eq!(checkpoints.last().unwrap()["reason"], "interval");
-    assert_eq!(checkpoints.last().unwrap()["seq"], 21);
+    assert_eq!(checkpoints.last().unwrap()["seq"], 20);
     // Each checkpoint names a record whose chain it repeats.
     let records: Vec<serde_json::Value> = all_lines(dir.path(), "executions.log");
     for checkpoint in &checkpoints {
@@ -121,4 +136,72 @@ fn the_chain_head_is_recorded_in_the_general_log_at_each_rotation_and_interval()
         let record = records.iter().find(|r| r["seq"] == seq).unwrap();
         assert_eq!(record["chain"], checkpoint["chain"]);
     }
+}
+
+#[test]
+fn a_file_smaller_than_anchor_and_record_takes_one_record_each_without_rotating_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(10).audit_backups(1_000).build().unwrap();
+    emit_blocks(&guard, 0..5);
+    drop(guard);
+    let mut files = backups(dir.path(), "executions.log");
+    files.push(dir.path().join("executions.log"));
+    assert_eq!(files.len(), 5, "{files:?}");
+    for file in &files {
+        assert_eq!(read_maybe_gz(file).split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 2);
+    }
+    assert_eq!(check_chain(dir.path(), &ChainKey::unkeyed()), (1..=5).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_write_fault_cutting_through_an_anchor_or_a_record_leaves_every_file_anchored_and_chained() {
+    use chimera_log_runtime::testing::FaultInjector;
+    // Allowances that fail a rotation's first write at once, mid-anchor, and mid-record.
+    for allowance in [0, 40, 300, 1_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultInjector::new());
+        let guard = config(dir.path())
+            .max_bytes(2_000)
+            .audit_backups(1_000)
+            .compress(false)
+            .fault_injector(faults.clone())
+            .build()
+            .unwrap();
+        emit_blocks(&guard, 0..12);
+        faults.fail_writes_to("executions.log", std::io::ErrorKind::StorageFull, allowance);
+        emit_blocks(&guard, 12..30);
+        guard.flush();
+        assert!(guard.stats().sink("executions.log").unwrap().write_errors >= 1, "allowance {allowance}");
+        faults.clear();
+        emit_blocks(&guard, 30..40);
+        drop(guard);
+        assert_eq!(
+            check_chain(dir.path(), &ChainKey::unkeyed()),
+            (1..=40).collect::<Vec<_>>(),
+            "allowance {allowance}"
+        );
+    }
+}
+
+#[test]
+fn an_audit_file_deleted_while_running_is_recreated_beginning_with_an_anchor_that_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    emit_blocks(&guard, 0..5);
+    let path = dir.path().join("executions.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let last = parse_sealed(text.lines().last().unwrap().as_bytes()).unwrap();
+    assert_eq!(last.seq, 5);
+    let last_chain = last.chain;
+    std::fs::remove_file(&path).unwrap();
+    emit_blocks(&guard, 5..8);
+    drop(guard);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let anchor = parse_anchor(lines[0].as_bytes()).expect("the recreated file begins with its anchor");
+    assert!(anchor.is_sealed_by(&ChainKey::unkeyed()));
+    assert_eq!((anchor.previous.seq, anchor.previous.chain), (5, last_chain));
+    let first = parse_sealed(lines[1].as_bytes()).unwrap();
+    assert_eq!(first.seq, 6);
+    assert_eq!(first.chain, ChainKey::unkeyed().link(&last_chain, first.body));
 }

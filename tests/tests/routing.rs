@@ -82,6 +82,9 @@ fn audit_line_is_the_general_line_with_seq_and_chain_appended() {
     drop(guard);
     let general = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
     let audit = std::fs::read_to_string(dir.path().join("executions.log")).unwrap();
+    // Past the file's anchor line.
+    let (anchor, audit) = audit.split_once('\n').unwrap();
+    assert!(anchor.contains("\"event\":\"audit_anchor\""), "{anchor}");
     let open = general.strip_suffix("}\n").unwrap();
     let rest = audit.strip_prefix(open).expect("the same bytes up to the end of the context");
     let seal: serde_json::Value = serde_json::from_str(&format!("{{{}", &rest[1..])).unwrap();

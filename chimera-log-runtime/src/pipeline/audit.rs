@@ -111,7 +111,7 @@ impl AuditWriter {
             }
             seal(line, &mut inner.head, &self.key, &mut inner.sealed);
             let rotations = self.counters.rotations.load(Relaxed);
-            if let Err(error) = inner.sink.write_line(&inner.sealed) {
+            if let Err(error) = inner.sink.write_record(&inner.sealed, inner.head) {
                 self.report(&error);
             }
             // A record the sink had to drop (its retry buffer full on a failing disk) is counted

@@ -146,7 +146,8 @@ impl Dispatcher {
         }
         let head = recovered.head;
         let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
-        let (audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
+        let (mut audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
+        audit_sink.anchor_with(key.clone(), head);
         let audit = AuditWriter::new(
             audit_sink,
             config.audit_durability,
@@ -191,7 +192,7 @@ impl Dispatcher {
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
-        Ok(Dispatcher {
+        let dispatcher = Dispatcher {
             min_level: config.level,
             console,
             files,
@@ -210,7 +211,41 @@ impl Dispatcher {
             #[cfg(feature = "cloudwatch")]
             cloudwatch,
             lock: Mutex::new(Some(lock)),
-        })
+        };
+        if let Some(torn) = recovered.torn_tail {
+            dispatcher.record_restart(&torn);
+        }
+        Ok(dispatcher)
+    }
+
+    /// Accounts, in the audit trail itself, for the torn lines an unclean end left at the end of
+    /// the audit file: an `audit_restart` record (also a warning in the general sinks).
+    fn record_restart(&self, torn: &crate::audit::TornRun) {
+        eprintln!(
+            "chimera-log: {} ends with {} torn line(s) ({} bytes) from an unclean end; an {} record accounts for them",
+            self.log_dir.join(AUDIT_FILE).display(),
+            torn.lines,
+            torn.bytes,
+            crate::audit::RESTART_EVENT
+        );
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.clock.now(),
+            level: Level::Warning,
+            module_json: "\"chimera_log\"",
+            event: crate::audit::RESTART_EVENT,
+            exception: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("reason", "unclean_end");
+            context.field("torn_lines", &torn.lines);
+            context.field("torn_bytes", &torn.bytes);
+            context.field("torn_sha256", &crate::audit::hex(&torn.sha256()));
+            context.finish();
+        });
+        let destinations = Destinations { general: Level::Warning >= self.min_level, audit: true, route: None };
+        self.dispatch(Level::Warning, destinations, &line);
     }
 
     pub(crate) fn log_dir(&self) -> &std::path::Path {

@@ -8,7 +8,12 @@
 //! file is started. Before each write the sink checks that its file is still the one at its
 //! path; a file deleted or moved by someone else, or a removed directory, is recreated. A failed
 //! write keeps the unwritten bytes and retries later; only past a cap are lines dropped, counted.
+//!
+//! The audit file is anchored (`audit.rs`): every file it starts begins with an anchor line
+//! carrying the head of the last record written before it, so the sink keeps the head of each
+//! pending record and knows which one the file ended with.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ use super::backup::{self, Stamp};
 use super::maintenance::Job;
 use super::safe_fs::{self, Identity};
 use super::Sink;
+use crate::audit::{ChainHead, ChainKey};
 use crate::clock::Clock;
 use crate::stats::SinkCounters;
 use crate::testing::FaultInjector;
@@ -46,6 +52,18 @@ pub(crate) struct FilePolicy {
     pub(crate) sync_on_rotate: bool,
 }
 
+/// What an anchored (audit) file needs to begin each file with its anchor line.
+#[derive(Debug)]
+struct Anchoring {
+    key: ChainKey,
+    /// The head of the last record wholly written to a file.
+    written: ChainHead,
+    /// One entry per line in `pending`, in order: the head of a record, `None` for an anchor.
+    heads: VecDeque<Option<ChainHead>>,
+    /// An anchor is in `pending`, not yet wholly written.
+    queued: bool,
+}
+
 /// The open current file and its identity, to notice when the path names another file.
 #[derive(Debug)]
 struct Current {
@@ -68,6 +86,10 @@ pub(crate) struct FileSink {
     /// end of the file: that rest must go to the same file before anything else happens to it.
     pending: Vec<u8>,
     torn: bool,
+    /// The current file holds a line besides its anchor (rotation before it would start another
+    /// file with the same problem).
+    has_record: bool,
+    anchoring: Option<Anchoring>,
     /// Lines dropped here (the retry buffer was full) and not yet taken by `take_dropped`.
     unreported_drops: u64,
     last_stamp: Option<Stamp>,
@@ -111,6 +133,8 @@ impl FileSink {
             size: 0,
             pending: Vec::with_capacity(WRITE_CHUNK),
             torn: false,
+            has_record: false,
+            anchoring: None,
             unreported_drops: 0,
             last_stamp,
             retry_at: None,
@@ -125,6 +149,55 @@ impl FileSink {
         }
         sink.queue(Job::Retain { name: name.to_owned(), keep: sink.policy.backups, now: sink.clock.now() });
         Ok(sink)
+    }
+
+    /// Makes this an anchored audit file whose chain stands at `head` (recovered at start): every
+    /// file it starts from now on begins with an anchor line. Lines go in by
+    /// [`write_record`](Self::write_record).
+    pub(crate) fn anchor_with(&mut self, key: ChainKey, head: ChainHead) {
+        self.anchoring = Some(Anchoring { key, written: head, heads: VecDeque::new(), queued: false });
+    }
+
+    /// Writes a sealed audit record whose chain head is `head` (as `write_line`).
+    pub(crate) fn write_record(&mut self, line: &[u8], head: ChainHead) -> io::Result<()> {
+        if self.accept(line) {
+            if let Some(anchoring) = self.anchoring.as_mut() {
+                anchoring.heads.push_back(Some(head));
+            }
+        }
+        if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
+            return self.drain(false);
+        }
+        Ok(())
+    }
+
+    /// Puts the anchor line in front of `pending` when the current file is empty.
+    fn queue_anchor(&mut self) {
+        let now = self.clock.now();
+        let Some(anchoring) = self.anchoring.as_mut() else { return };
+        if anchoring.queued || self.size != 0 {
+            return;
+        }
+        let mut line = Vec::with_capacity(256);
+        crate::audit::anchor_line(now, &anchoring.written, &anchoring.key, &mut line);
+        self.pending.splice(0..0, line);
+        anchoring.heads.push_front(None);
+        anchoring.queued = true;
+    }
+
+    /// Follows the first `lines` pending lines out (written whole, or dropped).
+    fn lines_left_pending(&mut self, lines: usize, written: bool) {
+        let Some(anchoring) = self.anchoring.as_mut() else { return };
+        for _ in 0..lines {
+            match anchoring.heads.pop_front() {
+                Some(Some(head)) if written => {
+                    anchoring.written = head;
+                    self.has_record = true;
+                }
+                Some(None) => anchoring.queued = false,
+                Some(Some(_)) | None => {}
+            }
+        }
     }
 
     fn queue(&self, job: Job) {
@@ -155,6 +228,7 @@ impl FileSink {
             file.write_all(b"\n")?;
             self.size += 1;
         }
+        self.has_record = self.size > 0;
         self.current = Some(Current { file: Arc::new(file), identity: Identity::of(&metadata) });
         Ok(())
     }
@@ -182,7 +256,11 @@ impl FileSink {
             let rest = line_end(&self.pending);
             self.pending.drain(..rest);
             self.torn = false;
-            self.count_drop();
+            let anchor = self.anchoring.as_ref().is_some_and(|a| a.heads.front() == Some(&None));
+            self.lines_left_pending(1, false);
+            if !anchor {
+                self.count_drop();
+            }
         }
         self.open_current()
     }
@@ -192,13 +270,15 @@ impl FileSink {
         self.counters.dropped.fetch_add(1, Relaxed);
     }
 
-    /// Takes one line into `pending`, or drops and counts it when the retry buffer is full.
-    fn accept(&mut self, line: &[u8]) {
+    /// Takes one line into `pending`, or drops and counts it when the retry buffer is full;
+    /// `false` when dropped.
+    fn accept(&mut self, line: &[u8]) -> bool {
         if !self.pending.is_empty() && self.pending.len() + line.len() > PENDING_CAP {
             self.count_drop();
-            return;
+            return false;
         }
         self.pending.extend_from_slice(line);
+        true
     }
 
     /// Writes pending bytes to the file. Unless `force`, does nothing while a recent failure
@@ -232,6 +312,7 @@ impl FileSink {
             self.write_prefix(rest)?;
         }
         while !self.pending.is_empty() {
+            self.queue_anchor();
             match self.fitting_prefix() {
                 0 => self.rotate()?,
                 take => self.write_prefix(take)?,
@@ -241,7 +322,8 @@ impl FileSink {
     }
 
     /// How many pending bytes, whole lines only, the current file takes before it must rotate;
-    /// `0` means rotate first. A line larger than `max_bytes` gets a file of its own.
+    /// `0` means rotate first. A line larger than `max_bytes` gets a file of its own (after the
+    /// anchor, in the audit file).
     fn fitting_prefix(&self) -> usize {
         let room = self.policy.max_bytes.saturating_sub(self.size);
         if self.pending.len() as u64 <= room {
@@ -250,7 +332,7 @@ impl FileSink {
         // `room` < `pending.len()`, so it fits in a usize.
         match self.pending[..room as usize].iter().rposition(|&b| b == b'\n') {
             Some(at) => at + 1,
-            None if self.size == 0 => line_end(&self.pending),
+            None if !self.has_record => line_end(&self.pending),
             None => 0,
         }
     }
@@ -280,8 +362,13 @@ impl FileSink {
         };
         if written > 0 {
             self.torn = self.pending[written - 1] != b'\n';
+            let lines = self.pending[..written].iter().filter(|&&b| b == b'\n').count();
+            self.lines_left_pending(lines, true);
         }
         self.size += written as u64;
+        if self.anchoring.is_none() {
+            self.has_record = self.size > 0;
+        }
         self.pending.drain(..written);
         result
     }
@@ -341,6 +428,7 @@ fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
 
 impl Sink for FileSink {
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        debug_assert!(self.anchoring.is_none(), "an anchored file takes records by write_record");
         self.accept(line);
         if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
             return self.drain(false);

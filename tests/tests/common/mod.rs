@@ -77,12 +77,27 @@ pub fn raw_lines(path: &Path) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-/// Every line of a log file parsed as JSON.
+/// Every line of a log file parsed as JSON, without the anchor that begins each audit file
+/// (checked to be there, and only there, in `executions.log`).
 pub fn json_lines(path: &Path) -> Vec<Value> {
-    raw_lines(path)
+    let lines = raw_lines(path)
         .iter()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("invalid JSON line {line:?}: {e}")))
-        .collect()
+        .collect();
+    without_anchor(path, lines)
+}
+
+/// `lines` of the file at `path` without its anchor line: an audit file's first line must be
+/// its `audit_anchor`, and no other line may be one.
+fn without_anchor(path: &Path, mut lines: Vec<Value>) -> Vec<Value> {
+    let audit = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("executions.log"));
+    let is_anchor = |line: &Value| line["event"] == "audit_anchor" && line["module"] == "chimera_log";
+    if audit && !lines.is_empty() {
+        assert!(is_anchor(&lines[0]), "{} does not begin with its anchor: {}", path.display(), lines[0]);
+        lines.remove(0);
+    }
+    assert!(!lines.iter().any(is_anchor), "{}: an anchor line past the first", path.display());
+    lines
 }
 
 /// The `event` of every line of a log file.
@@ -137,9 +152,11 @@ pub fn all_lines(dir: &Path, name: &str) -> Vec<Value> {
         }
         let text = String::from_utf8(read_maybe_gz(&file)).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'), "{} ends with a torn line", file.display());
-        for line in text.lines() {
-            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", file.display())));
-        }
+        let lines = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", file.display())))
+            .collect();
+        out.extend(without_anchor(&file, lines));
     }
     out
 }
