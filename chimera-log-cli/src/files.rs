@@ -189,10 +189,8 @@ fn read_lines_while(
             Ok(Some((_, false))) if unterminated == Unterminated::Leave => return Ok(true),
             Ok(Some((length, _))) => {
                 number += 1;
-                let go_on = if length > MAX_LINE {
-                    let placeholder =
-                        format!("[chimera-log: line of {length} bytes skipped, longer than the {MAX_LINE}-byte limit]");
-                    each(path, number, placeholder.as_bytes())
+                let go_on = if length > max_line() {
+                    each(path, number, skipped_line(length as u64).as_bytes())
                 } else {
                     each(path, number, &line)
                 };
@@ -324,14 +322,34 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
     Ok(Box::new(BufReader::with_capacity(256 * 1024, reader)))
 }
 
-/// Lines longer than this are not kept in memory: `each` gets a short placeholder instead (not
+/// Lines longer than this (by default) are not kept in memory: `each` gets a short placeholder instead (not
 /// JSON, so every subcommand counts it as unreadable). A damaged file or a gzip bomb cannot make
 /// a subcommand's memory grow with it.
-pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+
+static MAX_LINE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_LINE);
+
+/// The longest line kept in memory (`--max-line`, default [`DEFAULT_MAX_LINE`]).
+pub(crate) fn max_line() -> usize {
+    MAX_LINE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`max_line`] (once, from the command line, before anything is read).
+pub(crate) fn set_max_line(bytes: usize) {
+    MAX_LINE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How the placeholder of a skipped line begins.
+pub(crate) const SKIPPED_PREFIX: &str = "[chimera-log: line of ";
+
+/// What `each` gets in place of a line longer than [`max_line`].
+fn skipped_line(length: u64) -> String {
+    format!("{SKIPPED_PREFIX}{length} bytes skipped, longer than the {}-byte limit (--max-line)]", max_line())
+}
 
 /// Calls `each(path, line_number, line)` for every line of every file, in order; a file that
 /// cannot be read (a corrupt `.gz`) is an error naming it and the line reached. A line longer
-/// than [`MAX_LINE`] is given as `[chimera-log: line of N bytes skipped ...]`.
+/// than [`max_line`] is given as `[chimera-log: line of N bytes skipped ...]`.
 pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
     for path in files {
         read_lines(path, open(path)?, &mut each)?;
@@ -352,7 +370,7 @@ pub(crate) fn for_each_line_while(
     Ok(())
 }
 
-/// Reads the next line into `line` (without its newline), keeping it only up to [`MAX_LINE`];
+/// Reads the next line into `line` (without its newline), keeping it only up to [`max_line`];
 /// returns the line's whole length and whether it ended with a newline (a last line without one
 /// may still be being written), or `None` at the end.
 fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<Option<(usize, bool)>> {
@@ -374,7 +392,7 @@ fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::R
             None => (buf, buf.len(), false),
         };
         length += chunk.len();
-        if length <= MAX_LINE {
+        if length <= max_line() {
             line.extend_from_slice(chunk);
         } else {
             line.clear();
@@ -384,6 +402,62 @@ fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::R
             return Ok(Some((length, true)));
         }
     }
+}
+
+/// The last `wanted` non-empty lines of the plain file `file` before byte `end`, read backwards
+/// from there (a file of any size costs only the lines kept), oldest first, and the position just
+/// after the last newline before `end`: bytes after it are a line still being written, not shown.
+/// A line longer than [`max_line`] is given as a placeholder, never read into memory.
+pub(crate) fn last_lines_of(file: &File, end: u64, wanted: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 * 1024;
+    let mut lines = Vec::new();
+    let mut chunk = vec![0u8; CHUNK as usize];
+    // Scanning backwards: `line_end` is where the line being scanned ends (its newline's index).
+    let mut line_end: Option<u64> = None;
+    let mut cut = 0;
+    let mut pos = end;
+    let take = |start: u64, stop: u64, lines: &mut Vec<Vec<u8>>| -> io::Result<()> {
+        let length = stop - start;
+        if length == 0 {
+            return Ok(());
+        }
+        if length > max_line() as u64 {
+            lines.push(skipped_line(length).into_bytes());
+        } else {
+            let mut line = vec![0u8; length as usize];
+            file.read_exact_at(&mut line, start)?;
+            lines.push(line);
+        }
+        Ok(())
+    };
+    while pos > 0 && (lines.len() < wanted || line_end.is_none()) {
+        let start = pos.saturating_sub(CHUNK);
+        let buf = &mut chunk[..(pos - start) as usize];
+        file.read_exact_at(buf, start)?;
+        for (i, &byte) in buf.iter().enumerate().rev() {
+            if byte != b'\n' {
+                continue;
+            }
+            let at = start + i as u64;
+            match line_end {
+                None => cut = at + 1,
+                Some(stop) => take(at + 1, stop, &mut lines)?,
+            }
+            line_end = Some(at);
+            if lines.len() == wanted {
+                break;
+            }
+        }
+        pos = start;
+    }
+    if let (0, Some(stop)) = (pos, line_end) {
+        if lines.len() < wanted {
+            take(0, stop, &mut lines)?;
+        }
+    }
+    lines.reverse();
+    Ok((lines, cut))
 }
 
 #[cfg(test)]

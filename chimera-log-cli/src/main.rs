@@ -20,6 +20,29 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Lines longer than this are skipped and counted, never held in memory: bytes, or with a
+    /// unit (64KiB, 16MiB, 1GiB).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
+    max_line: usize,
+}
+
+/// A size in bytes: a number, optionally followed by B, KiB, MiB or GiB.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number.parse().map_err(|_| format!("{text:?}: expected a size such as 16MiB"))?;
+    let scale: usize = match unit {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        _ => return Err(format!("{text:?}: the unit must be B, KiB, MiB or GiB")),
+    };
+    match number.checked_mul(scale) {
+        Some(0) => Err(format!("{text:?}: must be at least one byte")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?}: too large")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,9 +70,16 @@ enum Command {
         /// `general`, `audit`, or a route's file name.
         #[arg(long, default_value = "general")]
         file: String,
-        /// Print a readable table instead of JSON lines.
-        #[arg(long)]
+        /// `json` (the lines as written), `table` or `pretty`.
+        #[arg(long, value_enum, default_value_t)]
+        output: query::Output,
+        /// Same as `--output table`.
+        #[arg(long, conflicts_with = "output")]
         table: bool,
+        /// Colour levels in `table` and `pretty` output: auto (a terminal, and NO_COLOR unset),
+        /// always, never.
+        #[arg(long, value_enum, default_value_t)]
+        color: query::Color,
     },
     /// Check the audit trail: shape, seq without gaps, chain, checkpoints.
     Verify {
@@ -84,9 +114,13 @@ pub(crate) fn file_name(file: &str) -> &str {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    files::set_max_line(cli.max_line);
     let outcome = match cli.command {
         Command::Tail { dir, lines, follow, file } => query::tail(&dir, file_name(&file), lines, follow),
-        Command::Query { dir, filter, file, table } => query::query(&dir, file_name(&file), &filter, table),
+        Command::Query { dir, filter, file, output, table, color } => {
+            let output = if table { query::Output::Table } else { output };
+            query::query(&dir, file_name(&file), &filter, output, color)
+        }
         Command::Stats { dir, file } => query::stats(&dir, file_name(&file)),
         Command::Verify { dir, key_env, allow_torn } => run_verify(&dir, key_env.as_deref(), allow_torn),
     };

@@ -24,15 +24,17 @@ pub(crate) struct Filter {
     /// Module name.
     #[arg(long)]
     module: Option<String>,
-    /// From this time: RFC 3339, or an age such as 90s, 30m, 2h, 7d.
+    /// From this time: RFC 3339, `today`, `yesterday`, `now`, or an age such as 90s, 30m,
+    /// 2h, 7d, "1h 30m" (humantime).
     #[arg(long, value_parser = parse_time)]
     since: Option<DateTime<Utc>>,
-    /// Up to this time: RFC 3339, or an age such as 90s, 30m, 2h, 7d.
+    /// Up to this time: as --since.
     #[arg(long, value_parser = parse_time)]
     until: Option<DateTime<Utc>>,
     /// A field compared with a value: `key=value`, `key!=value`, `key<value`, `key<=value`,
-    /// `key>value`, `key>=value`. Numbers compare as numbers (integers exactly, up to 128 bits),
-    /// anything else as text; `=` also takes JSON (`ok=true`). The key is a context field
+    /// `key>value`, `key>=value`, `key~regex`, `key!~regex`. Numbers compare as numbers
+    /// (integers exactly, up to 128 bits), anything else as text; `=` also takes JSON
+    /// (`ok=true`); a regex matches a string's text or any other value's JSON. The key is a context field
     /// (`protocol`), a nested one (`context.metrics.latency_ms` or `metrics.latency_ms`), or a
     /// top-level key (`event`, `level`, `module`, `timestamp`). Repeatable: all must hold.
     #[arg(long = "where", value_name = "KEY<OP>VALUE", value_parser = parse_where)]
@@ -46,18 +48,29 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let number: i64 = number.parse().map_err(|_| format!("{text:?}: expected RFC 3339 or an age like 2h"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
     let out_of_range = || format!("{text:?}: out of range (further back than the calendar goes)");
-    let age = number.checked_mul(seconds).and_then(chrono::TimeDelta::try_seconds).ok_or_else(out_of_range)?;
-    Utc::now().checked_sub_signed(age).ok_or_else(out_of_range)
+    let now = Utc::now();
+    let midnight = |days_back: u64| {
+        now.date_naive()
+            .checked_sub_days(chrono::Days::new(days_back))
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .map(|time| time.and_utc())
+            .ok_or_else(out_of_range)
+    };
+    match text {
+        "now" => return Ok(now),
+        "today" => return midnight(0),
+        "yesterday" => return midnight(1),
+        _ => {}
+    }
+    let age = humantime::parse_duration(text).map_err(|error| match error {
+        humantime::DurationError::NumberOverflow => out_of_range(),
+        error => format!(
+            "{text:?}: expected RFC 3339 (2024-01-15T10:30:00Z), today, yesterday, now, or an age like 2h or \"1h 30m\" ({error})"
+        ),
+    })?;
+    let age = chrono::TimeDelta::from_std(age).map_err(|_| out_of_range())?;
+    now.checked_sub_signed(age).ok_or_else(out_of_range)
 }
 
 /// One `--where` condition.
@@ -67,6 +80,8 @@ pub(crate) struct Condition {
     path: Vec<String>,
     op: Op,
     value: String,
+    /// The compiled pattern of `~` and `!~`.
+    pattern: Option<regex_lite::Regex>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,20 +92,32 @@ enum Op {
     Le,
     Gt,
     Ge,
+    Matches,
+    NotMatches,
 }
 
 const TOP_LEVEL: [&str; 6] = ["timestamp", "level", "module", "event", "context", "exception"];
 
 fn parse_where(text: &str) -> Result<Condition, String> {
     // The first operator in the text; two-character ones before their one-character prefixes.
-    let at =
-        text.find(['=', '!', '<', '>']).ok_or_else(|| format!("{text:?}: expected KEY<OP>VALUE, e.g. bps>=100"))?;
+    let at = text
+        .find(['=', '!', '<', '>', '~'])
+        .ok_or_else(|| format!("{text:?}: expected KEY<OP>VALUE, e.g. bps>=100 or tx~^0xab"))?;
     let rest = &text[at..];
-    let (op, len) = [("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
-        .into_iter()
-        .find(|(symbol, _)| rest.starts_with(symbol))
-        .map(|(symbol, op)| (op, symbol.len()))
-        .ok_or_else(|| format!("{text:?}: unknown operator; use =, !=, <, <=, >, >="))?;
+    let (op, len) = [
+        ("!=", Op::Ne),
+        ("!~", Op::NotMatches),
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("=", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+        ("~", Op::Matches),
+    ]
+    .into_iter()
+    .find(|(symbol, _)| rest.starts_with(symbol))
+    .map(|(symbol, op)| (op, symbol.len()))
+    .ok_or_else(|| format!("{text:?}: unknown operator; use =, !=, <, <=, >, >=, ~, !~"))?;
     let key = &text[..at];
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(format!("{text:?}: the key is empty or has an empty part"));
@@ -99,7 +126,14 @@ fn parse_where(text: &str) -> Result<Condition, String> {
     if !TOP_LEVEL.contains(&path[0].as_str()) {
         path.insert(0, "context".to_owned());
     }
-    Ok(Condition { path, op, value: text[at + len..].to_owned() })
+    let value = text[at + len..].to_owned();
+    let pattern = match op {
+        Op::Matches | Op::NotMatches => Some(
+            regex_lite::Regex::new(&value).map_err(|error| format!("{text:?}: not a regular expression: {error}"))?,
+        ),
+        _ => None,
+    };
+    Ok(Condition { path, op, value, pattern })
 }
 
 /// The exact JSON text of the field at `path` in the line `raw` (numbers keep every digit, which
@@ -141,7 +175,7 @@ fn compare(a: &str, b: &str, numeric: bool) -> std::cmp::Ordering {
 impl Condition {
     fn holds(&self, raw: &[u8], line: &Value) -> bool {
         let Some(field) = std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &self.path)) else {
-            return self.op == Op::Ne;
+            return matches!(self.op, Op::Ne | Op::NotMatches);
         };
         let numeric = field.starts_with(|c: char| c == '-' || c.is_ascii_digit());
         let text = if field.starts_with('"') {
@@ -149,6 +183,9 @@ impl Condition {
         } else {
             field.to_owned()
         };
+        if let Some(pattern) = &self.pattern {
+            return pattern.is_match(&text) == (self.op == Op::Matches);
+        }
         let ordering = compare(&text, &self.value, numeric);
         let equal = ordering.is_eq()
             || serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| {
@@ -162,6 +199,7 @@ impl Condition {
             Op::Le => ordering.is_le(),
             Op::Gt => ordering.is_gt(),
             Op::Ge => ordering.is_ge(),
+            Op::Matches | Op::NotMatches => unreachable!("answered by the pattern above"),
         }
     }
 }
@@ -211,7 +249,7 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
     let audit = name == "executions.log";
-    for_each_line_while(&files, |path, number, line| match serde_json::from_slice::<Value>(line) {
+    for_each_line_while(&files, |path, number, line| match parse_line(line) {
         Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
         Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
             unreadable += 1;
@@ -228,7 +266,11 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
             unreadable += 1;
             // The first few are named; a file full of damage must not flood stderr.
             if unreadable <= NAMED_UNREADABLE {
-                eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+                if line.starts_with(crate::files::SKIPPED_PREFIX.as_bytes()) {
+                    eprintln!("chimera-log: {}:{number}: {}", path.display(), String::from_utf8_lossy(line));
+                } else {
+                    eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+                }
             }
             true
         }
@@ -238,6 +280,15 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
         eprintln!("chimera-log: {} more unreadable line(s) skipped", unreadable - NAMED_UNREADABLE);
     }
     Ok(unreadable)
+}
+
+/// A line parsed as JSON; an empty line fails at once (a file of millions of them must not cost
+/// an error value each).
+fn parse_line(line: &[u8]) -> Result<Value, String> {
+    if line.is_empty() {
+        return Err("an empty line".to_owned());
+    }
+    serde_json::from_slice(line).map_err(|error| error.to_string())
 }
 
 /// How many unreadable lines are named on stderr before the rest are only counted.
@@ -251,7 +302,130 @@ fn exit_for(unreadable: u64) -> ExitCode {
     }
 }
 
-pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Result<ExitCode, String> {
+/// How `query` prints a matching line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Output {
+    /// The line as written, byte for byte (for jq and other tools).
+    #[default]
+    Json,
+    /// One aligned row per line: time, level, module, event, context.
+    Table,
+    /// Time, level, module and event, then the context as `key=value` pairs.
+    Pretty,
+}
+
+/// Whether to colour `table` and `pretty` output by level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Color {
+    /// When standard output is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+/// The level as printed by `table` and `pretty`, in its colour when `color`.
+fn level_text(level: &str, color: bool) -> String {
+    let code = match level {
+        "DEBUG" => "2",
+        "INFO" => "32",
+        "WARNING" => "33",
+        "ERROR" => "31",
+        "CRITICAL" => "1;31",
+        _ => "0",
+    };
+    if color {
+        format!("\x1b[{code}m{level:<8}\x1b[0m")
+    } else {
+        format!("{level:<8}")
+    }
+}
+
+/// A context value as `pretty` prints it: strings bare unless they need quotes, the rest as JSON.
+fn pretty_value(value: &Value) -> String {
+    match value {
+        Value::String(text)
+            if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) =>
+        {
+            text.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A JSON object's members in the order written (serde_json's map sorts them).
+struct InOrder(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for InOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = InOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InOrder, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(InOrder(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, color: bool) -> std::io::Result<()> {
+    let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
+    match output {
+        Output::Json => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+        Output::Table => writeln!(
+            out,
+            "{}  {} {:<16} {:<24} {}",
+            text("timestamp"),
+            level_text(&text("level"), color),
+            text("module"),
+            text("event"),
+            value["context"]
+        ),
+        Output::Pretty => {
+            write!(
+                out,
+                "{} {} {} {}",
+                text("timestamp"),
+                level_text(&text("level"), color).trim_end(),
+                text("module"),
+                text("event")
+            )?;
+            let context = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|raw| raw_field(raw, &["context".to_owned()]))
+                .and_then(|context| serde_json::from_str::<InOrder>(context).ok());
+            for (key, value) in context.map(|c| c.0).unwrap_or_default() {
+                write!(out, " {key}={}", pretty_value(&value))?;
+            }
+            if let Some(exception) = value.get("exception") {
+                write!(out, " exception={exception}")?;
+            }
+            writeln!(out)
+        }
+    }
+}
+
+pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, color: Color) -> Result<ExitCode, String> {
+    let color = color.enabled();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
@@ -261,21 +435,7 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, table: bool) -> Res
             return true;
         }
         matched += 1;
-        let written = if table {
-            let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
-            writeln!(
-                out,
-                "{}  {:<8} {:<16} {:<24} {}",
-                text("timestamp"),
-                text("level"),
-                text("module"),
-                text("event"),
-                value["context"]
-            )
-        } else {
-            out.write_all(raw).and_then(|()| out.write_all(b"\n"))
-        };
-        if let Err(error) = stdout_result(written) {
+        if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color)) {
             write_error.get_or_insert(error);
             return false;
         }
@@ -343,9 +503,15 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
         Err(error) => return Err(error.to_string()),
     };
     let current_inode = current.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
-    let mut current_bytes = Vec::new();
+    // The current file is read backwards from its end as it stands now; following continues
+    // from just after its last whole line.
+    let mut gathered: Vec<Vec<u8>> = Vec::new();
     if let Some(file) = current.as_mut() {
-        file.read_to_end(&mut current_bytes).map_err(|e| e.to_string())?;
+        use std::io::{Seek, SeekFrom};
+        let end = file.metadata().map_err(|e| e.to_string())?.len();
+        let (last, cut) = crate::files::last_lines_of(file, end, lines).map_err(|e| e.to_string())?;
+        gathered = last;
+        file.seek(SeekFrom::Start(cut)).map_err(|e| e.to_string())?;
     }
     let listed: Vec<_> = files_in_order(dir, name)
         .map_err(|e| e.to_string())?
@@ -355,15 +521,23 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     // A rotation since the handle was opened made its file a backup: it is read already.
     let backups: Vec<_> =
         listed.iter().filter(|f| std::fs::metadata(f).map_or(true, |m| Some(m.ino()) != current_inode)).collect();
-    let mut gathered: Vec<Vec<u8>> =
-        current_bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
-    gathered = gathered.split_off(gathered.len().saturating_sub(lines));
     for path in backups.iter().rev() {
         if gathered.len() >= lines {
             break;
         }
-        // Only the last lines still wanted are kept: a file of millions of lines costs no memory.
         let wanted = lines.saturating_sub(gathered.len());
+        if path.extension().is_none_or(|e| e != "gz") {
+            // A plain backup is read backwards too; one compressed since it was listed is read
+            // from its `.gz` below.
+            if let Ok(file) = open_regular(path) {
+                let end = file.metadata().map_err(|e| e.to_string())?.len();
+                let (mut older, _) = crate::files::last_lines_of(&file, end, wanted).map_err(|e| e.to_string())?;
+                older.append(&mut gathered);
+                gathered = older;
+                continue;
+            }
+        }
+        // Only the last lines still wanted are kept: a file of millions of lines costs no memory.
         let mut file_lines = std::collections::VecDeque::with_capacity(wanted.min(1 << 16));
         for_each_line(std::slice::from_ref(path), |_, _, line| {
             if line.is_empty() || wanted == 0 {

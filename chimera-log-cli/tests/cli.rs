@@ -810,3 +810,228 @@ fn query_compares_numbers_exactly_and_text_as_text_follows_nested_keys_and_stops
     assert_eq!(chimera_log(&["query", d, "--where", "seq>1"]).status.code(), Some(0));
     assert_eq!(chimera_log(&["query", d, "--where", "=1"]).status.code(), Some(2));
 }
+
+/// Writes `chimera.log` in `dir` with one line per `(timestamp, level, context)`.
+fn write_general(dir: &Path, lines: &[(&str, &str, &str)]) {
+    let text: String = lines
+        .iter()
+        .map(|(time, level, context)| {
+            format!(r#"{{"timestamp":"{time}","level":"{level}","module":"m","event":"e","context":{context}}}"#) + "\n"
+        })
+        .collect();
+    fs::write(dir.join("chimera.log"), text).unwrap();
+}
+
+#[test]
+fn query_matches_regular_expressions_on_text_and_on_json_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write_general(
+        dir.path(),
+        &[
+            ("2024-01-15T10:30:45.000000Z", "INFO", r#"{"n":1,"tx":"0xabc123","ok":true}"#),
+            ("2024-01-15T10:30:46.000000Z", "INFO", r#"{"n":2,"tx":"0xdef456","ok":false}"#),
+            ("2024-01-15T10:30:47.000000Z", "INFO", r#"{"n":3,"tx":"0xABC789"}"#),
+        ],
+    );
+    let d = dir.path().to_str().unwrap();
+    let ns = |condition: &str| -> Vec<u64> {
+        let output = chimera_log(&["query", d, "--where", condition]);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["n"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ns("tx~^0xabc"), [1]);
+    assert_eq!(ns("tx~(?i)^0xabc"), [1, 3]);
+    assert_eq!(ns("tx!~abc"), [2, 3]);
+    assert_eq!(ns("ok~^t"), [1], "a non-string value is matched as its JSON text");
+    assert_eq!(ns("ok!~^t"), [2, 3], "a missing field does not match, so !~ holds");
+    assert_eq!(ns("n~[23]"), [2, 3]);
+    let bad = chimera_log(&["query", d, "--where", "tx~(unclosed"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("not a regular expression"), "{}", text(&bad));
+}
+
+#[test]
+fn query_takes_today_yesterday_now_and_humantime_ages() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let minutes_ago =
+        |minutes: i64| (now - chrono::TimeDelta::minutes(minutes)).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let (two_days, ninety_minutes, ten_minutes) = (minutes_ago(48 * 60), minutes_ago(90), minutes_ago(10));
+    write_general(
+        dir.path(),
+        &[
+            (&two_days, "INFO", r#"{"n":1}"#),
+            (&ninety_minutes, "INFO", r#"{"n":2}"#),
+            (&ten_minutes, "INFO", r#"{"n":3}"#),
+        ],
+    );
+    let d = dir.path().to_str().unwrap();
+    let ns = |args: &[&str]| -> Vec<u64> {
+        let mut all = vec!["query", d];
+        all.extend_from_slice(args);
+        let output = chimera_log(&all);
+        assert!(output.status.code().is_some_and(|c| c <= 1), "{args:?}: {}", text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["n"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ns(&["--since", "1h 30m 30s"]), [2, 3]);
+    assert_eq!(ns(&["--since", "30min"]), [3]);
+    assert_eq!(ns(&["--until", "1h"]), [1, 2]);
+    assert_eq!(ns(&["--until", "now"]), [1, 2, 3]);
+    assert_eq!(ns(&["--since", "2days 1h"]), [1, 2, 3]);
+    // Midnights UTC: 48 hours ago is always before yesterday's, 90 minutes ago always after.
+    assert_eq!(ns(&["--since", "yesterday"]), [2, 3]);
+    let today = ns(&["--since", "today"]);
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let expected: Vec<u64> = [(2, 90), (3, 10)]
+        .into_iter()
+        .filter(|(_, minutes)| now - chrono::TimeDelta::minutes(*minutes) >= midnight)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(today, expected);
+    let bad = chimera_log(&["query", d, "--since", "last tuesday"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("today, yesterday"), "{}", text(&bad));
+}
+
+#[test]
+fn query_prints_json_table_or_pretty_and_colours_levels_only_when_asked_or_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    write_general(
+        dir.path(),
+        &[("2024-01-15T10:30:45.123456Z", "WARNING", r#"{"protocol":"moonwell","bps":150,"note":"two words"}"#)],
+    );
+    let d = dir.path().to_str().unwrap();
+    let out = |args: &[&str]| {
+        let mut all = vec!["query", d];
+        all.extend_from_slice(args);
+        let output = chimera_log(&all);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let raw = fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    assert_eq!(out(&[]), raw, "json: the line byte for byte");
+    assert_eq!(out(&["--output", "json", "--color", "always"]), raw, "json is never coloured");
+    assert_eq!(
+        out(&["--output", "pretty"]),
+        "2024-01-15T10:30:45.123456Z WARNING m e protocol=moonwell bps=150 note=\"two words\"\n"
+    );
+    let table = out(&["--output", "table"]);
+    assert!(table.starts_with("2024-01-15T10:30:45.123456Z  WARNING  m"), "{table:?}");
+    assert_eq!(out(&["--table"]), table);
+    // Not a terminal (a pipe): auto means no colour.
+    assert!(!out(&["--output", "pretty"]).contains('\x1b'));
+    let coloured = out(&["--output", "pretty", "--color", "always"]);
+    assert!(coloured.contains("\x1b[33mWARNING"), "{coloured:?}");
+    assert!(!out(&["--output", "table", "--color", "never"]).contains('\x1b'));
+}
+
+/// Runs the binary with `args` and returns its exit code and peak resident memory in KiB, read
+/// for that child alone (`wait4` reaps it, so `Child::wait` is never called).
+#[allow(clippy::zombie_processes)]
+fn run_measured(args: &[&str]) -> (Option<i32>, i64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child just spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own unwaited child; both pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+const MEASURE_DIR: &str = "CHIMERA_CLI_TEST_MEASURE_DIR";
+
+#[test]
+fn every_subcommand_stays_under_64_mib_on_a_huge_line_and_a_gzip_bomb_of_newlines() {
+    use std::io::Write;
+    // Measured from a small child process: Linux counts the memory of the process that spawns a
+    // program towards its peak (exec keeps it), and this test binary runs other tests at once.
+    if let Ok(dir) = std::env::var(MEASURE_DIR) {
+        let cases: [&[&str]; 6] = [
+            &["tail", &dir, "-n", "3"],
+            &["tail", &dir, "-n", "1000"],
+            &["query", &dir, "--where", "event=last"],
+            &["stats", &dir],
+            &["verify", &dir],
+            &["query", &dir, "--max-line", "1MiB"],
+        ];
+        for args in cases {
+            let (code, peak_kib) = run_measured(args);
+            assert!(code.is_some_and(|c| c <= 1), "{args:?} exited {code:?}");
+            println!("{args:?}: peak {} KiB", peak_kib);
+            assert!(peak_kib < 64 * 1024, "{args:?} peaked at {} MiB", peak_kib / 1024);
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"m","event":"last","context":{}}"#;
+    // A 96 MiB line between two good ones, in the current file of both logs.
+    let huge = vec![b'a'; 1 << 20];
+    for name in ["chimera.log", "executions.log"] {
+        let mut file = fs::File::create(dir.path().join(name)).unwrap();
+        file.write_all(format!("{good}\n").as_bytes()).unwrap();
+        for _ in 0..96 {
+            file.write_all(&huge).unwrap();
+        }
+        file.write_all(format!("\n{good}\n").as_bytes()).unwrap();
+    }
+    // A backup of 16 Mi empty lines (kept as lines, 384 MiB of line headers alone), compressed to
+    // a few dozen KiB.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..16 {
+        encoder.write_all(&[b'\n'; 1 << 20]).unwrap();
+    }
+    fs::write(dir.path().join("chimera.log.20240115T103045.123456Z.gz"), encoder.finish().unwrap()).unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "every_subcommand_stays_under_64_mib_on_a_huge_line_and_a_gzip_bomb_of_newlines",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(MEASURE_DIR, dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(text(&output).matches("peak").count(), 6, "{}", text(&output));
+}
+
+#[test]
+fn tail_reads_the_current_file_from_its_end_and_max_line_skips_longer_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let line = |n: u64| {
+        format!(
+            r#"{{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"m","event":"e","context":{{"n":{n}}}}}"#
+        )
+    };
+    let mut file = fs::File::create(dir.path().join("chimera.log")).unwrap();
+    for n in 0..200_000 {
+        writeln!(file, "{}", line(n)).unwrap();
+    }
+    // A line still being written: not shown.
+    file.write_all(b"{\"timestamp\":\"2024").unwrap();
+    drop(file);
+    let output = chimera_log(&["tail", dir.path().to_str().unwrap(), "-n", "3"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("{}\n{}\n{}\n", line(199_997), line(199_998), line(199_999))
+    );
+    // --max-line: a longer line is skipped and counted (exit 1 for unreadable lines).
+    let output = chimera_log(&["query", dir.path().to_str().unwrap(), "--max-line", "50", "--limit", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("longer than the 50-byte limit"), "{}", text(&output));
+    let bad = chimera_log(&["query", dir.path().to_str().unwrap(), "--max-line", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
