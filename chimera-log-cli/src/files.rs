@@ -40,13 +40,23 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
     for file in backups {
         match ensure_regular(&dir.join(&file)) {
             Ok(()) => checked.push(file),
-            // Removed since the listing (retention, or compression of a plain backup, whose
-            // `.gz` is listed too).
+            // A plain backup compressed since the listing: its `.gz` is there now.
+            Err(error) if error.error.kind() == io::ErrorKind::NotFound && !file.ends_with(".gz") => {
+                let gz = format!("{file}.gz");
+                match ensure_regular(&dir.join(&gz)) {
+                    Ok(()) => checked.push(gz),
+                    // Removed by retention since the listing.
+                    Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            // Removed by retention since the listing.
             Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
     }
     let mut backups = checked;
+    backups.dedup();
     // Mid-compression, a stamp may exist both plain and gzipped: keep the finished `.gz`.
     backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
     let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
@@ -503,6 +513,44 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
             assert!(failure.is_none(), "a rotation made the listing fail: {}", failure.unwrap());
             assert!(absent > 0, "the race was met: the current file was seen absent {absent} times");
+        });
+    }
+
+    /// Compression writes `X.gz`, then removes `X`. A listing that saw only `X` and then finds it
+    /// gone must take `X.gz`, never drop the backup (verify read a gap there under load: one
+    /// file's records missing between two anchors).
+    #[test]
+    fn a_backup_compressed_between_listing_and_check_is_listed_by_its_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = |n: u64| format!("executions.log.20260101T000000.{n:06}Z");
+        let stop = AtomicBool::new(false);
+        let made = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 500 {
+                    let plain = dir.path().join(name(n));
+                    std::fs::write(&plain, b"{}\n").unwrap();
+                    made.store(n + 1, Ordering::Release);
+                    std::fs::write(dir.path().join(format!("{}.gz", name(n))), b"").unwrap();
+                    std::fs::remove_file(&plain).unwrap();
+                    n += 1;
+                }
+            });
+            let mut failure = None;
+            while made.load(Ordering::Acquire) < 500 {
+                let before = made.load(Ordering::Acquire);
+                let files = files_in_order(dir.path(), "executions.log").unwrap();
+                let stamps: std::collections::HashSet<String> = files.iter().map(|f| backup_stamp(f)).collect();
+                // Every backup made before the listing began is in it, in one form or the other.
+                let missing: Vec<u64> = (0..before).filter(|&n| !stamps.contains(&name(n))).collect();
+                if !missing.is_empty() {
+                    failure = Some(format!("backups {missing:?} of {before} missing from {stamps:?}"));
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(failure.is_none(), "{}", failure.unwrap());
         });
     }
 

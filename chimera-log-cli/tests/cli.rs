@@ -1035,3 +1035,46 @@ fn tail_reads_the_current_file_from_its_end_and_max_line_skips_longer_lines() {
     let bad = chimera_log(&["query", dir.path().to_str().unwrap(), "--max-line", "0"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
 }
+
+const KILL_DIR: &str = "CHIMERA_CLI_TEST_KILL_DIR";
+
+#[test]
+fn verify_passes_after_kill_9_mid_stream_and_after_the_restart_that_follows() {
+    if let Ok(dir) = std::env::var(KILL_DIR) {
+        // The child: writes audit records until it is killed.
+        let guard = config(Path::new(&dir)).max_bytes(4_000).build().unwrap();
+        let logger = guard.logger("executor");
+        for block_number in 0.. {
+            emit!(logger, Executed { block_number, protocol: "moonwell" });
+            if block_number == 100 {
+                println!("writing");
+            }
+        }
+        unreachable!();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "verify_passes_after_kill_9_mid_stream_and_after_the_restart_that_follows",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(KILL_DIR, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.any(|l| l.unwrap().contains("writing")), "round {round}: the child wrote");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let output = verify(dir.path());
+        assert!(output.status.success(), "round {round}, right after kill -9: {}", text(&output));
+        let guard = config(dir.path()).max_bytes(4_000).build().unwrap();
+        write_trail(&guard);
+        drop(guard);
+        let output = verify(dir.path());
+        assert!(output.status.success(), "round {round}, after the restart: {}", text(&output));
+    }
+}
