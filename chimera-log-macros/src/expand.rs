@@ -14,35 +14,45 @@ use crate::check;
 use crate::ctxt::Ctxt;
 use crate::fallback;
 
+/// Which crate the generated code names when `#[log(crate = ...)]` is not given: the one the
+/// user depends on, which re-exported the derive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Home {
+    /// `::chimera_log_runtime`.
+    Runtime,
+    /// `::chimera_log`, the facade.
+    Facade,
+}
+
 /// Parse, validate, expand; on any error, the errors plus a stub impl.
-pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+pub(crate) fn derive(input: &DeriveInput, home: Home) -> TokenStream {
     let cx = Ctxt::new();
     let parsed = Input::from_syn(&cx, input);
     if let Some(parsed) = &parsed {
         check::check(&cx, parsed);
     }
     match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => impl_log_event(&parsed),
+        (Ok(()), Some(parsed)) => impl_log_event(&parsed, &runtime_path(parsed.attrs.krate.get(), home)),
         (Err(errors), parsed) => {
             let krate = parsed.as_ref().and_then(|p| p.attrs.krate.get().cloned());
             let mut out = errors.to_compile_error();
-            out.extend(fallback::stub_impl(input, krate.as_ref()));
+            out.extend(fallback::stub_impl(input, &runtime_path(krate.as_ref(), home)));
             out
         }
         (Ok(()), None) => unreachable!("Input::from_syn records an error whenever it returns None"),
     }
 }
 
-/// `::chimera_log_runtime`, or the path given with `#[log(crate = "...")]`.
-pub(crate) fn runtime_path(krate: Option<&syn::Path>) -> TokenStream {
-    match krate {
-        Some(path) => path.to_token_stream(),
-        None => quote!(::chimera_log_runtime),
+/// The path given with `#[log(crate = "...")]`, else the `home` crate's.
+fn runtime_path(krate: Option<&syn::Path>, home: Home) -> TokenStream {
+    match (krate, home) {
+        (Some(path), _) => path.to_token_stream(),
+        (None, Home::Runtime) => quote!(::chimera_log_runtime),
+        (None, Home::Facade) => quote!(::chimera_log),
     }
 }
 
-fn impl_log_event(input: &Input<'_>) -> TokenStream {
-    let krate = runtime_path(input.attrs.krate.get());
+fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
     let ident = &input.original.ident;
 
     let name = match input.attrs.name.get() {
@@ -70,7 +80,7 @@ fn impl_log_event(input: &Input<'_>) -> TokenStream {
         first = false;
         let prefix = Literal::byte_string(prefix.as_bytes());
         writes.push(quote!(#krate::__private::write_raw(__writer, #prefix);));
-        writes.push(write_value(&krate, field));
+        writes.push(write_value(krate, field));
         if field.attrs.redact.is_set() {
             continue;
         }

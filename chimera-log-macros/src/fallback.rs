@@ -5,10 +5,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
 
-use crate::expand::runtime_path;
-
-pub(crate) fn stub_impl(input: &DeriveInput, krate: Option<&syn::Path>) -> TokenStream {
-    let krate = runtime_path(krate);
+/// `krate` is the path of the crate the derive was re-exported from.
+pub(crate) fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {

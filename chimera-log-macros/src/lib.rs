@@ -1,7 +1,7 @@
 //! `#[derive(LogEvent)]` for chimera-log.
 //!
-//! This crate is an implementation detail of `chimera-log-runtime`, which re-exports the derive;
-//! depend on the runtime, not on this crate. The derive runs in three passes, each in its own
+//! This crate is an implementation detail of `chimera-log` (and `chimera-log-runtime`), which
+//! re-export the derive; depend on `chimera-log`, not on this crate. The derive runs in three passes, each in its own
 //! module: [`ast`] (with [`attr`]) parses, [`check`] validates cross-field rules, [`expand`]
 //! generates. Errors are collected in a [`ctxt::Ctxt`] so every mistake is reported at once, and
 //! on error [`fallback`] emits a stub impl so the user sees one error, not a cascade.
@@ -23,5 +23,14 @@ use syn::{parse_macro_input, DeriveInput};
 #[proc_macro_derive(LogEvent, attributes(log))]
 pub fn derive_log_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).into()
+    expand::derive(&input, expand::Home::Runtime).into()
+}
+
+/// The same derive, naming `::chimera_log` (the facade crate, which re-exports it as
+/// `LogEvent`) in the code it generates.
+#[doc(hidden)]
+#[proc_macro_derive(LogEventInFacade, attributes(log))]
+pub fn derive_log_event_in_facade(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input, expand::Home::Facade).into()
 }

@@ -121,6 +121,13 @@ macro_rules! emit {
     };
 }
 
+/// The `LogEvent` trait alone (without the derive of the same name), for the facade crate
+/// `chimera-log`, which pairs it with the derive that names `::chimera_log`. Not public API.
+#[doc(hidden)]
+pub mod __facade {
+    pub use crate::event::LogEvent;
+}
+
 /// Items used by the derive's generated code and by `emit!`. Not public API.
 #[doc(hidden)]
 pub mod __private {
@@ -182,8 +189,3 @@ pub mod __private {
         crate::logger::emit_with_error(logger, event, error);
     }
 }
-
-/// The README's Rust blocks, compiled and run as doc tests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -2,16 +2,17 @@
 //! feature, then prints where they went.
 //!
 //! ```text
-//! cargo run -p chimera-log-runtime --example demo
+//! cargo run -p chimera-log --example demo
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chimera_log_runtime::{
-    emit, get_logger, init_logging, log_execution_attempt, log_performance_metrics, log_safety_violation,
-    log_state_divergence, log_state_transition, ExecutionAttempt, Level, LogConfig, LogEvent,
+use chimera_log::chimera::{
+    log_execution_attempt, log_performance_metrics, log_safety_violation, log_state_divergence, log_state_transition,
+    ExecutionAttempt,
 };
+use chimera_log::{emit, get_logger, init_logging, Level, LogConfig, LogEvent};
 use serde_json::json;
 
 /// A typed event of the application's own, with a secret that must never reach a log.
