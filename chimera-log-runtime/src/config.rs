@@ -59,6 +59,10 @@ impl std::fmt::Debug for SecretKey {
 pub const GENERAL_FILE: &str = "chimera.log";
 /// The audit file's name in the log directory.
 pub const AUDIT_FILE: &str = "executions.log";
+
+/// The most routes one configuration may have: lane 0 of the file writer is `chimera.log`, lanes
+/// 1 to 63 the routes.
+pub(crate) const MAX_ROUTES: usize = 63;
 /// Where the CloudWatch shipper keeps its cursor in the log directory.
 pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor";
 
@@ -391,6 +395,13 @@ impl LogConfig {
         if self.max_bytes == 0 {
             return Err(Error::invalid("max_bytes", "0", "a file must be allowed at least one byte"));
         }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(Error::invalid(
+                "route",
+                format!("{} routes", self.routes.len()),
+                format!("at most {MAX_ROUTES} routes (each has a lane of the file writer's 64-bit lane set)"),
+            ));
+        }
         let mut names = BTreeSet::new();
         let mut files: BTreeSet<&str> = [GENERAL_FILE, AUDIT_FILE].into_iter().collect();
         for route in &self.routes {
@@ -485,6 +496,17 @@ mod tests {
     fn from_vars_rejects_an_unknown_chimera_variable() {
         let error = LogConfig::from_vars([("CHIMERA_LOG_LEVLE", "info")]).unwrap_err();
         assert!(error.to_string().contains("CHIMERA_LOG_LEVLE"), "{error}");
+    }
+
+    #[test]
+    fn sixty_three_routes_are_taken_and_a_sixty_fourth_is_an_invalid_setting() {
+        let with = |count: usize| {
+            (0..count).fold(LogConfig::new("l"), |config, n| config.route(format!("r{n}"), format!("r{n}.log")))
+        };
+        assert!(with(MAX_ROUTES).validate().is_ok());
+        let error = with(MAX_ROUTES + 1).validate().unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "route", .. }), "{error}");
+        assert!(error.to_string().contains("at most 63 routes"), "{error}");
     }
 
     #[test]

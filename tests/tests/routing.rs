@@ -219,3 +219,24 @@ fn full_disk_on_the_general_file_is_counted_and_the_audit_file_keeps_working() {
         .collect();
     assert_eq!(audit, [0, 1, 2]);
 }
+
+#[derive(LogEvent)]
+#[log(route = "r62")]
+struct ToTheLastRoute {
+    n: u64,
+}
+
+#[test]
+fn the_sixty_third_route_writes_to_its_own_file_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = (0..63).fold(LogConfig::new(dir.path()).console(false), |config, n| {
+        config.route(format!("r{n}"), format!("r{n}.log"))
+    });
+    let guard = config.build().unwrap();
+    emit!(guard.logger("m"), ToTheLastRoute { n: 1 });
+    drop(guard);
+    assert_eq!(events(&dir.path().join("r62.log")), ["to_the_last_route"]);
+    for n in 0..62 {
+        assert!(raw_lines(&dir.path().join(format!("r{n}.log"))).is_empty(), "r{n}.log");
+    }
+}
