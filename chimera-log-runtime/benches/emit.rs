@@ -45,7 +45,7 @@ fn emit_batch(guard: &LogGuard, logger: &chimera_log_runtime::Logger, first: u64
         emit!(logger, liquidation(seq));
     }
     let elapsed = start.elapsed();
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     elapsed
 }
 
@@ -87,7 +87,7 @@ fn tail_latency() {
             let start = Instant::now();
             overhead.push(black_box(start).elapsed().as_nanos() as u64);
         }
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
     }
     samples.sort_unstable();
     overhead.sort_unstable();

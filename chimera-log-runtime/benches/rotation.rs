@@ -85,7 +85,7 @@ fn latency_during_compression(file_mb: u64) {
     let line_len = {
         emit!(logger, tick(seq));
         seq += 1;
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
         std::fs::metadata(dir.path().join("chimera.log")).unwrap().len()
     };
     let fill = (file_mb * MB / line_len).saturating_sub(2);
@@ -124,7 +124,7 @@ fn throughput(label: &str, total_mb: u64, max_bytes: u64, compress: bool) -> f64
             break;
         }
     }
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let elapsed = began.elapsed();
     let stats = guard.stats();
     let rotations = stats.sink("chimera.log").unwrap().rotations;

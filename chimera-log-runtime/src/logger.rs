@@ -146,7 +146,9 @@ impl LogGuard {
     }
 
     /// Returns when every event emitted before the call is written (`true`), or after the
-    /// shutdown timeout (`false`).
+    /// shutdown timeout (`false`: a sink is stuck, or CloudWatch is unreachable and the lines
+    /// wait in `chimera.log`).
+    #[must_use = "false means some lines were not yet written when the timeout passed"]
     pub fn flush(&self) -> bool {
         self.dispatcher.flush()
     }
@@ -377,8 +379,19 @@ fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
     }
 }
 
-/// An error that can be attached to an event: any `std::error::Error`, or a `dyn Error` trait object.
-pub trait AsDynError {
+mod sealed {
+    /// Keeps [`AsDynError`](super::AsDynError) implemented here only: its blanket impls cover
+    /// every error, and a foreign impl could only conflict with them.
+    pub trait Sealed {}
+    impl<T: std::error::Error> Sealed for T {}
+    impl Sealed for dyn std::error::Error + '_ {}
+    impl Sealed for dyn std::error::Error + Send + '_ {}
+    impl Sealed for dyn std::error::Error + Send + Sync + '_ {}
+}
+
+/// An error that can be attached to an event: any `std::error::Error`, or a `dyn Error` trait
+/// object (plain, `+ Send`, or `+ Send + Sync`). Sealed: implemented for exactly those.
+pub trait AsDynError: sealed::Sealed {
     /// The error as a trait object.
     fn as_dyn_error(&self) -> &(dyn StdError + '_);
 }
@@ -390,6 +403,12 @@ impl<T: StdError> AsDynError for T {
 }
 
 impl AsDynError for dyn StdError + '_ {
+    fn as_dyn_error(&self) -> &(dyn StdError + '_) {
+        self
+    }
+}
+
+impl AsDynError for dyn StdError + Send + '_ {
     fn as_dyn_error(&self) -> &(dyn StdError + '_) {
         self
     }

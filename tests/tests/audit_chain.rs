@@ -170,7 +170,7 @@ fn a_write_fault_cutting_through_an_anchor_or_a_record_leaves_every_file_anchore
         emit_blocks(&guard, 0..12);
         faults.fail_writes_to("executions.log", std::io::ErrorKind::StorageFull, allowance);
         emit_blocks(&guard, 12..30);
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
         assert!(guard.stats().sink("executions.log").unwrap().write_errors >= 1, "allowance {allowance}");
         faults.clear();
         emit_blocks(&guard, 30..40);

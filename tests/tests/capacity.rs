@@ -131,7 +131,7 @@ fn lines_dropped_by_a_failing_file_are_reported_once_it_recovers_and_not_counted
     for seq in 0..lines {
         logger.info("tick", json!({ "seq": seq, "pad": pad }));
     }
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let failing = guard.stats();
     let dropped = failing.sink("chimera.log").unwrap().dropped;
     assert!(dropped > 0, "{failing:?}");

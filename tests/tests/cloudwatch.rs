@@ -162,7 +162,7 @@ fn events_from_four_threads_arrive_once_each_in_chronological_order() {
             });
         }
     });
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     drop(guard);
     let events = read_stream(&client, &runtime, &group, "s");
     assert_eq!(events.len(), 1_200);
@@ -184,10 +184,10 @@ fn a_stream_deleted_mid_run_is_recreated_and_nothing_is_lost() {
     let guard = start(dir.path(), cloudwatch(&group, "s"));
     let logger = guard.logger("m");
     logger.info("before", json!({}));
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     runtime.block_on(client.delete_log_stream().log_group_name(&group).log_stream_name("s").send()).unwrap();
     logger.info("after", json!({}));
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
     let events: Vec<String> = read_stream(&client, &runtime, &group, "s").into_iter().map(|(_, m)| m).collect();
@@ -217,7 +217,7 @@ fn events_outside_the_accepted_window_are_counted_not_sent() {
     logger.info("too_new", json!({}));
     clock.set(now);
     logger.info("on_time", json!({}));
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
     let events = read_stream(&client, &runtime, &group, "s");
@@ -237,7 +237,7 @@ fn an_oversize_event_is_truncated_with_a_marker_and_its_batch_still_goes() {
     logger.info("small", json!({}));
     logger.info("huge", json!({ "blob": "ü".repeat(10_000) }));
     logger.info("small_again", json!({}));
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
     let events = read_stream(&client, &runtime, &group, "s");
@@ -413,7 +413,7 @@ fn without_a_region_cloudwatch_says_so_once_and_the_files_keep_working() {
         for seq in 0..10u64 {
             guard.logger("m").info("tick", json!({ "seq": seq }));
         }
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
         let stats = guard.stats().cloudwatch.unwrap();
         // Nothing sent, nothing lost: the lines wait in the file for a start that has a region.
         assert_eq!((stats.events_sent, stats.events_dropped), (0, 0), "{stats:?}");

@@ -101,7 +101,7 @@ fn a_symlink_planted_while_running_is_never_written_through_and_the_held_lines_f
         .collect();
     logger.info("while_linked", json!({}));
     emit!(logger, Executed { block_number: 2, pad: "" });
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats();
     for victim in &victims {
         assert_untouched(victim);
@@ -210,7 +210,7 @@ fn a_partial_write_followed_by_a_rotation_never_splits_a_line_between_two_files(
                 emit!(logger, Executed { block_number, pad: &pad });
                 block_number += 1;
             }
-            guard.flush();
+            assert!(guard.flush(), "flush timed out");
         };
         emit_some(3);
         // A disk that takes `partial` more bytes, then fails: a line is cut mid-way...

@@ -200,7 +200,7 @@ fn stats_report_emit_latency_and_queue_high_water() {
     for seq in 0..6_400u64 {
         logger.info("tick", json!({"seq": seq}));
     }
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats();
     assert_eq!(stats.emit_latency.samples, 100, "one emit in 64 is timed");
     assert!(stats.emit_latency.median > Duration::ZERO);

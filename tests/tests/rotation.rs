@@ -44,7 +44,7 @@ fn rotation_keeps_every_file_within_max_bytes_and_loses_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).max_bytes(4_000).general_backups(1_000).compress(false).build().unwrap();
     write_seq(&guard, 0..500, 150);
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats();
     drop(guard);
     let files = backups(dir.path(), "chimera.log");
@@ -80,7 +80,7 @@ fn backup_names_follow_rotation_order_and_move_forward_on_a_stamp_collision() {
     let guard = config(dir.path()).clock(clock.clone()).max_bytes(300).compress(false).build().unwrap();
     // Five rotations within one microsecond of the clock, then the clock goes back an hour.
     write_seq(&guard, 0..6, 200);
-    guard.flush(); // rotations happen on the writer thread, at its clock reading
+    assert!(guard.flush(), "flush timed out"); // rotations happen on the writer thread, at its clock reading
     clock.set(UNIX_EPOCH + Duration::from_micros(1_705_314_645_123_456 - 3_600_000_000));
     write_seq(&guard, 6..8, 200);
     drop(guard);
@@ -110,7 +110,7 @@ fn existing_backups_are_never_renamed() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).max_bytes(500).general_backups(100).compress(false).build().unwrap();
     write_seq(&guard, 0..10, 200);
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let before: Vec<(std::path::PathBuf, u64)> =
         backups(dir.path(), "chimera.log").into_iter().map(|p| (p.clone(), fs::metadata(&p).unwrap().ino())).collect();
     write_seq(&guard, 10..20, 200);
@@ -304,7 +304,7 @@ fn a_deleted_log_file_is_recreated_with_the_lines_written_after() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).build().unwrap();
     write_seq(&guard, 0..3, 10);
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     fs::remove_file(dir.path().join("chimera.log")).unwrap();
     fs::remove_file(dir.path().join("executions.log")).unwrap();
     write_seq(&guard, 3..6, 10);
@@ -319,7 +319,7 @@ fn a_log_file_moved_away_keeps_its_lines_and_a_new_file_takes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).build().unwrap();
     write_seq(&guard, 0..3, 10);
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     fs::rename(dir.path().join("chimera.log"), dir.path().join("moved.log")).unwrap();
     write_seq(&guard, 3..6, 10);
     drop(guard);
@@ -337,7 +337,7 @@ fn a_removed_log_directory_is_recreated() {
     let logs = dir.path().join("logs");
     let guard = config(&logs).build().unwrap();
     write_seq(&guard, 0..2, 10);
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     fs::remove_dir_all(&logs).unwrap();
     write_seq(&guard, 2..4, 10);
     emit!(guard.logger("exec"), Executed { block_number: 9, pad: "" });
@@ -353,12 +353,12 @@ fn write_faults_are_counted_retried_and_lose_no_line_once_cleared() {
         let faults = Arc::new(FaultInjector::new());
         let guard = config(dir.path()).fault_injector(faults.clone()).build().unwrap();
         write_seq(&guard, 0..10, 50);
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
         // Let 30 bytes through, then fail: a line is cut mid-way, and must still end up whole.
         faults.fail_writes(kind, 30);
         write_seq(&guard, 10..20, 50);
         emit!(guard.logger("exec"), Executed { block_number: 1, pad: "" });
-        guard.flush();
+        assert!(guard.flush(), "flush timed out");
         let failing = guard.stats();
         assert!(failing.sink("chimera.log").unwrap().write_errors >= 1, "{kind:?}: {failing:?}");
         assert!(failing.sink("executions.log").unwrap().write_errors >= 1, "{kind:?}");

@@ -126,7 +126,7 @@ fn stats_count_events_per_level_and_lines_per_sink() {
     emit!(logger, ExecutionSubmitted { block_number: 1, tx_hash: "0x" });
     logger.warning("w", json!({}));
     logger.warning("w", json!({}));
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats();
     assert_eq!(stats.events(Level::Debug), 1);
     assert_eq!(stats.events(Level::Warning), 2);
@@ -208,7 +208,7 @@ fn full_disk_on_the_general_file_is_counted_and_the_audit_file_keeps_working() {
         emit!(logger, ExecutionSubmitted { block_number, tx_hash: "0x" });
         logger.info("general_only", json!({}));
     }
-    guard.flush();
+    assert!(guard.flush(), "flush timed out");
     let stats = guard.stats();
     drop(guard);
     assert!(stats.sink("chimera.log").unwrap().write_errors >= 1, "{stats:?}");
