@@ -20,5 +20,9 @@ fn main() {
     emit!(&logger, RpcFailed { provider: "quicknode" }, error = &io);
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(io);
     emit!(logger, RpcFailed { provider: "quicknode" }, error = &*boxed);
+    let sendable: Box<dyn std::error::Error + Send> = Box::new(std::io::Error::other("reset"));
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &*sendable);
+    let plain: Box<dyn std::error::Error> = Box::new(std::io::Error::other("closed"));
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &*plain);
     by_reference(&logger, &RpcFailed { provider: "alchemy" });
 }
