@@ -34,7 +34,18 @@ pub(crate) fn derive(input: &DeriveInput, home: Home) -> TokenStream {
     match (cx.check(), parsed) {
         (Ok(()), Some(parsed)) => impl_log_event(&parsed, &runtime_path(parsed.attrs.krate.get(), home)),
         (Err(errors), parsed) => {
-            let krate = parsed.as_ref().and_then(|p| p.attrs.krate.get().cloned());
+            // An enum or tuple struct is refused before its attributes are kept: read `crate`
+            // again, so the stub names the runtime the user named and the error stays one.
+            let krate = match &parsed {
+                Some(parsed) => parsed.attrs.krate.get().cloned(),
+                None => {
+                    let scratch = Ctxt::new();
+                    let attrs = crate::attr::ContainerAttrs::parse(&scratch, &input.attrs);
+                    // Any error in them is in `errors` already.
+                    let _ = scratch.check();
+                    attrs.krate.get().cloned()
+                }
+            };
             let mut out = errors.to_compile_error();
             out.extend(fallback::stub_impl(input, &runtime_path(krate.as_ref(), home)));
             out
@@ -103,7 +114,7 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
     quote! {
-        #[allow(unused_qualifications, non_upper_case_globals, clippy::all)]
+        #[allow(unused_qualifications, non_upper_case_globals, deprecated, clippy::all)]
         const _: () = {
             #[automatically_derived]
             impl #impl_generics #krate::LogEvent for #ident #ty_generics #where_clause {
@@ -178,4 +189,33 @@ fn mentions_any(tokens: TokenStream, params: &BTreeSet<String>) -> bool {
         TokenTree::Group(group) => mentions_any(group.stream(), params),
         TokenTree::Punct(_) | TokenTree::Literal(_) => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stub emitted beside the "cannot be derived for an enum" error names the runtime
+    /// path the user gave, so a renamed runtime does not add an unresolved-path error.
+    #[test]
+    fn the_stub_for_a_refused_enum_or_tuple_struct_keeps_the_crate_attribute() {
+        for input in [
+            quote!(
+                #[log(crate = "::chimera")]
+                enum Ev {
+                    A,
+                }
+            ),
+            quote!(
+                #[log(crate = "::chimera")]
+                struct Ev(u64);
+            ),
+        ] {
+            let input: DeriveInput = syn::parse2(input).unwrap();
+            let out = derive(&input, Home::Runtime).to_string();
+            assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+            assert!(out.contains(":: chimera :: LogEvent"), "{out}");
+            assert!(!out.contains("chimera_log_runtime"), "{out}");
+        }
+    }
 }

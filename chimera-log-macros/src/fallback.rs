@@ -10,7 +10,7 @@ pub(crate) fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
-        #[allow(unused_qualifications, clippy::all)]
+        #[allow(unused_qualifications, deprecated, clippy::all)]
         const _: () = {
             #[automatically_derived]
             impl #impl_generics #krate::LogEvent for #ident #ty_generics #where_clause {
