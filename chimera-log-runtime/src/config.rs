@@ -12,7 +12,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::cloudwatch_config::CloudWatchConfig;
 use crate::error::Error;
 use crate::event::Level;
-use crate::pipeline::{AuditDurability, Overflow};
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -59,6 +58,31 @@ impl std::fmt::Debug for SecretKey {
 pub const GENERAL_FILE: &str = "chimera.log";
 /// The audit file's name in the log directory.
 pub const AUDIT_FILE: &str = "executions.log";
+
+/// What a full queue (console, general and route files) does with one more line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop it, count it, and log one `log_events_dropped` warning with the count once there is
+    /// room: the application never waits for its logs. The default.
+    #[default]
+    Drop,
+    /// The caller waits for room: nothing is dropped, and a slow disk or console slows the
+    /// application down.
+    Block,
+}
+
+/// How durable an audit line is when `emit!` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuditDurability {
+    /// Written and `fdatasync`ed (group commit): survives a crash of the machine. The default.
+    #[default]
+    Sync,
+    /// Written to the operating system: survives a crash or `abort()` of the process, not of the
+    /// machine.
+    OsBuffer,
+}
 
 /// The most routes one configuration may have: lane 0 of the file writer is `chimera.log`, lanes
 /// 1 to 63 the routes.

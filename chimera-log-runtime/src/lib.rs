@@ -83,7 +83,7 @@ pub mod testing;
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
 pub use cloudwatch_config::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
-pub use config::{ConsoleFormat, ConsoleTarget, LogConfig, AUDIT_FILE, GENERAL_FILE};
+pub use config::{AuditDurability, ConsoleFormat, ConsoleTarget, LogConfig, Overflow, AUDIT_FILE, GENERAL_FILE};
 pub use error::Error;
 pub use event::{Level, LogEvent, ParseLevelError, Routes};
 pub use events::{
@@ -92,7 +92,6 @@ pub use events::{
 };
 pub use json::{escape_into, ContextWriter};
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
-pub use pipeline::{AuditDurability, Overflow};
 pub use stats::{CloudWatchStats, LatencyStats, SinkStats, Stats};
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {

@@ -14,21 +14,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::audit::{seal, ChainHead, ChainKey};
+use crate::config::AuditDurability;
 use crate::sink::file::FileSink;
 use crate::sink::{FailureReporter, Sink};
 use crate::stats::SinkCounters;
-
-/// How durable an audit line is when `emit!` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum AuditDurability {
-    /// Written and `fdatasync`ed (group commit): survives a crash of the machine. The default.
-    #[default]
-    Sync,
-    /// Written to the operating system: survives a crash or `abort()` of the process, not of the
-    /// machine.
-    OsBuffer,
-}
 
 #[derive(Debug)]
 struct Guarded {

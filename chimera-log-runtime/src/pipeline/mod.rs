@@ -21,20 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use audit::AuditDurability;
-
-/// What a full queue (console, general and route files) does with one more line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Drop it, count it, and log one `log_events_dropped` warning with the count once there is
-    /// room: the application never waits for its logs. The default.
-    #[default]
-    Drop,
-    /// The caller waits for room: nothing is dropped, and a slow disk or console slows the
-    /// application down.
-    Block,
-}
+use crate::config::{AuditDurability, Overflow};
 pub(crate) use latency::sample_this_emit;
 
 use self::audit::{AuditWriter, Checkpoint};
