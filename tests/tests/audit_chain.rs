@@ -205,3 +205,19 @@ fn an_audit_file_deleted_while_running_is_recreated_beginning_with_an_anchor_tha
     assert_eq!(first.seq, 6);
     assert_eq!(first.chain, ChainKey::unkeyed().link(&last_chain, first.body));
 }
+
+#[test]
+fn the_audit_sinks_byte_count_includes_each_files_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(2_000).audit_backups(100).compress(false).build().unwrap();
+    emit_blocks(&guard, 0..30);
+    let stats = guard.stats();
+    drop(guard);
+    let mut files = backups(dir.path(), "executions.log");
+    files.push(dir.path().join("executions.log"));
+    assert!(files.len() > 3);
+    let on_disk: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let audit = stats.sink("executions.log").unwrap();
+    assert_eq!(audit.bytes, on_disk);
+    assert_eq!(audit.lines, 30, "records only: anchors are not lines");
+}

@@ -180,6 +180,8 @@ impl FileSink {
         }
         let mut line = Vec::with_capacity(256);
         crate::audit::anchor_line(now, &anchoring.written, &anchoring.key, &mut line);
+        // Bytes the file holds, though not a record: `lines` counts records only.
+        self.counters.bytes.fetch_add(line.len() as u64, Relaxed);
         self.pending.splice(0..0, line);
         anchoring.heads.push_front(None);
         anchoring.queued = true;
