@@ -121,7 +121,7 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
             }
         }
         if let Some(anchor) = parse_anchor(line) {
-            check_anchor(&anchor, line_number, previous, key, &at, &mut report);
+            check_anchor(&anchor, (path, line_number), previous, key, &mut report);
             previous = Some(anchor.previous);
             return;
         }
@@ -263,12 +263,12 @@ fn unaccounted(pending: PendingTorn) -> Finding {
 /// at; where nothing was read before it (the oldest retained file), the chain starts from it.
 fn check_anchor(
     anchor: &Anchor<'_>,
-    line_number: usize,
+    (path, line_number): (&Path, usize),
     previous: Option<ChainHead>,
     key: &ChainKey,
-    at: &impl Fn(String) -> Finding,
     report: &mut Report,
 ) {
+    let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
     if line_number != 1 {
         report.failures.push(at("an audit_anchor line inside a file, not at its start: inserted".to_owned()));
     }
@@ -283,9 +283,10 @@ fn check_anchor(
         ))),
         Some(_) => {}
         None if anchor.previous.seq > 0 => report.notes.push(format!(
-            "the retained chain begins after seq {}, anchored at {}: earlier records were removed by retention",
+            "the retained chain begins after seq {}, anchored at {}:{line_number}: earlier records were removed by \
+             retention",
             anchor.previous.seq,
-            at(String::new()).to_string().trim_end_matches(": ")
+            path.display()
         )),
         None => {}
     }

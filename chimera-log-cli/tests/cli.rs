@@ -822,6 +822,17 @@ fn write_general(dir: &Path, lines: &[(&str, &str, &str)]) {
     fs::write(dir.join("chimera.log"), text).unwrap();
 }
 
+/// Runs `chimera-log` with `args` (a query that must not fail) and returns `context.n` of each
+/// line printed.
+fn query_ns(args: &[&str]) -> Vec<u64> {
+    let output = chimera_log(args);
+    assert!(output.status.code().is_some_and(|c| c <= 1), "{args:?}: {}", text(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["n"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn query_matches_regular_expressions_on_text_and_on_json_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -834,13 +845,7 @@ fn query_matches_regular_expressions_on_text_and_on_json_values() {
         ],
     );
     let d = dir.path().to_str().unwrap();
-    let ns = |condition: &str| -> Vec<u64> {
-        let output = chimera_log(&["query", d, "--where", condition]);
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["n"].as_u64().unwrap())
-            .collect()
-    };
+    let ns = |condition: &str| query_ns(&["query", d, "--where", condition]);
     assert_eq!(ns("tx~^0xabc"), [1]);
     assert_eq!(ns("tx~(?i)^0xabc"), [1, 3]);
     assert_eq!(ns("tx!~abc"), [2, 3]);
@@ -868,16 +873,7 @@ fn query_takes_today_yesterday_now_and_humantime_ages() {
         ],
     );
     let d = dir.path().to_str().unwrap();
-    let ns = |args: &[&str]| -> Vec<u64> {
-        let mut all = vec!["query", d];
-        all.extend_from_slice(args);
-        let output = chimera_log(&all);
-        assert!(output.status.code().is_some_and(|c| c <= 1), "{args:?}: {}", text(&output));
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"]["n"].as_u64().unwrap())
-            .collect()
-    };
+    let ns = |args: &[&str]| query_ns(&[&["query", d], args].concat());
     assert_eq!(ns(&["--since", "1h 30m 30s"]), [2, 3]);
     assert_eq!(ns(&["--since", "30min"]), [3]);
     assert_eq!(ns(&["--until", "1h"]), [1, 2]);

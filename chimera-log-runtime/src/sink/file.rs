@@ -364,8 +364,12 @@ impl FileSink {
         };
         if written > 0 {
             self.torn = self.pending[written - 1] != b'\n';
-            let lines = self.pending[..written].iter().filter(|&&b| b == b'\n').count();
-            self.lines_left_pending(lines, true);
+            // Only an anchored file follows its records' heads; a general file's write-out does
+            // not scan its bytes again.
+            if self.anchoring.is_some() {
+                let lines = self.pending[..written].iter().filter(|&&b| b == b'\n').count();
+                self.lines_left_pending(lines, true);
+            }
         }
         self.size += written as u64;
         if self.anchoring.is_none() {
