@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::Level;
-use crate::sink::maintenance::MaintenanceCounters;
 
 /// A snapshot of the logger's counters. Serializes as the context of the `log_health` event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -166,6 +165,15 @@ impl Counters {
             cloudwatch: None,
         }
     }
+}
+
+/// What the maintenance thread did and failed to do.
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceCounters {
+    pub(crate) compressed: AtomicU64,
+    pub(crate) compression_failures: AtomicU64,
+    pub(crate) removed_backups: AtomicU64,
+    pub(crate) retention_failures: AtomicU64,
 }
 
 #[derive(Debug, Default)]

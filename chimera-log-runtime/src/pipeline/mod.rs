@@ -5,18 +5,21 @@
 //!   up the files;
 //! - `chimera.log` and the route files share one queue and one writer thread;
 //! - `executions.log` is written through on the caller's thread and synced with group commit
-//!   (`audit.rs`), so an audit line is in the file when `emit!` returns.
+//!   (`audit.rs`), so an audit line is in the file when `emit!` returns;
+//! - forwarders (CloudWatch) follow the files from their own cursors (`forward.rs`).
 //!
 //! A full queue drops the line for that sink only, counts it, and its writer later logs one
 //! `log_events_dropped` warning with the count. This module does not encode and does not know
 //! the file format.
 
 mod audit;
+mod forward;
 mod latency;
 mod queue;
 mod writer;
 
 use std::fs;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,10 +28,11 @@ use crate::config::{AuditDurability, Overflow};
 pub(crate) use latency::sample_this_emit;
 
 use self::audit::{AuditWriter, Checkpoint};
+use self::forward::Forwarder;
 use self::latency::LatencyHistogram;
 use self::queue::{LaneSet, Pushed};
 use self::writer::{Lane, Writer};
-use crate::audit::ChainKey;
+use crate::audit::{ChainKey, TornRun};
 use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
@@ -47,6 +51,9 @@ pub(crate) struct Destinations {
     route: Option<usize>,
 }
 
+/// A file's name and the counters of its sink.
+type NamedCounters = (String, Arc<SinkCounters>);
+
 /// A started logger: its queues, writer threads, audit writer, clock and counters.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
@@ -55,7 +62,7 @@ pub(crate) struct Dispatcher {
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
     /// File name and counters of each lane of `files`.
-    file_counters: Vec<(String, Arc<SinkCounters>)>,
+    file_counters: Vec<NamedCounters>,
     route_names: Vec<String>,
     audit: AuditWriter,
     clock: Arc<dyn Clock>,
@@ -68,10 +75,9 @@ pub(crate) struct Dispatcher {
     health_interval: Option<Duration>,
     /// When the next `log_health` event is due, in microseconds since the epoch.
     next_health: AtomicU64,
-    /// Follows `chimera.log` and ships it (feature `cloudwatch`).
-    #[cfg(feature = "cloudwatch")]
-    cloudwatch: Option<crate::sink::cloudwatch::Shipper>,
-    /// The lock on the log directory, held until `close` (see `safe_fs::lock_dir`).
+    /// Outputs fed from the files rather than the queues (CloudWatch).
+    forwarders: Vec<Box<dyn Forwarder>>,
+    /// The lock on the log directory, held until `close`.
     lock: Mutex<Option<fs::File>>,
 }
 
@@ -87,41 +93,51 @@ fn micros_since_epoch(time: SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-impl Dispatcher {
-    /// Validates `config`, creates the log directory, opens every file and starts the threads.
-    pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
-        config.validate()?;
-        let dir = config.log_dir.clone();
-        safe_fs::create_dir(&dir).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
-        let lock = safe_fs::lock_dir(&dir).map_err(|error| match error {
-            LockError::Held(pid) => Error::DirectoryInUse { path: dir.clone(), pid },
-            LockError::Io(source) => Error::OpenFile { path: dir.join(safe_fs::LOCK_FILE), source },
-        })?;
-        let maintenance =
-            Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
-        let open = |file: &str, backups: usize, write_through: bool| {
-            let policy = FilePolicy {
-                max_bytes: config.max_bytes,
-                backups,
-                compress: config.compress,
-                write_through,
-                sync_on_rotate: write_through && config.audit_durability == AuditDurability::Sync,
-            };
-            let counters = Arc::new(SinkCounters::default());
-            FileSink::open(
-                &dir,
-                file,
-                policy,
-                Arc::clone(&config.clock),
-                maintenance.sender(),
-                Arc::clone(&counters),
-                config.faults.clone(),
-            )
-            .map(|sink| (sink, counters))
-            .map_err(|source| Error::OpenFile { path: dir.join(file), source })
-        };
+/// Creates the log directory and takes its lock, held until `close` (see `safe_fs::lock_dir`).
+fn lock_dir(dir: &Path) -> Result<fs::File, Error> {
+    safe_fs::create_dir(dir).map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
+    safe_fs::lock_dir(dir).map_err(|error| match error {
+        LockError::Held(pid) => Error::DirectoryInUse { path: dir.to_owned(), pid },
+        LockError::Io(source) => Error::OpenFile { path: dir.join(safe_fs::LOCK_FILE), source },
+    })
+}
 
-        let recovered = crate::audit::recover_head(&dir, AUDIT_FILE, config.clock.now())
+/// Opens the log files of a configuration.
+struct Files<'a> {
+    config: &'a LogConfig,
+    maintenance: &'a Maintenance,
+}
+
+impl Files<'_> {
+    fn open(&self, file: &str, backups: usize, write_through: bool) -> Result<(FileSink, Arc<SinkCounters>), Error> {
+        let config = self.config;
+        let policy = FilePolicy {
+            max_bytes: config.max_bytes,
+            backups,
+            compress: config.compress,
+            write_through,
+            sync_on_rotate: write_through && config.audit_durability == AuditDurability::Sync,
+        };
+        let counters = Arc::new(SinkCounters::default());
+        FileSink::open(
+            &config.log_dir,
+            file,
+            policy,
+            Arc::clone(&config.clock),
+            self.maintenance.sender(),
+            Arc::clone(&counters),
+            config.faults.clone(),
+        )
+        .map(|sink| (sink, counters))
+        .map_err(|source| Error::OpenFile { path: config.log_dir.join(file), source })
+    }
+
+    /// Opens `executions.log` where its chain left off; also returns the torn lines an unclean
+    /// end left at its end, for the restart record.
+    fn start_audit(&self) -> Result<(AuditWriter, Option<TornRun>), Error> {
+        let config = self.config;
+        let dir = &config.log_dir;
+        let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
             .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
         for (path, error) in &recovered.skipped {
             eprintln!(
@@ -133,56 +149,69 @@ impl Dispatcher {
         }
         let head = recovered.head;
         let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
-        let (mut audit_sink, audit_counters) = open(AUDIT_FILE, config.audit_backups, true)?;
-        audit_sink.anchor_with(key.clone(), head);
-        let audit = AuditWriter::new(
-            audit_sink,
+        let (mut sink, counters) = self.open(AUDIT_FILE, config.audit_backups, true)?;
+        sink.anchor_with(key.clone(), head);
+        let writer = AuditWriter::new(
+            sink,
             config.audit_durability,
-            audit_counters,
+            counters,
             (head, key, config.checkpoint_interval),
             config.clock.now(),
         );
+        Ok((writer, recovered.torn_tail))
+    }
 
+    /// Opens `chimera.log` (lane 0) and the route files (lane `1 + i`) behind one writer thread.
+    fn start_general(&self) -> Result<(Writer, Vec<NamedCounters>), Error> {
+        let config = self.config;
         let mut lanes = Vec::new();
-        let mut file_counters = Vec::new();
+        let mut counters = Vec::new();
         for file in std::iter::once(GENERAL_FILE).chain(config.routes.iter().map(|route| route.file.as_str())) {
-            let (sink, counters) = open(file, config.general_backups, false)?;
-            lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&counters)));
-            file_counters.push((file.to_owned(), counters));
+            let (sink, sink_counters) = self.open(file, config.general_backups, false)?;
+            lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&sink_counters)));
+            counters.push((file.to_owned(), sink_counters));
         }
         let block = config.overflow == Overflow::Block;
-        let files = Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))?;
-        let console = match config.console {
-            false => None,
-            true => {
-                let counters = Arc::new(SinkCounters::default());
-                let sink = ConsoleSink::new(config.console_target, config.console_format);
-                let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
-                let writer = Writer::start(
-                    "chimera-log-console",
-                    vec![lane],
-                    config.queue_capacity,
-                    block,
-                    Arc::clone(&config.clock),
-                )?;
-                Some((writer, counters))
-            }
-        };
-        // Started after chimera.log is open: a first start ships what is written from now on.
-        #[cfg(feature = "cloudwatch")]
-        let cloudwatch = match config.cloudwatch.clone() {
-            Some(cloudwatch) => {
-                Some(crate::sink::cloudwatch::Shipper::start(cloudwatch, &dir, Arc::clone(&config.clock))?)
-            }
-            None => None,
-        };
+        let writer =
+            Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))?;
+        Ok((writer, counters))
+    }
+}
+
+/// The console's own writer thread, so a blocked terminal or pipe never holds up the files.
+fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>)>, Error> {
+    if !config.console {
+        return Ok(None);
+    }
+    let counters = Arc::new(SinkCounters::default());
+    let sink = ConsoleSink::new(config.console_target, config.console_format);
+    let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
+    let block = config.overflow == Overflow::Block;
+    let writer =
+        Writer::start("chimera-log-console", vec![lane], config.queue_capacity, block, Arc::clone(&config.clock))?;
+    Ok(Some((writer, counters)))
+}
+
+impl Dispatcher {
+    /// Validates `config`, creates the log directory, opens every file and starts the threads.
+    pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let dir = config.log_dir.clone();
+        let lock = lock_dir(&dir)?;
+        let maintenance =
+            Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        let files = Files { config: &config, maintenance: &maintenance };
+        let (audit, torn_tail) = files.start_audit()?;
+        let (general, file_counters) = files.start_general()?;
+        let console = start_console(&config)?;
+        let forwarders = forward::start(&config, &dir)?;
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
         let dispatcher = Dispatcher {
             min_level: config.level,
             console,
-            files,
+            files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
             file_counters,
             audit,
@@ -195,11 +224,10 @@ impl Dispatcher {
             shutdown_timeout: config.shutdown_timeout,
             health_interval: config.health_interval,
             next_health: AtomicU64::new(first_health),
-            #[cfg(feature = "cloudwatch")]
-            cloudwatch,
+            forwarders,
             lock: Mutex::new(Some(lock)),
         };
-        if let Some(torn) = recovered.torn_tail {
+        if let Some(torn) = torn_tail {
             dispatcher.record_restart(&torn);
         }
         Ok(dispatcher)
@@ -207,7 +235,7 @@ impl Dispatcher {
 
     /// Accounts, in the audit trail itself, for the torn lines an unclean end left at the end of
     /// the audit file: an `audit_restart` record (also a warning in the general sinks).
-    fn record_restart(&self, torn: &crate::audit::TornRun) {
+    fn record_restart(&self, torn: &TornRun) {
         eprintln!(
             "chimera-log: {} ends with {} torn line(s) ({} bytes) from an unclean end; an {} record accounts for them",
             self.log_dir.join(AUDIT_FILE).display(),
@@ -346,10 +374,8 @@ impl Dispatcher {
         self.audit.flush();
         let files = self.files.flush(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
-        // CloudWatch ships from chimera.log: after the files are written.
-        #[cfg(feature = "cloudwatch")]
-        let console = console && self.cloudwatch.as_ref().is_none_or(|cloudwatch| files && cloudwatch.flush(deadline));
-        files && console
+        // Forwarders read the files: only once these are written.
+        files && console && self.forwarders.iter().all(|forwarder| forwarder.flush(deadline))
     }
 
     /// Waits, up to the shutdown timeout, until every writer thread has handed the lines accepted
@@ -358,13 +384,11 @@ impl Dispatcher {
         let deadline = deadline_after(self.shutdown_timeout);
         let files = self.files.wait_processed(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.wait_processed(deadline));
-        #[cfg(feature = "cloudwatch")]
-        let console = console
-            && self.cloudwatch.as_ref().is_none_or(|cloudwatch| {
-                // What the files writer has taken is in chimera.log once it is flushed to it.
-                self.files.flush(deadline) && cloudwatch.wait_processed(deadline)
-            });
-        files && console
+        // What the files writer has taken is in the files, for the forwarders, once flushed.
+        let forwarders = self.forwarders.is_empty()
+            || (self.files.flush(deadline)
+                && self.forwarders.iter().all(|forwarder| forwarder.wait_processed(deadline)));
+        files && console && forwarders
     }
 
     /// Waits, up to the shutdown timeout, until the lines accepted before the call are in the
@@ -390,10 +414,9 @@ impl Dispatcher {
         if let Some((console, _)) = &self.console {
             complete &= console.shutdown(deadline);
         }
-        // After the files: it ships what they hold, each request bounded by the time left.
-        #[cfg(feature = "cloudwatch")]
-        if let Some(cloudwatch) = &self.cloudwatch {
-            complete &= cloudwatch.shutdown(deadline);
+        // After the files: they send what the files hold, bounded by the time left.
+        for forwarder in &self.forwarders {
+            complete &= forwarder.shutdown(deadline);
         }
         self.audit.close();
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
@@ -432,9 +455,8 @@ impl Dispatcher {
         sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
         sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
         let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
-        #[cfg(feature = "cloudwatch")]
-        {
-            stats.cloudwatch = self.cloudwatch.as_ref().map(|cloudwatch| cloudwatch.counters.snapshot());
+        for forwarder in &self.forwarders {
+            forwarder.report(&mut stats);
         }
         stats.audit_syncs = self.audit.syncs();
         stats.queue_high_water_bytes =

@@ -3,7 +3,7 @@
 //! leaves unfinished the next start repairs (`backup::scan_for_repair`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::backup::{self, Repair, Stamp};
 use super::FailureReporter;
+use crate::stats::MaintenanceCounters;
 
 /// Work for the maintenance thread, about the backups of one file.
 #[derive(Debug)]
@@ -23,15 +24,6 @@ pub(crate) enum Job {
     Retain { name: String, keep: usize, now: std::time::SystemTime },
     /// Finish: the jobs queued before this one are done, later ones are not.
     Stop,
-}
-
-/// What the maintenance thread did and failed to do.
-#[derive(Debug, Default)]
-pub(crate) struct MaintenanceCounters {
-    pub(crate) compressed: AtomicU64,
-    pub(crate) compression_failures: AtomicU64,
-    pub(crate) removed_backups: AtomicU64,
-    pub(crate) retention_failures: AtomicU64,
 }
 
 /// Handle to the thread, which runs until it reaches `Job::Stop` in its queue.

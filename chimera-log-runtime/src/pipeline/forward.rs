@@ -1,0 +1,66 @@
+//! Forwarders: outputs that take their lines from a file the logger has written, not from the
+//! caller. A forwarder follows the file from a cursor it persists, so the local file is its buffer:
+//! an outage or a restart delays lines, it does not lose them (DESIGN §10). CloudWatch is one.
+//!
+//! The pipeline has two kinds of output, and a new one is written as one of them:
+//! - a [`Sink`](crate::sink::Sink), handed finished lines by a writer thread (console, files);
+//! - a [`Forwarder`], started here and driven through this trait (flush, shutdown, stats).
+//!
+//! Only [`start`] knows which forwarders exist; the dispatcher drives them all alike.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::config::LogConfig;
+use crate::error::Error;
+use crate::stats::Stats;
+
+/// An output that follows a file the logger writes and sends its lines elsewhere.
+pub(crate) trait Forwarder: Send + Sync + Debug {
+    /// Waits until everything the followed file holds now has been sent and acknowledged;
+    /// `false` at `deadline`. Called after the file's writer has flushed.
+    fn flush(&self, deadline: Instant) -> bool;
+
+    /// Waits until the forwarder has read what the file holds now, sending only what is due.
+    fn wait_processed(&self, deadline: Instant) -> bool;
+
+    /// Sends what it can by `deadline`, saves its cursor and stops its thread; `false` if the
+    /// thread had not ended by then (the next start sends the rest).
+    fn shutdown(&self, deadline: Instant) -> bool;
+
+    /// Puts its counters into `stats`.
+    fn report(&self, stats: &mut Stats);
+}
+
+/// Starts the forwarders `config` asks for, following files in `dir`. Call after the files they
+/// follow are open: a first start forwards what is written from then on.
+#[cfg_attr(not(feature = "cloudwatch"), allow(unused_variables, unused_mut))]
+pub(crate) fn start(config: &LogConfig, dir: &Path) -> Result<Vec<Box<dyn Forwarder>>, Error> {
+    let mut forwarders: Vec<Box<dyn Forwarder>> = Vec::new();
+    #[cfg(feature = "cloudwatch")]
+    if let Some(cloudwatch) = &config.cloudwatch {
+        let shipper = crate::sink::cloudwatch::Shipper::start(cloudwatch.clone(), dir, config.clock.clone())?;
+        forwarders.push(Box::new(shipper));
+    }
+    Ok(forwarders)
+}
+
+#[cfg(feature = "cloudwatch")]
+impl Forwarder for crate::sink::cloudwatch::Shipper {
+    fn flush(&self, deadline: Instant) -> bool {
+        crate::sink::cloudwatch::Shipper::flush(self, deadline)
+    }
+
+    fn wait_processed(&self, deadline: Instant) -> bool {
+        crate::sink::cloudwatch::Shipper::wait_processed(self, deadline)
+    }
+
+    fn shutdown(&self, deadline: Instant) -> bool {
+        crate::sink::cloudwatch::Shipper::shutdown(self, deadline)
+    }
+
+    fn report(&self, stats: &mut Stats) {
+        stats.cloudwatch = Some(self.counters.snapshot());
+    }
+}
