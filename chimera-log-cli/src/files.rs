@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use chimera_log_runtime::read;
+
 /// A failure to read, naming the file.
 #[derive(Debug)]
 pub(crate) struct ReadError {
@@ -19,52 +21,17 @@ impl std::fmt::Display for ReadError {
 }
 
 /// The files of `name` in `dir`, oldest first: its backups (one per stamp, the `.gz` when both
-/// forms exist), then the current file if present.
+/// forms exist), then the current file if present. The listing is the runtime's, so the command
+/// finds exactly the files the logger writes; a backup compressed or removed after the listing
+/// is handled when it is opened ([`open`], [`for_each_line_live`]).
 pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReadError> {
-    let entries = std::fs::read_dir(dir).map_err(|error| ReadError { path: dir.to_owned(), error })?;
-    let prefix = format!("{name}.");
-    let mut backups: Vec<String> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|error| ReadError { path: dir.to_owned(), error })?;
-        let Ok(file) = entry.file_name().into_string() else { continue };
-        let Some(rest) = file.strip_prefix(&prefix) else { continue };
-        let stamp = rest.strip_suffix(".gz").unwrap_or(rest);
-        // yyyymmddThhmmss.ffffffZ
-        let is_stamp = stamp.len() == 23 && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T';
-        if is_stamp && !file.ends_with(".tmp") {
-            backups.push(file);
-        }
-    }
-    backups.sort();
-    let mut checked = Vec::with_capacity(backups.len());
-    for file in backups {
-        match ensure_regular(&dir.join(&file)) {
-            Ok(()) => checked.push(file),
-            // A plain backup compressed since the listing: its `.gz` is there now.
-            Err(error) if error.error.kind() == io::ErrorKind::NotFound && !file.ends_with(".gz") => {
-                let gz = format!("{file}.gz");
-                match ensure_regular(&dir.join(&gz)) {
-                    Ok(()) => checked.push(gz),
-                    // Removed by retention since the listing.
-                    Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            // Removed by retention since the listing.
-            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-    }
-    let mut backups = checked;
-    backups.dedup();
-    // Mid-compression, a stamp may exist both plain and gzipped: keep the finished `.gz`.
-    backups.dedup_by(|later, earlier| *later == format!("{earlier}.gz") || format!("{later}.gz") == *earlier);
-    let mut files: Vec<PathBuf> = backups.into_iter().map(|file| dir.join(file)).collect();
+    let backups = read::backups(dir, name).map_err(|error| ReadError { path: dir.to_owned(), error })?;
+    let mut files: Vec<PathBuf> = backups.into_iter().map(|backup| backup.path).collect();
     let current = dir.join(name);
     // One look at the current file: a rotation may rename it away at any moment, and absent is
     // then a state like any other, not an error.
-    match ensure_regular(&current) {
-        Ok(()) => files.push(current),
+    match open_regular(&current) {
+        Ok(_) => files.push(current),
         Err(error) if error.error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
@@ -194,10 +161,11 @@ fn read_lines_while(
     let mut line = Vec::new();
     let mut number = 0;
     loop {
-        match read_line_capped_ended(&mut reader, &mut line) {
+        match read::read_line_capped(&mut reader, &mut line, max_line()) {
             Ok(None) => return Ok(true),
-            Ok(Some((_, false))) if unterminated == Unterminated::Leave => return Ok(true),
-            Ok(Some((length, _))) => {
+            Ok(Some(read)) if !read.terminated && unterminated == Unterminated::Leave => return Ok(true),
+            Ok(Some(read)) => {
+                let length = read.length;
                 number += 1;
                 let go_on = if length > max_line() {
                     each(path, number, skipped_line(length as u64).as_bytes())
@@ -259,42 +227,10 @@ pub(crate) fn backup_stamp(path: &Path) -> String {
     name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
 }
 
-/// A FIFO, a device, a directory or a link where a log file should be is an error, never a read
-/// that hangs or wanders outside the directory.
-fn ensure_regular(path: &Path) -> Result<(), ReadError> {
-    let metadata = std::fs::symlink_metadata(path).map_err(|error| ReadError { path: path.to_owned(), error })?;
-    if metadata.file_type().is_file() {
-        Ok(())
-    } else {
-        let error =
-            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a link, FIFO, device or directory)");
-        Err(ReadError { path: path.to_owned(), error })
-    }
-}
-
-/// Opens a log file for reading without following a link (`O_NOFOLLOW`) and without waiting on
-/// a FIFO (`O_NONBLOCK`), then checks through the descriptor that it is a regular file: what is
-/// read is what was checked, even if the path is swapped between the two.
+/// Opens a log file for reading without following a link and without waiting on a FIFO, checked
+/// through the descriptor to be a regular file ([`read::open_log_file`]).
 pub(crate) fn open_regular(path: &Path) -> Result<File, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let failed = |error| ReadError { path: path.to_owned(), error };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| {
-            if error.raw_os_error() == Some(libc::ELOOP) {
-                failed(io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link, not a regular file"))
-            } else {
-                failed(error)
-            }
-        })?;
-    let metadata = file.metadata().map_err(failed)?;
-    if !metadata.file_type().is_file() {
-        let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a FIFO, device or directory)");
-        return Err(failed(error));
-    }
-    Ok(file)
+    read::open_log_file(path).map_err(|error| ReadError { path: path.to_owned(), error })
 }
 
 /// The outcome of writing to standard output: a reader that went away (`| head`) ends the
@@ -378,40 +314,6 @@ pub(crate) fn for_each_line_while(
         }
     }
     Ok(())
-}
-
-/// Reads the next line into `line` (without its newline), keeping it only up to [`max_line`];
-/// returns the line's whole length and whether it ended with a newline (a last line without one
-/// may still be being written), or `None` at the end.
-fn read_line_capped_ended(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<Option<(usize, bool)>> {
-    line.clear();
-    let mut length = 0;
-    let mut any = false;
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(any.then_some((length, false)));
-        }
-        any = true;
-        let (chunk, used, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(at) => (&buf[..at], at + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        length += chunk.len();
-        if length <= max_line() {
-            line.extend_from_slice(chunk);
-        } else {
-            line.clear();
-        }
-        reader.consume(used);
-        if done {
-            return Ok(Some((length, true)));
-        }
-    }
 }
 
 /// The last `wanted` non-empty lines of the plain file `file` before byte `end`, read backwards

@@ -35,7 +35,7 @@
 //! This module owns the chain's definition (sealing a line, anchoring a file, checking both) and
 //! recovering the chain head at start; it does no writing of its own.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -357,42 +357,12 @@ pub(crate) fn recover_head(dir: &Path, name: &str, now: SystemTime) -> io::Resul
 /// damaged or hostile file, a gzip bomb without newlines, cannot exhaust memory at start.
 const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
-/// Reads the next line into `line` (without its newline), keeping at most `cap` bytes of it;
-/// `Some(false)` for a line that was longer (its bytes are discarded), `None` at the end.
-fn read_line_capped(reader: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> io::Result<Option<bool>> {
-    line.clear();
-    let mut whole = true;
-    let mut any = false;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(any.then_some(whole));
-        }
-        any = true;
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(at) => (&buf[..at], Some(at + 1)),
-            None => (buf, None),
-        };
-        if whole && line.len() + chunk.len() <= cap {
-            line.extend_from_slice(chunk);
-        } else {
-            whole = false;
-            line.clear();
-        }
-        let used = done.unwrap_or(buf.len());
-        reader.consume(used);
-        if done.is_some() {
-            return Ok(Some(whole));
-        }
-    }
-}
-
 /// Calls `each` with every line (without its newline) of the file at `path`, in order, the last
 /// one even without its newline; a missing file has none. Lines longer than
 /// [`MAX_RECORD_BYTES`] are left out. An error says where reading stopped (the lines before it
 /// were given).
 fn for_each_line(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    let file = match crate::sink::safe_fs::open_read(path) {
+    let file = match crate::read::open_log_file(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -404,8 +374,8 @@ fn for_each_line(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     };
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
-    while let Some(whole) = read_line_capped(&mut reader, &mut line, MAX_RECORD_BYTES)? {
-        if whole {
+    while let Some(read) = crate::read::read_line_capped(&mut reader, &mut line, MAX_RECORD_BYTES)? {
+        if read.kept(MAX_RECORD_BYTES) {
             each(&line);
         }
     }
@@ -435,19 +405,6 @@ mod tests {
         assert_eq!(head, ChainHead { seq: 2, chain: b.chain });
         let value: serde_json::Value = serde_json::from_slice(&second).unwrap();
         assert_eq!(value["seq"], 2);
-    }
-
-    #[test]
-    fn a_line_past_the_cap_is_reported_as_not_whole_and_not_kept() {
-        let text = b"short\nthis line is far too long\nok\nunterminated";
-        let mut reader = BufReader::with_capacity(4, &text[..]);
-        let mut line = Vec::new();
-        let mut seen = Vec::new();
-        while let Some(whole) = read_line_capped(&mut reader, &mut line, 10).unwrap() {
-            seen.push((whole, String::from_utf8(line.clone()).unwrap()));
-        }
-        let expected = [(true, "short"), (false, ""), (true, "ok"), (false, "")];
-        assert_eq!(seen, expected.map(|(whole, text)| (whole, text.to_owned())));
     }
 
     #[test]

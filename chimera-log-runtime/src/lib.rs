@@ -75,6 +75,7 @@ mod follow;
 mod json;
 mod logger;
 mod pipeline;
+pub mod read;
 mod sink;
 mod stats;
 #[doc(hidden)]

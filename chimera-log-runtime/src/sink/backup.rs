@@ -139,19 +139,37 @@ pub(crate) type Backups = Vec<(Stamp, BackupFiles)>;
 /// The backups of `name` (as [`list_backups`]) and the names that look like backups but are
 /// ignored: stamped implausibly far in the future, or not regular files.
 pub(crate) fn list_backups_and_ignored(dir: &Path, name: &str, now: SystemTime) -> io::Result<(Backups, Vec<String>)> {
+    list(dir, name, Filter::Writer { now })
+}
+
+/// Which backup names [`list`] takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Filter {
+    /// The logger, which rotates and deletes: only regular files of its own user stamped no later
+    /// than `now` (plus a tolerance). Someone who may only create files in the directory could
+    /// otherwise plant names that retention counts, and so delete real backups.
+    Writer { now: SystemTime },
+    /// A reader (the `chimera-log` command, perhaps another user): every regular file.
+    Reader,
+}
+
+/// The backups of `name` in `dir` by stamp, oldest first, and the backup names `filter` left out.
+/// A link is a link, whatever it points to: never a backup.
+pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backups, Vec<String>)> {
     let mut found: std::collections::BTreeMap<Stamp, BackupFiles> = Default::default();
     let mut ignored = Vec::new();
-    let latest = latest_plausible(now);
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
         let Some((stamp, kind)) = file_name.to_str().and_then(|n| parse_backup_name(n, name)) else {
             continue;
         };
-        // The entry's own type: a link is a link, whatever it points to. A file of another user
-        // was not written by this logger (someone who may only create files in the directory
-        // could otherwise plant names that retention counts, and so delete real backups).
-        if !entry.file_type()?.is_file() || stamp > latest || !owned_by_us(&entry)? {
+        let taken = entry.file_type()?.is_file()
+            && match filter {
+                Filter::Writer { now } => stamp <= latest_plausible(now) && owned_by_us(&entry)?,
+                Filter::Reader => true,
+            };
+        if !taken {
             ignored.push(file_name.to_string_lossy().into_owned());
             continue;
         }

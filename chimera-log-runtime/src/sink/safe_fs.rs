@@ -20,7 +20,7 @@ pub(crate) const BACKUP_MODE: u32 = 0o440;
 pub(crate) const DIR_MODE: u32 = 0o750;
 
 /// What kind of file `metadata` (from `lstat`) describes, for an error message.
-fn kind_of(metadata: &fs::Metadata) -> &'static str {
+pub(crate) fn kind_of(metadata: &fs::Metadata) -> &'static str {
     let kind = metadata.file_type();
     #[cfg(unix)]
     {
@@ -69,7 +69,7 @@ pub(crate) fn check_regular_or_absent(path: &Path) -> io::Result<()> {
     }
 }
 
-fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+pub(crate) fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
