@@ -102,6 +102,12 @@ pub mod audit {
     pub use chimera_log_runtime::audit::*;
 }
 
+/// Reading a log directory, for tools: a log's backups in order, opening a log file without
+/// following links, reading lines of bounded size (what `chimera-log` the command uses).
+pub mod read {
+    pub use chimera_log_runtime::read::*;
+}
+
 /// Items used by the derive's generated code and by `emit!`. Not public API.
 #[doc(hidden)]
 pub use chimera_log_runtime::__private;
