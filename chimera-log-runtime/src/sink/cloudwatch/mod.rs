@@ -16,6 +16,7 @@
 //! once when it starts and once when it ends. The SDK logs through `tracing`, which this logger
 //! does not capture from its own threads: nothing the SDK, hyper or rustls log feeds back.
 
+mod backoff;
 mod batch;
 
 use std::io;
@@ -29,9 +30,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
+use self::backoff::{Backoff, Jitter, Pace};
 use self::batch::{Batch, Batcher, Limits, Pushed};
 use super::FailureReporter;
 use crate::clock::Clock;
@@ -43,21 +46,13 @@ use crate::stats::CloudWatchCounters;
 
 pub(crate) use crate::config::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
 
-const BACKOFF_START: Duration = Duration::from_millis(100);
-/// Throttling and 5xx are retried at least this often: once an outage ends, delivery resumes
-/// within this (jittered) wait, and one request every two seconds per process is nothing to
-/// the service's quota (thousands of `PutLogEvents` a second per account).
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
-/// Missing or refused credentials are retried this often at most: a role attached later still
-/// delivers, without hammering the credential chain.
-const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// How often an idle shipper looks at the file for new lines.
 const POLL: Duration = Duration::from_millis(50);
 
 /// How a failed request is handled.
 #[derive(Debug, PartialEq, Eq)]
 enum Failure {
-    /// 5xx, timeouts, connection failures: wait and send again.
+    /// 5xx, timeouts, connection failures: wait and send again (the waits are in `backoff`).
     Retry(String),
     /// Throttled: the service is up but wants fewer requests; wait and send again.
     Throttled(String),
@@ -212,6 +207,25 @@ impl Control {
         }
     }
 
+    /// Waits `wait`, waking early when a flush or shutdown is asked for.
+    fn wait_unless_asked(&self, wait: Duration) {
+        let requests = self.lock();
+        let before = (requests.stop, requests.flush_asked);
+        let _ =
+            self.changed.wait_timeout_while(requests, wait, |requests| (requests.stop, requests.flush_asked) == before);
+    }
+
+    /// Waits `wait` as `clock` counts time before a retry: the clock says how long that is in
+    /// real time ([`Clock::begin_wait`]), and the wait itself stays on the condition variable,
+    /// so that a flush or shutdown asked for meanwhile cuts it short. It never outlasts
+    /// `give_up`, which stays on the monotonic `Instant`: it bounds how long an application
+    /// thread waits in a flush or shutdown, and must come even when a test clock stands still
+    /// or the wall clock jumps.
+    fn back_off(&self, clock: &dyn Clock, wait: Duration, give_up: Option<Instant>) {
+        let real = clock.begin_wait(wait);
+        self.wait_unless_asked(give_up.map_or(real, |at| real.min(at.saturating_duration_since(Instant::now()))));
+    }
+
     /// The earliest deadline the shipper must give up by, if any.
     fn give_up_at(&self) -> Option<Instant> {
         let requests = self.lock();
@@ -341,7 +355,7 @@ struct Worker {
     reported_setup: bool,
     refusals: FailureReporter,
     cursor_failures: FailureReporter,
-    seed: u64,
+    jitter: Jitter,
 }
 
 impl Worker {
@@ -361,7 +375,6 @@ impl Worker {
             max_event_bytes: config.max_event_bytes,
             retention_days: config.retention_days,
         };
-        let seed = clock.now().duration_since(SystemTime::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1;
         Worker {
             config,
             stream,
@@ -382,7 +395,7 @@ impl Worker {
             reported_setup: false,
             refusals: FailureReporter::default(),
             cursor_failures: FailureReporter::default(),
-            seed,
+            jitter: Jitter::new(),
         }
     }
 
@@ -531,108 +544,95 @@ impl Worker {
             self.acknowledge(batch.cursor);
             return true;
         }
-        let events: Vec<InputLogEvent> = batch
-            .events
-            .iter()
-            .filter_map(|event| {
-                InputLogEvent::builder().timestamp(event.timestamp_ms).message(event.message.clone()).build().ok()
-            })
-            .collect();
-        let mut backoff = BACKOFF_START;
-        let mut throttled = false;
+        let events = input_events(&batch);
+        let mut backoff = Backoff::new();
         loop {
             let give_up = self.control.give_up_at();
-            let timeout = give_up.map_or(self.config.operation_timeout, |at| {
-                self.config.operation_timeout.min(at.saturating_duration_since(Instant::now()))
-            });
-            let result = if timeout.is_zero() {
-                Err(Failure::Retry("the shutdown or flush deadline came first".into()))
-            } else {
-                runtime.block_on(async {
-                    match tokio::time::timeout(timeout, self.put(client, &events)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(Failure::Retry("request timed out".into())),
-                    }
-                })
-            };
-            match result {
+            let (pace, reason) = match self.attempt(runtime, client, &events, give_up) {
                 Ok(output) => {
-                    self.counters.batches_sent.fetch_add(1, Relaxed);
-                    self.counters.events_sent.fetch_add(events.len() as u64, Relaxed);
-                    if let Some(rejected) = output.rejected_log_events_info() {
-                        self.count_rejected(rejected, events.len());
-                    }
-                    if let Some(since) = self.down_since.take() {
-                        let outage = self.clock.now().duration_since(since).unwrap_or_default();
-                        eprintln!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
-                    }
+                    self.count_delivered(&output, events.len());
+                    self.acknowledge(batch.cursor);
+                    return true;
+                }
+                Err(Failure::Fatal(reason)) => {
+                    self.count_refused(events.len(), reason);
                     self.acknowledge(batch.cursor);
                     return true;
                 }
                 Err(Failure::Missing) => {
-                    // The group or stream was deleted under us: create them and send again.
+                    // The group or stream was deleted under us: create them and send again now.
                     self.ready = false;
                     self.counters.batches_retried.fetch_add(1, Relaxed);
+                    continue;
                 }
-                Err(Failure::Fatal(reason)) => {
-                    self.counters.batches_failed.fetch_add(1, Relaxed);
-                    self.counters.events_dropped.fetch_add(events.len() as u64, Relaxed);
-                    // Rate-limited: a setting the service refuses would refuse every batch.
-                    self.refusals.report(
-                        &format_args!("sending {} event(s) to CloudWatch (refused, not retried)", events.len()),
-                        &io::Error::other(reason),
-                    );
-                    self.acknowledge(batch.cursor);
-                    return true;
-                }
-                Err(Failure::Retry(reason) | Failure::Throttled(reason) | Failure::Credentials(reason))
-                    if give_up.is_some_and(|at| Instant::now() >= at) =>
-                {
-                    self.report_down(&reason);
-                    // Not lost: the lines stay in the file, after the acknowledged cursor.
-                    self.counters.batches_failed.fetch_add(1, Relaxed);
-                    self.batcher.clear();
-                    self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
-                    return false;
-                }
-                Err(failure) => {
-                    let (cap, reason) = match failure {
-                        Failure::Credentials(reason) => (CREDENTIALS_BACKOFF_CAP, reason),
-                        Failure::Throttled(reason) => {
-                            // Throttled after an outage: the service is back, and the outage's
-                            // long wait is not what throttling asks for.
-                            if !throttled {
-                                backoff = BACKOFF_START;
-                            }
-                            throttled = true;
-                            (BACKOFF_CAP, reason)
-                        }
-                        Failure::Retry(reason) => {
-                            throttled = false;
-                            (BACKOFF_CAP, reason)
-                        }
-                        Failure::Missing | Failure::Fatal(_) => unreachable!("handled by the arms above"),
-                    };
-                    self.report_down(&reason);
-                    self.counters.batches_retried.fetch_add(1, Relaxed);
-                    let wait = self.jittered(backoff);
-                    self.wait(give_up.map_or(wait, |at| wait.min(at.saturating_duration_since(Instant::now()))));
-                    backoff = (backoff * 2).min(cap);
-                }
+                Err(Failure::Retry(reason)) => (Pace::Outage, reason),
+                Err(Failure::Throttled(reason)) => (Pace::Throttled, reason),
+                Err(Failure::Credentials(reason)) => (Pace::Credentials, reason),
+            };
+            self.report_down(&reason);
+            if give_up.is_some_and(|at| Instant::now() >= at) {
+                self.put_back();
+                return false;
             }
+            self.counters.batches_retried.fetch_add(1, Relaxed);
+            let wait = self.jitter.jittered(backoff.next_wait(pace));
+            self.control.back_off(&*self.clock, wait, give_up);
         }
     }
 
-    /// Waits `wait`, waking early when a flush or shutdown asks for a deadline.
-    fn wait(&self, wait: Duration) {
-        let requests = self.control.lock();
-        let before = (requests.stop, requests.flush_asked);
-        let _ = self
-            .control
-            .changed
-            .wait_timeout_while(requests, wait, |requests| (requests.stop, requests.flush_asked) == before);
+    /// One `PutLogEvents` of `events` (after setting up the group and stream if due), cut off
+    /// at the operation timeout or at `give_up`, whichever comes first.
+    fn attempt(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        client: &Client,
+        events: &[InputLogEvent],
+        give_up: Option<Instant>,
+    ) -> Result<PutLogEventsOutput, Failure> {
+        let limit = self.config.operation_timeout;
+        let timeout = give_up.map_or(limit, |at| limit.min(at.saturating_duration_since(Instant::now())));
+        if timeout.is_zero() {
+            return Err(Failure::Retry("the shutdown or flush deadline came first".into()));
+        }
+        runtime.block_on(async {
+            match tokio::time::timeout(timeout, self.put(client, events)).await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::Retry("request timed out".into())),
+            }
+        })
     }
 
+    /// Counts a batch of `sent` events the service accepted (some events may still have been
+    /// rejected), and reports the end of an outage.
+    fn count_delivered(&mut self, output: &PutLogEventsOutput, sent: usize) {
+        self.counters.batches_sent.fetch_add(1, Relaxed);
+        self.counters.events_sent.fetch_add(sent as u64, Relaxed);
+        if let Some(rejected) = output.rejected_log_events_info() {
+            self.count_rejected(rejected, sent);
+        }
+        self.report_up();
+    }
+
+    /// Counts and reports a batch of `sent` events the service refused for good: dropped.
+    fn count_refused(&mut self, sent: usize, reason: String) {
+        self.counters.batches_failed.fetch_add(1, Relaxed);
+        self.counters.events_dropped.fetch_add(sent as u64, Relaxed);
+        // Rate-limited: a setting the service refuses would refuse every batch.
+        self.refusals.report(
+            &format_args!("sending {sent} event(s) to CloudWatch (refused, not retried)"),
+            &io::Error::other(reason),
+        );
+    }
+
+    /// Gives up a batch at the flush or shutdown deadline. Not lost: its lines stay in the
+    /// file after the acknowledged cursor, and are read again from there.
+    fn put_back(&mut self) {
+        self.counters.batches_failed.fetch_add(1, Relaxed);
+        self.batcher.clear();
+        self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
+    }
+
+    /// Reports an outage once, when it starts.
     fn report_down(&mut self, reason: &str) {
         if self.down_since.is_none() {
             self.down_since = Some(self.clock.now());
@@ -643,12 +643,16 @@ impl Worker {
         }
     }
 
+    /// Reports the end of an outage, once.
+    fn report_up(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            let outage = self.clock.now().duration_since(since).unwrap_or_default();
+            eprintln!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
+        }
+    }
+
     /// Sets up the group and stream if not done yet, then sends `events`.
-    async fn put(
-        &mut self,
-        client: &Client,
-        events: &[InputLogEvent],
-    ) -> Result<aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput, Failure> {
+    async fn put(&mut self, client: &Client, events: &[InputLogEvent]) -> Result<PutLogEventsOutput, Failure> {
         if !self.ready {
             self.set_up(client).await?;
             self.ready = true;
@@ -739,15 +743,17 @@ impl Worker {
             eprintln!("chimera-log: CloudWatch rejected {rejected} event(s) of a batch ({info:?}); counted in stats()");
         }
     }
+}
 
-    /// `wait` scaled by a pseudo-random factor in [0.5, 1.0), so that many senders recovering
-    /// from one outage do not retry in step.
-    fn jittered(&mut self, wait: Duration) -> Duration {
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        wait.mul_f64(0.5 + (self.seed % 1000) as f64 / 2000.0)
-    }
+/// The batch's events as the SDK sends them.
+fn input_events(batch: &Batch) -> Vec<InputLogEvent> {
+    batch
+        .events
+        .iter()
+        .filter_map(|event| {
+            InputLogEvent::builder().timestamp(event.timestamp_ms).message(event.message.clone()).build().ok()
+        })
+        .collect()
 }
 
 async fn make_client(config: &CloudWatchConfig) -> Option<Client> {
@@ -820,6 +826,52 @@ mod tests {
         assert!(reached(at(Some(7), 0), at(Some(5), 100)));
         assert!(reached(at(Some(1), 0), at(None, 100)));
         assert!(!reached(at(None, 100), at(Some(1), 0)));
+    }
+
+    /// Records the waits asked of it, and says none of them takes real time.
+    #[derive(Debug, Default)]
+    struct RecordingClock {
+        waits: Mutex<Vec<Duration>>,
+    }
+
+    impl Clock for RecordingClock {
+        fn now(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+
+        fn begin_wait(&self, wait: Duration) -> Duration {
+            self.waits.lock().unwrap().push(wait);
+            Duration::ZERO
+        }
+    }
+
+    #[test]
+    fn a_retry_backoff_waits_as_long_as_the_injected_clock_says() {
+        let clock = RecordingClock::default();
+        // An hour by this clock, which says it takes no real time: back at once.
+        Control::default().back_off(&clock, Duration::from_secs(3600), None);
+        assert_eq!(*clock.waits.lock().unwrap(), [Duration::from_secs(3600)]);
+    }
+
+    #[test]
+    fn a_retry_backoff_never_outlasts_the_give_up_deadline() {
+        Control::default().back_off(&crate::clock::SystemClock, Duration::from_secs(3600), Some(Instant::now()));
+    }
+
+    #[test]
+    fn a_retry_backoff_on_the_system_clock_ends_when_a_flush_is_asked_for() {
+        let control = Arc::new(Control::default());
+        let waiter = std::thread::spawn({
+            let control = Arc::clone(&control);
+            move || control.back_off(&crate::clock::SystemClock, Duration::from_secs(3600), None)
+        });
+        // The waiter notes the requests when it starts waiting: ask until one lands after that.
+        while !waiter.is_finished() {
+            control.lock().flush_asked += 1;
+            control.changed.notify_all();
+            std::thread::yield_now();
+        }
+        waiter.join().unwrap();
     }
 
     #[test]
