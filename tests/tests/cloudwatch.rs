@@ -404,6 +404,48 @@ fn a_batch_refused_as_invalid_is_counted_and_not_retried_and_later_batches_still
     assert_eq!(proxy.seen().refused, 1, "not retried");
 }
 
+/// A clock on the system's time whose waits take no real time, and which counts them.
+#[derive(Debug, Default)]
+struct CountingWaits(AtomicU32);
+
+impl chimera_log_runtime::Clock for CountingWaits {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn begin_wait(&self, _: Duration) -> Duration {
+        self.0.fetch_add(1, Relaxed);
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn a_stream_missing_again_after_it_was_recreated_backs_off_instead_of_looping_and_nothing_is_lost() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("Missing");
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let clock = Arc::new(CountingWaits::default());
+    let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url);
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .clock(clock.clone())
+        .shutdown_timeout(Duration::from_secs(30))
+        .cloudwatch(config)
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    logger.info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Missing(5));
+    logger.info("tick", json!({ "seq": 1 }));
+    assert!(guard.flush(), "delivered once the service stops saying the stream is missing");
+    drop(guard);
+    // The first "missing" is retried at once (after creating the stream); the next four wait.
+    assert_eq!(clock.0.load(Relaxed), 4, "each later 'missing' answer is followed by a backoff");
+    assert_eq!(proxy.seen().refused, 5);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), [0, 1]);
+}
+
 #[test]
 fn without_a_region_cloudwatch_says_so_once_and_the_files_keep_working() {
     const CHILD: &str = "CHIMERA_CLOUDWATCH_NO_REGION_CHILD";

@@ -25,6 +25,8 @@ pub enum Mode {
     Rough { unavailable_until: std::time::Instant, throttle_every: u32 },
     /// Answer the next `n` `PutLogEvents` with `UnrecognizedClientException` (refused credentials).
     BadCredentials(u32),
+    /// Answer the next `n` `PutLogEvents` with `ResourceNotFoundException` (group or stream gone).
+    Missing(u32),
     /// Answer `CreateLogGroup` and `PutRetentionPolicy` with `AccessDeniedException` (a
     /// least-privilege role), pass everything else.
     DenySetup,
@@ -199,6 +201,10 @@ impl Proxy {
                     Mode::BadCredentials(n) if is_put && n > 0 => {
                         shared.mode = if n > 1 { Mode::BadCredentials(n - 1) } else { Mode::Pass };
                         Some((400, "UnrecognizedClientException"))
+                    }
+                    Mode::Missing(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::Missing(n - 1) } else { Mode::Pass };
+                        Some((400, "ResourceNotFoundException"))
                     }
                     Mode::DenySetup if is_setup => Some((400, "AccessDeniedException")),
                     _ => None,

@@ -546,6 +546,9 @@ impl Worker {
         }
         let events = input_events(&batch);
         let mut backoff = Backoff::new();
+        // A group or stream found missing is created and the batch sent again at once, once; found
+        // missing again right after, it is an outage like any other (no tight loop of requests).
+        let mut recreated = false;
         loop {
             let give_up = self.control.give_up_at();
             let (pace, reason) = match self.attempt(runtime, client, &events, give_up) {
@@ -559,11 +562,16 @@ impl Worker {
                     self.acknowledge(batch.cursor);
                     return true;
                 }
-                Err(Failure::Missing) => {
+                Err(Failure::Missing) if !recreated => {
                     // The group or stream was deleted under us: create them and send again now.
+                    recreated = true;
                     self.ready = false;
                     self.counters.batches_retried.fetch_add(1, Relaxed);
                     continue;
+                }
+                Err(Failure::Missing) => {
+                    self.ready = false;
+                    (Pace::Outage, "the log group or stream is missing even after it was created".to_owned())
                 }
                 Err(Failure::Retry(reason)) => (Pace::Outage, reason),
                 Err(Failure::Throttled(reason)) => (Pace::Throttled, reason),
