@@ -91,7 +91,7 @@ pub use events::{
     log_execution_attempt, log_performance_metrics, log_safety_violation, log_state_divergence, log_state_transition,
     ExecutionAttempt, PerformanceMetrics, SafetyViolation, StateDivergence, StateTransition,
 };
-pub use json::{escape_into, ContextWriter};
+pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
 pub use stats::{CloudWatchStats, LatencyStats, SinkStats, Stats};
 

@@ -1,0 +1,77 @@
+//! One whole line: the envelope `timestamp, level, module, event, context[, exception]`, in the
+//! contract's order, and the `exception` object.
+//!
+//! This module fixes the order and names of the envelope's keys; the context object is written
+//! by the caller's closure (see `context`).
+
+use std::error::Error;
+use std::fmt;
+use std::time::SystemTime;
+
+use super::escape::{quoted_into, write_display_string};
+use super::timestamp::write_timestamp;
+use crate::event::Level;
+
+/// The envelope of one line; the context is written by the caller's closure.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) time: SystemTime,
+    pub(crate) level: Level,
+    /// The module name already quoted and escaped (computed once per logger).
+    pub(crate) module_json: &'a str,
+    pub(crate) event: &'a str,
+    pub(crate) exception: Option<Exception<'a>>,
+}
+
+/// Appends one complete line, `\n` included, keys in the contract's order.
+pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_context: impl FnOnce(&mut Vec<u8>)) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    write_timestamp(buf, envelope.time);
+    buf.extend_from_slice(b"\",\"level\":\"");
+    buf.extend_from_slice(envelope.level.as_str().as_bytes());
+    buf.extend_from_slice(b"\",\"module\":");
+    buf.extend_from_slice(envelope.module_json.as_bytes());
+    buf.extend_from_slice(b",\"event\":");
+    quoted_into(buf, envelope.event);
+    buf.extend_from_slice(b",\"context\":");
+    write_context(buf);
+    if let Some(exception) = envelope.exception {
+        buf.extend_from_slice(b",\"exception\":");
+        write_exception(buf, exception);
+    }
+    buf.extend_from_slice(b"}\n");
+}
+
+/// An error attached to an event (`emit!(.., error = &e)`), written as the line's `exception`.
+#[derive(Clone, Copy)]
+pub(crate) struct Exception<'a> {
+    pub(crate) type_name: &'a str,
+    pub(crate) error: &'a (dyn Error + 'a),
+}
+
+impl fmt::Debug for Exception<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exception").field("type_name", &self.type_name).finish_non_exhaustive()
+    }
+}
+
+/// Appends `{"type":"…","message":"…","causes":["…", …]}`: the message is the error's
+/// `Display`, the causes its `source()` chain, outermost first.
+fn write_exception(buf: &mut Vec<u8>, exception: Exception<'_>) {
+    buf.extend_from_slice(b"{\"type\":");
+    quoted_into(buf, exception.type_name);
+    buf.extend_from_slice(b",\"message\":");
+    write_display_string(buf, exception.error);
+    buf.extend_from_slice(b",\"causes\":[");
+    let mut source = exception.error.source();
+    let mut first = true;
+    while let Some(cause) = source {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        write_display_string(buf, cause);
+        source = cause.source();
+    }
+    buf.extend_from_slice(b"]}");
+}

@@ -1,0 +1,135 @@
+//! The line's `timestamp`: RFC 3339 UTC with microseconds and `Z`, `2024-01-15T10:30:45.123456Z`.
+//!
+//! This module formats a given time; it never reads the clock (the caller passes the time).
+
+use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Appends `time` as RFC 3339 UTC with microseconds and `Z`: `2024-01-15T10:30:45.123456Z`.
+///
+/// The calendar part changes once a second, so each thread keeps the last one it formatted and
+/// only writes the microseconds anew.
+pub(super) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
+    thread_local! {
+        static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+    }
+    let (secs, nanos) = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => (after.as_secs() as i64, after.subsec_nanos()),
+        // Before 1970: floor to the whole second below, keep the fraction positive.
+        Err(before) => {
+            let before = before.duration();
+            let (secs, nanos) = (before.as_secs() as i64, before.subsec_nanos());
+            if nanos == 0 {
+                (-secs, 0)
+            } else {
+                (-secs - 1, 1_000_000_000 - nanos)
+            }
+        }
+    };
+    let cached = LAST_SECOND.try_with(std::cell::Cell::get).ok().filter(|(second, _)| *second == secs);
+    match cached {
+        Some((_, prefix)) => buf.extend_from_slice(&prefix),
+        None => {
+            let start = buf.len();
+            if !write_calendar_second(buf, secs) {
+                // Out of chrono's range (hundreds of thousands of years): the epoch says "clock broken".
+                buf.extend_from_slice(b"1970-01-01T00:00:00.000000Z");
+                return;
+            }
+            if let Ok(prefix) = <[u8; 19]>::try_from(&buf[start..]) {
+                let _ = LAST_SECOND.try_with(|last| last.set((secs, prefix)));
+            }
+        }
+    }
+    buf.push(b'.');
+    push_digits(buf, nanos / 1_000, 6);
+    buf.push(b'Z');
+}
+
+/// Appends `yyyy-mm-ddThh:mm:ss` of the second `secs` after the epoch; `false` if out of range.
+fn write_calendar_second(buf: &mut Vec<u8>, secs: i64) -> bool {
+    use chrono::{Datelike, Timelike};
+    let Some(datetime) = chrono::DateTime::from_timestamp(secs, 0) else {
+        return false;
+    };
+    let date = datetime.date_naive();
+    let time = datetime.time();
+    let year = date.year();
+    if (0..=9999).contains(&year) {
+        push_digits(buf, year as u32, 4);
+    } else {
+        let _ = write!(RawWriter(buf), "{year:+05}");
+    }
+    buf.push(b'-');
+    push_digits(buf, date.month(), 2);
+    buf.push(b'-');
+    push_digits(buf, date.day(), 2);
+    buf.push(b'T');
+    push_digits(buf, time.hour(), 2);
+    buf.push(b':');
+    push_digits(buf, time.minute(), 2);
+    buf.push(b':');
+    push_digits(buf, time.second(), 2);
+    true
+}
+
+fn push_digits(buf: &mut Vec<u8>, mut value: u32, width: usize) {
+    let end = buf.len() + width;
+    buf.resize(end, b'0');
+    for slot in buf[end - width..end].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+struct RawWriter<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for RawWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn timestamp(time: SystemTime) -> String {
+        let mut buf = Vec::new();
+        write_timestamp(&mut buf, time);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn timestamp_is_rfc3339_utc_with_microseconds_and_z() {
+        let time = UNIX_EPOCH + Duration::new(1_705_314_645, 123_456_789);
+        assert_eq!(timestamp(time), "2024-01-15T10:30:45.123456Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn timestamp_before_epoch_keeps_a_positive_fraction() {
+        let time = UNIX_EPOCH - Duration::from_micros(1);
+        assert_eq!(timestamp(time), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn timestamp_agrees_with_chrono_over_many_dates() {
+        // A stride through four centuries, leap days included.
+        let mut secs: i64 = -2_208_988_800;
+        while secs < 32_503_680_000 {
+            let whole = if secs >= 0 {
+                UNIX_EPOCH + Duration::from_secs(secs as u64)
+            } else {
+                UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            };
+            let time = whole + Duration::from_nanos(654_321_000);
+            let expected = chrono::DateTime::<chrono::Utc>::from(time).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            assert_eq!(timestamp(time), expected);
+            secs += 7_777_777;
+        }
+    }
+}
