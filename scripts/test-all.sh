@@ -2,7 +2,9 @@
 # Runs the whole test suite on a fresh machine: unit, integration, trybuild UI and doc tests of
 # every workspace member, without and with the `cloudwatch` feature. Needs only the Rust
 # toolchain and Python 3: it installs moto (a local CloudWatch Logs API) into .venv and starts it
-# on 127.0.0.1 for the CloudWatch tests, which fail, saying so, if it is not reachable.
+# on 127.0.0.1 for the CloudWatch tests, which fail, saying so, if it is not reachable; and it
+# starts a throwaway PostgreSQL server on 127.0.0.1 (scripts/start-postgres.sh, which installs
+# Debian's `postgresql` package first if the server binaries are missing: as root, or via sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,11 @@ fi
 export CHIMERA_TEST_CLOUDWATCH_ENDPOINT="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_ENDPOINT_URL
+
+echo "== PostgreSQL (a throwaway server for the audit-store tests)"
+# Exports CHIMERA_TEST_POSTGRES_URL; adds stopping the server and removing its directory to the
+# EXIT trap above (moto's cleanup stays); exits 1, printing the server's log, if it cannot start.
+source scripts/start-postgres.sh
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked
