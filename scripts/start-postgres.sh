@@ -137,6 +137,21 @@ EOF
         _chimera_pg_fail "could not create the database chimera_test"
     fi
     export CHIMERA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/chimera_test"
+    # For the outage tests: `$CHIMERA_TEST_POSTGRES_CTL stop|start` stops or restarts this server.
+    local as_owner=""
+    [ "$(id -u)" -eq 0 ] && as_owner="runuser -u chimera-pg --"
+    cat > "$_chimera_pg_dir/ctl" << CTL
+#!/usr/bin/env bash
+set -euo pipefail
+cd '$_chimera_pg_dir'
+case "\$1" in
+    stop) $as_owner '$_chimera_pg_bin/pg_ctl' -D '$_chimera_pg_dir/data' -m fast -w stop > /dev/null ;;
+    start) $as_owner '$_chimera_pg_bin/pg_ctl' -D '$_chimera_pg_dir/data' -l '$_chimera_pg_dir/pg.log' -w -t 60 start > /dev/null ;;
+    *) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+CTL
+    chmod 755 "$_chimera_pg_dir/ctl"
+    export CHIMERA_TEST_POSTGRES_CTL="$_chimera_pg_dir/ctl"
     echo "$version up at $CHIMERA_TEST_POSTGRES_URL in $(python3 -c "import time; print(f'{time.time() - $started:.1f}')") s"
 }
 

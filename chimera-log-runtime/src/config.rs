@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cloudwatch_config::CloudWatchConfig;
 use crate::error::Error;
 use crate::event::Level;
+use crate::store::AuditStore;
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -104,6 +105,8 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 /// | `audit_backups` | 50 | `CHIMERA_LOG_AUDIT_BACKUPS` |
 /// | `compress` | on | `CHIMERA_LOG_COMPRESS` (`true`/`false`) |
 /// | `audit_key` | none (SHA-256 chain) | `CHIMERA_LOG_AUDIT_KEY` |
+/// | `audit_store` | SQLite at `log_dir/audit.db` | `CHIMERA_LOG_AUDIT_STORE` (`sqlite:PATH`, `postgres://…`, `none`) |
+/// | `audit_retention` | 1,096 days | — |
 /// | `checkpoint_interval` | 15 min | — |
 /// | `route` | none | — |
 /// | `clock` | the system clock | — |
@@ -152,6 +155,8 @@ pub struct LogConfig {
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
     pub(crate) audit_key: Option<SecretKey>,
     pub(crate) checkpoint_interval: Duration,
+    pub(crate) audit_store: AuditStore,
+    pub(crate) audit_retention: Duration,
 }
 
 impl LogConfig {
@@ -179,6 +184,8 @@ impl LogConfig {
             cloudwatch: None,
             audit_key: None,
             checkpoint_interval: Duration::from_secs(15 * 60),
+            audit_store: AuditStore::default(),
+            audit_retention: crate::store::DEFAULT_RETENTION,
         }
     }
 
@@ -235,6 +242,7 @@ impl LogConfig {
                     return Err(Error::invalid("CHIMERA_LOG_AUDIT_KEY", "", "an empty key protects nothing"))
                 }
                 "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
+                "CHIMERA_LOG_AUDIT_STORE" => config.audit_store(AuditStore::from_url(value)?),
                 other if other.starts_with("CHIMERA_LOG_") => {
                     return Err(Error::InvalidSetting {
                         setting: "CHIMERA_LOG_*",
@@ -242,7 +250,7 @@ impl LogConfig {
                         reason: "unknown variable; known: CHIMERA_LOG_DIR, CHIMERA_LOG_LEVEL, CHIMERA_LOG_CONSOLE, \
                                  CHIMERA_LOG_CONSOLE_TARGET, CHIMERA_LOG_CONSOLE_FORMAT, CHIMERA_LOG_MAX_BYTES, \
                                  CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS, \
-                                 CHIMERA_LOG_AUDIT_KEY"
+                                 CHIMERA_LOG_AUDIT_KEY, CHIMERA_LOG_AUDIT_STORE"
                             .to_owned(),
                     })
                 }
@@ -384,6 +392,22 @@ impl LogConfig {
         self
     }
 
+    /// Where the audit trail is kept for years: every sealed record of `executions.log` is
+    /// inserted, once, into this database by a background thread that follows the file. SQLite
+    /// at `log_dir/audit.db` by default; [`AuditStore::none`] turns it off. While the store is
+    /// behind or down, audit backups are kept past `audit_backups` until their records are in.
+    pub fn audit_store(mut self, store: AuditStore) -> Self {
+        self.audit_store = store;
+        self
+    }
+
+    /// How long the audit store keeps a row: rows older than this (by their timestamp, against
+    /// the configured clock) are deleted at start and daily. 1,096 days by default.
+    pub fn audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
+        self
+    }
+
     /// Makes file writes fail on demand, for tests of write faults.
     #[doc(hidden)]
     pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
@@ -409,6 +433,18 @@ impl LogConfig {
         }
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
+        }
+        if self.audit_retention.is_zero() {
+            return Err(Error::invalid("audit_retention", "0s", "rows must be kept for some time"));
+        }
+        if let crate::store::Target::Postgres(_) = &self.audit_store.0 {
+            if !cfg!(feature = "postgres") {
+                return Err(Error::invalid(
+                    "audit_store",
+                    format!("{:?}", self.audit_store),
+                    "PostgreSQL needs the `postgres` feature of chimera-log",
+                ));
+            }
         }
         if self.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));
@@ -446,7 +482,8 @@ impl LogConfig {
             if !files.insert(route.file.as_str()) {
                 return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
             }
-            if [crate::sink::safe_fs::LOCK_FILE, CLOUDWATCH_CURSOR_FILE].contains(&route.file.as_str()) {
+            let own = [crate::sink::safe_fs::LOCK_FILE, CLOUDWATCH_CURSOR_FILE, crate::store::CURSOR_FILE];
+            if own.contains(&route.file.as_str()) || route.file.starts_with(crate::store::DEFAULT_FILE) {
                 return Err(Error::invalid("route", &route.file, "this name is kept for chimera-log's own state"));
             }
         }

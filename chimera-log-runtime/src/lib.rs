@@ -70,7 +70,6 @@ mod error;
 mod event;
 // Used by the CloudWatch sink; the audit store will follow the audit file with it too.
 pub mod events;
-#[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
 mod follow;
 mod json;
 mod logger;
@@ -78,6 +77,7 @@ mod pipeline;
 pub mod read;
 mod sink;
 mod stats;
+pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
@@ -93,7 +93,8 @@ pub use events::{
 };
 pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
-pub use stats::{CloudWatchStats, LatencyStats, SinkStats, Stats};
+pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats};
+pub use store::AuditStore;
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {
     const NAME: &'static str = T::NAME;

@@ -34,6 +34,59 @@ pub struct Stats {
     pub emit_latency: LatencyStats,
     /// The CloudWatch sink's figures, when it is configured.
     pub cloudwatch: Option<CloudWatchStats>,
+    /// The audit store's figures, when it is on.
+    pub audit_store: Option<AuditStoreStats>,
+    /// Audit backups past `audit_backups` that retention kept because their records were not in
+    /// the audit store yet (the newest count; they go once stored).
+    pub audit_backups_kept_for_store: u64,
+}
+
+/// What the audit store did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct AuditStoreStats {
+    /// Rows inserted.
+    pub rows_stored: u64,
+    /// Audit records written to the file and not yet in the database.
+    pub lag_records: u64,
+    /// Database failures (unreachable, locked, full); each is retried.
+    pub errors: u64,
+    /// Records already in the database with a different chain: kept there, never overwritten.
+    pub conflicts: u64,
+    /// Rows deleted for being older than `audit_retention`.
+    pub rows_expired: u64,
+    /// Whether the database is failing now.
+    pub down: bool,
+    /// Audit files deleted by hand before they were archived.
+    pub files_skipped: u64,
+}
+
+/// The archiver's counters.
+#[derive(Debug, Default)]
+pub(crate) struct AuditStoreCounters {
+    pub(crate) rows_stored: AtomicU64,
+    /// The highest seq known to be in the database.
+    pub(crate) stored_seq: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) rows_expired: AtomicU64,
+    pub(crate) down: std::sync::atomic::AtomicBool,
+    pub(crate) files_skipped: AtomicU64,
+}
+
+impl AuditStoreCounters {
+    /// The snapshot, with the lag behind the audit file's newest record `head_seq`.
+    pub(crate) fn snapshot(&self, head_seq: u64) -> AuditStoreStats {
+        AuditStoreStats {
+            rows_stored: self.rows_stored.load(Relaxed),
+            lag_records: head_seq.saturating_sub(self.stored_seq.load(Relaxed)),
+            errors: self.errors.load(Relaxed),
+            conflicts: self.conflicts.load(Relaxed),
+            rows_expired: self.rows_expired.load(Relaxed),
+            down: self.down.load(Relaxed),
+            files_skipped: self.files_skipped.load(Relaxed),
+        }
+    }
 }
 
 /// What the CloudWatch sink did.
@@ -163,6 +216,8 @@ impl Counters {
             queue_high_water_bytes: 0,
             emit_latency: LatencyStats::default(),
             cloudwatch: None,
+            audit_store: None,
+            audit_backups_kept_for_store: maintenance.kept_for_store.load(Relaxed),
         }
     }
 }
@@ -174,6 +229,8 @@ pub(crate) struct MaintenanceCounters {
     pub(crate) compression_failures: AtomicU64,
     pub(crate) removed_backups: AtomicU64,
     pub(crate) retention_failures: AtomicU64,
+    /// Audit backups past the count kept because they are not archived yet (latest count).
+    pub(crate) kept_for_store: AtomicU64,
 }
 
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use chimera_log_runtime::testing::FaultInjector;
-use chimera_log_runtime::{emit, Level, LogConfig, LogEvent, LogGuard};
+use chimera_log_runtime::{emit, AuditStore, Level, LogConfig, LogEvent, LogGuard};
 use common::{all_lines, backups, read_maybe_gz, ManualClock};
 use serde_json::json;
 
@@ -148,7 +148,15 @@ fn rotated_backups_are_gzipped_in_the_background_and_read_only() {
 #[test]
 fn retention_keeps_the_newest_backups_of_each_file() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).max_bytes(600).general_backups(3).audit_backups(5).build().unwrap();
+    // Retention by count alone: an audit store would keep audit backups until they are archived
+    // (tests/audit_store.rs).
+    let guard = config(dir.path())
+        .max_bytes(600)
+        .general_backups(3)
+        .audit_backups(5)
+        .audit_store(AuditStore::none())
+        .build()
+        .unwrap();
     let logger = guard.logger("exec");
     for block_number in 0..40 {
         emit!(logger, Executed { block_number, pad: &"y".repeat(200) });
@@ -214,7 +222,8 @@ fn start_repairs_every_crash_state_of_the_backups() {
     fs::write(d.join("chimera.log.20240101T000000.000005Z.gz"), gzip(content(5).as_bytes())).unwrap();
     fs::write(d.join("chimera.log.20240101T000000.000006Z.gz.tmp"), b"junk").unwrap();
 
-    let guard = config(d).general_backups(10).build().unwrap();
+    // No audit store: the listing below is of the backups' repair alone.
+    let guard = config(d).general_backups(10).audit_store(AuditStore::none()).build().unwrap();
     let stats = guard.stats();
     drop(guard);
     let mut names: Vec<String> =

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 ///
 /// The calendar part changes once a second, so each thread keeps the last one it formatted and
 /// only writes the microseconds anew.
-pub(super) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
+pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: SystemTime) {
     thread_local! {
         static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
     }

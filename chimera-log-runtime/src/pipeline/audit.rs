@@ -148,6 +148,11 @@ impl AuditWriter {
         }
     }
 
+    /// The `seq` of the newest record sealed.
+    pub(crate) fn head_seq(&self) -> u64 {
+        self.lock().head.seq
+    }
+
     pub(crate) fn syncs(&self) -> u64 {
         self.commit.syncs.load(Relaxed)
     }

@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
 use crate::event::{Level, Routes};
+use crate::sink::backup::ArchiveMark;
 use crate::sink::console::ConsoleSink;
 use crate::sink::file::{FilePolicy, FileSink};
 use crate::sink::maintenance::Maintenance;
@@ -102,6 +103,15 @@ fn lock_dir(dir: &Path) -> Result<fs::File, Error> {
     })
 }
 
+/// The audit file's writer, with what its opening found.
+struct OpenedAudit {
+    writer: AuditWriter,
+    /// Torn lines an unclean end left at the end of the file, for the restart record.
+    torn_tail: Option<TornRun>,
+    /// How far the audit store has archived the backups (with a store), which retention respects.
+    archived: Option<Arc<ArchiveMark>>,
+}
+
 /// Opens the log files of a configuration.
 struct Files<'a> {
     config: &'a LogConfig,
@@ -109,7 +119,13 @@ struct Files<'a> {
 }
 
 impl Files<'_> {
-    fn open(&self, file: &str, backups: usize, write_through: bool) -> Result<(FileSink, Arc<SinkCounters>), Error> {
+    fn open(
+        &self,
+        file: &str,
+        backups: usize,
+        write_through: bool,
+        archived: Option<Arc<ArchiveMark>>,
+    ) -> Result<(FileSink, Arc<SinkCounters>), Error> {
         let config = self.config;
         let policy = FilePolicy {
             max_bytes: config.max_bytes,
@@ -117,6 +133,7 @@ impl Files<'_> {
             compress: config.compress,
             write_through,
             sync_on_rotate: write_through && config.audit_durability == AuditDurability::Sync,
+            archived,
         };
         let counters = Arc::new(SinkCounters::default());
         FileSink::open(
@@ -132,9 +149,8 @@ impl Files<'_> {
         .map_err(|source| Error::OpenFile { path: config.log_dir.join(file), source })
     }
 
-    /// Opens `executions.log` where its chain left off; also returns the torn lines an unclean
-    /// end left at its end, for the restart record.
-    fn start_audit(&self) -> Result<(AuditWriter, Option<TornRun>), Error> {
+    /// Opens `executions.log` where its chain left off.
+    fn start_audit(&self) -> Result<OpenedAudit, Error> {
         let config = self.config;
         let dir = &config.log_dir;
         let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
@@ -149,7 +165,8 @@ impl Files<'_> {
         }
         let head = recovered.head;
         let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
-        let (mut sink, counters) = self.open(AUDIT_FILE, config.audit_backups, true)?;
+        let archived = config.audit_store.resolve(dir).map(|_| Arc::new(crate::store::archive_mark(dir)));
+        let (mut sink, counters) = self.open(AUDIT_FILE, config.audit_backups, true, archived.clone())?;
         sink.anchor_with(key.clone(), head);
         let writer = AuditWriter::new(
             sink,
@@ -158,7 +175,7 @@ impl Files<'_> {
             (head, key, config.checkpoint_interval),
             config.clock.now(),
         );
-        Ok((writer, recovered.torn_tail))
+        Ok(OpenedAudit { writer, torn_tail: recovered.torn_tail, archived })
     }
 
     /// Opens `chimera.log` (lane 0) and the route files (lane `1 + i`) behind one writer thread.
@@ -167,7 +184,7 @@ impl Files<'_> {
         let mut lanes = Vec::new();
         let mut counters = Vec::new();
         for file in std::iter::once(GENERAL_FILE).chain(config.routes.iter().map(|route| route.file.as_str())) {
-            let (sink, sink_counters) = self.open(file, config.general_backups, false)?;
+            let (sink, sink_counters) = self.open(file, config.general_backups, false, None)?;
             lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&sink_counters)));
             counters.push((file.to_owned(), sink_counters));
         }
@@ -201,10 +218,10 @@ impl Dispatcher {
         let maintenance =
             Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let files = Files { config: &config, maintenance: &maintenance };
-        let (audit, torn_tail) = files.start_audit()?;
+        let OpenedAudit { writer: audit, torn_tail, archived } = files.start_audit()?;
         let (general, file_counters) = files.start_general()?;
         let console = start_console(&config)?;
-        let forwarders = forward::start(&config, &dir)?;
+        let forwarders = forward::start(&config, &dir, archived)?;
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
@@ -455,8 +472,9 @@ impl Dispatcher {
         sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
         sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
         let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
+        let audit_seq = self.audit.head_seq();
         for forwarder in &self.forwarders {
-            forwarder.report(&mut stats);
+            forwarder.report(&mut stats, audit_seq);
         }
         stats.audit_syncs = self.audit.syncs();
         stats.queue_high_water_bytes =

@@ -164,11 +164,16 @@ pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backup
         let Some((stamp, kind)) = file_name.to_str().and_then(|n| parse_backup_name(n, name)) else {
             continue;
         };
-        let taken = entry.file_type()?.is_file()
-            && match filter {
-                Filter::Writer { now } => stamp <= latest_plausible(now) && owned_by_us(&entry)?,
-                Filter::Reader => true,
-            };
+        // An entry removed since the directory was read (a plain backup whose `.gz` is done) is
+        // not an error: it is simply not there any more.
+        let taken = match entry.file_type().and_then(|kind| match filter {
+            Filter::Writer { now } => Ok(kind.is_file() && stamp <= latest_plausible(now) && owned_by_us(&entry)?),
+            Filter::Reader => Ok(kind.is_file()),
+        }) {
+            Ok(taken) => taken,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
         if !taken {
             ignored.push(file_name.to_string_lossy().into_owned());
             continue;
@@ -282,12 +287,25 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Deletes all but the newest `keep` backups of `name` (every file of each deleted backup), as
-/// of `now`: files ignored by [`list_backups`] are neither counted nor deleted.
-pub(crate) fn apply_retention(dir: &Path, name: &str, keep: usize, now: SystemTime) -> io::Result<usize> {
+/// Keeps the newest `keep` backups of `name` and removes the older ones, except those not yet
+/// archived (`archived`: the newest stamp whose records the audit store holds; `None` when no
+/// store follows this file). Returns how many were removed and how many past `keep` were kept
+/// for the store.
+pub(crate) fn apply_retention(
+    dir: &Path,
+    name: &str,
+    keep: usize,
+    now: SystemTime,
+    archived: Option<&ArchiveMark>,
+) -> io::Result<(usize, usize)> {
     let backups = list_backups(dir, name, now)?;
     let excess = backups.len().saturating_sub(keep);
+    let mut removed = 0;
     for (stamp, files) in &backups[..excess] {
+        if archived.is_some_and(|mark| mark.get().is_none_or(|archived| *stamp > archived)) {
+            // Older backups are archived first: every later one is unarchived too.
+            break;
+        }
         for (present, path) in [
             (files.plain, plain_path(dir, name, *stamp)),
             (files.gz, gz_path(dir, name, *stamp)),
@@ -297,8 +315,30 @@ pub(crate) fn apply_retention(dir: &Path, name: &str, keep: usize, now: SystemTi
                 safe_fs::remove_regular(&path)?;
             }
         }
+        removed += 1;
     }
-    Ok(excess)
+    Ok((removed, excess - removed))
+}
+
+/// How far the audit store has archived a file's backups: every backup stamped at or before the
+/// mark has all its records in the database. Shared by the archiver, which advances it, and
+/// retention, which deletes only what it covers.
+#[derive(Debug)]
+pub(crate) struct ArchiveMark(std::sync::atomic::AtomicI64);
+
+impl ArchiveMark {
+    pub(crate) fn new(archived: Option<Stamp>) -> Self {
+        ArchiveMark(std::sync::atomic::AtomicI64::new(archived.map_or(i64::MIN, |stamp| stamp.0)))
+    }
+
+    pub(crate) fn get(&self) -> Option<Stamp> {
+        let value = self.0.load(std::sync::atomic::Ordering::Acquire);
+        (value != i64::MIN).then_some(Stamp(value))
+    }
+
+    pub(crate) fn advance(&self, to: Stamp) {
+        self.0.fetch_max(to.0, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// What a start finds to finish after a crash, for one file's backups.
@@ -350,6 +390,36 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Compression writes `X.gz` and removes `X`: a listing that read the directory before the
+    /// removal and looks at `X` after it must skip `X`, never fail (the audit store's follower
+    /// stopped a pass early on exactly this, and answered a flush it had not finished).
+    #[test]
+    fn a_backup_removed_between_reading_the_directory_and_looking_at_it_is_skipped_not_an_error() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let plain = dir.path().join(format!("executions.log.20260101T000000.{:06}Z", n % 50));
+                    std::fs::write(&plain, b"x").unwrap();
+                    std::fs::remove_file(&plain).unwrap();
+                    n += 1;
+                }
+            });
+            let mut failure = None;
+            for _ in 0..20_000 {
+                if let Err(error) = list(dir.path(), "executions.log", Filter::Writer { now: SystemTime::now() }) {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(failure.is_none(), "a listing failed: {}", failure.unwrap());
+        });
+    }
 
     #[test]
     fn stamp_formats_and_parses_back() {
@@ -404,8 +474,8 @@ mod tests {
         let (backups, ignored) = list_backups_and_ignored(dir.path(), "chimera.log", now).unwrap();
         assert_eq!(backups.iter().map(|(stamp, _)| *stamp).collect::<Vec<_>>(), real);
         assert_eq!(ignored.len(), 2, "{ignored:?}");
-        assert_eq!(apply_retention(dir.path(), "chimera.log", 3, now).unwrap(), 0);
-        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now).unwrap(), 2);
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 3, now, None).unwrap().0, 0);
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now, None).unwrap().0, 2);
         assert!(dir.path().join("chimera.log.99991231T235959.999999Z").exists());
         assert!(fs::symlink_metadata(&link).is_ok() && target.exists());
         assert!(plain_path(dir.path(), "chimera.log", real[2]).exists());
@@ -434,7 +504,7 @@ mod tests {
         let (backups, ignored) = list_backups_and_ignored(dir.path(), "chimera.log", now).unwrap();
         assert_eq!(backups.iter().map(|(stamp, _)| *stamp).collect::<Vec<_>>(), [real]);
         assert_eq!(ignored.len(), 3);
-        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now).unwrap(), 0);
+        assert_eq!(apply_retention(dir.path(), "chimera.log", 1, now, None).unwrap().0, 0);
         assert!(plain_path(dir.path(), "chimera.log", real).exists(), "the real backup is kept");
     }
 

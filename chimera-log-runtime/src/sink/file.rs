@@ -22,7 +22,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::backup::{self, Stamp};
+use super::backup::{self, ArchiveMark, Stamp};
 use super::maintenance::Job;
 use super::safe_fs::{self, Identity};
 use super::Sink;
@@ -50,6 +50,9 @@ pub(crate) struct FilePolicy {
     /// `fdatasync` a file before rotating it away (the audit file), so a line synced by group
     /// commit on the old file descriptor stays synced in the backup.
     pub(crate) sync_on_rotate: bool,
+    /// How far the audit store has archived this file's backups (the audit file, with a store):
+    /// retention never removes a backup past it.
+    pub(crate) archived: Option<Arc<ArchiveMark>>,
 }
 
 /// What an anchored (audit) file needs to begin each file with its anchor line.
@@ -147,7 +150,12 @@ impl FileSink {
         for work in backup::scan_for_repair(dir, name, sink.policy.compress, sink.clock.now())? {
             sink.queue(Job::Repair { name: name.to_owned(), work });
         }
-        sink.queue(Job::Retain { name: name.to_owned(), keep: sink.policy.backups, now: sink.clock.now() });
+        sink.queue(Job::Retain {
+            name: name.to_owned(),
+            keep: sink.policy.backups,
+            now: sink.clock.now(),
+            archived: sink.policy.archived.clone(),
+        });
         Ok(sink)
     }
 
@@ -402,7 +410,12 @@ impl FileSink {
         if self.policy.compress {
             self.queue(Job::Compress { name: self.name.clone(), stamp });
         }
-        self.queue(Job::Retain { name: self.name.clone(), keep: self.policy.backups, now: self.clock.now() });
+        self.queue(Job::Retain {
+            name: self.name.clone(),
+            keep: self.policy.backups,
+            now: self.clock.now(),
+            archived: self.policy.archived.clone(),
+        });
         read_only
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::backup::{self, Repair, Stamp};
+use super::backup::{self, ArchiveMark, Repair, Stamp};
 use super::FailureReporter;
 use crate::stats::MaintenanceCounters;
 
@@ -20,8 +20,9 @@ pub(crate) enum Job {
     Compress { name: String, stamp: Stamp },
     /// Finish what a crash interrupted.
     Repair { name: String, work: Repair },
-    /// Keep only the newest `keep` backups, as of `now` (see `backup::list_backups`).
-    Retain { name: String, keep: usize, now: std::time::SystemTime },
+    /// Keep only the newest `keep` backups, as of `now` (see `backup::list_backups`), and every
+    /// backup not yet archived by the audit store (`archived`, when one follows the file).
+    Retain { name: String, keep: usize, now: std::time::SystemTime, archived: Option<Arc<ArchiveMark>> },
     /// Finish: the jobs queued before this one are done, later ones are not.
     Stop,
 }
@@ -100,15 +101,24 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                     reporter.report(&format_args!("repairing a {name} backup (kept as found)"), &error);
                 }
             },
-            Job::Retain { name, keep, now } => match backup::apply_retention(dir, &name, keep, now) {
-                Ok(removed) => {
-                    counters.removed_backups.fetch_add(removed as u64, Relaxed);
+            Job::Retain { name, keep, now, archived } => {
+                match backup::apply_retention(dir, &name, keep, now, archived.as_deref()) {
+                    Ok((removed, kept)) => {
+                        counters.removed_backups.fetch_add(removed as u64, Relaxed);
+                        let before = counters.kept_for_store.swap(kept as u64, Relaxed);
+                        if kept > 0 && before == 0 {
+                            eprintln!(
+                            "chimera-log: keeping {kept} {name} backup(s) beyond the {keep} configured: their records \
+                             are not in the audit store yet (see stats().audit_store); they are removed once stored"
+                        );
+                        }
+                    }
+                    Err(error) => {
+                        counters.retention_failures.fetch_add(1, Relaxed);
+                        reporter.report(&format_args!("removing old {name} backups"), &error);
+                    }
                 }
-                Err(error) => {
-                    counters.retention_failures.fetch_add(1, Relaxed);
-                    reporter.report(&format_args!("removing old {name} backups"), &error);
-                }
-            },
+            }
             Job::Stop => return,
         }
     }

@@ -1,0 +1,399 @@
+//! The archiver thread: follows `executions.log` and inserts its records into the audit store.
+//!
+//! It reads from a cursor saved beside the logs (`.audit-store.cursor`) that moves only after the
+//! database committed the rows before it; a crash between the commit and the save repeats at
+//! most one batch, which the database recognises as duplicates (same `(stream, seq)`, same chain).
+//! Backups the cursor has passed are archived; retention may delete them from then on
+//! ([`ArchiveMark`]). Everything here runs off the logging path: `emit!` never waits for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{open, Database, Row, StoreError, Target, CURSOR_FILE};
+use crate::clock::Clock;
+use crate::config::AUDIT_FILE;
+use crate::error::Error;
+use crate::follow::{Cursor, Followed, Follower};
+use crate::sink::backup::ArchiveMark;
+use crate::sink::FailureReporter;
+use crate::stats::AuditStoreCounters;
+
+/// Rows per transaction.
+const BATCH: usize = 2_000;
+/// How often an idle archiver looks for new records.
+const POLL: Duration = Duration::from_millis(250);
+/// Retries after a failure wait from this, doubling, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often rows past the retention are deleted (and once at start).
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How a pass over the available records ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Everything available was stored (or the shutdown deadline came).
+    Complete,
+    /// Reading the files failed (reported); the next pass reads on from the cursor.
+    Interrupted,
+}
+
+/// Where a batch's reading stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// A whole batch: more may follow.
+    Full,
+    /// The end of what the family holds now.
+    End,
+    /// An error reading the files (reported).
+    Failed,
+}
+
+/// What the archiver is configured with.
+#[derive(Debug, Clone)]
+pub(crate) struct ArchiverConfig {
+    pub(crate) target: Target,
+    pub(crate) stream: String,
+    pub(crate) retention: Duration,
+}
+
+/// Requests from the application's threads.
+#[derive(Debug, Default)]
+struct Requests {
+    /// Flush tickets: store everything `executions.log` holds now.
+    flush_asked: u64,
+    flush_done: u64,
+    /// Shut down by this instant, after storing what can be stored.
+    stop: Option<Instant>,
+    finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    requests: Mutex<Requests>,
+    changed: Condvar,
+}
+
+impl Control {
+    fn lock(&self) -> MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `done` holds (or the thread ended), up to `deadline`.
+    fn wait_for(&self, deadline: Instant, done: impl Fn(&Requests) -> bool) -> bool {
+        let mut requests = self.lock();
+        loop {
+            if done(&requests) || requests.finished {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            requests = self.changed.wait_timeout(requests, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// The running archiver.
+#[derive(Debug)]
+pub(crate) struct Archiver {
+    control: Arc<Control>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) counters: Arc<AuditStoreCounters>,
+}
+
+impl Archiver {
+    /// Starts following `dir/executions.log` from the saved cursor (from the start of the
+    /// family when there is none: every retained record is archived).
+    pub(crate) fn start(
+        config: ArchiverConfig,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        mark: Arc<ArchiveMark>,
+    ) -> Result<Archiver, Error> {
+        let cursor_path = dir.join(CURSOR_FILE);
+        let cursor = load_cursor(&cursor_path);
+        let control = Arc::new(Control::default());
+        let counters = Arc::new(AuditStoreCounters::default());
+        let worker = Worker {
+            follower: Follower::new(dir, AUDIT_FILE, cursor),
+            acked: cursor,
+            cursor_path,
+            config,
+            clock,
+            mark,
+            counters: Arc::clone(&counters),
+            control: Arc::clone(&control),
+            database: None,
+            down_since: None,
+            next_expiry: None,
+            failures: FailureReporter::default(),
+            line: Vec::new(),
+            followed: Followed::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("chimera-log-audit-store".into())
+            .spawn({
+                let control = Arc::clone(&control);
+                move || {
+                    worker.run();
+                    control.lock().finished = true;
+                    control.changed.notify_all();
+                }
+            })
+            .map_err(|source| Error::Thread { source })?;
+        Ok(Archiver { control, thread: Mutex::new(Some(thread)), counters })
+    }
+
+    /// Stores everything `executions.log` holds now; `false` if not all of it was committed by
+    /// `deadline` (a database down: the records wait in the file).
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let ticket = {
+            let mut requests = self.control.lock();
+            requests.flush_asked += 1;
+            self.control.changed.notify_all();
+            requests.flush_asked
+        };
+        self.control.wait_for(deadline, |requests| requests.flush_done >= ticket)
+    }
+
+    /// Stores what it can by `deadline`, then stops.
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        // Give up a little before the deadline, so that the cursor is saved by the deadline.
+        let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
+        {
+            let mut requests = self.control.lock();
+            requests.stop = Some(deadline.checked_sub(margin).unwrap_or(deadline));
+            self.control.changed.notify_all();
+        }
+        let finished = self.control.wait_for(deadline, |requests| requests.finished);
+        if finished {
+            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = thread.join();
+            }
+        }
+        finished
+    }
+}
+
+/// The saved cursor; the start of the family when there is none or it is unreadable (then
+/// records are inserted again, and recognised as present).
+fn load_cursor(path: &Path) -> Cursor {
+    match Cursor::load(path) {
+        Ok(cursor) => cursor.unwrap_or_default(),
+        Err(error) => {
+            eprintln!(
+                "chimera-log: audit store: the cursor {} is unreadable ({error}); archiving starts again from the \
+                 oldest retained audit record (records already stored are recognised and skipped)",
+                path.display()
+            );
+            Cursor::default()
+        }
+    }
+}
+
+/// The archiver thread's state.
+struct Worker {
+    follower: Follower,
+    /// The cursor after the last committed row.
+    acked: Cursor,
+    cursor_path: PathBuf,
+    config: ArchiverConfig,
+    clock: Arc<dyn Clock>,
+    mark: Arc<ArchiveMark>,
+    counters: Arc<AuditStoreCounters>,
+    control: Arc<Control>,
+    database: Option<Box<dyn Database>>,
+    /// Set while the database fails: one stderr line when it starts, one when it ends.
+    down_since: Option<SystemTime>,
+    next_expiry: Option<SystemTime>,
+    failures: FailureReporter,
+    line: Vec<u8>,
+    followed: Followed,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let (flush, stop) = {
+                let requests = self.control.lock();
+                (requests.flush_asked, requests.stop)
+            };
+            match self.archive_available(stop) {
+                Ok(Pass::Interrupted) => {
+                    if stop.is_some_and(|at| Instant::now() >= at) {
+                        return;
+                    }
+                    self.back_off(POLL, stop);
+                }
+                Ok(Pass::Complete) => {
+                    backoff = FIRST_BACKOFF;
+                    self.report_up();
+                    let mut requests = self.control.lock();
+                    requests.flush_done = requests.flush_done.max(flush);
+                    self.control.changed.notify_all();
+                    if requests.stop.is_some() {
+                        return;
+                    }
+                    if requests.flush_asked == flush {
+                        let _ = self.control.changed.wait_timeout(requests, POLL);
+                    }
+                }
+                Err(error) => {
+                    self.counters.errors.fetch_add(1, Relaxed);
+                    self.database = None;
+                    self.report_down(&error);
+                    if stop.is_some_and(|at| Instant::now() >= at) {
+                        return;
+                    }
+                    self.back_off(backoff, stop);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Inserts every whole record the family holds now, batch by batch, moving the cursor after
+    /// each commit; at a shutdown deadline, stops between batches.
+    fn archive_available(&mut self, stop: Option<Instant>) -> Result<Pass, StoreError> {
+        if self.database.is_none() {
+            let mut database = open(&self.config.target)?;
+            // What earlier runs stored counts as stored, for the lag.
+            self.counters.stored_seq.fetch_max(database.high_water(&self.config.stream)?, Relaxed);
+            self.database = Some(database);
+        }
+        self.expire_if_due()?;
+        let mut rows = Vec::with_capacity(BATCH);
+        loop {
+            let (end, reading) = self.read_batch(&mut rows);
+            if !rows.is_empty() {
+                let database = self.database.as_mut().expect("opened above");
+                let inserted = database.insert(&self.config.stream, &rows)?;
+                self.counters.rows_stored.fetch_add(inserted.stored, Relaxed);
+                self.counters.stored_seq.fetch_max(rows.last().map_or(0, |row| row.seq), Relaxed);
+                if !inserted.conflicts.is_empty() {
+                    self.report_conflicts(&inserted.conflicts);
+                }
+                rows.clear();
+            }
+            if let Some(end) = end {
+                self.acknowledge(end);
+            }
+            match reading {
+                Reading::End => return Ok(Pass::Complete),
+                // Not the end of the records: no flush is answered by this pass.
+                Reading::Failed => return Ok(Pass::Interrupted),
+                Reading::Full if stop.is_some_and(|at| Instant::now() >= at) => return Ok(Pass::Complete),
+                Reading::Full => {}
+            }
+        }
+    }
+
+    /// Reads up to a batch of rows; returns the cursor after the last line read (if any) and
+    /// where reading stopped.
+    fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading) {
+        let mut end = None;
+        while rows.len() < BATCH {
+            match self.follower.next_line(&mut self.line, &mut self.followed, self.clock.now()) {
+                Ok(Some(cursor)) => {
+                    end = Some(cursor);
+                    // Anchors and torn lines are not records (verify accounts for them).
+                    if let Some(row) = Row::from_line(&self.line) {
+                        rows.push(row);
+                    }
+                }
+                Ok(None) => return (end, Reading::End),
+                Err(error) => {
+                    self.failures.report(&format_args!("reading {AUDIT_FILE} for the audit store"), &error);
+                    return (end, Reading::Failed);
+                }
+            }
+            if self.followed.skipped > 0 {
+                // Retention keeps unarchived backups, so this is a file deleted by hand.
+                self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
+            }
+        }
+        (end, Reading::Full)
+    }
+
+    /// Saves the cursor after committed rows, and lets retention delete the backups before it.
+    fn acknowledge(&mut self, cursor: Cursor) {
+        self.acked = cursor;
+        if let Err(error) = cursor.save(&self.cursor_path) {
+            self.failures.report(&format_args!("saving the audit store cursor {}", self.cursor_path.display()), &error);
+            return;
+        }
+        if let Some(after) = cursor.after {
+            self.mark.advance(after);
+        }
+    }
+
+    /// Deletes rows older than the retention, at start and then daily, by the injected clock.
+    fn expire_if_due(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        if self.next_expiry.is_some_and(|next| now < next) {
+            return Ok(());
+        }
+        let cutoff = now.checked_sub(self.config.retention).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut text = Vec::with_capacity(32);
+        crate::json::write_timestamp(&mut text, cutoff);
+        let cutoff = String::from_utf8(text).expect("a timestamp is ASCII");
+        let database = self.database.as_mut().expect("opened before");
+        let expired = database.expire(&cutoff)?;
+        self.counters.rows_expired.fetch_add(expired, Relaxed);
+        self.next_expiry = Some(now + EXPIRY_INTERVAL);
+        Ok(())
+    }
+
+    fn report_conflicts(&self, seqs: &[u64]) {
+        self.counters.conflicts.fetch_add(seqs.len() as u64, Relaxed);
+        let shown: Vec<String> = seqs.iter().take(5).map(u64::to_string).collect();
+        eprintln!(
+            "chimera-log: audit store: {} record(s) of stream {} are in the database with a different chain \
+             (seq {}{}); the stored rows are kept, not overwritten: compare with `chimera-log verify`",
+            seqs.len(),
+            self.config.stream,
+            shown.join(", "),
+            if seqs.len() > shown.len() { ", ..." } else { "" }
+        );
+    }
+
+    fn report_down(&mut self, error: &StoreError) {
+        if self.down_since.is_none() {
+            self.down_since = Some(self.clock.now());
+            self.counters.down.store(true, Relaxed);
+            eprintln!(
+                "chimera-log: audit store {:?} is unavailable ({error}); audit records wait in {AUDIT_FILE} and its \
+                 backups (kept until stored), retrying with backoff",
+                self.config.target
+            );
+        }
+    }
+
+    fn report_up(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            self.counters.down.store(false, Relaxed);
+            let seconds = self.clock.now().duration_since(since).unwrap_or_default().as_secs_f64();
+            eprintln!(
+                "chimera-log: audit store {:?} is available again after {seconds:.1} s; archiving caught up",
+                self.config.target
+            );
+        }
+    }
+
+    /// Waits `wait` (through the clock) before a retry; a flush or shutdown cuts it short.
+    fn back_off(&self, wait: Duration, stop: Option<Instant>) {
+        let real = self.clock.begin_wait(wait);
+        let real = stop.map_or(real, |at| real.min(at.saturating_duration_since(Instant::now())));
+        let requests = self.control.lock();
+        let before = (requests.stop, requests.flush_asked);
+        let _ = self
+            .control
+            .changed
+            .wait_timeout_while(requests, real, |requests| (requests.stop, requests.flush_asked) == before);
+    }
+}

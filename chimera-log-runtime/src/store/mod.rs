@@ -1,0 +1,291 @@
+//! The audit store: every sealed record of `executions.log`, kept in a database for the years a
+//! compliance rule asks for (DESIGN §11), long after the local backups are gone.
+//!
+//! The store is fed from the file, never from the caller: a thread follows `executions.log`'s
+//! family with the shared reader (`follow.rs`) from a cursor it persists only after the database
+//! committed, and inserts each record once, keyed `(stream, seq)`. A database that is down,
+//! locked or full delays the rows; the file keeps them, and retention keeps the backups whose
+//! records are not stored yet.
+//!
+//! SQLite (embedded, the default, at `log_dir/audit.db`) and PostgreSQL (feature `postgres`, for
+//! a fleet of bots writing one database) implement one [`Database`] interface.
+
+mod archiver;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod row;
+mod sqlite;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) use archiver::{Archiver, ArchiverConfig};
+pub use row::StoredRecord;
+pub(crate) use row::{Inserted, Row};
+
+use crate::error::Error;
+
+/// Where the audit store keeps the audit trail: set with
+/// [`LogConfig::audit_store`](crate::LogConfig::audit_store).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuditStore(pub(crate) Target);
+
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// SQLite at `log_dir/audit.db`.
+    Default,
+    Sqlite(PathBuf),
+    Postgres(String),
+    None,
+}
+
+impl AuditStore {
+    /// An SQLite database at `path` (created if missing; WAL mode). A relative path is relative
+    /// to the working directory, as for any file.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        AuditStore(Target::Sqlite(path.into()))
+    }
+
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`), shared by a fleet: each
+    /// logger writes its own stream. Needs the `postgres` feature (an error at start without it).
+    pub fn postgres(url: impl Into<String>) -> Self {
+        AuditStore(Target::Postgres(url.into()))
+    }
+
+    /// No audit store: the audit trail lives in the files only, and retention deletes audit
+    /// backups by count alone.
+    pub fn none() -> Self {
+        AuditStore(Target::None)
+    }
+
+    /// Parses the `CHIMERA_LOG_AUDIT_STORE` form: `sqlite:PATH`, `postgres://…` (or
+    /// `postgresql://…`), or `none`.
+    ///
+    /// Errors: any other text, naming the setting.
+    pub fn from_url(text: &str) -> Result<Self, Error> {
+        if text.eq_ignore_ascii_case("none") {
+            Ok(AuditStore::none())
+        } else if let Some(path) = text.strip_prefix("sqlite:").filter(|path| !path.is_empty()) {
+            Ok(AuditStore::sqlite(path))
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(AuditStore::postgres(text))
+        } else {
+            Err(Error::invalid("CHIMERA_LOG_AUDIT_STORE", text, "expected `sqlite:PATH`, `postgres://...` or `none`"))
+        }
+    }
+
+    /// The database this store writes to for a logger in `log_dir`; `None` for [`none`](Self::none).
+    pub(crate) fn resolve(&self, log_dir: &Path) -> Option<Target> {
+        match &self.0 {
+            Target::Default => Some(Target::Sqlite(log_dir.join(DEFAULT_FILE))),
+            Target::None => None,
+            other => Some(other.clone()),
+        }
+    }
+}
+
+impl Default for AuditStore {
+    /// SQLite at `log_dir/audit.db`.
+    fn default() -> Self {
+        AuditStore(Target::Default)
+    }
+}
+
+impl fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Target::Default => f.write_str("AuditStore::sqlite(log_dir/audit.db)"),
+            Target::Sqlite(path) => write!(f, "AuditStore::sqlite({})", path.display()),
+            // The URL may hold a password.
+            Target::Postgres(url) => write!(f, "AuditStore::postgres({})", redact_password(url)),
+            Target::None => f.write_str("AuditStore::none()"),
+        }
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&AuditStore(self.clone()), f)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The default SQLite file inside the log directory.
+pub(crate) const DEFAULT_FILE: &str = "audit.db";
+/// The archiver's cursor in `executions.log`'s family, beside the logs.
+pub(crate) const CURSOR_FILE: &str = ".audit-store.cursor";
+/// Rows older than this are deleted: three years and a day (the original's "Database: 3 years").
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(1_096 * 24 * 60 * 60);
+
+/// A failure of the database.
+#[derive(Debug)]
+pub struct StoreError(pub(crate) String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What the archiver needs of a database. Implementations insert rows idempotently, in one
+/// transaction per call, and never overwrite a row.
+pub(crate) trait Database: Send {
+    /// The highest `seq` stored for `stream`; 0 when none.
+    fn high_water(&mut self, stream: &str) -> Result<u64, StoreError>;
+
+    /// Inserts `rows` (ascending `seq`) in one transaction. A row whose `(stream, seq)` is
+    /// present already is left as it is: counted as a duplicate when its chain is the same, as
+    /// a conflict (its `seq` returned) when it differs.
+    fn insert(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError>;
+
+    /// Deletes the rows of every stream whose timestamp is before `cutoff` (RFC 3339, UTC);
+    /// returns how many.
+    fn expire(&mut self, cutoff: &str) -> Result<u64, StoreError>;
+
+    /// The streams present, in name order.
+    fn streams(&mut self) -> Result<Vec<String>, StoreError>;
+
+    /// Calls `each` with the rows of `stream` in `seq` order, within `filter`.
+    fn scan(
+        &mut self,
+        stream: &str,
+        filter: &ScanFilter,
+        each: &mut dyn FnMut(StoredRecord) -> bool,
+    ) -> Result<(), StoreError>;
+}
+
+/// Which rows a [`StoreReader`] scan returns (each bound optional; all given bounds apply).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ScanFilter {
+    /// Only this event.
+    pub event: Option<String>,
+    /// Only rows whose identity value (the `block_number`, or the event's `key` field) is this.
+    pub identity: Option<String>,
+    /// Only rows at or after this RFC 3339 UTC timestamp.
+    pub since: Option<String>,
+    /// Only rows before this RFC 3339 UTC timestamp.
+    pub until: Option<String>,
+}
+
+/// Opens the database at `target`, creating its table when missing.
+pub(crate) fn open(target: &Target) -> Result<Box<dyn Database>, StoreError> {
+    match target {
+        Target::Sqlite(path) => Ok(Box::new(sqlite::Sqlite::open(path)?)),
+        #[cfg(feature = "postgres")]
+        Target::Postgres(url) => Ok(Box::new(postgres::Postgres::connect(url)?)),
+        #[cfg(not(feature = "postgres"))]
+        Target::Postgres(_) => Err(StoreError("PostgreSQL needs the `postgres` feature of chimera-log".into())),
+        Target::Default | Target::None => Err(StoreError("no database configured".into())),
+    }
+}
+
+/// Reads an audit store: what `chimera-log verify --store` and `query --store` use.
+pub struct StoreReader {
+    database: Box<dyn Database>,
+}
+
+impl fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreReader").finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// Opens the store named by `url`: `sqlite:PATH`, a path to an SQLite file, or
+    /// `postgres://…` (with the `postgres` feature).
+    ///
+    /// Errors: the database cannot be opened or reached (the reason says which), or an SQLite
+    /// path that does not exist (a reader never creates a store).
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let target = match AuditStore::from_url(url) {
+            Ok(AuditStore(Target::None)) | Err(_) => Target::Sqlite(PathBuf::from(url)),
+            Ok(AuditStore(target)) => target,
+        };
+        if let Target::Sqlite(path) = &target {
+            if !path.is_file() {
+                return Err(StoreError(format!("{}: no such SQLite file", path.display())));
+            }
+        }
+        Ok(StoreReader { database: open(&target)? })
+    }
+
+    /// The streams in the store (one per logger: `<host>/<log_dir>` by default), in name order.
+    pub fn streams(&mut self) -> Result<Vec<String>, StoreError> {
+        self.database.streams()
+    }
+
+    /// Calls `each` with the records of `stream` in `seq` order, within `filter`, until it
+    /// returns `false`.
+    pub fn scan(
+        &mut self,
+        stream: &str,
+        filter: &ScanFilter,
+        mut each: impl FnMut(StoredRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        self.database.scan(stream, filter, &mut each)
+    }
+}
+
+/// How far the archiver's saved cursor says the backups of `executions.log` in `dir` are
+/// archived; nothing when there is no cursor yet.
+pub(crate) fn archive_mark(dir: &Path) -> crate::sink::backup::ArchiveMark {
+    let after = crate::follow::Cursor::load(&dir.join(CURSOR_FILE)).ok().flatten().and_then(|cursor| cursor.after);
+    crate::sink::backup::ArchiveMark::new(after)
+}
+
+/// The stream a logger in `log_dir` writes: `<host>/<absolute log_dir>`.
+pub(crate) fn default_stream(log_dir: &Path) -> String {
+    let dir = std::fs::canonicalize(log_dir).unwrap_or_else(|_| log_dir.to_path_buf());
+    format!("{}/{}", hostname(), dir.display().to_string().trim_start_matches('/'))
+}
+
+fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: `buf` is writable for its whole length, which is what we pass.
+        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            if let Ok(name) = std::str::from_utf8(&buf[..end]) {
+                if !name.is_empty() {
+                    return name.to_owned();
+                }
+            }
+        }
+    }
+    "localhost".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_and_a_bad_one_names_the_setting() {
+        assert!(AuditStore::from_url("none").unwrap() == AuditStore::none());
+        assert!(AuditStore::from_url("sqlite:/x/a.db").unwrap() == AuditStore::sqlite("/x/a.db"));
+        assert!(AuditStore::from_url("postgres://u@h/db").unwrap() == AuditStore::postgres("postgres://u@h/db"));
+        let error = AuditStore::from_url("mysql://h").unwrap_err().to_string();
+        assert!(error.contains("CHIMERA_LOG_AUDIT_STORE") && error.contains("mysql://h"), "{error}");
+        assert!(AuditStore::from_url("sqlite:").is_err());
+    }
+
+    #[test]
+    fn a_postgres_password_never_reaches_debug_output() {
+        let debug = format!("{:?}", AuditStore::postgres("postgres://bot:hunter2@db:5432/audit"));
+        assert_eq!(debug, "AuditStore::postgres(postgres://bot:***@db:5432/audit)");
+    }
+}

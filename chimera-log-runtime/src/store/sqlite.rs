@@ -1,0 +1,162 @@
+//! The SQLite audit store: embedded (the library is compiled in), one file, WAL mode so that a
+//! reader (`chimera-log query --store`) never blocks the archiver.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Database, Inserted, Row, ScanFilter, StoreError, StoredRecord};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS chimera_audit (
+    stream     TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    chain      TEXT    NOT NULL,
+    timestamp  TEXT    NOT NULL,
+    level      TEXT    NOT NULL,
+    module     TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    key_name   TEXT,
+    key_value  TEXT,
+    record     TEXT    NOT NULL,
+    PRIMARY KEY (stream, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chimera_audit_event ON chimera_audit (stream, event, seq);
+CREATE INDEX IF NOT EXISTS chimera_audit_identity ON chimera_audit (stream, key_value, seq);
+CREATE INDEX IF NOT EXISTS chimera_audit_time ON chimera_audit (timestamp);
+";
+
+pub(crate) struct Sqlite {
+    connection: Connection,
+}
+
+fn failed(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |error| StoreError(format!("SQLite: {what}: {error}"))
+}
+
+impl Sqlite {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection =
+            Connection::open(path).map_err(|e| StoreError(format!("SQLite: opening {}: {e}", path.display())))?;
+        // A reader holding the database briefly must not fail the archiver's transaction.
+        connection.busy_timeout(Duration::from_secs(5)).map_err(failed("setting the busy timeout"))?;
+        // WAL: readers and the writer do not block each other; NORMAL: a commit survives a crash
+        // of the process (the records are in the file anyway until the cursor moves past them).
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(failed("setting WAL mode"))?;
+        connection.execute_batch(SCHEMA).map_err(failed("creating the table"))?;
+        Ok(Sqlite { connection })
+    }
+}
+
+impl Database for Sqlite {
+    fn high_water(&mut self, stream: &str) -> Result<u64, StoreError> {
+        let max: Option<i64> = self
+            .connection
+            .query_row("SELECT MAX(seq) FROM chimera_audit WHERE stream = ?1", [stream], |row| row.get(0))
+            .map_err(failed("reading the high-water mark"))?;
+        Ok(max.map_or(0, |seq| seq as u64))
+    }
+
+    fn insert(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
+        let transaction = self.connection.transaction().map_err(failed("beginning a transaction"))?;
+        let mut inserted = Inserted::default();
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, \
+                     key_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                )
+                .map_err(failed("preparing the insert"))?;
+            let mut existing = transaction
+                .prepare_cached("SELECT chain FROM chimera_audit WHERE stream = ?1 AND seq = ?2")
+                .map_err(failed("preparing the lookup"))?;
+            for row in rows {
+                let changed = insert
+                    .execute(params![
+                        stream,
+                        row.seq as i64,
+                        row.chain,
+                        row.timestamp,
+                        row.level,
+                        row.module,
+                        row.event,
+                        row.key_name,
+                        row.key_value,
+                        row.record
+                    ])
+                    .map_err(failed("inserting"))?;
+                if changed == 1 {
+                    inserted.stored += 1;
+                    continue;
+                }
+                let chain: Option<String> = existing
+                    .query_row(params![stream, row.seq as i64], |r| r.get(0))
+                    .optional()
+                    .map_err(failed("reading a present row"))?;
+                if chain.as_deref() == Some(row.chain.as_str()) {
+                    inserted.duplicates += 1;
+                } else {
+                    inserted.conflicts.push(row.seq);
+                }
+            }
+        }
+        transaction.commit().map_err(failed("committing"))?;
+        Ok(inserted)
+    }
+
+    fn expire(&mut self, cutoff: &str) -> Result<u64, StoreError> {
+        let deleted = self
+            .connection
+            .execute("DELETE FROM chimera_audit WHERE timestamp < ?1", [cutoff])
+            .map_err(failed("deleting expired rows"))?;
+        Ok(deleted as u64)
+    }
+
+    fn streams(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT DISTINCT stream FROM chimera_audit ORDER BY stream")
+            .map_err(failed("listing streams"))?;
+        let streams = statement
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(failed("listing streams"))?;
+        Ok(streams)
+    }
+
+    fn scan(
+        &mut self,
+        stream: &str,
+        filter: &ScanFilter,
+        each: &mut dyn FnMut(StoredRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT seq, chain, record FROM chimera_audit WHERE stream = ?1 \
+                 AND (?2 IS NULL OR event = ?2) AND (?3 IS NULL OR key_value = ?3) \
+                 AND (?4 IS NULL OR timestamp >= ?4) AND (?5 IS NULL OR timestamp < ?5) ORDER BY seq",
+            )
+            .map_err(failed("preparing the scan"))?;
+        let mut rows = statement
+            .query(params![stream, filter.event, filter.identity, filter.since, filter.until])
+            .map_err(failed("scanning"))?;
+        while let Some(row) = rows.next().map_err(failed("scanning"))? {
+            let seq: i64 = row.get(0).map_err(failed("reading seq"))?;
+            let record = StoredRecord {
+                stream: stream.to_owned(),
+                seq: seq as u64,
+                chain: row.get(1).map_err(failed("reading chain"))?,
+                record: row.get(2).map_err(failed("reading record"))?,
+            };
+            if !each(record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

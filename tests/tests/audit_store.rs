@@ -1,0 +1,288 @@
+//! The audit store (issue 13): every sealed record of `executions.log` in a database exactly
+//! once, whatever happens to the process or the database; retention by age; backups kept while
+//! the store lags. SQLite here; the same cases against PostgreSQL are in `audit_store_postgres`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chimera_log_runtime::audit::parse_sealed;
+use chimera_log_runtime::store::{ScanFilter, StoreReader};
+use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
+use common::{backups, read_maybe_gz, ManualClock};
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed<'a> {
+    block_number: u64,
+    pad: &'a str,
+}
+
+fn config(dir: &Path, store: AuditStore) -> LogConfig {
+    LogConfig::new(dir).console(false).audit_durability(AuditDurability::OsBuffer).audit_store(store)
+}
+
+/// Every sealed record of the audit family in `dir`, `(seq, line)`, oldest first.
+fn file_records(dir: &Path) -> Vec<(u64, String)> {
+    let mut files = backups(dir, "executions.log");
+    files.push(dir.join("executions.log"));
+    files
+        .iter()
+        .flat_map(|file| {
+            read_maybe_gz(file)
+                .split(|&b| b == b'\n')
+                .filter_map(|line| parse_sealed(line).map(|r| (r.seq, String::from_utf8(line.to_vec()).unwrap())))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The one stream in the store and its records, `(seq, record)`, in seq order.
+fn store_records(url: &str) -> Vec<(u64, String)> {
+    let mut reader = StoreReader::open(url).unwrap();
+    let streams = reader.streams().unwrap();
+    assert_eq!(streams.len(), 1, "one logger, one stream: {streams:?}");
+    let mut records = Vec::new();
+    reader
+        .scan(&streams[0], &ScanFilter::default(), |row| {
+            let sealed = parse_sealed(row.record.as_bytes()).expect("a stored record is sealed");
+            assert_eq!(sealed.seq, row.seq, "the seq column is the record's");
+            records.push((row.seq, row.record));
+            true
+        })
+        .unwrap();
+    records
+}
+
+fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64) {
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let logger = guard.logger("executor");
+            scope.spawn(move || {
+                for i in 0..each {
+                    emit!(logger, Executed { block_number: thread * 1_000_000 + i, pad: "0123456789abcdef" });
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_hundred_thousand_records_from_four_threads_across_64k_rotations_are_stored_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    // Few backups: retention would delete unarchived ones if it did not wait for the store.
+    let guard = config(dir.path(), AuditStore::sqlite(&db))
+        .max_bytes(64 * 1024)
+        .audit_backups(3)
+        .shutdown_timeout(Duration::from_secs(300)) // what a flush may wait for 100,000 inserts
+        .build()
+        .unwrap();
+    emit_from_threads(&guard, 4, 25_000);
+    assert!(guard.flush(), "everything stored");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert_eq!((stats.rows_stored, stats.lag_records, stats.errors, stats.conflicts), (100_000, 0, 0, 0), "{stats:?}");
+    let stored = store_records(&format!("sqlite:{}", db.display()));
+    assert_eq!(stored.len(), 100_000);
+    assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "seq 1..=100000, no gap, no repeat");
+    // What the files still hold is byte for byte what the store holds.
+    let in_files = file_records(dir.path());
+    assert!(!in_files.is_empty());
+    for (seq, line) in &in_files {
+        assert_eq!(&stored[*seq as usize - 1].1, line, "seq {seq}");
+    }
+}
+
+#[test]
+fn kill_9_mid_insert_then_a_restart_stores_every_record_exactly_once() {
+    const CHILD: &str = "CHIMERA_STORE_KILL_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let guard = config(Path::new(&dir), AuditStore::default()).max_bytes(256 * 1024).build().unwrap();
+        let logger = guard.logger("executor");
+        let mut block_number = 0;
+        let mut announced = false;
+        loop {
+            for _ in 0..1_000 {
+                emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+                block_number += 1;
+            }
+            // Once the archiver is busy inserting, say so: the parent kills at once.
+            if !announced && guard.stats().audit_store.is_some_and(|s| s.rows_stored >= 5_000) {
+                println!("storing");
+                announced = true;
+            }
+        }
+    }
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["kill_9_mid_insert_then_a_restart_stores_every_record_exactly_once", "--exact", "--nocapture"])
+            .env(CHILD, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("storing") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "round {round}: the child ended before storing");
+        }
+        child.kill().unwrap(); // SIGKILL, mid-transaction most likely
+        child.wait().unwrap();
+        // The restart archives the rest, and recognises what the killed one stored.
+        let guard = config(dir.path(), AuditStore::default()).max_bytes(256 * 1024).build().unwrap();
+        assert!(guard.flush());
+        let stats = guard.stats().audit_store.unwrap();
+        drop(guard);
+        let in_files = file_records(dir.path());
+        let stored = store_records(&format!("sqlite:{}", dir.path().join("audit.db").display()));
+        let newest = in_files.last().unwrap().0;
+        assert_eq!(stored.len() as u64, newest, "round {round}: every record, once ({stats:?})");
+        assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "round {round}");
+        for (seq, line) in &in_files {
+            assert_eq!(&stored[*seq as usize - 1].1, line, "round {round}: seq {seq}");
+        }
+        assert_eq!(stats.conflicts, 0);
+    }
+}
+
+#[test]
+fn an_unreachable_store_delays_rows_keeps_unarchived_backups_and_catches_up_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    // A database in a directory that does not exist yet: every open fails, at once.
+    let db = store_dir.path().join("not-yet").join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db))
+        .max_bytes(16 * 1024)
+        .audit_backups(1)
+        .shutdown_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let logger = guard.logger("executor");
+    for block_number in 0..2_000 {
+        emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+    }
+    assert!(!guard.flush(), "a flush cannot store into a database that is not there");
+    let down = guard.stats();
+    let store = down.audit_store.unwrap();
+    assert!(store.down && store.errors >= 1 && store.rows_stored == 0, "{store:?}");
+    assert_eq!(store.lag_records, 2_000, "{store:?}");
+    let kept = backups(dir.path(), "executions.log").len();
+    assert!(kept > 1, "backups past audit_backups(1) are kept while unarchived: {kept}");
+    assert!(down.audit_backups_kept_for_store >= 1, "{down:?}");
+    assert_eq!(file_records(dir.path()).len(), 2_000, "nothing deleted");
+
+    std::fs::create_dir(store_dir.path().join("not-yet")).unwrap();
+    assert!(guard.flush(), "caught up once the database is there");
+    let up = guard.stats().audit_store.unwrap();
+    assert!(!up.down && up.rows_stored == 2_000 && up.lag_records == 0, "{up:?}");
+    for block_number in 2_000..2_300 {
+        emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+    }
+    assert!(guard.flush());
+    drop(guard);
+    let stored = store_records(&format!("sqlite:{}", db.display()));
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=2_300).collect::<Vec<_>>());
+    // Archived now: the next start's retention (or rotation's) keeps only audit_backups(1).
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).audit_backups(1).build().unwrap();
+    drop(guard);
+    let left = backups(dir.path(), "executions.log");
+    assert_eq!(left.len(), 1, "archived backups past the count are removed: {left:?}");
+}
+
+#[test]
+fn retention_deletes_exactly_the_rows_older_than_audit_retention_by_the_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(ManualClock::at_micros(0));
+    clock.set(start);
+    let retention = Duration::from_secs(1_096 * 24 * 60 * 60);
+    let guard =
+        config(dir.path(), AuditStore::sqlite(&db)).clock(clock.clone()).audit_retention(retention).build().unwrap();
+    let logger = guard.logger("executor");
+    for block_number in 0..5 {
+        emit!(logger, Executed { block_number, pad: "old" });
+    }
+    clock.set(start + Duration::from_secs(2));
+    for block_number in 5..8 {
+        emit!(logger, Executed { block_number, pad: "two seconds younger" });
+    }
+    assert!(guard.flush());
+    // Three years and a day plus one second later: the first five are past the retention by one
+    // second, the next three are within it by one second.
+    clock.set(start + retention + Duration::from_secs(1));
+    emit!(logger, Executed { block_number: 8, pad: "new" });
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let blocks: Vec<u64> = store_records(&format!("sqlite:{}", db.display()))
+        .iter()
+        .map(|(_, record)| {
+            serde_json::from_str::<serde_json::Value>(record).unwrap()["context"]["block_number"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(blocks, [5, 6, 7, 8]);
+    assert_eq!(stats.rows_expired, 5, "{stats:?}");
+}
+
+#[test]
+fn a_stored_row_with_a_different_chain_is_a_conflict_reported_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).build().unwrap();
+    let logger = guard.logger("executor");
+    for block_number in 0..5 {
+        emit!(logger, Executed { block_number, pad: "x" });
+    }
+    assert!(guard.flush());
+    drop(guard);
+    // Someone edits row 3 in the database, and the archiver's cursor is lost: the restart
+    // inserts every record again.
+    let forged = "{\"forged\":true}";
+    sqlite_exec(&db, &format!("UPDATE chimera_audit SET chain = 'ff', record = '{forged}' WHERE seq = 3"));
+    std::fs::remove_file(dir.path().join(".audit-store.cursor")).unwrap();
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).build().unwrap();
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert_eq!((stats.conflicts, stats.rows_stored), (1, 0), "{stats:?}");
+    let mut reader = StoreReader::open(&format!("sqlite:{}", db.display())).unwrap();
+    let stream = reader.streams().unwrap().remove(0);
+    let mut third = None;
+    reader
+        .scan(&stream, &ScanFilter::default(), |row| {
+            if row.seq == 3 {
+                third = Some(row.record);
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(third.as_deref(), Some(forged), "kept as found, for verify to report");
+}
+
+#[test]
+fn audit_store_none_writes_no_database_and_a_bad_store_setting_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path(), AuditStore::none()).build().unwrap();
+    emit!(guard.logger("m"), Executed { block_number: 1, pad: "" });
+    assert!(guard.flush());
+    assert!(guard.stats().audit_store.is_none());
+    drop(guard);
+    assert!(!dir.path().join("audit.db").exists());
+    let error = LogConfig::from_vars([("CHIMERA_LOG_AUDIT_STORE", "mysql://x")]).unwrap_err().to_string();
+    assert!(error.contains("CHIMERA_LOG_AUDIT_STORE"), "{error}");
+    let error = LogConfig::new(dir.path()).audit_retention(Duration::ZERO).build().unwrap_err().to_string();
+    assert!(error.contains("audit_retention"), "{error}");
+}
+
+/// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.
+fn sqlite_exec(db: &Path, sql: &str) {
+    rusqlite::Connection::open(db).unwrap().execute_batch(sql).unwrap();
+}
