@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: unit, integration, trybuild UI and doc tests of
-# every workspace member, without and with the `cloudwatch` feature. Needs only the Rust
+# every workspace member, without and with the `cloudwatch` and `postgres` features. Needs only the Rust
 # toolchain and Python 3: it installs moto (a local CloudWatch Logs API) into .venv and starts it
 # on 127.0.0.1 for the CloudWatch tests, which fail, saying so, if it is not reachable; and it
 # starts a throwaway PostgreSQL server on 127.0.0.1 (scripts/start-postgres.sh, which installs
@@ -48,5 +48,5 @@ source scripts/start-postgres.sh
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 
-echo "== cargo test with the cloudwatch feature (against moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT)"
-cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch
+echo "== cargo test with the cloudwatch and postgres features (moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT, PostgreSQL at $CHIMERA_TEST_POSTGRES_URL)"
+cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch,chimera-log-tests/postgres

@@ -58,13 +58,13 @@ fn store_records(url: &str) -> Vec<(u64, String)> {
     records
 }
 
-fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64) {
+fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64, first: u64) {
     std::thread::scope(|scope| {
         for thread in 0..threads {
             let logger = guard.logger("executor");
             scope.spawn(move || {
                 for i in 0..each {
-                    emit!(logger, Executed { block_number: thread * 1_000_000 + i, pad: "0123456789abcdef" });
+                    emit!(logger, Executed { block_number: first + thread * 1_000_000 + i, pad: "0123456789abcdef" });
                 }
             });
         }
@@ -82,7 +82,7 @@ fn a_hundred_thousand_records_from_four_threads_across_64k_rotations_are_stored_
         .shutdown_timeout(Duration::from_secs(300)) // what a flush may wait for 100,000 inserts
         .build()
         .unwrap();
-    emit_from_threads(&guard, 4, 25_000);
+    emit_from_threads(&guard, 4, 25_000, 0);
     assert!(guard.flush(), "everything stored");
     let stats = guard.stats().audit_store.unwrap();
     drop(guard);
@@ -194,6 +194,37 @@ fn an_unreachable_store_delays_rows_keeps_unarchived_backups_and_catches_up_when
     drop(guard);
     let left = backups(dir.path(), "executions.log");
     assert_eq!(left.len(), 1, "archived backups past the count are removed: {left:?}");
+}
+
+#[test]
+fn a_database_locked_mid_run_for_longer_than_its_busy_timeout_loses_no_row_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db))
+        .max_bytes(64 * 1024)
+        .audit_backups(2)
+        .shutdown_timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    emit_from_threads(&guard, 2, 2_500, 0);
+    assert!(guard.flush());
+    // Another process takes the write lock and keeps it past the archiver's 5-second busy
+    // timeout, while records keep coming (paced: the load's rhythm, not a wait for the logger).
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for round in 1..=24u64 {
+        emit_from_threads(&guard, 2, 250, round * 10_000);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    assert!(guard.flush(), "caught up once the lock is released");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert!(stats.errors >= 1 && !stats.down && stats.lag_records == 0, "{stats:?}");
+    let stored = store_records(&format!("sqlite:{}", db.display()));
+    assert_eq!(stored.len(), 5_000 + 24 * 500, "{stats:?}");
+    assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "every record once");
 }
 
 #[test]

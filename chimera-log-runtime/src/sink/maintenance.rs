@@ -105,12 +105,18 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                 match backup::apply_retention(dir, &name, keep, now, archived.as_deref()) {
                     Ok((removed, kept)) => {
                         counters.removed_backups.fetch_add(removed as u64, Relaxed);
-                        let before = counters.kept_for_store.swap(kept as u64, Relaxed);
+                        // Only the archived (audit) file's count: another file's must not reset it.
+                        let before = match archived {
+                            Some(_) => counters.kept_for_store.swap(kept as u64, Relaxed),
+                            None => u64::MAX,
+                        };
+                        // Once when the overrun begins, not at every rotation while it lasts.
                         if kept > 0 && before == 0 {
                             eprintln!(
-                            "chimera-log: keeping {kept} {name} backup(s) beyond the {keep} configured: their records \
-                             are not in the audit store yet (see stats().audit_store); they are removed once stored"
-                        );
+                                "chimera-log: keeping {kept} {name} backup(s) beyond the {keep} configured: their \
+                                 records are not in the audit store yet (see stats().audit_store); retention removes \
+                                 them at the first rotation or start after they are stored"
+                            );
                         }
                     }
                     Err(error) => {

@@ -119,6 +119,7 @@ impl Archiver {
         let control = Arc::new(Control::default());
         let counters = Arc::new(AuditStoreCounters::default());
         let worker = Worker {
+            dir: dir.to_path_buf(),
             follower: Follower::new(dir, AUDIT_FILE, cursor),
             acked: cursor,
             cursor_path,
@@ -197,6 +198,7 @@ fn load_cursor(path: &Path) -> Cursor {
 
 /// The archiver thread's state.
 struct Worker {
+    dir: PathBuf,
     follower: Follower,
     /// The cursor after the last committed row.
     acked: Cursor,
@@ -225,6 +227,7 @@ impl Worker {
             };
             match self.archive_available(stop) {
                 Ok(Pass::Interrupted) => {
+                    self.rewind();
                     if stop.is_some_and(|at| Instant::now() >= at) {
                         return;
                     }
@@ -246,6 +249,8 @@ impl Worker {
                 Err(error) => {
                     self.counters.errors.fetch_add(1, Relaxed);
                     self.database = None;
+                    // The rows of the failed batch were read past: read them again.
+                    self.rewind();
                     self.report_down(&error);
                     if stop.is_some_and(|at| Instant::now() >= at) {
                         return;
@@ -318,6 +323,11 @@ impl Worker {
             }
         }
         (end, Reading::Full)
+    }
+
+    /// Goes back to the cursor after the last committed row: what was read since is read again.
+    fn rewind(&mut self) {
+        self.follower = Follower::new(&self.dir, AUDIT_FILE, self.acked);
     }
 
     /// Saves the cursor after committed rows, and lets retention delete the backups before it.

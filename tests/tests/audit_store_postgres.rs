@@ -1,0 +1,139 @@
+//! The audit store on PostgreSQL (feature `postgres`), against the server `scripts/test-all.sh`
+//! starts (`CHIMERA_TEST_POSTGRES_URL`, and `CHIMERA_TEST_POSTGRES_CTL` to stop and start it).
+//! Without them these tests fail and say so: they never skip.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chimera_log_runtime::audit::parse_sealed;
+use chimera_log_runtime::store::{ScanFilter, StoreReader};
+use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
+use common::{backups, read_maybe_gz};
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed<'a> {
+    block_number: u64,
+    pad: &'a str,
+}
+
+fn url() -> String {
+    std::env::var("CHIMERA_TEST_POSTGRES_URL").expect(
+        "CHIMERA_TEST_POSTGRES_URL is not set: run these tests through scripts/test-all.sh, which starts PostgreSQL",
+    )
+}
+
+fn config(dir: &Path) -> LogConfig {
+    LogConfig::new(dir)
+        .console(false)
+        .audit_durability(AuditDurability::OsBuffer)
+        .audit_store(AuditStore::postgres(url()))
+        // A flush may wait out the other test's 30-second outage of the shared server.
+        .shutdown_timeout(Duration::from_secs(300))
+}
+
+/// The sealed records of the audit family in `dir`, `(seq, line)`.
+fn file_records(dir: &Path) -> Vec<(u64, String)> {
+    let mut files = backups(dir, "executions.log");
+    files.push(dir.join("executions.log"));
+    files
+        .iter()
+        .flat_map(|file| {
+            read_maybe_gz(file)
+                .split(|&b| b == b'\n')
+                .filter_map(|line| parse_sealed(line).map(|r| (r.seq, String::from_utf8(line.to_vec()).unwrap())))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// This logger's stream (the streams are shared by every test on the server: the one whose
+/// name ends with the log directory).
+fn stored(dir: &Path) -> Vec<(u64, String)> {
+    let mut reader = StoreReader::open(&url()).unwrap();
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let suffix = dir.to_str().unwrap().trim_start_matches('/');
+    let stream = reader.streams().unwrap().into_iter().find(|s| s.ends_with(suffix)).expect("this logger's stream");
+    let mut records = Vec::new();
+    reader
+        .scan(&stream, &ScanFilter::default(), |row| {
+            records.push((row.seq, row.record));
+            true
+        })
+        .unwrap();
+    records
+}
+
+fn assert_exactly_once(dir: &Path, expected: u64) {
+    let stored = stored(dir);
+    assert_eq!(stored.len() as u64, expected);
+    assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "seq 1..={expected}, once each");
+    for (seq, line) in file_records(dir) {
+        assert_eq!(stored[seq as usize - 1].1, line, "seq {seq}");
+    }
+}
+
+fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64, first: u64) {
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let logger = guard.logger("executor");
+            scope.spawn(move || {
+                for i in 0..each {
+                    emit!(logger, Executed { block_number: first + thread * 1_000_000 + i, pad: "0123456789abcdef" });
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_hundred_thousand_records_from_four_threads_across_64k_rotations_reach_postgres_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(64 * 1024).audit_backups(3).build().unwrap();
+    emit_from_threads(&guard, 4, 25_000, 0);
+    assert!(guard.flush(), "everything stored");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    // The other test stops the server meanwhile: a batch whose commit the server made but could
+    // not acknowledge is read again and found present (a duplicate, not a new row).
+    assert_eq!((stats.lag_records, stats.conflicts), (0, 0), "{stats:?}");
+    assert!(stats.rows_stored <= 100_000, "{stats:?}");
+    assert_exactly_once(dir.path(), 100_000);
+}
+
+#[test]
+fn postgres_stopped_for_30_seconds_under_load_then_everything_is_caught_up_exactly_once() {
+    let ctl = std::env::var("CHIMERA_TEST_POSTGRES_CTL")
+        .expect("CHIMERA_TEST_POSTGRES_CTL is not set: run through scripts/test-all.sh");
+    let run = |action: &str| {
+        let status = Command::new(&ctl).arg(action).status().unwrap();
+        assert!(status.success(), "{ctl} {action} failed");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).max_bytes(256 * 1024).audit_backups(2).build().unwrap();
+    emit_from_threads(&guard, 2, 5_000, 0);
+    assert!(guard.flush());
+    run("stop");
+    // Thirty seconds of load while the database is down: batches of records, paced (the pace is
+    // the load's, not a wait for the logger).
+    let started = std::time::Instant::now();
+    let mut round = 1;
+    while started.elapsed() < Duration::from_secs(30) {
+        emit_from_threads(&guard, 2, 500, round * 10_000);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let during = guard.stats();
+    run("start");
+    assert!(guard.flush(), "caught up after the database came back");
+    let after = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let expected = 10_000 + (round - 1) * 1_000;
+    assert!(during.audit_backups_kept_for_store > 0, "backups were kept while the store was down: {during:?}");
+    assert!(after.errors >= 1 && !after.down && after.lag_records == 0, "{after:?}");
+    assert_exactly_once(dir.path(), expected);
+}
