@@ -71,7 +71,16 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
         None => snake_case(&ident.to_string()),
     };
     let level = format_ident!("{}", input.attrs.level.get().map_or("Info", |level| level.variant()));
-    let audit = input.attrs.audit.is_set().then(|| quote!(.with_audit()));
+    let audit = input.attrs.audit.is_set().then(|| {
+        // The identity field's JSON key travels in the line when it is not `block_number`, so that
+        // the audit store can index it (a missing field is the check's error, not this one's).
+        let wanted = input.attrs.key.get().map_or_else(|| "block_number".to_owned(), |lit| lit.value());
+        let json_key = input.fields.iter().find(|field| field.name() == wanted).map(|field| field.json_key());
+        match json_key.filter(|key| key != "block_number") {
+            Some(key) => quote!(.with_audit().with_audit_key(#key)),
+            None => quote!(.with_audit()),
+        }
+    });
     let route = input.attrs.route.get().map(|lit| quote!(.with_route(#lit)));
 
     let mut generics = input.original.generics.clone();

@@ -127,6 +127,7 @@ pub(crate) fn anchor_line(time: SystemTime, previous: &ChainHead, key: &ChainKey
         module_json: "\"chimera_log\"",
         event: ANCHOR_EVENT,
         exception: None,
+        audit_key: None,
     };
     out.clear();
     crate::json::encode_line(out, envelope, |buf| {

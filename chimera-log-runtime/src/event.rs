@@ -97,27 +97,41 @@ impl FromStr for Level {
 pub struct Routes {
     audit: bool,
     route: Option<&'static str>,
+    audit_key: Option<&'static str>,
 }
 
 impl Routes {
     /// The general sinks only.
-    pub const GENERAL: Routes = Routes { audit: false, route: None };
+    pub const GENERAL: Routes = Routes { audit: false, route: None, audit_key: None };
 
     /// Also the audit file.
     #[must_use]
     pub const fn with_audit(self) -> Routes {
-        Routes { audit: true, route: self.route }
+        Routes { audit: true, ..self }
+    }
+
+    /// The JSON key of the audit identity field, when it is not `block_number`
+    /// (`#[log(audit, key = "...")]`): written in the line as `audit_key`, so the audit store
+    /// indexes the right field.
+    #[must_use]
+    pub const fn with_audit_key(self, key: &'static str) -> Routes {
+        Routes { audit_key: Some(key), ..self }
     }
 
     /// Also the custom route `name`, configured with `LogConfig::route`.
     #[must_use]
     pub const fn with_route(self, name: &'static str) -> Routes {
-        Routes { audit: self.audit, route: Some(name) }
+        Routes { route: Some(name), ..self }
     }
 
     /// Whether the event reaches the audit file.
     pub const fn is_audit(self) -> bool {
         self.audit
+    }
+
+    /// The audit identity field's JSON key, when it is not `block_number`.
+    pub const fn audit_key(self) -> Option<&'static str> {
+        self.audit_key
     }
 
     /// The custom route the event names, if any.

@@ -81,9 +81,9 @@ pub use chimera_log_macros::LogEventInFacade as LogEvent;
 pub use chimera_log_runtime::__facade::LogEvent;
 
 pub use chimera_log_runtime::{
-    emit, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, Clock, CloudWatchConfig,
-    CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Error, LatencyStats, Level, LogConfig, LogGuard,
-    Logger, Overflow, ParseLevelError, Routes, SinkStats, Stats, SystemClock,
+    emit, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, AuditStore, AuditStoreStats,
+    Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Error, LatencyStats, Level,
+    LogConfig, LogGuard, Logger, Overflow, ParseLevelError, Routes, SinkStats, Stats, SystemClock,
 };
 
 /// The Chimera bot's standard events (DESIGN §5) and the functions that log them: execution
@@ -100,6 +100,12 @@ pub mod chimera {
 /// `chimera-log verify` does).
 pub mod audit {
     pub use chimera_log_runtime::audit::*;
+}
+
+/// Reading the audit store, for tools: [`StoreReader`](store::StoreReader) (what
+/// `chimera-log verify --store` and `query --store` use).
+pub mod store {
+    pub use chimera_log_runtime::store::*;
 }
 
 /// Reading a log directory, for tools: a log's backups in order, opening a log file without

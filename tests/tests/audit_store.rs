@@ -22,6 +22,14 @@ struct Executed<'a> {
     pad: &'a str,
 }
 
+#[derive(LogEvent)]
+#[log(audit, key = "tx_hash")]
+struct Submitted<'a> {
+    #[log(rename = "tx")]
+    tx_hash: &'a str,
+    gas: u64,
+}
+
 fn config(dir: &Path, store: AuditStore) -> LogConfig {
     LogConfig::new(dir).console(false).audit_durability(AuditDurability::OsBuffer).audit_store(store)
 }
@@ -311,6 +319,45 @@ fn audit_store_none_writes_no_database_and_a_bad_store_setting_names_itself() {
     assert!(error.contains("CHIMERA_LOG_AUDIT_STORE"), "{error}");
     let error = LogConfig::new(dir.path()).audit_retention(Duration::ZERO).build().unwrap_err().to_string();
     assert!(error.contains("audit_retention"), "{error}");
+}
+
+#[test]
+fn the_identity_is_block_number_or_the_declared_key_and_scans_by_identity_event_and_time_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let clock = Arc::new(ManualClock::at_micros(1_800_000_000_000_000));
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).clock(clock.clone()).build().unwrap();
+    let logger = guard.logger("executor");
+    emit!(logger, Executed { block_number: 7, pad: "" });
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_060));
+    emit!(logger, Submitted { tx_hash: "0xabc", gas: 21_000 });
+    emit!(logger, Executed { block_number: 8, pad: "" });
+    assert!(guard.flush());
+    drop(guard);
+    // The declared key travels in the line under its JSON name, after the context.
+    let lines = file_records(dir.path());
+    let submitted: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
+    assert_eq!(submitted["audit_key"], "tx");
+    assert!(lines[1].1.contains(r#""gas":21000},"audit_key":"tx","seq":2,"#), "{}", lines[1].1);
+    assert!(!lines[0].1.contains("audit_key"), "block_number is the default: not repeated in every line");
+
+    let mut reader = StoreReader::open(&format!("sqlite:{}", db.display())).unwrap();
+    let stream = reader.streams().unwrap().remove(0);
+    let mut seqs = |filter: ScanFilter| {
+        let mut seqs = Vec::new();
+        reader
+            .scan(&stream, &filter, |row| {
+                seqs.push(row.seq);
+                true
+            })
+            .unwrap();
+        seqs
+    };
+    assert_eq!(seqs(ScanFilter::default().identity("7")), [1]);
+    assert_eq!(seqs(ScanFilter::default().identity("0xabc")), [2]);
+    assert_eq!(seqs(ScanFilter::default().event("executed")), [1, 3]);
+    assert_eq!(seqs(ScanFilter::default().since("2027-01-15T08:01:00Z")), [2, 3]);
+    assert_eq!(seqs(ScanFilter::default().until("2027-01-15T08:01:00Z")), [1]);
 }
 
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.

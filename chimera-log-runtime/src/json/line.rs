@@ -1,5 +1,5 @@
-//! One whole line: the envelope `timestamp, level, module, event, context[, exception]`, in the
-//! contract's order, and the `exception` object.
+//! One whole line: the envelope `timestamp, level, module, event, context[, exception][, audit_key]`,
+//! in the contract's order, and the `exception` object.
 //!
 //! This module fixes the order and names of the envelope's keys; the context object is written
 //! by the caller's closure (see `context`).
@@ -21,6 +21,8 @@ pub(crate) struct Envelope<'a> {
     pub(crate) module_json: &'a str,
     pub(crate) event: &'a str,
     pub(crate) exception: Option<Exception<'a>>,
+    /// The audit identity field's key, when it is not `block_number`.
+    pub(crate) audit_key: Option<&'a str>,
 }
 
 /// Appends one complete line, `\n` included, keys in the contract's order.
@@ -38,6 +40,10 @@ pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_conte
     if let Some(exception) = envelope.exception {
         buf.extend_from_slice(b",\"exception\":");
         write_exception(buf, exception);
+    }
+    if let Some(key) = envelope.audit_key {
+        buf.extend_from_slice(b",\"audit_key\":");
+        quoted_into(buf, key);
     }
     buf.extend_from_slice(b"}\n");
 }

@@ -104,7 +104,14 @@ impl Logger {
                 };
                 let started = crate::pipeline::sample_this_emit().then(Instant::now);
                 let time = dispatcher.now();
-                let envelope = Envelope { time, level, module_json: &self.inner.module_json, event, exception };
+                let envelope = Envelope {
+                    time,
+                    level,
+                    module_json: &self.inner.module_json,
+                    event,
+                    exception,
+                    audit_key: routes.audit_key(),
+                };
                 with_line_buffer(|buf| {
                     json::encode_line(buf, envelope, write_context);
                     dispatcher.dispatch(level, destinations, buf);
@@ -121,8 +128,14 @@ impl Logger {
                 if level < Level::Warning && !routes.is_audit() {
                     return;
                 }
-                let envelope =
-                    Envelope { time: SystemTime::now(), level, module_json: &self.inner.module_json, event, exception };
+                let envelope = Envelope {
+                    time: SystemTime::now(),
+                    level,
+                    module_json: &self.inner.module_json,
+                    event,
+                    exception,
+                    audit_key: routes.audit_key(),
+                };
                 with_line_buffer(|buf| {
                     json::encode_line(buf, envelope, write_context);
                     let _ = std::io::stderr().lock().write_all(buf);

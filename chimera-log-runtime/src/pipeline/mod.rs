@@ -267,6 +267,7 @@ impl Dispatcher {
             module_json: "\"chimera_log\"",
             event: crate::audit::RESTART_EVENT,
             exception: None,
+            audit_key: None,
         };
         crate::json::encode_line(&mut line, envelope, |buf| {
             let mut context = crate::json::ContextWriter::open(buf);
@@ -370,6 +371,7 @@ impl Dispatcher {
             module_json: "\"chimera_log\"",
             event: "audit_checkpoint",
             exception: None,
+            audit_key: None,
         };
         crate::json::encode_line(&mut line, envelope, |buf| {
             let mut context = crate::json::ContextWriter::open(buf);

@@ -83,6 +83,7 @@ impl Lane {
             module_json: "\"chimera_log\"",
             event: "log_events_dropped",
             exception: None,
+            audit_key: None,
         };
         json::encode_line(line, envelope, |buf| {
             let mut context = ContextWriter::open(buf);

@@ -189,6 +189,7 @@ mod tests {
             module_json: &module,
             event: hostile,
             exception: None,
+            audit_key: None,
         };
         let mut line = Vec::new();
         crate::json::encode_line(&mut line, envelope, |buf| {

@@ -174,10 +174,36 @@ pub struct ScanFilter {
     pub event: Option<String>,
     /// Only rows whose identity value (the `block_number`, or the event's `key` field) is this.
     pub identity: Option<String>,
-    /// Only rows at or after this RFC 3339 UTC timestamp.
+    /// Only rows at or after this RFC 3339 time (any offset, any precision).
     pub since: Option<String>,
-    /// Only rows before this RFC 3339 UTC timestamp.
+    /// Only rows before this RFC 3339 time.
     pub until: Option<String>,
+}
+
+impl ScanFilter {
+    /// Only this event.
+    pub fn event(mut self, event: impl Into<String>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+
+    /// Only this identity value.
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// Only rows at or after this RFC 3339 UTC timestamp.
+    pub fn since(mut self, since: impl Into<String>) -> Self {
+        self.since = Some(since.into());
+        self
+    }
+
+    /// Only rows before this RFC 3339 UTC timestamp.
+    pub fn until(mut self, until: impl Into<String>) -> Self {
+        self.until = Some(until.into());
+        self
+    }
 }
 
 /// Opens the database at `target`, creating its table when missing.
@@ -235,7 +261,12 @@ impl StoreReader {
         filter: &ScanFilter,
         mut each: impl FnMut(StoredRecord) -> bool,
     ) -> Result<(), StoreError> {
-        self.database.scan(stream, filter, &mut each)
+        let filter = ScanFilter {
+            since: filter.since.as_deref().map(stored_time_form),
+            until: filter.until.as_deref().map(stored_time_form),
+            ..filter.clone()
+        };
+        self.database.scan(stream, &filter, &mut each)
     }
 }
 
@@ -244,6 +275,15 @@ impl StoreReader {
 pub(crate) fn archive_mark(dir: &Path) -> crate::sink::backup::ArchiveMark {
     let after = crate::follow::Cursor::load(&dir.join(CURSOR_FILE)).ok().flatten().and_then(|cursor| cursor.after);
     crate::sink::backup::ArchiveMark::new(after)
+}
+
+/// An RFC 3339 time in the form the rows hold (UTC, microseconds, `Z`), so that comparing text
+/// compares times; text that does not parse is left as it is.
+fn stored_time_form(text: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(time) => time.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        Err(_) => text.to_owned(),
+    }
 }
 
 /// The stream a logger in `log_dir` writes: `<host>/<absolute log_dir>`.
@@ -281,6 +321,13 @@ mod tests {
         let error = AuditStore::from_url("mysql://h").unwrap_err().to_string();
         assert!(error.contains("CHIMERA_LOG_AUDIT_STORE") && error.contains("mysql://h"), "{error}");
         assert!(AuditStore::from_url("sqlite:").is_err());
+    }
+
+    #[test]
+    fn filter_times_are_compared_in_the_rows_form_whatever_their_offset_and_precision() {
+        assert_eq!(stored_time_form("2027-01-15T08:01:00Z"), "2027-01-15T08:01:00.000000Z");
+        assert_eq!(stored_time_form("2027-01-15T10:01:00.5+02:00"), "2027-01-15T08:01:00.500000Z");
+        assert_eq!(stored_time_form("not a time"), "not a time");
     }
 
     #[test]
