@@ -4,9 +4,13 @@
 //! rotation order). Exit codes: 0 success (for `verify`: the trail is intact), 1 a check failed
 //! (`verify` found tampering, `query`/`tail` found unreadable lines), 2 bad usage or a file that
 //! cannot be read at all.
+//!
+//! `verify --store` and `query --store` read the audit store (the database every sealed record
+//! of `executions.log` is inserted into) instead of, or beside, the files.
 
 mod files;
 mod query;
+mod store;
 mod verify;
 
 use std::io::Write;
@@ -63,13 +67,24 @@ enum Command {
     },
     /// Lines matching every filter given, oldest first.
     Query {
-        /// The log directory.
-        dir: PathBuf,
+        /// The log directory (not with --store).
+        #[arg(required_unless_present = "store", conflicts_with = "store")]
+        dir: Option<PathBuf>,
         #[command(flatten)]
         filter: query::Filter,
         /// `general`, `audit`, or a route's file name.
         #[arg(long, default_value = "general")]
         file: String,
+        /// Query the audit store instead of a directory: `sqlite:PATH`, a path to an SQLite file,
+        /// or `postgres://user:password@host/db` (built with the `postgres` feature). Its records
+        /// are the audit trail's, stream by stream in name order, each in seq order. `--event`,
+        /// `--where block_number=N` and `--since`/`--until` are answered from the store's indexes;
+        /// every filter then applies to each record as to the files.
+        #[arg(long, value_name = "URL", conflicts_with = "file")]
+        store: Option<String>,
+        /// With --store: only this stream (a logger's, `<host>/<log dir>` by default).
+        #[arg(long, value_name = "NAME", requires = "store")]
+        stream: Option<String>,
         /// `json` (the lines as written), `table` or `pretty`.
         #[arg(long, value_enum, default_value_t)]
         output: query::Output,
@@ -81,17 +96,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         color: query::Color,
     },
-    /// Check the audit trail: shape, seq without gaps, chain, checkpoints.
+    /// Check the audit trail: shape, seq without gaps, chain, checkpoints; or, with --store,
+    /// the audit store's copy of it.
     Verify {
-        /// The log directory.
-        dir: PathBuf,
+        /// The log directory. With --store (optional): the files the store is compared with.
+        #[arg(required_unless_present = "store")]
+        dir: Option<PathBuf>,
         /// Environment variable holding the audit key (for a keyed chain).
         #[arg(long, value_name = "VAR")]
         key_env: Option<String>,
         /// Accept torn lines at the very end of the trail (a crash the logger has not started
         /// again after), reporting them; torn lines elsewhere always need their audit_restart.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         allow_torn: bool,
+        /// Verify the audit store instead of the files: `sqlite:PATH`, a path to an SQLite file, or
+        /// `postgres://user:password@host/db` (built with the `postgres` feature). Per stream:
+        /// each row's seq and chain columns against its record, seq without gaps, every chain
+        /// link. With DIR, also that every record held by both the store and the files is the
+        /// same (the files themselves are checked by `verify DIR`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// With --store: only this stream (a logger's, `<host>/<log dir>` by default); with DIR,
+        /// the stream compared with the files (needed when the store has several and none is
+        /// named after DIR).
+        #[arg(long, value_name = "NAME", requires = "store")]
+        stream: Option<String>,
     },
     /// Counts per event, level and module, time range, file sizes and backups.
     Stats {
@@ -117,12 +146,20 @@ fn main() -> ExitCode {
     files::set_max_line(cli.max_line);
     let outcome = match cli.command {
         Command::Tail { dir, lines, follow, file } => query::tail(&dir, file_name(&file), lines, follow),
-        Command::Query { dir, filter, file, output, table, color } => {
+        Command::Query { dir, filter, file, store, stream, output, table, color } => {
             let output = if table { query::Output::Table } else { output };
-            query::query(&dir, file_name(&file), &filter, output, color)
+            match (store, dir) {
+                (Some(url), _) => run_query_store(&url, stream.as_deref(), &filter, output, color),
+                (None, Some(dir)) => query::query(&dir, file_name(&file), &filter, output, color),
+                (None, None) => unreachable!("clap requires DIR unless --store is given"),
+            }
         }
         Command::Stats { dir, file } => query::stats(&dir, file_name(&file)),
-        Command::Verify { dir, key_env, allow_torn } => run_verify(&dir, key_env.as_deref(), allow_torn),
+        Command::Verify { dir, key_env, allow_torn, store, stream } => match (store, dir) {
+            (Some(url), dir) => run_verify_store(&url, stream.as_deref(), dir.as_deref(), key_env.as_deref()),
+            (None, Some(dir)) => run_verify(&dir, key_env.as_deref(), allow_torn),
+            (None, None) => unreachable!("clap requires DIR unless --store is given"),
+        },
     };
     match outcome {
         Ok(code) => code,
@@ -133,17 +170,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The chain's key: from the variable `--key-env` names, or none.
+fn chain_key(key_env: Option<&str>) -> Result<chimera_log_runtime::audit::ChainKey, String> {
+    match key_env {
+        None => Ok(chimera_log_runtime::audit::ChainKey::unkeyed()),
+        Some(var) => match std::env::var(var) {
+            Ok(key) if !key.is_empty() => Ok(chimera_log_runtime::audit::ChainKey::keyed(key.into_bytes())),
+            _ => Err(format!("--key-env {var}: the variable is not set or empty")),
+        },
+    }
+}
+
 fn run_verify(dir: &std::path::Path, key_env: Option<&str>, allow_torn: bool) -> Result<ExitCode, String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
-    let key = match key_env {
-        None => chimera_log_runtime::audit::ChainKey::unkeyed(),
-        Some(var) => match std::env::var(var) {
-            Ok(key) if !key.is_empty() => chimera_log_runtime::audit::ChainKey::keyed(key.into_bytes()),
-            _ => return Err(format!("--key-env {var}: the variable is not set or empty")),
-        },
-    };
+    let key = chain_key(key_env)?;
     if files::files_in_order(dir, "executions.log").map_err(|e| e.to_string())?.is_empty() {
         return Err(format!("{}: no audit trail here (no executions.log or its backups)", dir.display()));
     }
@@ -171,4 +213,70 @@ fn run_verify(dir: &std::path::Path, key_env: Option<&str>, allow_torn: bool) ->
         files::stdout_result(writeln!(out, "{} audit record(s) read, {range}", report.records))?;
         Ok(ExitCode::from(1))
     }
+}
+
+fn run_verify_store(
+    url: &str,
+    stream: Option<&str>,
+    dir: Option<&std::path::Path>,
+    key_env: Option<&str>,
+) -> Result<ExitCode, String> {
+    let key = chain_key(key_env)?;
+    if let Some(dir) = dir {
+        if !dir.is_dir() {
+            return Err(format!("{}: not a directory", dir.display()));
+        }
+        if files::files_in_order(dir, "executions.log").map_err(|e| e.to_string())?.is_empty() {
+            return Err(format!("{}: no audit trail here (no executions.log or its backups)", dir.display()));
+        }
+    }
+    let mut reader = store::open(url)?;
+    let streams = store::streams(&mut reader, stream)?;
+    if streams.is_empty() {
+        return Err("audit store: it holds no audit records".to_owned());
+    }
+    let compared = match dir {
+        Some(dir) => Some((dir, store::stream_of_dir(dir, &streams, stream)?)),
+        None => None,
+    };
+    let report = store::verify(&mut reader, &streams, &key, compared.as_ref().map(|(dir, s)| (*dir, s.as_str())))?;
+    let mut out = std::io::stdout().lock();
+    for note in &report.notes {
+        files::stdout_result(writeln!(out, "note: {note}"))?;
+    }
+    let describe = |summary: &store::StreamSummary| {
+        let range = match (summary.first_seq, summary.last_seq) {
+            (Some(first), Some(last)) => format!("seq {first}..={last}"),
+            _ => "no records".to_owned(),
+        };
+        let compared = summary.compared.map(|n| format!(", {n} compared with the files")).unwrap_or_default();
+        format!("stream {}: {} audit record(s), {range}{compared}", summary.name, summary.records)
+    };
+    if report.failures.is_empty() {
+        for summary in &report.streams {
+            files::stdout_result(writeln!(out, "intact: {}", describe(summary)))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        files::stdout_result(writeln!(out, "BROKEN: first broken record: {}", report.failures[0]))?;
+        for failure in &report.failures[1..] {
+            files::stdout_result(writeln!(out, "also: {failure}"))?;
+        }
+        for summary in &report.streams {
+            files::stdout_result(writeln!(out, "read: {}", describe(summary)))?;
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn run_query_store(
+    url: &str,
+    stream: Option<&str>,
+    filter: &query::Filter,
+    output: query::Output,
+    color: query::Color,
+) -> Result<ExitCode, String> {
+    let mut reader = store::open(url)?;
+    let streams = store::streams(&mut reader, stream)?;
+    query::query_store(&mut reader, &streams, filter, output, color)
 }

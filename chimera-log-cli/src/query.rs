@@ -1,4 +1,5 @@
-//! `tail`, `query` and `stats`: reading lines back, filtered and summarised.
+//! `tail`, `query` and `stats`: reading lines back, filtered and summarised; `query --store`
+//! reads the audit store's records through the same filters.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -6,7 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chimera_log_runtime::store::{ScanFilter, StoreReader};
+use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
 use clap::Args;
 use serde_json::Value;
 
@@ -204,7 +206,48 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// The identity a row of the audit store must have for this condition to hold, when its
+    /// index can answer it: `block_number=V` with `V` written as the row's `key_value` column
+    /// writes a matching value (a canonical integer, or text that no number or JSON equals).
+    /// The store takes `block_number` as a record's identity (no record says `audit_key`), and an
+    /// integer identity is written as an integer.
+    fn store_identity(&self) -> Option<String> {
+        if self.op != Op::Eq || self.path != ["context", "block_number"] {
+            return None;
+        }
+        let value = &self.value;
+        let canonical_integer = value.parse::<i64>().is_ok_and(|n| n.to_string() == *value)
+            || value.parse::<u64>().is_ok_and(|n| n.to_string() == *value);
+        let only_text = serde_json::from_str::<Value>(value).is_err() && value.parse::<f64>().is_err();
+        (canonical_integer || only_text).then(|| value.clone())
+    }
+}
+
+/// `time` as the audit store writes timestamps (RFC 3339 UTC, microseconds, `Z`: text order is
+/// time order), truncated to the microsecond; `None` outside the four-digit years that order so.
+fn store_time(time: DateTime<Utc>) -> Option<String> {
+    let time = time.duration_trunc(TimeDelta::microseconds(1)).ok()?;
+    (0..=9999).contains(&time.year()).then(|| time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
 impl Filter {
+    /// What of this filter the audit store's indexes answer: every record that matches is in the
+    /// rows it selects (some that do not may be too: [`matches`](Self::matches) decides).
+    fn scan_filter(&self) -> ScanFilter {
+        let mut scan = ScanFilter::default();
+        scan.event = self.event.clone();
+        scan.identity = self.conditions.iter().find_map(Condition::store_identity);
+        scan.since = self.since.and_then(store_time);
+        // The store's bound is exclusive and --until inclusive: up to the microsecond after it.
+        scan.until = self
+            .until
+            .and_then(|until| until.duration_trunc(TimeDelta::microseconds(1)).ok())
+            .and_then(|until| until.checked_add_signed(TimeDelta::microseconds(1)))
+            .and_then(store_time);
+        scan
+    }
+
     fn matches(&self, raw: &[u8], line: &Value) -> bool {
         let text = |key: &str| line[key].as_str().unwrap_or("");
         if self.event.as_deref().is_some_and(|event| text("event") != event) {
@@ -447,6 +490,70 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, col
     stdout_result(out.flush())?;
     // As grep: 0 when something matched, 1 when nothing did (unreadable lines are reported on
     // stderr, and do not change that).
+    Ok(if matched > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `query --store`: the records of `streams` (in that order, each in seq order) that match
+/// `filter`; the store's indexes select the rows, `filter` decides on each record as on a line.
+pub(crate) fn query_store(
+    reader: &mut StoreReader,
+    streams: &[String],
+    filter: &Filter,
+    output: Output,
+    color: Color,
+) -> Result<ExitCode, String> {
+    let color = color.enabled();
+    let selected = filter.scan_filter();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_error = None;
+    let mut matched = 0u64;
+    let mut unreadable = 0u64;
+    for stream in streams {
+        if write_error.is_some() || filter.limit.is_some_and(|limit| matched >= limit) {
+            break;
+        }
+        reader
+            .scan(stream, &selected, |row| {
+                let raw = row.record.as_bytes();
+                let value = match parse_line(raw) {
+                    Ok(_) if chimera_log_runtime::audit::parse_sealed(raw).is_none() => {
+                        Err("not a sealed audit record (no seq/chain)".to_owned())
+                    }
+                    parsed => parsed,
+                };
+                let value = match value {
+                    Ok(value) => value,
+                    Err(error) => {
+                        unreadable += 1;
+                        if unreadable <= NAMED_UNREADABLE {
+                            eprintln!(
+                                "chimera-log: stream {stream}: seq {}: {error}; skipped, see `verify --store`",
+                                row.seq
+                            );
+                        }
+                        return true;
+                    }
+                };
+                if !filter.matches(raw, &value) {
+                    return true;
+                }
+                matched += 1;
+                if let Err(error) = stdout_result(write_line(&mut out, raw, &value, output, color)) {
+                    write_error.get_or_insert(error);
+                    return false;
+                }
+                filter.limit.is_none_or(|limit| matched < limit)
+            })
+            .map_err(|error| format!("audit store: {error}"))?;
+    }
+    if unreadable > NAMED_UNREADABLE {
+        eprintln!("chimera-log: {} more unreadable record(s) skipped", unreadable - NAMED_UNREADABLE);
+    }
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    stdout_result(out.flush())?;
     Ok(if matched > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use chimera_log_runtime::audit::{hex, parse_sealed, ChainKey};
+use chimera_log_runtime::store::StoreReader;
 use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
 use serde_json::json;
 
@@ -1076,4 +1078,300 @@ fn verify_passes_after_kill_9_mid_stream_and_after_the_restart_that_follows() {
         let output = verify(dir.path());
         assert!(output.status.success(), "round {round}, after the restart: {}", text(&output));
     }
+}
+
+// ---- the audit store: verify --store, query --store (issue 13) ---------------------------------
+
+/// 30 records (rotating about every 5) in `dir`'s files and in an SQLite audit store:
+/// `(dir, database, its one stream)`.
+fn trail_with_store() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let guard = config(dir.path()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
+    write_trail(&guard);
+    assert!(guard.flush(), "every record stored");
+    drop(guard);
+    let streams = StoreReader::open(db.to_str().unwrap()).unwrap().streams().unwrap();
+    assert_eq!(streams.len(), 1, "one logger, one stream: {streams:?}");
+    (dir, db, streams[0].clone())
+}
+
+/// Runs SQL on the store, as whoever can write the database could.
+fn sql(db: &Path, statements: &str) {
+    rusqlite::Connection::open(db).unwrap().execute_batch(statements).unwrap();
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// `verify --store DB` with `args` after it; asserts the exit code, returns stdout.
+fn verify_store(db: &Path, args: &[&str], code: i32) -> String {
+    let mut all = vec!["verify", "--store", db.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let output = chimera_log(&all);
+    assert_eq!(output.status.code(), Some(code), "{}", text(&output));
+    stdout_of(&output)
+}
+
+#[test]
+fn verify_store_accepts_an_intact_store_and_agrees_with_the_files() {
+    let (dir, db, stream) = trail_with_store();
+    assert!(audit_files(dir.path()).len() > 5, "the files rotated");
+    assert_eq!(verify_store(&db, &[], 0), format!("intact: stream {stream}: 30 audit record(s), seq 1..=30\n"));
+    let sqlite_url = format!("sqlite:{}", db.display());
+    let output = chimera_log(&["verify", dir.path().to_str().unwrap(), "--store", &sqlite_url]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        stdout_of(&output),
+        format!("intact: stream {stream}: 30 audit record(s), seq 1..=30, 30 compared with the files\n")
+    );
+    // --stream names the same stream; one not in the store is a usage error.
+    assert_eq!(
+        verify_store(&db, &["--stream", &stream], 0),
+        format!("intact: stream {stream}: 30 audit record(s), seq 1..=30\n")
+    );
+    let other = verify_store(&db, &["--stream", "elsewhere/logs"], 2);
+    assert_eq!(other, "");
+}
+
+#[test]
+fn verify_store_names_the_seq_of_a_record_edited_in_the_database() {
+    let (_dir, db, stream) = trail_with_store();
+    sql(&db, r#"UPDATE chimera_audit SET record = replace(record, '"protocol":"', '"protocol":"x') WHERE seq = 7"#);
+    assert_eq!(
+        verify_store(&db, &[], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq 7: chain broken at seq 7: the record was altered, \
+             inserted, or signed with another key\nread: stream {stream}: 30 audit record(s), seq 1..=30\n"
+        )
+    );
+}
+
+#[test]
+fn verify_store_names_the_seq_of_an_edited_chain_column() {
+    let (_dir, db, stream) = trail_with_store();
+    sql(&db, &format!("UPDATE chimera_audit SET chain = '{}' WHERE seq = 12", "0".repeat(64)));
+    assert_eq!(
+        verify_store(&db, &[], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq 12: the chain column is not the record's chain: \
+             edited\nread: stream {stream}: 30 audit record(s), seq 1..=30\n"
+        )
+    );
+}
+
+#[test]
+fn verify_store_names_the_seqs_missing_after_rows_deleted_in_the_middle() {
+    let (_dir, db, stream) = trail_with_store();
+    sql(&db, "DELETE FROM chimera_audit WHERE seq = 12; DELETE FROM chimera_audit WHERE seq IN (20, 21, 22)");
+    assert_eq!(
+        verify_store(&db, &[], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq 13: seq 13 follows seq 11 in the store: seq 12 \
+             missing (rows deleted)\nalso: stream {stream}: seq 23: seq 23 follows seq 19 in the store: seq \
+             20..=22 missing (rows deleted)\nread: stream {stream}: 26 audit record(s), seq 1..=30\n"
+        )
+    );
+}
+
+#[test]
+fn verify_store_notes_where_the_retained_chain_begins_after_rows_deleted_at_the_start() {
+    let (_dir, db, stream) = trail_with_store();
+    sql(&db, "DELETE FROM chimera_audit WHERE seq <= 4");
+    assert_eq!(
+        verify_store(&db, &[], 0),
+        format!(
+            "note: stream {stream}: the retained chain begins at seq 5, so its link to seq 4 cannot be checked \
+             (older rows removed by retention)\nintact: stream {stream}: 26 audit record(s), seq 5..=30\n"
+        )
+    );
+}
+
+#[test]
+fn verify_store_with_the_directory_catches_a_rewritten_unkeyed_chain_that_the_store_alone_cannot() {
+    let (dir, db, stream) = trail_with_store();
+    // Edit seq 7 and recompute every chain from there, as whoever can write an unkeyed store can.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<(i64, String)> = connection
+        .prepare("SELECT seq, record FROM chimera_audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = ChainKey::unkeyed();
+    let mut chain = [0u8; 32];
+    for (seq, record) in rows {
+        let sealed = parse_sealed(record.as_bytes()).unwrap();
+        if seq < 7 {
+            chain = sealed.chain;
+            continue;
+        }
+        let mut body = String::from_utf8(sealed.body.to_vec()).unwrap();
+        if seq == 7 {
+            body = body.replace("\"protocol\":\"", "\"protocol\":\"x");
+        }
+        chain = key.link(&chain, body.as_bytes());
+        let forged = format!("{body},\"chain\":\"{}\"}}", hex(&chain));
+        connection
+            .execute(
+                "UPDATE chimera_audit SET record = ?1, chain = ?2 WHERE seq = ?3",
+                rusqlite::params![forged, hex(&chain), seq],
+            )
+            .unwrap();
+    }
+    drop(connection);
+    assert_eq!(verify_store(&db, &[], 0), format!("intact: stream {stream}: 30 audit record(s), seq 1..=30\n"));
+    let report = verify_store(&db, &[dir.path().to_str().unwrap()], 1);
+    let disagree = |seq: u64| {
+        format!("stream {stream}: seq {seq}: the store and the file disagree: the record in the database is not the one in executions.log")
+    };
+    let mut expected = format!("BROKEN: first broken record: {}\n", disagree(7));
+    for seq in 8..=30 {
+        expected.push_str(&format!("also: {}\n", disagree(seq)));
+    }
+    expected.push_str(&format!("read: stream {stream}: 30 audit record(s), seq 1..=30, 30 compared with the files\n"));
+    assert_eq!(report, expected);
+}
+
+#[test]
+fn verify_store_with_the_directory_names_a_record_edited_in_the_file() {
+    let (dir, db, stream) = trail_with_store();
+    // The second file's first record (line 0 is its anchor).
+    let file = &audit_files(dir.path())[1];
+    let mut seq = 0;
+    edit_lines(file, |lines| {
+        seq = parse_sealed(lines[1].as_bytes()).unwrap().seq;
+        lines[1] = lines[1].replace("\"protocol\":\"", "\"protocol\":\"x");
+    });
+    assert_eq!(
+        verify_store(&db, &[dir.path().to_str().unwrap()], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq {seq}: the store and the file disagree: the record \
+             in the database is not the one in executions.log\nread: stream {stream}: 30 audit record(s), seq \
+             1..=30, 30 compared with the files\n"
+        )
+    );
+}
+
+#[test]
+fn verify_store_of_a_keyed_chain_needs_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let guard =
+        config(dir.path()).audit_key(b"store-key".to_vec()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
+    write_trail(&guard);
+    assert!(guard.flush());
+    drop(guard);
+    let keyed = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["verify", "--store", db.to_str().unwrap(), "--key-env", "CHIMERA_TEST_STORE_KEY"])
+        .env("CHIMERA_TEST_STORE_KEY", "store-key")
+        .output()
+        .unwrap();
+    assert_eq!(keyed.status.code(), Some(0), "{}", text(&keyed));
+    assert!(stdout_of(&keyed).ends_with(": 30 audit record(s), seq 1..=30\n"), "{}", text(&keyed));
+    let unkeyed = verify_store(&db, &[], 1);
+    assert!(unkeyed.contains(": seq 1: chain of record 1 does not match (edited, or another key)"), "{unkeyed}");
+}
+
+#[test]
+fn query_store_returns_what_query_on_the_files_returns_for_each_filter() {
+    let (dir, db, stream) = trail_with_store();
+    let d = dir.path().to_str().unwrap();
+    let db = db.to_str().unwrap();
+    let run = |args: &[&str]| -> (Option<i32>, String) {
+        let output = chimera_log(args);
+        (output.status.code(), stdout_of(&output))
+    };
+    // Every record, with the timestamps the time filters below are cut at.
+    let all: Vec<serde_json::Value> =
+        run(&["query", d, "--file", "audit"]).1.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(all.len(), 30);
+    let time = |seq: usize| all[seq - 1]["timestamp"].as_str().unwrap().to_owned();
+    let at_or_after = all.iter().filter(|r| r["timestamp"].as_str().unwrap() >= time(10).as_str()).count();
+    let at_or_before = all.iter().filter(|r| r["timestamp"].as_str().unwrap() <= time(5).as_str()).count();
+    let (since, until) = (time(10), time(5));
+    let cases: Vec<(Vec<&str>, usize)> = vec![
+        (vec!["--event", "executed"], 30),
+        (vec!["--event", "audit_anchor"], 0),
+        (vec!["--where", "block_number=7"], 1),
+        // Not the column's spelling: answered by the filter, not the index.
+        (vec!["--where", "block_number=07"], 1),
+        (vec!["--event", "executed", "--where", "block_number=29", "--where", "protocol=aave"], 1),
+        (vec!["--where", "block_number=29", "--where", "protocol=moonwell"], 0),
+        (vec!["--since", &since], at_or_after),
+        (vec!["--until", &until], at_or_before),
+        (vec!["--since", &until, "--until", &since, "--where", "protocol=aave"], usize::MAX),
+        (vec!["--where", "block_number>=20", "--limit", "4"], 4),
+    ];
+    for (filter, count) in cases {
+        let mut on_files = vec!["query", d, "--file", "audit"];
+        on_files.extend_from_slice(&filter);
+        let mut on_store = vec!["query", "--store", db];
+        on_store.extend_from_slice(&filter);
+        let (files, store) = (run(&on_files), run(&on_store));
+        assert_eq!(store, files, "{filter:?}");
+        if count != usize::MAX {
+            assert_eq!(store.1.lines().count(), count, "{filter:?}");
+        }
+        assert_eq!(store.0, Some(if store.1.is_empty() { 1 } else { 0 }), "{filter:?}");
+    }
+    // The records are the files' lines, byte for byte; other outputs and --stream work too.
+    let block_7 = run(&["query", "--store", db, "--where", "block_number=7"]).1;
+    assert!(block_7.contains("\"block_number\":7,") && block_7.contains("\"seq\":8,"), "{block_7}");
+    for output in ["table", "pretty"] {
+        let args = ["--event", "executed", "--output", output, "--color", "never", "--since", &since];
+        let files = run(&[&["query", d, "--file", "audit"][..], &args[..]].concat());
+        let store = run(&[&["query", "--store", db, "--stream", &stream][..], &args[..]].concat());
+        assert_eq!(store, files, "{output}");
+        assert_eq!(store.1.lines().count(), at_or_after, "{output}");
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_read_is_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = |args: &[&str]| {
+        let output = chimera_log(args);
+        assert_eq!((output.status.code(), output.stdout.len()), (Some(2), 0), "{args:?}: {}", text(&output));
+        String::from_utf8(output.stderr).unwrap()
+    };
+    assert_eq!(
+        stderr(&["verify", "--store", "/nonexistent/audit.db"]),
+        "chimera-log: audit store: /nonexistent/audit.db: no such SQLite file\n"
+    );
+    assert_eq!(
+        stderr(&["query", "--store", "sqlite:/nonexistent/audit.db", "--event", "executed"]),
+        "chimera-log: audit store: /nonexistent/audit.db: no such SQLite file\n"
+    );
+    let garbage = dir.path().join("garbage.db");
+    fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let message = stderr(&["verify", "--store", garbage.to_str().unwrap()]);
+    assert!(
+        message.starts_with("chimera-log: audit store: SQLite: ") && message.contains("not a database"),
+        "{message}"
+    );
+    // Without the feature, PostgreSQL is refused; with it, nothing listens on port 1.
+    let message = stderr(&["query", "--store", "postgres://bot:hunter2@127.0.0.1:1/audit"]);
+    assert!(message.starts_with("chimera-log: audit store: PostgreSQL"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    // A store without records, a stream it does not hold, and the shapes clap refuses.
+    let (_trail, db, stream) = trail_with_store();
+    let empty = dir.path().join("empty.db");
+    fs::copy(&db, &empty).unwrap();
+    sql(&empty, "DELETE FROM chimera_audit");
+    assert_eq!(
+        stderr(&["verify", "--store", empty.to_str().unwrap()]),
+        "chimera-log: audit store: it holds no audit records\n"
+    );
+    assert_eq!(
+        stderr(&["verify", "--store", db.to_str().unwrap(), "--stream", "elsewhere/logs"]),
+        format!("chimera-log: --stream elsewhere/logs: not in the audit store (its streams: {stream})\n")
+    );
+    assert!(stderr(&["verify"]).contains("<DIR>"));
+    assert!(
+        stderr(&["query", dir.path().to_str().unwrap(), "--store", db.to_str().unwrap()]).contains("cannot be used")
+    );
+    assert!(stderr(&["verify", dir.path().to_str().unwrap(), "--stream", "x"]).contains("--store"));
 }
