@@ -207,12 +207,11 @@ impl Condition {
 }
 
 impl Condition {
-    /// The identity a row of the audit store must have for this condition to hold, when its
-    /// index can answer it: `block_number=V` with `V` written as the row's `key_value` column
-    /// writes a matching value (a canonical integer, or text that no number or JSON equals).
-    /// The store takes `block_number` as a record's identity (no record says `audit_key`), and an
-    /// integer identity is written as an integer.
-    fn store_identity(&self) -> Option<String> {
+    /// The `block_number` column a row of the audit store must have for this condition to hold,
+    /// when its index can answer it: `block_number=V` with `V` written as the column writes a
+    /// matching value (a canonical integer, or text that no number or JSON equals). The column
+    /// holds every record's `context.block_number`, whatever the record's identity field.
+    fn store_block_number(&self) -> Option<String> {
         if self.op != Op::Eq || self.path != ["context", "block_number"] {
             return None;
         }
@@ -237,7 +236,7 @@ impl Filter {
     fn scan_filter(&self) -> ScanFilter {
         let mut scan = ScanFilter::default();
         scan.event = self.event.clone();
-        scan.identity = self.conditions.iter().find_map(Condition::store_identity);
+        scan.block_number = self.conditions.iter().find_map(Condition::store_block_number);
         scan.since = self.since.and_then(store_time);
         // The store's bound is exclusive and --until inclusive: up to the microsecond after it.
         scan.until = self

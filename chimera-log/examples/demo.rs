@@ -165,5 +165,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sink.lines, sink.bytes, sink.dropped, sink.write_errors
         );
     }
+    if let Some(store) = stats.audit_store {
+        // The audit records, also in the audit store (SQLite by default): kept for three years.
+        println!(
+            "  {:<28} {:>3} audit records stored, {} behind  (chimera-log query --store {})",
+            log_dir.join("audit.db").display().to_string(),
+            store.rows_stored,
+            store.lag_records,
+            log_dir.join("audit.db").display()
+        );
+    }
     Ok(())
 }

@@ -27,6 +27,7 @@ struct Executed<'a> {
 struct Submitted<'a> {
     #[log(rename = "tx")]
     tx_hash: &'a str,
+    block_number: u64,
     gas: u64,
 }
 
@@ -330,7 +331,7 @@ fn the_identity_is_block_number_or_the_declared_key_and_scans_by_identity_event_
     let logger = guard.logger("executor");
     emit!(logger, Executed { block_number: 7, pad: "" });
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_060));
-    emit!(logger, Submitted { tx_hash: "0xabc", gas: 21_000 });
+    emit!(logger, Submitted { tx_hash: "0xabc", block_number: 7, gas: 21_000 });
     emit!(logger, Executed { block_number: 8, pad: "" });
     assert!(guard.flush());
     drop(guard);
@@ -355,9 +356,39 @@ fn the_identity_is_block_number_or_the_declared_key_and_scans_by_identity_event_
     };
     assert_eq!(seqs(ScanFilter::default().identity("7")), [1]);
     assert_eq!(seqs(ScanFilter::default().identity("0xabc")), [2]);
+    // block_number is its own column: found whatever the record's identity field is.
+    assert_eq!(seqs(ScanFilter::default().block_number("7")), [1, 2]);
     assert_eq!(seqs(ScanFilter::default().event("executed")), [1, 3]);
     assert_eq!(seqs(ScanFilter::default().since("2027-01-15T08:01:00Z")), [2, 3]);
     assert_eq!(seqs(ScanFilter::default().until("2027-01-15T08:01:00Z")), [1]);
+}
+
+#[test]
+fn the_database_is_0640_like_the_logs_and_a_link_planted_at_its_path_is_never_written_through() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path(), AuditStore::default()).build().unwrap();
+    emit!(guard.logger("m"), Executed { block_number: 1, pad: "" });
+    assert!(guard.flush());
+    drop(guard);
+    let mode = std::fs::metadata(dir.path().join("audit.db")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.db");
+    // Empty: SQLite would take it for a new database and write its tables into it.
+    std::fs::write(&victim, b"").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("audit.db")).unwrap();
+    let guard = config(dir.path(), AuditStore::default()).shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+    emit!(guard.logger("m"), Executed { block_number: 1, pad: "" });
+    assert!(!guard.flush(), "nothing can be stored through the link");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert!(stats.down && stats.errors >= 1 && stats.rows_stored == 0, "{stats:?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"", "the link's target is untouched");
+    assert!(!outside.path().join("victim.db-wal").exists() && !outside.path().join("victim.db-journal").exists());
+    assert_eq!(file_records(dir.path()).len(), 1, "the record is in the file");
 }
 
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.

@@ -174,6 +174,9 @@ pub struct ScanFilter {
     pub event: Option<String>,
     /// Only rows whose identity value (the `block_number`, or the event's `key` field) is this.
     pub identity: Option<String>,
+    /// Only rows whose `context.block_number` is this, written as in the line (`42`), whatever
+    /// their identity field.
+    pub block_number: Option<String>,
     /// Only rows at or after this RFC 3339 time (any offset, any precision).
     pub since: Option<String>,
     /// Only rows before this RFC 3339 time.
@@ -190,6 +193,12 @@ impl ScanFilter {
     /// Only this identity value.
     pub fn identity(mut self, identity: impl Into<String>) -> Self {
         self.identity = Some(identity.into());
+        self
+    }
+
+    /// Only rows whose `context.block_number` is this (as written in the line).
+    pub fn block_number(mut self, block_number: impl Into<String>) -> Self {
+        self.block_number = Some(block_number.into());
         self
     }
 
@@ -245,7 +254,13 @@ impl StoreReader {
                 return Err(StoreError(format!("{}: no such SQLite file", path.display())));
             }
         }
-        Ok(StoreReader { database: open(&target)? })
+        let database: Box<dyn Database> = match &target {
+            Target::Sqlite(path) => Box::new(sqlite::Sqlite::open_read_only(path)?),
+            #[cfg(feature = "postgres")]
+            Target::Postgres(url) => Box::new(postgres::Postgres::connect_reader(url)?),
+            other => open(other)?,
+        };
+        Ok(StoreReader { database })
     }
 
     /// The streams in the store (one per logger: `<host>/<log_dir>` by default), in name order.

@@ -17,12 +17,14 @@ CREATE TABLE IF NOT EXISTS chimera_audit (
     event      TEXT        NOT NULL,
     key_name   TEXT,
     key_value  TEXT,
+    block_number TEXT,
     record     TEXT        NOT NULL,
     record_json JSONB      NOT NULL,
     PRIMARY KEY (stream, seq)
 );
 CREATE INDEX IF NOT EXISTS chimera_audit_event ON chimera_audit (stream, event, seq);
 CREATE INDEX IF NOT EXISTS chimera_audit_identity ON chimera_audit (stream, key_value, seq);
+CREATE INDEX IF NOT EXISTS chimera_audit_block ON chimera_audit (stream, block_number, seq);
 CREATE INDEX IF NOT EXISTS chimera_audit_time ON chimera_audit (timestamp);
 ";
 
@@ -35,11 +37,20 @@ fn failed(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
 }
 
 impl Postgres {
-    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects for reading: creates nothing.
+    pub(crate) fn connect_reader(url: &str) -> Result<Self, StoreError> {
+        Ok(Postgres { client: Self::connect_client(url)? })
+    }
+
+    fn connect_client(url: &str) -> Result<Client, StoreError> {
         let mut config: postgres::Config =
             url.parse().map_err(|e| StoreError(format!("PostgreSQL: {}: {e}", super::redact_password(url))))?;
         config.connect_timeout(std::time::Duration::from_secs(5));
-        let mut client = config.connect(NoTls).map_err(failed("connecting"))?;
+        config.connect(NoTls).map_err(failed("connecting"))
+    }
+
+    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut client = Self::connect_client(url)?;
         // Several loggers of a fleet may start at once: creating the table is serialised.
         let mut transaction = client.transaction().map_err(failed("beginning a transaction"))?;
         transaction
@@ -71,9 +82,10 @@ impl Database for Postgres {
         let inserted_seqs = transaction
             .query(
                 "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, key_value, \
-                 record, record_json) \
-                 SELECT $1, s, c, t, l, m, e, kn, kv, r, r::jsonb FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) AS u(s, c, t, l, m, e, kn, kv, r) \
+                 block_number, record, record_json) \
+                 SELECT $1, s, c, t, l, m, e, kn, kv, b, r, r::jsonb FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+                 AS u(s, c, t, l, m, e, kn, kv, b, r) \
                  ON CONFLICT (stream, seq) DO NOTHING RETURNING seq",
                 &[
                     &stream,
@@ -85,6 +97,7 @@ impl Database for Postgres {
                     &column(|row| &row.event),
                     &optional(|row| row.key_name.as_deref()),
                     &optional(|row| row.key_value.as_deref()),
+                    &optional(|row| row.block_number.as_deref()),
                     &column(|row| &row.record),
                 ],
             )
@@ -131,14 +144,15 @@ impl Database for Postgres {
         each: &mut dyn FnMut(StoredRecord) -> bool,
     ) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
-        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
-            [&stream, &filter.event, &filter.identity, &filter.since, &filter.until];
+        let params: [&(dyn postgres::types::ToSql + Sync); 6] =
+            [&stream, &filter.event, &filter.identity, &filter.since, &filter.until, &filter.block_number];
         let mut rows = self
             .client
             .query_raw(
                 "SELECT seq, chain, record FROM chimera_audit WHERE stream = $1 \
                  AND ($2::text IS NULL OR event = $2) AND ($3::text IS NULL OR key_value = $3) \
-                 AND ($4::text IS NULL OR timestamp >= $4) AND ($5::text IS NULL OR timestamp < $5) ORDER BY seq",
+                 AND ($4::text IS NULL OR timestamp >= $4) AND ($5::text IS NULL OR timestamp < $5) \
+                 AND ($6::text IS NULL OR block_number = $6) ORDER BY seq",
                 params,
             )
             .map_err(failed("scanning"))?;

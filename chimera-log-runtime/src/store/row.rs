@@ -18,6 +18,8 @@ pub(crate) struct Row {
     /// "...")]` field (named in the line's `audit_key`); a string value as is, any other as JSON.
     pub(crate) key_name: Option<String>,
     pub(crate) key_value: Option<String>,
+    /// `context.block_number` when the record has one (whatever its identity), as JSON text.
+    pub(crate) block_number: Option<String>,
     /// The whole sealed line, without its newline.
     pub(crate) record: String,
 }
@@ -35,10 +37,13 @@ impl Row {
             Some(key) => Some(key.to_owned()),
             None => value.get("context").and_then(|c| c.get("block_number")).map(|_| "block_number".to_owned()),
         };
-        let key_value = key_name.as_deref().and_then(|key| value.get("context")?.get(key)).map(|v| match v {
+        let as_text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
-        });
+        };
+        let context = value.get("context");
+        let key_value = key_name.as_deref().and_then(|key| context?.get(key)).map(as_text);
+        let block_number = context.and_then(|c| c.get("block_number")).map(as_text);
         Some(Row {
             seq: sealed.seq,
             chain: hex(&sealed.chain),
@@ -48,6 +53,7 @@ impl Row {
             event: text("event"),
             key_name,
             key_value,
+            block_number,
             record: record.to_owned(),
         })
     }
@@ -108,6 +114,7 @@ mod tests {
         );
         let row = Row::from_line(&line).unwrap();
         assert_eq!((row.key_name.as_deref(), row.key_value.as_deref()), (Some("tx_hash"), Some("0xff")));
+        assert_eq!(row.block_number, None);
     }
 
     #[test]

@@ -19,11 +19,13 @@ CREATE TABLE IF NOT EXISTS chimera_audit (
     event      TEXT    NOT NULL,
     key_name   TEXT,
     key_value  TEXT,
+    block_number TEXT,
     record     TEXT    NOT NULL,
     PRIMARY KEY (stream, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chimera_audit_event ON chimera_audit (stream, event, seq);
 CREATE INDEX IF NOT EXISTS chimera_audit_identity ON chimera_audit (stream, key_value, seq);
+CREATE INDEX IF NOT EXISTS chimera_audit_block ON chimera_audit (stream, block_number, seq);
 CREATE INDEX IF NOT EXISTS chimera_audit_time ON chimera_audit (timestamp);
 ";
 
@@ -36,9 +38,42 @@ fn failed(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 }
 
 impl Sqlite {
+    /// Opens `path` read-only, for a reader (`chimera-log verify --store`): it creates nothing
+    /// and changes no setting, so a store it may only read is readable.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError(format!("SQLite: opening {}: {e}", path.display())))?;
+        connection.busy_timeout(Duration::from_secs(5)).map_err(failed("setting the busy timeout"))?;
+        let tables: i64 = connection
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'chimera_audit'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| StoreError(format!("SQLite: {} is not a database: {e}", path.display())))?;
+        if tables == 0 {
+            return Err(StoreError(format!("SQLite: {} holds no chimera_audit table", path.display())));
+        }
+        Ok(Sqlite { connection })
+    }
+
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection =
-            Connection::open(path).map_err(|e| StoreError(format!("SQLite: opening {}: {e}", path.display())))?;
+        use rusqlite::OpenFlags;
+        let opening = |e: &dyn std::fmt::Display| StoreError(format!("SQLite: opening {}: {e}", path.display()));
+        // Made here, `0640` like the logs it copies and never through a link; SQLite gives its
+        // `-wal` and `-shm` files the database file's mode. A link or anything but a regular file
+        // at the path is refused (`O_NOFOLLOW` on SQLite's own open too).
+        match crate::sink::safe_fs::create_new(path, crate::sink::safe_fs::FILE_MODE, false) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                crate::sink::safe_fs::check_regular_or_absent(path).map_err(|e| opening(&e))?;
+            }
+            Err(e) => return Err(opening(&e)),
+        }
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(path, flags).map_err(|e| opening(&e))?;
         // A reader holding the database briefly must not fail the archiver's transaction.
         connection.busy_timeout(Duration::from_secs(5)).map_err(failed("setting the busy timeout"))?;
         // WAL: readers and the writer do not block each other; NORMAL: a commit survives a crash
@@ -68,7 +103,8 @@ impl Database for Sqlite {
             let mut insert = transaction
                 .prepare_cached(
                     "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, \
-                     key_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                     key_value, block_number, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .map_err(failed("preparing the insert"))?;
             let mut existing = transaction
@@ -86,6 +122,7 @@ impl Database for Sqlite {
                         row.event,
                         row.key_name,
                         row.key_value,
+                        row.block_number,
                         row.record
                     ])
                     .map_err(failed("inserting"))?;
@@ -139,11 +176,12 @@ impl Database for Sqlite {
             .prepare(
                 "SELECT seq, chain, record FROM chimera_audit WHERE stream = ?1 \
                  AND (?2 IS NULL OR event = ?2) AND (?3 IS NULL OR key_value = ?3) \
-                 AND (?4 IS NULL OR timestamp >= ?4) AND (?5 IS NULL OR timestamp < ?5) ORDER BY seq",
+                 AND (?4 IS NULL OR timestamp >= ?4) AND (?5 IS NULL OR timestamp < ?5) \
+                 AND (?6 IS NULL OR block_number = ?6) ORDER BY seq",
             )
             .map_err(failed("preparing the scan"))?;
         let mut rows = statement
-            .query(params![stream, filter.event, filter.identity, filter.since, filter.until])
+            .query(params![stream, filter.event, filter.identity, filter.since, filter.until, filter.block_number])
             .map_err(failed("scanning"))?;
         while let Some(row) = rows.next().map_err(failed("scanning"))? {
             let seq: i64 = row.get(0).map_err(failed("reading seq"))?;
