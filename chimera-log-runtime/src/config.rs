@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cloudwatch_config::CloudWatchConfig;
 use crate::error::Error;
 use crate::event::Level;
+use crate::levels::Levels;
 use crate::store::AuditStore;
 use crate::testing::FaultInjector;
 
@@ -96,7 +97,8 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 /// | setting | default | environment (`from_env`) |
 /// |---|---|---|
 /// | `log_dir` (`new`) | required; `logs` from the environment | `CHIMERA_LOG_DIR` |
-/// | `level` | `Info` | `CHIMERA_LOG_LEVEL` |
+/// | `level` | `Info` | `CHIMERA_LOG_LEVEL` (`info`, or `info,hyper=warning,state_engine=debug`) |
+/// | `level_for` | none | (in `CHIMERA_LOG_LEVEL`) |
 /// | `console` | on | `CHIMERA_LOG_CONSOLE` (`true`/`false`) |
 /// | `console_target` | stderr | `CHIMERA_LOG_CONSOLE_TARGET` (`stderr`/`stdout`) |
 /// | `console_format` | JSON | `CHIMERA_LOG_CONSOLE_FORMAT` (`json`/`pretty`) |
@@ -135,7 +137,7 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 #[must_use]
 pub struct LogConfig {
     pub(crate) log_dir: PathBuf,
-    pub(crate) level: Level,
+    pub(crate) levels: Levels,
     pub(crate) console: bool,
     pub(crate) console_target: ConsoleTarget,
     pub(crate) console_format: ConsoleFormat,
@@ -164,7 +166,7 @@ impl LogConfig {
     pub fn new(log_dir: impl Into<PathBuf>) -> Self {
         LogConfig {
             log_dir: log_dir.into(),
-            level: Level::Info,
+            levels: Levels::new(Level::Info),
             console: true,
             console_target: ConsoleTarget::Stderr,
             console_format: ConsoleFormat::Json,
@@ -208,11 +210,7 @@ impl LogConfig {
             let (key, value) = (key.as_ref(), value.as_ref());
             config = match key {
                 "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..config },
-                "CHIMERA_LOG_LEVEL" => {
-                    let level =
-                        value.parse().map_err(|e| Error::invalid("CHIMERA_LOG_LEVEL", value, format!("{e}")))?;
-                    config.level(level)
-                }
+                "CHIMERA_LOG_LEVEL" => LogConfig { levels: Levels::parse("CHIMERA_LOG_LEVEL", value)?, ..config },
                 "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
                 "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
                     "stderr" => ConsoleTarget::Stderr,
@@ -263,7 +261,16 @@ impl LogConfig {
     /// Minimum level for the console and the general file; audit and route files take every
     /// event of their types regardless.
     pub fn level(mut self, level: Level) -> Self {
-        self.level = level;
+        self.levels.set_default(level);
+        self
+    }
+
+    /// The minimum level of the modules under `prefix` (`hyper` covers `hyper::client` and
+    /// `hyper.client`; `::` and `.` both separate parts), for typed, ad-hoc and captured events
+    /// alike; the longest matching prefix wins over [`level`](Self::level). The environment form
+    /// is `CHIMERA_LOG_LEVEL=info,hyper=warning,state_engine=debug`.
+    pub fn level_for(mut self, prefix: &str, level: Level) -> Self {
+        self.levels.set(prefix, level);
         self
     }
 
@@ -539,7 +546,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.log_dir, Path::new("/var/log/chimera"));
-        assert_eq!(config.level, Level::Warning);
+        assert_eq!(config.levels, crate::levels::Levels::new(Level::Warning));
         assert!(!config.console && !config.compress);
         assert_eq!(config.console_target, ConsoleTarget::Stdout);
         assert_eq!(config.console_format, ConsoleFormat::Pretty);

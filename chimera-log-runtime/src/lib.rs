@@ -72,6 +72,7 @@ mod event;
 pub mod events;
 mod follow;
 mod json;
+mod levels;
 mod logger;
 mod pipeline;
 pub mod read;

@@ -29,7 +29,7 @@ mod panic;
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -59,6 +59,9 @@ struct LoggerInner {
     module_json: Box<str>,
     /// `None`: the process-wide instance, looked up at each event.
     bound: Option<Arc<Dispatcher>>,
+    /// This module's minimum level, for the instance it was computed for: `id << 8 | level`
+    /// (0: not computed). One load and a compare on each event.
+    level_cache: AtomicU64,
 }
 
 impl fmt::Debug for Logger {
@@ -72,7 +75,25 @@ impl Logger {
         let mut module_json = Vec::with_capacity(module.len() + 2);
         json::quoted_into(&mut module_json, module);
         let module_json = String::from_utf8(module_json).expect("escaping a str yields UTF-8");
-        Logger { inner: Arc::new(LoggerInner { module: module.into(), module_json: module_json.into(), bound }) }
+        Logger {
+            inner: Arc::new(LoggerInner {
+                module: module.into(),
+                module_json: module_json.into(),
+                bound,
+                level_cache: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// This module's minimum level in `dispatcher`, computed once per instance.
+    fn module_level(&self, dispatcher: &Dispatcher) -> Level {
+        let cached = self.inner.level_cache.load(Relaxed);
+        if cached >> 8 == dispatcher.id() {
+            return Level::ALL[(cached & 0xff) as usize];
+        }
+        let level = dispatcher.level_for(&self.inner.module);
+        self.inner.level_cache.store(dispatcher.id() << 8 | level.index() as u64, Relaxed);
+        level
     }
 
     /// The module name written in every line.
@@ -99,7 +120,7 @@ impl Logger {
     ) {
         self.with_dispatcher(|dispatcher| match dispatcher {
             Some(dispatcher) => {
-                let Some(destinations) = dispatcher.destinations(level, routes) else {
+                let Some(destinations) = dispatcher.destinations(level, routes, self.module_level(dispatcher)) else {
                     return;
                 };
                 let started = crate::pipeline::sample_this_emit().then(Instant::now);
@@ -198,7 +219,7 @@ impl Logger {
     /// Whether an ad-hoc event at `level` would be written anywhere.
     pub fn enabled(&self, level: Level) -> bool {
         self.with_dispatcher(|dispatcher| match dispatcher {
-            Some(dispatcher) => level >= dispatcher.min_level(),
+            Some(dispatcher) => level >= self.module_level(dispatcher),
             None => level >= Level::Warning,
         })
     }

@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
 use crate::event::{Level, Routes};
+use crate::levels::Levels;
 use crate::sink::backup::ArchiveMark;
 use crate::sink::console::ConsoleSink;
 use crate::sink::file::{FilePolicy, FileSink};
@@ -52,13 +53,18 @@ pub(crate) struct Destinations {
     route: Option<usize>,
 }
 
+/// Ids of started instances.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// A file's name and the counters of its sink.
 type NamedCounters = (String, Arc<SinkCounters>);
 
 /// A started logger: its queues, writer threads, audit writer, clock and counters.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
-    min_level: Level,
+    levels: Levels,
+    /// Tells this instance from any other (a logger caches its module's level per instance).
+    id: u64,
     console: Option<(Writer, Arc<SinkCounters>)>,
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
@@ -226,7 +232,8 @@ impl Dispatcher {
             micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
         let dispatcher = Dispatcher {
-            min_level: config.level,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            levels: config.levels,
             console,
             files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
@@ -277,7 +284,8 @@ impl Dispatcher {
             context.field("torn_sha256", &crate::audit::hex(&torn.sha256()));
             context.finish();
         });
-        let destinations = Destinations { general: Level::Warning >= self.min_level, audit: true, route: None };
+        let general = Level::Warning >= self.levels.level_for("chimera_log");
+        let destinations = Destinations { general, audit: true, route: None };
         self.dispatch(Level::Warning, destinations, &line);
     }
 
@@ -285,16 +293,22 @@ impl Dispatcher {
         &self.log_dir
     }
 
-    pub(crate) fn min_level(&self) -> Level {
-        self.min_level
+    /// The minimum level of `module` (computed; callers cache it, see `Logger`).
+    pub(crate) fn level_for(&self, module: &str) -> Level {
+        self.levels.level_for(module)
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn now(&self) -> SystemTime {
         self.clock.now()
     }
 
-    /// Whether an event of this level and type goes anywhere; `None` means it need not be encoded.
-    pub(crate) fn destinations(&self, level: Level, routes: Routes) -> Option<Destinations> {
+    /// Whether an event of this level and type, from a module whose minimum level is
+    /// `module_level`, goes anywhere; `None` means it need not be encoded.
+    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Level) -> Option<Destinations> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.closed.load(Ordering::Acquire) {
             self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
@@ -307,7 +321,7 @@ impl Dispatcher {
             }
             index
         });
-        let destinations = Destinations { general: level >= self.min_level, audit: routes.is_audit(), route };
+        let destinations = Destinations { general: level >= module_level, audit: routes.is_audit(), route };
         (destinations.general || destinations.audit || destinations.route.is_some()).then_some(destinations)
     }
 
