@@ -31,7 +31,7 @@ impl Levels {
         let prefix = normalize(prefix);
         self.directives.retain(|(existing, _)| *existing != prefix);
         self.directives.push((prefix, level));
-        self.directives.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.directives.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     }
 
     /// The minimum level of `module`: its longest matching directive's, or the default.
