@@ -117,6 +117,7 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 /// | `overflow` | `Drop` (counted, reported) | — |
 /// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
 /// | `panic_hook` | on | — |
+/// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
 /// | `health_interval` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 ///
@@ -152,6 +153,7 @@ pub struct LogConfig {
     pub(crate) overflow: Overflow,
     pub(crate) audit_durability: AuditDurability,
     pub(crate) panic_hook: bool,
+    pub(crate) capture: bool,
     pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
@@ -181,6 +183,7 @@ impl LogConfig {
             overflow: Overflow::Drop,
             audit_durability: AuditDurability::Sync,
             panic_hook: true,
+            capture: true,
             health_interval: None,
             faults: None,
             cloudwatch: None,
@@ -236,6 +239,7 @@ impl LogConfig {
                 }
                 "CHIMERA_LOG_AUDIT_BACKUPS" => config.audit_backups(parse_number("CHIMERA_LOG_AUDIT_BACKUPS", value)?),
                 "CHIMERA_LOG_COMPRESS" => config.compress(parse_bool("CHIMERA_LOG_COMPRESS", value)?),
+                "CHIMERA_LOG_CAPTURE" => config.capture(parse_bool("CHIMERA_LOG_CAPTURE", value)?),
                 "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
                     return Err(Error::invalid("CHIMERA_LOG_AUDIT_KEY", "", "an empty key protects nothing"))
                 }
@@ -248,7 +252,7 @@ impl LogConfig {
                         reason: "unknown variable; known: CHIMERA_LOG_DIR, CHIMERA_LOG_LEVEL, CHIMERA_LOG_CONSOLE, \
                                  CHIMERA_LOG_CONSOLE_TARGET, CHIMERA_LOG_CONSOLE_FORMAT, CHIMERA_LOG_MAX_BYTES, \
                                  CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS, \
-                                 CHIMERA_LOG_AUDIT_KEY, CHIMERA_LOG_AUDIT_STORE"
+                                 CHIMERA_LOG_AUDIT_KEY, CHIMERA_LOG_AUDIT_STORE, CHIMERA_LOG_CAPTURE"
                             .to_owned(),
                     })
                 }
@@ -358,6 +362,16 @@ impl LogConfig {
     /// group commit) or handed to the operating system.
     pub fn audit_durability(mut self, durability: AuditDurability) -> Self {
         self.audit_durability = durability;
+        self
+    }
+
+    /// Whether [`init_logging`](crate::init_logging) captures what the rest of the program logs
+    /// through `tracing` and `log` (feature `tracing`, on by default): it installs a global
+    /// `tracing` subscriber with [`ChimeraLayer`](crate::ChimeraLayer) and the `log` bridge,
+    /// unless the application installed a subscriber already (then it says so once on stderr and
+    /// leaves it alone: add `ChimeraLayer` to yours). Without the feature it does nothing.
+    pub fn capture(mut self, on: bool) -> Self {
+        self.capture = on;
         self
     }
 

@@ -39,14 +39,7 @@ impl Levels {
         if self.directives.is_empty() {
             return self.default;
         }
-        let module = normalize(module);
-        self.directives
-            .iter()
-            .find(|(prefix, _)| {
-                prefix.is_empty()
-                    || module.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-            })
-            .map_or(self.default, |(_, level)| *level)
+        self.directives.iter().find(|(prefix, _)| covers(prefix, module)).map_or(self.default, |(_, level)| *level)
     }
 
     /// The lowest level any module may log at: below it, nothing is written.
@@ -80,6 +73,23 @@ fn normalize(module: &str) -> String {
     module.replace("::", ".")
 }
 
+/// Whether `prefix` (normalized) names `module` or a module under it, reading `::` in `module` as
+/// `.`, without allocating (this runs for every captured event).
+fn covers(prefix: &str, module: &str) -> bool {
+    let (mut p, mut m) = (prefix.as_bytes(), module.as_bytes());
+    loop {
+        match (p.first(), m.first()) {
+            (None, None) => return true,
+            (None, Some(b'.')) => return true,
+            (None, Some(b':')) => return m.starts_with(b"::"),
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(b'.'), Some(b':')) if m.starts_with(b"::") => (p, m) = (&p[1..], &m[2..]),
+            (Some(a), Some(b)) if a == b => (p, m) = (&p[1..], &m[1..]),
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +106,13 @@ mod tests {
         assert_eq!(levels.level_for("state_engine.ws"), Level::Error);
         assert_eq!(levels.level_for("executor"), Level::Info);
         assert_eq!(levels.lowest(), Level::Debug);
+    }
+
+    #[test]
+    fn covers_reads_double_colons_as_dots_and_stops_at_part_boundaries() {
+        assert!(covers("a.b", "a::b") && covers("a.b", "a.b") && covers("a.b", "a::b::c") && covers("a", "a.b"));
+        assert!(!covers("a.b", "a::bc") && !covers("a.b", "a") && !covers("ab", "a") && !covers("a", "ab"));
+        assert!(!covers("a", "a:b"), "a single colon is not a separator");
     }
 
     #[test]

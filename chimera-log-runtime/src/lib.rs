@@ -63,6 +63,8 @@
 //! reference, the line format and the routing rules.
 
 pub mod audit;
+#[cfg(feature = "tracing")]
+mod capture;
 mod clock;
 mod cloudwatch_config;
 mod config;
@@ -82,6 +84,8 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
+#[cfg(feature = "tracing")]
+pub use capture::ChimeraLayer;
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
 pub use cloudwatch_config::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};

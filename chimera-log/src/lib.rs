@@ -114,6 +114,9 @@ pub mod read {
     pub use chimera_log_runtime::read::*;
 }
 
+#[cfg(feature = "tracing")]
+pub use chimera_log_runtime::ChimeraLayer;
+
 /// Items used by the derive's generated code and by `emit!`. Not public API.
 #[doc(hidden)]
 pub use chimera_log_runtime::__private;

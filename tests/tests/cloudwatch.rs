@@ -908,3 +908,41 @@ fn a_flush_that_times_out_in_an_outage_does_not_stop_delivery_after_it() {
     let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
     assert_eq!((seqs, duplicates), ((0..150).collect::<Vec<_>>(), 0));
 }
+
+/// The AWS SDK logs through `tracing` on the shipper's thread; with capture on and every module
+/// at DEBUG, none of it comes back as lines (which would be shipped, and log again, forever).
+#[test]
+fn with_capture_on_the_sdks_own_tracing_events_never_come_back_as_lines() {
+    const CHILD: &str = "CHIMERA_CLOUDWATCH_CAPTURE_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let config = LogConfig::new(&dir)
+            .console(false)
+            .level(chimera_log_runtime::Level::Debug)
+            .capture(true)
+            .cloudwatch(cloudwatch_config(&std::env::var("CHIMERA_CAPTURE_GROUP").unwrap(), "s"));
+        let guard = chimera_log_runtime::init_logging(config).unwrap();
+        let logger = guard.logger("m");
+        for seq in 0..10u64 {
+            logger.info("tick", json!({ "seq": seq }));
+        }
+        assert!(guard.flush(), "shipped");
+        let stats = guard.stats();
+        assert_eq!(stats.cloudwatch.unwrap().events_sent, 10, "{stats:?}");
+        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 10, "only the application's events: {stats:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("Capture");
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["with_capture_on_the_sdks_own_tracing_events_never_come_back_as_lines", "--exact", "--nocapture"])
+        .env(CHILD, dir.path())
+        .env("CHIMERA_CAPTURE_GROUP", &group)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let modules: Vec<String> = common::json_lines(&dir.path().join("chimera.log"))
+        .iter()
+        .map(|line| line["module"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(modules, vec!["m"; 10]);
+}

@@ -48,6 +48,21 @@ impl<'a> ContextWriter<'a> {
         self.buf.push(b'}');
     }
 
+    /// Reopens an object `buf` holds whole (`{...}`), to add members to it.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn reopen(buf: &'a mut Vec<u8>) -> Self {
+        debug_assert!(buf.first() == Some(&b'{') && buf.last() == Some(&b'}'));
+        buf.pop();
+        ContextWriter { buf, start: 1 }
+    }
+
+    /// Writes one member whose value is JSON already (`raw` must be one valid JSON value).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn field_raw(&mut self, key: &str, raw: &[u8]) {
+        self.key(key);
+        self.buf.extend_from_slice(raw);
+    }
+
     /// Writes one member: `key` escaped, `value` through `Serialize`.
     pub fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
         self.key(key);

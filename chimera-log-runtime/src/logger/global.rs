@@ -70,6 +70,7 @@ pub(super) fn replace_global(current: Option<&Arc<Dispatcher>>, next: Option<Arc
 /// created or a file that cannot be opened (path and OS reason), or logging already initialized.
 pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     let panic_hook = config.panic_hook;
+    let capture = config.capture;
     // Checked before starting too, so a second call opens no file and starts no thread.
     if GLOBAL.read().unwrap_or_else(PoisonError::into_inner).is_some() {
         return Err(Error::AlreadyInitialized);
@@ -82,7 +83,28 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     if panic_hook {
         install_panic_hook();
     }
+    if capture {
+        install_capture();
+    }
     Ok(LogGuard { dispatcher, installed: true })
+}
+
+/// Installs the `tracing` capture once per process (a global subscriber cannot be replaced):
+/// later starts find it in place and it writes through whichever instance is current.
+fn install_capture() {
+    #[cfg(feature = "tracing")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            if !crate::capture::install() {
+                eprintln!(
+                    "chimera-log: a global tracing subscriber is installed already: events logged through \
+                     tracing and log are not captured; add chimera_log::ChimeraLayer to your subscriber, or \
+                     set LogConfig::capture(false) to silence this"
+                );
+            }
+        });
+    }
 }
 
 /// A logger for `module`, writing through the process-wide logging instance.

@@ -45,6 +45,20 @@ use crate::json::{self, ContextWriter, Envelope, Exception};
 use crate::pipeline::Dispatcher;
 use crate::stats::Stats;
 
+/// Runs `f` with the process-wide instance, if any (for the `tracing` layer).
+#[cfg(feature = "tracing")]
+pub(crate) fn with_global_dispatcher<R>(f: impl FnOnce(Option<&Arc<Dispatcher>>) -> R) -> R {
+    global::with_global(f)
+}
+
+/// Counts an event at `level` that found no logger (as [`events_without_logger`] counts).
+#[cfg(feature = "tracing")]
+pub(crate) fn count_without_logger(level: Level) {
+    if level >= Level::Warning {
+        global::EVENTS_WITHOUT_LOGGER.fetch_add(1, Relaxed);
+    }
+}
+
 /// A named logger: the `module` of every line it writes.
 ///
 /// `Clone + Send + Sync`; cloning is one reference-count increment.

@@ -1,0 +1,152 @@
+//! Capture of what the rest of the program logs (issue 14): `tracing` events and `log` records
+//! become chimera lines; `ChimeraLayer` composes with `EnvFilter`; per-module levels apply; an
+//! application's own subscriber is left alone. Each test runs in a child process of its own: the
+//! global subscriber and the global logger are per process.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use chimera_log_runtime::{init_logging, AuditStore, LogConfig};
+use serde_json::{json, Value};
+
+const MODE: &str = "CHIMERA_CAPTURE_TEST_DIR";
+
+fn config(dir: &Path) -> LogConfig {
+    LogConfig::new(dir).console(false).audit_store(AuditStore::none())
+}
+
+/// Runs `test` in a child process with `dir` as its log directory; returns its stderr.
+fn in_child(test: &str, dir: &Path) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(MODE, dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "child failed: {stderr}");
+    stderr
+}
+
+fn child_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os(MODE).map(Into::into)
+}
+
+fn lines(dir: &Path) -> Vec<Value> {
+    common::json_lines(&dir.join("chimera.log"))
+}
+
+#[test]
+fn tracing_events_and_log_records_become_lines_of_the_contracts_shape_with_their_spans() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir).level(chimera_log_runtime::Level::Debug)).unwrap();
+        let outer = tracing::info_span!("handle_block", block = 42u64);
+        let _outer = outer.enter();
+        let inner = tracing::debug_span!("liquidate", protocol = "moonwell");
+        let _inner = inner.enter();
+        tracing::info!(profit_usd = 12.5, gas = 21_000u64, ok = true, tx = "0xab", items = ?vec![1, 2], "bundle_sent");
+        tracing::warn!(target: "hyper::client", "connection reset");
+        log::warn!(target: "reqwest::connect", "retrying {} of {}", 2, 3);
+        log::error!("plain log error");
+        tracing::trace!(n = 1, "a_trace");
+        drop(_inner);
+        drop(_outer);
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("tracing_events_and_log_records_become_lines_of_the_contracts_shape_with_their_spans", dir.path());
+    let lines = lines(dir.path());
+    let find = |event: &str| lines.iter().find(|l| l["event"] == event).unwrap_or_else(|| panic!("{event}: {lines:?}"));
+    let sent = find("bundle_sent");
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let raw = text.lines().find(|l| l.contains("bundle_sent")).unwrap();
+    let ordered: common::Ordered = serde_json::from_str(raw).unwrap();
+    assert_eq!(ordered.keys(), ["timestamp", "level", "module", "event", "context"], "the contract's keys, in order");
+    assert_eq!((sent["level"].as_str(), sent["module"].as_str()), (Some("INFO"), Some("capture")));
+    assert_eq!(
+        sent["context"],
+        json!({
+            "profit_usd": 12.5, "gas": 21000, "ok": true, "tx": "0xab", "items": "[1, 2]",
+            "span": [{"name": "handle_block", "block": 42}, {"name": "liquidate", "protocol": "moonwell"}]
+        })
+    );
+    let reset = find("connection reset");
+    assert_eq!((reset["level"].as_str(), reset["module"].as_str()), (Some("WARNING"), Some("hyper::client")));
+    let retrying = find("retrying 2 of 3");
+    assert_eq!((retrying["level"].as_str(), retrying["module"].as_str()), (Some("WARNING"), Some("reqwest::connect")));
+    assert!(retrying["context"].as_object().unwrap().keys().all(|k| !k.starts_with("log.")), "{retrying}");
+    assert_eq!(find("plain log error")["level"], "ERROR");
+    assert_eq!(find("a_trace")["level"], "DEBUG", "TRACE is DEBUG");
+    assert!(!common::json_lines(&dir.path().join("executions.log"))
+        .iter()
+        .any(|l| l.get("event").is_some_and(|e| e != "audit_anchor")));
+}
+
+#[test]
+fn chimera_layer_composes_with_env_filter_and_per_module_levels_apply_to_captured_events() {
+    if let Some(dir) = child_dir() {
+        use tracing_subscriber::prelude::*;
+        let config = config(&dir).capture(false).level_for("noisy", chimera_log_runtime::Level::Error);
+        let guard = init_logging(config).unwrap();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("info,filtered=error"))
+            .with(chimera_log_runtime::ChimeraLayer::new());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("kept");
+            tracing::debug!("below_env_filter");
+            tracing::warn!(target: "filtered::x", "cut_by_env_filter");
+            tracing::warn!(target: "noisy::x", "cut_by_level_for");
+            tracing::error!(target: "noisy::x", "noisy_error_kept");
+        });
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("chimera_layer_composes_with_env_filter_and_per_module_levels_apply_to_captured_events", dir.path());
+    let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["kept", "noisy_error_kept"]);
+}
+
+#[test]
+fn an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_alone() {
+    if let Some(dir) = child_dir() {
+        let theirs = tracing_subscriber::registry();
+        tracing::subscriber::set_global_default(theirs).unwrap();
+        let guard = init_logging(config(&dir)).unwrap();
+        tracing::warn!("their_event");
+        assert!(guard.flush());
+        drop(guard);
+        let guard = init_logging(config(&dir)).unwrap(); // a second start says nothing more
+        drop(guard);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stderr =
+        in_child("an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_alone", dir.path());
+    assert_eq!(stderr.matches("a global tracing subscriber is installed already").count(), 1, "{stderr}");
+    assert!(lines(dir.path()).iter().all(|l| l["event"] != "their_event"));
+}
+
+#[test]
+fn events_from_the_loggers_own_threads_are_never_captured() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        std::thread::Builder::new()
+            .name("chimera-log-cloudwatch".into())
+            .spawn(|| tracing::warn!("from_inside_the_logger"))
+            .unwrap()
+            .join()
+            .unwrap();
+        tracing::warn!("from_the_application");
+        assert!(guard.flush());
+        let stats = guard.stats();
+        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 1, "{stats:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("events_from_the_loggers_own_threads_are_never_captured", dir.path());
+    let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["from_the_application"]);
+}
