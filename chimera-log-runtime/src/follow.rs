@@ -262,6 +262,10 @@ impl Follower {
 
     fn try_open(&mut self, followed: &mut Followed, now: SystemTime) -> io::Result<Opened> {
         let backups = backup::list_backups(&self.dir, &self.name, now)?;
+        #[cfg(test)]
+        if let Some(mut hook) = tests::AFTER_LISTING.with(|hook| hook.borrow_mut().take()) {
+            hook();
+        }
         let newer = |after: Option<Stamp>| backups.iter().filter(move |(stamp, _)| after.is_none_or(|a| *stamp > a));
         let (path, gz, backup_stamp) = match newer(self.cursor.after).next() {
             Some((stamp, files)) if files.gz => (backup::gz_path(&self.dir, &self.name, *stamp), true, Some(*stamp)),
@@ -307,9 +311,11 @@ impl Follower {
             Some(expected) => hash == Some(expected),
         };
         if !same_file {
-            if backup_stamp.is_none() && backup::list_backups(&self.dir, &self.name, now)?.len() != backups.len() {
+            let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
+            if backup_stamp.is_none() && newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups) {
                 // The current file was rotated between the listing and the open: the file the
-                // cursor names is a backup now.
+                // cursor names is a backup now. (A rotation always adds the newest stamp; the
+                // count alone can stay the same when retention removed the oldest meanwhile.)
                 return Ok(Opened::LookAgain);
             }
             followed.skipped += 1;
@@ -407,6 +413,37 @@ mod tests {
     use super::*;
 
     const NAME: &str = "chimera.log";
+
+    thread_local! {
+        /// Runs once, in `try_open` between its listing and its open (then is cleared).
+        pub(super) static AFTER_LISTING: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_rotation_and_a_retention_between_the_listing_and_the_open_do_not_skip_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, "a1\n");
+        rotate(&d, 1);
+        append(&d, "b1\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(&d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1", "b1"]);
+        append(&d, "b2\n");
+        // Between the follower's listing and its open of the current file: the writer rotates,
+        // and retention removes the oldest backup (read already), so the count stays the same.
+        let hook_dir = d.clone();
+        AFTER_LISTING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                rotate(&hook_dir, 2);
+                fs::remove_file(backup::plain_path(&hook_dir, NAME, stamp(1))).unwrap();
+                append(&hook_dir, "c1\n");
+            }))
+        });
+        assert_eq!(read_all(&mut follower, &mut followed), ["b2", "c1"]);
+        assert_eq!(followed, Followed::default());
+    }
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000)

@@ -395,3 +395,56 @@ fn the_database_is_0640_like_the_logs_and_a_link_planted_at_its_path_is_never_wr
 fn sqlite_exec(db: &Path, sql: &str) {
     rusqlite::Connection::open(db).unwrap().execute_batch(sql).unwrap();
 }
+
+#[test]
+fn a_new_database_behind_an_existing_cursor_gets_every_retained_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.db");
+    let second = dir.path().join("second.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&first)).build().unwrap();
+    for block_number in 0..10 {
+        emit!(guard.logger("executor"), Executed { block_number, pad: "x" });
+    }
+    assert!(guard.flush());
+    drop(guard);
+    // The store's URL changes (or audit.db is deleted): the cursor beside the logs says how far
+    // the *first* database got; the second one holds nothing yet.
+    let guard = config(dir.path(), AuditStore::sqlite(&second)).build().unwrap();
+    for block_number in 10..15 {
+        emit!(guard.logger("executor"), Executed { block_number, pad: "x" });
+    }
+    assert!(guard.flush());
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", second.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=15).collect::<Vec<_>>(), "every record the files hold is in the database in use");
+}
+
+#[test]
+fn a_shutdown_during_a_long_catch_up_stops_the_archiver_by_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    // A large family written without a store: the first start with one has it all to catch up.
+    let guard = config(dir.path(), AuditStore::none()).max_bytes(1 << 20).audit_backups(1_000).build().unwrap();
+    emit_from_threads(&guard, 2, 40_000, 0);
+    drop(guard);
+    let guard = config(dir.path(), AuditStore::sqlite(&db))
+        .max_bytes(1 << 20)
+        .audit_backups(1_000)
+        .shutdown_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // Let it start inserting, then close.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(guard);
+    let count = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM chimera_audit", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let at_close = count();
+    std::thread::sleep(Duration::from_secs(2));
+    let later = count();
+    assert!(at_close < 80_000, "still catching up at the close: {at_close}");
+    assert_eq!(later, at_close, "the archiver went on inserting after the logger closed");
+}

@@ -225,7 +225,10 @@ impl Worker {
                 let requests = self.control.lock();
                 (requests.flush_asked, requests.stop)
             };
-            match self.archive_available(stop) {
+            let pass = self.archive_available();
+            // A shutdown asked during the pass counts from now, not from the next pass.
+            let stop = self.control.lock().stop.or(stop);
+            match pass {
                 Ok(Pass::Interrupted) => {
                     self.rewind();
                     if stop.is_some_and(|at| Instant::now() >= at) {
@@ -264,11 +267,26 @@ impl Worker {
 
     /// Inserts every whole record the family holds now, batch by batch, moving the cursor after
     /// each commit; at a shutdown deadline, stops between batches.
-    fn archive_available(&mut self, stop: Option<Instant>) -> Result<Pass, StoreError> {
+    fn archive_available(&mut self) -> Result<Pass, StoreError> {
         if self.database.is_none() {
             let mut database = open(&self.config.target)?;
             // What earlier runs stored counts as stored, for the lag.
-            self.counters.stored_seq.fetch_max(database.high_water(&self.config.stream)?, Relaxed);
+            let high_water = database.high_water(&self.config.stream)?;
+            self.counters.stored_seq.fetch_max(high_water, Relaxed);
+            if high_water == 0 && self.acked != Cursor::default() {
+                // The cursor beside the logs was saved for another database (the store's URL
+                // changed, or the database was deleted or replaced): this one holds nothing of
+                // the stream, so read the retained family again from its start.
+                eprintln!(
+                    "chimera-log: audit store {:?} holds no record of stream {} although {} says records were \
+                     stored: archiving starts again from the oldest retained audit record",
+                    self.config.target,
+                    self.config.stream,
+                    self.cursor_path.display()
+                );
+                self.acked = Cursor::default();
+                self.rewind();
+            }
             self.database = Some(database);
         }
         self.expire_if_due()?;
@@ -292,7 +310,10 @@ impl Worker {
                 Reading::End => return Ok(Pass::Complete),
                 // Not the end of the records: no flush is answered by this pass.
                 Reading::Failed => return Ok(Pass::Interrupted),
-                Reading::Full if stop.is_some_and(|at| Instant::now() >= at) => return Ok(Pass::Complete),
+                // Read at each batch: a shutdown may be asked during a long catch-up.
+                Reading::Full if self.control.lock().stop.is_some_and(|at| Instant::now() >= at) => {
+                    return Ok(Pass::Complete)
+                }
                 Reading::Full => {}
             }
         }
