@@ -312,7 +312,8 @@ impl Follower {
         };
         if !same_file {
             let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
-            if backup_stamp.is_none() && newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups) {
+            if backup_stamp.is_none() && newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups)
+            {
                 // The current file was rotated between the listing and the open: the file the
                 // cursor names is a backup now. (A rotation always adds the newest stamp; the
                 // count alone can stay the same when retention removed the oldest meanwhile.)

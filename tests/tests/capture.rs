@@ -150,3 +150,27 @@ fn events_from_the_loggers_own_threads_are_never_captured() {
     let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
     assert_eq!(events, ["from_the_application"]);
 }
+
+#[test]
+fn a_callsite_disabled_under_one_loggers_levels_is_enabled_under_the_next_ones() {
+    if let Some(dir) = child_dir() {
+        // One callsite, cached by tracing as disabled under the first logger's `info`.
+        let tick = |n: u64| tracing::debug!(target: "engine::ws", n, "tick");
+        let guard = init_logging(config(&dir)).unwrap();
+        tick(1);
+        assert!(guard.flush());
+        drop(guard);
+        let guard = init_logging(config(&dir).level_for("engine", chimera_log_runtime::Level::Debug)).unwrap();
+        tick(2);
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_callsite_disabled_under_one_loggers_levels_is_enabled_under_the_next_ones", dir.path());
+    let ticks: Vec<u64> = lines(dir.path())
+        .iter()
+        .filter(|l| l["event"] == "tick")
+        .map(|l| l["context"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ticks, [2]);
+}

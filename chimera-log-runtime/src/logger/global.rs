@@ -95,7 +95,9 @@ fn install_capture() {
     #[cfg(feature = "tracing")]
     {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
+        let mut first = false;
         INSTALLED.call_once(|| {
+            first = true;
             if !crate::capture::install() {
                 eprintln!(
                     "chimera-log: a global tracing subscriber is installed already: events logged through \
@@ -104,6 +106,10 @@ fn install_capture() {
                 );
             }
         });
+        if !first {
+            // Installed by an earlier start: this logger's levels decide from now on.
+            crate::capture::levels_changed();
+        }
     }
 }
 
