@@ -143,6 +143,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     emit!(executor, BundleCancelled { bundle_id: 77, reason: "competing bundle included first" });
 
+    // What dependencies log through `tracing` and `log` is captured in the same shape, with the
+    // fields of the spans it happened in; levels per module apply (`CHIMERA_LOG_LEVEL=info,hyper=error`).
+    let span = tracing::info_span!("handle_block", block = 12_345_678u64);
+    span.in_scope(|| tracing::warn!(target: "hyper::client", retries = 2, "connection reset by peer"));
+    log::info!(target: "reqwest::connect", "connected to {}", "rpc.example");
+
     // An error with its cause chain, as `exception`.
     let error = FetchPositionError(std::io::Error::new(std::io::ErrorKind::TimedOut, "eth_call timed out after 5s"));
     emit!(state_engine, RpcFailed { provider: "quicknode", method: "eth_call" }, error = &error);

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const LIBS: [&str; 5] = ["chimera-log", "tracing", "slog", "spdlog-rs", "raw-bufwriter"];
+const LIBS: [&str; 6] = ["chimera-log", "chimera-layer", "tracing", "slog", "spdlog-rs", "raw-bufwriter"];
 const PROTOCOL: &str = "moonwell";
 const BORROWER: &str = "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b";
 const PROFIT: &str = "120.00";
@@ -56,6 +56,8 @@ fn main() {
         }
     }
     println!("| logger | threads | median events/s | vs tracing | vs spdlog-rs | vs raw |");
+    // `chimera-layer` is `tracing::info!` into ChimeraLayer: its "vs tracing" column is the
+    // same call sites written by chimera-log against tracing-subscriber's JSON + non_blocking.
     println!("|---|---|---|---|---|---|");
     let median = |lib: &str, threads: usize| {
         let mut rates = results.iter().find(|(l, t, _)| *l == lib && *t == threads).unwrap().2.clone();
@@ -91,6 +93,7 @@ fn run(lib: &str, threads: usize, events: u64, dir: &Path) -> Duration {
     assert_eq!(per_thread * threads as u64, events, "events must divide by threads");
     match lib {
         "chimera-log" => chimera::run(threads, per_thread, dir),
+        "chimera-layer" => chimera_layer::run(threads, per_thread, dir),
         "tracing" => peer_tracing::run(threads, per_thread, dir),
         "slog" => peer_slog::run(threads, per_thread, dir),
         "spdlog-rs" => peer_spdlog::run(threads, per_thread, dir),
@@ -111,7 +114,7 @@ fn on_threads(threads: usize, body: impl Fn(u64) + Sync) {
 
 mod chimera {
     use super::*;
-    use chimera_log_runtime::{emit, LogConfig, LogEvent, Overflow};
+    use chimera_log_runtime::{emit, AuditStore, LogConfig, LogEvent, Overflow};
 
     #[derive(LogEvent)]
     struct Liquidation<'a> {
@@ -127,6 +130,7 @@ mod chimera {
             .console(false)
             .max_bytes(u64::MAX) // the peers do not rotate either
             .overflow(Overflow::Block) // as the peers are configured: no loss
+            .audit_store(AuditStore::none()) // no audit events here; only log files in the directory
             .build()
             .unwrap();
         let start = Instant::now();
@@ -148,6 +152,42 @@ mod chimera {
         drop(guard);
         let elapsed = start.elapsed();
         // Only the general file is counted: the audit file is empty for this event.
+        std::fs::remove_file(dir.join("executions.log")).unwrap();
+        elapsed
+    }
+}
+
+/// The peers' `tracing::info!` event, captured by chimera-log's `ChimeraLayer` (installed by
+/// `init_logging` with `capture`): the same call sites as the tracing peer, chimera-log's writer.
+mod chimera_layer {
+    use super::*;
+    use chimera_log_runtime::{init_logging, AuditStore, LogConfig, Overflow};
+
+    pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
+        let guard = init_logging(
+            LogConfig::new(dir)
+                .console(false)
+                .max_bytes(u64::MAX)
+                .overflow(Overflow::Block)
+                .audit_store(AuditStore::none())
+                .capture(true),
+        )
+        .unwrap();
+        let start = Instant::now();
+        on_threads(threads, |thread| {
+            for seq in 0..per_thread {
+                tracing::info!(
+                    protocol = PROTOCOL,
+                    borrower = BORROWER,
+                    profit_usd = PROFIT,
+                    block_number = 12_345_678 + thread,
+                    seq,
+                    "liquidation"
+                );
+            }
+        });
+        drop(guard);
+        let elapsed = start.elapsed();
         std::fs::remove_file(dir.join("executions.log")).unwrap();
         elapsed
     }
