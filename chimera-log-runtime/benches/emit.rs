@@ -108,7 +108,42 @@ fn tail_latency() {
     );
 }
 
-criterion_group!(benches, caller_cost);
+#[derive(LogEvent)]
+#[log(level = "debug")]
+struct Detail {
+    seq: u64,
+}
+
+/// What a disabled event costs the caller: a typed DEBUG event from a module whose level is
+/// INFO (the logger's cached level), and a captured `tracing::debug!` (tracing's cached callsite).
+fn disabled_cost(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .level_for("chatty", chimera_log_runtime::Level::Debug)
+        .capture(true);
+    let guard = chimera_log_runtime::init_logging(config).unwrap();
+    let logger = guard.logger("quiet::module");
+    let mut seq = 0u64;
+    c.bench_function("emit!/disabled by its module's level", |b| {
+        b.iter(|| {
+            seq += 1;
+            emit!(logger, Detail { seq: black_box(seq) });
+        });
+    });
+    c.bench_function("tracing::debug!/disabled by its target's level (captured)", |b| {
+        b.iter(|| {
+            seq += 1;
+            tracing::debug!(target: "quiet::module", seq = black_box(seq), "detail");
+        });
+    });
+    assert!(guard.flush());
+    let written = guard.stats().events_by_level.iter().sum::<u64>();
+    assert_eq!(written, 0, "disabled events are not written");
+}
+
+criterion_group!(benches, caller_cost, disabled_cost);
 
 fn main() {
     benches();

@@ -81,6 +81,10 @@ fn count_lines(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // Log files only: chimera-log also keeps its directory lock there.
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
         let file = BufReader::new(File::open(&path).unwrap());
         total += file.split(b'\n').filter(|line| !line.as_ref().unwrap().is_empty()).count() as u64;
     }
