@@ -34,7 +34,8 @@ fn main() {
     for round in 0..rounds {
         for threads in [1usize, 4] {
             for lib in LIBS {
-                let dir = std::env::temp_dir().join(format!("chimera-peers-{}-{lib}-{threads}-{round}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("chimera-peers-{}-{lib}-{threads}-{round}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir).unwrap();
                 let out = Command::new(&exe)
@@ -231,9 +232,8 @@ mod peer_slog {
     pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
         let file = BufWriter::new(File::create(dir.join("slog.log")).unwrap());
         let json = slog_json::Json::new(file).add_default_keys().build().fuse();
-        let (drain, guard) = slog_async::Async::new(json)
-            .overflow_strategy(slog_async::OverflowStrategy::Block)
-            .build_with_guard();
+        let (drain, guard) =
+            slog_async::Async::new(json).overflow_strategy(slog_async::OverflowStrategy::Block).build_with_guard();
         let logger = slog::Logger::root(drain.fuse(), o!());
         let start = Instant::now();
         on_threads(threads, |thread| {
@@ -256,7 +256,8 @@ mod peer_spdlog {
     use spdlog::ThreadPool;
 
     pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
-        let file = FileSink::builder().path(dir.join("spdlog.log")).formatter(JsonFormatter::new()).build_arc().unwrap();
+        let file =
+            FileSink::builder().path(dir.join("spdlog.log")).formatter(JsonFormatter::new()).build_arc().unwrap();
         let pool = ThreadPool::builder().build_arc().unwrap();
         let sink = AsyncPoolSink::builder()
             .sink(file)
