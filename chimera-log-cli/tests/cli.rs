@@ -511,7 +511,12 @@ fn tail_follow_audit(dir: &Path) -> (std::process::Child, std::sync::mpsc::Recei
 /// The `block_number` of the next record `tail -f` prints (past the anchors that begin files).
 fn next_block(received: &std::sync::mpsc::Receiver<String>) -> u64 {
     loop {
-        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+        let line = match received.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("tail -f printed nothing for 30 s"),
+            // Not a slow tail: its output ended (it exited; its stderr is above).
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("tail -f's output ended"),
+        };
         let value = serde_json::from_str::<serde_json::Value>(&line).unwrap();
         if value["event"] != "audit_anchor" {
             return value["context"]["block_number"].as_u64().unwrap();

@@ -62,16 +62,45 @@ pub const GENERAL_FILE: &str = "chimera.log";
 pub const AUDIT_FILE: &str = "executions.log";
 
 /// What a full queue (console, general and route files) does with one more line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// A line that is dropped is counted (`stats()`), and the writer logs one `log_events_dropped`
+/// warning with the count once there is room: emitted = written + reported dropped, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Overflow {
-    /// Drop it, count it, and log one `log_events_dropped` warning with the count once there is
-    /// room: the application never waits for its logs. The default.
-    #[default]
+    /// Drop it at once: the application never waits for its logs, and a burst faster than the
+    /// disk loses lines.
     Drop,
-    /// The caller waits for room: nothing is dropped, and a slow disk or console slows the
-    /// application down.
+    /// The caller waits for room as long as it takes: nothing is dropped, and a stalled disk or
+    /// console stalls the application.
     Block,
+    /// The caller waits for room up to this long, then the line is dropped; and from then until
+    /// the writer makes progress again, new lines are dropped without waiting. A burst on a
+    /// healthy disk loses nothing (the writer frees room within milliseconds); a dead disk or a
+    /// terminal nobody reads costs each caller at most this once per stall. The default, with
+    /// [`Overflow::DEFAULT_WAIT`].
+    WaitUpTo(Duration),
+}
+
+impl Overflow {
+    /// The default bound of [`Overflow::WaitUpTo`]: 100 ms.
+    pub const DEFAULT_WAIT: Duration = Duration::from_millis(100);
+
+    /// How long a caller waits for room (`ZERO`: not at all, `MAX`: as long as it takes).
+    pub(crate) fn wait(self) -> Duration {
+        match self {
+            Overflow::Drop => Duration::ZERO,
+            Overflow::Block => Duration::MAX,
+            Overflow::WaitUpTo(bound) => bound,
+        }
+    }
+}
+
+impl Default for Overflow {
+    /// [`Overflow::WaitUpTo`] 100 ms.
+    fn default() -> Self {
+        Overflow::WaitUpTo(Overflow::DEFAULT_WAIT)
+    }
 }
 
 /// How durable an audit line is when `emit!` returns.
@@ -114,7 +143,7 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 /// | `clock` | the system clock | — |
 /// | `shutdown_timeout` | 5 s | — |
 /// | `queue_capacity` | 4 MiB per queue | — |
-/// | `overflow` | `Drop` (counted, reported) | — |
+/// | `overflow` | wait up to 100 ms for room, then drop (counted, reported) | — |
 /// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
 /// | `panic_hook` | on | — |
 /// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
@@ -180,7 +209,7 @@ impl LogConfig {
             clock: Arc::new(SystemClock),
             shutdown_timeout: Duration::from_secs(5),
             queue_capacity: 4 * 1024 * 1024,
-            overflow: Overflow::Drop,
+            overflow: Overflow::default(),
             audit_durability: AuditDurability::Sync,
             panic_hook: true,
             capture: true,

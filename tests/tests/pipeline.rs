@@ -41,7 +41,12 @@ fn ticks_and_reported_drops(dir: &std::path::Path) -> (u64, u64) {
 fn a_full_queue_drops_counts_exactly_and_reports_the_count_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     // A queue of 2 KiB holds about ten lines: four threads overrun it.
-    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(2048).build().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .queue_capacity(2048)
+        .overflow(chimera_log_runtime::Overflow::Drop)
+        .build()
+        .unwrap();
     const PER_THREAD: u64 = 20_000;
     std::thread::scope(|scope| {
         for thread in 0..4 {
@@ -69,6 +74,7 @@ fn the_audit_file_never_drops_even_when_the_general_queue_is_full() {
     let guard = LogConfig::new(dir.path())
         .console(false)
         .queue_capacity(512)
+        .overflow(chimera_log_runtime::Overflow::Drop)
         .audit_durability(chimera_log_runtime::AuditDurability::OsBuffer)
         .build()
         .unwrap();
@@ -262,4 +268,54 @@ fn overflow_block_makes_callers_wait_and_drops_nothing() {
     drop(guard);
     assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0);
     assert_eq!(ticks_and_reported_drops(dir.path()), (40_000, 0));
+}
+
+#[derive(LogEvent)]
+struct Liquidation<'a> {
+    protocol: &'a str,
+    borrower: &'a str,
+    profit_usd: &'a str,
+    block_number: u64,
+    seq: u64,
+}
+
+/// Issue 15: with the default overflow (`Overflow::WaitUpTo(100 ms)`), a burst from 4 threads
+/// faster than the writer waits for room instead of losing lines on a healthy disk; a queue of
+/// 16 KiB (the default is 4 MiB) makes the writer fall behind even in a debug build.
+#[test]
+fn a_million_event_burst_from_four_threads_with_the_default_overflow_loses_no_line_even_through_a_small_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .max_bytes(u64::MAX)
+        .queue_capacity(16 * 1024)
+        .build()
+        .unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let logger = guard.logger("bench");
+            scope.spawn(move || {
+                for seq in 0..250_000 {
+                    emit!(
+                        logger,
+                        Liquidation {
+                            protocol: "moonwell",
+                            borrower: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
+                            profit_usd: "120.00",
+                            block_number: 12_345_678 + thread,
+                            seq
+                        }
+                    );
+                }
+            });
+        }
+    });
+    assert!(guard.flush());
+    let stats = guard.stats();
+    drop(guard);
+    let sink = stats.sink("chimera.log").unwrap();
+    assert_eq!((sink.lines, sink.dropped), (1_000_000, 0), "{sink:?}");
+    let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
+    assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), 1_000_000);
 }

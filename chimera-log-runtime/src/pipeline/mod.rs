@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{AuditDurability, Overflow};
+use crate::config::AuditDurability;
 pub(crate) use latency::sample_this_emit;
 
 use self::audit::{AuditWriter, Checkpoint};
@@ -194,9 +194,8 @@ impl Files<'_> {
             lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&sink_counters)));
             counters.push((file.to_owned(), sink_counters));
         }
-        let block = config.overflow == Overflow::Block;
-        let writer =
-            Writer::start("chimera-log-files", lanes, config.queue_capacity, block, Arc::clone(&config.clock))?;
+        let wait = config.overflow.wait();
+        let writer = Writer::start("chimera-log-files", lanes, config.queue_capacity, wait, Arc::clone(&config.clock))?;
         Ok((writer, counters))
     }
 }
@@ -209,9 +208,9 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
     let counters = Arc::new(SinkCounters::default());
     let sink = ConsoleSink::new(config.console_target, config.console_format);
     let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
-    let block = config.overflow == Overflow::Block;
+    let wait = config.overflow.wait();
     let writer =
-        Writer::start("chimera-log-console", vec![lane], config.queue_capacity, block, Arc::clone(&config.clock))?;
+        Writer::start("chimera-log-console", vec![lane], config.queue_capacity, wait, Arc::clone(&config.clock))?;
     Ok(Some((writer, counters)))
 }
 

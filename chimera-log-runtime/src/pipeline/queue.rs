@@ -104,6 +104,9 @@ struct State {
     /// ... and the highest ticket whose pass is complete: lines written and sinks flushed.
     flush_done: u64,
     high_water: usize,
+    /// A caller waited its whole bound for room: new lines are dropped at once (not waited for)
+    /// until the writer takes a batch again.
+    stalled: bool,
 }
 
 #[derive(Debug)]
@@ -114,8 +117,9 @@ pub(crate) struct BatchQueue {
     /// Signalled when the writer takes a batch, for callers waiting for room (`block`).
     room: Condvar,
     capacity: usize,
-    /// Wait for room instead of dropping when full.
-    block: bool,
+    /// How long a caller waits for room when the queue is full (`ZERO`: it drops at once;
+    /// `Duration::MAX`: it waits as long as it takes).
+    wait: Duration,
 }
 
 /// What the writer took from the queue.
@@ -133,7 +137,7 @@ pub(crate) struct Taken {
 }
 
 impl BatchQueue {
-    pub(crate) fn new(lanes: usize, capacity: usize, block: bool) -> Result<Self, TryReserveError> {
+    pub(crate) fn new(lanes: usize, capacity: usize, wait: Duration) -> Result<Self, TryReserveError> {
         Ok(BatchQueue {
             state: Mutex::new(State {
                 batch: Batch::new(lanes, capacity)?,
@@ -146,12 +150,13 @@ impl BatchQueue {
                 flush_taken: 0,
                 flush_done: 0,
                 high_water: 0,
+                stalled: false,
             }),
             work: Condvar::new(),
             written: Condvar::new(),
             room: Condvar::new(),
             capacity,
-            block,
+            wait,
         })
     }
 
@@ -160,18 +165,33 @@ impl BatchQueue {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends `line` to each lane in `lanes`. A line that does not fit waits for room (`block`)
-    /// or is dropped, unless the batch is empty: a single line larger than the capacity still
-    /// goes through.
+    /// Appends `line` to each lane in `lanes`. A line that does not fit waits for room, up to the
+    /// queue's bound, or is dropped, unless the batch is empty: a single line larger than the
+    /// capacity still goes through. Once a caller has waited its whole bound, the queue is
+    /// stalled (the writer makes no progress: a dead disk, a terminal nobody reads) and lines are
+    /// dropped without waiting until the writer takes a batch again.
     pub(crate) fn push(&self, lanes: LaneSet, line: &[u8]) -> Pushed {
         let copies = lanes.0.count_ones() as usize;
         let need = line.len() * copies;
         let mut state = self.lock();
-        while self.block && !state.closed && state.batch.bytes > 0 && state.batch.bytes + need > self.capacity {
-            // Full: the writer may be dozing rather than waiting for a signal; wake it either way.
-            state.writer_waiting = false;
-            self.work.notify_one();
-            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+        let full = |state: &State| state.batch.bytes > 0 && state.batch.bytes + need > self.capacity;
+        if !self.wait.is_zero() && !state.stalled && !state.closed && full(&state) {
+            let deadline = Instant::now().checked_add(self.wait);
+            while !state.closed && full(&state) {
+                // Full: the writer may be dozing rather than waiting for a signal; wake it either way.
+                state.writer_waiting = false;
+                self.work.notify_one();
+                let Some(deadline) = deadline else {
+                    state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                };
+                let now = Instant::now();
+                if now >= deadline {
+                    state.stalled = true;
+                    break;
+                }
+                state = self.room.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            }
         }
         if state.closed {
             return Pushed::Closed;
@@ -233,8 +253,10 @@ impl BatchQueue {
         let flush = if state.flush_requests > state.flush_taken { state.flush_requests } else { 0 };
         state.flush_taken = state.flush_requests;
         let taken = Taken { seq: state.accepted, dropped, last: state.closed, flush };
+        // Progress: the queue has room again, and waiting for it is worth it again.
+        state.stalled = false;
         drop(state);
-        if self.block {
+        if !self.wait.is_zero() {
             self.room.notify_all();
         }
         Some(taken)
@@ -306,8 +328,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_caller_that_waited_its_whole_bound_stalls_the_queue_until_the_writer_takes_a_batch() {
+        let queue = BatchQueue::new(1, 10, Duration::from_millis(20)).unwrap();
+        assert_eq!(queue.push(LaneSet(1), &[b'a'; 8]), Pushed::Accepted);
+        // No writer takes anything: the bound passes, the line is dropped, the queue is stalled.
+        assert_eq!(queue.push(LaneSet(1), b"bbbb"), Pushed::Dropped);
+        assert!(queue.lock().stalled, "later lines are dropped without waiting");
+        assert_eq!(queue.push(LaneSet(1), b"cccc"), Pushed::Dropped);
+        let mut batch = Batch::new(1, 10).unwrap();
+        let taken = queue.take(&mut batch, Duration::ZERO).unwrap();
+        assert_eq!(taken.dropped, [2], "every drop counted");
+        assert!(!queue.lock().stalled, "progress: waiting is worth it again");
+        assert_eq!(queue.push(LaneSet(1), b"dddd"), Pushed::Accepted);
+    }
+
+    #[test]
+    fn a_waiting_caller_gets_in_when_the_writer_makes_room_within_the_bound() {
+        let queue = std::sync::Arc::new(BatchQueue::new(1, 10, Duration::from_secs(600)).unwrap());
+        assert_eq!(queue.push(LaneSet(1), &[b'a'; 8]), Pushed::Accepted);
+        let writer = std::thread::spawn({
+            let queue = std::sync::Arc::clone(&queue);
+            move || {
+                let mut batch = Batch::new(1, 10).unwrap();
+                // Takes the batch as soon as the caller is waiting (it wakes the writer).
+                queue.take(&mut batch, Duration::from_secs(600)).unwrap();
+                batch
+            }
+        });
+        assert_eq!(queue.push(LaneSet(1), b"bbbb"), Pushed::Accepted, "waited for room, not dropped");
+        assert_eq!(writer.join().unwrap().lanes[0].lens, [8]);
+        assert!(!queue.lock().stalled);
+    }
+
+    #[test]
     fn full_queue_drops_and_counts_per_lane_and_an_oversized_line_still_passes_alone() {
-        let queue = BatchQueue::new(2, 10, false).unwrap();
+        let queue = BatchQueue::new(2, 10, Duration::ZERO).unwrap();
         assert_eq!(queue.push(LaneSet(0b01), &[b'a'; 30]), Pushed::Accepted, "alone, over capacity");
         assert_eq!(queue.push(LaneSet(0b11), b"bb"), Pushed::Dropped);
         let mut batch = Batch::new(2, 10).unwrap();
@@ -325,7 +380,7 @@ mod tests {
 
     #[test]
     fn wait_written_returns_once_the_writer_marks_the_accepted_lines() {
-        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024, false).unwrap());
+        let queue = std::sync::Arc::new(BatchQueue::new(1, 1024, Duration::ZERO).unwrap());
         queue.push(LaneSet(1), b"x\n");
         let writer = {
             let queue = queue.clone();

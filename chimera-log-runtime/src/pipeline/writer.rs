@@ -108,7 +108,7 @@ impl Writer {
         name: &str,
         lanes: Vec<Lane>,
         capacity: usize,
-        block: bool,
+        wait: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let unreservable = |source: std::collections::TryReserveError| {
@@ -118,7 +118,7 @@ impl Writer {
                 format!("cannot reserve memory for a queue of this many bytes: {source}"),
             )
         };
-        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, block).map_err(unreservable)?);
+        let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, wait).map_err(unreservable)?);
         // The writer's own batch, swapped with the queue's; reserved here, not on its thread,
         // so that a failure is an error of `init_logging`.
         let batch = Batch::new(lanes.len(), capacity).map_err(unreservable)?;
