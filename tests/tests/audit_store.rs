@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use chimera_log_runtime::audit::parse_sealed;
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
 use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
-use common::{backups, read_maybe_gz, ManualClock};
+use common::{backups, ManualClock};
 
 #[derive(LogEvent)]
 #[log(audit)]
@@ -33,21 +33,6 @@ struct Submitted<'a> {
 
 fn config(dir: &Path, store: AuditStore) -> LogConfig {
     LogConfig::new(dir).console(false).audit_durability(AuditDurability::OsBuffer).audit_store(store)
-}
-
-/// Every sealed record of the audit family in `dir`, `(seq, line)`, oldest first.
-fn file_records(dir: &Path) -> Vec<(u64, String)> {
-    let mut files = backups(dir, "executions.log");
-    files.push(dir.join("executions.log"));
-    files
-        .iter()
-        .flat_map(|file| {
-            read_maybe_gz(file)
-                .split(|&b| b == b'\n')
-                .filter_map(|line| parse_sealed(line).map(|r| (r.seq, String::from_utf8(line.to_vec()).unwrap())))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// The one stream in the store and its records, `(seq, record)`, in seq order.
@@ -103,7 +88,7 @@ fn a_hundred_thousand_records_from_four_threads_across_64k_rotations_are_stored_
     assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "seq 1..=100000, no gap, no repeat");
     assert_eq!((stats.rows_stored, stats.lag_records, stats.errors, stats.conflicts), (100_000, 0, 0, 0), "{stats:?}");
     // What the files still hold is byte for byte what the store holds.
-    let in_files = file_records(dir.path());
+    let in_files = common::audit_records(dir.path());
     assert!(!in_files.is_empty());
     for (seq, line) in &in_files {
         assert_eq!(&stored[*seq as usize - 1].1, line, "seq {seq}");
@@ -152,7 +137,7 @@ fn kill_9_mid_insert_then_a_restart_stores_every_record_exactly_once() {
         assert!(guard.flush());
         let stats = guard.stats().audit_store.unwrap();
         drop(guard);
-        let in_files = file_records(dir.path());
+        let in_files = common::audit_records(dir.path());
         let stored = store_records(&format!("sqlite:{}", dir.path().join("audit.db").display()));
         let newest = in_files.last().unwrap().0;
         assert_eq!(stored.len() as u64, newest, "round {round}: every record, once ({stats:?})");
@@ -188,7 +173,7 @@ fn an_unreachable_store_delays_rows_keeps_unarchived_backups_and_catches_up_when
     let kept = backups(dir.path(), "executions.log").len();
     assert!(kept > 1, "backups past audit_backups(1) are kept while unarchived: {kept}");
     assert!(down.audit_backups_kept_for_store >= 1, "{down:?}");
-    assert_eq!(file_records(dir.path()).len(), 2_000, "nothing deleted");
+    assert_eq!(common::audit_records(dir.path()).len(), 2_000, "nothing deleted");
 
     std::fs::create_dir(store_dir.path().join("not-yet")).unwrap();
     assert!(guard.flush(), "caught up once the database is there");
@@ -339,7 +324,7 @@ fn the_identity_is_block_number_or_the_declared_key_and_scans_by_identity_event_
     assert!(guard.flush());
     drop(guard);
     // The declared key travels in the line under its JSON name, after the context.
-    let lines = file_records(dir.path());
+    let lines = common::audit_records(dir.path());
     let submitted: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
     assert_eq!(submitted["audit_key"], "tx");
     assert!(lines[1].1.contains(r#""gas":21000},"audit_key":"tx","seq":2,"#), "{}", lines[1].1);
@@ -391,7 +376,7 @@ fn the_database_is_0640_like_the_logs_and_a_link_planted_at_its_path_is_never_wr
     assert!(stats.down && stats.errors >= 1 && stats.rows_stored == 0, "{stats:?}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"", "the link's target is untouched");
     assert!(!outside.path().join("victim.db-wal").exists() && !outside.path().join("victim.db-journal").exists());
-    assert_eq!(file_records(dir.path()).len(), 1, "the record is in the file");
+    assert_eq!(common::audit_records(dir.path()).len(), 1, "the record is in the file");
 }
 
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.

@@ -9,10 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use chimera_log_runtime::audit::parse_sealed;
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
 use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
-use common::{backups, read_maybe_gz};
 
 #[derive(LogEvent)]
 #[log(audit)]
@@ -36,21 +34,6 @@ fn config(dir: &Path) -> LogConfig {
         .shutdown_timeout(Duration::from_secs(300))
 }
 
-/// The sealed records of the audit family in `dir`, `(seq, line)`.
-fn file_records(dir: &Path) -> Vec<(u64, String)> {
-    let mut files = backups(dir, "executions.log");
-    files.push(dir.join("executions.log"));
-    files
-        .iter()
-        .flat_map(|file| {
-            read_maybe_gz(file)
-                .split(|&b| b == b'\n')
-                .filter_map(|line| parse_sealed(line).map(|r| (r.seq, String::from_utf8(line.to_vec()).unwrap())))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// This logger's stream (the streams are shared by every test on the server: the one whose
 /// name ends with the log directory).
 fn stored(dir: &Path) -> Vec<(u64, String)> {
@@ -72,7 +55,7 @@ fn assert_exactly_once(dir: &Path, expected: u64) {
     let stored = stored(dir);
     assert_eq!(stored.len() as u64, expected);
     assert!(stored.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64 + 1), "seq 1..={expected}, once each");
-    for (seq, line) in file_records(dir) {
+    for (seq, line) in common::audit_records(dir) {
         assert_eq!(stored[seq as usize - 1].1, line, "seq {seq}");
     }
 }

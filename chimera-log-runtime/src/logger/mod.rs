@@ -132,6 +132,14 @@ impl Logger {
         exception: Option<Exception<'_>>,
         write_context: impl FnOnce(&mut Vec<u8>),
     ) {
+        let envelope = |time| Envelope {
+            time,
+            level,
+            module_json: &self.inner.module_json,
+            event,
+            exception,
+            audit_key: routes.audit_key(),
+        };
         self.with_dispatcher(|dispatcher| match dispatcher {
             Some(dispatcher) => {
                 let Some(destinations) = dispatcher.destinations(level, routes, self.module_level(dispatcher)) else {
@@ -139,16 +147,8 @@ impl Logger {
                 };
                 let started = crate::pipeline::sample_this_emit().then(Instant::now);
                 let time = dispatcher.now();
-                let envelope = Envelope {
-                    time,
-                    level,
-                    module_json: &self.inner.module_json,
-                    event,
-                    exception,
-                    audit_key: routes.audit_key(),
-                };
                 with_line_buffer(|buf| {
-                    json::encode_line(buf, envelope, write_context);
+                    json::encode_line(buf, envelope(time), write_context);
                     dispatcher.dispatch(level, destinations, buf);
                 });
                 if let Some(started) = started {
@@ -163,16 +163,8 @@ impl Logger {
                 if level < Level::Warning && !routes.is_audit() {
                     return;
                 }
-                let envelope = Envelope {
-                    time: SystemTime::now(),
-                    level,
-                    module_json: &self.inner.module_json,
-                    event,
-                    exception,
-                    audit_key: routes.audit_key(),
-                };
                 with_line_buffer(|buf| {
-                    json::encode_line(buf, envelope, write_context);
+                    json::encode_line(buf, envelope(SystemTime::now()), write_context);
                     let _ = std::io::stderr().lock().write_all(buf);
                 });
             }

@@ -11,7 +11,7 @@
 
 use std::fmt::Debug;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -37,6 +37,29 @@ pub(crate) trait Forwarder: Send + Sync + Debug {
     /// Puts its counters into `stats`; `audit_seq` is the newest audit record's number (how far
     /// the audit file has got, for a lag).
     fn report(&self, stats: &mut Stats, audit_seq: u64);
+}
+
+/// When a forwarder stopping by `deadline` gives up sending: a little before it (a tenth of the
+/// time left, at most 100 ms), so that it has saved its cursor and ended by the deadline itself.
+pub(crate) fn give_up_before(deadline: Instant) -> Instant {
+    let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
+    deadline.checked_sub(margin).unwrap_or(deadline)
+}
+
+/// Starts a forwarder's thread `name` running `work`, then `finished` (which tells the threads
+/// waiting for it that it has ended).
+pub(crate) fn spawn(
+    name: &str,
+    work: impl FnOnce() + Send + 'static,
+    finished: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            work();
+            finished();
+        })
+        .map_err(|source| Error::Thread { source })
 }
 
 /// Starts the forwarders `config` asks for, following files in `dir`. Call after the files they

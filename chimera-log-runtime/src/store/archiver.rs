@@ -135,17 +135,13 @@ impl Archiver {
             line: Vec::new(),
             followed: Followed::default(),
         };
-        let thread = std::thread::Builder::new()
-            .name("chimera-log-audit-store".into())
-            .spawn({
-                let control = Arc::clone(&control);
-                move || {
-                    worker.run();
-                    control.lock().finished = true;
-                    control.changed.notify_all();
-                }
-            })
-            .map_err(|source| Error::Thread { source })?;
+        let thread = crate::pipeline::spawn_forwarder("chimera-log-audit-store", move || worker.run(), {
+            let control = Arc::clone(&control);
+            move || {
+                control.lock().finished = true;
+                control.changed.notify_all();
+            }
+        })?;
         Ok(Archiver { control, thread: Mutex::new(Some(thread)), counters })
     }
 
@@ -163,11 +159,9 @@ impl Archiver {
 
     /// Stores what it can by `deadline`, then stops.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        // Give up a little before the deadline, so that the cursor is saved by the deadline.
-        let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
         {
             let mut requests = self.control.lock();
-            requests.stop = Some(deadline.checked_sub(margin).unwrap_or(deadline));
+            requests.stop = Some(crate::pipeline::give_up_before(deadline));
             self.control.changed.notify_all();
         }
         let finished = self.control.wait_for(deadline, |requests| requests.finished);

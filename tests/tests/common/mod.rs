@@ -160,3 +160,21 @@ pub fn all_lines(dir: &Path, name: &str) -> Vec<Value> {
     }
     out
 }
+
+/// Every sealed record of the audit family in `dir`, `(seq, line)`, oldest first.
+pub fn audit_records(dir: &Path) -> Vec<(u64, String)> {
+    let mut files = backups(dir, "executions.log");
+    files.push(dir.join("executions.log"));
+    files
+        .iter()
+        .flat_map(|file| {
+            read_maybe_gz(file)
+                .split(|&b| b == b'\n')
+                .filter_map(|line| {
+                    chimera_log_runtime::audit::parse_sealed(line)
+                        .map(|r| (r.seq, String::from_utf8(line.to_vec()).unwrap()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -272,17 +272,13 @@ impl Shipper {
         let control = Arc::new(Control::default());
         let counters = Arc::new(CloudWatchCounters::default());
         let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
-        let thread = std::thread::Builder::new()
-            .name("chimera-log-cloudwatch".into())
-            .spawn({
-                let control = Arc::clone(&control);
-                move || {
-                    worker.run();
-                    control.lock().finished = true;
-                    control.changed.notify_all();
-                }
-            })
-            .map_err(|source| Error::Thread { source })?;
+        let thread = crate::pipeline::spawn_forwarder("chimera-log-cloudwatch", move || worker.run(), {
+            let control = Arc::clone(&control);
+            move || {
+                control.lock().finished = true;
+                control.changed.notify_all();
+            }
+        })?;
         Ok(Shipper { control, thread: Mutex::new(Some(thread)), counters })
     }
 
@@ -315,10 +311,7 @@ impl Shipper {
     /// Ships what it can by `deadline`, saves the cursor and stops; `false` if the thread had not
     /// finished by then (it is left to end on its own; the next start sends the rest).
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        // The shipper gives up a little before the deadline, so that it has saved its cursor and
-        // ended by the deadline itself.
-        let margin = deadline.saturating_duration_since(Instant::now()).div_f64(10.0).min(Duration::from_millis(100));
-        let give_up = deadline.checked_sub(margin).unwrap_or(deadline);
+        let give_up = crate::pipeline::give_up_before(deadline);
         let finished =
             self.control.ticket(deadline, |requests| requests.stop = Some(give_up), |requests, ()| requests.finished);
         if finished {
