@@ -437,3 +437,27 @@ fn a_shutdown_during_a_long_catch_up_stops_the_archiver_by_its_deadline() {
     // The batch in flight at the deadline may still commit (2,000 rows), nothing after it.
     assert!(later - at_close <= 2_000, "the archiver went on inserting after the logger closed: {at_close} -> {later}");
 }
+
+#[test]
+fn audit_backups_zero_keeps_none_once_archived_and_never_deletes_unarchived_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let db = store_dir.path().join("later").join("audit.db");
+    let start = || config(dir.path(), AuditStore::sqlite(&db)).max_bytes(8 * 1024).audit_backups(0);
+    // The store is unreachable: every backup is kept, whatever audit_backups says.
+    let guard = start().shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+    emit_from_threads(&guard, 1, 300, 0);
+    assert!(!guard.flush());
+    drop(guard);
+    let kept = backups(dir.path(), "executions.log").len();
+    assert!(kept >= 3, "unarchived backups kept: {kept}");
+    assert_eq!(common::audit_records(dir.path()).len(), 300);
+    // Reachable: archived, and the next start's retention keeps none.
+    std::fs::create_dir(store_dir.path().join("later")).unwrap();
+    let guard = start().build().unwrap();
+    assert!(guard.flush());
+    drop(guard);
+    assert_eq!(store_records(&format!("sqlite:{}", db.display())).len(), 300);
+    drop(start().build().unwrap());
+    assert_eq!(backups(dir.path(), "executions.log").len(), 0, "none kept once archived");
+}
