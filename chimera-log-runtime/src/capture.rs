@@ -306,6 +306,11 @@ pub(crate) fn install() -> bool {
         return false;
     }
     // `log` records become `tracing` events; a `log` logger set by the application stays.
-    let _ = tracing_log::LogTracer::init();
+    if tracing_log::LogTracer::init().is_err() {
+        eprintln!(
+            "chimera-log: a `log` logger is set already: records logged through `log` go to it, not to \
+             chimera-log (tracing events are captured)"
+        );
+    }
     true
 }
