@@ -54,9 +54,74 @@ impl ChimeraLayer {
     }
 }
 
-/// A span's fields, encoded once as a JSON object `{"name":…,fields…}`, kept in the span's
-/// extensions until it closes.
-struct SpanFields(Vec<u8>);
+/// A span's fields, each value encoded once as JSON, kept in the span's extensions until it
+/// closes; a field recorded again later (`span.record`) replaces its value.
+#[derive(Default)]
+struct SpanFields(Vec<(&'static str, Vec<u8>)>);
+
+impl SpanFields {
+    fn set(&mut self, name: &'static str, value: Vec<u8>) {
+        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, old)) => *old = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// Writes `{"name": span_name, fields…}`; a field called `name` is written as `field.name`.
+    fn write(&self, span_name: &str, buf: &mut Vec<u8>) {
+        let mut writer = ContextWriter::open(buf);
+        writer.field("name", span_name);
+        for (key, value) in &self.0 {
+            writer.field_raw(if *key == "name" { "field.name" } else { key }, value);
+        }
+        writer.finish();
+    }
+}
+
+/// Records a span's fields into [`SpanFields`].
+struct SpanRecorder<'a>(&'a mut SpanFields);
+
+impl SpanRecorder<'_> {
+    /// Encodes one value as JSON, through the context writer (as `{"v":…}`, then cut out).
+    fn encode(&mut self, field: &Field, write: impl FnOnce(&mut ContextWriter<'_>)) {
+        let mut buf = Vec::with_capacity(16);
+        let mut writer = ContextWriter::open(&mut buf);
+        write(&mut writer);
+        writer.finish();
+        let value = buf[b"{\"v\":".len()..buf.len() - 1].to_vec();
+        self.0.set(field.name(), value);
+    }
+}
+
+impl Visit for SpanRecorder<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.encode(field, |w| w.field("v", &value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.encode(field, |w| w.field("v", value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.encode(field, |w| w.field_display("v", value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.encode(field, |w| w.field_display("v", &format_args!("{value:?}")));
+    }
+}
 
 fn level_of(level: &tracing::Level) -> Level {
     match *level {
@@ -79,21 +144,16 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut buf = Vec::with_capacity(64);
-        let mut writer = ContextWriter::open(&mut buf);
-        writer.field("name", attrs.metadata().name());
-        attrs.record(&mut FieldWriter { writer: &mut writer, message: None });
-        writer.finish();
-        span.extensions_mut().insert(SpanFields(buf));
+        let mut fields = SpanFields::default();
+        attrs.record(&mut SpanRecorder(&mut fields));
+        span.extensions_mut().insert(fields);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(SpanFields(buf)) = extensions.get_mut::<SpanFields>() {
-            let mut writer = ContextWriter::reopen(buf);
-            values.record(&mut FieldWriter { writer: &mut writer, message: None });
-            writer.finish();
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            values.record(&mut SpanRecorder(fields));
         }
     }
 
@@ -114,29 +174,28 @@ where
             let Some(destinations) = dispatcher.destinations(level, Routes::GENERAL, module_level) else {
                 return;
             };
-            LINE.with(|cell| {
-                let Ok(mut scratch) = cell.try_borrow_mut() else { return };
-                let Scratch { line, module, message, context } = &mut *scratch;
+            let bridged = normalized.is_some();
+            with_scratch(|scratch| {
+                let Scratch { line, module, message, context } = scratch;
                 // The message is the event's name: read it first, the context after it.
                 message.clear();
                 event.record(&mut MessageReader(message));
                 context.clear();
                 let mut writer = ContextWriter::open(context);
-                event.record(&mut FieldWriter { writer: &mut writer, message: Some(()) });
+                let mut fields = FieldWriter { writer: &mut writer, bridged, wrote_span: false };
+                event.record(&mut fields);
+                let key = if fields.wrote_span { "span_stack" } else { "span" };
                 if let Some(scope) = ctx.event_scope(event) {
-                    let mut spans = Vec::with_capacity(128);
-                    spans.push(b'[');
+                    let mut first = true;
                     for span in scope.from_root() {
-                        if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                            if spans.len() > 1 {
-                                spans.push(b',');
-                            }
-                            spans.extend_from_slice(fields);
+                        if let Some(fields) = span.extensions().get::<SpanFields>() {
+                            writer.raw_list_item(key, first);
+                            first = false;
+                            fields.write(span.name(), writer.buf_mut());
                         }
                     }
-                    spans.push(b']');
-                    if spans.len() > 2 {
-                        writer.field_raw("span", &spans);
+                    if !first {
+                        writer.raw(b"]");
                     }
                 }
                 writer.finish();
@@ -172,6 +231,24 @@ thread_local! {
     static LINE: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// Runs `f` with this thread's buffers; a fresh set when they are in use (an event logged from
+/// inside a field's `Debug`) or gone (a thread-local's destructor logging at thread exit).
+/// Buffers a huge event grew are not kept.
+fn with_scratch(f: impl FnOnce(&mut Scratch)) {
+    let mut f = Some(f);
+    let _ = LINE.try_with(|cell| {
+        if let Ok(mut scratch) = cell.try_borrow_mut() {
+            (f.take().expect("called once"))(&mut scratch);
+            if scratch.line.capacity() > 64 * 1024 {
+                *scratch = Scratch::default();
+            }
+        }
+    });
+    if let Some(f) = f {
+        f(&mut Scratch::default());
+    }
+}
+
 /// Reads the `message` field alone.
 struct MessageReader<'a>(&'a mut String);
 
@@ -190,62 +267,80 @@ impl Visit for MessageReader<'_> {
     }
 }
 
-/// Writes fields as members of an object, typed where `tracing` says the type; `message` is left
-/// out when it is the event's name (`message: Some(())`).
+/// Writes an event's fields as members of the context, typed where `tracing` says the type.
+/// `message` is the event's name, not a field; the `log.*` fields of a bridged `log` record
+/// (target, module path, file, line) are left out; a field called `span` is written, and the
+/// span stack then goes under `span_stack`.
 struct FieldWriter<'w, 'a> {
     writer: &'w mut ContextWriter<'a>,
-    message: Option<()>,
+    /// The event is a `log` record bridged by tracing-log.
+    bridged: bool,
+    wrote_span: bool,
 }
 
 impl FieldWriter<'_, '_> {
-    /// The event's name (`message`), and the `log.*` fields the `log` bridge adds (its target
-    /// is the line's module already; file and line are not part of the contract).
-    fn skip(&self, field: &Field) -> bool {
-        self.message.is_some() && (field.name() == "message" || field.name().starts_with("log."))
+    /// Whether `field` is written; notes a field called `span`.
+    fn take(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if name == "message" || (self.bridged && name.starts_with("log.")) {
+            return false;
+        }
+        self.wrote_span |= name == "span";
+        true
     }
 }
 
 impl Visit for FieldWriter<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.writer.field(field.name(), &value);
+        if self.take(field) {
+            self.writer.field(field.name(), &value);
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if !self.skip(field) {
+        if self.take(field) {
             self.writer.field(field.name(), &value);
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if !self.skip(field) {
+        if self.take(field) {
             self.writer.field(field.name(), &value);
         }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.writer.field(field.name(), &value);
+        if self.take(field) {
+            self.writer.field(field.name(), &value);
+        }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.writer.field(field.name(), &value);
+        if self.take(field) {
+            self.writer.field(field.name(), &value);
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.writer.field(field.name(), &value);
+        if self.take(field) {
+            self.writer.field(field.name(), &value);
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.skip(field) {
+        if self.take(field) {
             self.writer.field(field.name(), value);
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.writer.field_display(field.name(), value);
+        if self.take(field) {
+            self.writer.field_display(field.name(), value);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.skip(field) {
+        if self.take(field) {
             self.writer.field_display(field.name(), &format_args!("{value:?}"));
         }
     }
@@ -269,13 +364,19 @@ where
             return Interest::sometimes();
         }
         crate::logger::with_global_dispatcher(|dispatcher| match dispatcher {
-            Some(dispatcher) if metadata.is_span() || level >= dispatcher.level_for(metadata.target()) => {
+            // Spans too: a span below its target's level is not recorded (as EnvFilter does).
+            Some(dispatcher) if dispatcher.captures() && level >= dispatcher.level_for(metadata.target()) => {
                 Interest::always()
             }
             Some(_) => Interest::never(),
-            // No logger: only what would be counted matters; asked again once one starts.
-            None => Interest::sometimes(),
+            // No logger: only what would be counted (WARNING and above).
+            None if level >= Level::Warning && metadata.is_event() => Interest::always(),
+            None => Interest::never(),
         })
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(max_level())
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -287,15 +388,49 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.0.on_event(event, ctx);
+        // The current logger may have been started with `capture(false)`.
+        if crate::logger::with_global_dispatcher(|dispatcher| dispatcher.is_none_or(|d| d.captures())) {
+            self.0.on_event(event, ctx);
+        }
     }
+}
+
+/// The most verbose level the current logger writes, as a filter (WARN with no logger: what is
+/// counted; OFF for a logger started with `capture(false)`).
+fn max_level() -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    crate::logger::with_global_dispatcher(|dispatcher| match dispatcher {
+        Some(dispatcher) if !dispatcher.captures() => LevelFilter::OFF,
+        Some(dispatcher) => match dispatcher.lowest_level() {
+            Level::Debug => LevelFilter::TRACE,
+            Level::Info => LevelFilter::INFO,
+            Level::Warning => LevelFilter::WARN,
+            Level::Error | Level::Critical => LevelFilter::ERROR,
+        },
+        None => LevelFilter::WARN,
+    })
 }
 
 /// Asks every callsite again whether it is enabled: after a logger starts or stops, its levels
 /// decide ([`Captured::register_callsite`]).
 pub(crate) fn levels_changed() {
+    if !INSTALLED.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     tracing::callsite::rebuild_interest_cache();
+    // `log` records below every module's level are not even formatted by the `log` macros.
+    let max = max_level();
+    log::set_max_level(match max.into_level() {
+        None => log::LevelFilter::Off,
+        Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+        Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+        Some(tracing::Level::INFO) => log::LevelFilter::Info,
+        Some(_) => log::LevelFilter::Trace,
+    });
 }
+
+/// Whether [`install`] set up the global subscriber.
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Installs, as the process's global `tracing` subscriber, a registry with [`ChimeraLayer`], and
 /// the bridge from the `log` crate. `false` when the application has one already (left alone).
@@ -305,6 +440,7 @@ pub(crate) fn install() -> bool {
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         return false;
     }
+    INSTALLED.store(true, std::sync::atomic::Ordering::Release);
     // `log` records become `tracing` events; a `log` logger set by the application stays.
     if tracing_log::LogTracer::init().is_err() {
         eprintln!(

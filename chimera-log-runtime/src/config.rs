@@ -484,6 +484,9 @@ impl LogConfig {
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
         }
+        if self.levels.has_empty_prefix() {
+            return Err(Error::invalid("level_for", "", "a directive names a module prefix"));
+        }
         if self.audit_retention.is_zero() {
             return Err(Error::invalid("audit_retention", "0s", "rows must be kept for some time"));
         }

@@ -34,6 +34,11 @@ impl Levels {
         self.directives.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     }
 
+    /// Whether a directive names no module (`level_for("", ..)`): a configuration error.
+    pub(crate) fn has_empty_prefix(&self) -> bool {
+        self.directives.iter().any(|(prefix, _)| prefix.is_empty())
+    }
+
     /// The minimum level of `module`: its longest matching directive's, or the default.
     pub(crate) fn level_for(&self, module: &str) -> Level {
         if self.directives.is_empty() {
@@ -43,7 +48,7 @@ impl Levels {
     }
 
     /// The lowest level any module may log at: below it, nothing is written.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(any(test, feature = "tracing")), allow(dead_code))]
     pub(crate) fn lowest(&self) -> Level {
         self.directives.iter().map(|(_, level)| *level).fold(self.default, Level::min)
     }
@@ -68,9 +73,9 @@ impl Levels {
     }
 }
 
-/// `a::b` and `a.b` alike: `a.b`.
+/// `a::b` and `a.b` alike: `a.b`; a trailing separator (`hyper::`) names the same prefix.
 fn normalize(module: &str) -> String {
-    module.replace("::", ".")
+    module.replace("::", ".").trim_end_matches('.').to_owned()
 }
 
 /// Whether `prefix` (normalized) names `module` or a module under it, reading `::` in `module` as
@@ -113,6 +118,9 @@ mod tests {
         assert!(covers("a.b", "a::b") && covers("a.b", "a.b") && covers("a.b", "a::b::c") && covers("a", "a.b"));
         assert!(!covers("a.b", "a::bc") && !covers("a.b", "a") && !covers("ab", "a") && !covers("a", "ab"));
         assert!(!covers("a", "a:b"), "a single colon is not a separator");
+        let mut levels = Levels::new(Level::Info);
+        levels.set("hyper::", Level::Error);
+        assert_eq!(levels.level_for("hyper::client"), Level::Error, "a trailing separator names the prefix");
     }
 
     #[test]

@@ -174,3 +174,61 @@ fn a_callsite_disabled_under_one_loggers_levels_is_enabled_under_the_next_ones()
         .collect();
     assert_eq!(ticks, [2]);
 }
+
+#[test]
+fn a_later_start_with_capture_off_captures_nothing_and_without_a_logger_warnings_are_counted() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        assert_eq!(log::max_level(), log::LevelFilter::Info, "log records below every level are not formatted");
+        tracing::info!("first");
+        assert!(guard.flush());
+        drop(guard);
+        assert_eq!(log::max_level(), log::LevelFilter::Warn);
+        let before = chimera_log_runtime::events_without_logger();
+        let warn = || tracing::warn!(target: "quiet", "no_logger");
+        warn();
+        tracing::info!("no_logger_info");
+        assert_eq!(chimera_log_runtime::events_without_logger(), before + 1, "the warning is counted");
+        let guard = init_logging(config(&dir).capture(false)).unwrap();
+        assert_eq!(log::max_level(), log::LevelFilter::Off);
+        warn();
+        tracing::warn!("second");
+        log::warn!("second_log");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_later_start_with_capture_off_captures_nothing_and_without_a_logger_warnings_are_counted", dir.path());
+    let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["first"]);
+}
+
+/// Logs through `tracing` while it is being formatted.
+struct Chatty;
+
+impl std::fmt::Debug for Chatty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::info!("from_inside_debug");
+        f.write_str("chatty")
+    }
+}
+
+#[test]
+fn keys_never_repeat_a_recorded_span_field_replaces_its_value_and_a_nested_event_is_kept() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        let span = tracing::info_span!("request", name = "alice", status = 0u64);
+        span.record("status", 200u64);
+        span.in_scope(|| tracing::info!(span = "mine", value = ?Chatty, "outer"));
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("keys_never_repeat_a_recorded_span_field_replaces_its_value_and_a_nested_event_is_kept", dir.path());
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let raw = text.lines().find(|l| l.contains("\"outer\"")).unwrap();
+    // Exactly, as written: each key once, the recorded value replacing the first.
+    let context = r#""context":{"span":"mine","value":"chatty","span_stack":[{"name":"request","field.name":"alice","status":200}]}"#;
+    assert!(raw.contains(context), "{raw}");
+    assert!(text.contains("\"event\":\"from_inside_debug\""), "the nested event is written: {text}");
+}

@@ -48,12 +48,22 @@ impl<'a> ContextWriter<'a> {
         self.buf.push(b'}');
     }
 
-    /// Reopens an object `buf` holds whole (`{...}`), to add members to it.
+    /// Starts member `key` as an array (`first`), or the array's next item: the caller then
+    /// writes the item's JSON into [`buf_mut`](Self::buf_mut), and closes the array with `]`.
     #[cfg(feature = "tracing")]
-    pub(crate) fn reopen(buf: &'a mut Vec<u8>) -> Self {
-        debug_assert!(buf.first() == Some(&b'{') && buf.last() == Some(&b'}'));
-        buf.pop();
-        ContextWriter { buf, start: 1 }
+    pub(crate) fn raw_list_item(&mut self, key: &str, first: bool) {
+        if first {
+            self.key(key);
+            self.buf.push(b'[');
+        } else {
+            self.buf.push(b',');
+        }
+    }
+
+    /// The line being written, for JSON the caller encodes itself.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn buf_mut(&mut self) -> &mut Vec<u8> {
+        self.buf
     }
 
     /// Writes one member whose value is JSON already (`raw` must be one valid JSON value).

@@ -86,6 +86,9 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     if capture {
         install_capture();
     }
+    // A capture installed by an earlier start follows this logger (its levels, its `capture`).
+    #[cfg(feature = "tracing")]
+    crate::capture::levels_changed();
     Ok(LogGuard { dispatcher, installed: true })
 }
 
@@ -95,9 +98,7 @@ fn install_capture() {
     #[cfg(feature = "tracing")]
     {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
-        let mut first = false;
         INSTALLED.call_once(|| {
-            first = true;
             if !crate::capture::install() {
                 eprintln!(
                     "chimera-log: a global tracing subscriber is installed already: events logged through \
@@ -106,10 +107,6 @@ fn install_capture() {
                 );
             }
         });
-        if !first {
-            // Installed by an earlier start: this logger's levels decide from now on.
-            crate::capture::levels_changed();
-        }
     }
 }
 

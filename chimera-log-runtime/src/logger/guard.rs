@@ -86,6 +86,9 @@ impl Drop for LogGuard {
     fn drop(&mut self) {
         if self.installed {
             global::replace_global(Some(&self.dispatcher), None);
+            // No logger now: what the capture counts is decided again.
+            #[cfg(feature = "tracing")]
+            crate::capture::levels_changed();
         }
         self.dispatcher.close();
     }

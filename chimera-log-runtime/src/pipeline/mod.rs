@@ -66,6 +66,9 @@ pub(crate) struct Dispatcher {
     levels: Levels,
     /// Tells this instance from any other (a logger caches its module's level per instance).
     id: u64,
+    /// Whether the `tracing` capture installed by `init_logging` writes through this instance.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    capture: bool,
     console: Option<(Writer, Arc<SinkCounters>)>,
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
@@ -234,6 +237,7 @@ impl Dispatcher {
         let dispatcher = Dispatcher {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             levels: config.levels,
+            capture: config.capture,
             console,
             files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
@@ -296,6 +300,18 @@ impl Dispatcher {
     /// The minimum level of `module` (computed; callers cache it, see `Logger`).
     pub(crate) fn level_for(&self, module: &str) -> Level {
         self.levels.level_for(module)
+    }
+
+    /// The lowest level any module logs at.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn lowest_level(&self) -> Level {
+        self.levels.lowest()
+    }
+
+    /// Whether captured `tracing`/`log` events are written through this instance.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn captures(&self) -> bool {
+        self.capture
     }
 
     pub(crate) fn id(&self) -> u64 {

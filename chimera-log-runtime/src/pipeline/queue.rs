@@ -176,7 +176,8 @@ impl BatchQueue {
         let mut state = self.lock();
         let full = |state: &State| state.batch.bytes > 0 && state.batch.bytes + need > self.capacity;
         if !self.wait.is_zero() && !state.stalled && !state.closed && full(&state) {
-            let deadline = Instant::now().checked_add(self.wait);
+            // `Duration::MAX` waits as long as it takes; any other bound, however long, is one.
+            let deadline = (self.wait != Duration::MAX).then(|| super::deadline_after(self.wait));
             while !state.closed && full(&state) {
                 // Full: the writer may be dozing rather than waiting for a signal; wake it either way.
                 state.writer_waiting = false;
