@@ -12,15 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use chimera_log_runtime::audit::parse_sealed;
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
-use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
+use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent};
+use common::audit_load::{emit_from_threads, Executed};
 use common::{backups, ManualClock};
-
-#[derive(LogEvent)]
-#[log(audit)]
-struct Executed<'a> {
-    block_number: u64,
-    pad: &'a str,
-}
 
 #[derive(LogEvent)]
 #[log(audit, key = "tx_hash")]
@@ -50,19 +44,6 @@ fn store_records(url: &str) -> Vec<(u64, String)> {
         })
         .unwrap();
     records
-}
-
-fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64, first: u64) {
-    std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let logger = guard.logger("executor");
-            scope.spawn(move || {
-                for i in 0..each {
-                    emit!(logger, Executed { block_number: first + thread * 1_000_000 + i, pad: "0123456789abcdef" });
-                }
-            });
-        }
-    });
 }
 
 #[test]

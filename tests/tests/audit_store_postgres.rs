@@ -10,14 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
-use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent, LogGuard};
-
-#[derive(LogEvent)]
-#[log(audit)]
-struct Executed<'a> {
-    block_number: u64,
-    pad: &'a str,
-}
+use chimera_log_runtime::{AuditDurability, AuditStore, LogConfig};
+use common::audit_load::emit_from_threads;
 
 fn url() -> String {
     std::env::var("CHIMERA_TEST_POSTGRES_URL").expect(
@@ -58,19 +52,6 @@ fn assert_exactly_once(dir: &Path, expected: u64) {
     for (seq, line) in common::audit_records(dir) {
         assert_eq!(stored[seq as usize - 1].1, line, "seq {seq}");
     }
-}
-
-fn emit_from_threads(guard: &LogGuard, threads: u64, each: u64, first: u64) {
-    std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let logger = guard.logger("executor");
-            scope.spawn(move || {
-                for i in 0..each {
-                    emit!(logger, Executed { block_number: first + thread * 1_000_000 + i, pad: "0123456789abcdef" });
-                }
-            });
-        }
-    });
 }
 
 #[test]

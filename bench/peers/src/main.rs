@@ -179,18 +179,7 @@ mod chimera_layer {
         )
         .unwrap();
         let start = Instant::now();
-        on_threads(threads, |thread| {
-            for seq in 0..per_thread {
-                tracing::info!(
-                    protocol = PROTOCOL,
-                    borrower = BORROWER,
-                    profit_usd = PROFIT,
-                    block_number = 12_345_678 + thread,
-                    seq,
-                    "liquidation"
-                );
-            }
-        });
+        peer_tracing::events(threads, per_thread);
         drop(guard);
         let elapsed = start.elapsed();
         std::fs::remove_file(dir.join("executions.log")).unwrap();
@@ -202,12 +191,9 @@ mod peer_tracing {
     use super::*;
     use tracing_appender::non_blocking::NonBlockingBuilder;
 
-    pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
-        let file = tracing_appender::rolling::never(dir, "tracing.log");
-        let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(file);
-        let subscriber = tracing_subscriber::fmt().json().with_writer(writer).finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        let start = Instant::now();
+    /// The workload as `tracing` call sites: the same for tracing's own output and for
+    /// chimera-log's `ChimeraLayer`.
+    pub(super) fn events(threads: usize, per_thread: u64) {
         on_threads(threads, |thread| {
             for seq in 0..per_thread {
                 tracing::info!(
@@ -220,6 +206,15 @@ mod peer_tracing {
                 );
             }
         });
+    }
+
+    pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
+        let file = tracing_appender::rolling::never(dir, "tracing.log");
+        let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(file);
+        let subscriber = tracing_subscriber::fmt().json().with_writer(writer).finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        let start = Instant::now();
+        peer_tracing::events(threads, per_thread);
         drop(guard); // flushes and joins the worker
         start.elapsed()
     }

@@ -13,8 +13,9 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::Error;
 use crate::sink::backup::ArchiveMark;
@@ -37,6 +38,69 @@ pub(crate) trait Forwarder: Send + Sync + Debug {
     /// Puts its counters into `stats`; `audit_seq` is the newest audit record's number (how far
     /// the audit file has got, for a lag).
     fn report(&self, stats: &mut Stats, audit_seq: u64);
+}
+
+/// What a forwarder's thread and the application's threads share: requests of type `R` under a
+/// lock, and a condition variable signalled whenever either side changes them.
+#[derive(Debug, Default)]
+pub(crate) struct Control<R> {
+    requests: Mutex<R>,
+    pub(crate) changed: Condvar,
+}
+
+/// The requests every forwarder answers: flushes (counted tickets), a stop, and its end.
+pub(crate) trait Requests {
+    /// The number of flushes asked for so far.
+    fn flushes_asked(&self) -> u64;
+    /// The instant to stop by, once asked.
+    fn stop(&self) -> Option<Instant>;
+    /// Whether the thread has ended (every request is then as answered as it will be).
+    fn finished(&self) -> bool;
+}
+
+impl<R: Requests> Control<R> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, R> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a request (`take` returns its ticket) and waits until `done` says the thread
+    /// answered it, or the thread ended, or `deadline`; `true` unless the deadline came first.
+    pub(crate) fn ticket<T>(
+        &self,
+        deadline: Instant,
+        take: impl FnOnce(&mut R) -> T,
+        done: impl Fn(&R, &T) -> bool,
+    ) -> bool {
+        let mut requests = self.lock();
+        let ticket = take(&mut requests);
+        self.changed.notify_all();
+        loop {
+            if done(&requests, &ticket) || requests.finished() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            requests = self.changed.wait_timeout(requests, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Waits `wait` as `clock` counts time before a retry: the clock says how long that is in
+    /// real time ([`Clock::begin_wait`]), and the wait itself stays on the condition variable,
+    /// so that a flush or stop asked for meanwhile cuts it short. It never outlasts `give_up`,
+    /// which stays on the monotonic `Instant`: it bounds how long an application thread waits
+    /// in a flush or shutdown, and must come even when a test clock stands still or the wall
+    /// clock jumps.
+    pub(crate) fn back_off(&self, clock: &dyn Clock, wait: Duration, give_up: Option<Instant>) {
+        let real = clock.begin_wait(wait);
+        let real = give_up.map_or(real, |at| real.min(at.saturating_duration_since(Instant::now())));
+        let requests = self.lock();
+        let before = (requests.stop(), requests.flushes_asked());
+        let _ = self
+            .changed
+            .wait_timeout_while(requests, real, |requests| (requests.stop(), requests.flushes_asked()) == before);
+    }
 }
 
 /// When a forwarder stopping by `deadline` gives up sending: a little before it (a tenth of the

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::AuditDurability;
-pub(crate) use forward::{give_up_before, spawn as spawn_forwarder};
+pub(crate) use forward::{give_up_before, spawn as spawn_forwarder, Control, Requests as ForwarderRequests};
 pub(crate) use latency::sample_this_emit;
 
 use self::audit::{AuditWriter, Checkpoint};

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::AUDIT_FILE;
 use crate::error::Error;
 use crate::follow::{Cursor, Followed, Follower};
+use crate::pipeline::ForwarderRequests;
 use crate::sink::backup::ArchiveMark;
 use crate::sink::FailureReporter;
 use crate::stats::AuditStoreCounters;
@@ -70,32 +71,19 @@ struct Requests {
     finished: bool,
 }
 
-#[derive(Debug, Default)]
-struct Control {
-    requests: Mutex<Requests>,
-    changed: Condvar,
-}
-
-impl Control {
-    fn lock(&self) -> MutexGuard<'_, Requests> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+impl ForwarderRequests for Requests {
+    fn flushes_asked(&self) -> u64 {
+        self.flush_asked
     }
-
-    /// Waits until `done` holds (or the thread ended), up to `deadline`.
-    fn wait_for(&self, deadline: Instant, done: impl Fn(&Requests) -> bool) -> bool {
-        let mut requests = self.lock();
-        loop {
-            if done(&requests) || requests.finished {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            requests = self.changed.wait_timeout(requests, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
+    fn stop(&self) -> Option<Instant> {
+        self.stop
+    }
+    fn finished(&self) -> bool {
+        self.finished
     }
 }
+
+type Control = crate::pipeline::Control<Requests>;
 
 /// The running archiver.
 #[derive(Debug)]
@@ -148,23 +136,21 @@ impl Archiver {
     /// Stores everything `executions.log` holds now; `false` if not all of it was committed by
     /// `deadline` (a database down: the records wait in the file).
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        let ticket = {
-            let mut requests = self.control.lock();
-            requests.flush_asked += 1;
-            self.control.changed.notify_all();
-            requests.flush_asked
-        };
-        self.control.wait_for(deadline, |requests| requests.flush_done >= ticket)
+        self.control.ticket(
+            deadline,
+            |requests| {
+                requests.flush_asked += 1;
+                requests.flush_asked
+            },
+            |requests, asked| requests.flush_done >= *asked,
+        )
     }
 
     /// Stores what it can by `deadline`, then stops.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        {
-            let mut requests = self.control.lock();
-            requests.stop = Some(crate::pipeline::give_up_before(deadline));
-            self.control.changed.notify_all();
-        }
-        let finished = self.control.wait_for(deadline, |requests| requests.finished);
+        let give_up = crate::pipeline::give_up_before(deadline);
+        let finished =
+            self.control.ticket(deadline, |requests| requests.stop = Some(give_up), |requests, ()| requests.finished);
         if finished {
             if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = thread.join();
@@ -412,13 +398,6 @@ impl Worker {
 
     /// Waits `wait` (through the clock) before a retry; a flush or shutdown cuts it short.
     fn back_off(&self, wait: Duration, stop: Option<Instant>) {
-        let real = self.clock.begin_wait(wait);
-        let real = stop.map_or(real, |at| real.min(at.saturating_duration_since(Instant::now())));
-        let requests = self.control.lock();
-        let before = (requests.stop, requests.flush_asked);
-        let _ = self
-            .control
-            .changed
-            .wait_timeout_while(requests, real, |requests| (requests.stop, requests.flush_asked) == before);
+        self.control.back_off(&*self.clock, wait, stop);
     }
 }

@@ -2,6 +2,7 @@
 //! reading lines back with their key order.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod audit_load;
 pub mod proxy;
 
 use std::fmt;

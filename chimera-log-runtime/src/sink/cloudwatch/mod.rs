@@ -22,7 +22,7 @@ mod batch;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -173,59 +173,21 @@ struct Requests {
     finished: bool,
 }
 
-#[derive(Debug, Default)]
-struct Control {
-    requests: Mutex<Requests>,
-    changed: Condvar,
+impl crate::pipeline::ForwarderRequests for Requests {
+    fn flushes_asked(&self) -> u64 {
+        self.flush_asked
+    }
+    fn stop(&self) -> Option<Instant> {
+        self.stop
+    }
+    fn finished(&self) -> bool {
+        self.finished
+    }
 }
 
+type Control = crate::pipeline::Control<Requests>;
+
 impl Control {
-    fn lock(&self) -> MutexGuard<'_, Requests> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes a ticket (`take` records the request and returns it) and waits until `done` says
-    /// the shipper answered it, or `deadline`; `true` if answered.
-    fn ticket<T>(
-        &self,
-        deadline: Instant,
-        take: impl FnOnce(&mut Requests) -> T,
-        done: impl Fn(&Requests, &T) -> bool,
-    ) -> bool {
-        let mut requests = self.lock();
-        let ticket = take(&mut requests);
-        self.changed.notify_all();
-        loop {
-            if done(&requests, &ticket) || requests.finished {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            requests = self.changed.wait_timeout(requests, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-
-    /// Waits `wait`, waking early when a flush or shutdown is asked for.
-    fn wait_unless_asked(&self, wait: Duration) {
-        let requests = self.lock();
-        let before = (requests.stop, requests.flush_asked);
-        let _ =
-            self.changed.wait_timeout_while(requests, wait, |requests| (requests.stop, requests.flush_asked) == before);
-    }
-
-    /// Waits `wait` as `clock` counts time before a retry: the clock says how long that is in
-    /// real time ([`Clock::begin_wait`]), and the wait itself stays on the condition variable,
-    /// so that a flush or shutdown asked for meanwhile cuts it short. It never outlasts
-    /// `give_up`, which stays on the monotonic `Instant`: it bounds how long an application
-    /// thread waits in a flush or shutdown, and must come even when a test clock stands still
-    /// or the wall clock jumps.
-    fn back_off(&self, clock: &dyn Clock, wait: Duration, give_up: Option<Instant>) {
-        let real = clock.begin_wait(wait);
-        self.wait_unless_asked(give_up.map_or(real, |at| real.min(at.saturating_duration_since(Instant::now()))));
-    }
-
     /// The earliest deadline the shipper must give up by, if any.
     fn give_up_at(&self) -> Option<Instant> {
         let requests = self.lock();
