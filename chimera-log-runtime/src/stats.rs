@@ -28,7 +28,8 @@ pub struct Stats {
     /// `fdatasync` calls made for the audit file; fewer than audit events when concurrent
     /// emitters share a group commit.
     pub audit_syncs: u64,
-    /// The most bytes ever waiting in one queue (console, or files).
+    /// The most memory one queue (console, or files) ever held for lines waiting or being
+    /// written, counted in whole chunks (up to 64 KiB each).
     pub queue_high_water_bytes: u64,
     /// Time `emit!` takes on the caller's thread, sampled.
     pub emit_latency: LatencyStats,

@@ -1,8 +1,8 @@
 //! The same workload on chimera-log and its peers, side by side in one run.
 //!
 //! Each configuration runs in a child process of its own (the peers install process-wide state),
-//! writes `events` JSON lines with five context fields to a file in a fresh directory from 1 or
-//! 4 threads, shuts its logger down (the final flush is timed), and the parent counts the lines
+//! writes `events` JSON lines with five context fields to a file in a fresh directory from 1, 4
+//! or 8 threads, shuts its logger down (the final flush is timed), and the parent counts the lines
 //! afterwards: a run that lost a line fails the whole comparison.
 //!
 //! `cargo run --release --manifest-path bench/peers/Cargo.toml -- [events] [rounds]`
@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LIBS: [&str; 6] = ["chimera-log", "chimera-layer", "tracing", "slog", "spdlog-rs", "raw-bufwriter"];
+/// Thread counts compared (the machine the figures come from has 2 cores).
+const THREADS: [usize; 3] = [1, 4, 8];
 const PROTOCOL: &str = "moonwell";
 const BORROWER: &str = "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b";
 const PROFIT: &str = "120.00";
@@ -32,7 +34,7 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut results: Vec<(&str, usize, Vec<f64>)> = Vec::new();
     for round in 0..rounds {
-        for threads in [1usize, 4] {
+        for threads in THREADS {
             for lib in LIBS {
                 let dir =
                     std::env::temp_dir().join(format!("chimera-peers-{}-{lib}-{threads}-{round}", std::process::id()));
@@ -65,7 +67,7 @@ fn main() {
         rates.sort_by(f64::total_cmp);
         rates[rates.len() / 2]
     };
-    for threads in [1usize, 4] {
+    for threads in THREADS {
         for lib in LIBS {
             let m = median(lib, threads);
             println!(

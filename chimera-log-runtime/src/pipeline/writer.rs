@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::queue::{Batch, BatchQueue};
+use super::queue::{BatchQueue, Chunk};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::event::Level;
@@ -119,9 +119,6 @@ impl Writer {
             )
         };
         let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, wait).map_err(unreservable)?);
-        // The writer's own batch, swapped with the queue's; reserved here, not on its thread,
-        // so that a failure is an error of `init_logging`.
-        let batch = Batch::new(lanes.len(), capacity).map_err(unreservable)?;
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -129,7 +126,7 @@ impl Writer {
                 let queue = Arc::clone(&queue);
                 let finished = Arc::clone(&finished);
                 move || {
-                    run(&queue, lanes, batch, &*clock);
+                    run(&queue, lanes, &*clock);
                     let (done, signal) = &*finished;
                     *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
                     signal.notify_all();
@@ -175,10 +172,11 @@ impl Writer {
     }
 }
 
-fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, mut batch: Batch, clock: &dyn Clock) {
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
     let mut report_line = Vec::new();
+    let mut chunks: Vec<Chunk> = Vec::new();
     loop {
-        let Some(taken) = queue.take(&mut batch, IDLE) else {
+        let Some(taken) = queue.take(&mut chunks, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
             for lane in &mut lanes {
                 lane.tick();
@@ -186,10 +184,11 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, mut batch: Batch, clock: &dyn C
             }
             continue;
         };
-        for ((lane, lines), dropped) in lanes.iter_mut().zip(&batch.lanes).zip(&taken.dropped) {
-            if !lines.lens.is_empty() {
-                lane.write(&lines.bytes, &lines.lens);
-            }
+        for chunk in &chunks {
+            lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
+        }
+        queue.give_back(&mut chunks);
+        for (lane, dropped) in lanes.iter_mut().zip(&taken.dropped) {
             lane.report_drops(*dropped, clock, &mut report_line);
         }
         if taken.flush > 0 || taken.last {
@@ -197,8 +196,7 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, mut batch: Batch, clock: &dyn C
         } else {
             lanes.iter_mut().for_each(Lane::tick);
         }
-        queue.mark_written(taken.seq, taken.flush);
-        batch.clear();
+        queue.mark_written(taken.flush, taken.pass);
         if taken.last {
             return;
         }

@@ -1,0 +1,219 @@
+//! The queue's memory: a fixed number of chunks, shared by every thread's shard.
+//!
+//! A chunk holds the lines of one lane, back to back. A thread fills its own chunk without
+//! touching the pool; it comes here only when the chunk is full (about once per
+//! [`CHUNK_BYTES_MAX`]) and after the writer has taken it. The pool has `capacity / chunk` slots:
+//! that many chunks, in the shards or in the writer's hands, are all the memory the queue uses,
+//! apart from a line larger than a chunk, which gets a buffer of its own holding as many slots
+//! as its size is worth (all of them when it is larger than the whole capacity: it then goes
+//! through alone).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// The largest chunk: few enough pool visits per thread (one per 64 KiB of lines), small enough
+/// that a thread's partly filled chunk is not much memory.
+pub(crate) const CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// A queue has at least this many chunks (a small capacity gets small chunks), so that a few
+/// threads each holding one still leave room.
+const CHUNKS_MIN: usize = 16;
+
+/// The lines of one lane, back to back, and each line's length.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) lane: usize,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) lens: Vec<u32>,
+    /// How many bytes this chunk takes before it is full.
+    limit: usize,
+    /// Pool slots it holds: 1, or more for a line larger than a chunk.
+    slots: usize,
+}
+
+impl Chunk {
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        self.bytes.len() + len <= self.limit
+    }
+
+    pub(crate) fn append(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.lens.push(line.len() as u32);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    /// Buffers of returned chunks, for reuse.
+    free: Vec<Chunk>,
+    /// Slots not held by any chunk.
+    slots: usize,
+    /// A caller waited its whole bound for room: later callers drop at once, without waiting,
+    /// until the writer returns chunks again.
+    stalled: bool,
+    closed: bool,
+    /// The most bytes of chunks ever held at once (in shards or being written).
+    high_water: usize,
+}
+
+/// Every chunk of one queue.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    state: Mutex<State>,
+    /// Signalled when the writer returns chunks, for callers waiting for room.
+    room: Condvar,
+    chunk_bytes: usize,
+    total: usize,
+}
+
+/// Why a caller gets no chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoRoom {
+    /// Every slot is held (or the memory for a large line cannot be had).
+    Full,
+    /// The queue was closed (shutdown).
+    Closed,
+}
+
+impl Pool {
+    /// A pool of `capacity` bytes, its chunks reserved now (touched only as lines arrive), so
+    /// that taking one never allocates; an error when the memory cannot be reserved, rather than
+    /// the abort of a failed allocation.
+    pub(crate) fn new(capacity: usize) -> Result<Self, std::collections::TryReserveError> {
+        let chunk_bytes = (capacity / CHUNKS_MIN).clamp(1, CHUNK_BYTES_MAX);
+        // Two at least: a line goes to two lanes at most (`chimera.log` and a route file).
+        let total = (capacity / chunk_bytes).max(2);
+        let mut free = Vec::new();
+        free.try_reserve_exact(total)?;
+        for _ in 0..total {
+            free.push(Self::buffer(chunk_bytes)?);
+        }
+        Ok(Pool {
+            state: Mutex::new(State { free, slots: total, stalled: false, closed: false, high_water: 0 }),
+            room: Condvar::new(),
+            chunk_bytes,
+            total,
+        })
+    }
+
+    /// An empty chunk that takes `bytes` bytes.
+    fn buffer(bytes: usize) -> Result<Chunk, std::collections::TryReserveError> {
+        let mut chunk = Chunk { lane: 0, bytes: Vec::new(), lens: Vec::new(), limit: bytes, slots: 1 };
+        chunk.bytes.try_reserve_exact(bytes)?;
+        chunk.lens.try_reserve_exact(bytes / 64 + 16)?;
+        Ok(chunk)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding this lock; recover anyway rather than lose the log.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many slots each copy of a line of `len` bytes going to `copies` lanes needs: one
+    /// chunk, or as many as the line is large, and at most all of them between its copies.
+    pub(crate) fn slots_for(&self, len: usize, copies: usize) -> usize {
+        len.div_ceil(self.chunk_bytes).clamp(1, (self.total / copies.max(1)).max(1))
+    }
+
+    /// An empty chunk for `lane` with room for a line of `len` bytes (one of `copies`), if the
+    /// slots are free.
+    pub(crate) fn try_take(&self, lane: usize, len: usize, copies: usize) -> Result<Chunk, NoRoom> {
+        let slots = self.slots_for(len, copies);
+        let mut state = self.lock();
+        if state.closed {
+            return Err(NoRoom::Closed);
+        }
+        if state.slots < slots {
+            return Err(NoRoom::Full);
+        }
+        let mut chunk = if len <= self.chunk_bytes {
+            match state.free.pop() {
+                Some(chunk) => chunk,
+                None => Self::buffer(self.chunk_bytes).map_err(|_| NoRoom::Full)?,
+            }
+        } else {
+            // A line larger than a chunk: a buffer of its own, freed once written.
+            let mut chunk = Self::buffer(0).map_err(|_| NoRoom::Full)?;
+            chunk.bytes.try_reserve_exact(len).map_err(|_| NoRoom::Full)?;
+            chunk.limit = len;
+            chunk
+        };
+        state.slots -= slots;
+        state.high_water = state.high_water.max((self.total - state.slots) * self.chunk_bytes);
+        chunk.lane = lane;
+        chunk.slots = slots;
+        Ok(chunk)
+    }
+
+    /// Gives chunks back (emptied), and wakes callers waiting for room: the writer made progress.
+    pub(crate) fn give_back(&self, chunks: impl IntoIterator<Item = Chunk>) {
+        let mut state = self.lock();
+        let mut returned = false;
+        for mut chunk in chunks {
+            returned = true;
+            state.slots += chunk.slots;
+            if chunk.limit == self.chunk_bytes {
+                chunk.bytes.clear();
+                chunk.lens.clear();
+                chunk.slots = 1;
+                state.free.push(chunk);
+            }
+        }
+        if returned {
+            state.stalled = false;
+            drop(state);
+            self.room.notify_all();
+        }
+    }
+
+    /// Waits until `slots` slots are free, the pool closes or `deadline` (`None`: as long as it
+    /// takes); `false` when the caller should drop its line. A caller that waited until its
+    /// deadline marks the pool stalled (the writer makes no progress: a dead disk, a terminal
+    /// nobody reads), and until the writer returns chunks others drop without waiting.
+    pub(crate) fn wait_for_room(&self, slots: usize, deadline: Option<Instant>) -> bool {
+        let mut state = self.lock();
+        while !state.closed && state.slots < slots {
+            let Some(deadline) = deadline else {
+                state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let now = Instant::now();
+            if state.stalled || now >= deadline {
+                state.stalled = true;
+                return false;
+            }
+            state = self.room.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// The most bytes of chunks ever held at once, in whole chunks: lines waiting in the shards
+    /// or being written.
+    pub(crate) fn high_water(&self) -> usize {
+        self.lock().high_water
+    }
+
+    /// No more chunks are handed out; waiting callers return.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.room.notify_all();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.lock().stalled
+    }
+
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    #[cfg(test)]
+    pub(crate) fn free_slots(&self) -> usize {
+        self.lock().slots
+    }
+}
