@@ -122,7 +122,7 @@ pub const RESTART_EVENT: &str = "audit_restart";
 /// `previous`.
 pub(crate) fn anchor_line(time: SystemTime, previous: &ChainHead, key: &ChainKey, out: &mut Vec<u8>) {
     let envelope = crate::json::Envelope {
-        time,
+        time: time.into(),
         level: crate::Level::Info,
         module_json: "\"chimera_log\"",
         event: ANCHOR_EVENT,

@@ -177,6 +177,8 @@ pub struct LogConfig {
     pub(crate) compress: bool,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `clock` is the default system clock (read directly, see `UnixTime::now`).
+    pub(crate) system_clock: bool,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) overflow: Overflow,
@@ -207,6 +209,7 @@ impl LogConfig {
             compress: true,
             routes: Vec::new(),
             clock: Arc::new(SystemClock),
+            system_clock: true,
             shutdown_timeout: Duration::from_secs(5),
             queue_capacity: 4 * 1024 * 1024,
             overflow: Overflow::default(),
@@ -359,6 +362,7 @@ impl LogConfig {
     /// The clock timestamps and backup names are read from.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self.system_clock = false;
         self
     }
 

@@ -13,19 +13,30 @@ use serde::Serialize;
 /// character (newlines included) and the line separators U+0085, U+2028 and U+2029 are escaped,
 /// the rest is copied as is.
 ///
-/// Runs of ASCII without anything to escape are found eight bytes at a time and copied whole.
+/// Runs of ASCII without anything to escape are found eight bytes at a time and copied whole;
+/// the last few bytes are looked at as one word too (the last eight, or the string padded with
+/// spaces), so that a string with nothing to escape, the usual case, is word tests and one copy.
 pub(super) fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     buf.reserve(bytes.len() + 2);
     let mut run_start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("an 8-byte slice"));
-            if !needs_escape(word) {
-                i += 8;
-                continue;
+        let word = match bytes.get(i..i + 8) {
+            Some(chunk) => u64::from_le_bytes(chunk.try_into().expect("an 8-byte slice")),
+            // The last eight bytes, overlapping some already looked at (they pass again).
+            None if bytes.len() >= 8 => {
+                u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("an 8-byte slice"))
             }
+            // A string shorter than a word: built in a register (a copy through memory then
+            // read as one word stalls the load).
+            None => bytes[i..].iter().enumerate().fold(u64::from_le_bytes([b' '; 8]), |word, (at, &byte)| {
+                word & !(0xff << (8 * at)) | u64::from(byte) << (8 * at)
+            }),
+        };
+        if !needs_escape(word) {
+            i += 8;
+            continue;
         }
         // The escape, and the length of the UTF-8 sequence it replaces.
         let (escape, len): (&[u8], usize) = match &bytes[i..] {

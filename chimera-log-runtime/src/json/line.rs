@@ -6,16 +6,15 @@
 
 use std::error::Error;
 use std::fmt;
-use std::time::SystemTime;
 
 use super::escape::{quoted_into, write_display_string};
-use super::timestamp::write_timestamp;
+use super::timestamp::{write_timestamp, UnixTime};
 use crate::event::Level;
 
 /// The envelope of one line; the context is written by the caller's closure.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Envelope<'a> {
-    pub(crate) time: SystemTime,
+    pub(crate) time: UnixTime,
     pub(crate) level: Level,
     /// The module name already quoted and escaped (computed once per logger).
     pub(crate) module_json: &'a str,

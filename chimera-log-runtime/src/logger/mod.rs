@@ -31,7 +31,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -164,7 +164,7 @@ impl Logger {
                     return;
                 }
                 with_line_buffer(|buf| {
-                    json::encode_line(buf, envelope(SystemTime::now()), write_context);
+                    json::encode_line(buf, envelope(json::UnixTime::now()), write_context);
                     let _ = std::io::stderr().lock().write_all(buf);
                 });
             }

@@ -22,7 +22,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::AuditDurability;
 pub(crate) use forward::{give_up_before, spawn as spawn_forwarder, Control, Requests as ForwarderRequests};
@@ -38,6 +38,7 @@ use crate::clock::Clock;
 use crate::config::{LogConfig, AUDIT_FILE, GENERAL_FILE};
 use crate::error::Error;
 use crate::event::{Level, Routes};
+use crate::json::UnixTime;
 use crate::levels::Levels;
 use crate::sink::backup::ArchiveMark;
 use crate::sink::console::ConsoleSink;
@@ -77,6 +78,8 @@ pub(crate) struct Dispatcher {
     route_names: Vec<String>,
     audit: AuditWriter,
     clock: Arc<dyn Clock>,
+    /// `clock` is the system clock: timestamps read it directly.
+    system_clock: bool,
     counters: Counters,
     latency: LatencyHistogram,
     closed: AtomicBool,
@@ -98,10 +101,6 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
     let now = Instant::now();
     now.checked_add(timeout).or_else(|| now.checked_add(CENTURY)).unwrap_or(now)
-}
-
-fn micros_since_epoch(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Creates the log directory and takes its lock, held until `close` (see `safe_fs::lock_dir`).
@@ -232,7 +231,9 @@ impl Dispatcher {
         let console = start_console(&config)?;
         let forwarders = forward::start(&config, &dir, archived)?;
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
-            micros_since_epoch(config.clock.now()).saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
+            UnixTime::from(config.clock.now())
+                .micros()
+                .saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
         let dispatcher = Dispatcher {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -244,6 +245,7 @@ impl Dispatcher {
             file_counters,
             audit,
             clock: config.clock,
+            system_clock: config.system_clock,
             counters: Counters::default(),
             latency: LatencyHistogram::default(),
             closed: AtomicBool::new(false),
@@ -273,7 +275,7 @@ impl Dispatcher {
         );
         let mut line = Vec::with_capacity(256);
         let envelope = crate::json::Envelope {
-            time: self.clock.now(),
+            time: self.now(),
             level: Level::Warning,
             module_json: "\"chimera_log\"",
             event: crate::audit::RESTART_EVENT,
@@ -318,8 +320,13 @@ impl Dispatcher {
         self.id
     }
 
-    pub(crate) fn now(&self) -> SystemTime {
-        self.clock.now()
+    /// The time for a line's timestamp.
+    pub(crate) fn now(&self) -> UnixTime {
+        if self.system_clock {
+            UnixTime::now()
+        } else {
+            self.clock.now().into()
+        }
     }
 
     /// Whether an event of this level and type, from a module whose minimum level is
@@ -396,7 +403,7 @@ impl Dispatcher {
     fn record_checkpoint(&self, checkpoint: Checkpoint) {
         let mut line = Vec::with_capacity(256);
         let envelope = crate::json::Envelope {
-            time: self.clock.now(),
+            time: self.now(),
             level: Level::Info,
             module_json: "\"chimera_log\"",
             event: "audit_checkpoint",
@@ -481,12 +488,12 @@ impl Dispatcher {
     }
 
     /// Whether a `log_health` event is due at `now`; `true` for exactly one caller per interval.
-    pub(crate) fn health_due(&self, now: SystemTime) -> bool {
+    pub(crate) fn health_due(&self, now: UnixTime) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(every) = self.health_interval else {
             return false;
         };
-        let now = micros_since_epoch(now);
+        let now = now.micros();
         let due = self.next_health.load(Relaxed);
         if now < due {
             return false;

@@ -78,7 +78,7 @@ impl Lane {
         let dropped = std::mem::take(&mut self.unreported_drops);
         line.clear();
         let envelope = Envelope {
-            time: clock.now(),
+            time: clock.now().into(),
             level: Level::Warning,
             module_json: "\"chimera_log\"",
             event: "log_events_dropped",

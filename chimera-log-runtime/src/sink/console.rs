@@ -184,7 +184,7 @@ mod tests {
         crate::json::quoted_into(&mut module, hostile);
         let module = String::from_utf8(module).unwrap();
         let envelope = crate::json::Envelope {
-            time: std::time::UNIX_EPOCH,
+            time: std::time::UNIX_EPOCH.into(),
             level: crate::event::Level::Info,
             module_json: &module,
             event: hostile,

@@ -78,6 +78,13 @@ struct Control {
     pass_done: u64,
 }
 
+impl Control {
+    /// A flush or a pass is asked for and not yet taken on.
+    fn asked(&self) -> bool {
+        self.flush_requests > self.flush_taken || self.pass_requests > self.pass_taken
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct BatchQueue {
     id: u64,
@@ -89,6 +96,8 @@ pub(crate) struct BatchQueue {
     written: Condvar,
     /// The writer is asleep until signalled: the next line must wake it.
     writer_asleep: AtomicBool,
+    /// The writer's last pass took less than a chunk: it dozes before the next.
+    last_pass_small: AtomicBool,
     closed: AtomicBool,
     /// Drops per lane not yet reported in the log by the writer.
     dropped: Vec<AtomicU64>,
@@ -130,6 +139,7 @@ impl BatchQueue {
             work: Condvar::new(),
             written: Condvar::new(),
             writer_asleep: AtomicBool::new(false),
+            last_pass_small: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             dropped: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
             wait,
@@ -226,9 +236,17 @@ impl BatchQueue {
     /// While lines keep coming, the writer dozes: it looks again every [`DOZE`] without asking
     /// to be woken, so callers never pay for a wake-up. Only after [`DOZES`] empty looks does it
     /// sleep until the next line signals it.
+    ///
+    /// After a pass that took less than a chunk, the writer dozes before looking again (unless
+    /// asked for a flush, or a caller finds no room): lines trickling in are taken a
+    /// millisecond's worth at a time, rather than a few at a time by a writer that would keep
+    /// touching the callers' shards.
     pub(crate) fn take(&self, into: &mut Vec<Chunk>, idle: Duration) -> Option<Taken> {
         let mut control = lock(&self.control);
         let deadline = Instant::now() + idle;
+        if self.last_pass_small.load(Ordering::Relaxed) && !control.asked() && !self.closed.load(Ordering::Acquire) {
+            control = self.work.wait_timeout(control, DOZE).unwrap_or_else(|e| e.into_inner()).0;
+        }
         let mut dozes = 0;
         loop {
             if dozes >= DOZES {
@@ -238,8 +256,8 @@ impl BatchQueue {
             let last = self.closed.load(Ordering::Acquire);
             let bytes = self.drain(into, last);
             let has_drops = self.dropped.iter().any(|n| n.load(Ordering::Relaxed) > 0);
-            let asked = control.flush_requests > control.flush_taken || control.pass_requests > control.pass_taken;
-            if bytes > 0 || has_drops || last || asked {
+            if bytes > 0 || has_drops || last || control.asked() {
+                self.last_pass_small.store(bytes < self.pool.chunk_bytes(), Ordering::Relaxed);
                 self.writer_asleep.store(false, Ordering::Relaxed);
                 let flush = if control.flush_requests > control.flush_taken { control.flush_requests } else { 0 };
                 control.flush_taken = control.flush_requests;

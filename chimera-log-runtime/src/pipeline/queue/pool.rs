@@ -112,6 +112,11 @@ impl Pool {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The size of a chunk.
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes
+    }
+
     /// How many slots each copy of a line of `len` bytes going to `copies` lanes needs: one
     /// chunk, or as many as the line is large, and at most all of them between its copies.
     pub(crate) fn slots_for(&self, len: usize, copies: usize) -> usize {
