@@ -25,6 +25,8 @@ impl UnixTime {
             // CLOCK_REALTIME is a clock every Unix has.
             if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut spec) } == 0 {
                 if let Ok(nanos @ 0..1_000_000_000) = u32::try_from(spec.tv_nsec) {
+                    // `time_t` is 64 bits here, 32 on some targets.
+                    #[allow(clippy::useless_conversion)]
                     return UnixTime { secs: i64::from(spec.tv_sec), nanos };
                 }
             }
