@@ -326,23 +326,10 @@ impl BatchQueue {
     }
 
     /// Waits until every line accepted before the call is written and the sinks flushed, or
-    /// `deadline`; `true` if so.
+    /// `deadline`; `true` if so. A whole writer pass is asked for even with nothing in the
+    /// queue: a sink may hold lines back (CloudWatch batches), and the pass makes it send them.
     pub(crate) fn wait_written(&self, deadline: Instant) -> bool {
-        let mut control = lock(&self.control);
-        // A ticket asks for a whole writer pass, even with nothing in the queue: a sink may
-        // hold lines back (CloudWatch batches), and the pass makes it send them.
-        control.flush_requests += 1;
-        let ticket = control.flush_requests;
-        self.writer_asleep.store(false, Ordering::Relaxed);
-        self.work.notify_one();
-        while control.flush_done < ticket {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            control = self.written.wait_timeout(control, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        true
+        self.wait_for_pass(true, deadline)
     }
 
     /// Waits until the writer has taken and handed to its sinks every line accepted before the
@@ -350,12 +337,23 @@ impl BatchQueue {
     /// keeps holding them); `false` at `deadline`. For tests that assert what a sink did *not*
     /// do yet.
     pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
+        self.wait_for_pass(false, deadline)
+    }
+
+    /// Takes a ticket for a writer pass (`flush`: one that also flushes the sinks), wakes the
+    /// writer, and waits until a pass that took the ticket is complete, or `deadline`.
+    fn wait_for_pass(&self, flush: bool, deadline: Instant) -> bool {
         let mut control = lock(&self.control);
-        control.pass_requests += 1;
-        let ticket = control.pass_requests;
+        let ticket = if flush {
+            control.flush_requests += 1;
+            control.flush_requests
+        } else {
+            control.pass_requests += 1;
+            control.pass_requests
+        };
         self.writer_asleep.store(false, Ordering::Relaxed);
         self.work.notify_one();
-        while control.pass_done < ticket {
+        while (if flush { control.flush_done } else { control.pass_done }) < ticket {
             let now = Instant::now();
             if now >= deadline {
                 return false;
