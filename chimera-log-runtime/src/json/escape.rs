@@ -13,11 +13,49 @@ use serde::Serialize;
 /// character (newlines included) and the line separators U+0085, U+2028 and U+2029 are escaped,
 /// the rest is copied as is.
 ///
-/// Runs of ASCII without anything to escape are found eight bytes at a time and copied whole;
-/// the last few bytes are looked at as one word too (the last eight, or the string padded with
-/// spaces), so that a string with nothing to escape, the usual case, is word tests and one copy.
+/// The usual string has nothing to escape: it is tested eight bytes at a time up to the first
+/// word that may need escaping, and that clean part copied at once; only the rest goes through
+/// [`escape_from`].
 pub(super) fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    let clean = clean_prefix(bytes);
+    buf.extend_from_slice(&bytes[..clean]);
+    if clean < bytes.len() {
+        escape_from(buf, &bytes[clean..]);
+    }
+}
+
+/// How many leading bytes of `bytes` certainly need no escaping: up to the first eight-byte word
+/// (the last one padded with spaces) that may hold a byte to escape.
+#[inline]
+fn clean_prefix(bytes: &[u8]) -> usize {
+    let mut words = bytes.chunks_exact(8);
+    let mut clean = 0;
+    for word in &mut words {
+        if needs_escape(u64::from_le_bytes(word.try_into().expect("an 8-byte chunk"))) {
+            return clean;
+        }
+        clean += 8;
+    }
+    if needs_escape(padded_word(words.remainder())) {
+        clean
+    } else {
+        bytes.len()
+    }
+}
+
+/// Up to eight bytes as one word, padded with spaces (nothing to escape). Built in a register: a
+/// copy to memory then read as one word would stall the load.
+#[inline]
+fn padded_word(bytes: &[u8]) -> u64 {
+    bytes.iter().take(8).enumerate().fold(u64::from_le_bytes([b' '; 8]), |word, (at, &byte)| {
+        word & !(0xff << (8 * at)) | u64::from(byte) << (8 * at)
+    })
+}
+
+/// Appends `bytes` escaped (see [`escape_into`]); `bytes` is valid UTF-8 from a whole character
+/// on. Runs without anything to escape are still found a word at a time and copied whole.
+fn escape_from(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.reserve(bytes.len() + 2);
     let mut run_start = 0;
     let mut i = 0;
@@ -28,11 +66,7 @@ pub(super) fn escape_into(buf: &mut Vec<u8>, s: &str) {
             None if bytes.len() >= 8 => {
                 u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("an 8-byte slice"))
             }
-            // A string shorter than a word: built in a register (a copy through memory then
-            // read as one word stalls the load).
-            None => bytes[i..].iter().enumerate().fold(u64::from_le_bytes([b' '; 8]), |word, (at, &byte)| {
-                word & !(0xff << (8 * at)) | u64::from(byte) << (8 * at)
-            }),
+            None => padded_word(&bytes[i..]),
         };
         if !needs_escape(word) {
             i += 8;

@@ -115,13 +115,16 @@ fn write_calendar_second(buf: &mut Vec<u8>, secs: i64) -> bool {
     true
 }
 
+/// Appends the last `width` (at most 10) decimal digits of `value`, zero-padded. The digits are
+/// made on the stack and appended at once (growing `buf` and then filling it cost twice).
 fn push_digits(buf: &mut Vec<u8>, mut value: u32, width: usize) {
-    let end = buf.len() + width;
-    buf.resize(end, b'0');
-    for slot in buf[end - width..end].iter_mut().rev() {
+    let mut digits = [b'0'; 10];
+    let digits = &mut digits[..width];
+    for slot in digits.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
         value /= 10;
     }
+    buf.extend_from_slice(digits);
 }
 
 struct RawWriter<'a>(&'a mut Vec<u8>);
