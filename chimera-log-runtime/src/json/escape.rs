@@ -37,7 +37,13 @@ fn clean_prefix(bytes: &[u8]) -> usize {
         }
         clean += 8;
     }
-    if needs_escape(padded_word(words.remainder())) {
+    let rest = words.remainder();
+    let last = match bytes.len().checked_sub(8) {
+        // The last eight bytes, overlapping some that passed already: one load.
+        Some(from) if !rest.is_empty() => u64::from_le_bytes(bytes[from..].try_into().expect("eight bytes")),
+        _ => padded_word(rest),
+    };
+    if needs_escape(last) {
         clean
     } else {
         bytes.len()
