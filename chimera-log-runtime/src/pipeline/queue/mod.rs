@@ -526,6 +526,36 @@ mod tests {
     }
 
     #[test]
+    fn a_line_pushed_after_the_threads_shard_list_is_gone_goes_through_the_shared_shard() {
+        struct PushOnExit(Arc<BatchQueue>, Arc<Mutex<Option<Pushed>>>);
+        impl Drop for PushOnExit {
+            fn drop(&mut self) {
+                *lock(&self.1) = Some(self.0.push(LaneSet(1), b"last\n"));
+            }
+        }
+        thread_local! {
+            static ON_EXIT: std::cell::RefCell<Option<PushOnExit>> = const { std::cell::RefCell::new(None) };
+        }
+        let queue = Arc::new(BatchQueue::new(1, 1024, Duration::ZERO).unwrap());
+        let outcome = Arc::new(Mutex::new(None));
+        std::thread::spawn({
+            let (queue, outcome) = (Arc::clone(&queue), Arc::clone(&outcome));
+            move || {
+                // Registered before the shard list: destroyed after it, at thread exit.
+                ON_EXIT.with(|slot| *slot.borrow_mut() = Some(PushOnExit(Arc::clone(&queue), outcome)));
+                assert_eq!(queue.push(LaneSet(1), b"first\n"), Pushed::Accepted);
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(*lock(&outcome), Some(Pushed::Accepted));
+        let (lines, _) = take_lines(&queue);
+        let mut lines = lines[0].clone();
+        lines.sort();
+        assert_eq!(lines, [b"first\n".to_vec(), b"last\n".to_vec()], "both written, neither lost");
+    }
+
+    #[test]
     fn a_sleeping_writer_is_woken_by_the_next_line() {
         let queue = Arc::new(BatchQueue::new(1, 1024, Duration::ZERO).unwrap());
         let writer = std::thread::spawn({
