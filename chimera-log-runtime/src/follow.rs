@@ -310,15 +310,20 @@ impl Follower {
             None => self.cursor.offset == 0,
             Some(expected) => hash == Some(expected),
         };
-        if !same_file {
+        // A cursor without a fingerprint (at the start of a file not read yet) takes whatever file
+        // is at the current path, so it cannot tell that the one it names was rotated away before
+        // the open and this is the file after it: check for a rotation then too, or that file is
+        // passed over unread, and uncounted.
+        if backup_stamp.is_none() && (!same_file || self.cursor.fingerprint.is_none()) {
             let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
-            if backup_stamp.is_none() && newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups)
-            {
+            if newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups) {
                 // The current file was rotated between the listing and the open: the file the
                 // cursor names is a backup now. (A rotation always adds the newest stamp; the
                 // count alone can stay the same when retention removed the oldest meanwhile.)
                 return Ok(Opened::LookAgain);
             }
+        }
+        if !same_file {
             followed.skipped += 1;
             self.cursor.offset = 0;
             self.cursor.fingerprint = None;
@@ -443,6 +448,30 @@ mod tests {
             }))
         });
         assert_eq!(read_all(&mut follower, &mut followed), ["b2", "c1"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    #[test]
+    fn a_rotation_between_the_listing_and_the_open_of_a_file_not_read_yet_does_not_skip_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, "a1\n");
+        rotate(&d, 1);
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(&d, NAME, Cursor::default());
+        // The cursor is now at the start of the current file (none yet): no fingerprint.
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1"]);
+        append(&d, "b1\n");
+        // Between the follower's listing and its open of the current file: the writer rotates
+        // the file the cursor names and starts the next one.
+        let hook_dir = d.clone();
+        AFTER_LISTING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                rotate(&hook_dir, 2);
+                append(&hook_dir, "c1\n");
+            }))
+        });
+        assert_eq!(read_all(&mut follower, &mut followed), ["b1", "c1"]);
         assert_eq!(followed, Followed::default());
     }
 
