@@ -366,3 +366,58 @@ fn threads_that_come_and_go_lose_no_line_and_keep_their_order() {
     let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
     assert_eq!(lines_per_thread_in_order(&text, 64 * 4), [500; 64 * 4]);
 }
+
+/// A thread-local whose destructor emits: it runs while the thread exits, after the queue's own
+/// thread-local (the thread's shard) is gone, so these lines take another way into the queue.
+struct EmitsOnExit(std::cell::RefCell<Option<chimera_log_runtime::Logger>>);
+
+impl Drop for EmitsOnExit {
+    fn drop(&mut self) {
+        if let Some(logger) = self.0.borrow_mut().take() {
+            for seq in 100..110u64 {
+                logger.info("tick", json!({"seq": seq}));
+            }
+        }
+    }
+}
+
+thread_local! {
+    static EMITS_ON_EXIT: EmitsOnExit = const { EmitsOnExit(std::cell::RefCell::new(None)) };
+}
+
+#[test]
+fn lines_emitted_from_a_thread_local_destructor_come_after_the_threads_earlier_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(chimera_log_runtime::testing::FaultInjector::new());
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .fault_injector(Arc::clone(&faults))
+        .build()
+        .unwrap();
+    // The writer is held inside a write, so that the thread's lines, from its shard and from its
+    // destructor, are all still queued when the writer next looks, and taken in one pass.
+    faults.hold_writes();
+    guard.logger("m").info("held", json!({}));
+    faults.wait_until_a_write_is_held();
+    let logger = guard.logger("m");
+    std::thread::spawn(move || {
+        // First touched before the queue's thread-local, so destroyed after it (they are
+        // destroyed in the reverse order).
+        EMITS_ON_EXIT.with(|on_exit| *on_exit.0.borrow_mut() = Some(logger.clone()));
+        for seq in 0..100u64 {
+            logger.info("tick", json!({"seq": seq}));
+        }
+    })
+    .join()
+    .unwrap();
+    faults.release_writes();
+    assert!(guard.flush());
+    drop(guard);
+    let seqs: Vec<u64> = json_lines(&dir.path().join("chimera.log"))
+        .iter()
+        .filter(|line| line["event"] == "tick")
+        .map(|line| line["context"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..110).collect::<Vec<_>>(), "the thread's lines, each once, in the order it emitted them");
+}

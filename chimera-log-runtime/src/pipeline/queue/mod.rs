@@ -287,14 +287,17 @@ impl BatchQueue {
         let mut bytes = 0;
         let mut empties = Vec::new();
         let mut shards = lock(&self.shards);
-        let mut index = 0;
+        // The threads' own shards first, the shared one last: a thread writes to the shared
+        // shard only once its own is out of reach (it is exiting: a thread-local destructor
+        // that logs), so its lines there come after the ones still in its own shard.
+        let mut index = 1;
         while index < shards.len() {
             let shard = &shards[index];
             let mut state = shard.lock();
             bytes += state.take_into(into);
             state.closed |= last;
-            // Held by nobody but this list (its thread has exited; never the shared first one).
-            if index > 0 && Arc::strong_count(shard) == 1 {
+            // Held by nobody but this list: its thread has exited.
+            if Arc::strong_count(shard) == 1 {
                 state.take_empty(&mut empties);
                 drop(state);
                 shards.swap_remove(index);
@@ -303,6 +306,10 @@ impl BatchQueue {
             drop(state);
             index += 1;
         }
+        let mut shared = shards[0].lock();
+        bytes += shared.take_into(into);
+        shared.closed |= last;
+        drop(shared);
         drop(shards);
         if !empties.is_empty() {
             self.pool.give_back(empties);
