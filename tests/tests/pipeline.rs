@@ -421,3 +421,56 @@ fn lines_emitted_from_a_thread_local_destructor_come_after_the_threads_earlier_l
         .collect();
     assert_eq!(seqs, (0..110).collect::<Vec<_>>(), "the thread's lines, each once, in the order it emitted them");
 }
+
+/// Drops that race with shutdown: a caller that finds the queue full while the guard is being
+/// dropped must either be refused as after shutdown or have its drop reported in the log, never
+/// counted as dropped without a report. Many short rounds, so that a caller is caught between
+/// finding no room and counting its drop while the writer takes its last pass.
+#[test]
+fn a_drop_racing_with_shutdown_is_reported_or_refused_never_lost() {
+    for round in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = LogConfig::new(dir.path())
+            .console(false)
+            .audit_store(chimera_log_runtime::AuditStore::none())
+            .queue_capacity(1024)
+            .overflow(chimera_log_runtime::Overflow::Drop)
+            .build()
+            .unwrap();
+        let emitted = AtomicU64::new(0);
+        let shut = std::sync::atomic::AtomicBool::new(false);
+        let stats_logger = guard.logger("stats");
+        std::thread::scope(|scope| {
+            for thread in 0..6u64 {
+                let logger = guard.logger("burst");
+                let (emitted, shut) = (&emitted, &shut);
+                scope.spawn(move || {
+                    let mut after = 0;
+                    let mut seq = 0u64;
+                    while after < 100 {
+                        if shut.load(Relaxed) {
+                            after += 1;
+                        }
+                        logger.info("tick", json!({"thread": thread, "seq": seq}));
+                        emitted.fetch_add(1, Relaxed);
+                        seq += 1;
+                    }
+                });
+            }
+            while emitted.load(Relaxed) < 2_000 {
+                std::hint::spin_loop();
+            }
+            drop(guard);
+            shut.store(true, Relaxed);
+        });
+        let stats = stats_logger.stats().unwrap();
+        let (ticks, reported) = ticks_and_reported_drops(dir.path());
+        let counted = stats.sink("chimera.log").unwrap().dropped;
+        assert_eq!(reported, counted, "round {round}: every counted drop is reported in the log");
+        assert_eq!(
+            ticks + reported + stats.emitted_after_shutdown,
+            emitted.load(Relaxed),
+            "round {round}: emitted = written + reported dropped + refused after shutdown"
+        );
+    }
+}

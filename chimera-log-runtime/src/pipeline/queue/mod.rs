@@ -195,10 +195,10 @@ impl BatchQueue {
                 }
                 Err(NoRoom::Closed) => return Pushed::Closed,
                 Err(NoRoom::Full) => {
-                    drop(state);
                     if self.wait.is_zero() {
                         return self.count_drop(lanes);
                     }
+                    drop(state);
                     // Full: the writer may be dozing rather than waiting for a signal; wake it.
                     self.wake_writer();
                     let deadline = *deadline.get_or_insert_with(|| {
@@ -208,6 +208,10 @@ impl BatchQueue {
                     let copies = lanes.0.count_ones() as usize;
                     let slots = self.pool.slots_for(line.len(), copies) * copies;
                     if !self.pool.wait_for_room(slots, deadline) {
+                        let state = shard.lock();
+                        if state.closed {
+                            return Pushed::Closed;
+                        }
                         return self.count_drop(lanes);
                     }
                 }
@@ -215,6 +219,9 @@ impl BatchQueue {
         }
     }
 
+    /// Counts a dropped line. Called under the lock of a shard that is not closed: the writer's
+    /// last pass closes each shard under its lock before it collects the counts, so a drop
+    /// counted here is in its report (counted after, it would be in no report at all).
     fn count_drop(&self, lanes: LaneSet) -> Pushed {
         for lane in lanes.lanes() {
             self.dropped[lane].fetch_add(1, Ordering::Relaxed);
