@@ -428,13 +428,16 @@ fn lines_emitted_from_a_thread_local_destructor_come_after_the_threads_earlier_l
 /// finding no room and counting its drop while the writer takes its last pass.
 #[test]
 fn a_drop_racing_with_shutdown_is_reported_or_refused_never_lost() {
-    for round in 0..100 {
+    // Dropped at once, and dropped after waiting (the queue stalls after the first wait).
+    let overflows =
+        [chimera_log_runtime::Overflow::Drop, chimera_log_runtime::Overflow::WaitUpTo(Duration::from_millis(1))];
+    for (round, overflow) in (0..100).flat_map(|round| overflows.map(|overflow| (round, overflow))) {
         let dir = tempfile::tempdir().unwrap();
         let guard = LogConfig::new(dir.path())
             .console(false)
             .audit_store(chimera_log_runtime::AuditStore::none())
             .queue_capacity(1024)
-            .overflow(chimera_log_runtime::Overflow::Drop)
+            .overflow(overflow)
             .build()
             .unwrap();
         let emitted = AtomicU64::new(0);
@@ -466,11 +469,11 @@ fn a_drop_racing_with_shutdown_is_reported_or_refused_never_lost() {
         let stats = stats_logger.stats().unwrap();
         let (ticks, reported) = ticks_and_reported_drops(dir.path());
         let counted = stats.sink("chimera.log").unwrap().dropped;
-        assert_eq!(reported, counted, "round {round}: every counted drop is reported in the log");
+        assert_eq!(reported, counted, "round {round}, {overflow:?}: every counted drop is reported in the log");
         assert_eq!(
             ticks + reported + stats.emitted_after_shutdown,
             emitted.load(Relaxed),
-            "round {round}: emitted = written + reported dropped + refused after shutdown"
+            "round {round}, {overflow:?}: emitted = written + reported dropped + refused after shutdown"
         );
     }
 }
