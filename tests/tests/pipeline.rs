@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chimera_log_runtime::{emit, Level, LogConfig, LogEvent};
+use chimera_log_runtime::{emit, Level, LogConfig, LogEvent, Stats};
 use common::{json_lines, ManualClock};
 use serde_json::json;
 
@@ -117,24 +117,22 @@ fn flush_returns_once_everything_emitted_before_it_is_in_the_file() {
     drop(guard);
 }
 
-#[test]
-fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(64 * 1024).build().unwrap();
-    let emitted = Arc::new(AtomicU64::new(0));
-    let dropped_guard = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loggers: Vec<_> = (0..8).map(|_| guard.logger("worker")).collect();
+/// `threads` threads emit `tick` lines; once `before` are emitted the guard is dropped while they
+/// are at it, and each emits 100 more (some certainly after the shutdown, however the threads
+/// are scheduled). Returns how many were emitted, and the instance's stats after the shutdown.
+fn emit_across_shutdown(guard: chimera_log_runtime::LogGuard, threads: u64, before: u64) -> (u64, Stats) {
+    let emitted = AtomicU64::new(0);
+    let shut = std::sync::atomic::AtomicBool::new(false);
     let stats_logger = guard.logger("stats");
     std::thread::scope(|scope| {
-        for (thread, logger) in loggers.into_iter().enumerate() {
-            let (emitted, dropped_guard) = (emitted.clone(), dropped_guard.clone());
+        for thread in 0..threads {
+            let logger = guard.logger("worker");
+            let (emitted, shut) = (&emitted, &shut);
             scope.spawn(move || {
-                // Emit until the guard is gone, then 100 more: some events certainly come after
-                // the shutdown, however the threads are scheduled.
                 let mut after = 0;
                 let mut seq = 0u64;
                 while after < 100 {
-                    if dropped_guard.load(Relaxed) {
+                    if shut.load(Relaxed) {
                         after += 1;
                     }
                     logger.info("tick", json!({"thread": thread, "seq": seq}));
@@ -143,20 +141,26 @@ fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole(
                 }
             });
         }
-        // Shut down while they are at it.
-        while emitted.load(Relaxed) < 20_000 {
+        while emitted.load(Relaxed) < before {
             std::hint::spin_loop();
         }
         drop(guard);
-        dropped_guard.store(true, Relaxed);
+        shut.store(true, Relaxed);
     });
-    let stats = stats_logger.stats().unwrap();
+    (emitted.into_inner(), stats_logger.stats().unwrap())
+}
+
+#[test]
+fn dropping_the_guard_while_eight_threads_emit_writes_every_accepted_line_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(64 * 1024).build().unwrap();
+    let (emitted, stats) = emit_across_shutdown(guard, 8, 20_000);
     let (ticks, reported) = ticks_and_reported_drops(dir.path());
     assert!(stats.emitted_after_shutdown > 0, "the threads outlived the guard");
     assert_eq!(reported, stats.sink("chimera.log").unwrap().dropped);
     assert_eq!(
         ticks + reported + stats.emitted_after_shutdown,
-        emitted.load(Relaxed),
+        emitted,
         "emitted = written + reported dropped + refused after shutdown"
     );
 }
@@ -343,39 +347,13 @@ fn a_drop_racing_with_shutdown_is_reported_or_refused_never_lost() {
             .overflow(overflow)
             .build()
             .unwrap();
-        let emitted = AtomicU64::new(0);
-        let shut = std::sync::atomic::AtomicBool::new(false);
-        let stats_logger = guard.logger("stats");
-        std::thread::scope(|scope| {
-            for thread in 0..6u64 {
-                let logger = guard.logger("burst");
-                let (emitted, shut) = (&emitted, &shut);
-                scope.spawn(move || {
-                    let mut after = 0;
-                    let mut seq = 0u64;
-                    while after < 100 {
-                        if shut.load(Relaxed) {
-                            after += 1;
-                        }
-                        logger.info("tick", json!({"thread": thread, "seq": seq}));
-                        emitted.fetch_add(1, Relaxed);
-                        seq += 1;
-                    }
-                });
-            }
-            while emitted.load(Relaxed) < 2_000 {
-                std::hint::spin_loop();
-            }
-            drop(guard);
-            shut.store(true, Relaxed);
-        });
-        let stats = stats_logger.stats().unwrap();
+        let (emitted, stats) = emit_across_shutdown(guard, 6, 2_000);
         let (ticks, reported) = ticks_and_reported_drops(dir.path());
         let counted = stats.sink("chimera.log").unwrap().dropped;
         assert_eq!(reported, counted, "round {round}, {overflow:?}: every counted drop is reported in the log");
         assert_eq!(
             ticks + reported + stats.emitted_after_shutdown,
-            emitted.load(Relaxed),
+            emitted,
             "round {round}, {overflow:?}: emitted = written + reported dropped + refused after shutdown"
         );
     }
