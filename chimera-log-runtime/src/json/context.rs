@@ -38,12 +38,14 @@ pub struct ContextWriter<'a> {
 
 impl<'a> ContextWriter<'a> {
     /// Opens a context object in `buf`; [`ContextWriter::finish`] closes it.
+    #[inline]
     pub(crate) fn open(buf: &'a mut Vec<u8>) -> Self {
         buf.push(b'{');
         let start = buf.len();
         ContextWriter { buf, start }
     }
 
+    #[inline]
     pub(crate) fn finish(self) {
         self.buf.push(b'}');
     }
@@ -85,6 +87,7 @@ impl<'a> ContextWriter<'a> {
         self.display(value);
     }
 
+    #[inline]
     fn key(&mut self, key: &str) {
         if self.buf.len() > self.start {
             self.buf.push(b',');
@@ -94,6 +97,7 @@ impl<'a> ContextWriter<'a> {
         self.buf.extend_from_slice(b"\":");
     }
 
+    #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
@@ -107,14 +111,17 @@ impl<'a> ContextWriter<'a> {
         write_display_string(self.buf, value);
     }
 
+    #[inline]
     pub(crate) fn str_value(&mut self, value: &str) {
         quoted_into(self.buf, value);
     }
 
+    #[inline]
     pub(crate) fn integer<I: itoa::Integer>(&mut self, value: I) {
         self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
+    #[inline]
     pub(crate) fn redacted(&mut self) {
         self.buf.extend_from_slice(b"\"[REDACTED]\"");
     }

@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::fmt;
 
-use super::escape::{quoted_into, write_display_string};
+use super::escape::{push_short, quoted_into, write_display_string};
 use super::timestamp::{write_timestamp, UnixTime};
 use crate::event::Level;
 
@@ -28,10 +28,15 @@ pub(crate) struct Envelope<'a> {
 pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_context: impl FnOnce(&mut Vec<u8>)) {
     buf.extend_from_slice(b"{\"timestamp\":\"");
     write_timestamp(buf, envelope.time);
-    buf.extend_from_slice(b"\",\"level\":\"");
-    buf.extend_from_slice(envelope.level.as_str().as_bytes());
-    buf.extend_from_slice(b"\",\"module\":");
-    buf.extend_from_slice(envelope.module_json.as_bytes());
+    // One constant per level: each a copy of known length, compiled to a few stores.
+    match envelope.level {
+        Level::Debug => buf.extend_from_slice(b"\",\"level\":\"DEBUG\",\"module\":"),
+        Level::Info => buf.extend_from_slice(b"\",\"level\":\"INFO\",\"module\":"),
+        Level::Warning => buf.extend_from_slice(b"\",\"level\":\"WARNING\",\"module\":"),
+        Level::Error => buf.extend_from_slice(b"\",\"level\":\"ERROR\",\"module\":"),
+        Level::Critical => buf.extend_from_slice(b"\",\"level\":\"CRITICAL\",\"module\":"),
+    }
+    push_short(buf, envelope.module_json.as_bytes());
     buf.extend_from_slice(b",\"event\":");
     quoted_into(buf, envelope.event);
     buf.extend_from_slice(b",\"context\":");

@@ -83,9 +83,18 @@ pub(crate) fn write_timestamp(buf: &mut Vec<u8>, time: impl Into<UnixTime>) {
             }
         }
     }
-    buf.push(b'.');
-    push_digits(buf, nanos / 1_000, 6);
-    buf.push(b'Z');
+    buf.extend_from_slice(&fraction(nanos / 1_000));
+}
+
+/// `.uuuuuuZ`: the microseconds and the zone, eight bytes made in a register and stored at once.
+#[inline]
+fn fraction(mut micros: u32) -> [u8; 8] {
+    let mut out = *b".000000Z";
+    for slot in out[1..7].iter_mut().rev() {
+        *slot = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out
 }
 
 /// Appends `yyyy-mm-ddThh:mm:ss` of the second `secs` after the epoch; `false` if out of range.
