@@ -201,7 +201,13 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn count_event(&self, level: Level) {
-        self.events_by_level.count(level);
+        self.events_by_level.add(level, 1);
+    }
+
+    /// Takes back a count: the event was refused after all (shutdown). Until then a snapshot
+    /// may include it.
+    pub(crate) fn uncount_event(&self, level: Level) {
+        self.events_by_level.add(level, u64::MAX);
     }
 
     pub(crate) fn snapshot(&self, sinks: Vec<SinkStats>, maintenance: &MaintenanceCounters) -> Stats {
@@ -240,7 +246,8 @@ const STRIPES: usize = 16;
 struct Stripe([AtomicU64; 5]);
 
 impl EventCounts {
-    fn count(&self, level: Level) {
+    /// Adds `n` (wrapping: `u64::MAX` takes one back) to `level`'s count in this thread's stripe.
+    fn add(&self, level: Level, n: u64) {
         thread_local! {
             static STRIPE: usize = {
                 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -249,11 +256,14 @@ impl EventCounts {
         }
         // A thread without thread-locals (it is exiting) counts in the first stripe.
         let stripe = STRIPE.try_with(|stripe| *stripe).unwrap_or(0);
-        self.stripes[stripe].0[level.index()].fetch_add(1, Relaxed);
+        self.stripes[stripe].0[level.index()].fetch_add(n, Relaxed);
     }
 
     fn sum(&self) -> [u64; 5] {
-        std::array::from_fn(|level| self.stripes.iter().map(|stripe| stripe.0[level].load(Relaxed)).sum())
+        // Wrapping: a count taken back may sit in another stripe than the one it was added to.
+        std::array::from_fn(|level| {
+            self.stripes.iter().fold(0u64, |sum, stripe| sum.wrapping_add(stripe.0[level].load(Relaxed)))
+        })
     }
 }
 
@@ -307,7 +317,7 @@ mod tests {
                 let counts = &counts;
                 scope.spawn(move || {
                     for n in 0..1_000 {
-                        counts.count(Level::ALL[(thread + n) % 5]);
+                        counts.add(Level::ALL[(thread + n) % 5], 1);
                     }
                 });
             }
@@ -315,5 +325,10 @@ mod tests {
         let sum = counts.sum();
         assert_eq!(sum.iter().sum::<u64>(), 2 * STRIPES as u64 * 1_000);
         assert_eq!(sum, [2 * STRIPES as u64 * 200; 5], "each level its own count");
+        // A count taken back on another thread (another stripe) still sums right.
+        std::thread::scope(|scope| {
+            scope.spawn(|| counts.add(Level::Error, u64::MAX));
+        });
+        assert_eq!(counts.sum()[Level::Error.index()], 2 * STRIPES as u64 * 200 - 1);
     }
 }

@@ -351,6 +351,10 @@ impl Dispatcher {
     /// Gives `line` to every sink in `destinations`.
     pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
         use std::sync::atomic::Ordering::Relaxed;
+        // Counted first, taken back if shutdown refuses the line: an atomic add waits for the
+        // stores before it, and after the line's copy into the queue (memory the writer last
+        // touched, on another core) that wait was the costliest part of an emit on 4 threads.
+        self.counters.count_event(level);
         let mut closed = self.push_general(line, destinations.general, destinations.route);
         if destinations.audit {
             match self.audit.write(line, self.clock.now()) {
@@ -361,9 +365,8 @@ impl Dispatcher {
         }
         if closed {
             // Raced with shutdown: the sinks stopped accepting after the check in `destinations`.
+            self.counters.uncount_event(level);
             self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
-        } else {
-            self.counters.count_event(level);
         }
     }
 

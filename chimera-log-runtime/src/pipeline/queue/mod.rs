@@ -16,6 +16,7 @@
 
 mod pool;
 mod shard;
+mod spin;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -177,17 +178,19 @@ impl BatchQueue {
     fn push_into(&self, shard: &Shard, lanes: LaneSet, line: &[u8]) -> Pushed {
         let mut deadline = None;
         loop {
-            let mut state = shard.lock();
-            if state.closed {
-                return Pushed::Closed;
-            }
-            match state.make_room(&self.pool, lanes, line.len()) {
-                Ok(()) => {
-                    state.append(lanes, line);
-                    // Read under the shard's lock: a writer going to sleep looks at this shard
-                    // after saying so, so either it sees the line or this sees it asleep.
-                    let wake = self.writer_asleep.load(Ordering::Relaxed);
-                    drop(state);
+            let outcome = shard.with(|state| {
+                if state.closed {
+                    return Err(NoRoom::Closed);
+                }
+                state.make_room(&self.pool, lanes, line.len())?;
+                state.append(lanes, line);
+                // Read under the shard's lock: a writer going to sleep looks at this shard
+                // after saying so, so either it sees the line or this sees it asleep (the lock's
+                // release and acquire order the two, whichever holds it first).
+                Ok(self.writer_asleep.load(Ordering::Relaxed))
+            });
+            match outcome {
+                Ok(wake) => {
                     if wake {
                         self.wake_writer();
                     }
@@ -196,9 +199,8 @@ impl BatchQueue {
                 Err(NoRoom::Closed) => return Pushed::Closed,
                 Err(NoRoom::Full) => {
                     if self.wait.is_zero() {
-                        return self.count_drop(lanes);
+                        return self.count_drop_in(shard, lanes);
                     }
-                    drop(state);
                     // Full: the writer may be dozing rather than waiting for a signal; wake it.
                     self.wake_writer();
                     let deadline = *deadline.get_or_insert_with(|| {
@@ -208,25 +210,26 @@ impl BatchQueue {
                     let copies = lanes.0.count_ones() as usize;
                     let slots = self.pool.slots_for(line.len(), copies) * copies;
                     if !self.pool.wait_for_room(slots, deadline) {
-                        let state = shard.lock();
-                        if state.closed {
-                            return Pushed::Closed;
-                        }
-                        return self.count_drop(lanes);
+                        return self.count_drop_in(shard, lanes);
                     }
                 }
             }
         }
     }
 
-    /// Counts a dropped line. Called under the lock of a shard that is not closed: the writer's
-    /// last pass closes each shard under its lock before it collects the counts, so a drop
-    /// counted here is in its report (counted after, it would be in no report at all).
-    fn count_drop(&self, lanes: LaneSet) -> Pushed {
-        for lane in lanes.lanes() {
-            self.dropped[lane].fetch_add(1, Ordering::Relaxed);
-        }
-        Pushed::Dropped
+    /// Counts a dropped line, under the lock of its shard, unless the shard is closed: the
+    /// writer's last pass closes each shard under its lock before it collects the counts, so a
+    /// drop counted here is in its report (counted after, it would be in no report at all).
+    fn count_drop_in(&self, shard: &Shard, lanes: LaneSet) -> Pushed {
+        shard.with(|state| {
+            if state.closed {
+                return Pushed::Closed;
+            }
+            for lane in lanes.lanes() {
+                self.dropped[lane].fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::Dropped
+        })
     }
 
     fn wake_writer(&self) {
@@ -300,23 +303,25 @@ impl BatchQueue {
         let mut index = 1;
         while index < shards.len() {
             let shard = &shards[index];
-            let mut state = shard.lock();
-            bytes += state.take_into(into);
-            state.closed |= last;
             // Held by nobody but this list: its thread has exited.
-            if Arc::strong_count(shard) == 1 {
-                state.take_empty(&mut empties);
-                drop(state);
+            let exited = Arc::strong_count(shard) == 1;
+            shard.with(|state| {
+                bytes += state.take_into(into);
+                state.closed |= last;
+                if exited {
+                    state.take_empty(&mut empties);
+                }
+            });
+            if exited {
                 shards.swap_remove(index);
-                continue;
+            } else {
+                index += 1;
             }
-            drop(state);
-            index += 1;
         }
-        let mut shared = shards[0].lock();
-        bytes += shared.take_into(into);
-        shared.closed |= last;
-        drop(shared);
+        shards[0].with(|shared| {
+            bytes += shared.take_into(into);
+            shared.closed |= last;
+        });
         drop(shards);
         if !empties.is_empty() {
             self.pool.give_back(empties);

@@ -212,7 +212,7 @@ impl Pool {
         self.lock().stalled
     }
 
-    #[cfg(test)]
+    /// How many slots the pool has.
     pub(crate) fn total(&self) -> usize {
         self.total
     }

@@ -1,6 +1,6 @@
 //! A thread's own part of a queue: the chunks it is filling, and those it has filled for the
-//! writer. Its lock is taken by its thread on each line and by the writer once per pass, never
-//! by another caller, so callers on different threads do not wait for one another.
+//! writer. Its lock (`spin.rs`) is taken by its thread on each line and by the writer once per
+//! pass, never by another caller, so callers on different threads do not wait for one another.
 //!
 //! Each thread finds its shard of a queue through a thread-local list (a queue id each); a
 //! thread that has none yet (its first line into this queue) registers a new one with the
@@ -8,9 +8,10 @@
 //! shard instead.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use super::pool::{Chunk, NoRoom, Pool};
+use super::spin::SpinLock;
 use super::LaneSet;
 
 #[derive(Debug, Default)]
@@ -25,13 +26,15 @@ pub(crate) struct ShardState {
 
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    state: Mutex<ShardState>,
+    state: SpinLock<ShardState>,
 }
 
 impl Shard {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ShardState> {
-        // Nothing panics while holding this lock; recover anyway rather than lose the log.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs `f` with the shard's state, holding its lock (see `spin.rs`: nothing that blocks
+    /// may run in `f`).
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
+        self.state.with(f)
     }
 }
 
@@ -50,6 +53,12 @@ impl ShardState {
             }
             match pool.try_take(lane, len, copies) {
                 Ok(chunk) => {
+                    if self.full.capacity() == 0 {
+                        // Once, at this shard's first chunk: room for as many full chunks as the
+                        // pool has slots, so a writer slow to collect them never makes a
+                        // caller allocate.
+                        self.full.reserve_exact(pool.total());
+                    }
                     fresh |= 1 << lane;
                     if let Some(filled) = self.current[lane].replace(chunk) {
                         self.full.push(filled);
@@ -125,7 +134,7 @@ pub(crate) fn with_own_shard<R>(
             let shard = register()?;
             let mut shards = shards.try_borrow_mut().ok()?;
             // The shards of closed queues are of no more use (the writer has emptied them).
-            shards.retain(|(_, shard)| !shard.lock().closed);
+            shards.retain(|(_, shard)| !shard.with(|state| state.closed));
             shards.push((id, Arc::clone(&shard)));
             drop(shards);
             Some(f(&shard))
