@@ -55,6 +55,8 @@ struct State {
     /// until the writer returns chunks again.
     stalled: bool,
     closed: bool,
+    /// Callers waiting for room: only then does a returned chunk signal `room`.
+    waiting: usize,
     /// The most bytes of chunks ever held at once (in shards or being written).
     high_water: usize,
 }
@@ -92,7 +94,7 @@ impl Pool {
             free.push(Self::buffer(chunk_bytes)?);
         }
         Ok(Pool {
-            state: Mutex::new(State { free, slots: total, stalled: false, closed: false, high_water: 0 }),
+            state: Mutex::new(State { free, slots: total, stalled: false, closed: false, waiting: 0, high_water: 0 }),
             room: Condvar::new(),
             chunk_bytes,
             total,
@@ -169,8 +171,11 @@ impl Pool {
         }
         if returned {
             state.stalled = false;
+            let waiting = state.waiting > 0;
             drop(state);
-            self.room.notify_all();
+            if waiting {
+                self.room.notify_all();
+            }
         }
     }
 
@@ -180,7 +185,11 @@ impl Pool {
     /// nobody reads), and until the writer returns chunks others drop without waiting.
     pub(crate) fn wait_for_room(&self, slots: usize, deadline: Option<Instant>) -> bool {
         let mut state = self.lock();
-        while !state.closed && state.slots < slots {
+        state.waiting += 1;
+        let room = loop {
+            if state.closed || state.slots >= slots {
+                break true;
+            }
             let Some(deadline) = deadline else {
                 state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -188,11 +197,12 @@ impl Pool {
             let now = Instant::now();
             if state.stalled || now >= deadline {
                 state.stalled = true;
-                return false;
+                break false;
             }
             state = self.room.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        true
+        };
+        state.waiting -= 1;
+        room
     }
 
     /// The most bytes of chunks ever held at once, in whole chunks: lines waiting in the shards
