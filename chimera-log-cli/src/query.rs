@@ -699,8 +699,54 @@ fn follow_file(
             .filter(|f| f.file_name().is_some_and(|n| n != name))
             .collect())
     };
+    // Prints the backups made since the last look (oldest first, skipping the one that was the
+    // file just finished, `finished_inode`, whose lines were read through its handle), and
+    // opens the current file. The current file is opened between two listings that agree: a
+    // rotation in between would make it a backup listed after the files printed here, and its
+    // lines would come out of order.
+    let catch_up = |out: &mut std::io::StdoutLock<'_>,
+                    seen: &mut std::collections::BTreeSet<String>,
+                    finished_inode: Option<u64>|
+     -> Result<Option<(std::fs::File, u64)>, String> {
+        let mut new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+        let mut next = open();
+        for _ in 0..10 {
+            let again: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
+            if again.len() == new.len() {
+                break;
+            }
+            new = again;
+            next = open();
+        }
+        // A backup is known by its stamp, not its name: one seen plain is the same backup once
+        // compressed. The oldest new one is the file just finished (it may be compressed
+        // already, so its inode says nothing then), unless one still has its inode.
+        let finished = finished_inode.map(|old_inode| {
+            new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).unwrap_or(0)
+        });
+        for (index, backup) in new.into_iter().enumerate() {
+            if Some(index) != finished {
+                let mut failed = None;
+                for_each_line(std::slice::from_ref(&backup), |_, _, line| {
+                    if failed.is_none() {
+                        failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+                if let Some(error) = failed {
+                    stdout_result(Err::<(), _>(error))?;
+                }
+            }
+            seen.insert(backup_stamp(&backup));
+        }
+        stdout_result(out.flush())?;
+        Ok(next)
+    };
     let mut buf = Vec::new();
     let stdout = std::io::stdout();
+    // Said once per stretch of time the file is missing (between a rotation's rename and the
+    // new file, or before the first line).
+    let mut missing_said = false;
     loop {
         let mut out = stdout.lock();
         match current.as_mut() {
@@ -714,48 +760,23 @@ fn follow_file(
                     buf.clear();
                     file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
                     stdout_result(out.write_all(&buf))?;
-                    // Backups made since, oldest first. A backup is known by its stamp, not its
-                    // name: one seen plain is the same backup once compressed. The oldest new
-                    // one is the file just finished (it may be compressed already, so its inode
-                    // says nothing then), unless one still has its inode.
                     let old_inode = *inode;
-                    // The new current file is opened between two listings that agree: a
-                    // rotation in between would make it a backup listed after the files printed
-                    // here, and its lines would come out of order.
-                    let mut new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
-                    let mut next = open();
-                    for _ in 0..10 {
-                        let again: Vec<_> =
-                            backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
-                        if again.len() == new.len() {
-                            break;
-                        }
-                        new = again;
-                        next = open();
-                    }
-                    let finished =
-                        new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).unwrap_or(0);
-                    for (index, backup) in new.into_iter().enumerate() {
-                        if index != finished {
-                            let mut failed = None;
-                            for_each_line(std::slice::from_ref(&backup), |_, _, line| {
-                                if failed.is_none() {
-                                    failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
-                                }
-                            })
-                            .map_err(|e| e.to_string())?;
-                            if let Some(error) = failed {
-                                stdout_result(Err::<(), _>(error))?;
-                            }
-                        }
-                        seen.insert(backup_stamp(&backup));
-                    }
-                    stdout_result(out.flush())?;
-                    current = next;
+                    current = catch_up(&mut out, &mut seen, Some(old_inode))?;
                     continue;
                 }
             }
-            None => current = open(),
+            None => {
+                // Nothing followed: every backup made since the last look holds lines not
+                // shown yet (the file can be created, filled and rotated away between looks).
+                current = catch_up(&mut out, &mut seen, None)?;
+                if current.is_none() && !missing_said {
+                    eprintln!("chimera-log tail: {} is missing; waiting for it", path.display());
+                }
+                missing_said = current.is_none();
+                if current.is_some() {
+                    continue;
+                }
+            }
         }
         drop(out);
         std::thread::sleep(Duration::from_millis(200));

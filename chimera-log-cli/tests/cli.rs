@@ -525,6 +525,54 @@ fn next_block(received: &std::sync::mpsc::Receiver<String>) -> u64 {
 }
 
 #[test]
+fn tail_follow_prints_a_backup_made_and_rotated_away_while_the_file_was_missing() {
+    // The follower plays against a rotation it can only see part of: the file renamed away
+    // (a backup), then, while nothing is at the path, a whole file created, filled and rotated
+    // (a second backup), then the next file. The second backup's lines must not be skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let record = |block: u64| format!("{{\"event\":\"executed\",\"context\":{{\"block_number\":{block}}}}}\n");
+    let current = dir.path().join("executions.log");
+    fs::write(&current, record(0)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let (notes, noted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if notes.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(next_block(&received), 0);
+    fs::rename(&current, dir.path().join("executions.log.20240101T000000.000001Z")).unwrap();
+    let note = noted.recv_timeout(Duration::from_secs(30)).expect("tail said nothing of the missing file");
+    assert!(note.contains("executions.log is missing"), "{note}");
+    // A whole file's life while the path was empty: it appears complete (renamed into place).
+    let staged = dir.path().join("staged");
+    fs::write(&staged, record(1)).unwrap();
+    fs::rename(&staged, dir.path().join("executions.log.20240101T000000.000002Z")).unwrap();
+    fs::write(&staged, record(2)).unwrap();
+    fs::rename(&staged, &current).unwrap();
+    let seen = [next_block(&received), next_block(&received)];
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(seen, [1, 2], "the backup made while the file was missing, then the new file");
+}
+
+#[test]
 fn tail_follow_sees_lines_written_after_a_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).build().unwrap();
