@@ -70,6 +70,7 @@ mod cloudwatch_config;
 mod config;
 mod error;
 mod event;
+mod fast_clock;
 // Used by the CloudWatch sink; the audit store will follow the audit file with it too.
 pub mod events;
 mod follow;

@@ -34,6 +34,17 @@ impl UnixTime {
         SystemTime::now().into()
     }
 
+    /// `nanos` nanoseconds after the epoch.
+    #[cfg_attr(not(all(target_arch = "x86_64", target_os = "linux")), allow(dead_code))]
+    pub(crate) fn from_nanos(nanos: u64) -> Self {
+        UnixTime { secs: (nanos / 1_000_000_000) as i64, nanos: (nanos % 1_000_000_000) as u32 }
+    }
+
+    /// Nanoseconds since the epoch; `None` before it (or past the year 2554).
+    pub(crate) fn nanos_since_epoch(self) -> Option<u64> {
+        u64::try_from(self.secs).ok()?.checked_mul(1_000_000_000)?.checked_add(u64::from(self.nanos))
+    }
+
     /// Microseconds since the epoch; 0 before it.
     pub(crate) fn micros(self) -> u64 {
         u64::try_from(self.secs).map_or(0, |secs| secs.saturating_mul(1_000_000) + u64::from(self.nanos / 1_000))

@@ -221,6 +221,7 @@ impl Dispatcher {
     /// Validates `config`, creates the log directory, opens every file and starts the threads.
     pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
+        crate::fast_clock::prepare();
         let dir = config.log_dir.clone();
         let lock = lock_dir(&dir)?;
         let maintenance =
@@ -323,7 +324,7 @@ impl Dispatcher {
     /// The time for a line's timestamp.
     pub(crate) fn now(&self) -> UnixTime {
         if self.system_clock {
-            UnixTime::now()
+            crate::fast_clock::now()
         } else {
             self.clock.now().into()
         }

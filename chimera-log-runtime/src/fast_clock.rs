@@ -1,0 +1,225 @@
+//! The wall clock for timestamps, read from the CPU's time-stamp counter between readings of
+//! the system clock.
+//!
+//! `clock_gettime` costs ~27 ns on the machine of BENCHMARKS.md, a sixth of an emit; the
+//! counter (`rdtsc`) about half that. Each thread keeps an anchor, a reading of both clocks
+//! taken together, and the rate between them measured over the last interval; a timestamp is the
+//! anchor's time plus the ticks since, at that rate. Every [`WINDOW_NANOS`] the thread reads the
+//! system clock again: the rate follows the system clock's own (NTP slews it), a step of the
+//! system clock is seen within a millisecond, and the error in between stays about a
+//! microsecond, the timestamp's resolution (a rate measured over at least half a millisecond,
+//! from readings each bracketed within [`MAX_READ_TICKS`], is off by at most ~0.1%).
+//!
+//! Used only where the kernel itself reads time from the counter (its clocksource is `tsc`, so
+//! it found the counter invariant and synchronised across CPUs); anywhere else, and until a
+//! thread has measured the rate (its first millisecond), timestamps come from `clock_gettime`.
+
+// Elsewhere only `now` (the system clock) is used.
+#![cfg_attr(not(all(target_arch = "x86_64", target_os = "linux")), allow(dead_code))]
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use std::cell::Cell;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::json::UnixTime;
+
+/// How long an anchor serves, in system-clock nanoseconds.
+const WINDOW_NANOS: u64 = 1_000_000;
+/// A rate that moved by more than this fraction from one window to the next means the system
+/// clock was stepped (or the counter misbehaved): the thread measures the rate again.
+const RATE_TOLERANCE: u64 = 200; // 1/200
+/// A reading of the system clock is an anchor only if the counter moved at most this much
+/// across it (`clock_gettime` takes ~100 ticks): a thread interrupted in between would pair a
+/// counter value with a later time, and extrapolate from the wrong point for a whole window.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+const MAX_READ_TICKS: u64 = 1_000;
+
+/// Both clocks read together, and what a tick is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Anchor {
+    ticks: u64,
+    /// System-clock nanoseconds since the epoch at `ticks`.
+    nanos: u64,
+    /// Nanoseconds per tick, as a 32.32 fixed-point number; 0 while not yet measured.
+    rate: u64,
+    /// Ticks after `ticks` this anchor serves (the window, at `rate`).
+    window: u64,
+}
+
+impl Anchor {
+    const UNMEASURED: Anchor = Anchor { ticks: 0, nanos: 0, rate: 0, window: 0 };
+
+    /// The time at `ticks`, if this anchor serves it.
+    pub(crate) fn read(self, ticks: u64) -> Option<u64> {
+        let since = ticks.checked_sub(self.ticks)?;
+        if self.rate == 0 || since >= self.window {
+            return None;
+        }
+        let nanos = (u128::from(since) * u128::from(self.rate)) >> 32;
+        Some(self.nanos + nanos as u64)
+    }
+
+    /// The anchor after reading the system clock (`nanos`) at `ticks`: the rate measured since
+    /// this anchor when that is at least a window ago and agrees with the last one; otherwise
+    /// this anchor is kept (too soon to measure) or measuring starts over from here.
+    pub(crate) fn next(self, ticks: u64, nanos: u64) -> Anchor {
+        let restart = Anchor { ticks, nanos, rate: 0, window: 0 };
+        let (Some(elapsed_ticks), Some(elapsed_nanos)) = (ticks.checked_sub(self.ticks), nanos.checked_sub(self.nanos))
+        else {
+            // The system clock stepped back, or the counter did: measure again.
+            return restart;
+        };
+        if self.nanos == 0 || elapsed_ticks == 0 {
+            return restart;
+        }
+        if elapsed_nanos < WINDOW_NANOS / 2 {
+            // Not long enough to measure a rate precisely: keep the start.
+            return Anchor { window: 0, ..self };
+        }
+        let rate = u64::try_from((u128::from(elapsed_nanos) << 32) / u128::from(elapsed_ticks)).unwrap_or(0);
+        if rate == 0 {
+            return restart;
+        }
+        if self.rate != 0 && rate.abs_diff(self.rate) > self.rate / RATE_TOLERANCE {
+            // A step (or a stall of the counter): not a rate to extrapolate with.
+            return restart;
+        }
+        let window = u64::try_from((u128::from(WINDOW_NANOS) << 32) / u128::from(rate)).unwrap_or(u64::MAX);
+        Anchor { ticks, nanos, rate, window }
+    }
+}
+
+/// Asks, once per process, whether the counter may be used (a read of `/sys`), so that the
+/// first emit does not pay for it.
+pub(crate) fn prepare() {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    counter_is_the_kernels_clock();
+}
+
+/// Readings served from an anchor, for the tests to see that the counter was used.
+#[cfg(test)]
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The time now, for a line's timestamp.
+pub(crate) fn now() -> UnixTime {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if counter_is_the_kernels_clock() {
+        return from_counter();
+    }
+    UnixTime::now()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn from_counter() -> UnixTime {
+    thread_local! {
+        static ANCHOR: Cell<Anchor> = const { Cell::new(Anchor::UNMEASURED) };
+    }
+    // SAFETY: `rdtsc` reads the time-stamp counter; it has no preconditions on x86_64, and
+    // only runs where the kernel's clocksource is `tsc`, so the counter is there and usable.
+    let ticks = unsafe { std::arch::x86_64::_rdtsc() };
+    let served = ANCHOR.try_with(|anchor| {
+        let current = anchor.get();
+        if let Some(nanos) = current.read(ticks) {
+            #[cfg(test)]
+            SERVED.fetch_add(1, Ordering::Relaxed);
+            return Some(UnixTime::from_nanos(nanos));
+        }
+        // Outside the window (or not measured yet): the system clock, which also re-anchors.
+        let now = UnixTime::now();
+        // SAFETY: as above.
+        let after = unsafe { std::arch::x86_64::_rdtsc() };
+        let across = after.wrapping_sub(ticks);
+        if across <= MAX_READ_TICKS {
+            anchor.set(current.next(ticks + across / 2, now.nanos_since_epoch()?));
+        }
+        Some(now)
+    });
+    served.ok().flatten().unwrap_or_else(UnixTime::now)
+}
+
+/// Whether the kernel reads time from the counter (asked once per process).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn counter_is_the_kernels_clock() -> bool {
+    // 0: not asked yet, 1: yes, 2: no.
+    static ANSWER: AtomicU8 = AtomicU8::new(0);
+    match ANSWER.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+            let yes = source.is_ok_and(|source| source.trim() == "tsc");
+            ANSWER.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GHZ3: u64 = 3; // ticks per nanosecond in these tests
+
+    fn measured() -> Anchor {
+        let start = Anchor::UNMEASURED.next(1_000, 1_700_000_000_000_000_000);
+        assert_eq!(start.rate, 0, "one reading measures nothing");
+        let anchor = start.next(1_000 + 2_000_000 * GHZ3, 1_700_000_000_002_000_000);
+        assert_ne!(anchor.rate, 0, "two readings a window apart measure the rate");
+        anchor
+    }
+
+    #[test]
+    fn a_measured_anchor_extrapolates_within_its_window_only() {
+        let anchor = measured();
+        let at = |ns: u64| anchor.ticks + ns * GHZ3;
+        assert_eq!(anchor.read(at(0)), Some(anchor.nanos));
+        let later = anchor.read(at(500_000)).unwrap();
+        assert!(later.abs_diff(anchor.nanos + 500_000) <= 1, "{later}");
+        assert_eq!(anchor.read(at(WINDOW_NANOS)), None, "past the window: read the system clock");
+        assert_eq!(anchor.read(anchor.ticks - 1), None, "a counter behind the anchor");
+        assert_eq!(Anchor::UNMEASURED.read(5), None);
+    }
+
+    #[test]
+    fn a_step_of_the_system_clock_or_a_counter_going_back_starts_measuring_again() {
+        let anchor = measured();
+        let ticks = anchor.ticks + WINDOW_NANOS * GHZ3;
+        // In step: a new anchor with the same rate.
+        let next = anchor.next(ticks, anchor.nanos + WINDOW_NANOS);
+        assert_eq!((next.ticks, next.rate), (ticks, anchor.rate));
+        // Stepped forward an hour: not a rate.
+        assert_eq!(anchor.next(ticks, anchor.nanos + 3_600_000_000_000).rate, 0);
+        // Stepped back: not a rate.
+        assert_eq!(anchor.next(ticks, anchor.nanos - 1).rate, 0);
+        // The counter went back (another CPU's, unsynchronised): not a rate.
+        assert_eq!(anchor.next(anchor.ticks - 10, anchor.nanos + WINDOW_NANOS).rate, 0);
+    }
+
+    #[test]
+    fn timestamps_stay_within_microseconds_of_the_system_clock() {
+        // Reads for ~30 ms, across many windows, each fast reading between two system-clock
+        // readings taken around it (give or take the extrapolation's error).
+        let until = UnixTime::now().nanos_since_epoch().unwrap() + 30_000_000;
+        let mut worst = 0;
+        let mut reads = 0;
+        loop {
+            let before = UnixTime::now().nanos_since_epoch().unwrap();
+            let fast = now().nanos_since_epoch().unwrap();
+            let after = UnixTime::now().nanos_since_epoch().unwrap();
+            let off = if fast < before { before - fast } else { fast.saturating_sub(after) };
+            worst = worst.max(off);
+            reads += 1;
+            if after > until {
+                break;
+            }
+        }
+        assert!(reads > 1_000);
+        assert!(worst <= 20_000, "a timestamp {worst} ns outside the system clock's readings around it");
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if counter_is_the_kernels_clock() {
+            // Other tests' threads count too; this thread alone read `reads` times.
+            assert!(SERVED.load(Ordering::Relaxed) >= reads / 2, "the counter served most readings");
+        }
+    }
+}
