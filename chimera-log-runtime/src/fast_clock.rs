@@ -12,7 +12,8 @@
 //!
 //! Used only where the kernel itself reads time from the counter (its clocksource is `tsc`, so
 //! it found the counter invariant and synchronised across CPUs); anywhere else, and until a
-//! thread has measured the rate (its first millisecond), timestamps come from `clock_gettime`.
+//! thread has measured the rate twice and found it agree (its first millisecond or so),
+//! timestamps come from `clock_gettime`.
 
 // Elsewhere only `now` (the system clock) is used.
 #![cfg_attr(not(all(target_arch = "x86_64", target_os = "linux")), allow(dead_code))]
@@ -41,7 +42,8 @@ pub(crate) struct Anchor {
     ticks: u64,
     /// System-clock nanoseconds since the epoch at `ticks`.
     nanos: u64,
-    /// Nanoseconds per tick, as a 32.32 fixed-point number; 0 while not yet measured.
+    /// Nanoseconds per tick, as a 32.32 fixed-point number; 0 while not yet measured. A rate
+    /// measured once is served (`window` > 0) only once a second measurement agrees with it.
     rate: u64,
     /// Ticks after `ticks` this anchor serves (the window, at `rate`).
     window: u64,
@@ -84,6 +86,13 @@ impl Anchor {
         if self.rate != 0 && rate.abs_diff(self.rate) > self.rate / RATE_TOLERANCE {
             // A step (or a stall of the counter): not a rate to extrapolate with.
             return restart;
+        }
+        if self.rate == 0 {
+            // A first rate has nothing to agree with: a step of the system clock while it was
+            // measured (a thread asleep across it) would go unseen, and a rate too low would
+            // make a window last far longer than a millisecond. Kept, not served, until the
+            // next window's rate agrees with it.
+            return Anchor { ticks, nanos, rate, window: 0 };
         }
         let window = u64::try_from((u128::from(WINDOW_NANOS) << 32) / u128::from(rate)).unwrap_or(u64::MAX);
         Anchor { ticks, nanos, rate, window }
@@ -164,8 +173,11 @@ mod tests {
     fn measured() -> Anchor {
         let start = Anchor::UNMEASURED.next(1_000, 1_700_000_000_000_000_000);
         assert_eq!(start.rate, 0, "one reading measures nothing");
-        let anchor = start.next(1_000 + 2_000_000 * GHZ3, 1_700_000_000_002_000_000);
-        assert_ne!(anchor.rate, 0, "two readings a window apart measure the rate");
+        let first = start.next(1_000 + 2_000_000 * GHZ3, 1_700_000_000_002_000_000);
+        assert_ne!(first.rate, 0, "two readings a window apart measure the rate");
+        assert_eq!(first.read(first.ticks), None, "a rate measured once is not served");
+        let anchor = first.next(first.ticks + 1_000_000 * GHZ3, first.nanos + 1_000_000);
+        assert_eq!(anchor.rate, first.rate, "a second measurement that agrees confirms it");
         anchor
     }
 
@@ -194,6 +206,24 @@ mod tests {
         assert_eq!(anchor.next(ticks, anchor.nanos - 1).rate, 0);
         // The counter went back (another CPU's, unsynchronised): not a rate.
         assert_eq!(anchor.next(anchor.ticks - 10, anchor.nanos + WINDOW_NANOS).rate, 0);
+    }
+
+    #[test]
+    fn a_step_back_while_a_thread_measures_its_first_rate_never_makes_timestamps_lag_the_system_clock() {
+        // A thread's first reading, then it sleeps 10 s while the system clock is stepped back
+        // by all but half a millisecond of that: its next reading is 0.5 ms of system time for
+        // 10 s of ticks. Were that taken as the rate, a window would last 20 s of real time,
+        // timestamps advancing 1 ms over it.
+        let start = Anchor::UNMEASURED.next(1_000, 1_700_000_000_000_000_000);
+        let woke_ticks = 1_000 + 10_000_000_000 * GHZ3;
+        let woke_nanos = 1_700_000_000_000_500_000;
+        let anchor = start.next(woke_ticks, woke_nanos);
+        // 50 ms later the system clock says woke_nanos + 50 ms.
+        let later = woke_ticks + 50_000_000 * GHZ3;
+        if let Some(nanos) = anchor.read(later) {
+            let lag = (woke_nanos + 50_000_000).abs_diff(nanos);
+            assert!(lag <= 1_000_000, "a timestamp {lag} ns from the system clock");
+        }
     }
 
     #[test]
