@@ -676,6 +676,33 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// How much of a first line tells two files apart (it carries a microsecond timestamp).
+const FIRST_LINE_BYTES: usize = 4096;
+
+/// The first line of the open file `file` (read at offset 0, whatever its position), up to
+/// [`FIRST_LINE_BYTES`]; `None` if it cannot be read or is empty.
+fn first_line_of(file: &std::fs::File) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; FIRST_LINE_BYTES];
+    let read = file.read_at(&mut head, 0).ok()?;
+    head.truncate(read);
+    if let Some(end) = head.iter().position(|&b| b == b'\n') {
+        head.truncate(end);
+    }
+    (!head.is_empty()).then_some(head)
+}
+
+/// The first line of the log file at `path` (plain or compressed), as [`first_line_of`].
+fn first_line(path: &Path) -> Option<Vec<u8>> {
+    let mut first = None;
+    for_each_line_while(std::slice::from_ref(&path.to_path_buf()), |_, _, line| {
+        first = Some(line[..line.len().min(FIRST_LINE_BYTES)].to_vec());
+        false
+    })
+    .ok()?;
+    first.filter(|line| !line.is_empty())
+}
+
 /// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
 /// point already shown). When the file is rotated, the rest of the old file is printed, then any
 /// backups made since (several rotations can happen between two looks), then the new file.
@@ -700,13 +727,14 @@ fn follow_file(
             .collect())
     };
     // Prints the backups made since the last look (oldest first, skipping the one that was the
-    // file just finished, `finished_inode`, whose lines were read through its handle), and
+    // file just finished, `finished`: its inode and first line; its lines were read through its
+    // handle), and
     // opens the current file. The current file is opened between two listings that agree: a
     // rotation in between would make it a backup listed after the files printed here, and its
     // lines would come out of order.
     let catch_up = |out: &mut std::io::StdoutLock<'_>,
                     seen: &mut std::collections::BTreeSet<String>,
-                    finished_inode: Option<u64>|
+                    finished: Option<(u64, Option<Vec<u8>>)>|
      -> Result<Option<(std::fs::File, u64)>, String> {
         let mut new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
         let mut next = open();
@@ -721,8 +749,15 @@ fn follow_file(
         // A backup is known by its stamp, not its name: one seen plain is the same backup once
         // compressed. The oldest new one is the file just finished (it may be compressed
         // already, so its inode says nothing then), unless one still has its inode.
-        let finished = finished_inode.map(|old_inode| {
-            new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).unwrap_or(0)
+        // A backup is known by its stamp, not its name: one seen plain is the same backup once
+        // compressed. The file just finished is the backup that still has its inode; compressed
+        // (a new inode) it is the oldest new backup, if that one begins with the same line; and
+        // if retention removed it already, none of them is.
+        let finished = finished.and_then(|(old_inode, old_first)| {
+            new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).or_else(|| {
+                let oldest = new.first()?;
+                (old_first.is_some() && first_line(oldest) == old_first).then_some(0)
+            })
         });
         for (index, backup) in new.into_iter().enumerate() {
             if Some(index) != finished {
@@ -760,8 +795,8 @@ fn follow_file(
                     buf.clear();
                     file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
                     stdout_result(out.write_all(&buf))?;
-                    let old_inode = *inode;
-                    current = catch_up(&mut out, &mut seen, Some(old_inode))?;
+                    let finished = (*inode, first_line_of(file));
+                    current = catch_up(&mut out, &mut seen, Some(finished))?;
                     continue;
                 }
             }

@@ -573,6 +573,29 @@ fn tail_follow_prints_a_backup_made_and_rotated_away_while_the_file_was_missing(
 }
 
 #[test]
+fn tail_follow_prints_every_new_backup_when_retention_removed_the_file_it_was_reading() {
+    // The file tail reads is rotated and its backup removed by retention before tail looks
+    // again, while a newer file was rotated too: the only new backup is not the file tail
+    // finished through its handle, and must be printed. (The path is never empty: the next file
+    // replaces the old one by rename, which unlinks it, as retention would.)
+    let dir = tempfile::tempdir().unwrap();
+    let record = |block: u64| format!("{{\"event\":\"executed\",\"context\":{{\"block_number\":{block}}}}}\n");
+    let current = dir.path().join("executions.log");
+    fs::write(&current, record(0)).unwrap();
+    let (mut child, received) = tail_follow_audit(dir.path());
+    assert_eq!(next_block(&received), 0);
+    let staged = dir.path().join("staged");
+    fs::write(&staged, record(1)).unwrap();
+    fs::rename(&staged, dir.path().join("executions.log.20240101T000000.000002Z")).unwrap();
+    fs::write(&staged, record(2)).unwrap();
+    fs::rename(&staged, &current).unwrap();
+    let seen = [next_block(&received), next_block(&received)];
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(seen, [1, 2], "the newer backup, then the new file");
+}
+
+#[test]
 fn tail_follow_sees_lines_written_after_a_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).build().unwrap();
