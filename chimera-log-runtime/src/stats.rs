@@ -231,8 +231,7 @@ impl Counters {
 
 /// Events accepted per level, counted on every emit: one row of counters per stripe, each on
 /// its own cache line, and each thread counting in its own stripe, so that threads on different
-/// cores do not pass one cache line back and forth on each event (a shared counter cost the
-/// 4-thread benchmark more than the queue's locks). A snapshot sums the stripes.
+/// cores do not pass one cache line back and forth on each event. A snapshot sums the stripes.
 #[derive(Debug, Default)]
 struct EventCounts {
     stripes: [Stripe; STRIPES],

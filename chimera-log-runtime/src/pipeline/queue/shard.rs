@@ -30,8 +30,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// Runs `f` with the shard's state, holding its lock (see `spin.rs`: nothing that blocks
-    /// may run in `f`).
+    /// Runs `f` with the shard's state, holding its lock (see `spin.rs`: nothing in `f` may
+    /// wait for long; the pool's lock, held briefly by whoever has it, is the one it may take).
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
         self.state.with(f)
