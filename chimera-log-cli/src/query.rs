@@ -676,6 +676,28 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints every line of the backup at `path` to `out`. A backup removed before it could be
+/// read (retention, when many rotations come between two looks) is said on stderr, and
+/// following goes on: its lines are gone from the disk, and stopping would lose the rest.
+fn print_backup(out: &mut impl Write, path: &Path) -> Result<(), String> {
+    let mut failed = None;
+    let read = for_each_line(std::slice::from_ref(&path.to_path_buf()), |_, _, line| {
+        if failed.is_none() {
+            failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
+        }
+    });
+    match read {
+        Err(error) if error.error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("chimera-log tail: {} was removed before it could be shown", path.display());
+        }
+        other => other.map_err(|e| e.to_string())?,
+    }
+    match failed {
+        Some(error) => stdout_result(Err(error)),
+        None => Ok(()),
+    }
+}
+
 /// How much of a first line tells two files apart (it carries a microsecond timestamp).
 const FIRST_LINE_BYTES: usize = 4096;
 
@@ -728,10 +750,9 @@ fn follow_file(
     };
     // Prints the backups made since the last look (oldest first, skipping the one that was the
     // file just finished, `finished`: its inode and first line; its lines were read through its
-    // handle), and
-    // opens the current file. The current file is opened between two listings that agree: a
-    // rotation in between would make it a backup listed after the files printed here, and its
-    // lines would come out of order.
+    // handle), and opens the current file. The current file is opened between two listings that
+    // agree: a rotation in between would make it a backup listed after the files printed here,
+    // and its lines would come out of order.
     let catch_up = |out: &mut std::io::StdoutLock<'_>,
                     seen: &mut std::collections::BTreeSet<String>,
                     finished: Option<(u64, Option<Vec<u8>>)>|
@@ -747,9 +768,6 @@ fn follow_file(
             next = open();
         }
         // A backup is known by its stamp, not its name: one seen plain is the same backup once
-        // compressed. The oldest new one is the file just finished (it may be compressed
-        // already, so its inode says nothing then), unless one still has its inode.
-        // A backup is known by its stamp, not its name: one seen plain is the same backup once
         // compressed. The file just finished is the backup that still has its inode; compressed
         // (a new inode) it is the oldest new backup, if that one begins with the same line; and
         // if retention removed it already, none of them is.
@@ -761,16 +779,7 @@ fn follow_file(
         });
         for (index, backup) in new.into_iter().enumerate() {
             if Some(index) != finished {
-                let mut failed = None;
-                for_each_line(std::slice::from_ref(&backup), |_, _, line| {
-                    if failed.is_none() {
-                        failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-                if let Some(error) = failed {
-                    stdout_result(Err::<(), _>(error))?;
-                }
+                print_backup(out, &backup)?;
             }
             seen.insert(backup_stamp(&backup));
         }
@@ -815,5 +824,23 @@ fn follow_file(
         }
         drop(out);
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_removed_before_tail_reads_it_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("executions.log.20240101T000000.000001Z");
+        let mut out = Vec::new();
+        assert_eq!(print_backup(&mut out, &gone), Ok(()), "following goes on");
+        assert!(out.is_empty());
+        // A backup that is there is printed whole, each line ending in a newline.
+        std::fs::write(&gone, b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        print_backup(&mut out, &gone).unwrap();
+        assert_eq!(out, b"{\"a\":1}\n{\"b\":2}\n");
     }
 }
