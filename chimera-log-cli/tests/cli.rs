@@ -491,21 +491,50 @@ fn tail_shows_the_last_lines_across_backups() {
 
 /// `chimera-log tail -n 1 -f --file audit DIR`, and its stdout's lines as they come.
 fn tail_follow_audit(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let (child, received, _) = tail_follow_audit_with_stderr(dir);
+    (child, received)
+}
+
+/// As [`tail_follow_audit`], with its stderr's lines too.
+fn tail_follow_audit_with_stderr(
+    dir: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
         .args(["tail", dir.to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    (child, lines_as_they_come(stdout), lines_as_they_come(stderr))
+}
+
+/// The lines of `output`, sent as they are read, by a thread of their own.
+fn lines_as_they_come(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             if lines.send(line.unwrap()).is_err() {
                 return;
             }
         }
     });
-    (child, received)
+    received
+}
+
+/// A record with `block`, as `tail` shows it.
+fn executed_record(block: u64) -> String {
+    format!("{{\"event\":\"executed\",\"context\":{{\"block_number\":{block}}}}}\n")
+}
+
+/// A rotation tail did not see happen: a complete backup holding `backup` appears, then the
+/// current file is replaced (by rename, so never empty or missing) by one holding `current`.
+fn rotated_behind_tails_back(dir: &Path, backup: u64, current: u64) {
+    let staged = dir.join("staged");
+    fs::write(&staged, executed_record(backup)).unwrap();
+    fs::rename(&staged, dir.join("executions.log.20240101T000000.000002Z")).unwrap();
+    fs::write(&staged, executed_record(current)).unwrap();
+    fs::rename(&staged, dir.join("executions.log")).unwrap();
 }
 
 /// The `block_number` of the next record `tail -f` prints (past the anchors that begin files).
@@ -530,42 +559,15 @@ fn tail_follow_prints_a_backup_made_and_rotated_away_while_the_file_was_missing(
     // (a backup), then, while nothing is at the path, a whole file created, filled and rotated
     // (a second backup), then the next file. The second backup's lines must not be skipped.
     let dir = tempfile::tempdir().unwrap();
-    let record = |block: u64| format!("{{\"event\":\"executed\",\"context\":{{\"block_number\":{block}}}}}\n");
     let current = dir.path().join("executions.log");
-    fs::write(&current, record(0)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
-        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--file", "audit"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
-    let (notes, noted) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if notes.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    fs::write(&current, executed_record(0)).unwrap();
+    let (mut child, received, noted) = tail_follow_audit_with_stderr(dir.path());
     assert_eq!(next_block(&received), 0);
     fs::rename(&current, dir.path().join("executions.log.20240101T000000.000001Z")).unwrap();
     let note = noted.recv_timeout(Duration::from_secs(30)).expect("tail said nothing of the missing file");
     assert!(note.contains("executions.log is missing"), "{note}");
     // A whole file's life while the path was empty: it appears complete (renamed into place).
-    let staged = dir.path().join("staged");
-    fs::write(&staged, record(1)).unwrap();
-    fs::rename(&staged, dir.path().join("executions.log.20240101T000000.000002Z")).unwrap();
-    fs::write(&staged, record(2)).unwrap();
-    fs::rename(&staged, &current).unwrap();
+    rotated_behind_tails_back(dir.path(), 1, 2);
     let seen = [next_block(&received), next_block(&received)];
     child.kill().unwrap();
     let _ = child.wait();
@@ -579,16 +581,10 @@ fn tail_follow_prints_every_new_backup_when_retention_removed_the_file_it_was_re
     // finished through its handle, and must be printed. (The path is never empty: the next file
     // replaces the old one by rename, which unlinks it, as retention would.)
     let dir = tempfile::tempdir().unwrap();
-    let record = |block: u64| format!("{{\"event\":\"executed\",\"context\":{{\"block_number\":{block}}}}}\n");
-    let current = dir.path().join("executions.log");
-    fs::write(&current, record(0)).unwrap();
+    fs::write(dir.path().join("executions.log"), executed_record(0)).unwrap();
     let (mut child, received) = tail_follow_audit(dir.path());
     assert_eq!(next_block(&received), 0);
-    let staged = dir.path().join("staged");
-    fs::write(&staged, record(1)).unwrap();
-    fs::rename(&staged, dir.path().join("executions.log.20240101T000000.000002Z")).unwrap();
-    fs::write(&staged, record(2)).unwrap();
-    fs::rename(&staged, &current).unwrap();
+    rotated_behind_tails_back(dir.path(), 1, 2);
     let seen = [next_block(&received), next_block(&received)];
     child.kill().unwrap();
     let _ = child.wait();
