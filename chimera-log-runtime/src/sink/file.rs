@@ -323,7 +323,7 @@ impl FileSink {
         }
         while !self.pending.is_empty() {
             self.queue_anchor();
-            match self.fitting_prefix() {
+            match self.fitting(&self.pending) {
                 0 => self.rotate()?,
                 take => self.write_prefix(take)?,
             }
@@ -331,15 +331,9 @@ impl FileSink {
         Ok(())
     }
 
-    /// How many pending bytes, whole lines only, the current file takes before it must rotate;
-    /// `0` means rotate first. A line larger than `max_bytes` gets a file of its own (after the
-    /// anchor, in the audit file).
-    fn fitting_prefix(&self) -> usize {
-        self.fitting(&self.pending)
-    }
-
     /// How many bytes of `bytes` (lines, the first possibly the rest of a torn one), whole lines
-    /// only, the current file takes before it must rotate; `0` means rotate first.
+    /// only, the current file takes before it must rotate; `0` means rotate first. A line larger
+    /// than `max_bytes` gets a file of its own (after the anchor, in the audit file).
     fn fitting(&self, bytes: &[u8]) -> usize {
         let room = self.policy.max_bytes.saturating_sub(self.size);
         if bytes.len() as u64 <= room {
