@@ -125,7 +125,7 @@ pub(crate) fn anchor_line(time: SystemTime, previous: &ChainHead, key: &ChainKey
         time: time.into(),
         level: crate::Level::Info,
         module_json: "\"chimera_log\"",
-        event: ANCHOR_EVENT,
+        event: ANCHOR_EVENT.into(),
         exception: None,
         audit_key: None,
     };

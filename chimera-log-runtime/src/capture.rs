@@ -206,7 +206,7 @@ where
                     time: dispatcher.now(),
                     level,
                     module_json: std::str::from_utf8(module).expect("escaped text is UTF-8"),
-                    event: name,
+                    event: name.into(),
                     exception: None,
                     audit_key: None,
                 };

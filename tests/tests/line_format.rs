@@ -277,6 +277,43 @@ struct Generic<'a, T: serde::Serialize, D> {
     borrowed: &'a [T],
 }
 
+#[derive(LogEvent)]
+#[log(name = "quote\" backslash\\ newline\n separator\u{2028} end")]
+struct HostileName;
+
+#[derive(LogEvent)]
+#[log(name = "a")]
+struct OneLetter;
+
+#[derive(LogEvent)]
+#[log(name = "a_name_of_exactly_thirty_two_chr")]
+struct ThirtyTwo;
+
+#[derive(LogEvent)]
+#[log(name = "a_name_longer_than_the_thirty_two_bytes_copied_in_words")]
+struct LongName;
+
+#[test]
+fn event_names_are_written_exactly_whatever_their_length_and_characters() {
+    // Plain names are copied as they are (checked when compiling), any other escaped.
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(&dir);
+    let logger = guard.logger("m");
+    emit!(logger, HostileName);
+    emit!(logger, OneLetter);
+    emit!(logger, ThirtyTwo);
+    emit!(logger, LongName);
+    drop(guard);
+    let raw = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    assert_eq!(raw.lines().count(), 4, "a name cannot end a line early: {raw}");
+    let lines = json_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines[0]["event"], "quote\" backslash\\ newline\n separator\u{2028} end");
+    assert!(raw.contains("\\u2028"), "U+2028 escaped in the line");
+    assert_eq!(lines[1]["event"], "a");
+    assert_eq!(lines[2]["event"], "a_name_of_exactly_thirty_two_chr");
+    assert_eq!(lines[3]["event"], "a_name_longer_than_the_thirty_two_bytes_copied_in_words");
+}
+
 #[test]
 fn event_names_come_from_the_type_or_the_name_attribute() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::fmt;
 
-use super::escape::{push_short, quoted_into, write_display_string};
+use super::escape::{is_plain, push_short, quoted_into, write_display_string};
 use super::timestamp::{write_timestamp, UnixTime};
 use crate::event::Level;
 
@@ -18,10 +18,32 @@ pub(crate) struct Envelope<'a> {
     pub(crate) level: Level,
     /// The module name already quoted and escaped (computed once per logger).
     pub(crate) module_json: &'a str,
-    pub(crate) event: &'a str,
+    pub(crate) event: EventName<'a>,
     pub(crate) exception: Option<Exception<'a>>,
     /// The audit identity field's key, when it is not `block_number`.
     pub(crate) audit_key: Option<&'a str>,
+}
+
+/// A line's `event`, and whether it has nothing to escape: known at compile time for a typed
+/// event, whose name is then copied as it is rather than scanned on every line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventName<'a> {
+    name: &'a str,
+    plain: bool,
+}
+
+impl<'a> EventName<'a> {
+    /// `name`, looked at now (in a `const` block: once, when compiling).
+    pub(crate) const fn checked(name: &'a str) -> Self {
+        EventName { name, plain: is_plain(name) }
+    }
+}
+
+/// A name escaped as it is written.
+impl<'a> From<&'a str> for EventName<'a> {
+    fn from(name: &'a str) -> Self {
+        EventName { name, plain: false }
+    }
 }
 
 /// Appends one complete line, `\n` included, keys in the contract's order.
@@ -38,7 +60,13 @@ pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_conte
     }
     push_short(buf, envelope.module_json.as_bytes());
     buf.extend_from_slice(b",\"event\":");
-    quoted_into(buf, envelope.event);
+    if envelope.event.plain {
+        buf.push(b'"');
+        push_short(buf, envelope.event.name.as_bytes());
+        buf.push(b'"');
+    } else {
+        quoted_into(buf, envelope.event.name);
+    }
     buf.extend_from_slice(b",\"context\":");
     write_context(buf);
     if let Some(exception) = envelope.exception {

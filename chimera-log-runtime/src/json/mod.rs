@@ -18,5 +18,5 @@ mod timestamp;
 pub(crate) use context::write_adhoc_context;
 pub use context::ContextWriter;
 pub(crate) use escape::quoted_into;
-pub(crate) use line::{encode_line, Envelope, Exception};
+pub(crate) use line::{encode_line, Envelope, EventName, Exception};
 pub(crate) use timestamp::{write_timestamp, UnixTime};

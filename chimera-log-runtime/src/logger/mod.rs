@@ -41,7 +41,7 @@ pub use global::{events_without_logger, get_logger, init_logging};
 pub use guard::LogGuard;
 
 use crate::event::{Level, LogEvent, Routes};
-use crate::json::{self, ContextWriter, Envelope, Exception};
+use crate::json::{self, ContextWriter, Envelope, EventName, Exception};
 use crate::pipeline::Dispatcher;
 use crate::stats::Stats;
 
@@ -128,7 +128,7 @@ impl Logger {
         &self,
         level: Level,
         routes: Routes,
-        event: &str,
+        event: EventName<'_>,
         exception: Option<Exception<'_>>,
         write_context: impl FnOnce(&mut Vec<u8>),
     ) {
@@ -172,7 +172,7 @@ impl Logger {
     }
 
     pub(crate) fn emit_event<E: LogEvent + ?Sized>(&self, event: &E, exception: Option<Exception<'_>>) {
-        self.log_line(E::LEVEL, E::ROUTES, E::NAME, exception, |buf| {
+        self.log_line(E::LEVEL, E::ROUTES, const { EventName::checked(E::NAME) }, exception, |buf| {
             let mut writer = ContextWriter::open(buf);
             event.write_context(&mut writer);
             writer.finish();
@@ -183,7 +183,7 @@ impl Logger {
     /// as `json!({...})`; anything else is wrapped as `{"value": ...}`. Ad-hoc events go to the
     /// general sinks only, never to the audit file or a route.
     pub fn log<C: Serialize + ?Sized>(&self, level: Level, event: &str, context: &C) {
-        self.log_line(level, Routes::GENERAL, event, None, |buf| json::write_adhoc_context(buf, context));
+        self.log_line(level, Routes::GENERAL, event.into(), None, |buf| json::write_adhoc_context(buf, context));
     }
 
     /// Like [`log`](Self::log), with an error written as the line's `exception` (Python's
@@ -194,7 +194,9 @@ impl Logger {
         X: AsDynError + ?Sized,
     {
         let exception = as_dyn_error::exception(error);
-        self.log_line(level, Routes::GENERAL, event, Some(exception), |buf| json::write_adhoc_context(buf, context));
+        self.log_line(level, Routes::GENERAL, event.into(), Some(exception), |buf| {
+            json::write_adhoc_context(buf, context)
+        });
     }
 
     /// An ad-hoc DEBUG event.

@@ -279,7 +279,7 @@ impl Dispatcher {
             time: self.now(),
             level: Level::Warning,
             module_json: "\"chimera_log\"",
-            event: crate::audit::RESTART_EVENT,
+            event: crate::audit::RESTART_EVENT.into(),
             exception: None,
             audit_key: None,
         };
@@ -410,7 +410,7 @@ impl Dispatcher {
             time: self.now(),
             level: Level::Info,
             module_json: "\"chimera_log\"",
-            event: "audit_checkpoint",
+            event: "audit_checkpoint".into(),
             exception: None,
             audit_key: None,
         };

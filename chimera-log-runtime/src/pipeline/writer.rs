@@ -81,7 +81,7 @@ impl Lane {
             time: clock.now().into(),
             level: Level::Warning,
             module_json: "\"chimera_log\"",
-            event: "log_events_dropped",
+            event: "log_events_dropped".into(),
             exception: None,
             audit_key: None,
         };

@@ -187,7 +187,7 @@ mod tests {
             time: std::time::UNIX_EPOCH.into(),
             level: crate::event::Level::Info,
             module_json: &module,
-            event: hostile,
+            event: hostile.into(),
             exception: None,
             audit_key: None,
         };

@@ -182,8 +182,10 @@ impl BatchQueue {
                 if state.closed {
                     return Err(NoRoom::Closed);
                 }
-                state.make_room(&self.pool, lanes, line.len())?;
-                state.append(lanes, line);
+                if !state.append_if_room(lanes, line) {
+                    state.make_room(&self.pool, lanes, line.len())?;
+                    state.append(lanes, line);
+                }
                 // Read under the shard's lock: a writer going to sleep looks at this shard
                 // after saying so, so either it sees the line or this sees it asleep (the lock's
                 // release and acquire order the two, whichever holds it first).

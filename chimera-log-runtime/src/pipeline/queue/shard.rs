@@ -76,6 +76,22 @@ impl ShardState {
         Ok(())
     }
 
+    /// Appends `line` to the chunk of its one lane if that has room (the usual line), without
+    /// [`make_room`](Self::make_room)'s bookkeeping; `false` when the line needs it.
+    #[inline]
+    pub(crate) fn append_if_room(&mut self, lanes: LaneSet, line: &[u8]) -> bool {
+        if !lanes.0.is_power_of_two() {
+            return false;
+        }
+        match self.current.get_mut(lanes.0.trailing_zeros() as usize) {
+            Some(Some(chunk)) if chunk.has_room(line.len()) => {
+                chunk.append(line);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Appends `line` to each lane in `lanes`, after [`make_room`](Self::make_room).
     pub(crate) fn append(&mut self, lanes: LaneSet, line: &[u8]) {
         for lane in lanes.lanes() {
