@@ -149,19 +149,26 @@ fn from_counter() -> UnixTime {
 
 /// Whether the kernel reads time from the counter (asked once per process).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline]
 fn counter_is_the_kernels_clock() -> bool {
-    // 0: not asked yet, 1: yes, 2: no.
-    static ANSWER: AtomicU8 = AtomicU8::new(0);
-    match ANSWER.load(Ordering::Relaxed) {
+    match COUNTER_IS_THE_KERNELS_CLOCK.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => {
-            let source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
-            let yes = source.is_ok_and(|source| source.trim() == "tsc");
-            ANSWER.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-            yes
-        }
+        _ => ask_the_kernel(),
     }
+}
+
+/// 0: not asked yet, 1: yes, 2: no.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+static COUNTER_IS_THE_KERNELS_CLOCK: AtomicU8 = AtomicU8::new(0);
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cold]
+fn ask_the_kernel() -> bool {
+    let source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+    let yes = source.is_ok_and(|source| source.trim() == "tsc");
+    COUNTER_IS_THE_KERNELS_CLOCK.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+    yes
 }
 
 #[cfg(test)]

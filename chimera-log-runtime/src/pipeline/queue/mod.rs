@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use self::pool::Chunk;
 use self::pool::{NoRoom, Pool};
-use self::shard::{with_own_shard, Shard};
+use self::shard::{with_own_shard, Shard, ShardState};
 
 /// Which lanes of a queue take a line: a bit per lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,31 +175,45 @@ impl BatchQueue {
         }
     }
 
+    #[inline]
     fn push_into(&self, shard: &Shard, lanes: LaneSet, line: &[u8]) -> Pushed {
+        match shard.with(|state| self.append(state, lanes, line)) {
+            Ok(wake) => {
+                if wake {
+                    self.wake_writer();
+                }
+                Pushed::Accepted
+            }
+            Err(no_room) => self.push_without_room(shard, lanes, line, no_room),
+        }
+    }
+
+    /// Appends `line` under the shard's lock; `Ok(true)` if the writer must be woken.
+    #[inline]
+    fn append(&self, state: &mut ShardState, lanes: LaneSet, line: &[u8]) -> Result<bool, NoRoom> {
+        if state.closed {
+            return Err(NoRoom::Closed);
+        }
+        if !state.append_if_room(lanes, line) {
+            state.make_room(&self.pool, lanes, line.len())?;
+            state.append(lanes, line);
+        }
+        // Read under the shard's lock: a writer going to sleep looks at this shard after
+        // saying so, so either it sees the line or this sees it asleep (the lock's release and
+        // acquire order the two, whichever holds it first).
+        Ok(self.writer_asleep.load(Ordering::Relaxed))
+    }
+
+    /// A line that found no room (or the queue closed): it waits for room up to the queue's
+    /// bound, or is dropped. Kept out of line: the usual line never comes here.
+    #[cold]
+    #[inline(never)]
+    fn push_without_room(&self, shard: &Shard, lanes: LaneSet, line: &[u8], mut no_room: NoRoom) -> Pushed {
         let mut deadline = None;
         loop {
-            let outcome = shard.with(|state| {
-                if state.closed {
-                    return Err(NoRoom::Closed);
-                }
-                if !state.append_if_room(lanes, line) {
-                    state.make_room(&self.pool, lanes, line.len())?;
-                    state.append(lanes, line);
-                }
-                // Read under the shard's lock: a writer going to sleep looks at this shard
-                // after saying so, so either it sees the line or this sees it asleep (the lock's
-                // release and acquire order the two, whichever holds it first).
-                Ok(self.writer_asleep.load(Ordering::Relaxed))
-            });
-            match outcome {
-                Ok(wake) => {
-                    if wake {
-                        self.wake_writer();
-                    }
-                    return Pushed::Accepted;
-                }
-                Err(NoRoom::Closed) => return Pushed::Closed,
-                Err(NoRoom::Full) => {
+            match no_room {
+                NoRoom::Closed => return Pushed::Closed,
+                NoRoom::Full => {
                     if self.wait.is_zero() {
                         return self.count_drop_in(shard, lanes);
                     }
@@ -215,6 +229,15 @@ impl BatchQueue {
                         return self.count_drop_in(shard, lanes);
                     }
                 }
+            }
+            match shard.with(|state| self.append(state, lanes, line)) {
+                Ok(wake) => {
+                    if wake {
+                        self.wake_writer();
+                    }
+                    return Pushed::Accepted;
+                }
+                Err(again) => no_room = again,
             }
         }
     }
