@@ -14,97 +14,94 @@ use serde::Serialize;
 /// character (newlines included) and the line separators U+0085, U+2028 and U+2029 are escaped,
 /// the rest is copied as is.
 ///
-/// The usual string has nothing to escape: it is read eight bytes at a time, and each word that
-/// needs no escaping is stored as it was loaded (one store, rather than a scan and then a
-/// `memcpy` call, which costs more than the copy for strings this short). At the first word that
-/// may need escaping, the rest goes through [`escape_from`].
+/// The usual string has nothing to escape: it is tested sixteen bytes at a time and each block
+/// stored as it was loaded (a few stores, rather than a scan and then a `memcpy` call, which
+/// costs more than the copy for strings this short). A string of up to sixteen bytes is one
+/// test of its first and last eight bytes (overlapping when shorter), a longer one ends with its
+/// last sixteen bytes, overlapping the block before: no loop over single bytes. At the first
+/// block that may need escaping, the rest goes through [`escape_from`].
 #[inline]
 pub(super) fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    let len = bytes.len();
     let start = buf.len();
-    // Room for the string and the one word the tail may store past its end.
-    buf.reserve(bytes.len() + 8);
-    let room = &mut buf.spare_capacity_mut()[..bytes.len() + 8];
-    let mut done = 0;
-    let mut blocks = bytes.chunks_exact(16);
-    for block in &mut blocks {
-        let block: &[u8; 16] = block.try_into().expect("a 16-byte chunk");
-        if block_needs_escape(block) {
-            break;
+    // Room for the string and the padding a string shorter than a word is stored with.
+    buf.reserve(len + 8);
+    let room = &mut buf.spare_capacity_mut()[..len + 8];
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    if len < 8 {
+        let padded = padded_word(bytes);
+        if needs_escape(padded) {
+            commit(buf, start, 0);
+            return escape_from(buf, bytes);
         }
-        store_block(room, done, block);
-        done += 16;
-    }
-    let mut words = bytes[done..].chunks_exact(8);
-    for word in &mut words {
-        let word = u64::from_le_bytes(word.try_into().expect("an 8-byte chunk"));
-        if needs_escape(word) {
-            // `done` follows whole words of ASCII: a character boundary.
-            commit(buf, start, done);
-            return escape_from(buf, &bytes[done..]);
+        // The padding past the end is stored but not committed.
+        store_word(room, 0, padded);
+    } else if len <= 16 {
+        let (first, last) = (word(0), word(len - 8));
+        if pair_needs_escape(first, last) {
+            commit(buf, start, 0);
+            return escape_from(buf, bytes);
         }
-        store_word(room, done, word);
-        done += 8;
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        // The last eight bytes (overlapping some already stored, stored again), or a string
-        // shorter than a word padded (the padding past its end is not committed).
-        let (at, last) = match bytes.len().checked_sub(8) {
-            Some(from) => (from, u64::from_le_bytes(bytes[from..].try_into().expect("eight bytes"))),
-            None => (0, padded_word(rest)),
-        };
-        if needs_escape(last) {
-            commit(buf, start, done);
-            return escape_from(buf, rest);
+        store_word(room, 0, first);
+        store_word(room, len - 8, last);
+    } else {
+        let mut done = 0;
+        while done + 16 <= len {
+            let (low, high) = (word(done), word(done + 8));
+            if pair_needs_escape(low, high) {
+                // `done` follows whole blocks of ASCII: a character boundary.
+                commit(buf, start, done);
+                return escape_from(buf, &bytes[done..]);
+            }
+            store_word(room, done, low);
+            store_word(room, done + 8, high);
+            done += 16;
         }
-        store_word(room, at, last);
+        if done < len {
+            // The last sixteen bytes, overlapping some already stored (stored again).
+            let (low, high) = (word(len - 16), word(len - 8));
+            if pair_needs_escape(low, high) {
+                commit(buf, start, done);
+                return escape_from(buf, &bytes[done..]);
+            }
+            store_word(room, len - 16, low);
+            store_word(room, len - 8, high);
+        }
     }
-    commit(buf, start, bytes.len());
+    commit(buf, start, len);
 }
 
-/// Whether any of the sixteen bytes needs escaping (see [`needs_escape`]): on x86_64 three
-/// SSE2 compares and one mask (a signed compare below the space catches both the control
-/// characters and every byte of a non-ASCII character).
+/// Whether any of the sixteen bytes of two words needs escaping (see [`needs_escape`]): on
+/// x86_64 three SSE2 compares and one mask (a signed compare below the space catches both the
+/// control characters and every byte of a non-ASCII character).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 #[target_feature(enable = "sse2")]
-fn sse2_block_needs_escape(block: &[u8; 16]) -> bool {
+fn sse2_pair_needs_escape(low: u64, high: u64) -> bool {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
     };
-    let (low, high) = block.split_at(8);
-    let word = |half: &[u8]| i64::from_le_bytes(half.try_into().expect("eight bytes"));
-    let v = _mm_set_epi64x(word(high), word(low));
+    let v = _mm_set_epi64x(high as i64, low as i64);
     let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
     let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
     let below_space = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
     _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), below_space)) != 0
 }
 
-/// Whether any of the sixteen bytes needs escaping (see [`needs_escape`]).
+/// Whether any of the sixteen bytes of two words needs escaping (see [`needs_escape`]).
 #[inline(always)]
-fn block_needs_escape(block: &[u8; 16]) -> bool {
+fn pair_needs_escape(low: u64, high: u64) -> bool {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // SAFETY: SSE2 is enabled for the whole build (the `cfg` above; it is part of the
         // x86_64 baseline), so the CPU running this code has it.
-        unsafe { sse2_block_needs_escape(block) }
+        unsafe { sse2_pair_needs_escape(low, high) }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
-        let (low, high) = block.split_at(8);
-        let word = |half: &[u8]| u64::from_le_bytes(half.try_into().expect("eight bytes"));
-        needs_escape(word(low)) || needs_escape(word(high))
+        needs_escape(low) || needs_escape(high)
     }
-}
-
-/// Stores `block` at `at` in the room past a buffer's end.
-#[inline(always)]
-fn store_block(room: &mut [MaybeUninit<u8>], at: usize, block: &[u8; 16]) {
-    let (low, high) = block.split_at(8);
-    store_word(room, at, u64::from_le_bytes(low.try_into().expect("eight bytes")));
-    store_word(room, at + 8, u64::from_le_bytes(high.try_into().expect("eight bytes")));
 }
 
 /// Stores `word` at `at` in the room past a buffer's end.
@@ -119,8 +116,9 @@ fn commit(buf: &mut Vec<u8>, start: usize, len: usize) {
     debug_assert!(start + len <= buf.capacity());
     // SAFETY: the callers (`escape_into`, `push_short`) pass `start`, the buffer's length before
     // they reserved room past it, and `len` bytes of that room they stored: every byte in
-    // `start..start + len` lies in a word `store_word` wrote (each path above ends with a word
-    // reaching `len`), so all of them are initialised.
+    // `start..start + len` lies in a word `store_word` wrote (on each of their paths the words
+    // stored cover `0..len` without a gap: from the start, and the last one ending at `len`),
+    // so all of them are initialised.
     unsafe { buf.set_len(start + len) }
 }
 
