@@ -14,6 +14,9 @@ use std::time::Instant;
 /// The largest chunk: few enough pool visits per thread (one per 64 KiB of lines), small enough
 /// that a thread's partly filled chunk is not much memory.
 pub(crate) const CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// The most bytes of a pool's chunks written when it is made (see [`Pool::new`]); a larger
+/// capacity has its other chunks mapped as lines first reach them.
+const TOUCHED_MAX: usize = 64 * 1024 * 1024;
 /// A queue has at least this many chunks (a small capacity gets small chunks), so that a few
 /// threads each holding one still leave room.
 const CHUNKS_MIN: usize = 16;
@@ -81,17 +84,32 @@ pub(crate) enum NoRoom {
 }
 
 impl Pool {
-    /// A pool of `capacity` bytes, its chunks reserved now (touched only as lines arrive), so
-    /// that taking one never allocates; an error when the memory cannot be reserved, rather than
-    /// the abort of a failed allocation.
+    /// A pool of `capacity` bytes, its chunks reserved now, so that taking one never allocates;
+    /// an error when the memory cannot be reserved, rather than the abort of a failed
+    /// allocation.
+    ///
+    /// The chunks are also written once now (up to [`TOUCHED_MAX`] bytes of them), so that the
+    /// kernel maps their pages before the first line: otherwise a caller takes a page fault
+    /// (a microsecond or two) every 4 KiB of lines until the pool has gone round once, about one
+    /// emit in a thousand under load (BENCHMARKS.md: it was the emit bench's p99.9). The pool's
+    /// memory is then resident from the start, as it would be after its first burst.
     pub(crate) fn new(capacity: usize) -> Result<Self, std::collections::TryReserveError> {
         let chunk_bytes = (capacity / CHUNKS_MIN).clamp(1, CHUNK_BYTES_MAX);
         // Two at least: a line goes to two lanes at most (`chimera.log` and a route file).
         let total = (capacity / chunk_bytes).max(2);
         let mut free = Vec::new();
         free.try_reserve_exact(total)?;
-        for _ in 0..total {
-            free.push(Self::buffer(chunk_bytes)?);
+        let touched = (TOUCHED_MAX / chunk_bytes).min(total);
+        for index in 0..total {
+            let mut chunk = Self::buffer(chunk_bytes)?;
+            // The last ones pushed are the first taken.
+            if index >= total - touched {
+                chunk.bytes.resize(chunk_bytes, 0);
+                chunk.bytes.clear();
+                chunk.lens.resize(chunk.lens.capacity(), 0);
+                chunk.lens.clear();
+            }
+            free.push(chunk);
         }
         Ok(Pool {
             state: Mutex::new(State { free, slots: total, stalled: false, closed: false, waiting: 0, high_water: 0 }),
@@ -230,5 +248,34 @@ impl Pool {
     #[cfg(test)]
     pub(crate) fn free_slots(&self) -> usize {
         self.lock().slots
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Whether every page of `bytes` bytes at `start` is mapped (`mincore`).
+    fn resident(start: *const u8, bytes: usize) -> bool {
+        let page = 4096;
+        let first = start as usize / page * page;
+        let end = (start as usize + bytes).div_ceil(page) * page;
+        let mut pages = vec![0u8; (end - first) / page];
+        // SAFETY: `first..end` covers the chunk's own allocation (rounded out to whole pages,
+        // which `mincore` requires; it only reports on them), and `pages` has a byte per page.
+        let status = unsafe { libc::mincore(first as *mut libc::c_void, end - first, pages.as_mut_ptr()) };
+        status == 0 && pages.iter().all(|&page| page & 1 == 1)
+    }
+
+    #[test]
+    fn a_new_pools_chunks_are_mapped_before_the_first_line_reaches_them() {
+        let pool = Pool::new(4 * 1024 * 1024).unwrap();
+        let state = pool.lock();
+        assert_eq!(state.free.len(), 64);
+        for chunk in &state.free {
+            assert!(chunk.bytes.is_empty() && chunk.lens.is_empty(), "touched, not filled");
+            assert!(resident(chunk.bytes.as_ptr(), chunk.bytes.capacity()), "a chunk's bytes are mapped");
+            assert!(resident(chunk.lens.as_ptr().cast(), chunk.lens.capacity() * 4), "its lengths are mapped");
+        }
     }
 }
