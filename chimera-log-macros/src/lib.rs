@@ -1,10 +1,11 @@
 //! `#[derive(LogEvent)]` for chimera-log.
 //!
 //! This crate is an implementation detail of `chimera-log` (and `chimera-log-runtime`), which
-//! re-export the derive; depend on `chimera-log`, not on this crate. The derive runs in three passes, each in its own
-//! module: [`ast`] (with [`attr`]) parses, [`check`] validates cross-field rules, [`expand`]
-//! generates. Errors are collected in a [`ctxt::Ctxt`] so every mistake is reported at once, and
-//! on error [`fallback`] emits a stub impl so the user sees one error, not a cascade.
+//! re-export the derive; depend on `chimera-log`, not on this crate. The derive runs in three
+//! passes, each in its own (private) module: `ast` (with `attr`) parses, `check` validates
+//! cross-field rules, `expand` generates. Errors are collected in a `ctxt::Ctxt` so every
+//! mistake is reported at once, and on error `fallback` emits a stub impl so the user sees one
+//! error, not a cascade.
 
 mod ast;
 mod attr;

@@ -8,7 +8,7 @@
 //! records are not stored yet.
 //!
 //! SQLite (embedded, the default, at `log_dir/audit.db`) and PostgreSQL (feature `postgres`, for
-//! a fleet of bots writing one database) implement one [`Database`] interface.
+//! a fleet of bots writing one database) implement one `Database` interface.
 
 mod archiver;
 #[cfg(feature = "postgres")]
