@@ -126,10 +126,8 @@ impl Writer {
                 let queue = Arc::clone(&queue);
                 let finished = Arc::clone(&finished);
                 move || {
+                    let _finish = Finish { queue: &queue, finished: &finished };
                     run(&queue, lanes, &*clock);
-                    let (done, signal) = &*finished;
-                    *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                    signal.notify_all();
                 }
             })
             .map_err(|source| Error::Thread { source })?;
@@ -172,6 +170,26 @@ impl Writer {
     }
 }
 
+/// Ends a writer thread, also when it unwinds: a sink that panicked (a bug) must not leave
+/// callers waiting for room forever (`Overflow::Block`) nor a shutdown waiting for its timeout.
+/// The queue is closed, so lines pushed after it are refused and counted as emitted after
+/// shutdown; the panic's message is on stderr (the default hook) and the sinks' other writers
+/// go on.
+struct Finish<'a> {
+    queue: &'a BatchQueue,
+    finished: &'a (Mutex<bool>, Condvar),
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        // After a normal last pass the queue is closed already; closing again changes nothing.
+        self.queue.close();
+        let (done, signal) = self.finished;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        signal.notify_all();
+    }
+}
+
 fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
     let mut report_line = Vec::new();
     let mut chunks: Vec<Chunk> = Vec::new();
@@ -200,5 +218,55 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
         if taken.last {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::pipeline::queue::{LaneSet, Pushed};
+
+    /// A sink with a bug: it panics on its first line.
+    #[derive(Debug)]
+    struct Panicking;
+
+    impl Sink for Panicking {
+        fn write_line(&mut self, _line: &[u8]) -> io::Result<()> {
+            panic!("a sink bug (expected by this test)");
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_whose_sink_panics_closes_its_queue_so_no_caller_waits_forever() {
+        let lane = Lane::new("panicking", Box::new(Panicking), Arc::default());
+        // A tiny queue whose callers wait as long as it takes for room (`Overflow::Block`).
+        let writer = Arc::new(
+            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock)).unwrap(),
+        );
+        let (sent, outcome) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn({
+            let writer = Arc::clone(&writer);
+            move || {
+                // More lines than the queue holds: with the writer dead, a caller would wait
+                // for room forever.
+                let mut outcomes = Vec::new();
+                for _ in 0..100 {
+                    outcomes.push(writer.queue().push(LaneSet(1), &[b'x'; 16]));
+                }
+                let _ = sent.send(outcomes);
+            }
+        });
+        let outcomes =
+            outcome.recv_timeout(Duration::from_secs(30)).expect("the caller returned: it did not wait forever");
+        caller.join().unwrap();
+        assert!(outcomes.contains(&Pushed::Closed), "lines after the panic are refused: {outcomes:?}");
+        assert!(!outcomes.contains(&Pushed::Dropped), "a waiting caller is not told the queue is merely full");
+        assert!(writer.shutdown(Instant::now() + Duration::from_secs(5)), "the dead writer counts as finished");
+        assert!(!writer.flush(Instant::now() + Duration::from_millis(200)), "a flush cannot succeed, and returns");
     }
 }
