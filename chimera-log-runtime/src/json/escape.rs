@@ -352,6 +352,50 @@ mod tests {
     }
 
     #[test]
+    fn escape_into_and_push_short_agree_with_serde_json_on_random_strings_after_random_prefixes() {
+        // Strings of 0 to 99 characters drawn from ASCII, every kind of escape and multi-byte
+        // characters (the line separators among them), each appended after a prefix of random
+        // length to a buffer with random spare room; a small xorshift keeps the run repeatable.
+        let alphabet: Vec<char> = ('a'..='z')
+            .chain([
+                ' ', '"', '\\', '\n', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é', '€', '\u{85}', '\u{2028}', '\u{2029}',
+                '😀',
+            ])
+            .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next(100);
+            // Mostly plain text, so that long clean runs (the block paths) are common.
+            let text: String = (0..len)
+                .map(|_| if next(8) == 0 { alphabet[26 + next(alphabet.len() - 26)] } else { alphabet[next(26)] })
+                .collect();
+            let prefix = vec![b'p'; next(40)];
+            let mut buf = Vec::with_capacity(prefix.len() + next(24));
+            buf.extend_from_slice(&prefix);
+            escape_into(&mut buf, &text);
+            let parsed: String = serde_json::from_slice(&[b"\"", &buf[prefix.len()..], b"\""].concat()).unwrap();
+            assert_eq!(parsed, text, "escaped {text:?} as {:?}", String::from_utf8_lossy(&buf));
+            assert_eq!(&buf[..prefix.len()], &prefix[..], "the prefix is untouched");
+            let escaped = std::str::from_utf8(&buf[prefix.len()..]).unwrap();
+            assert!(
+                !escaped.contains(|c: char| c < ' ' || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')),
+                "{escaped:?}"
+            );
+            // `push_short` copies what it is given, exactly.
+            let mut copy = Vec::with_capacity(prefix.len() + next(24));
+            copy.extend_from_slice(&prefix);
+            push_short(&mut copy, text.as_bytes());
+            assert_eq!(copy, [&prefix[..], text.as_bytes()].concat());
+        }
+    }
+
+    #[test]
     fn a_plain_string_is_one_escaping_leaves_as_it_is() {
         let samples = [
             "",
