@@ -12,6 +12,7 @@ pub struct FaultInjector {
     state: Mutex<Option<Fault>>,
     hold: Mutex<Hold>,
     held: Condvar,
+    panic: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +58,11 @@ impl FaultInjector {
         self.hold.lock().unwrap_or_else(|e| e.into_inner()).on = true;
     }
 
+    /// From now on a write panics, as a bug in the sink would (the writer thread unwinds).
+    pub fn panic_on_writes(&self) {
+        self.panic.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Lets held writes go on, and later ones through.
     pub fn release_writes(&self) {
         self.hold.lock().unwrap_or_else(|e| e.into_inner()).on = false;
@@ -71,6 +77,9 @@ impl FaultInjector {
 
     /// How many of `len` bytes the next write to the file `name` may write, or the injected error.
     pub(crate) fn allow(&self, name: &str, len: usize) -> io::Result<usize> {
+        if self.panic.load(std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected panic in the sink of {name} (FaultInjector::panic_on_writes)");
+        }
         {
             let mut hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
             if hold.on {

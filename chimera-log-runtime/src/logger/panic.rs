@@ -1,5 +1,6 @@
 //! The panic hook: a panic is logged as a CRITICAL `panic` event through the process-wide
-//! instance, which is flushed before the previous hook runs.
+//! instance, which is flushed before the previous hook runs. A panic on one of the logger's own
+//! writer threads is left to the previous hook (stderr): see `log_panic`.
 //!
 //! Installed once per process by [`init_logging`](super::init_logging) unless turned off; this
 //! module never removes it, and without an instance the hook only chains to the previous one.
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::{global, Logger};
 use crate::event::Level;
+use crate::pipeline::ThreadRole;
 
 /// Installs, once per process, the hook that logs a panic as a CRITICAL `panic` event through
 /// the process-wide instance, flushes, then runs the previous hook.
@@ -40,11 +42,23 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
     let thread = std::thread::current();
     let context = PanicContext { message, location, thread: thread.name().unwrap_or("<unnamed>") };
+    let role = crate::pipeline::thread_role();
+    if role == ThreadRole::Writer {
+        // A writer thread (a bug in a sink): its line would go into the queues it alone drains
+        // (with `Overflow::Block` and a full queue, waiting forever), and a flush would wait for
+        // it. The previous hook prints the panic on stderr; the unwinding thread closes its queue.
+        return;
+    }
     global::with_global(|dispatcher| {
         if let Some(dispatcher) = dispatcher {
             let logger = Logger::new("panic", Some(Arc::clone(dispatcher)));
             logger.log(Level::Critical, "panic", &context);
-            dispatcher.flush();
+            if role == ThreadRole::Forwarder {
+                // A flush would also wait for this forwarder: the files are what it can have.
+                dispatcher.flush_files();
+            } else {
+                dispatcher.flush();
+            }
         }
     });
 }

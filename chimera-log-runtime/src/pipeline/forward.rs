@@ -120,6 +120,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            super::set_thread_role(super::ThreadRole::Forwarder);
             work();
             finished();
         })

@@ -97,6 +97,33 @@ pub(crate) struct Dispatcher {
 
 /// `timeout` from now; a timeout too long to add (`Duration::MAX`: "wait as long as it takes")
 /// saturates at a century rather than overflow.
+/// What the current thread is to the pipeline, for the panic hook: a flush waits for the
+/// writers and forwarders, so one of them that panics must not wait for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadRole {
+    /// Any thread of the application (and the maintenance thread).
+    Caller,
+    /// A writer thread: the only one that drains its queue.
+    Writer,
+    /// A forwarder (CloudWatch shipper, audit archiver): follows the files, and a flush waits
+    /// for it.
+    Forwarder,
+}
+
+thread_local! {
+    static ROLE: std::cell::Cell<ThreadRole> = const { std::cell::Cell::new(ThreadRole::Caller) };
+}
+
+/// Marks the current thread, at the start of a pipeline thread.
+pub(crate) fn set_thread_role(role: ThreadRole) {
+    ROLE.with(|current| current.set(role));
+}
+
+/// What the current thread is to the pipeline (a thread-local that is gone counts as a caller).
+pub(crate) fn thread_role() -> ThreadRole {
+    ROLE.try_with(std::cell::Cell::get).unwrap_or(ThreadRole::Caller)
+}
+
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
     let now = Instant::now();

@@ -126,6 +126,7 @@ impl Writer {
                 let queue = Arc::clone(&queue);
                 let finished = Arc::clone(&finished);
                 move || {
+                    super::set_thread_role(super::ThreadRole::Writer);
                     let _finish = Finish { queue: &queue, finished: &finished };
                     run(&queue, lanes, &*clock);
                 }
