@@ -12,7 +12,8 @@ pub struct FaultInjector {
     state: Mutex<Option<Fault>>,
     hold: Mutex<Hold>,
     held: Condvar,
-    panic: std::sync::atomic::AtomicBool,
+    /// Writes panic: to every file (`Some(None)`) or to the one named.
+    panic: Mutex<Option<Option<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -48,9 +49,10 @@ impl FaultInjector {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(Fault { kind, allowance, only });
     }
 
-    /// Writes succeed again.
+    /// Writes succeed again (and no longer panic).
     pub fn clear(&self) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// From now on every write waits, as on a stalled disk, until [`release_writes`](Self::release_writes).
@@ -58,9 +60,14 @@ impl FaultInjector {
         self.hold.lock().unwrap_or_else(|e| e.into_inner()).on = true;
     }
 
-    /// From now on a write panics, as a bug in the sink would (the writer thread unwinds).
+    /// From now on a write panics, as a bug in the sink would (the thread writing unwinds).
     pub fn panic_on_writes(&self) {
-        self.panic.store(true, std::sync::atomic::Ordering::Relaxed);
+        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(None);
+    }
+
+    /// As [`panic_on_writes`](Self::panic_on_writes), for the file `name` only.
+    pub fn panic_on_writes_to(&self, name: &str) {
+        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(name.to_owned()));
     }
 
     /// Lets held writes go on, and later ones through.
@@ -77,7 +84,11 @@ impl FaultInjector {
 
     /// How many of `len` bytes the next write to the file `name` may write, or the injected error.
     pub(crate) fn allow(&self, name: &str, len: usize) -> io::Result<usize> {
-        if self.panic.load(std::sync::atomic::Ordering::Relaxed) {
+        let panics = match &*self.panic.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(only) => only.as_ref().is_none_or(|only| only == name),
+            None => false,
+        };
+        if panics {
             panic!("injected panic in the sink of {name} (FaultInjector::panic_on_writes)");
         }
         {

@@ -1,16 +1,19 @@
-//! A bug in a sink: the files writer thread panics. The panic hook is process-wide and so is the
-//! instance it logs through, so this test has its own binary.
+//! A bug in a sink: a write panics, on the files writer thread or inside an audit write on the
+//! caller's thread. The panic hook is process-wide and so is the instance it logs through, so
+//! these tests have their own binary and take turns.
 
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use chimera_log_runtime::testing::FaultInjector;
-use chimera_log_runtime::{init_logging, LogConfig, Overflow};
+use chimera_log_runtime::{emit, init_logging, LogConfig, LogEvent, Overflow};
 use serde_json::json;
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn a_writer_thread_that_panics_with_the_panic_hook_on_leaves_no_caller_waiting_forever() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
     let config = LogConfig::new(dir.path())
@@ -49,4 +52,45 @@ fn a_writer_thread_that_panics_with_the_panic_hook_on_leaves_no_caller_waiting_f
     let started = std::time::Instant::now();
     drop(guard);
     assert!(started.elapsed() < Duration::from_secs(10), "shutdown is bounded by its timeout");
+}
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Executed {
+    block_number: u64,
+}
+
+#[test]
+fn a_sink_panic_inside_an_audit_write_is_logged_by_the_hook_without_hanging() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let config = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .shutdown_timeout(Duration::from_secs(2))
+        .fault_injector(Arc::clone(&faults));
+    let guard = init_logging(config).unwrap();
+    let logger = guard.logger("app");
+    // The audit file's sink panics while its writer's lock is held, on the emitting thread;
+    // the hook then logs and flushes on that same thread.
+    faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE);
+    let (sent, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let emitted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(logger, Executed { block_number: 7 })));
+        let _ = sent.send(emitted.is_err());
+    });
+    let Ok(panicked) = done.recv_timeout(Duration::from_secs(60)) else {
+        eprintln!("FAILED: the emitting thread did not return within 60 s: the panic hook waits for the audit lock its own thread holds");
+        std::process::exit(1);
+    };
+    assert!(panicked, "the sink's panic reaches the caller, as any panic in its code would");
+    faults.clear();
+    assert!(guard.flush(), "the logger goes on after the panic");
+    drop(guard);
+    let general = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let panic_line =
+        general.lines().find(|line| line.contains("\"event\":\"panic\"")).expect("the hook logged the panic");
+    assert!(panic_line.contains("injected panic"), "{panic_line}");
 }

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,35 @@ use crate::config::AuditDurability;
 use crate::sink::file::FileSink;
 use crate::sink::{FailureReporter, Sink};
 use crate::stats::SinkCounters;
+
+thread_local! {
+    /// This thread holds an audit writer's lock: what runs meanwhile on it (the panic hook, when
+    /// the sink panics under the lock) must not take the lock again.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The audit writer's state, locked; the thread is marked as holding it until the guard drops
+/// (at the end of the access, or while unwinding after the panic hook has run).
+struct Locked<'a>(MutexGuard<'a, Guarded>);
+
+impl Deref for Locked<'_> {
+    type Target = Guarded;
+    fn deref(&self) -> &Guarded {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Guarded {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|holding| holding.set(false));
+    }
+}
 
 #[derive(Debug)]
 struct Guarded {
@@ -79,8 +109,10 @@ impl AuditWriter {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Guarded> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        HOLDING.with(|holding| holding.set(true));
+        Locked(guard)
     }
 
     fn report(&self, error: &io::Error) {
@@ -134,6 +166,11 @@ impl AuditWriter {
     }
 
     pub(crate) fn flush(&self) {
+        if HOLDING.with(std::cell::Cell::get) {
+            // This thread is inside a write (the panic hook, for a panic in the sink): the lock
+            // is its own, and taking it again would never return.
+            return;
+        }
         if let Err(error) = self.lock().sink.flush() {
             self.report(&error);
         }

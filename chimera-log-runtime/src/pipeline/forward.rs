@@ -110,6 +110,17 @@ pub(crate) fn give_up_before(deadline: Instant) -> Instant {
     deadline.checked_sub(margin).unwrap_or(deadline)
 }
 
+/// Runs its function when dropped.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 /// Starts a forwarder's thread `name` running `work`, then `finished` (which tells the threads
 /// waiting for it that it has ended).
 pub(crate) fn spawn(
@@ -121,8 +132,10 @@ pub(crate) fn spawn(
         .name(name.to_owned())
         .spawn(move || {
             super::set_thread_role(super::ThreadRole::Forwarder);
+            // `finished` runs also if `work` panics (a bug): a flush or a shutdown waiting for
+            // this forwarder then returns instead of waiting out its timeout.
+            let _finished = OnDrop(Some(finished));
             work();
-            finished();
         })
         .map_err(|source| Error::Thread { source })
 }
@@ -184,5 +197,23 @@ impl Forwarder for crate::sink::cloudwatch::Shipper {
 
     fn report(&self, stats: &mut Stats, _: u64) {
         stats.cloudwatch = Some(self.counters.snapshot());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_forwarder_thread_that_panics_still_says_it_has_finished() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let thread = super::spawn("test-panicking-forwarder", || panic!("a forwarder bug (expected by this test)"), {
+            let finished = Arc::clone(&finished);
+            move || finished.store(true, Ordering::SeqCst)
+        })
+        .unwrap();
+        assert!(thread.join().is_err(), "the work panicked");
+        assert!(finished.load(Ordering::SeqCst), "waiters are told it ended, so a flush does not wait out its timeout");
     }
 }

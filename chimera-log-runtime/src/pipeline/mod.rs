@@ -95,8 +95,6 @@ pub(crate) struct Dispatcher {
     lock: Mutex<Option<fs::File>>,
 }
 
-/// `timeout` from now; a timeout too long to add (`Duration::MAX`: "wait as long as it takes")
-/// saturates at a century rather than overflow.
 /// What the current thread is to the pipeline, for the panic hook: a flush waits for the
 /// writers and forwarders, so one of them that panics must not wait for itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +122,8 @@ pub(crate) fn thread_role() -> ThreadRole {
     ROLE.try_with(std::cell::Cell::get).unwrap_or(ThreadRole::Caller)
 }
 
+/// `timeout` from now; a timeout too long to add (`Duration::MAX`: "wait as long as it takes")
+/// saturates at a century rather than overflow.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
     let now = Instant::now();

@@ -120,6 +120,7 @@ impl Writer {
         };
         let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, wait).map_err(unreservable)?);
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let counters: Vec<Arc<SinkCounters>> = lanes.iter().map(|lane| Arc::clone(&lane.counters)).collect();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn({
@@ -127,8 +128,8 @@ impl Writer {
                 let finished = Arc::clone(&finished);
                 move || {
                     super::set_thread_role(super::ThreadRole::Writer);
-                    let _finish = Finish { queue: &queue, finished: &finished };
-                    run(&queue, lanes, &*clock);
+                    let mut finish = Finish { queue: &queue, finished: &finished, counters, taken: Vec::new() };
+                    run(&queue, lanes, &*clock, &mut finish.taken);
                 }
             })
             .map_err(|source| Error::Thread { source })?;
@@ -173,29 +174,40 @@ impl Writer {
 
 /// Ends a writer thread, also when it unwinds: a sink that panicked (a bug) must not leave
 /// callers waiting for room forever (`Overflow::Block`) nor a shutdown waiting for its timeout.
-/// The queue is closed, so lines pushed after it are refused and counted as emitted after
-/// shutdown; the panic's message is on stderr (the default hook) and the sinks' other writers
-/// go on.
+/// The queue and its shards are closed, so lines pushed after it are refused and counted as
+/// emitted after shutdown; the lines it held and those the writer had taken but not handed to
+/// a sink are counted as dropped by their sinks; the panic's message is on stderr (the
+/// default hook) and the other writers go on.
 struct Finish<'a> {
     queue: &'a BatchQueue,
     finished: &'a (Mutex<bool>, Condvar),
+    /// Each lane's counters, for the lines lost.
+    counters: Vec<Arc<SinkCounters>>,
+    /// The writer's chunks of its current pass; those not yet written keep their line lengths.
+    taken: Vec<Chunk>,
 }
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        // After a normal last pass the queue is closed already; closing again changes nothing.
-        self.queue.close();
+        // After a normal last pass the queue is closed and empty already: nothing is lost.
+        let mut lost = self.queue.abandon();
+        for chunk in &self.taken {
+            lost[chunk.lane] += chunk.lens.len() as u64;
+        }
+        for (counters, lost) in self.counters.iter().zip(lost) {
+            counters.dropped.fetch_add(lost, Relaxed);
+        }
         let (done, signal) = self.finished;
         *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         signal.notify_all();
     }
 }
 
-fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
+/// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>) {
     let mut report_line = Vec::new();
-    let mut chunks: Vec<Chunk> = Vec::new();
     loop {
-        let Some(taken) = queue.take(&mut chunks, IDLE) else {
+        let Some(taken) = queue.take(chunks, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
             for lane in &mut lanes {
                 lane.tick();
@@ -203,10 +215,12 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock) {
             }
             continue;
         };
-        for chunk in &chunks {
+        for chunk in chunks.iter_mut() {
             lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
+            // Handed to the sink: not lost if a later write of this pass panics.
+            chunk.lens.clear();
         }
-        queue.give_back(&mut chunks);
+        queue.give_back(chunks);
         for (lane, dropped) in lanes.iter_mut().zip(&taken.dropped) {
             lane.report_drops(*dropped, clock, &mut report_line);
         }
@@ -240,6 +254,50 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A sink with a bug that shows on its first line, once the test lets it: it says it has
+    /// the line, waits for the test, then panics.
+    #[derive(Debug)]
+    struct GatedPanic {
+        entered: std::sync::mpsc::Sender<()>,
+        go: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Sink for GatedPanic {
+        fn write_line(&mut self, _line: &[u8]) -> io::Result<()> {
+            let _ = self.entered.send(());
+            let _ = self.go.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            panic!("a sink bug (expected by this test)");
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_a_dead_writer_held_are_counted_dropped_and_later_ones_refused() {
+        let (entered, has_entered) = std::sync::mpsc::channel();
+        let (go, gate) = std::sync::mpsc::channel();
+        let sink = GatedPanic { entered, go: Mutex::new(gate) };
+        let counters = Arc::new(SinkCounters::default());
+        let lane = Lane::new("gated", Box::new(sink), Arc::clone(&counters));
+        let writer =
+            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock)).unwrap();
+        assert_eq!(writer.queue().push(LaneSet(1), b"first\n"), Pushed::Accepted);
+        has_entered.recv().unwrap(); // the writer took "first" and is inside the sink
+        assert_eq!(writer.queue().push(LaneSet(1), b"second\n"), Pushed::Accepted, "the writer is alive");
+        go.send(()).unwrap(); // the sink panics
+        assert!(writer.shutdown(Instant::now() + Duration::from_secs(30)), "the writer thread ended");
+        // Its room left in the thread's chunk must not take lines nobody will write.
+        assert_eq!(writer.queue().push(LaneSet(1), b"third\n"), Pushed::Closed);
+        assert_eq!(
+            counters.dropped.load(Relaxed),
+            2,
+            "the line being written and the one queued are lost, and counted"
+        );
+        assert_eq!(counters.lines.load(Relaxed), 0);
     }
 
     #[test]

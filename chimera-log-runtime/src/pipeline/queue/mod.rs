@@ -422,6 +422,21 @@ impl BatchQueue {
         self.work.notify_all();
     }
 
+    /// For a writer thread that ends without its last pass (it panicked): closes the queue and
+    /// every shard, so that later lines are refused (`Closed`) rather than accepted into a queue
+    /// nobody drains, and returns how many lines each lane held, now lost.
+    pub(crate) fn abandon(&self) -> Vec<u64> {
+        self.close();
+        let mut chunks = Vec::new();
+        self.drain(&mut chunks, true);
+        let mut lost = vec![0; self.dropped.len()];
+        for chunk in &chunks {
+            lost[chunk.lane] += chunk.lens.len() as u64;
+        }
+        self.pool.give_back(chunks);
+        lost
+    }
+
     /// The most bytes the queue ever held (in whole chunks: lines waiting or being written).
     pub(crate) fn high_water(&self) -> usize {
         self.pool.high_water()
