@@ -143,6 +143,7 @@ pub(crate) const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor"
 /// | `clock` | the system clock | — |
 /// | `shutdown_timeout` | 5 s | — |
 /// | `queue_capacity` | 4 MiB per queue | — |
+/// | `writer_priority` | the process's (not changed) | — |
 /// | `overflow` | wait up to 100 ms for room, then drop (counted, reported) | — |
 /// | `audit_durability` | `Sync` (fdatasync, group commit) | — |
 /// | `panic_hook` | on | — |
@@ -181,6 +182,7 @@ pub struct LogConfig {
     pub(crate) system_clock: bool,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) queue_capacity: usize,
+    pub(crate) writer_priority: Option<i32>,
     pub(crate) overflow: Overflow,
     pub(crate) audit_durability: AuditDurability,
     pub(crate) panic_hook: bool,
@@ -212,6 +214,7 @@ impl LogConfig {
             system_clock: true,
             shutdown_timeout: Duration::from_secs(5),
             queue_capacity: 4 * 1024 * 1024,
+            writer_priority: None,
             overflow: Overflow::default(),
             audit_durability: AuditDurability::Sync,
             panic_hook: true,
@@ -366,6 +369,22 @@ impl LogConfig {
         self
     }
 
+    /// The scheduling priority of the writer threads, as a nice value from -20 (highest) to 19
+    /// (Linux). Off by default: they run at the process's priority.
+    ///
+    /// With more threads logging than the machine has cores, the scheduler shares the cores
+    /// evenly between every thread, and the one writer thread, which needs about as much CPU per
+    /// line as a caller, gets too small a share: the callers then wait for room in the queue
+    /// (BENCHMARKS.md, 4 threads on 2 cores). A negative value gives the writers the share they
+    /// need, at the expense of the application's threads while the writers have work. Raising a
+    /// priority takes `CAP_SYS_NICE` or a high enough `RLIMIT_NICE`: without it `init_logging`
+    /// fails with `Error::InvalidSetting` naming `writer_priority`, as it does for a value out of
+    /// range or on a system other than Linux.
+    pub fn writer_priority(mut self, nice: i32) -> Self {
+        self.writer_priority = Some(nice);
+        self
+    }
+
     /// How long dropping the guard (or `flush`) waits for the writer threads to write what was
     /// accepted and for background work (compression of a rotated backup). What compression
     /// leaves unfinished, the next start completes.
@@ -505,6 +524,18 @@ impl LogConfig {
         }
         if self.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));
+        }
+        if let Some(nice) = self.writer_priority {
+            if !(-20..=19).contains(&nice) {
+                return Err(Error::invalid("writer_priority", nice.to_string(), "a nice value is from -20 to 19"));
+            }
+            if !cfg!(target_os = "linux") {
+                return Err(Error::invalid(
+                    "writer_priority",
+                    nice.to_string(),
+                    "a thread's own priority can be set on Linux only",
+                ));
+            }
         }
         if self.health_interval == Some(Duration::ZERO) {
             return Err(Error::invalid("health_interval", "0s", "the interval must be positive"));

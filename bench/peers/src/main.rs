@@ -99,7 +99,10 @@ fn run(lib: &str, threads: usize, events: u64, dir: &Path) -> Duration {
     let per_thread = events / threads as u64;
     assert_eq!(per_thread * threads as u64, events, "events must divide by threads");
     match lib {
-        "chimera-log" => chimera::run(threads, per_thread, dir),
+        "chimera-log" => chimera::run(threads, per_thread, dir, None),
+        // Not in the table (`LIBS`): raising a thread's priority takes a privilege (root,
+        // CAP_SYS_NICE or RLIMIT_NICE); run as `--child chimera-log-writer-priority T N DIR`.
+        "chimera-log-writer-priority" => chimera::run(threads, per_thread, dir, Some(-10)),
         "chimera-layer" => chimera_layer::run(threads, per_thread, dir),
         "tracing" => peer_tracing::run(threads, per_thread, dir),
         "slog" => peer_slog::run(threads, per_thread, dir),
@@ -132,8 +135,12 @@ mod chimera {
         seq: u64,
     }
 
-    pub(super) fn run(threads: usize, per_thread: u64, dir: &Path) -> Duration {
-        let guard = LogConfig::new(dir)
+    pub(super) fn run(threads: usize, per_thread: u64, dir: &Path, writer_priority: Option<i32>) -> Duration {
+        let mut config = LogConfig::new(dir);
+        if let Some(nice) = writer_priority {
+            config = config.writer_priority(nice);
+        }
+        let guard = config
             .console(false)
             .max_bytes(u64::MAX) // the peers do not rotate either
             .overflow(Overflow::Block) // as the peers are configured: no loss

@@ -225,7 +225,14 @@ impl Files<'_> {
             counters.push((file.to_owned(), sink_counters));
         }
         let wait = config.overflow.wait();
-        let writer = Writer::start("chimera-log-files", lanes, config.queue_capacity, wait, Arc::clone(&config.clock))?;
+        let writer = Writer::start(
+            "chimera-log-files",
+            lanes,
+            config.queue_capacity,
+            wait,
+            Arc::clone(&config.clock),
+            config.writer_priority,
+        )?;
         Ok((writer, counters))
     }
 }
@@ -239,8 +246,14 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
     let sink = ConsoleSink::new(config.console_target, config.console_format);
     let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
     let wait = config.overflow.wait();
-    let writer =
-        Writer::start("chimera-log-console", vec![lane], config.queue_capacity, wait, Arc::clone(&config.clock))?;
+    let writer = Writer::start(
+        "chimera-log-console",
+        vec![lane],
+        config.queue_capacity,
+        wait,
+        Arc::clone(&config.clock),
+        config.writer_priority,
+    )?;
     Ok(Some((writer, counters)))
 }
 

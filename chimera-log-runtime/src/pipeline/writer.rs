@@ -110,6 +110,7 @@ impl Writer {
         capacity: usize,
         wait: Duration,
         clock: Arc<dyn Clock>,
+        priority: Option<i32>,
     ) -> Result<Self, Error> {
         let unreservable = |source: std::collections::TryReserveError| {
             Error::invalid(
@@ -121,6 +122,7 @@ impl Writer {
         let queue = Arc::new(BatchQueue::new(lanes.len(), capacity, wait).map_err(unreservable)?);
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let counters: Vec<Arc<SinkCounters>> = lanes.iter().map(|lane| Arc::clone(&lane.counters)).collect();
+        let (started, prioritized) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn({
@@ -129,11 +131,28 @@ impl Writer {
                 move || {
                     super::set_thread_role(super::ThreadRole::Writer);
                     let mut finish = Finish { queue: &queue, finished: &finished, counters, taken: Vec::new() };
-                    run(&queue, lanes, &*clock, &mut finish.taken);
+                    let outcome = priority.map_or(Ok(()), set_own_priority);
+                    let go_on = outcome.is_ok();
+                    let _ = started.send(outcome);
+                    if go_on {
+                        run(&queue, lanes, &*clock, &mut finish.taken);
+                    }
                 }
             })
             .map_err(|source| Error::Thread { source })?;
-        Ok(Writer { queue, finished, thread: Mutex::new(Some(thread)) })
+        match prioritized.recv() {
+            Ok(Ok(())) => Ok(Writer { queue, finished, thread: Mutex::new(Some(thread)) }),
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                Err(Error::invalid(
+                    "writer_priority",
+                    priority.map_or_else(String::new, |nice| nice.to_string()),
+                    format!("the writer thread's priority cannot be set (raising it takes CAP_SYS_NICE or RLIMIT_NICE): {error}"),
+                ))
+            }
+            // The thread ended before it said (it could not even start its work).
+            Err(_) => Err(Error::Thread { source: io::Error::other("the writer thread ended as it started") }),
+        }
     }
 
     pub(crate) fn queue(&self) -> &BatchQueue {
@@ -201,6 +220,24 @@ impl Drop for Finish<'_> {
         *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         signal.notify_all();
     }
+}
+
+/// Sets the calling thread's nice value (Linux: `setpriority` on a thread id sets that thread's).
+#[cfg(target_os = "linux")]
+fn set_own_priority(nice: i32) -> io::Result<()> {
+    // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the setting is refused when the configuration is checked.
+#[cfg(not(target_os = "linux"))]
+fn set_own_priority(_nice: i32) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "a thread's own priority can be set on Linux only"))
 }
 
 /// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
@@ -284,7 +321,8 @@ mod tests {
         let counters = Arc::new(SinkCounters::default());
         let lane = Lane::new("gated", Box::new(sink), Arc::clone(&counters));
         let writer =
-            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock)).unwrap();
+            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock), None)
+                .unwrap();
         assert_eq!(writer.queue().push(LaneSet(1), b"first\n"), Pushed::Accepted);
         has_entered.recv().unwrap(); // the writer took "first" and is inside the sink
         assert_eq!(writer.queue().push(LaneSet(1), b"second\n"), Pushed::Accepted, "the writer is alive");
@@ -305,7 +343,7 @@ mod tests {
         let lane = Lane::new("panicking", Box::new(Panicking), Arc::default());
         // A tiny queue whose callers wait as long as it takes for room (`Overflow::Block`).
         let writer = Arc::new(
-            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock)).unwrap(),
+            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock), None).unwrap(),
         );
         let (sent, outcome) = std::sync::mpsc::channel();
         let caller = std::thread::spawn({
