@@ -11,20 +11,33 @@ use serde_json::json;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A logger writing into `dir` (no console, no audit store) whose writes `faults` controls, and
+/// whose shutdown gives up after 2 s.
+fn config_with(dir: &std::path::Path, faults: &Arc<FaultInjector>) -> LogConfig {
+    LogConfig::new(dir)
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .shutdown_timeout(Duration::from_secs(2))
+        .fault_injector(Arc::clone(faults))
+}
+
+/// What the thread under test sends within a minute. Past it the test fails by exiting, not by
+/// panicking: the panic hook under test would log the panic through the same stuck logger.
+fn within_a_minute<T>(done: &mpsc::Receiver<T>, stuck: &str) -> T {
+    done.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        eprintln!("FAILED: did not return within 60 s: {stuck}");
+        std::process::exit(1);
+    })
+}
+
 #[test]
 fn a_writer_thread_that_panics_with_the_panic_hook_on_leaves_no_caller_waiting_forever() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
-    let config = LogConfig::new(dir.path())
-        .console(false)
-        .audit_store(chimera_log_runtime::AuditStore::none())
-        // A small queue whose callers wait as long as it takes for room: with its writer dead
-        // and nothing closing the queue, they would wait forever.
-        .queue_capacity(4096)
-        .overflow(Overflow::Block)
-        .shutdown_timeout(Duration::from_secs(2))
-        .fault_injector(Arc::clone(&faults));
+    // A small queue whose callers wait as long as it takes for room: with its writer dead and
+    // nothing closing the queue, they would wait forever.
+    let config = config_with(dir.path(), &faults).queue_capacity(4096).overflow(Overflow::Block);
     let guard = init_logging(config).unwrap();
     let logger = guard.logger("app");
     faults.panic_on_writes();
@@ -39,11 +52,7 @@ fn a_writer_thread_that_panics_with_the_panic_hook_on_leaves_no_caller_waiting_f
         let flushed = logger.flush();
         let _ = sent.send(flushed);
     });
-    let Ok(flushed) = done.recv_timeout(Duration::from_secs(60)) else {
-        // Not a panic: the panic hook under test would log it through the same stuck queue.
-        eprintln!("FAILED: the caller did not return within 60 s: its lines or its flush wait for the dead writer");
-        std::process::exit(1);
-    };
+    let flushed = within_a_minute(&done, "the caller's lines or its flush wait for the dead writer");
     caller.join().unwrap();
     assert!(!flushed, "a flush cannot succeed once the writer is gone, and says so");
 
@@ -65,12 +74,7 @@ fn a_sink_panic_inside_an_audit_write_is_logged_by_the_hook_without_hanging() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
-    let config = LogConfig::new(dir.path())
-        .console(false)
-        .audit_store(chimera_log_runtime::AuditStore::none())
-        .shutdown_timeout(Duration::from_secs(2))
-        .fault_injector(Arc::clone(&faults));
-    let guard = init_logging(config).unwrap();
+    let guard = init_logging(config_with(dir.path(), &faults)).unwrap();
     let logger = guard.logger("app");
     // The audit file's sink panics while its writer's lock is held, on the emitting thread;
     // the hook then logs and flushes on that same thread.
@@ -81,10 +85,7 @@ fn a_sink_panic_inside_an_audit_write_is_logged_by_the_hook_without_hanging() {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(logger, Executed { block_number: 7 })));
         let _ = sent.send(emitted.is_err());
     });
-    let Ok(panicked) = done.recv_timeout(Duration::from_secs(60)) else {
-        eprintln!("FAILED: the emitting thread did not return within 60 s: the panic hook waits for the audit lock its own thread holds");
-        std::process::exit(1);
-    };
+    let panicked = within_a_minute(&done, "the panic hook waits for the audit lock its own thread holds");
     assert!(panicked, "the sink's panic reaches the caller, as any panic in its code would");
     faults.clear();
     assert!(guard.flush(), "the logger goes on after the panic");
