@@ -178,14 +178,18 @@ impl BatchQueue {
     #[inline]
     fn push_into(&self, shard: &Shard, lanes: LaneSet, line: &[u8]) -> Pushed {
         match shard.with(|state| self.append(state, lanes, line)) {
-            Ok(wake) => {
-                if wake {
-                    self.wake_writer();
-                }
-                Pushed::Accepted
-            }
+            Ok(wake) => self.accepted(wake),
             Err(no_room) => self.push_without_room(shard, lanes, line, no_room),
         }
+    }
+
+    /// A line is in: wakes the writer if it asked for that.
+    #[inline]
+    fn accepted(&self, wake: bool) -> Pushed {
+        if wake {
+            self.wake_writer();
+        }
+        Pushed::Accepted
     }
 
     /// Appends `line` under the shard's lock; `Ok(true)` if the writer must be woken.
@@ -231,12 +235,7 @@ impl BatchQueue {
                 }
             }
             match shard.with(|state| self.append(state, lanes, line)) {
-                Ok(wake) => {
-                    if wake {
-                        self.wake_writer();
-                    }
-                    return Pushed::Accepted;
-                }
+                Ok(wake) => return self.accepted(wake),
                 Err(again) => no_room = again,
             }
         }
