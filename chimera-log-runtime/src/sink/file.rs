@@ -212,7 +212,8 @@ impl FileSink {
 
     fn queue(&self, job: Job) {
         if let Some(jobs) = &self.jobs {
-            // The thread is gone only after shutdown; the next start redoes what is not done.
+            // The thread is gone only after shutdown, or after a bug panicked it (reported by the
+            // panic); the next start redoes what is not done.
             let _ = jobs.send(job);
         }
     }

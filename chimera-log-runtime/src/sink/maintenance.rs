@@ -25,6 +25,9 @@ pub(crate) enum Job {
     Retain { name: String, keep: usize, now: std::time::SystemTime, archived: Option<Arc<ArchiveMark>> },
     /// Finish: the jobs queued before this one are done, later ones are not.
     Stop,
+    /// A job with a bug: it panics (for the test of what a panic leaves behind).
+    #[cfg(test)]
+    Panic,
 }
 
 /// Handle to the thread, which runs until it reaches `Job::Stop` in its queue.
@@ -45,10 +48,8 @@ impl Maintenance {
             let finished = Arc::clone(&finished);
             let counters = Arc::clone(&counters);
             move || {
+                let _finish = Finish(&finished);
                 run(&dir, receiver, &counters);
-                let (done, signal) = &*finished;
-                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                signal.notify_all();
             }
         })?;
         Ok(Maintenance { sender: Mutex::new(Some(sender)), finished, thread: Mutex::new(Some(thread)), counters })
@@ -76,6 +77,20 @@ impl Maintenance {
             }
         }
         finished
+    }
+}
+
+/// Says the thread is finished when it ends, also by a panic (a bug in a job): shutdown then
+/// returns at once rather than waiting its whole timeout for a thread that is gone. The jobs
+/// left in the queue are not done; the next start repairs what they would have (compression),
+/// and the next rotation applies retention.
+struct Finish<'a>(&'a (Mutex<bool>, Condvar));
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let (done, signal) = self.0;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        signal.notify_all();
     }
 }
 
@@ -126,6 +141,25 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                 }
             }
             Job::Stop => return,
+            #[cfg(test)]
+            Job::Panic => panic!("a maintenance job with a bug (expected by this test)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_does_not_wait_its_timeout_for_a_maintenance_thread_that_panicked() {
+        let dir = std::env::temp_dir().join(format!("chimera-maintenance-panic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let maintenance = Maintenance::start(dir.clone()).unwrap();
+        maintenance.sender().unwrap().send(Job::Panic).unwrap();
+        // Without the thread saying it finished, this waits the whole timeout and says `false`.
+        assert!(maintenance.shutdown(Duration::from_secs(30)), "the thread counts as finished");
+        assert!(maintenance.thread.lock().unwrap().is_none(), "joined");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
