@@ -95,3 +95,43 @@ fn a_sink_panic_inside_an_audit_write_is_logged_by_the_hook_without_hanging() {
         general.lines().find(|line| line.contains("\"event\":\"panic\"")).expect("the hook logged the panic");
     assert!(panic_line.contains("injected panic"), "{panic_line}");
 }
+
+#[test]
+fn an_audit_event_written_while_the_files_writer_is_dead_counts_as_emitted_and_as_dropped_by_chimera_log() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    // `build`, not `init_logging`: no panic hook, so the writer's panic logs nothing itself.
+    let guard = config_with(dir.path(), &faults).build().unwrap();
+    let logger = guard.logger("app");
+    faults.panic_on_writes_to("chimera.log");
+    logger.info("first", json!({}));
+    // The files writer panics on this line; a flush cannot succeed from then on.
+    assert!(!guard.flush(), "the files writer is gone");
+    faults.clear();
+    let before = guard.stats();
+
+    for block_number in 0..5 {
+        emit!(logger, Executed { block_number });
+    }
+
+    let after = guard.stats();
+    let audit = std::fs::read_to_string(dir.path().join(chimera_log_runtime::AUDIT_FILE)).unwrap();
+    let executed = audit.lines().filter(|line| line.contains("\"event\":\"executed\"")).count();
+    assert_eq!(executed, 5, "the audit file took every event (its writer is the caller): {audit}");
+    assert_eq!(
+        after.emitted_after_shutdown, before.emitted_after_shutdown,
+        "an event in the audit file was emitted, not refused after shutdown: {after:?}"
+    );
+    assert_eq!(
+        after.events(chimera_log_runtime::Level::Info),
+        before.events(chimera_log_runtime::Level::Info) + 5,
+        "the events are counted as emitted: {after:?}"
+    );
+    assert_eq!(
+        after.sink("chimera.log").unwrap().dropped,
+        before.sink("chimera.log").unwrap().dropped + 5,
+        "chimera.log, whose writer is dead, counts them as dropped: {after:?}"
+    );
+    drop(guard);
+}

@@ -58,6 +58,22 @@ pub(crate) struct Destinations {
 /// Ids of started instances.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The sinks that refused a line because they were closed (shutdown, or a writer thread that
+/// died); the usual line has none.
+#[derive(Debug, Clone, Copy, Default)]
+struct Refusals {
+    console: bool,
+    /// Lanes of the files queue.
+    files: LaneSet,
+    audit: bool,
+}
+
+impl Refusals {
+    fn any(self) -> bool {
+        self.console | !self.files.is_empty() | self.audit
+    }
+}
+
 /// A file's name and the counters of its sink.
 type NamedCounters = (String, Arc<SinkCounters>);
 
@@ -391,31 +407,57 @@ impl Dispatcher {
 
     /// Gives `line` to every sink in `destinations`.
     pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
-        use std::sync::atomic::Ordering::Relaxed;
         // Counted first, taken back if shutdown refuses the line: an atomic add waits for the
         // stores before it, and after the line's copy into the queue (memory the writer last
         // touched, on another core) that wait was the costliest part of an emit on 4 threads.
         self.counters.count_event(level);
-        let mut closed = self.push_general(line, destinations.general, destinations.route);
+        let mut refusals = self.push_general(line, destinations.general, destinations.route);
         if destinations.audit {
             match self.audit.write(line, self.clock.now()) {
                 Ok(None) => {}
                 Ok(Some(checkpoint)) => self.record_checkpoint(checkpoint),
-                Err(()) => closed = true,
+                Err(()) => refusals.audit = true,
             }
         }
-        if closed {
-            // Raced with shutdown: the sinks stopped accepting after the check in `destinations`.
+        if refusals.any() {
+            self.count_refusals(level, destinations, refusals);
+        }
+    }
+
+    /// Counts a line some sinks refused because they were closed: shutdown raced with the
+    /// emit, or a writer thread died (a bug; see `writer.rs`). An event no sink took was not
+    /// emitted after all (`emitted_after_shutdown`); one that some sink took (queued, written,
+    /// or dropped for want of room) was, and the sinks that refused it count it as dropped, so
+    /// that no count claims a line its sink lacks.
+    #[cold]
+    fn count_refusals(&self, level: Level, destinations: Destinations, refusals: Refusals) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let console = destinations.general && self.console.is_some();
+        let files = destinations.general || destinations.route.is_some();
+        let taken = (console && !refusals.console)
+            || (files && refusals.files.is_empty())
+            || (destinations.audit && !refusals.audit);
+        if !taken {
             self.counters.uncount_event(level);
             self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+            return;
+        }
+        if let (true, Some((_, counters))) = (refusals.console, &self.console) {
+            counters.dropped.fetch_add(1, Relaxed);
+        }
+        for lane in refusals.files.lanes() {
+            self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
+        }
+        if refusals.audit {
+            self.audit.counters.dropped.fetch_add(1, Relaxed);
         }
     }
 
     /// Queues `line` for the console, CloudWatch and `chimera.log` (`general`) and the route
-    /// file `route`; `true` if a queue was closed (shutdown).
-    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> bool {
+    /// file `route`.
+    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> Refusals {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut closed = false;
+        let mut refusals = Refusals::default();
         if general {
             if let Some((console, counters)) = &self.console {
                 match console.queue().push(LaneSet(1), line) {
@@ -423,7 +465,7 @@ impl Dispatcher {
                     Pushed::Dropped => {
                         counters.dropped.fetch_add(1, Relaxed);
                     }
-                    Pushed::Closed => closed = true,
+                    Pushed::Closed => refusals.console = true,
                 }
             }
         }
@@ -436,10 +478,10 @@ impl Dispatcher {
                         self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
                     }
                 }
-                Pushed::Closed => closed = true,
+                Pushed::Closed => refusals.files = lanes,
             }
         }
-        closed
+        refusals
     }
 
     /// Records the audit chain's head outside the audit file: an `audit_checkpoint` event in

@@ -27,7 +27,7 @@ use self::pool::{NoRoom, Pool};
 use self::shard::{with_own_shard, Shard, ShardState};
 
 /// Which lanes of a queue take a line: a bit per lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LaneSet(pub(crate) u64);
 
 impl LaneSet {
