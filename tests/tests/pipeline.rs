@@ -358,3 +358,57 @@ fn a_drop_racing_with_shutdown_is_reported_or_refused_never_lost() {
         );
     }
 }
+
+/// An audit emit waits for its line to be in the file (its guarantee), so on a stalled disk it
+/// waits with the disk; a flush, a shutdown and `stats()` on other threads still end within
+/// their timeout.
+#[test]
+fn a_flush_a_shutdown_and_stats_return_within_their_timeout_while_an_audit_write_is_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(chimera_log_runtime::testing::FaultInjector::new());
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .shutdown_timeout(Duration::from_secs(1))
+        .fault_injector(Arc::clone(&faults))
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    faults.hold_writes();
+    let emitter = std::thread::spawn({
+        let logger = logger.clone();
+        move || emit!(logger, Executed { block_number: 1, thread: 0 })
+    });
+    faults.wait_until_a_write_is_held();
+
+    // Each call on a thread of its own; one that does not answer within a minute fails the test
+    // by exiting (unwinding would drop the guard, which is what might hang).
+    let within_a_minute = |call: &'static str, work: Box<dyn FnOnce() -> bool + Send>| {
+        let (sent, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sent.send(work());
+        });
+        answer.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            eprintln!("FAILED: {call} did not return within 60 s behind a stalled audit write");
+            std::process::exit(1);
+        })
+    };
+    let stats_logger = logger.clone();
+    assert!(within_a_minute("stats()", Box::new(move || stats_logger.stats().is_some())));
+    assert!(!within_a_minute("a flush", Box::new(move || logger.flush())), "a flush that cannot complete says so");
+    within_a_minute(
+        "dropping the guard",
+        Box::new(move || {
+            drop(guard);
+            true
+        }),
+    );
+
+    faults.release_writes();
+    emitter.join().unwrap();
+    let executed = json_lines(&dir.path().join(chimera_log_runtime::AUDIT_FILE))
+        .iter()
+        .filter(|line| line["event"] == "executed")
+        .count();
+    assert_eq!(executed, 1, "the stalled audit line is in the file once the disk is back");
+}

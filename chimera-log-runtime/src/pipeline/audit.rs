@@ -10,9 +10,9 @@
 use std::fs::File;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::audit::{seal, ChainHead, ChainKey};
 use crate::config::AuditDurability;
@@ -28,7 +28,7 @@ thread_local! {
 
 /// The audit writer's state, locked; the thread is marked as holding it until the guard drops
 /// (at the end of the access, or while unwinding after the panic hook has run).
-struct Locked<'a>(MutexGuard<'a, Guarded>);
+struct Locked<'a>(MutexGuard<'a, Guarded>, &'a Gate);
 
 impl Deref for Locked<'_> {
     type Target = Guarded;
@@ -46,6 +46,46 @@ impl DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         HOLDING.with(|holding| holding.set(false));
+        // The next holder may find the state's own lock still held for the few instructions
+        // until this guard's fields drop; it waits for them, not for a write.
+        self.1.leave();
+    }
+}
+
+/// Who may take the audit writer's state: one thread at a time, as with a `Mutex`, except that a
+/// thread can give up waiting at a deadline. An audit emit waits as long as the write ahead of
+/// it takes (its line must be in the file when it returns), but a flush or a shutdown behind a
+/// write stalled on a dead disk must end within its timeout.
+#[derive(Debug, Default)]
+struct Gate {
+    taken: Mutex<bool>,
+    left: Condvar,
+}
+
+impl Gate {
+    /// Takes the gate, waiting until `deadline` (`None`: as long as it takes); `false` if the
+    /// deadline came first.
+    fn enter(&self, deadline: Option<Instant>) -> bool {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        while *taken {
+            taken = match deadline {
+                None => self.left.wait(taken).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.left.wait_timeout(taken, deadline - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        *taken = true;
+        true
+    }
+
+    fn leave(&self) {
+        *self.taken.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.left.notify_one();
     }
 }
 
@@ -54,7 +94,6 @@ struct Guarded {
     sink: FileSink,
     /// Lines written so far; a sync that starts after line `n` was written covers it.
     written: u64,
-    closed: bool,
     /// The audit chain's head: the last record written.
     head: ChainHead,
     /// The line being sealed, reused.
@@ -73,7 +112,13 @@ pub(crate) struct Checkpoint {
 
 #[derive(Debug)]
 pub(crate) struct AuditWriter {
+    /// Taken before `inner`, which is then never contended (see [`Gate`]).
+    gate: Gate,
     inner: Mutex<Guarded>,
+    /// No more lines (shutdown); set before the close waits for the gate.
+    closed: AtomicBool,
+    /// The chain head's `seq`, readable without waiting for a write (`stats()`).
+    head_seq: AtomicU64,
     commit: GroupCommit,
     durability: AuditDurability,
     key: ChainKey,
@@ -92,10 +137,12 @@ impl AuditWriter {
     ) -> Self {
         let (head, key, checkpoint_interval) = chain;
         AuditWriter {
+            gate: Gate::default(),
+            head_seq: AtomicU64::new(head.seq),
+            closed: AtomicBool::new(false),
             inner: Mutex::new(Guarded {
                 sink,
                 written: 0,
-                closed: false,
                 head,
                 sealed: Vec::with_capacity(1024),
                 last_checkpoint: now,
@@ -109,10 +156,22 @@ impl AuditWriter {
         }
     }
 
+    /// The state, waiting as long as it takes.
     fn lock(&self) -> Locked<'_> {
+        self.gate.enter(None);
+        self.locked()
+    }
+
+    /// The state, or `None` at `deadline`.
+    fn lock_until(&self, deadline: Instant) -> Option<Locked<'_>> {
+        self.gate.enter(Some(deadline)).then(|| self.locked())
+    }
+
+    /// The state once the gate is taken.
+    fn locked(&self) -> Locked<'_> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         HOLDING.with(|holding| holding.set(true));
-        Locked(guard)
+        Locked(guard, &self.gate)
     }
 
     fn report(&self, error: &io::Error) {
@@ -124,13 +183,18 @@ impl AuditWriter {
     /// `Err(())` if the writer is closed; `Ok(Some(_))` when the chain head is due to be recorded
     /// in the general log (the file rotated, or the checkpoint interval passed).
     pub(crate) fn write(&self, line: &[u8], now: SystemTime) -> Result<Option<Checkpoint>, ()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(());
+        }
         let (seq, checkpoint) = {
             let mut inner = self.lock();
             let inner = &mut *inner;
-            if inner.closed {
+            // Again: the close may have come while this waited behind another write.
+            if self.closed.load(Ordering::Acquire) {
                 return Err(());
             }
             seal(line, &mut inner.head, &self.key, &mut inner.sealed);
+            self.head_seq.store(inner.head.seq, Relaxed);
             let rotations = self.counters.rotations.load(Relaxed);
             if let Err(error) = inner.sink.write_record(&inner.sealed, inner.head) {
                 self.report(&error);
@@ -165,29 +229,35 @@ impl AuditWriter {
         Ok(checkpoint)
     }
 
-    pub(crate) fn flush(&self) {
+    /// Writes out anything a fault held back (a fault still there is reported and counted as
+    /// ever); `false` if a write ahead of it (stalled) keeps it waiting until `deadline`, or this
+    /// thread is inside a write itself.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
         if HOLDING.with(std::cell::Cell::get) {
             // This thread is inside a write (the panic hook, for a panic in the sink): the lock
             // is its own, and taking it again would never return.
-            return;
+            return false;
         }
-        if let Err(error) = self.lock().sink.flush() {
-            self.report(&error);
-        }
-    }
-
-    /// Stops accepting lines and writes out anything held back by a fault.
-    pub(crate) fn close(&self) {
-        let mut inner = self.lock();
-        inner.closed = true;
+        let Some(mut inner) = self.lock_until(deadline) else {
+            return false;
+        };
         if let Err(error) = inner.sink.flush() {
             self.report(&error);
         }
+        true
+    }
+
+    /// Stops accepting lines and writes out anything held back by a fault; `false` if a stalled
+    /// write kept it waiting until `deadline` (that write still ends in the file, if the disk
+    /// comes back; no line after it is accepted).
+    pub(crate) fn close(&self, deadline: Instant) -> bool {
+        self.closed.store(true, Ordering::Release);
+        self.flush(deadline)
     }
 
     /// The `seq` of the newest record sealed.
     pub(crate) fn head_seq(&self) -> u64 {
-        self.lock().head.seq
+        self.head_seq.load(Relaxed)
     }
 
     pub(crate) fn syncs(&self) -> u64 {

@@ -513,11 +513,11 @@ impl Dispatcher {
 
     /// Waits until every line accepted before the call is written, up to `deadline`.
     pub(crate) fn flush_until(&self, deadline: Instant) -> bool {
-        self.audit.flush();
+        let audit = self.audit.flush(deadline);
         let files = self.files.flush(deadline);
         let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
         // Forwarders read the files: only once these are written.
-        files && console && self.forwarders.iter().all(|forwarder| forwarder.flush(deadline))
+        audit && files && console && self.forwarders.iter().all(|forwarder| forwarder.flush(deadline))
     }
 
     /// Waits, up to the shutdown timeout, until every writer thread has handed the lines accepted
@@ -536,8 +536,9 @@ impl Dispatcher {
     /// Waits, up to the shutdown timeout, until the lines accepted before the call are in the
     /// files (not necessarily shipped).
     pub(crate) fn flush_files(&self) -> bool {
-        self.audit.flush();
-        self.files.flush(deadline_after(self.shutdown_timeout))
+        let deadline = deadline_after(self.shutdown_timeout);
+        let audit = self.audit.flush(deadline);
+        self.files.flush(deadline) && audit
     }
 
     /// Flushes, bounded by the shutdown timeout.
@@ -560,7 +561,7 @@ impl Dispatcher {
         for forwarder in &self.forwarders {
             complete &= forwarder.shutdown(deadline);
         }
-        self.audit.close();
+        complete &= self.audit.close(deadline);
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
         // Another logger may take the directory from here on.
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
