@@ -476,3 +476,94 @@ fn a_logger_restarted_while_another_thread_spawns_processes_gets_its_directory_b
     });
     assert_eq!(audit_seqs(dir.path()), (1..=200).collect::<Vec<_>>());
 }
+
+/// A field whose `Display` impl does something while its event is being encoded: logs, panics,
+/// or waits for the test's signal.
+enum WhenShown {
+    Logs(chimera_log_runtime::Logger),
+    Panics,
+    Waits { entered: std::sync::mpsc::Sender<()>, lock: Arc<std::sync::Mutex<()>> },
+}
+
+impl std::fmt::Display for WhenShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WhenShown::Logs(logger) => logger.info("inner", json!({"from": "display"})),
+            WhenShown::Panics => panic!("a Display impl with a bug (expected by this test)"),
+            WhenShown::Waits { entered, lock } => {
+                let _ = entered.send(());
+                drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+        f.write_str("shown")
+    }
+}
+
+#[derive(LogEvent)]
+struct Outer {
+    #[log(display)]
+    value: WhenShown,
+    seq: u64,
+}
+
+#[test]
+fn a_display_impl_that_logs_or_panics_while_its_event_is_encoded_costs_that_emit_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    let logger = guard.logger("m");
+    emit!(logger, Outer { value: WhenShown::Logs(logger.clone()), seq: 1 });
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        emit!(logger, Outer { value: WhenShown::Panics, seq: 2 })
+    }));
+    assert!(panicked.is_err(), "the impl's panic reaches its caller, as any panic in its code would");
+    emit!(logger, Outer { value: WhenShown::Logs(logger.clone()), seq: 3 });
+    assert!(guard.flush(), "the logger goes on");
+    drop(guard);
+    let lines = json_lines(&dir.path().join("chimera.log"));
+    let events: Vec<(String, Option<u64>)> = lines
+        .iter()
+        .map(|line| (line["event"].as_str().unwrap().to_owned(), line["context"]["seq"].as_u64()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("inner".to_owned(), None),
+            ("outer".to_owned(), Some(1)),
+            ("inner".to_owned(), None),
+            ("outer".to_owned(), Some(3))
+        ],
+        "every line whole, the panicked event not at all, in the order each was finished"
+    );
+}
+
+#[test]
+fn a_flush_is_not_held_up_by_a_display_impl_waiting_for_a_lock_the_flushing_thread_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    let logger = guard.logger("m");
+    logger.info("before", json!({}));
+    let lock = Arc::new(std::sync::Mutex::new(()));
+    let held = lock.lock().unwrap();
+    let (entered, inside) = std::sync::mpsc::channel();
+    let emitter = std::thread::spawn({
+        let (logger, lock) = (logger.clone(), Arc::clone(&lock));
+        move || emit!(logger, Outer { value: WhenShown::Waits { entered, lock }, seq: 1 })
+    });
+    inside.recv().unwrap(); // the emitter is encoding its event, and waits for `held`
+    let (sent, flushed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sent.send(logger.flush());
+    });
+    let flushed = flushed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the flush returned within a minute: it does not wait for an event being encoded");
+    assert!(flushed, "the flush covers the lines before it, and the one being encoded is not one of them");
+    drop(held);
+    emitter.join().unwrap();
+    drop(guard);
+    let events: Vec<String> = json_lines(&dir.path().join("chimera.log"))
+        .iter()
+        .map(|line| line["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["before", "outer"]);
+}
