@@ -15,7 +15,8 @@ pub struct Stats {
     pub events_by_level: [u64; 5],
     /// Per sink: `console`, `chimera.log`, `executions.log`, then each route's file.
     pub sinks: Vec<SinkStats>,
-    /// Events emitted after the logger was shut down (the guard dropped); they are not written.
+    /// Events emitted after the logger was shut down (the guard dropped), or that every sink
+    /// refused because it had closed; they are not written, nor counted in `events_by_level`.
     pub emitted_after_shutdown: u64,
     /// Events whose type names a route that is not configured; written to the general sinks only.
     pub unconfigured_route: u64,
@@ -187,8 +188,9 @@ pub struct SinkStats {
     pub write_errors: u64,
     /// Rotations of a file sink.
     pub rotations: u64,
-    /// Lines dropped: the sink's queue was full (console, general and route files), or the sink
-    /// could not write and its retry buffer was full.
+    /// Lines dropped: the sink's queue was full (console, general and route files), the sink
+    /// could not write and its retry buffer was full, or the sink had closed (shutdown racing
+    /// with the emit, or its writer thread died) while another sink took the event.
     pub dropped: u64,
 }
 

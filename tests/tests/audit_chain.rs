@@ -221,3 +221,51 @@ fn the_audit_sinks_byte_count_includes_each_files_anchor() {
     assert_eq!(audit.bytes, on_disk);
     assert_eq!(audit.lines, 30, "records only: anchors are not lines");
 }
+
+/// A shutdown that gives up on an audit write stalled on a dead disk keeps the log directory
+/// locked until that write has ended: a logger started meanwhile would continue the chain from
+/// the file, and the stalled record, sealed before it, would then land among its records and
+/// fork the chain.
+#[test]
+fn a_shutdown_that_gives_up_on_a_stalled_audit_write_keeps_the_directory_until_the_write_ends() {
+    use chimera_log_runtime::testing::FaultInjector;
+    use chimera_log_runtime::{AuditStore, Error, Level};
+
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let guard = config(dir.path())
+        .level_for("executor", Level::Critical) // the audit file only: its write is the one held
+        .audit_store(AuditStore::none())
+        .shutdown_timeout(Duration::from_millis(300))
+        .fault_injector(Arc::clone(&faults))
+        .build()
+        .unwrap();
+    emit_blocks(&guard, 0..1);
+    let logger = guard.logger("executor");
+    faults.hold_writes();
+    let emitter = std::thread::spawn(move || emit!(logger, Executed { block_number: 1, pad: "" }));
+    faults.wait_until_a_write_is_held();
+    // Gives up on the audit file after its 300 ms (a shutdown that waited for the write would
+    // never return: fail by exiting then, since unwinding cannot join it either).
+    let (sent, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(guard);
+        let _ = sent.send(());
+    });
+    dropped.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        eprintln!("FAILED: dropping the guard waited for the stalled audit write");
+        std::process::exit(1);
+    });
+
+    let meanwhile = config(dir.path()).audit_store(AuditStore::none()).build().err();
+    assert!(
+        matches!(meanwhile, Some(Error::DirectoryInUse { .. })),
+        "no second logger while the stalled record may still land: {meanwhile:?}"
+    );
+    faults.release_writes();
+    emitter.join().unwrap(); // its logger, the instance's last, goes with it
+    let guard = config(dir.path()).audit_store(AuditStore::none()).build().expect("the directory is free again");
+    emit_blocks(&guard, 2..3);
+    drop(guard);
+    assert_eq!(check_chain(dir.path(), &ChainKey::unkeyed()), [1, 2, 3], "one chain, each record once");
+}

@@ -4,8 +4,10 @@
 //!
 //! The audit file never drops a line for lack of queue space: there is no queue; the caller
 //! waits for its write (and sync). Only a disk that stays broken past the file sink's retry
-//! buffer can make it drop, counted in `dropped` (see `sink/file.rs`); no `log_events_dropped`
-//! line is written into the audit file, whose every line is a sealed record.
+//! buffer can make it drop, counted in `dropped` (see `sink/file.rs`), or a shutdown that came
+//! while an emit waited for a stalled write ahead of it (refused; `dropped` when another sink
+//! took the event); no `log_events_dropped` line is written into the audit file, whose every
+//! line is a sealed record.
 
 use std::fs::File;
 use std::io;
@@ -129,7 +131,8 @@ pub(crate) struct Checkpoint {
 
 #[derive(Debug)]
 pub(crate) struct AuditWriter {
-    /// Taken before `inner`, which is then never contended (see [`Gate`]).
+    /// Taken before `inner`, which is then held by nobody else but for the few instructions
+    /// after a holder has left the gate (see [`Locked`]).
     gate: Gate,
     inner: Mutex<Guarded>,
     /// No more lines (shutdown); set before the close waits for the gate.

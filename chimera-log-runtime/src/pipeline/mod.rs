@@ -553,7 +553,8 @@ impl Dispatcher {
             return;
         }
         let deadline = deadline_after(self.shutdown_timeout);
-        let mut complete = self.files.shutdown(deadline);
+        let files = self.files.shutdown(deadline);
+        let mut complete = files;
         if let Some((console, _)) = &self.console {
             complete &= console.shutdown(deadline);
         }
@@ -561,15 +562,31 @@ impl Dispatcher {
         for forwarder in &self.forwarders {
             complete &= forwarder.shutdown(deadline);
         }
-        complete &= self.audit.close(deadline);
-        complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
-        // Another logger may take the directory from here on.
-        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let audit = self.audit.close(deadline);
+        let maintenance = self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
+        complete &= audit && maintenance;
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let released = files && audit && maintenance;
+        if released {
+            // Nothing of this instance writes into the directory any more: another logger may
+            // take it from here on.
+            drop(lock.take());
+        }
+        // Otherwise a write into the directory may still land (a stalled disk): the lock stays
+        // with this instance until it is dropped, which a stalled audit emit prevents (it holds
+        // a logger), so that no new logger writes beside it: the audit record it sealed would
+        // fork the chain of one started meanwhile.
+        drop(lock);
         if !complete {
             eprintln!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
-                 unfinished compressions are completed at the next start",
-                self.shutdown_timeout
+                 unfinished compressions are completed at the next start{}",
+                self.shutdown_timeout,
+                if released {
+                    ""
+                } else {
+                    "; the log directory stays locked until the last logger of this instance is gone"
+                }
             );
         }
     }

@@ -159,15 +159,20 @@ impl Writer {
         &self.queue
     }
 
-    /// Waits until every line accepted before the call is written; `false` at `deadline`.
+    /// Waits until every line accepted before the call is written; `false` at `deadline`, or at
+    /// once when the thread has ended (a panic, or shutdown): nothing would answer.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        self.queue.wait_written(deadline)
+        !self.has_ended() && self.queue.wait_written(deadline)
     }
 
     /// Waits until the writer has handed every line accepted before the call to its sinks,
-    /// without a flush; `false` at `deadline`.
+    /// without a flush; `false` at `deadline`, or at once when the thread has ended.
     pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
-        self.queue.wait_processed(deadline)
+        !self.has_ended() && self.queue.wait_processed(deadline)
+    }
+
+    fn has_ended(&self) -> bool {
+        *self.finished.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Closes the queue and waits for the thread to write what was accepted and exit; `false`
@@ -364,6 +369,8 @@ mod tests {
         assert!(outcomes.contains(&Pushed::Closed), "lines after the panic are refused: {outcomes:?}");
         assert!(!outcomes.contains(&Pushed::Dropped), "a waiting caller is not told the queue is merely full");
         assert!(writer.shutdown(Instant::now() + Duration::from_secs(5)), "the dead writer counts as finished");
-        assert!(!writer.flush(Instant::now() + Duration::from_millis(200)), "a flush cannot succeed, and returns");
+        let asked = Instant::now();
+        assert!(!writer.flush(asked + Duration::from_secs(600)), "a flush cannot succeed, and returns");
+        assert!(asked.elapsed() < Duration::from_secs(300), "at once, not at its deadline: nothing would answer");
     }
 }
