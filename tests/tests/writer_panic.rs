@@ -135,3 +135,28 @@ fn an_audit_event_written_while_the_files_writer_is_dead_counts_as_emitted_and_a
     );
     drop(guard);
 }
+
+#[test]
+fn an_audit_record_whose_write_panicked_goes_out_with_the_next_write_and_the_chain_has_no_gap() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    // `build`: no panic hook, so the panic below logs nothing itself.
+    let guard = config_with(dir.path(), &faults).build().unwrap();
+    let logger = guard.logger("app");
+    faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE);
+    for block_number in 1..=3 {
+        let emitted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(logger, Executed { block_number })));
+        assert!(emitted.is_err(), "the sink's panic reaches the caller");
+    }
+    faults.clear();
+    emit!(logger, Executed { block_number: 4 });
+    drop(guard);
+    let audit = std::fs::read(dir.path().join(chimera_log_runtime::AUDIT_FILE)).unwrap();
+    let seqs: Vec<u64> = audit
+        .split(|&b| b == b'\n')
+        .filter_map(|line| chimera_log_runtime::audit::parse_sealed(line).map(|record| record.seq))
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "the records sealed before the panics are written, in order, no gap");
+}

@@ -352,8 +352,12 @@ impl FileSink {
     /// fails; `torn` records whether the file now ends inside a line.
     fn write_prefix(&mut self, len: usize) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        let (written, result) = self.write_bytes(&pending[..len]);
+        // A panic while writing (a bug) must not take the pending lines with it: an audit record
+        // sealed into them would leave a gap in the chain. They are put back, and go out with
+        // the next write.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_bytes(&pending[..len])));
         self.pending = pending;
+        let (written, result) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         // Only an anchored file follows its records' heads; a general file's write-out does
         // not scan its bytes again.
         if written > 0 && self.anchoring.is_some() {
