@@ -331,7 +331,20 @@ mod tests {
         assert_eq!(writer.queue().push(LaneSet(1), b"first\n"), Pushed::Accepted);
         has_entered.recv().unwrap(); // the writer took "first" and is inside the sink
         assert_eq!(writer.queue().push(LaneSet(1), b"second\n"), Pushed::Accepted, "the writer is alive");
-        go.send(()).unwrap(); // the sink panics
+        // A flush waiting for the line being written when the sink panics.
+        let flush = std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let asked = Instant::now();
+                (writer.flush(asked + Duration::from_secs(60)), asked.elapsed())
+            });
+            while writer.queue().flushes_asked() == 0 {
+                std::thread::yield_now(); // until the flush waits: it has asked for a pass
+            }
+            go.send(()).unwrap(); // the sink panics
+            waiting.join().unwrap()
+        });
+        assert!(!flush.0, "no pass answers the flush");
+        assert!(flush.1 < Duration::from_secs(30), "it returned when the writer died, not at its deadline");
         assert!(writer.shutdown(Instant::now() + Duration::from_secs(30)), "the writer thread ended");
         // Its room left in the thread's chunk must not take lines nobody will write.
         assert_eq!(writer.queue().push(LaneSet(1), b"third\n"), Pushed::Closed);

@@ -100,6 +100,8 @@ pub(crate) struct BatchQueue {
     /// The writer's last pass took less than a chunk: it dozes before the next.
     last_pass_small: AtomicBool,
     closed: AtomicBool,
+    /// The writer ended without its last pass (it panicked): no pass will answer a flush.
+    abandoned: AtomicBool,
     /// Drops per lane not yet reported in the log by the writer.
     dropped: Vec<AtomicU64>,
     /// How long a caller waits for room when the queue is full (`ZERO`: it drops at once;
@@ -142,6 +144,7 @@ impl BatchQueue {
             writer_asleep: AtomicBool::new(false),
             last_pass_small: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             dropped: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
             wait,
         })
@@ -397,6 +400,9 @@ impl BatchQueue {
         self.writer_asleep.store(false, Ordering::Relaxed);
         self.work.notify_one();
         while (if flush { control.flush_done } else { control.pass_done }) < ticket {
+            if self.abandoned.load(Ordering::Relaxed) {
+                return false;
+            }
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -426,6 +432,12 @@ impl BatchQueue {
     /// nobody drains, and returns how many lines each lane held, now lost.
     pub(crate) fn abandon(&self) -> Vec<u64> {
         self.close();
+        {
+            // Under the lock a waiting flush checks it with: it sees the flag or this signal.
+            let _control = lock(&self.control);
+            self.abandoned.store(true, Ordering::Relaxed);
+        }
+        self.written.notify_all();
         let mut chunks = Vec::new();
         self.drain(&mut chunks, true);
         let mut lost = vec![0; self.dropped.len()];
@@ -434,6 +446,12 @@ impl BatchQueue {
         }
         self.pool.give_back(chunks);
         lost
+    }
+
+    /// Flushes asked for so far, for tests that must know one is waiting.
+    #[cfg(test)]
+    pub(crate) fn flushes_asked(&self) -> u64 {
+        lock(&self.control).flush_requests
     }
 
     /// The most bytes the queue ever held (in whole chunks: lines waiting or being written).
