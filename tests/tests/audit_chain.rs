@@ -263,7 +263,7 @@ fn a_shutdown_that_gives_up_on_a_stalled_audit_write_keeps_the_directory_until_t
         "no second logger while the stalled record may still land: {meanwhile:?}"
     );
     faults.release_writes();
-    emitter.join().unwrap(); // its logger, the instance's last, goes with it
+    emitter.join().unwrap(); // the stalled write has ended
     let guard = config(dir.path()).audit_store(AuditStore::none()).build().expect("the directory is free again");
     emit_blocks(&guard, 2..3);
     drop(guard);

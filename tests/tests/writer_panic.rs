@@ -136,27 +136,64 @@ fn an_audit_event_written_while_the_files_writer_is_dead_counts_as_emitted_and_a
     drop(guard);
 }
 
+/// The audit file's records, `seq` only, and its size.
+fn audit_seqs_and_size(dir: &std::path::Path) -> (Vec<u64>, u64) {
+    let audit = std::fs::read(dir.join(chimera_log_runtime::AUDIT_FILE)).unwrap();
+    let seqs = audit
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| {
+            let json: Result<serde_json::Value, _> = serde_json::from_slice(line);
+            assert!(
+                json.is_ok(),
+                "not one JSON line (torn, or bytes written twice): {}",
+                String::from_utf8_lossy(line)
+            );
+            let record = chimera_log_runtime::audit::parse_sealed(line);
+            // Anything else is the file's anchor: a torn or doubled record would fail here.
+            let anchor = chimera_log_runtime::audit::parse_anchor(line).is_some();
+            assert!(record.is_some() || anchor, "neither a record nor an anchor: {}", String::from_utf8_lossy(line));
+            record.map(|record| record.seq)
+        })
+        .collect();
+    (seqs, audit.len() as u64)
+}
+
 #[test]
 fn an_audit_record_whose_write_panicked_goes_out_with_the_next_write_and_the_chain_has_no_gap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
-    // `build`: no panic hook, so the panic below logs nothing itself.
-    let guard = config_with(dir.path(), &faults).build().unwrap();
+    // `build`: no panic hook, so the panics below log nothing themselves. The audit file only:
+    // its writes are the ones held and failed.
+    let config = config_with(dir.path(), &faults).level_for("app", chimera_log_runtime::Level::Critical);
+    let guard = config.build().unwrap();
     let logger = guard.logger("app");
+    emit!(logger, Executed { block_number: 1 });
+    // Record 2: its write puts 10 bytes out, then the sink panics before the rest.
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::Other, 10);
+    faults.hold_writes();
+    let emitter = std::thread::spawn({
+        let logger = logger.clone();
+        move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(logger, Executed { block_number: 2 })))
+    });
+    faults.wait_until_a_write_is_held();
     faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE);
-    for block_number in 1..=3 {
+    faults.release_writes();
+    assert!(emitter.join().unwrap().is_err(), "the sink's panic reaches the caller");
+    // Records 3 and 4: the sink panics before writing anything.
+    for block_number in 3..=4 {
         let emitted =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(logger, Executed { block_number })));
         assert!(emitted.is_err(), "the sink's panic reaches the caller");
     }
     faults.clear();
-    emit!(logger, Executed { block_number: 4 });
+    emit!(logger, Executed { block_number: 5 });
+    assert!(guard.flush());
+    let stats = guard.stats();
     drop(guard);
-    let audit = std::fs::read(dir.path().join(chimera_log_runtime::AUDIT_FILE)).unwrap();
-    let seqs: Vec<u64> = audit
-        .split(|&b| b == b'\n')
-        .filter_map(|line| chimera_log_runtime::audit::parse_sealed(line).map(|record| record.seq))
-        .collect();
-    assert_eq!(seqs, [1, 2, 3, 4], "the records sealed before the panics are written, in order, no gap");
+    let (seqs, size) = audit_seqs_and_size(dir.path());
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "every record sealed before a panic is written once, whole, in order");
+    let audit = stats.sink(chimera_log_runtime::AUDIT_FILE).unwrap();
+    assert_eq!((audit.lines, audit.bytes), (5, size), "each counted once, as written: {stats:?}");
 }

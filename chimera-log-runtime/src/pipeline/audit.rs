@@ -30,7 +30,7 @@ thread_local! {
 
 /// The audit writer's state, locked; the thread is marked as holding it until the guard drops
 /// (at the end of the access, or while unwinding after the panic hook has run).
-struct Locked<'a>(MutexGuard<'a, Guarded>, &'a Gate);
+struct Locked<'a>(MutexGuard<'a, Guarded>, &'a AuditWriter);
 
 impl Deref for Locked<'_> {
     type Target = Guarded;
@@ -50,7 +50,12 @@ impl Drop for Locked<'_> {
         HOLDING.with(|holding| holding.set(false));
         // The next holder may find the state's own lock still held for the few instructions
         // until this guard's fields drop; it waits for them, not for a write.
-        self.1.leave();
+        self.1.gate.leave();
+        // After leaving (see `keep_until_written`): once closed, whoever held the gate last has
+        // ended the write a shutdown gave up on, if there was one.
+        if self.1.closed.load(Ordering::Acquire) {
+            drop(self.1.kept_lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
     }
 }
 
@@ -139,6 +144,9 @@ pub(crate) struct AuditWriter {
     closed: AtomicBool,
     /// The chain head's `seq`, readable without waiting for a write (`stats()`).
     head_seq: AtomicU64,
+    /// The log directory's lock, kept after a close that gave up until the write it gave up
+    /// on has ended (`keep_until_written`).
+    kept_lock: Mutex<Option<crate::pipeline::DirLock>>,
     commit: GroupCommit,
     durability: AuditDurability,
     key: ChainKey,
@@ -160,6 +168,7 @@ impl AuditWriter {
             gate: Gate::default(),
             head_seq: AtomicU64::new(head.seq),
             closed: AtomicBool::new(false),
+            kept_lock: Mutex::new(None),
             inner: Mutex::new(Guarded {
                 sink,
                 written: 0,
@@ -191,7 +200,7 @@ impl AuditWriter {
     fn locked(&self) -> Locked<'_> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         HOLDING.with(|holding| holding.set(true));
-        Locked(guard, &self.gate)
+        Locked(guard, self)
     }
 
     fn report(&self, error: &io::Error) {
@@ -216,9 +225,11 @@ impl AuditWriter {
             seal(line, &mut inner.head, &self.key, &mut inner.sealed);
             self.head_seq.store(inner.head.seq, Relaxed);
             let rotations = self.counters.rotations.load(Relaxed);
-            if let Err(error) = inner.sink.write_record(&inner.sealed, inner.head) {
-                self.report(&error);
-            }
+            // A panic in the sink (a bug) leaves the record pending there, to go out with the
+            // next write: it is counted before the panic goes on to the caller.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.sink.write_record(&inner.sealed, inner.head)
+            }));
             // A record the sink had to drop (its retry buffer full on a failing disk) is counted
             // there as dropped, not here as written.
             if inner.sink.take_dropped() == 0 {
@@ -226,6 +237,11 @@ impl AuditWriter {
                 self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
             }
             inner.written += 1;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => self.report(&error),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
             let rotated = self.counters.rotations.load(Relaxed) != rotations;
             let interval = now.duration_since(inner.last_checkpoint).unwrap_or_default() >= self.checkpoint_interval;
             let checkpoint = (rotated || interval).then(|| {
@@ -273,6 +289,18 @@ impl AuditWriter {
     pub(crate) fn close(&self, deadline: Instant) -> bool {
         self.closed.store(true, Ordering::Release);
         self.flush(deadline)
+    }
+
+    /// After a `close` that gave up on a stalled write: keeps `lock` (the log directory's) until
+    /// that write has ended, so that no new logger starts on the directory while the record it
+    /// sealed may still land (it would fork the chain of the new logger's records). Released
+    /// by the next holder of the gate to leave it, which is that write or comes after it;
+    /// stored before looking, and looked at by a leaving holder after it left, so that one of
+    /// the two releases it.
+    pub(crate) fn keep_until_written(&self, lock: crate::pipeline::DirLock) {
+        *self.kept_lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        // Free already (the write ended meanwhile): entering and leaving releases it now.
+        drop(self.lock_until(Instant::now()));
     }
 
     /// The `seq` of the newest record sealed.

@@ -127,10 +127,14 @@ pub(crate) fn spawn(
     name: &str,
     work: impl FnOnce() + Send + 'static,
     finished: impl FnOnce() + Send + 'static,
+    dir_lock: Option<super::DirLock>,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            // Dropped last: a forwarder left running by a shutdown that timed out keeps the
+            // directory (its cursor is saved there) until it has finished.
+            let _dir_lock = dir_lock;
             super::set_thread_role(super::ThreadRole::Forwarder);
             // `finished` runs also if `work` panics (a bug): a flush or a shutdown waiting for
             // this forwarder then returns instead of waiting out its timeout.
@@ -147,16 +151,28 @@ pub(crate) fn start(
     config: &LogConfig,
     dir: &Path,
     archived: Option<Arc<ArchiveMark>>,
+    dir_lock: &super::DirLock,
 ) -> Result<Vec<Box<dyn Forwarder>>, Error> {
     let mut forwarders: Vec<Box<dyn Forwarder>> = Vec::new();
     if let (Some(target), Some(mark)) = (config.audit_store.resolve(dir), archived) {
         let archiver_config =
             ArchiverConfig { target, stream: crate::store::default_stream(dir), retention: config.audit_retention };
-        forwarders.push(Box::new(Archiver::start(archiver_config, dir, Arc::clone(&config.clock), mark)?));
+        forwarders.push(Box::new(Archiver::start(
+            archiver_config,
+            dir,
+            Arc::clone(&config.clock),
+            mark,
+            Arc::clone(dir_lock),
+        )?));
     }
     #[cfg(feature = "cloudwatch")]
     if let Some(cloudwatch) = &config.cloudwatch {
-        let shipper = crate::sink::cloudwatch::Shipper::start(cloudwatch.clone(), dir, config.clock.clone())?;
+        let shipper = crate::sink::cloudwatch::Shipper::start(
+            cloudwatch.clone(),
+            dir,
+            config.clock.clone(),
+            Arc::clone(dir_lock),
+        )?;
         forwarders.push(Box::new(shipper));
     }
     Ok(forwarders)
@@ -208,10 +224,15 @@ mod tests {
     #[test]
     fn a_forwarder_thread_that_panics_still_says_it_has_finished() {
         let finished = Arc::new(AtomicBool::new(false));
-        let thread = super::spawn("test-panicking-forwarder", || panic!("a forwarder bug (expected by this test)"), {
-            let finished = Arc::clone(&finished);
-            move || finished.store(true, Ordering::SeqCst)
-        })
+        let thread = super::spawn(
+            "test-panicking-forwarder",
+            || panic!("a forwarder bug (expected by this test)"),
+            {
+                let finished = Arc::clone(&finished);
+                move || finished.store(true, Ordering::SeqCst)
+            },
+            None,
+        )
         .unwrap();
         assert!(thread.join().is_err(), "the work panicked");
         assert!(finished.load(Ordering::SeqCst), "waiters are told it ended, so a flush does not wait out its timeout");

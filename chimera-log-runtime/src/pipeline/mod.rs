@@ -74,6 +74,14 @@ impl Refusals {
     }
 }
 
+/// The log directory's lock (`safe_fs::lock_dir`), released when its last holder drops it: the
+/// instance until `close`, each of its threads that writes into the directory (the files writer,
+/// maintenance, the forwarders, which save cursors there) until that thread ends, and an audit
+/// write still in progress when `close` gave up on it (see `AuditWriter::keep_until_written`).
+/// So a thread left running by a shutdown that timed out (a stalled disk) keeps the directory
+/// from a new logger until it has finished, and no longer.
+pub(crate) type DirLock = Arc<fs::File>;
+
 /// A file's name and the counters of its sink.
 type NamedCounters = (String, Arc<SinkCounters>);
 
@@ -107,8 +115,8 @@ pub(crate) struct Dispatcher {
     next_health: AtomicU64,
     /// Outputs fed from the files rather than the queues (CloudWatch).
     forwarders: Vec<Box<dyn Forwarder>>,
-    /// The lock on the log directory, held until `close`.
-    lock: Mutex<Option<fs::File>>,
+    /// The instance's share of the log directory's lock, given up in `close`.
+    lock: Mutex<Option<DirLock>>,
 }
 
 /// What the current thread is to the pipeline, for the panic hook: a flush waits for the
@@ -168,6 +176,7 @@ struct OpenedAudit {
 struct Files<'a> {
     config: &'a LogConfig,
     maintenance: &'a Maintenance,
+    dir_lock: &'a DirLock,
 }
 
 impl Files<'_> {
@@ -248,6 +257,7 @@ impl Files<'_> {
             wait,
             Arc::clone(&config.clock),
             config.writer_priority,
+            Some(Arc::clone(self.dir_lock)),
         )?;
         Ok((writer, counters))
     }
@@ -269,6 +279,7 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
         wait,
         Arc::clone(&config.clock),
         config.writer_priority,
+        None,
     )?;
     Ok(Some((writer, counters)))
 }
@@ -279,14 +290,14 @@ impl Dispatcher {
         config.validate()?;
         crate::fast_clock::prepare();
         let dir = config.log_dir.clone();
-        let lock = lock_dir(&dir)?;
-        let maintenance =
-            Maintenance::start(dir.clone()).map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
-        let files = Files { config: &config, maintenance: &maintenance };
+        let lock: DirLock = Arc::new(lock_dir(&dir)?);
+        let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
+            .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };
         let OpenedAudit { writer: audit, torn_tail, archived } = files.start_audit()?;
         let (general, file_counters) = files.start_general()?;
         let console = start_console(&config)?;
-        let forwarders = forward::start(&config, &dir, archived)?;
+        let forwarders = forward::start(&config, &dir, archived, &lock)?;
         let first_health = config.health_interval.map_or(u64::MAX, |every| {
             UnixTime::from(config.clock.now())
                 .micros()
@@ -563,30 +574,22 @@ impl Dispatcher {
             complete &= forwarder.shutdown(deadline);
         }
         let audit = self.audit.close(deadline);
-        let maintenance = self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
-        complete &= audit && maintenance;
-        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let released = files && audit && maintenance;
-        if released {
-            // Nothing of this instance writes into the directory any more: another logger may
-            // take it from here on.
-            drop(lock.take());
+        complete &= audit;
+        complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
+        // The instance's share of the directory's lock. The threads that write there hold their
+        // own until they end, and an audit write that `close` gave up on keeps this one until
+        // it has landed: otherwise a logger started meanwhile would continue the chain from the
+        // file, and the record sealed before the stall would fork it.
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (false, Some(lock)) = (audit, lock) {
+            self.audit.keep_until_written(lock);
         }
-        // Otherwise a write into the directory may still land (a stalled disk): the lock stays
-        // with this instance until it is dropped, which a stalled audit emit prevents (it holds
-        // a logger), so that no new logger writes beside it: the audit record it sealed would
-        // fork the chain of one started meanwhile.
-        drop(lock);
         if !complete {
             eprintln!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
-                 unfinished compressions are completed at the next start{}",
-                self.shutdown_timeout,
-                if released {
-                    ""
-                } else {
-                    "; the log directory stays locked until the last logger of this instance is gone"
-                }
+                 unfinished compressions are completed at the next start; the log directory stays locked \
+                 until the writes still in progress end",
+                self.shutdown_timeout
             );
         }
     }

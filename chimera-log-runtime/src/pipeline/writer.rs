@@ -111,6 +111,7 @@ impl Writer {
         wait: Duration,
         clock: Arc<dyn Clock>,
         priority: Option<i32>,
+        dir_lock: Option<super::DirLock>,
     ) -> Result<Self, Error> {
         let unreservable = |source: std::collections::TryReserveError| {
             Error::invalid(
@@ -129,6 +130,9 @@ impl Writer {
                 let queue = Arc::clone(&queue);
                 let finished = Arc::clone(&finished);
                 move || {
+                    // Dropped last, when the thread ends: a writer left running by a shutdown
+                    // that gave up on it keeps the directory until it has finished.
+                    let _dir_lock = dir_lock;
                     super::set_thread_role(super::ThreadRole::Writer);
                     let mut finish = Finish { queue: &queue, finished: &finished, counters, taken: Vec::new() };
                     let outcome = priority.map_or(Ok(()), set_own_priority);
@@ -221,6 +225,8 @@ impl Drop for Finish<'_> {
         for (counters, lost) in self.counters.iter().zip(lost) {
             counters.dropped.fetch_add(lost, Relaxed);
         }
+        // Only now, with the counts final: a flush that returns on it may read them.
+        self.queue.mark_abandoned();
         let (done, signal) = self.finished;
         *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         signal.notify_all();
@@ -318,6 +324,51 @@ mod tests {
         }
     }
 
+    /// A sink whose first write waits for the test (a stalled disk), then goes through.
+    #[derive(Debug)]
+    struct Stalled {
+        entered: std::sync::mpsc::Sender<()>,
+        go: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Sink for Stalled {
+        fn write_line(&mut self, _line: &[u8]) -> io::Result<()> {
+            let _ = self.entered.send(());
+            let _ = self.go.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            Ok(())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_left_running_by_a_shutdown_that_gave_up_holds_the_directory_lock_until_it_ends() {
+        let (entered, has_entered) = std::sync::mpsc::channel();
+        let (go, gate) = std::sync::mpsc::channel();
+        let sink = Stalled { entered, go: Mutex::new(gate) };
+        let lane = Lane::new("stalled", Box::new(sink), Arc::default());
+        let dir_lock: super::super::DirLock = Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap());
+        let writer = Writer::start(
+            "test-stalled-writer",
+            vec![lane],
+            64 * 1024,
+            Duration::MAX,
+            Arc::new(SystemClock),
+            None,
+            Some(Arc::clone(&dir_lock)),
+        )
+        .unwrap();
+        assert_eq!(writer.queue().push(LaneSet(1), b"line\n"), Pushed::Accepted);
+        has_entered.recv().unwrap(); // stalled inside the write
+        assert!(!writer.shutdown(Instant::now() + Duration::from_millis(50)), "gives up on the stalled writer");
+        assert_eq!(Arc::strong_count(&dir_lock), 2, "the writer still may write: it keeps its share");
+        go.send(()).unwrap(); // the disk is back
+        assert!(writer.shutdown(Instant::now() + Duration::from_secs(30)), "the writer finished and was joined");
+        assert_eq!(Arc::strong_count(&dir_lock), 1, "its share is given up with the thread");
+    }
+
     #[test]
     fn lines_a_dead_writer_held_are_counted_dropped_and_later_ones_refused() {
         let (entered, has_entered) = std::sync::mpsc::channel();
@@ -326,7 +377,7 @@ mod tests {
         let counters = Arc::new(SinkCounters::default());
         let lane = Lane::new("gated", Box::new(sink), Arc::clone(&counters));
         let writer =
-            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock), None)
+            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock), None, None)
                 .unwrap();
         assert_eq!(writer.queue().push(LaneSet(1), b"first\n"), Pushed::Accepted);
         has_entered.recv().unwrap(); // the writer took "first" and is inside the sink
@@ -361,7 +412,8 @@ mod tests {
         let lane = Lane::new("panicking", Box::new(Panicking), Arc::default());
         // A tiny queue whose callers wait as long as it takes for room (`Overflow::Block`).
         let writer = Arc::new(
-            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock), None).unwrap(),
+            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock), None, None)
+                .unwrap(),
         );
         let (sent, outcome) = std::sync::mpsc::channel();
         let caller = std::thread::spawn({

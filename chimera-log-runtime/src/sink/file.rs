@@ -352,12 +352,23 @@ impl FileSink {
     /// fails; `torn` records whether the file now ends inside a line.
     fn write_prefix(&mut self, len: usize) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        // A panic while writing (a bug) must not take the pending lines with it: an audit record
-        // sealed into them would leave a gap in the chain. They are put back, and go out with
-        // the next write.
+        let size_before = self.size;
+        // A panic while writing (a bug) must neither take the pending lines with it (an audit
+        // record sealed into them would leave a gap in the chain) nor have what already reached
+        // the file written again: they are put back, less what was written (`size` follows
+        // each write), and go out with the next write.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_bytes(&pending[..len])));
         self.pending = pending;
-        let (written, result) = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (written, result) = outcome.unwrap_or_else(|panic| {
+            self.written_out((self.size - size_before) as usize);
+            std::panic::resume_unwind(panic)
+        });
+        self.written_out(written);
+        result
+    }
+
+    /// The first `written` pending bytes are in the file: they leave `pending`.
+    fn written_out(&mut self, written: usize) {
         // Only an anchored file follows its records' heads; a general file's write-out does
         // not scan its bytes again.
         if written > 0 && self.anchoring.is_some() {
@@ -365,12 +376,11 @@ impl FileSink {
             self.lines_left_pending(lines, true);
         }
         self.pending.drain(..written);
-        result
     }
 
     /// Writes `bytes` to the current file; returns how many were written (all of them, unless
-    /// the error says why not) and records where the file now ends: its size, and whether it
-    /// ends inside a line (`torn`).
+    /// the error says why not). Where the file now ends is recorded as each write succeeds: its
+    /// size, and whether it ends inside a line (`torn`).
     fn write_bytes(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
         let current = self.current.as_ref().expect("write_out opened the file");
         let mut written = 0;
@@ -387,15 +397,15 @@ impl FileSink {
             }
             match (&*current.file).write(chunk) {
                 Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "the file accepted no bytes")),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    written += n;
+                    self.size += n as u64;
+                    self.torn = bytes[written - 1] != b'\n';
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        if written > 0 {
-            self.torn = bytes[written - 1] != b'\n';
-        }
-        self.size += written as u64;
         if self.anchoring.is_none() {
             self.has_record = self.size > 0;
         }

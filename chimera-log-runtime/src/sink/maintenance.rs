@@ -40,7 +40,8 @@ pub(crate) struct Maintenance {
 }
 
 impl Maintenance {
-    pub(crate) fn start(dir: PathBuf) -> std::io::Result<Self> {
+    /// Starts the thread, which holds `dir_lock` until it ends (see `pipeline::DirLock`).
+    pub(crate) fn start(dir: PathBuf, dir_lock: crate::pipeline::DirLock) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel();
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let counters = Arc::new(MaintenanceCounters::default());
@@ -48,6 +49,7 @@ impl Maintenance {
             let finished = Arc::clone(&finished);
             let counters = Arc::clone(&counters);
             move || {
+                let _dir_lock = dir_lock;
                 let _finish = Finish(&finished);
                 run(&dir, receiver, &counters);
             }
@@ -155,11 +157,13 @@ mod tests {
     fn shutdown_does_not_wait_its_timeout_for_a_maintenance_thread_that_panicked() {
         let dir = std::env::temp_dir().join(format!("chimera-maintenance-panic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let maintenance = Maintenance::start(dir.clone()).unwrap();
+        let dir_lock = Arc::new(std::fs::File::open(&dir).unwrap());
+        let maintenance = Maintenance::start(dir.clone(), Arc::clone(&dir_lock)).unwrap();
         maintenance.sender().unwrap().send(Job::Panic).unwrap();
         // Without the thread saying it finished, this waits the whole timeout and says `false`.
         assert!(maintenance.shutdown(Duration::from_secs(30)), "the thread counts as finished");
         assert!(maintenance.thread.lock().unwrap().is_none(), "joined");
+        assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread's share of the directory lock is given up");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -101,6 +101,7 @@ impl Archiver {
         dir: &Path,
         clock: Arc<dyn Clock>,
         mark: Arc<ArchiveMark>,
+        dir_lock: crate::pipeline::DirLock,
     ) -> Result<Archiver, Error> {
         let cursor_path = dir.join(CURSOR_FILE);
         let cursor = load_cursor(&cursor_path);
@@ -123,13 +124,18 @@ impl Archiver {
             line: Vec::new(),
             followed: Followed::default(),
         };
-        let thread = crate::pipeline::spawn_forwarder("chimera-log-audit-store", move || worker.run(), {
-            let control = Arc::clone(&control);
-            move || {
-                control.lock().finished = true;
-                control.changed.notify_all();
-            }
-        })?;
+        let thread = crate::pipeline::spawn_forwarder(
+            "chimera-log-audit-store",
+            move || worker.run(),
+            {
+                let control = Arc::clone(&control);
+                move || {
+                    control.lock().finished = true;
+                    control.changed.notify_all();
+                }
+            },
+            Some(dir_lock),
+        )?;
         Ok(Archiver { control, thread: Mutex::new(Some(thread)), counters })
     }
 

@@ -100,7 +100,8 @@ pub(crate) struct BatchQueue {
     /// The writer's last pass took less than a chunk: it dozes before the next.
     last_pass_small: AtomicBool,
     closed: AtomicBool,
-    /// The writer ended without its last pass (it panicked): no pass will answer a flush.
+    /// The writer thread has ended (after a panic, or its last pass): no pass will answer a
+    /// flush.
     abandoned: AtomicBool,
     /// Drops per lane not yet reported in the log by the writer.
     dropped: Vec<AtomicU64>,
@@ -432,12 +433,6 @@ impl BatchQueue {
     /// nobody drains, and returns how many lines each lane held, now lost.
     pub(crate) fn abandon(&self) -> Vec<u64> {
         self.close();
-        {
-            // Under the lock a waiting flush checks it with: it sees the flag or this signal.
-            let _control = lock(&self.control);
-            self.abandoned.store(true, Ordering::Relaxed);
-        }
-        self.written.notify_all();
         let mut chunks = Vec::new();
         self.drain(&mut chunks, true);
         let mut lost = vec![0; self.dropped.len()];
@@ -452,6 +447,17 @@ impl BatchQueue {
     #[cfg(test)]
     pub(crate) fn flushes_asked(&self) -> u64 {
         lock(&self.control).flush_requests
+    }
+
+    /// For a writer thread that has ended, once its lost lines are counted: flushes waiting for
+    /// a pass return `false` now, and later ones at once.
+    pub(crate) fn mark_abandoned(&self) {
+        {
+            // Under the lock a waiting flush checks it with: it sees the flag or this signal.
+            let _control = lock(&self.control);
+            self.abandoned.store(true, Ordering::Relaxed);
+        }
+        self.written.notify_all();
     }
 
     /// The most bytes the queue ever held (in whole chunks: lines waiting or being written).

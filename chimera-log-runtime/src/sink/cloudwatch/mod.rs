@@ -209,7 +209,12 @@ pub(crate) struct Shipper {
 impl Shipper {
     /// Starts following `dir/chimera.log` from the saved cursor, or from the end of what it
     /// holds now when there is none (a first start ships what comes from now on).
-    pub(crate) fn start(config: CloudWatchConfig, dir: &Path, clock: Arc<dyn Clock>) -> Result<Shipper, Error> {
+    pub(crate) fn start(
+        config: CloudWatchConfig,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        dir_lock: crate::pipeline::DirLock,
+    ) -> Result<Shipper, Error> {
         let cursor_path = dir.join(CURSOR_FILE);
         let open_error = |source| Error::OpenFile { path: cursor_path.clone(), source };
         let cursor = match Cursor::load(&cursor_path) {
@@ -234,13 +239,18 @@ impl Shipper {
         let control = Arc::new(Control::default());
         let counters = Arc::new(CloudWatchCounters::default());
         let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
-        let thread = crate::pipeline::spawn_forwarder("chimera-log-cloudwatch", move || worker.run(), {
-            let control = Arc::clone(&control);
-            move || {
-                control.lock().finished = true;
-                control.changed.notify_all();
-            }
-        })?;
+        let thread = crate::pipeline::spawn_forwarder(
+            "chimera-log-cloudwatch",
+            move || worker.run(),
+            {
+                let control = Arc::clone(&control);
+                move || {
+                    control.lock().finished = true;
+                    control.changed.notify_all();
+                }
+            },
+            Some(dir_lock),
+        )?;
         Ok(Shipper { control, thread: Mutex::new(Some(thread)), counters })
     }
 
