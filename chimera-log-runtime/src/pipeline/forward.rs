@@ -59,6 +59,11 @@ pub(crate) trait Requests {
 }
 
 impl<R: Requests> Control<R> {
+    /// Whether the thread was ever asked to stop.
+    pub(crate) fn stop_asked(&self) -> bool {
+        self.lock().stop().is_some()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, R> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -82,6 +82,11 @@ impl Refusals {
 /// from a new logger until it has finished, and no longer.
 pub(crate) type DirLock = Arc<fs::File>;
 
+/// How long a thread's handle waits for the thread when it is dropped without having been shut
+/// down (a start that failed after the thread began): the thread holds the directory's lock,
+/// and must not outlive the failed start, or a retry would find the directory in use.
+pub(crate) const STOP_WHEN_DROPPED: Duration = Duration::from_secs(5);
+
 /// A file's name and the counters of its sink.
 type NamedCounters = (String, Arc<SinkCounters>);
 

@@ -200,6 +200,16 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// Never shut down (the logger's start failed after this began): stops the thread rather
+    /// than leave it running, idle, with the directory's lock.
+    fn drop(&mut self) {
+        if !self.queue.is_closed() {
+            self.shutdown(Instant::now() + super::STOP_WHEN_DROPPED);
+        }
+    }
+}
+
 /// Ends a writer thread, also when it unwinds: a sink that panicked (a bug) must not leave
 /// callers waiting for room forever (`Overflow::Block`) nor a shutdown waiting for its timeout.
 /// The queue and its shards are closed, so lines pushed after it are refused and counted as
@@ -367,6 +377,26 @@ mod tests {
         go.send(()).unwrap(); // the disk is back
         assert!(writer.shutdown(Instant::now() + Duration::from_secs(30)), "the writer finished and was joined");
         assert_eq!(Arc::strong_count(&dir_lock), 1, "its share is given up with the thread");
+    }
+
+    #[test]
+    fn a_writer_dropped_without_a_shutdown_stops_its_thread_and_gives_up_the_directory_lock() {
+        // As when a logger's start fails after its files writer began.
+        let dir_lock: super::super::DirLock = Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap());
+        let lane = Lane::new("idle", Box::new(Panicking), Arc::default());
+        let writer = Writer::start(
+            "test-dropped-writer",
+            vec![lane],
+            1024,
+            Duration::MAX,
+            Arc::new(SystemClock),
+            None,
+            Some(Arc::clone(&dir_lock)),
+        )
+        .unwrap();
+        assert_eq!(Arc::strong_count(&dir_lock), 2);
+        drop(writer);
+        assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread ended and was joined");
     }
 
     #[test]

@@ -96,6 +96,16 @@ impl Drop for Finish<'_> {
     }
 }
 
+impl Drop for Maintenance {
+    /// Never shut down (the logger's start failed after this began): stops the thread rather
+    /// than leave it running with the directory's lock.
+    fn drop(&mut self) {
+        if self.sender.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            self.shutdown(crate::pipeline::STOP_WHEN_DROPPED);
+        }
+    }
+}
+
 fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounters) {
     let reporter = FailureReporter::default();
     for job in jobs {
@@ -165,5 +175,16 @@ mod tests {
         assert!(maintenance.thread.lock().unwrap().is_none(), "joined");
         assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread's share of the directory lock is given up");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn maintenance_dropped_without_a_shutdown_stops_its_thread_and_gives_up_the_directory_lock() {
+        // As when a logger's start fails after maintenance began.
+        let dir = std::env::temp_dir();
+        let dir_lock = Arc::new(std::fs::File::open(&dir).unwrap());
+        let maintenance = Maintenance::start(dir, Arc::clone(&dir_lock)).unwrap();
+        assert_eq!(Arc::strong_count(&dir_lock), 2);
+        drop(maintenance);
+        assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread ended and was joined");
     }
 }

@@ -166,6 +166,16 @@ impl Archiver {
     }
 }
 
+impl Drop for Archiver {
+    /// Never shut down (the logger's start failed after this began): stops the thread rather
+    /// than leave it running with the directory's lock.
+    fn drop(&mut self) {
+        if !self.control.stop_asked() {
+            self.shutdown(Instant::now() + crate::pipeline::STOP_WHEN_DROPPED);
+        }
+    }
+}
+
 /// The saved cursor; the start of the family when there is none or it is unreadable (then
 /// records are inserted again, and recognised as present).
 fn load_cursor(path: &Path) -> Cursor {

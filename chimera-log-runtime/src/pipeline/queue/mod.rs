@@ -413,6 +413,11 @@ impl BatchQueue {
         true
     }
 
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Stops accepting lines; the writer finishes what was accepted and exits.
     pub(crate) fn close(&self) {
         {

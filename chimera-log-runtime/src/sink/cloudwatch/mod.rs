@@ -295,6 +295,16 @@ impl Shipper {
     }
 }
 
+impl Drop for Shipper {
+    /// Never shut down (the logger's start failed after this began): stops the thread rather
+    /// than leave it running with the directory's lock.
+    fn drop(&mut self) {
+        if !self.control.stop_asked() {
+            self.shutdown(Instant::now() + crate::pipeline::STOP_WHEN_DROPPED);
+        }
+    }
+}
+
 /// The shipper thread's state.
 #[derive(Debug)]
 struct Worker {
