@@ -56,6 +56,8 @@ pub(crate) trait Requests {
     fn stop(&self) -> Option<Instant>;
     /// Whether the thread has ended (every request is then as answered as it will be).
     fn finished(&self) -> bool;
+    /// Records that the thread has ended.
+    fn set_finished(&mut self);
 }
 
 impl<R: Requests> Control<R> {
@@ -126,12 +128,12 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
-/// Starts a forwarder's thread `name` running `work`, then `finished` (which tells the threads
-/// waiting for it that it has ended).
-pub(crate) fn spawn(
+/// Starts a forwarder's thread `name` running `work`; when it ends, `control` records so and
+/// tells the threads waiting on it. It holds `dir_lock` until then.
+pub(crate) fn spawn<R: Requests + Send + 'static>(
     name: &str,
     work: impl FnOnce() + Send + 'static,
-    finished: impl FnOnce() + Send + 'static,
+    control: Arc<Control<R>>,
     dir_lock: Option<super::DirLock>,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     std::thread::Builder::new()
@@ -141,9 +143,12 @@ pub(crate) fn spawn(
             // directory (its cursor is saved there) until it has finished.
             let _dir_lock = dir_lock;
             super::set_thread_role(super::ThreadRole::Forwarder);
-            // `finished` runs also if `work` panics (a bug): a flush or a shutdown waiting for
-            // this forwarder then returns instead of waiting out its timeout.
-            let _finished = OnDrop(Some(finished));
+            // Also if `work` panics (a bug): a flush or a shutdown waiting for this forwarder
+            // then returns instead of waiting out its timeout.
+            let _finished = OnDrop(Some(move || {
+                control.lock().set_finished();
+                control.changed.notify_all();
+            }));
             work();
         })
         .map_err(|source| Error::Thread { source })
@@ -223,23 +228,40 @@ impl Forwarder for crate::sink::cloudwatch::Shipper {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+
+    use super::Requests as _;
+
+    /// Requests with nothing but the end.
+    #[derive(Debug, Default)]
+    struct Ended(bool);
+
+    impl super::Requests for Ended {
+        fn flushes_asked(&self) -> u64 {
+            0
+        }
+        fn stop(&self) -> Option<std::time::Instant> {
+            None
+        }
+        fn finished(&self) -> bool {
+            self.0
+        }
+        fn set_finished(&mut self) {
+            self.0 = true;
+        }
+    }
 
     #[test]
     fn a_forwarder_thread_that_panics_still_says_it_has_finished() {
-        let finished = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(super::Control::<Ended>::default());
         let thread = super::spawn(
             "test-panicking-forwarder",
             || panic!("a forwarder bug (expected by this test)"),
-            {
-                let finished = Arc::clone(&finished);
-                move || finished.store(true, Ordering::SeqCst)
-            },
+            Arc::clone(&control),
             None,
         )
         .unwrap();
         assert!(thread.join().is_err(), "the work panicked");
-        assert!(finished.load(Ordering::SeqCst), "waiters are told it ended, so a flush does not wait out its timeout");
+        assert!(control.lock().finished(), "waiters are told it ended, so a flush does not wait out its timeout");
     }
 }

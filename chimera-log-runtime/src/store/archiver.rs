@@ -81,6 +81,9 @@ impl ForwarderRequests for Requests {
     fn finished(&self) -> bool {
         self.finished
     }
+    fn set_finished(&mut self) {
+        self.finished = true;
+    }
 }
 
 type Control = crate::pipeline::Control<Requests>;
@@ -127,13 +130,7 @@ impl Archiver {
         let thread = crate::pipeline::spawn_forwarder(
             "chimera-log-audit-store",
             move || worker.run(),
-            {
-                let control = Arc::clone(&control);
-                move || {
-                    control.lock().finished = true;
-                    control.changed.notify_all();
-                }
-            },
+            Arc::clone(&control),
             Some(dir_lock),
         )?;
         Ok(Archiver { control, thread: Mutex::new(Some(thread)), counters })

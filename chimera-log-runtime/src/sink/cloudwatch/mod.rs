@@ -183,6 +183,9 @@ impl crate::pipeline::ForwarderRequests for Requests {
     fn finished(&self) -> bool {
         self.finished
     }
+    fn set_finished(&mut self) {
+        self.finished = true;
+    }
 }
 
 type Control = crate::pipeline::Control<Requests>;
@@ -242,13 +245,7 @@ impl Shipper {
         let thread = crate::pipeline::spawn_forwarder(
             "chimera-log-cloudwatch",
             move || worker.run(),
-            {
-                let control = Arc::clone(&control);
-                move || {
-                    control.lock().finished = true;
-                    control.changed.notify_all();
-                }
-            },
+            Arc::clone(&control),
             Some(dir_lock),
         )?;
         Ok(Shipper { control, thread: Mutex::new(Some(thread)), counters })
