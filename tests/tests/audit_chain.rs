@@ -269,3 +269,61 @@ fn a_shutdown_that_gives_up_on_a_stalled_audit_write_keeps_the_directory_until_t
     drop(guard);
     assert_eq!(check_chain(dir.path(), &ChainKey::unkeyed()), [1, 2, 3], "one chain, each record once");
 }
+
+/// The audit records of `dir`'s current file, `seq` only.
+fn current_seqs(dir: &Path) -> Vec<u64> {
+    std::fs::read(dir.join(chimera_log_runtime::AUDIT_FILE))
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter_map(|line| parse_sealed(line).map(|record| record.seq))
+        .collect()
+}
+
+/// A record a failing disk still held when the logger shut down is given a last attempt, then
+/// dropped and counted: nothing of the old logger (its late flush, its sink's drop, a write a
+/// shutdown gave up on) reaches the file once a new logger may own the directory, or the two
+/// chains would interleave.
+#[test]
+fn audit_records_a_failing_disk_held_at_shutdown_are_dropped_and_counted_never_written_beside_a_new_logger() {
+    use chimera_log_runtime::testing::FaultInjector;
+    use chimera_log_runtime::{AuditStore, Level};
+
+    for stalled in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultInjector::new());
+        let base = || {
+            config(dir.path())
+                .level_for("executor", Level::Critical) // the audit file only
+                .audit_store(AuditStore::none())
+                .shutdown_timeout(Duration::from_millis(300))
+        };
+        let guard = base().fault_injector(Arc::clone(&faults)).build().unwrap();
+        let old = guard.logger("executor"); // outlives the guard, as a cached logger does
+        emit!(old, Executed { block_number: 1, pad: "" });
+        faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
+        if stalled {
+            // The shutdown gives up on this write, which then fails.
+            faults.hold_writes();
+            let emitter = std::thread::spawn({
+                let old = old.clone();
+                move || emit!(old, Executed { block_number: 2, pad: "" })
+            });
+            faults.wait_until_a_write_is_held();
+            drop(guard);
+            faults.release_writes();
+            emitter.join().unwrap();
+        } else {
+            emit!(old, Executed { block_number: 2, pad: "" }); // held back by the full disk
+            drop(guard);
+        }
+        faults.clear(); // the disk is back
+        let again = base().build().expect("the directory is free");
+        emit!(again.logger("executor"), Executed { block_number: 3, pad: "" });
+        assert!(!old.flush(), "a closed logger writes nothing more (stalled: {stalled})");
+        let dropped = old.stats().unwrap().sink(chimera_log_runtime::AUDIT_FILE).unwrap().dropped;
+        drop(old);
+        drop(again);
+        assert_eq!(dropped, 1, "the held record is counted as dropped (stalled: {stalled})");
+        assert_eq!(current_seqs(dir.path()), [1, 2], "one chain, each seq once (stalled: {stalled})");
+    }
+}

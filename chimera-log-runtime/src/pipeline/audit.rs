@@ -47,6 +47,13 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        if self.1.closed.load(Ordering::Acquire) {
+            // Closed: whatever the sink still holds (a write that failed) is written now or
+            // dropped, before the gate (and with it, maybe, the directory's lock) is given up:
+            // nothing of this logger may reach the file once another logger can own it. While
+            // unwinding (a sink panic), without another attempt at the write that panicked.
+            self.0.sink.close(!std::thread::panicking());
+        }
         HOLDING.with(|holding| holding.set(false));
         // The next holder may find the state's own lock still held for the few instructions
         // until this guard's fields drop; it waits for them, not for a write.
@@ -269,6 +276,10 @@ impl AuditWriter {
     /// ever); `false` if a write ahead of it (stalled) keeps it waiting until `deadline`, or this
     /// thread is inside a write itself.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            // Its sink wrote or dropped its last lines as it closed.
+            return false;
+        }
         if HOLDING.with(std::cell::Cell::get) {
             // This thread is inside a write (the panic hook, for a panic in the sink): the lock
             // is its own, and taking it again would never return.
@@ -283,20 +294,26 @@ impl AuditWriter {
         true
     }
 
-    /// Stops accepting lines and writes out anything held back by a fault; `false` if a stalled
-    /// write kept it waiting until `deadline` (that write still ends in the file, if the disk
-    /// comes back; no line after it is accepted).
+    /// Stops accepting lines, and makes a last attempt at anything a fault held back: what still
+    /// cannot be written is dropped and counted, so that nothing of this writer reaches the file
+    /// afterwards (see `Locked`). `false` if a stalled write kept it waiting until `deadline`:
+    /// that write, when it ends, does the same.
     pub(crate) fn close(&self, deadline: Instant) -> bool {
         self.closed.store(true, Ordering::Release);
-        self.flush(deadline)
+        if HOLDING.with(std::cell::Cell::get) {
+            // This thread is inside a write (see `flush`); that write's guard closes the sink.
+            return false;
+        }
+        // Entering and leaving closes the sink (see `Locked`).
+        self.lock_until(deadline).is_some()
     }
 
     /// After a `close` that gave up on a stalled write: keeps `lock` (the log directory's) until
-    /// that write has ended, so that no new logger starts on the directory while the record it
-    /// sealed may still land (it would fork the chain of the new logger's records). Released
-    /// by the next holder of the gate to leave it, which is that write or comes after it;
-    /// stored before looking, and looked at by a leaving holder after it left, so that one of
-    /// the two releases it.
+    /// that write has ended and the sink has written or dropped what it held, so that no new
+    /// logger starts on the directory while the record it sealed may still land (it would fork
+    /// the chain of the new logger's records). Released by the next holder of the gate to leave
+    /// it, which is that write or comes after it; stored before looking, and looked at by a
+    /// leaving holder after it left, so that one of the two releases it.
     pub(crate) fn keep_until_written(&self, lock: crate::pipeline::DirLock) {
         *self.kept_lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
         // Free already (the write ended meanwhile): entering and leaving releases it now.

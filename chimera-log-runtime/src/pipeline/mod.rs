@@ -79,7 +79,8 @@ impl Refusals {
 /// maintenance, the forwarders, which save cursors there) until that thread ends, and an audit
 /// write still in progress when `close` gave up on it (see `AuditWriter::keep_until_written`).
 /// So a thread left running by a shutdown that timed out (a stalled disk) keeps the directory
-/// from a new logger until it has finished, and no longer.
+/// from a new logger until it has finished, and no longer. The audit file's sink, which the
+/// instance owns, writes nothing after `close` (it drops what it could not write then).
 pub(crate) type DirLock = Arc<fs::File>;
 
 /// How long a thread's handle waits for the thread when it is dropped without having been shut
@@ -592,8 +593,8 @@ impl Dispatcher {
         if !complete {
             eprintln!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
-                 unfinished compressions are completed at the next start; the log directory stays locked \
-                 until the writes still in progress end",
+                 unfinished compressions are completed at the next start; a write still in progress \
+                 keeps the log directory locked until it ends",
                 self.shutdown_timeout
             );
         }

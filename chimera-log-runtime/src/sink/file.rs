@@ -549,16 +549,34 @@ impl Sink for FileSink {
     }
 }
 
-impl Drop for FileSink {
-    /// A last attempt; lines that still cannot be written are counted as dropped and said once.
-    fn drop(&mut self) {
-        if let Err(error) = self.drain(true) {
-            let lines = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
-            self.counters.dropped.fetch_add(lines, Relaxed);
-            eprintln!(
-                "chimera-log: {lines} line(s) could not be written to {} before it was closed: {error}",
-                self.path.display()
-            );
+impl FileSink {
+    /// Ends the sink: a last attempt to write what is pending (unless `attempt` is false), then
+    /// lines that still cannot be written are counted as dropped and said once, and none is
+    /// kept, so nothing of this sink reaches the file later. For a sink whose logger is giving
+    /// up the directory (another logger may take it next), and when it is dropped.
+    pub(crate) fn close(&mut self, attempt: bool) {
+        let outcome = if attempt { self.drain(true) } else { Ok(()) };
+        if self.pending.is_empty() {
+            return;
         }
+        let lines = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.counters.dropped.fetch_add(lines, Relaxed);
+        let why = outcome.err().map_or_else(|| "the sink was closed while unwinding".to_owned(), |e| e.to_string());
+        eprintln!(
+            "chimera-log: {lines} line(s) could not be written to {} before it was closed: {why}",
+            self.path.display()
+        );
+        self.pending.clear();
+        self.torn = false;
+        if let Some(anchoring) = self.anchoring.as_mut() {
+            anchoring.heads.clear();
+            anchoring.queued = false;
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        self.close(true);
     }
 }

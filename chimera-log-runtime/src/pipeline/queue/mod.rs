@@ -433,9 +433,10 @@ impl BatchQueue {
         self.work.notify_all();
     }
 
-    /// For a writer thread that ends without its last pass (it panicked): closes the queue and
-    /// every shard, so that later lines are refused (`Closed`) rather than accepted into a queue
-    /// nobody drains, and returns how many lines each lane held, now lost.
+    /// For a writer thread that ends (after its last pass, when the queue is empty already, or
+    /// after a panic): closes the queue and every shard, so that later lines are refused
+    /// (`Closed`) rather than accepted into a queue nobody drains, and returns how many lines
+    /// each lane held, now lost.
     pub(crate) fn abandon(&self) -> Vec<u64> {
         self.close();
         let mut chunks = Vec::new();
