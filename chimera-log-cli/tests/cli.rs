@@ -1447,3 +1447,32 @@ fn a_store_that_cannot_be_read_is_exit_2_with_a_clear_message() {
     );
     assert!(stderr(&["verify", dir.path().to_str().unwrap(), "--stream", "x"]).contains("--store"));
 }
+
+/// A rotation whose new file's anchor and record a full disk held back, then a shutdown that
+/// dropped them and a restart: the checkpoint recorded at that rotation names the last record
+/// in the file, not the dropped one, so the trail verifies.
+#[test]
+fn verify_accepts_a_trail_whose_shutdown_dropped_a_record_held_back_after_a_rotation() {
+    use chimera_log_runtime::testing::FaultInjector;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = std::sync::Arc::new(FaultInjector::new());
+    let guard = config(dir.path()).fault_injector(std::sync::Arc::clone(&faults)).build().unwrap();
+    let logger = guard.logger("executor");
+    // Records of ~500 bytes in files of at most 1,500: the third one rotates first.
+    let protocol = "p".repeat(300);
+    for block_number in 0..2 {
+        emit!(logger, Executed { block_number, protocol: &protocol });
+    }
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
+    emit!(logger, Executed { block_number: 2, protocol: &protocol });
+    let rotations = logger.stats().unwrap().sink(chimera_log_runtime::AUDIT_FILE).unwrap().rotations;
+    assert_eq!(rotations, 1, "the held-back record came after a rotation");
+    drop(guard);
+    drop(logger);
+    faults.clear();
+    let again = config(dir.path()).build().unwrap();
+    emit!(again.logger("executor"), Executed { block_number: 100, protocol: "aave" });
+    drop(again);
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+}

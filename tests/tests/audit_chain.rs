@@ -327,3 +327,100 @@ fn audit_records_a_failing_disk_held_at_shutdown_are_dropped_and_counted_never_w
         assert_eq!(current_seqs(dir.path()), [1, 2], "one chain, each seq once (stalled: {stalled})");
     }
 }
+
+/// The audit file's `lines` and `dropped`, as `logger`'s instance counts them.
+fn audit_counts(logger: &chimera_log_runtime::Logger) -> (u64, u64) {
+    let stats = logger.stats().unwrap();
+    let audit = stats.sink(chimera_log_runtime::AUDIT_FILE).unwrap();
+    (audit.lines, audit.dropped)
+}
+
+fn held_back_config(dir: &Path) -> LogConfig {
+    config(dir)
+        .level_for("executor", chimera_log_runtime::Level::Critical) // the audit file only
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .shutdown_timeout(Duration::from_millis(300))
+}
+
+/// A guard dropped while its thread unwinds (an application panic; `build`, so no panic hook
+/// flushed first) still gives the record a short fault held back its last attempt.
+#[test]
+fn a_guard_dropped_while_its_thread_unwinds_still_writes_a_held_back_record() {
+    use chimera_log_runtime::testing::FaultInjector;
+    for unwinding in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(FaultInjector::new());
+        let guard = held_back_config(dir.path()).fault_injector(Arc::clone(&faults)).build().unwrap();
+        let logger = guard.logger("executor");
+        emit!(logger, Executed { block_number: 1, pad: "" });
+        faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
+        emit!(logger, Executed { block_number: 2, pad: "" }); // held back; the retry is not due yet
+        faults.clear(); // the disk is back
+        let owner = std::thread::spawn(move || {
+            let _guard = guard;
+            if unwinding {
+                panic!("an application panic (expected by this test)");
+            }
+        });
+        let _ = owner.join();
+        let counts = audit_counts(&logger);
+        drop(logger);
+        assert_eq!(counts, (2, 0), "written, not dropped (unwinding: {unwinding})");
+        assert_eq!(current_seqs(dir.path()), [1, 2], "unwinding: {unwinding}");
+    }
+}
+
+/// A rotation, then the new file's anchor and the record both held back by a full disk, and
+/// the shutdown: one record is lost, counted once (the anchor is no record), and not as
+/// written.
+#[test]
+fn a_record_dropped_at_shutdown_counts_once_as_dropped_and_not_as_written() {
+    use chimera_log_runtime::testing::FaultInjector;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let guard = held_back_config(dir.path()).max_bytes(700).fault_injector(Arc::clone(&faults)).build().unwrap();
+    let logger = guard.logger("executor");
+    let pad = "p".repeat(300);
+    emit!(logger, Executed { block_number: 1, pad: &pad });
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
+    emit!(logger, Executed { block_number: 2, pad: &pad });
+    assert_eq!(logger.stats().unwrap().sink(chimera_log_runtime::AUDIT_FILE).unwrap().rotations, 1);
+    drop(guard);
+    let counts = audit_counts(&logger);
+    drop(logger);
+    assert_eq!(counts, (1, 1), "one written, one dropped");
+}
+
+/// A sink bug in the last attempt at shutdown (it panics) must not leave the gate taken or the
+/// directory locked: what it held is dropped, and the panic reaches the emitting caller.
+#[test]
+fn a_sink_panic_in_the_last_attempt_at_shutdown_still_frees_the_directory() {
+    use chimera_log_runtime::testing::FaultInjector;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let guard = held_back_config(dir.path()).fault_injector(Arc::clone(&faults)).build().unwrap();
+    let old = guard.logger("executor");
+    emit!(old, Executed { block_number: 1, pad: "" });
+    faults.hold_writes();
+    let emitter = std::thread::spawn({
+        let old = old.clone();
+        move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emit!(old, Executed { block_number: 2, pad: "" })))
+                .is_err()
+        }
+    });
+    faults.wait_until_a_write_is_held();
+    drop(guard); // gives up on the held write, which keeps the directory until it ends
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0); // it fails
+    faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE); // and the last attempt panics
+    faults.release_writes();
+    assert!(emitter.join().unwrap(), "the sink's panic reaches the caller");
+    faults.clear();
+    let counts = audit_counts(&old);
+    let again = held_back_config(dir.path()).build().expect("the directory is free once the write ended");
+    emit!(again.logger("executor"), Executed { block_number: 3, pad: "" });
+    drop(again);
+    drop(old);
+    assert_eq!(counts, (1, 1), "the held record is dropped and counted");
+    assert_eq!(current_seqs(dir.path()), [1, 2], "one chain");
+}

@@ -233,7 +233,8 @@ impl Logger {
     }
 
     /// Returns when every event emitted before the call is written (`true`), or after the
-    /// instance's shutdown timeout (`false`). Without an instance there is nothing to wait for.
+    /// instance's shutdown timeout (`false`); at once with `false` once the instance is shut
+    /// down or a writer thread has died. Without an instance there is nothing to wait for.
     pub fn flush(&self) -> bool {
         self.with_dispatcher(|dispatcher| dispatcher.is_none_or(|dispatcher| dispatcher.flush()))
     }

@@ -47,12 +47,24 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        let mut panic = None;
+        let sink_panicked = std::mem::take(&mut self.0.sink_panicked);
         if self.1.closed.load(Ordering::Acquire) {
             // Closed: whatever the sink still holds (a write that failed) is written now or
             // dropped, before the gate (and with it, maybe, the directory's lock) is given up:
-            // nothing of this logger may reach the file once another logger can own it. While
-            // unwinding (a sink panic), without another attempt at the write that panicked.
-            self.0.sink.close(!std::thread::panicking());
+            // nothing of this logger may reach the file once another logger can own it. No
+            // new attempt after the sink panicked in this write (a second panic while
+            // unwinding aborts); an attempt that panics drops what is held, and its panic goes
+            // on once the gate is left.
+            let guarded = &mut *self.0;
+            if sink_panicked {
+                guarded.sink.close(false);
+            } else if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guarded.sink.close(true)))
+            {
+                guarded.sink.close(false);
+                panic = Some(payload);
+            }
         }
         HOLDING.with(|holding| holding.set(false));
         // The next holder may find the state's own lock still held for the few instructions
@@ -62,6 +74,9 @@ impl Drop for Locked<'_> {
         // ended the write a shutdown gave up on, if there was one.
         if self.1.closed.load(Ordering::Acquire) {
             drop(self.1.kept_lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
     }
 }
@@ -125,6 +140,8 @@ struct Guarded {
     sink: FileSink,
     /// Lines written so far; a sync that starts after line `n` was written covers it.
     written: u64,
+    /// The sink panicked in the write under way (a bug): the guard must not try it again.
+    sink_panicked: bool,
     /// The audit chain's head: the last record written.
     head: ChainHead,
     /// The line being sealed, reused.
@@ -179,6 +196,7 @@ impl AuditWriter {
             inner: Mutex::new(Guarded {
                 sink,
                 written: 0,
+                sink_panicked: false,
                 head,
                 sealed: Vec::with_capacity(1024),
                 last_checkpoint: now,
@@ -247,13 +265,18 @@ impl AuditWriter {
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => self.report(&error),
-                Err(panic) => std::panic::resume_unwind(panic),
+                Err(panic) => {
+                    inner.sink_panicked = true;
+                    std::panic::resume_unwind(panic)
+                }
             }
             let rotated = self.counters.rotations.load(Relaxed) != rotations;
             let interval = now.duration_since(inner.last_checkpoint).unwrap_or_default() >= self.checkpoint_interval;
             let checkpoint = (rotated || interval).then(|| {
                 inner.last_checkpoint = now;
-                Checkpoint { head: inner.head, rotated }
+                // The last record in the file: this one may still be pending (a fault), and
+                // be dropped at shutdown, so its head is not one to vouch for.
+                Checkpoint { head: inner.sink.written_head().unwrap_or(inner.head), rotated }
             });
             (inner.written, checkpoint)
         };
@@ -273,8 +296,8 @@ impl AuditWriter {
     }
 
     /// Writes out anything a fault held back (a fault still there is reported and counted as
-    /// ever); `false` if a write ahead of it (stalled) keeps it waiting until `deadline`, or this
-    /// thread is inside a write itself.
+    /// ever); `false` if a write ahead of it (stalled) keeps it waiting until `deadline`, if this
+    /// thread is inside a write itself, or once the writer is closed.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
         if self.closed.load(Ordering::Acquire) {
             // Its sink wrote or dropped its last lines as it closed.

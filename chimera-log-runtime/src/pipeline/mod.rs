@@ -80,7 +80,8 @@ impl Refusals {
 /// write still in progress when `close` gave up on it (see `AuditWriter::keep_until_written`).
 /// So a thread left running by a shutdown that timed out (a stalled disk) keeps the directory
 /// from a new logger until it has finished, and no longer. The audit file's sink, which the
-/// instance owns, writes nothing after `close` (it drops what it could not write then).
+/// instance owns, writes nothing after `close` or after the write `close` gave up on (it drops
+/// what it could not write then, before the lock it may keep is released).
 pub(crate) type DirLock = Arc<fs::File>;
 
 /// How long a thread's handle waits for the thread when it is dropped without having been shut

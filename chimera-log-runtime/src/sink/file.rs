@@ -476,6 +476,12 @@ impl FileSink {
     }
 
     /// The open file, for a sync outside the sink's lock.
+    /// The head of the last record wholly written to the file (an audit sink's), for the
+    /// checkpoints in the general log: a record still pending may never be written.
+    pub(crate) fn written_head(&self) -> Option<ChainHead> {
+        self.anchoring.as_ref().map(|anchoring| anchoring.written)
+    }
+
     pub(crate) fn current_file(&self) -> Option<Arc<File>> {
         self.current.as_ref().map(|current| Arc::clone(&current.file))
     }
@@ -559,8 +565,16 @@ impl FileSink {
         if self.pending.is_empty() {
             return;
         }
-        let lines = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
+        // Lines, not counting an anchor (it is no record, and was never counted as a line). They
+        // were counted as written when taken; they are dropped instead, and their bytes (all of
+        // what is pending: the anchor's were counted when it was queued) never reach the file.
+        let lines = match &self.anchoring {
+            Some(anchoring) => anchoring.heads.iter().filter(|head| head.is_some()).count(),
+            None => self.pending.iter().filter(|&&b| b == b'\n').count(),
+        } as u64;
         self.counters.dropped.fetch_add(lines, Relaxed);
+        self.counters.lines.fetch_sub(lines, Relaxed);
+        self.counters.bytes.fetch_sub(self.pending.len() as u64, Relaxed);
         let why = outcome.err().map_or_else(|| "the sink was closed while unwinding".to_owned(), |e| e.to_string());
         eprintln!(
             "chimera-log: {lines} line(s) could not be written to {} before it was closed: {why}",
