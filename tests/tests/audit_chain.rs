@@ -424,3 +424,30 @@ fn a_sink_panic_in_the_last_attempt_at_shutdown_still_frees_the_directory() {
     assert_eq!(counts, (1, 1), "the held record is dropped and counted");
     assert_eq!(current_seqs(dir.path()), [1, 2], "one chain");
 }
+
+/// A record torn by a fault, its file removed before the retry (its rest is dropped), then a
+/// record held back and dropped at shutdown: every count stays true (nothing counted twice, no
+/// counter taken below zero).
+#[test]
+fn a_torn_record_whose_file_was_removed_then_a_record_dropped_at_shutdown_leave_true_counts() {
+    use chimera_log_runtime::testing::FaultInjector;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let clock = Arc::new(ManualClock::at_micros(1_800_000_000_000_000));
+    let guard = held_back_config(dir.path()).clock(clock.clone()).fault_injector(Arc::clone(&faults)).build().unwrap();
+    let logger = guard.logger("executor");
+    emit!(logger, Executed { block_number: 1, pad: "" });
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 10);
+    emit!(logger, Executed { block_number: 2, pad: "" }); // torn after 10 bytes
+    std::fs::remove_file(dir.path().join(chimera_log_runtime::AUDIT_FILE)).unwrap();
+    clock.set(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_010)); // the retry is due
+    emit!(logger, Executed { block_number: 3, pad: &"p".repeat(1000) }); // held back
+    drop(guard);
+    let stats = logger.stats().unwrap();
+    drop(logger);
+    let audit = stats.sink(chimera_log_runtime::AUDIT_FILE).unwrap();
+    let on_disk = std::fs::metadata(dir.path().join(chimera_log_runtime::AUDIT_FILE)).map_or(0, |m| m.len());
+    assert_eq!((audit.lines, audit.dropped), (1, 2), "record 1 written; 2 and 3 dropped: {stats:?}");
+    assert!(audit.bytes < 100_000, "bytes never wrap below zero: {stats:?}");
+    assert!(on_disk <= audit.bytes, "the recreated file holds no more than was counted: {on_disk} > {stats:?}");
+}

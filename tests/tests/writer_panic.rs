@@ -197,3 +197,28 @@ fn an_audit_record_whose_write_panicked_goes_out_with_the_next_write_and_the_cha
     let audit = stats.sink(chimera_log_runtime::AUDIT_FILE).unwrap();
     assert_eq!((audit.lines, audit.bytes), (5, size), "each counted once, as written: {stats:?}");
 }
+
+/// A guard dropped by an application panic, whose audit sink then panics in the last attempt at
+/// what a fault held back: the process goes on (a second panic out of a destructor while
+/// unwinding would abort it), and the held record is dropped and counted.
+#[test]
+fn a_sink_panic_in_the_last_attempt_of_a_guard_dropped_by_a_panic_does_not_abort() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let config = config_with(dir.path(), &faults).level_for("app", chimera_log_runtime::Level::Critical);
+    let guard = config.build().unwrap();
+    let logger = guard.logger("app");
+    emit!(logger, Executed { block_number: 1 });
+    faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
+    emit!(logger, Executed { block_number: 2 }); // held back
+    faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE);
+    let owner = std::thread::spawn(move || {
+        let _guard = guard;
+        panic!("an application panic (expected by this test)");
+    });
+    assert!(owner.join().is_err(), "the application's panic, not an abort");
+    faults.clear();
+    let audit = logger.stats().unwrap().sink(chimera_log_runtime::AUDIT_FILE).unwrap().clone();
+    assert_eq!((audit.lines, audit.dropped), (1, 1), "{audit:?}");
+}

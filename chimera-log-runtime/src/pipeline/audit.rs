@@ -75,7 +75,9 @@ impl Drop for Locked<'_> {
         if self.1.closed.load(Ordering::Acquire) {
             drop(self.1.kept_lock.lock().unwrap_or_else(|e| e.into_inner()).take());
         }
-        if let Some(payload) = panic {
+        // Not while unwinding already (a panic out of a destructor then aborts): the hook has
+        // reported it.
+        if let (Some(payload), false) = (panic, std::thread::panicking()) {
             std::panic::resume_unwind(payload);
         }
     }
@@ -250,17 +252,21 @@ impl AuditWriter {
             seal(line, &mut inner.head, &self.key, &mut inner.sealed);
             self.head_seq.store(inner.head.seq, Relaxed);
             let rotations = self.counters.rotations.load(Relaxed);
-            // A panic in the sink (a bug) leaves the record pending there, to go out with the
-            // next write: it is counted before the panic goes on to the caller.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                inner.sink.write_record(&inner.sealed, inner.head)
-            }));
-            // A record the sink had to drop (its retry buffer full on a failing disk) is counted
-            // there as dropped, not here as written.
-            if inner.sink.take_dropped() == 0 {
-                self.counters.lines.fetch_add(1, Relaxed);
+            // A record the sink took counts as written (a fault only delays it, or shutdown
+            // drops it and takes the count back); one it dropped (its retry buffer full on a
+            // failing disk) is counted there as dropped. A panic in the sink (a bug) leaves the
+            // record pending there, to go out with the next write: it is counted before the
+            // panic goes on to the caller.
+            let taken = inner.sink.take_record(&inner.sealed, inner.head);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sink.write_taken()));
+            // Earlier records the sink dropped meanwhile (the rest of a torn one whose file was
+            // replaced) were counted as written when taken: they leave `lines`.
+            let earlier = inner.sink.take_dropped() - u64::from(!taken);
+            if taken {
                 self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
             }
+            self.counters.lines.fetch_add(u64::from(taken), Relaxed);
+            self.counters.lines.fetch_sub(earlier, Relaxed);
             inner.written += 1;
             match outcome {
                 Ok(Ok(())) => {}
@@ -311,8 +317,14 @@ impl AuditWriter {
         let Some(mut inner) = self.lock_until(deadline) else {
             return false;
         };
-        if let Err(error) = inner.sink.flush() {
-            self.report(&error);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sink.flush())) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => self.report(&error),
+            Err(panic) => {
+                // As in `write`: the guard must not try the sink again.
+                inner.sink_panicked = true;
+                std::panic::resume_unwind(panic)
+            }
         }
         true
     }

@@ -161,18 +161,25 @@ impl FileSink {
 
     /// Makes this an anchored audit file whose chain stands at `head` (recovered at start): every
     /// file it starts from now on begins with an anchor line. Lines go in by
-    /// [`write_record`](Self::write_record).
+    /// [`take_record`](Self::take_record).
     pub(crate) fn anchor_with(&mut self, key: ChainKey, head: ChainHead) {
         self.anchoring = Some(Anchoring { key, written: head, heads: VecDeque::new(), queued: false });
     }
 
     /// Writes a sealed audit record whose chain head is `head` (as `write_line`).
-    pub(crate) fn write_record(&mut self, line: &[u8], head: ChainHead) -> io::Result<()> {
-        if self.accept(line) {
-            if let Some(anchoring) = self.anchoring.as_mut() {
-                anchoring.heads.push_back(Some(head));
-            }
+    /// Takes a record into `pending` (then [`write_taken`](Self::write_taken)), or drops and
+    /// counts it (the retry buffer is full); `false` when dropped.
+    pub(crate) fn take_record(&mut self, line: &[u8], head: ChainHead) -> bool {
+        let taken = self.accept(line);
+        if let (true, Some(anchoring)) = (taken, self.anchoring.as_mut()) {
+            anchoring.heads.push_back(Some(head));
         }
+        taken
+    }
+
+    /// Writes what is pending after [`take_record`](Self::take_record), at once when the sink
+    /// writes through.
+    pub(crate) fn write_taken(&mut self) -> io::Result<()> {
         if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
             return self.drain(false);
         }
@@ -266,6 +273,8 @@ impl FileSink {
         if self.torn {
             let rest = line_end(&self.pending);
             self.pending.drain(..rest);
+            // Counted when the line was taken; this part never reaches a file.
+            self.counters.bytes.fetch_sub(rest as u64, Relaxed);
             self.torn = false;
             let anchor = self.anchoring.as_ref().is_some_and(|a| a.heads.front() == Some(&None));
             self.lines_left_pending(1, false);
@@ -509,7 +518,7 @@ fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
 
 impl Sink for FileSink {
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        debug_assert!(self.anchoring.is_none(), "an anchored file takes records by write_record");
+        debug_assert!(self.anchoring.is_none(), "an anchored file takes records by take_record");
         self.accept(line);
         if self.policy.write_through || self.pending.len() >= WRITE_CHUNK {
             return self.drain(false);
