@@ -159,17 +159,25 @@ fn audit_seqs_and_size(dir: &std::path::Path) -> (Vec<u64>, u64) {
     (seqs, audit.len() as u64)
 }
 
+/// A logger of `build` (no panic hook: the panics of these tests log nothing themselves) that
+/// writes the audit file only (its writes are the ones held, failed or made to panic), and the
+/// record it wrote first.
+fn audit_only_after_one_record(
+    dir: &std::path::Path,
+    faults: &Arc<FaultInjector>,
+) -> (chimera_log_runtime::LogGuard, chimera_log_runtime::Logger) {
+    let guard = config_with(dir, faults).level_for("app", chimera_log_runtime::Level::Critical).build().unwrap();
+    let logger = guard.logger("app");
+    emit!(logger, Executed { block_number: 1 });
+    (guard, logger)
+}
+
 #[test]
 fn an_audit_record_whose_write_panicked_goes_out_with_the_next_write_and_the_chain_has_no_gap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
-    // `build`: no panic hook, so the panics below log nothing themselves. The audit file only:
-    // its writes are the ones held and failed.
-    let config = config_with(dir.path(), &faults).level_for("app", chimera_log_runtime::Level::Critical);
-    let guard = config.build().unwrap();
-    let logger = guard.logger("app");
-    emit!(logger, Executed { block_number: 1 });
+    let (guard, logger) = audit_only_after_one_record(dir.path(), &faults);
     // Record 2: its write puts 10 bytes out, then the sink panics before the rest.
     faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::Other, 10);
     faults.hold_writes();
@@ -206,10 +214,7 @@ fn a_sink_panic_in_the_last_attempt_of_a_guard_dropped_by_a_panic_does_not_abort
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
-    let config = config_with(dir.path(), &faults).level_for("app", chimera_log_runtime::Level::Critical);
-    let guard = config.build().unwrap();
-    let logger = guard.logger("app");
-    emit!(logger, Executed { block_number: 1 });
+    let (guard, logger) = audit_only_after_one_record(dir.path(), &faults);
     faults.fail_writes_to(chimera_log_runtime::AUDIT_FILE, std::io::ErrorKind::StorageFull, 0);
     emit!(logger, Executed { block_number: 2 }); // held back
     faults.panic_on_writes_to(chimera_log_runtime::AUDIT_FILE);

@@ -53,9 +53,9 @@ impl Drop for Locked<'_> {
             // Closed: whatever the sink still holds (a write that failed) is written now or
             // dropped, before the gate (and with it, maybe, the directory's lock) is given up:
             // nothing of this logger may reach the file once another logger can own it. No
-            // new attempt after the sink panicked in this write (a second panic while
-            // unwinding aborts); an attempt that panics drops what is held, and its panic goes
-            // on once the gate is left.
+            // new attempt after the sink panicked in this write or flush (it would fail the
+            // same way); an attempt that panics drops what is held, and its panic goes on once
+            // the gate is left (unless the thread is unwinding already).
             let guarded = &mut *self.0;
             if sink_panicked {
                 guarded.sink.close(false);
