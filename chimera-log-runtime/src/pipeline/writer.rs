@@ -314,37 +314,22 @@ mod tests {
         }
     }
 
-    /// A sink with a bug that shows on its first line, once the test lets it: it says it has
-    /// the line, waits for the test, then panics.
+    /// A sink whose first write says it has the line and waits for the test (a stalled disk),
+    /// then goes through, or panics (`panics`: a bug that shows once the test lets it).
     #[derive(Debug)]
-    struct GatedPanic {
+    struct Gated {
         entered: std::sync::mpsc::Sender<()>,
         go: Mutex<std::sync::mpsc::Receiver<()>>,
+        panics: bool,
     }
 
-    impl Sink for GatedPanic {
+    impl Sink for Gated {
         fn write_line(&mut self, _line: &[u8]) -> io::Result<()> {
             let _ = self.entered.send(());
             let _ = self.go.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            panic!("a sink bug (expected by this test)");
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// A sink whose first write waits for the test (a stalled disk), then goes through.
-    #[derive(Debug)]
-    struct Stalled {
-        entered: std::sync::mpsc::Sender<()>,
-        go: Mutex<std::sync::mpsc::Receiver<()>>,
-    }
-
-    impl Sink for Stalled {
-        fn write_line(&mut self, _line: &[u8]) -> io::Result<()> {
-            let _ = self.entered.send(());
-            let _ = self.go.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            if self.panics {
+                panic!("a sink bug (expected by this test)");
+            }
             Ok(())
         }
 
@@ -357,7 +342,7 @@ mod tests {
     fn a_writer_left_running_by_a_shutdown_that_gave_up_holds_the_directory_lock_until_it_ends() {
         let (entered, has_entered) = std::sync::mpsc::channel();
         let (go, gate) = std::sync::mpsc::channel();
-        let sink = Stalled { entered, go: Mutex::new(gate) };
+        let sink = Gated { entered, go: Mutex::new(gate), panics: false };
         let lane = Lane::new("stalled", Box::new(sink), Arc::default());
         let dir_lock: super::super::DirLock = Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap());
         let writer = Writer::start(
@@ -403,7 +388,7 @@ mod tests {
     fn lines_a_dead_writer_held_are_counted_dropped_and_later_ones_refused() {
         let (entered, has_entered) = std::sync::mpsc::channel();
         let (go, gate) = std::sync::mpsc::channel();
-        let sink = GatedPanic { entered, go: Mutex::new(gate) };
+        let sink = Gated { entered, go: Mutex::new(gate), panics: true };
         let counters = Arc::new(SinkCounters::default());
         let lane = Lane::new("gated", Box::new(sink), Arc::clone(&counters));
         let writer =
