@@ -109,17 +109,17 @@ pub(crate) fn parse_backup_name(file_name: &str, name: &str) -> Option<(Stamp, B
     Some((Stamp::parse(stamp)?, kind))
 }
 
-/// Whether the directory entry belongs to this process's effective user.
-fn owned_by_us(entry: &fs::DirEntry) -> io::Result<bool> {
+/// Whether a file whose metadata is `metadata` belongs to this process's effective user.
+fn owned_by_us(metadata: &fs::Metadata) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        Ok(entry.metadata()?.uid() == safe_fs::effective_uid())
+        metadata.uid() == safe_fs::effective_uid()
     }
     #[cfg(not(unix))]
     {
-        let _ = entry;
-        Ok(true)
+        let _ = metadata;
+        true
     }
 }
 
@@ -155,23 +155,44 @@ pub(crate) enum Filter {
 
 /// The backups of `name` in `dir` by stamp, oldest first, and the backup names `filter` left out.
 /// A link is a link, whatever it points to: never a backup.
+///
+/// The names are those of one read of the directory; each is then looked at on its own. A plain
+/// backup (or its `.gz.tmp`) can be gone by then because its compression finished, and the `.gz`
+/// that replaced it came after the read: that backup is found by its `.gz` name, never left out
+/// of the listing (a follower would pass over it unread, and a verify would see a gap). A `.gz`
+/// gone since the read was removed by retention.
 pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backups, Vec<String>)> {
+    let entries = fs::read_dir(dir)?.collect::<io::Result<Vec<fs::DirEntry>>>()?;
+    #[cfg(test)]
+    if let Some(mut hook) = AFTER_READ_DIR.with(|hook| hook.borrow_mut().take()) {
+        hook();
+    }
     let mut found: std::collections::BTreeMap<Stamp, BackupFiles> = Default::default();
     let mut ignored = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in entries {
         let file_name = entry.file_name();
         let Some((stamp, kind)) = file_name.to_str().and_then(|n| parse_backup_name(n, name)) else {
             continue;
         };
-        // An entry removed since the directory was read (a plain backup whose `.gz` is done) is
-        // not an error: it is simply not there any more.
-        let taken = match entry.file_type().and_then(|kind| match filter {
-            Filter::Writer { now } => Ok(kind.is_file() && stamp <= latest_plausible(now) && owned_by_us(&entry)?),
-            Filter::Reader => Ok(kind.is_file()),
-        }) {
-            Ok(taken) => taken,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+        // Only the writer's filter needs the owner, and so a look at the file itself.
+        let looked = entry.file_type().and_then(|file_type| match filter {
+            Filter::Writer { .. } if file_type.is_file() => {
+                entry.metadata().map(|metadata| takes(filter, stamp, &metadata))
+            }
+            _ => Ok(file_type.is_file()),
+        });
+        let (kind, taken) = match looked {
+            Ok(taken) => (kind, taken),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => match kind {
+                BackupKind::Plain | BackupKind::Tmp => match fs::symlink_metadata(gz_path(dir, name, stamp)) {
+                    Ok(metadata) if takes(filter, stamp, &metadata) => (BackupKind::Gz, true),
+                    // Not one this filter takes: the next listing reads its name, and says so.
+                    Ok(_) => continue,
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(error),
+                },
+                BackupKind::Gz => continue,
+            },
             Err(error) => return Err(error),
         };
         if !taken {
@@ -186,6 +207,22 @@ pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backup
         }
     }
     Ok((found.into_iter().collect(), ignored))
+}
+
+/// Whether `filter` takes a backup name stamped `stamp` whose file has `metadata`.
+fn takes(filter: Filter, stamp: Stamp, metadata: &fs::Metadata) -> bool {
+    match filter {
+        Filter::Writer { now } => metadata.is_file() && stamp <= latest_plausible(now) && owned_by_us(metadata),
+        Filter::Reader => metadata.is_file(),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Runs once, in [`list`] between its read of the directory and its look at each name (then
+    /// is cleared).
+    pub(crate) static AFTER_READ_DIR: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 pub(crate) fn plain_path(dir: &Path, name: &str, stamp: Stamp) -> PathBuf {
@@ -391,9 +428,10 @@ mod tests {
 
     use super::*;
 
-    /// Compression writes `X.gz` and removes `X`: a listing that read the directory before the
-    /// removal and looks at `X` after it must skip `X`, never fail (the audit store's follower
-    /// stopped a pass early on exactly this, and answered a flush it had not finished).
+    /// A backup removed (by retention: no `.gz` takes its place) after the listing read the
+    /// directory and before it looked at the name is left out, never an error (the audit
+    /// store's follower stopped a pass early on an error here, and answered a flush it had not
+    /// finished).
     #[test]
     fn a_backup_removed_between_reading_the_directory_and_looking_at_it_is_skipped_not_an_error() {
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -419,6 +457,38 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
             assert!(failure.is_none(), "a listing failed: {}", failure.unwrap());
         });
+    }
+
+    /// Compression writes `X.gz` and then removes `X`: a listing that read the directory before
+    /// the `.gz` was there and looks at `X` after its removal still lists the backup, by its
+    /// `.gz` (it was left out, and the audit store's follower passed over the backup unread).
+    #[test]
+    fn a_backup_compressed_between_reading_the_directory_and_looking_at_it_is_listed_by_its_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let now = SystemTime::now();
+        let stamps: Vec<Stamp> = (0..3).map(|i| Stamp::from_time(now - Duration::from_secs(10 - i))).collect();
+        for stamp in &stamps {
+            fs::write(plain_path(&d, "executions.log", *stamp), b"line\n").unwrap();
+        }
+        fs::write(tmp_path(&d, "executions.log", stamps[2]), b"\x1f\x8b").unwrap();
+        let (middle, last) = (stamps[1], stamps[2]);
+        AFTER_READ_DIR.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                compress(&d, "executions.log", middle).unwrap();
+                // The compression of the last one, done since: its `.gz.tmp` became the `.gz`.
+                fs::rename(tmp_path(&d, "executions.log", last), gz_path(&d, "executions.log", last)).unwrap();
+                fs::remove_file(plain_path(&d, "executions.log", last)).unwrap();
+            }))
+        });
+        // The logger's listing looks at each file (its owner); a reader's needs only the kind,
+        // which most file systems give with the name, so it rarely looks.
+        let (backups, ignored) = list(dir.path(), "executions.log", Filter::Writer { now }).unwrap();
+        let listed: Vec<Stamp> = backups.iter().map(|(stamp, _)| *stamp).collect();
+        assert_eq!(listed, stamps);
+        assert!(backups[1].1.gz && !backups[1].1.plain, "{:?}", backups[1]);
+        assert!(backups[2].1.gz && !backups[2].1.plain, "{:?}", backups[2]);
+        assert!(ignored.is_empty());
     }
 
     #[test]

@@ -484,13 +484,13 @@ impl FileSink {
         read_only
     }
 
-    /// The open file, for a sync outside the sink's lock.
     /// The head of the last record wholly written to the file (an audit sink's), for the
     /// checkpoints in the general log: a record still pending may never be written.
     pub(crate) fn written_head(&self) -> Option<ChainHead> {
         self.anchoring.as_ref().map(|anchoring| anchoring.written)
     }
 
+    /// The open file, for a sync outside the sink's lock.
     pub(crate) fn current_file(&self) -> Option<Arc<File>> {
         self.current.as_ref().map(|current| Arc::clone(&current.file))
     }

@@ -316,7 +316,10 @@ impl Worker {
     /// where reading stopped.
     fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading) {
         let mut end = None;
-        while rows.len() < BATCH {
+        let reading = loop {
+            if rows.len() >= BATCH {
+                break Reading::Full;
+            }
             match self.follower.next_line(&mut self.line, &mut self.followed, self.clock.now()) {
                 Ok(Some(cursor)) => {
                     end = Some(cursor);
@@ -325,18 +328,19 @@ impl Worker {
                         rows.push(row);
                     }
                 }
-                Ok(None) => return (end, Reading::End),
+                Ok(None) => break Reading::End,
                 Err(error) => {
                     self.failures.report(&format_args!("reading {AUDIT_FILE} for the audit store"), &error);
-                    return (end, Reading::Failed);
+                    break Reading::Failed;
                 }
             }
-            if self.followed.skipped > 0 {
-                // Retention keeps unarchived backups, so this is a file deleted by hand.
-                self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
-            }
+        };
+        // Counted however reading stopped: a file found gone just before the end is counted now.
+        if self.followed.skipped > 0 {
+            // Retention keeps unarchived backups, so this is a file deleted by hand.
+            self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
         }
-        (end, Reading::Full)
+        (end, reading)
     }
 
     /// Goes back to the cursor after the last committed row: what was read since is read again.
