@@ -147,17 +147,29 @@ impl Follower {
     /// without a saved cursor and ships only what comes from now on).
     #[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
     pub(crate) fn cursor_at_end(dir: &Path, name: &str, now: SystemTime) -> io::Result<Cursor> {
-        let after = backup::list_backups(dir, name, now)?.last().map(|(stamp, _)| *stamp);
+        let newest = || backup::list_backups(dir, name, now).map(|backups| backups.last().map(|(stamp, _)| *stamp));
         let path = dir.join(name);
-        let fingerprint = match first_line_hash(&path, false) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            other => other?,
-        };
-        let offset = match fingerprint {
-            Some(_) => last_line_end(&path)?,
-            None => 0,
-        };
-        Ok(Cursor { after, offset, fingerprint })
+        for _ in 0..OPEN_ATTEMPTS {
+            let after = newest()?;
+            let fingerprint = match first_line_hash(&path, false) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                other => other?,
+            };
+            let offset = match fingerprint {
+                Some(_) => last_line_end(&path)?,
+                None => 0,
+            };
+            // A rotation since the listing: the fingerprint or the offset may be the next
+            // file's, with the stamp before the last one (a cursor that would read a whole file
+            // again, or name a spot in one file by another's offset).
+            if newest()? == after {
+                return Ok(Cursor { after, offset, fingerprint });
+            }
+        }
+        Err(io::Error::other(format!(
+            "the files of {name} in {} kept rotating while their end was looked for ({OPEN_ATTEMPTS} attempts)",
+            dir.display()
+        )))
     }
 
     /// Reads the next whole line into `line` (its newline included) and returns the cursor just
@@ -253,11 +265,15 @@ impl Follower {
         // writer made, and a listing takes far less time than a rotation, so this ends at once
         // in practice; giving up is an error, not "nothing more to read" (a flush would be
         // answered with lines still unread).
-        for _ in 0..OPEN_ATTEMPTS {
+        let mut attempts = 0;
+        while attempts < OPEN_ATTEMPTS {
+            let before = self.cursor;
             match self.try_open(followed, now)? {
                 Opened::Yes => return Ok(true),
                 Opened::NotYet => return Ok(false),
-                Opened::LookAgain => {}
+                // Past a file (one just finished, or debris): progress, bounded by the backups.
+                Opened::LookAgain if self.cursor != before => {}
+                Opened::LookAgain => attempts += 1,
             }
         }
         Err(io::Error::other(format!(
@@ -294,7 +310,14 @@ impl Follower {
             Ok(file) => file,
             // Renamed or compressed since the listing.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(if backup_stamp.is_some() { Opened::LookAgain } else { Opened::NotYet })
+                if backup_stamp.is_some() {
+                    return Ok(Opened::LookAgain);
+                }
+                // No current file: none yet, or a rotation between its rename and the next file's
+                // creation. Then the file the cursor names is a backup now, with lines to read.
+                let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
+                let rotated = newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups);
+                return Ok(if rotated { Opened::LookAgain } else { Opened::NotYet });
             }
             // Something planted at the current file's name (a link, a FIFO) is not the file the
             // logger writes: the sink refuses it and holds its lines until it is gone, so there is
@@ -545,6 +568,66 @@ mod tests {
         assert_eq!(flips.get(), OPEN_ATTEMPTS);
         AFTER_LISTING.with(|hook| hook.borrow_mut().take());
         assert_eq!(read_all(&mut follower, &mut followed), ["a1", "b1"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    /// Between a rotation's rename and the creation of the next file there is no current file:
+    /// the lines written to the renamed one since the last read are read from the backup, not
+    /// taken for "nothing more yet" (a flush was answered with them unread).
+    #[test]
+    fn no_current_file_just_after_a_rotation_renamed_it_is_not_the_end_of_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, "a1\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(&d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1"]);
+        append(&d, "a2\n");
+        let hook_dir = d.clone();
+        AFTER_LISTING.with(|hook| *hook.borrow_mut() = Some(Box::new(move || rotate(&hook_dir, 1))));
+        assert_eq!(read_all(&mut follower, &mut followed), ["a2"]);
+        append(&d, "b1\n");
+        assert_eq!(read_all(&mut follower, &mut followed), ["b1"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    /// Going past files (debris of crashed compressions here) is progress, not a family changing
+    /// under the open: any number of them in a row, each counted, and the lines after are read.
+    #[test]
+    fn any_number_of_files_passed_in_a_row_are_counted_and_the_lines_after_them_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for n in 1..=150 {
+            fs::write(d.join(format!("{NAME}.{}.gz.tmp", stamp(n).format())), b"\x1f\x8b half").unwrap();
+        }
+        append(d, "c1\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
+        assert_eq!(followed.skipped, 150);
+    }
+
+    /// A rotation while the end is looked for: the cursor names the file it measured, after the
+    /// backup before that file (it named the new file by the old one's stamp, and reading from
+    /// it read the whole rotated file again).
+    #[test]
+    fn cursor_at_end_during_a_rotation_names_the_new_file_after_the_new_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, "old1\nold2\n");
+        let hook_dir = d.clone();
+        backup::AFTER_READ_DIR.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                rotate(&hook_dir, 1);
+                append(&hook_dir, "new1\n");
+            }))
+        });
+        let cursor = Follower::cursor_at_end(&d, NAME, now()).unwrap();
+        assert_eq!((cursor.after, cursor.offset), (Some(stamp(1)), "new1\n".len() as u64));
+        append(&d, "new2\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(&d, NAME, cursor);
+        assert_eq!(read_all(&mut follower, &mut followed), ["new2"]);
         assert_eq!(followed, Followed::default());
     }
 

@@ -388,6 +388,48 @@ fn a_new_database_behind_an_existing_cursor_gets_every_retained_record() {
     assert_eq!(stored, (1..=15).collect::<Vec<_>>(), "every record the files hold is in the database in use");
 }
 
+/// The new database starts empty while the cursor says the backups were archived (into the old
+/// one): retention must keep them again until the new one has them, also while it is slow
+/// (it went on deleting them by the old mark as the archiver read them again).
+#[test]
+fn backups_archived_only_into_a_replaced_database_are_kept_until_the_new_one_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.db"), dir.path().join("second.db"));
+    let start = |db: &Path| config(dir.path(), AuditStore::sqlite(db)).max_bytes(16 * 1024).audit_backups(3);
+    let guard = start(&first).build().unwrap();
+    emit_from_threads(&guard, 1, 200, 0);
+    assert!(guard.flush());
+    drop(guard);
+    // No more than audit_backups(3): the next start's retention removes none of them.
+    let archived_backups = backups(dir.path(), "executions.log");
+    assert!((2..=3).contains(&archived_backups.len()), "{archived_backups:?}");
+    // The second database exists, with the table and none of the stream's rows, and someone
+    // holds its write lock: the archiver opens it (and sees it empty) but cannot insert.
+    let schema: Vec<String> = rusqlite::Connection::open(&first)
+        .unwrap()
+        .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    sqlite_exec(&second, &format!("PRAGMA journal_mode = WAL; {};", schema.join("; ")));
+    let holder = rusqlite::Connection::open(&second).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let guard = start(&second).shutdown_timeout(Duration::from_secs(6)).build().unwrap();
+    assert!(!guard.flush(), "nothing can be inserted while the lock is held");
+    // Rotations meanwhile: retention would remove the three old backups past audit_backups(3).
+    emit_from_threads(&guard, 1, 300, 1_000);
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    assert!(guard.flush(), "caught up once the lock is released");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", second.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=500).collect::<Vec<_>>(), "{stats:?}");
+    assert_eq!(stats.files_skipped, 0);
+}
+
 #[test]
 fn a_shutdown_during_a_long_catch_up_stops_the_archiver_by_its_deadline() {
     let dir = tempfile::tempdir().unwrap();

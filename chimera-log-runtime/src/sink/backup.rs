@@ -159,8 +159,9 @@ pub(crate) enum Filter {
 /// The names are those of one read of the directory; each is then looked at on its own. A plain
 /// backup (or its `.gz.tmp`) can be gone by then because its compression finished, and the `.gz`
 /// that replaced it came after the read: that backup is found by its `.gz` name, never left out
-/// of the listing (a follower would pass over it unread, and a verify would see a gap). A `.gz`
-/// gone since the read was removed by retention.
+/// of the listing (a follower would pass over it unread). A `.gz` gone since the read was
+/// removed by retention. (A reader's filter looks at a file only where the directory does not
+/// give its kind; where it does, a name gone since is listed, and its open finds the `.gz`.)
 pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backups, Vec<String>)> {
     let entries = fs::read_dir(dir)?.collect::<io::Result<Vec<fs::DirEntry>>>()?;
     #[cfg(test)]
@@ -375,6 +376,11 @@ impl ArchiveMark {
 
     pub(crate) fn advance(&self, to: Stamp) {
         self.0.fetch_max(to.0, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Nothing is archived (the store was replaced by an empty one).
+    pub(crate) fn reset(&self) {
+        self.0.store(i64::MIN, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -278,6 +278,9 @@ impl Worker {
                     self.cursor_path.display()
                 );
                 self.acked = Cursor::default();
+                // Nothing is archived into this database: retention keeps every backup again
+                // until it is (it deleted them while this read them again).
+                self.mark.reset();
                 self.rewind();
             }
             self.database = Some(database);
@@ -298,6 +301,12 @@ impl Worker {
             }
             if let Some(end) = end {
                 self.acknowledge(end);
+            }
+            // Counted once the reading past it is committed, however that reading stopped (a
+            // rewind reads past the same file again, and finds it gone again).
+            if self.followed.skipped > 0 {
+                // Retention keeps unarchived backups, so this is a file deleted by hand.
+                self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
             }
             match reading {
                 Reading::End => return Ok(Pass::Complete),
@@ -335,17 +344,13 @@ impl Worker {
                 }
             }
         };
-        // Counted however reading stopped: a file found gone just before the end is counted now.
-        if self.followed.skipped > 0 {
-            // Retention keeps unarchived backups, so this is a file deleted by hand.
-            self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
-        }
         (end, reading)
     }
 
     /// Goes back to the cursor after the last committed row: what was read since is read again.
     fn rewind(&mut self) {
         self.follower = Follower::new(&self.dir, AUDIT_FILE, self.acked);
+        self.followed = Followed::default();
     }
 
     /// Saves the cursor after committed rows, and lets retention delete the backups before it.

@@ -314,6 +314,9 @@ struct Worker {
     cursor_path: PathBuf,
     /// The follower reached the end of what the file holds.
     at_end: bool,
+    /// The last read failed (reported): not the end of the lines, and worth a pause before the
+    /// next attempt even while a flush waits.
+    read_failed: bool,
     line: Vec<u8>,
     followed: Followed,
     batcher: Batcher,
@@ -355,6 +358,7 @@ impl Worker {
             acked: cursor,
             cursor_path,
             at_end: false,
+            read_failed: false,
             line: Vec::new(),
             followed: Followed::default(),
             batcher: Batcher::new(limits),
@@ -434,7 +438,7 @@ impl Worker {
                 if stop.is_some() {
                     return;
                 }
-                if !requests.flush_pending() && requests.look_asked == requests.look_done {
+                if self.read_failed || (!requests.flush_pending() && requests.look_asked == requests.look_done) {
                     let _ = self.control.changed.wait_timeout(requests, POLL);
                 }
             }
@@ -460,6 +464,7 @@ impl Worker {
     /// Reads lines after the cursor until a full request waits or the file ends for now.
     fn read_ahead(&mut self) {
         self.at_end = false;
+        self.read_failed = false;
         while !self.batcher.full() {
             let now = self.clock.now();
             match self.follower.next_line(&mut self.line, &mut self.followed, now) {
@@ -480,7 +485,8 @@ impl Worker {
                 }
                 Err(error) => {
                     self.refusals.report(&format_args!("reading {GENERAL_FILE} to ship it to CloudWatch"), &error);
-                    self.at_end = true;
+                    // Lines may follow that could not be read: a flush is not answered by this.
+                    self.read_failed = true;
                     break;
                 }
             }
