@@ -474,12 +474,10 @@ mod tests {
         // Between the follower's listing and its open of the current file: the writer rotates,
         // and retention removes the oldest backup (read already), so the count stays the same.
         let hook_dir = d.clone();
-        AFTER_LISTING.with(|hook| {
-            *hook.borrow_mut() = Some(Box::new(move || {
-                rotate(&hook_dir, 2);
-                fs::remove_file(backup::plain_path(&hook_dir, NAME, stamp(1))).unwrap();
-                append(&hook_dir, "c1\n");
-            }))
+        after_next_listing(move || {
+            rotate(&hook_dir, 2);
+            fs::remove_file(backup::plain_path(&hook_dir, NAME, stamp(1))).unwrap();
+            append(&hook_dir, "c1\n");
         });
         assert_eq!(read_all(&mut follower, &mut followed), ["b2", "c1"]);
         assert_eq!(followed, Followed::default());
@@ -499,11 +497,9 @@ mod tests {
         // Between the follower's listing and its open of the current file: the writer rotates
         // the file the cursor names and starts the next one.
         let hook_dir = d.clone();
-        AFTER_LISTING.with(|hook| {
-            *hook.borrow_mut() = Some(Box::new(move || {
-                rotate(&hook_dir, 2);
-                append(&hook_dir, "c1\n");
-            }))
+        after_next_listing(move || {
+            rotate(&hook_dir, 2);
+            append(&hook_dir, "c1\n");
         });
         assert_eq!(read_all(&mut follower, &mut followed), ["b1", "c1"]);
         assert_eq!(followed, Followed::default());
@@ -527,7 +523,7 @@ mod tests {
         rotate(&d, 3);
         append(&d, "d1\n");
         let hook_dir = d.clone();
-        backup::AFTER_READ_DIR.with(|hook| *hook.borrow_mut() = Some(Box::new(move || compress(&hook_dir, 2))));
+        after_next_read_dir(move || compress(&hook_dir, 2));
         assert_eq!(read_all(&mut follower, &mut followed), ["b1", "b2", "c1", "d1"]);
         assert_eq!(followed, Followed::default());
     }
@@ -538,19 +534,17 @@ mod tests {
     #[test]
     fn a_family_that_keeps_changing_under_the_open_is_an_error_not_the_end_of_the_lines() {
         fn flip_after_each_listing(dir: PathBuf, flips: std::rc::Rc<std::cell::Cell<usize>>) {
-            AFTER_LISTING.with(|hook| {
-                *hook.borrow_mut() = Some(Box::new(move || {
-                    let (plain, gz) = (backup::plain_path(&dir, NAME, stamp(1)), backup::gz_path(&dir, NAME, stamp(1)));
-                    if plain.exists() {
-                        fs::rename(&plain, &gz).unwrap();
-                    } else {
-                        fs::rename(&gz, &plain).unwrap();
-                    }
-                    flips.set(flips.get() + 1);
-                    if flips.get() < 1_000 {
-                        flip_after_each_listing(dir.clone(), flips.clone());
-                    }
-                }))
+            after_next_listing(move || {
+                let (plain, gz) = (backup::plain_path(&dir, NAME, stamp(1)), backup::gz_path(&dir, NAME, stamp(1)));
+                if plain.exists() {
+                    fs::rename(&plain, &gz).unwrap();
+                } else {
+                    fs::rename(&gz, &plain).unwrap();
+                }
+                flips.set(flips.get() + 1);
+                if flips.get() < 1_000 {
+                    flip_after_each_listing(dir.clone(), flips.clone());
+                }
             });
         }
         let dir = tempfile::tempdir().unwrap();
@@ -584,27 +578,11 @@ mod tests {
         assert_eq!(read_all(&mut follower, &mut followed), ["a1"]);
         append(&d, "a2\n");
         let hook_dir = d.clone();
-        AFTER_LISTING.with(|hook| *hook.borrow_mut() = Some(Box::new(move || rotate(&hook_dir, 1))));
+        after_next_listing(move || rotate(&hook_dir, 1));
         assert_eq!(read_all(&mut follower, &mut followed), ["a2"]);
         append(&d, "b1\n");
         assert_eq!(read_all(&mut follower, &mut followed), ["b1"]);
         assert_eq!(followed, Followed::default());
-    }
-
-    /// Going past files (debris of crashed compressions here) is progress, not a family changing
-    /// under the open: any number of them in a row, each counted, and the lines after are read.
-    #[test]
-    fn any_number_of_files_passed_in_a_row_are_counted_and_the_lines_after_them_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for n in 1..=150 {
-            fs::write(d.join(format!("{NAME}.{}.gz.tmp", stamp(n).format())), b"\x1f\x8b half").unwrap();
-        }
-        append(d, "c1\n");
-        let mut followed = Followed::default();
-        let mut follower = Follower::new(d, NAME, Cursor::default());
-        assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
-        assert_eq!(followed.skipped, 150);
     }
 
     /// A rotation while the end is looked for: the cursor names the file it measured, after the
@@ -616,11 +594,9 @@ mod tests {
         let d = dir.path().to_path_buf();
         append(&d, "old1\nold2\n");
         let hook_dir = d.clone();
-        backup::AFTER_READ_DIR.with(|hook| {
-            *hook.borrow_mut() = Some(Box::new(move || {
-                rotate(&hook_dir, 1);
-                append(&hook_dir, "new1\n");
-            }))
+        after_next_read_dir(move || {
+            rotate(&hook_dir, 1);
+            append(&hook_dir, "new1\n");
         });
         let cursor = Follower::cursor_at_end(&d, NAME, now()).unwrap();
         assert_eq!((cursor.after, cursor.offset), (Some(stamp(1)), "new1\n".len() as u64));
@@ -629,6 +605,17 @@ mod tests {
         let mut follower = Follower::new(&d, NAME, cursor);
         assert_eq!(read_all(&mut follower, &mut followed), ["new2"]);
         assert_eq!(followed, Followed::default());
+    }
+
+    /// Runs `f` once, in the next listing's `try_open`, between its listing and its open.
+    fn after_next_listing(f: impl FnMut() + 'static) {
+        AFTER_LISTING.with(|hook| *hook.borrow_mut() = Some(Box::new(f)));
+    }
+
+    /// Runs `f` once, in the next listing of backups, between its read of the directory and its
+    /// look at each name.
+    fn after_next_read_dir(f: impl FnMut() + 'static) {
+        backup::AFTER_READ_DIR.with(|hook| *hook.borrow_mut() = Some(Box::new(f)));
     }
 
     fn now() -> SystemTime {
@@ -741,16 +728,22 @@ mod tests {
         assert_eq!(followed.skipped, 1);
     }
 
+    /// Any number in a row: going past a file is progress, not a family changing under the open
+    /// (more than the open's attempts in a row made it give up).
     #[test]
-    fn a_backup_of_which_only_a_half_written_gz_tmp_is_left_is_counted_and_passed() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join(format!("{NAME}.{}.gz.tmp", stamp(1).format())), b"\x1f\x8b half").unwrap();
-        append(d, "c1\n");
-        let mut followed = Followed::default();
-        let mut follower = Follower::new(d, NAME, Cursor::default());
-        assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
-        assert_eq!(followed.skipped, 1);
+    fn backups_of_which_only_a_half_written_gz_tmp_is_left_are_counted_and_passed() {
+        for count in [1, 150] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            for n in 1..=count {
+                fs::write(d.join(format!("{NAME}.{}.gz.tmp", stamp(n).format())), b"\x1f\x8b half").unwrap();
+            }
+            append(d, "c1\n");
+            let mut followed = Followed::default();
+            let mut follower = Follower::new(d, NAME, Cursor::default());
+            assert_eq!(read_all(&mut follower, &mut followed), ["c1"]);
+            assert_eq!(followed.skipped, count as u64);
+        }
     }
 
     #[test]
