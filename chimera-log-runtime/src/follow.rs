@@ -155,8 +155,11 @@ impl Follower {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 other => other?,
             };
-            let offset = match fingerprint {
-                Some(_) => last_line_end(&path)?,
+            let offset = match fingerprint.map(|_| last_line_end(&path)) {
+                Some(Ok(offset)) => offset,
+                // Renamed away since its first line was read: a rotation, measured again below.
+                Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => 0,
+                Some(Err(e)) => return Err(e),
                 None => 0,
             };
             // A rotation since the listing: the fingerprint or the offset may be the next

@@ -418,6 +418,10 @@ fn backups_archived_only_into_a_replaced_database_are_kept_until_the_new_one_has
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let guard = start(&second).shutdown_timeout(Duration::from_secs(6)).build().unwrap();
     assert!(!guard.flush(), "nothing can be inserted while the lock is held");
+    // A restart now would read the archive mark from the saved cursor: it is back at the start.
+    let cursor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".audit-store.cursor")).unwrap()).unwrap();
+    assert_eq!((&cursor["after"], &cursor["offset"]), (&serde_json::Value::Null, &serde_json::json!(0)), "{cursor}");
     // Rotations meanwhile: retention would remove the three old backups past audit_backups(3).
     emit_from_threads(&guard, 1, 300, 1_000);
     holder.execute_batch("COMMIT").unwrap();

@@ -279,8 +279,13 @@ impl Worker {
                 );
                 self.acked = Cursor::default();
                 // Nothing is archived into this database: retention keeps every backup again
-                // until it is (it deleted them while this read them again).
+                // until it is (it deleted them while this read them again), also after a restart
+                // (the mark is read from the saved cursor).
                 self.mark.reset();
+                if let Err(error) = self.acked.save(&self.cursor_path) {
+                    self.failures
+                        .report(&format_args!("saving the audit store cursor {}", self.cursor_path.display()), &error);
+                }
                 self.rewind();
             }
             self.database = Some(database);
@@ -288,7 +293,7 @@ impl Worker {
         self.expire_if_due()?;
         let mut rows = Vec::with_capacity(BATCH);
         loop {
-            let (end, reading) = self.read_batch(&mut rows);
+            let (end, reading, skipped) = self.read_batch(&mut rows);
             if !rows.is_empty() {
                 let database = self.database.as_mut().expect("opened above");
                 let inserted = database.insert(&self.config.stream, &rows)?;
@@ -302,12 +307,9 @@ impl Worker {
             if let Some(end) = end {
                 self.acknowledge(end);
             }
-            // Counted once the reading past it is committed, however that reading stopped (a
-            // rewind reads past the same file again, and finds it gone again).
-            if self.followed.skipped > 0 {
-                // Retention keeps unarchived backups, so this is a file deleted by hand.
-                self.counters.files_skipped.fetch_add(std::mem::take(&mut self.followed.skipped), Relaxed);
-            }
+            // Counted once the cursor past it is saved: a rewind before that finds it gone again.
+            // Retention keeps unarchived backups, so this is a file deleted by hand.
+            self.counters.files_skipped.fetch_add(skipped, Relaxed);
             match reading {
                 Reading::End => return Ok(Pass::Complete),
                 // Not the end of the records: no flush is answered by this pass.
@@ -321,10 +323,12 @@ impl Worker {
         }
     }
 
-    /// Reads up to a batch of rows; returns the cursor after the last line read (if any) and
-    /// where reading stopped.
-    fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading) {
+    /// Reads up to a batch of rows; returns the cursor after the last line read (if any), where
+    /// reading stopped, and how many files were found gone before that line (a file found gone
+    /// after it stays in `followed`: the saved cursor, before it, would find it again).
+    fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading, u64) {
         let mut end = None;
+        let mut skipped = 0;
         let reading = loop {
             if rows.len() >= BATCH {
                 break Reading::Full;
@@ -332,6 +336,7 @@ impl Worker {
             match self.follower.next_line(&mut self.line, &mut self.followed, self.clock.now()) {
                 Ok(Some(cursor)) => {
                     end = Some(cursor);
+                    skipped += std::mem::take(&mut self.followed.skipped);
                     // Anchors and torn lines are not records (verify accounts for them).
                     if let Some(row) = Row::from_line(&self.line) {
                         rows.push(row);
@@ -344,7 +349,7 @@ impl Worker {
                 }
             }
         };
-        (end, reading)
+        (end, reading, skipped)
     }
 
     /// Goes back to the cursor after the last committed row: what was read since is read again.
