@@ -99,8 +99,12 @@ fn fingerprint(first_line: &[u8]) -> u64 {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Followed {
     /// Times the file a cursor named was gone (deleted by retention) before it was read to its
-    /// end: the lines after the cursor in it are lost to the follower.
+    /// end, or was damaged (below): the lines after the cursor in it are lost to the follower.
     pub(crate) skipped: u64,
+    /// Backups whose gzip stream turned out damaged (truncated, corrupt), with what was wrong:
+    /// what follows the damage cannot be read, and reading went on with the next file. Each is
+    /// also counted in `skipped`.
+    pub(crate) damaged: Vec<String>,
 }
 
 /// Which file is open.
@@ -118,6 +122,8 @@ enum Reading {
 struct Open {
     reader: Box<dyn BufRead + Send>,
     reading: Reading,
+    /// A gzipped backup: a decoding error there is damage, not a failure to read.
+    gz: bool,
 }
 
 impl std::fmt::Debug for Open {
@@ -189,7 +195,16 @@ impl Follower {
             }
             let open = self.open.as_mut().expect("opened above");
             line.clear();
-            let read = open.reader.read_until(b'\n', line)?;
+            let read = match open.reader.read_until(b'\n', line) {
+                Ok(read) => read,
+                Err(error) => match open.reading {
+                    Reading::Backup(stamp) if open.gz && is_damage(&error) => {
+                        self.pass_damaged(stamp, &error, followed);
+                        continue;
+                    }
+                    _ => return Err(error),
+                },
+            };
             if read > 0 && line.ends_with(b"\n") {
                 if self.cursor.offset == 0 {
                     self.cursor.fingerprint = Some(line_fingerprint(line));
@@ -330,7 +345,13 @@ impl Follower {
         };
         // Identity and first line from this one descriptor, whatever the path names by now.
         let identity = Identity::of(&file.metadata()?);
-        let hash = first_line_hash_of(&mut file, gz)?;
+        let hash = match (first_line_hash_of(&mut file, gz), backup_stamp) {
+            (Ok(hash), _) => hash,
+            (Err(error), Some(stamp)) if gz && is_damage(&error) => {
+                return Ok(self.pass_damaged(stamp, &error, followed))
+            }
+            (Err(error), _) => return Err(error),
+        };
         file.seek(SeekFrom::Start(0))?;
         if let (Some(finished), Some(hash), Some(stamp)) = (self.finished, hash, backup_stamp) {
             if finished == hash && self.cursor.offset == 0 {
@@ -364,7 +385,11 @@ impl Follower {
         }
         let reader: Box<dyn BufRead + Send> = if gz {
             let mut decoder = flate2::read::MultiGzDecoder::new(file);
-            io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink())?;
+            match (io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink()), backup_stamp) {
+                (Ok(_), _) => {}
+                (Err(error), Some(stamp)) if is_damage(&error) => return Ok(self.pass_damaged(stamp, &error, followed)),
+                (Err(error), _) => return Err(error),
+            }
             Box::new(BufReader::with_capacity(256 * 1024, decoder))
         } else {
             file.seek(SeekFrom::Start(self.cursor.offset))?;
@@ -374,8 +399,19 @@ impl Follower {
             Some(stamp) => Reading::Backup(stamp),
             None => Reading::Current(identity),
         };
-        self.open = Some(Open { reader, reading });
+        self.open = Some(Open { reader, reading, gz });
         Ok(Opened::Yes)
+    }
+
+    /// The gzipped backup `stamp` is damaged: what follows the damage cannot be read, by this
+    /// follower or anyone, and stopping here for good would stop every line after it. Counted
+    /// and noted (`followed`); reading goes on with the next file.
+    fn pass_damaged(&mut self, stamp: Stamp, error: &io::Error, followed: &mut Followed) -> Opened {
+        followed.skipped += 1;
+        followed.damaged.push(format!("{}: {error}", backup::gz_path(&self.dir, &self.name, stamp).display()));
+        self.open = None;
+        self.cursor = Cursor { after: Some(stamp), offset: 0, fingerprint: None };
+        Opened::LookAgain
     }
 }
 
@@ -390,6 +426,12 @@ enum Opened {
     NotYet,
     /// The family changed under the attempt, or the cursor moved past a file: try again.
     LookAgain,
+}
+
+/// Whether an error reading a gzip stream says the stream is damaged (flate2's words for a
+/// corrupt deflate stream, a bad header or checksum, and a truncated file).
+fn is_damage(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)
 }
 
 /// The fingerprint covers at most this much of a first line, so that it is the same whether
@@ -608,6 +650,40 @@ mod tests {
         let mut follower = Follower::new(&d, NAME, cursor);
         assert_eq!(read_all(&mut follower, &mut followed), ["new2"]);
         assert_eq!(followed, Followed::default());
+    }
+
+    /// A damaged gzipped backup (cut short, or garbage from its start) is read up to the damage,
+    /// counted and noted, and reading goes on with the next file: an error there stopped the
+    /// follower for good (the audit store's archiver went back to it at every attempt).
+    #[test]
+    fn a_damaged_gzipped_backup_is_read_to_the_damage_counted_and_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let b: Vec<String> = (0..20_000).map(|n| format!("b{n}")).collect();
+        append(d, "a1\n");
+        rotate(d, 1);
+        append(d, &(b.join("\n") + "\n"));
+        rotate(d, 2);
+        compress(d, 2);
+        append(d, "c1\n");
+        rotate(d, 3);
+        compress(d, 3);
+        append(d, "d1\n");
+        // The second cut short; the third garbage after the gzip magic.
+        let cut = backup::gz_path(d, NAME, stamp(2));
+        let len = fs::metadata(&cut).unwrap().len();
+        fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len / 2).unwrap();
+        fs::write(backup::gz_path(d, NAME, stamp(3)), b"\x1f\x8b\x08\x00garbage, not a deflate stream").unwrap();
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let lines = read_all(&mut follower, &mut followed);
+        assert_eq!((lines[0].as_str(), lines.last().unwrap().as_str()), ("a1", "d1"));
+        let read_of_b = &lines[1..lines.len() - 1];
+        assert!(!read_of_b.is_empty() && read_of_b.len() < b.len(), "{}", read_of_b.len());
+        assert_eq!(read_of_b, &b[..read_of_b.len()], "the lines before the damage, in order");
+        assert_eq!(followed.skipped, 2);
+        assert_eq!(followed.damaged.len(), 2, "{:?}", followed.damaged);
+        assert!(followed.damaged[0].contains(&format!("{NAME}.{}.gz", stamp(2).format())), "{:?}", followed.damaged);
     }
 
     /// Runs `f` once, in the next listing's `try_open`, between its listing and its open.

@@ -434,6 +434,34 @@ fn backups_archived_only_into_a_replaced_database_are_kept_until_the_new_one_has
     assert_eq!(stats.files_skipped, 0);
 }
 
+/// A gzipped audit backup damaged on disk (cut short): the records before the damage and every
+/// record after that file are stored, the file is counted, and a flush is answered (the
+/// archiver went back to the damage at every attempt, and stored nothing after it, for ever).
+#[test]
+fn a_damaged_audit_backup_is_stored_up_to_the_damage_counted_and_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::none()).max_bytes(16 * 1024).audit_backups(20).build().unwrap();
+    emit_from_threads(&guard, 1, 400, 0);
+    drop(guard);
+    let files = backups(dir.path(), "executions.log");
+    assert!(files.len() >= 3 && files[1].extension().is_some_and(|e| e == "gz"), "{files:?}");
+    let in_damaged: Vec<u64> = common::read_maybe_gz(&files[1])
+        .split(|&b| b == b'\n')
+        .filter_map(|line| parse_sealed(line).map(|record| record.seq))
+        .collect();
+    let len = std::fs::metadata(&files[1]).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&files[1]).unwrap().set_len(len / 2).unwrap();
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).audit_backups(20).build().unwrap();
+    assert!(guard.flush(), "stored what can be read");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    let lost: Vec<u64> = (1..=400).filter(|seq| stored.binary_search(seq).is_err()).collect();
+    assert!(!lost.is_empty() && in_damaged.ends_with(&lost), "lost {lost:?} of the damaged file's {in_damaged:?}");
+    assert_eq!(stats.files_skipped, 1, "{stats:?}");
+}
+
 #[test]
 fn a_shutdown_during_a_long_catch_up_stops_the_archiver_by_its_deadline() {
     let dir = tempfile::tempdir().unwrap();

@@ -308,8 +308,14 @@ impl Worker {
                 self.acknowledge(end);
             }
             // Counted once the cursor past it is saved: a rewind before that finds it gone again.
-            // Retention keeps unarchived backups, so this is a file deleted by hand.
-            self.counters.files_skipped.fetch_add(skipped, Relaxed);
+            // Retention keeps unarchived backups, so this is a file deleted by hand, or damaged.
+            self.counters.files_skipped.fetch_add(skipped.skipped, Relaxed);
+            for damaged in &skipped.damaged {
+                eprintln!(
+                    "chimera-log: audit store: a backup of {AUDIT_FILE} is damaged ({damaged}); its records after the \
+                     damage cannot be read and are not stored (counted in stats().audit_store.files_skipped)"
+                );
+            }
             match reading {
                 Reading::End => return Ok(Pass::Complete),
                 // Not the end of the records: no flush is answered by this pass.
@@ -326,9 +332,9 @@ impl Worker {
     /// Reads up to a batch of rows; returns the cursor after the last line read (if any), where
     /// reading stopped, and how many files were found gone before that line (a file found gone
     /// after it stays in `followed`: the saved cursor, before it, would find it again).
-    fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading, u64) {
+    fn read_batch(&mut self, rows: &mut Vec<Row>) -> (Option<Cursor>, Reading, Followed) {
         let mut end = None;
-        let mut skipped = 0;
+        let mut skipped = Followed::default();
         let reading = loop {
             if rows.len() >= BATCH {
                 break Reading::Full;
@@ -336,7 +342,8 @@ impl Worker {
             match self.follower.next_line(&mut self.line, &mut self.followed, self.clock.now()) {
                 Ok(Some(cursor)) => {
                     end = Some(cursor);
-                    skipped += std::mem::take(&mut self.followed.skipped);
+                    skipped.skipped += std::mem::take(&mut self.followed.skipped);
+                    skipped.damaged.append(&mut self.followed.damaged);
                     // Anchors and torn lines are not records (verify accounts for them).
                     if let Some(row) = Row::from_line(&self.line) {
                         rows.push(row);

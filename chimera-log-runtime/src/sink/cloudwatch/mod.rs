@@ -493,11 +493,21 @@ impl Worker {
         }
         if self.followed.skipped > 0 {
             self.counters.files_skipped.fetch_add(self.followed.skipped, Relaxed);
-            eprintln!(
-                "chimera-log: CloudWatch: {} {GENERAL_FILE} backup(s) were removed by retention before they were \
-                 shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage sooner)",
-                self.followed.skipped
-            );
+            let damaged = std::mem::take(&mut self.followed.damaged);
+            for damaged in &damaged {
+                eprintln!(
+                    "chimera-log: CloudWatch: a backup of {GENERAL_FILE} is damaged ({damaged}); its lines after the \
+                     damage cannot be read and are not shipped"
+                );
+            }
+            let removed = self.followed.skipped - damaged.len() as u64;
+            if removed > 0 {
+                eprintln!(
+                    "chimera-log: CloudWatch: {removed} {GENERAL_FILE} backup(s) were removed by retention before they \
+                     were shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage \
+                     sooner)"
+                );
+            }
             self.followed.skipped = 0;
         }
     }
