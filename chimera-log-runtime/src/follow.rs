@@ -141,12 +141,15 @@ pub(crate) struct Follower {
     open: Option<Open>,
     /// The fingerprint of the file just read to its end, in case it still looks like the next one.
     finished: Option<u64>,
+    /// A backup whose `.gz` turned out damaged while its plain file is still there (a crash
+    /// between the two, which the start's repair redoes): read from the plain file.
+    damaged_gz: Option<Stamp>,
 }
 
 impl Follower {
     /// A follower of `dir/name` starting at `cursor`.
     pub(crate) fn new(dir: &Path, name: &str, cursor: Cursor) -> Self {
-        Follower { dir: dir.to_path_buf(), name: name.to_owned(), cursor, open: None, finished: None }
+        Follower { dir: dir.to_path_buf(), name: name.to_owned(), cursor, open: None, finished: None, damaged_gz: None }
     }
 
     /// A cursor at the end of the whole lines the family holds now (for a follower that starts
@@ -310,7 +313,9 @@ impl Follower {
         }
         let newer = |after: Option<Stamp>| backups.iter().filter(move |(stamp, _)| after.is_none_or(|a| *stamp > a));
         let (path, gz, backup_stamp) = match newer(self.cursor.after).next() {
-            Some((stamp, files)) if files.gz => (backup::gz_path(&self.dir, &self.name, *stamp), true, Some(*stamp)),
+            Some((stamp, files)) if files.gz && !(files.plain && self.damaged_gz == Some(*stamp)) => {
+                (backup::gz_path(&self.dir, &self.name, *stamp), true, Some(*stamp))
+            }
             Some((stamp, files)) if files.plain => {
                 (backup::plain_path(&self.dir, &self.name, *stamp), false, Some(*stamp))
             }
@@ -403,13 +408,21 @@ impl Follower {
         Ok(Opened::Yes)
     }
 
-    /// The gzipped backup `stamp` is damaged: what follows the damage cannot be read, by this
-    /// follower or anyone, and stopping here for good would stop every line after it. Counted
-    /// and noted (`followed`); reading goes on with the next file.
+    /// The gzipped backup `stamp` is damaged. With its plain file still beside it, that is read
+    /// instead. Otherwise what follows the damage cannot be read, by this follower or anyone,
+    /// and stopping here for good would stop every line after it: counted and noted
+    /// (`followed`), and reading goes on with the next file.
     fn pass_damaged(&mut self, stamp: Stamp, error: &io::Error, followed: &mut Followed) -> Opened {
+        self.open = None;
+        if self.damaged_gz != Some(stamp)
+            && fs::symlink_metadata(backup::plain_path(&self.dir, &self.name, stamp)).is_ok_and(|m| m.is_file())
+        {
+            // The plain file is still there: the same lines, from the same cursor.
+            self.damaged_gz = Some(stamp);
+            return Opened::LookAgain;
+        }
         followed.skipped += 1;
         followed.damaged.push(format!("{}: {error}", backup::gz_path(&self.dir, &self.name, stamp).display()));
-        self.open = None;
         self.cursor = Cursor { after: Some(stamp), offset: 0, fingerprint: None };
         Opened::LookAgain
     }
@@ -431,7 +444,12 @@ enum Opened {
 /// Whether an error reading a gzip stream says the stream is damaged (flate2's words for a
 /// corrupt deflate stream, a bad header or checksum, and a truncated file).
 fn is_damage(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)
+    // An error of the file system itself (flate2 passes them through) is not about the stream.
+    error.raw_os_error().is_none()
+        && matches!(
+            error.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+        )
 }
 
 /// The fingerprint covers at most this much of a first line, so that it is the same whether
@@ -683,7 +701,40 @@ mod tests {
         assert_eq!(read_of_b, &b[..read_of_b.len()], "the lines before the damage, in order");
         assert_eq!(followed.skipped, 2);
         assert_eq!(followed.damaged.len(), 2, "{:?}", followed.damaged);
-        assert!(followed.damaged[0].contains(&format!("{NAME}.{}.gz", stamp(2).format())), "{:?}", followed.damaged);
+        for (damaged, n) in followed.damaged.iter().zip([2, 3]) {
+            assert!(damaged.contains(&format!("{NAME}.{}.gz", stamp(n).format())), "{damaged}");
+        }
+    }
+
+    /// A damaged `.gz` beside its intact plain file (a crash between the two, which the start's
+    /// repair redoes; or the read racing that repair): the plain file is read, nothing is passed.
+    #[test]
+    fn a_damaged_gz_beside_its_plain_backup_is_read_from_the_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let b: Vec<String> = (0..20_000).map(|n| format!("b{n}")).collect();
+        append(d, &(b.join("\n") + "\n"));
+        rotate(d, 1);
+        append(d, "c1\n");
+        let plain = fs::read(backup::plain_path(d, NAME, stamp(1))).unwrap();
+        compress(d, 1);
+        fs::write(backup::plain_path(d, NAME, stamp(1)), &plain).unwrap();
+        let gz = backup::gz_path(d, NAME, stamp(1));
+        let len = fs::metadata(&gz).unwrap().len();
+        fs::OpenOptions::new().write(true).open(&gz).unwrap().set_len(len / 2).unwrap();
+        // Read partly before the damage, then from a saved cursor past it (the skip to the
+        // cursor's offset meets the damage).
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let mut line = Vec::new();
+        let first = follower.next_line(&mut line, &mut followed, now()).unwrap().unwrap();
+        assert_eq!(line, b"b0\n");
+        let mut rest = read_all(&mut follower, &mut followed);
+        assert_eq!((rest.len(), rest.pop().unwrap().as_str()), (b.len(), "c1"));
+        assert_eq!(rest, b[1..]);
+        let mut follower = Follower::new(d, NAME, Cursor { offset: (plain.len() - 7) as u64, ..first });
+        assert_eq!(read_all(&mut follower, &mut followed), ["b19999", "c1"]);
+        assert_eq!(followed, Followed::default());
     }
 
     /// Runs `f` once, in the next listing's `try_open`, between its listing and its open.
