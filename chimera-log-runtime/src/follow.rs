@@ -156,10 +156,10 @@ impl Follower {
     /// without a saved cursor and ships only what comes from now on).
     #[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
     pub(crate) fn cursor_at_end(dir: &Path, name: &str, now: SystemTime) -> io::Result<Cursor> {
-        let newest = || backup::list_backups(dir, name, now).map(|backups| backups.last().map(|(stamp, _)| *stamp));
         let path = dir.join(name);
         for _ in 0..OPEN_ATTEMPTS {
-            let after = newest()?;
+            let listed = backup::list_backups(dir, name, now)?;
+            let after = newest(&listed);
             let fingerprint = match first_line_hash(&path, false) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 other => other?,
@@ -174,7 +174,7 @@ impl Follower {
             // A rotation since the listing: the fingerprint or the offset may be the next
             // file's, with the stamp before the last one (a cursor that would read a whole file
             // again, or name a spot in one file by another's offset).
-            if newest()? == after {
+            if newest(&backup::list_backups(dir, name, now)?) == after {
                 return Ok(Cursor { after, offset, fingerprint });
             }
         }
@@ -338,9 +338,7 @@ impl Follower {
                 }
                 // No current file: none yet, or a rotation between its rename and the next file's
                 // creation. Then the file the cursor names is a backup now, with lines to read.
-                let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
-                let rotated = newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups);
-                return Ok(if rotated { Opened::LookAgain } else { Opened::NotYet });
+                return Ok(if self.rotated_since(&backups, now)? { Opened::LookAgain } else { Opened::NotYet });
             }
             // Something planted at the current file's name (a link, a FIFO) is not the file the
             // logger writes: the sink refuses it and holds its lines until it is gone, so there is
@@ -374,14 +372,13 @@ impl Follower {
         // is at the current path, so it cannot tell that the one it names was rotated away before
         // the open and this is the file after it: check for a rotation then too, or that file is
         // passed over unread, and uncounted.
-        if backup_stamp.is_none() && (!same_file || self.cursor.fingerprint.is_none()) {
-            let newest = |backups: &backup::Backups| backups.last().map(|(stamp, _)| *stamp);
-            if newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(&backups) {
-                // The current file was rotated between the listing and the open: the file the
-                // cursor names is a backup now. (A rotation always adds the newest stamp; the
-                // count alone can stay the same when retention removed the oldest meanwhile.)
-                return Ok(Opened::LookAgain);
-            }
+        // The current file rotated between the listing and the open: the file the cursor names
+        // is a backup now.
+        if backup_stamp.is_none()
+            && (!same_file || self.cursor.fingerprint.is_none())
+            && self.rotated_since(&backups, now)?
+        {
+            return Ok(Opened::LookAgain);
         }
         if !same_file {
             followed.skipped += 1;
@@ -408,6 +405,13 @@ impl Follower {
         Ok(Opened::Yes)
     }
 
+    /// Whether the current file was rotated since `listed` was listed. A rotation always adds
+    /// the newest stamp; the count alone can stay the same when retention removed the oldest
+    /// meanwhile.
+    fn rotated_since(&self, listed: &backup::Backups, now: SystemTime) -> io::Result<bool> {
+        Ok(newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(listed))
+    }
+
     /// The gzipped backup `stamp` is damaged. With its plain file still beside it, that is read
     /// instead. Otherwise what follows the damage cannot be read, by this follower or anyone,
     /// and stopping here for good would stop every line after it: counted and noted
@@ -426,6 +430,11 @@ impl Follower {
         self.cursor = Cursor { after: Some(stamp), offset: 0, fingerprint: None };
         Opened::LookAgain
     }
+}
+
+/// The newest backup's stamp.
+fn newest(backups: &backup::Backups) -> Option<Stamp> {
+    backups.last().map(|(stamp, _)| *stamp)
 }
 
 /// How many times [`Follower::open_file`] looks again at a family that changed under it.
