@@ -909,6 +909,46 @@ fn a_flush_that_times_out_in_an_outage_does_not_stop_delivery_after_it() {
     assert_eq!((seqs, duplicates), ((0..150).collect::<Vec<_>>(), 0));
 }
 
+/// Lines lost to CloudWatch because retention removed their backup before it was shipped are
+/// counted once, when the cursor past the gap is saved: not again each time a flush deadline in an
+/// outage puts the batch back and the follower reads from the saved cursor (and finds the same
+/// file gone) again.
+#[test]
+fn backups_removed_before_they_were_shipped_are_counted_once_however_often_a_batch_is_put_back() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("PassedOnce");
+    let small = |config: LogConfig| config.console(false).max_bytes(4_096).general_backups(2);
+    let guard = small(LogConfig::new(dir.path())).cloudwatch(cloudwatch(&group, "s")).build().unwrap();
+    guard.logger("m").info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    drop(guard);
+    // Without CloudWatch: the file the saved cursor names rotates, and retention removes it.
+    let guard = small(LogConfig::new(dir.path())).build().unwrap();
+    for seq in 1..600u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    drop(guard);
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    proxy.set_mode(common::proxy::Mode::Outage);
+    let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(&proxy.url);
+    let guard =
+        small(LogConfig::new(dir.path())).shutdown_timeout(Duration::from_secs(1)).cloudwatch(config).build().unwrap();
+    for _ in 0..3 {
+        assert!(!guard.flush(), "the outage outlasts each flush's 1 s: the batch is put back");
+    }
+    proxy.set_mode(common::proxy::Mode::Pass);
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
+    let resumed = seqs[1];
+    assert!(resumed > 1, "the removed backups' lines are not in the stream: {seqs:?}");
+    let expected: Vec<u64> = std::iter::once(0).chain(resumed..600).collect();
+    assert_eq!((seqs, duplicates), (expected, 0), "one gap, then every retained line once");
+    assert_eq!(stats.files_skipped, 1, "one gap, counted once: {stats:?}");
+}
+
 /// The AWS SDK logs through `tracing` on the shipper's thread; with capture on and every module
 /// at DEBUG, none of it comes back as lines (which would be shipped, and log again, forever).
 #[test]

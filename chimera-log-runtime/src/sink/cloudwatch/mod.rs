@@ -19,6 +19,7 @@
 mod backoff;
 mod batch;
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -319,6 +320,10 @@ struct Worker {
     read_failed: bool,
     line: Vec<u8>,
     followed: Followed,
+    /// Files found gone or damaged before the line read at each cursor: counted and reported
+    /// once a cursor at or past it is acknowledged (a batch put back reads them, and finds the
+    /// same files gone, again).
+    passed: VecDeque<(Cursor, Followed)>,
     batcher: Batcher,
     ready: bool,
     clock: Arc<dyn Clock>,
@@ -361,6 +366,7 @@ impl Worker {
             read_failed: false,
             line: Vec::new(),
             followed: Followed::default(),
+            passed: VecDeque::new(),
             batcher: Batcher::new(limits),
             ready: false,
             clock,
@@ -469,6 +475,9 @@ impl Worker {
             let now = self.clock.now();
             match self.follower.next_line(&mut self.line, &mut self.followed, now) {
                 Ok(Some(cursor)) => {
+                    if self.followed.skipped > 0 {
+                        self.passed.push_back((cursor, std::mem::take(&mut self.followed)));
+                    }
                     let line = String::from_utf8_lossy(&self.line);
                     let line = line.trim_end_matches('\n');
                     if line.is_empty() {
@@ -491,25 +500,6 @@ impl Worker {
                 }
             }
         }
-        if self.followed.skipped > 0 {
-            self.counters.files_skipped.fetch_add(self.followed.skipped, Relaxed);
-            let damaged = std::mem::take(&mut self.followed.damaged);
-            for damaged in &damaged {
-                eprintln!(
-                    "chimera-log: CloudWatch: a backup of {GENERAL_FILE} is damaged ({damaged}); its lines after the \
-                     damage cannot be read and are not shipped"
-                );
-            }
-            let removed = self.followed.skipped - damaged.len() as u64;
-            if removed > 0 {
-                eprintln!(
-                    "chimera-log: CloudWatch: {removed} {GENERAL_FILE} backup(s) were removed by retention before they \
-                     were shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage \
-                     sooner)"
-                );
-            }
-            self.followed.skipped = 0;
-        }
     }
 
     /// Moves the saved cursor to `cursor`: the lines before it are in the service.
@@ -519,6 +509,30 @@ impl Worker {
         if let Err(error) = cursor.save(&self.cursor_path) {
             self.cursor_failures
                 .report(&format_args!("saving the CloudWatch cursor {}", self.cursor_path.display()), &error);
+        }
+        while self.passed.front().is_some_and(|&(at, _)| reached(cursor, at)) {
+            let (_, passed) = self.passed.pop_front().expect("front exists");
+            self.report_passed(&passed);
+        }
+    }
+
+    /// Counts and reports files the follower found gone or damaged, once the cursor past them is
+    /// saved.
+    fn report_passed(&self, passed: &Followed) {
+        self.counters.files_skipped.fetch_add(passed.skipped, Relaxed);
+        for damaged in &passed.damaged {
+            eprintln!(
+                "chimera-log: CloudWatch: a backup of {GENERAL_FILE} is damaged ({damaged}); its lines after the \
+                 damage cannot be read and are not shipped"
+            );
+        }
+        let removed = passed.skipped - passed.damaged.len() as u64;
+        if removed > 0 {
+            eprintln!(
+                "chimera-log: CloudWatch: {removed} {GENERAL_FILE} backup(s) were removed by retention before they \
+                 were shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage \
+                 sooner)"
+            );
         }
     }
 
@@ -626,6 +640,9 @@ impl Worker {
         self.counters.batches_failed.fetch_add(1, Relaxed);
         self.batcher.clear();
         self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
+        // Read again from the acknowledged cursor, which finds the same files gone again.
+        self.passed.clear();
+        self.followed = Followed::default();
     }
 
     /// Reports an outage once, when it starts.
