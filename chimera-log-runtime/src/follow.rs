@@ -192,6 +192,10 @@ impl Follower {
         followed: &mut Followed,
         now: SystemTime,
     ) -> io::Result<Option<Cursor>> {
+        #[cfg(test)]
+        if reads_fail_here(&self.dir) {
+            return Err(io::Error::other("a read failure injected by a test"));
+        }
         loop {
             if self.open.is_none() && !self.open_file(followed, now)? {
                 return Ok(None);
@@ -516,6 +520,17 @@ fn last_line_end(path: &Path) -> io::Result<u64> {
         at = start;
     }
     Ok(0)
+}
+
+/// Test hook: every read of a follower of a family in this directory fails (no file system here
+/// fails a read on demand).
+#[cfg(test)]
+pub(crate) static READS_FAIL_IN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+#[cfg(test)]
+fn reads_fail_here(dir: &Path) -> bool {
+    let failing = READS_FAIL_IN.lock().unwrap_or_else(|e| e.into_inner());
+    failing.as_ref().is_some_and(|failing| fs::canonicalize(dir).is_ok_and(|dir| dir == *failing))
 }
 
 #[cfg(test)]

@@ -841,6 +841,28 @@ mod tests {
         assert!(!reached(at(None, 100), at(Some(1), 0)));
     }
 
+    /// A read of `chimera.log` that fails is not the end of its lines: a flush asked while the
+    /// lines after the cursor cannot be read is not answered as done. (No request is needed to
+    /// see it, so the endpoint is a closed port.)
+    #[test]
+    fn a_flush_is_not_answered_while_the_lines_after_the_cursor_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CloudWatchConfig::new("g").region("us-east-1").log_stream("s").endpoint_url("http://127.0.0.1:9");
+        let guard = crate::LogConfig::new(dir.path())
+            .console(false)
+            .audit_store(crate::AuditStore::none())
+            .shutdown_timeout(Duration::from_millis(300))
+            .cloudwatch(config)
+            .build()
+            .unwrap();
+        *crate::follow::READS_FAIL_IN.lock().unwrap() = Some(std::fs::canonicalize(dir.path()).unwrap());
+        guard.logger("m").info("tick", serde_json::json!({ "seq": 1 }));
+        let flushed = guard.flush();
+        *crate::follow::READS_FAIL_IN.lock().unwrap() = None;
+        assert!(!flushed, "the line after the cursor was never read, let alone shipped");
+        assert_eq!(guard.stats().cloudwatch.unwrap().events_sent, 0);
+    }
+
     /// Records the waits asked of it, and says none of them takes real time.
     #[derive(Debug, Default)]
     struct RecordingClock {
