@@ -142,6 +142,17 @@ fn lines_dropped_by_a_failing_file_are_reported_once_it_recovers_and_not_counted
     let (ticks, reported) = ticks_and_reported(dir.path());
     assert_eq!(reported, dropped, "the drops are reported in the log once it can be written");
     assert_eq!(ticks + reported, lines, "emitted = written + reported dropped");
+    // Nor are their bytes: what was counted while failing is what the file then received.
+    let mut files = common::backups(dir.path(), "chimera.log");
+    files.push(dir.path().join("chimera.log"));
+    let tick_bytes: usize = files
+        .iter()
+        .map(|file| String::from_utf8(common::read_maybe_gz(file)).unwrap())
+        .map(|text| {
+            text.lines().filter(|line| line.contains(r#""event":"tick""#)).map(|line| line.len() + 1).sum::<usize>()
+        })
+        .sum();
+    assert_eq!(failing.sink("chimera.log").unwrap().bytes, tick_bytes as u64, "dropped lines' bytes are not counted");
 }
 
 #[test]

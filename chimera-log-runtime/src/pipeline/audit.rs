@@ -256,15 +256,14 @@ impl AuditWriter {
             // drops it and takes the count back); one it dropped (its retry buffer full on a
             // failing disk) is counted there as dropped. A panic in the sink (a bug) leaves the
             // record pending there, to go out with the next write: it is counted before the
-            // panic goes on to the caller.
+            // panic goes on to the caller. Its bytes count before the sink sees it: the sink
+            // takes back those of a record it drops.
+            self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
             let taken = inner.sink.take_record(&inner.sealed, inner.head);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sink.write_taken()));
             // Earlier records the sink dropped meanwhile (the rest of a torn one whose file was
             // replaced) were counted as written when taken: they leave `lines`.
             let earlier = inner.sink.take_dropped() - u64::from(!taken);
-            if taken {
-                self.counters.bytes.fetch_add(inner.sealed.len() as u64, Relaxed);
-            }
             self.counters.lines.fetch_add(u64::from(taken), Relaxed);
             self.counters.lines.fetch_sub(earlier, Relaxed);
             inner.written += 1;

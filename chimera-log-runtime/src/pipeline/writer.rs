@@ -44,11 +44,12 @@ impl Lane {
     /// Hands lines to the sink. Lines it took count as written (a fault only delays them: the
     /// sink retries); lines it dropped are counted as dropped, by the sink, and reported later.
     fn write(&mut self, bytes: &[u8], lens: &[u32]) {
+        // Counted before the sink sees them: the sink takes back the bytes of lines it drops.
+        self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
         let outcome = self.sink.write_batch(bytes, lens);
         let dropped = self.sink.take_dropped();
         self.unreported_drops += dropped;
         self.counters.lines.fetch_add((lens.len() as u64).saturating_sub(dropped), Relaxed);
-        self.counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
         if let Err(error) = outcome {
             self.report(&error);
         }

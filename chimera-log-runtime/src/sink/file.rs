@@ -291,10 +291,12 @@ impl FileSink {
     }
 
     /// Takes one line into `pending`, or drops and counts it when the retry buffer is full;
-    /// `false` when dropped.
+    /// `false` when dropped. Its bytes were counted when it was handed over: a dropped line's
+    /// are taken back.
     fn accept(&mut self, line: &[u8]) -> bool {
         if !self.pending.is_empty() && self.pending.len() + line.len() > PENDING_CAP {
             self.count_drop();
+            self.counters.bytes.fetch_sub(line.len() as u64, Relaxed);
             return false;
         }
         self.pending.extend_from_slice(line);
