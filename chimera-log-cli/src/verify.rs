@@ -40,6 +40,18 @@ pub(crate) struct Report {
 
 const KEYS: [&str; 5] = ["timestamp", "level", "module", "event", "context"];
 
+/// The keys of a sealed record, in order: the envelope, then `exception` (an error attached) and
+/// `audit_key` (an identity field other than `block_number`) when present, then `seq`, `chain`.
+fn record_shape(keys: &[String]) -> bool {
+    let n = keys.len();
+    if n < 7 || keys[..5] != KEYS || keys[n - 2..] != ["seq", "chain"] {
+        return false;
+    }
+    // Each at most once, in this order.
+    let mut optional = ["exception", "audit_key"].iter();
+    keys[5..n - 2].iter().all(|key| optional.any(|o| o == key))
+}
+
 /// The keys of a JSON object line, in order; `None` if it is not one.
 fn keys_in_order(line: &[u8]) -> Option<Vec<String>> {
     let value: Value = serde_json::from_slice(line).ok()?;
@@ -152,12 +164,7 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
         };
         let value = serde_json::from_slice::<Value>(line).ok();
         let keys = keys_in_order(line);
-        let shape_ok = keys.as_ref().is_some_and(|keys| {
-            keys.len() >= 7
-                && keys[..5] == KEYS
-                && keys[keys.len() - 2..] == ["seq", "chain"]
-                && (keys.len() == 7 || (keys.len() == 8 && keys[5] == "exception"))
-        });
+        let shape_ok = keys.as_ref().is_some_and(|keys| record_shape(keys));
         if !shape_ok {
             report.failures.push(at(format!("not the contract's shape: keys {keys:?}")));
         }
@@ -340,4 +347,29 @@ fn check_checkpoints(
     report.checkpoints = checked;
     report.failures.extend(findings);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(keys: &[&str]) -> bool {
+        record_shape(&keys.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_record_may_carry_exception_then_audit_key_each_once_and_nothing_else() {
+        let envelope = ["timestamp", "level", "module", "event", "context"];
+        let with =
+            |middle: &[&'static str]| -> Vec<&'static str> { [&envelope[..], middle, &["seq", "chain"]].concat() };
+        assert!(shape(&with(&[])));
+        assert!(shape(&with(&["exception"])));
+        assert!(shape(&with(&["audit_key"])));
+        assert!(shape(&with(&["exception", "audit_key"])));
+        assert!(!shape(&with(&["audit_key", "exception"])));
+        assert!(!shape(&with(&["exception", "exception"])));
+        assert!(!shape(&with(&["extra"])));
+        assert!(!shape(&["level", "timestamp", "module", "event", "context", "seq", "chain"]));
+        assert!(!shape(&with(&[])[..6]));
+    }
 }

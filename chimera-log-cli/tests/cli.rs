@@ -100,6 +100,44 @@ fn verify_accepts_an_intact_trail_across_rotations_and_restarts() {
     assert!(text(&output).contains("intact: 60 audit record(s), seq 1..=60"), "{}", text(&output));
 }
 
+#[derive(LogEvent)]
+#[log(audit, key = "tx_hash")]
+struct Submitted<'a> {
+    tx_hash: &'a str,
+    gas: u64,
+}
+
+/// Records with the optional keys the line contract allows (`exception`, `audit_key`, and both)
+/// are intact, not "not the contract's shape".
+#[test]
+fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    let logger = guard.logger("executor");
+    let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "rpc timed out");
+    for n in 0..12u64 {
+        let tx_hash = format!("0x{n:064x}");
+        match n % 4 {
+            0 => emit!(logger, Submitted { tx_hash: &tx_hash, gas: 21_000 }),
+            1 => emit!(logger, Submitted { tx_hash: &tx_hash, gas: 21_000 }, error = &error),
+            2 => emit!(logger, Executed { block_number: n, protocol: "aave" }, error = &error),
+            _ => emit!(logger, Executed { block_number: n, protocol: "aave" }),
+        }
+    }
+    drop(guard);
+    let lines: Vec<String> = audit_files(dir.path())
+        .iter()
+        .flat_map(|f| fs::read_to_string(f).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains(r#"},"exception":{"#) && l.contains(r#"},"audit_key":"tx_hash","seq":"#)),
+        "{lines:#?}"
+    );
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("intact: 12 audit record(s), seq 1..=12"), "{}", text(&output));
+}
+
 fn assert_broken(dir: &Path, expected: &str) {
     let output = verify(dir);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
