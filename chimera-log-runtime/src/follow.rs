@@ -196,6 +196,21 @@ impl Follower {
         if reads_fail_here(&self.dir) {
             return Err(io::Error::other("a read failure injected by a test"));
         }
+        let read = self.read_line(line, followed, now);
+        if read.is_err() {
+            // The failed read may have taken the start of a line: the next one opens the file
+            // again at the cursor, which is still before it.
+            self.open = None;
+        }
+        read
+    }
+
+    fn read_line(
+        &mut self,
+        line: &mut Vec<u8>,
+        followed: &mut Followed,
+        now: SystemTime,
+    ) -> io::Result<Option<Cursor>> {
         loop {
             if self.open.is_none() && !self.open_file(followed, now)? {
                 return Ok(None);
@@ -399,6 +414,8 @@ impl Follower {
             Box::new(BufReader::with_capacity(256 * 1024, decoder))
         } else {
             file.seek(SeekFrom::Start(self.cursor.offset))?;
+            #[cfg(test)]
+            let file = tests::FailingRead::wrap(file);
             Box::new(BufReader::with_capacity(256 * 1024, file))
         };
         let reading = match backup_stamp {
@@ -545,6 +562,55 @@ mod tests {
         /// Runs once, in `try_open` between its listing and its open (then is cleared).
         pub(super) static AFTER_LISTING: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
             const { std::cell::RefCell::new(None) };
+        /// The next plain file opened gives this many bytes, then fails its next read once.
+        static FAIL_READ_AFTER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A file that fails one read after giving `left` bytes (a disk error mid-line).
+    pub(super) struct FailingRead {
+        file: fs::File,
+        left: Option<usize>,
+    }
+
+    impl FailingRead {
+        pub(super) fn wrap(file: fs::File) -> Self {
+            FailingRead { file, left: FAIL_READ_AFTER.with(std::cell::Cell::take) }
+        }
+    }
+
+    impl Read for FailingRead {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.left {
+                Some(0) => {
+                    self.left = None;
+                    Err(io::Error::other("an injected read error"))
+                }
+                Some(left) => {
+                    let take = left.min(buf.len());
+                    let read = self.file.read(&mut buf[..take])?;
+                    self.left = Some(left - read);
+                    Ok(read)
+                }
+                None => self.file.read(buf),
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_error_in_the_middle_of_a_line_reads_the_whole_line_again_not_its_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        append(&d, "first line\nsecond line\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(&d, NAME, Cursor::default());
+        let mut line = Vec::new();
+        FAIL_READ_AFTER.with(|after| after.set(Some(5)));
+        assert!(follower.next_line(&mut line, &mut followed, SystemTime::now()).is_err());
+        let cursor = follower.next_line(&mut line, &mut followed, SystemTime::now()).unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(&line), "first line\n");
+        assert_eq!(cursor.offset, 11);
+        assert_eq!(read_all(&mut follower, &mut followed), ["second line"]);
+        assert_eq!(followed, Followed::default());
     }
 
     #[test]
