@@ -71,8 +71,10 @@ pub enum Overflow {
     /// Drop it at once: the application never waits for its logs, and a burst faster than the
     /// disk loses lines.
     Drop,
-    /// The caller waits for room as long as it takes: nothing is dropped, and a stalled disk or
-    /// console stalls the application.
+    /// The caller waits for room in the files' queue as long as it takes: nothing is dropped
+    /// from the files, and a stalled disk stalls the application. The console still waits at
+    /// most [`Overflow::DEFAULT_WAIT`]: a terminal or pipe nobody reads drops console lines
+    /// rather than stop every caller, and the files behind them.
     Block,
     /// The caller waits for room up to this long, then the line is dropped; and from then until
     /// the writer makes progress again, new lines are dropped without waiting. A burst on a

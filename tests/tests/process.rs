@@ -96,12 +96,39 @@ fn a_panic_is_logged_as_critical_and_flushed_before_the_previous_hook_runs() {
     assert!(!text.contains("\"event\":\"panic\""), "hook off: {text}");
 }
 
+/// Waits for `process`, killing it (and failing) if it has not exited within `limit`.
+fn wait_or_kill(process: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = process.id();
+    let (done, waited) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if waited.recv_timeout(limit).is_err() {
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return true;
+        }
+        false
+    });
+    let status = process.wait().unwrap();
+    let _ = done.send(());
+    assert!(!watchdog.join().unwrap(), "the child did not exit within {limit:?}: killed");
+    status
+}
+
+/// A console whose pipe nobody reads drops its lines after a bounded wait, whatever the
+/// overflow policy: `Overflow::Block` keeps the files lossless, but does not let a stuck
+/// terminal stop every caller and, behind them, the files.
 #[test]
 fn a_console_nobody_reads_never_stalls_the_files() {
-    if let Some((_, dir)) = child_mode() {
+    if let Some((mode, dir)) = child_mode() {
+        let overflow = match mode.as_str() {
+            "default" => chimera_log_runtime::Overflow::default(),
+            "block" => chimera_log_runtime::Overflow::Block,
+            other => panic!("unknown mode {other}"),
+        };
         let guard = init_logging(
             LogConfig::new(&dir)
                 .console_target(chimera_log_runtime::ConsoleTarget::Stdout)
+                .overflow(overflow)
                 .shutdown_timeout(Duration::from_millis(500)),
         )
         .unwrap();
@@ -116,32 +143,34 @@ fn a_console_nobody_reads_never_stalls_the_files() {
         }
         let stats = guard.stats();
         std::fs::write(dir.join("stats.json"), serde_json::to_string(&stats).unwrap()).unwrap();
-        drop(guard); // the console thread is stuck on the full pipe: bounded by the timeout
-                     // The test harness would now print its result to the blocked stdout and hang; leave
-                     // without it (std's exit does not wait for the stdout lock).
+        // The console thread is stuck on the full pipe: bounded by the timeout.
+        drop(guard);
+        // The test harness would now print its result to the blocked stdout and hang; leave
+        // without it (std's exit does not wait for the stdout lock).
         std::process::exit(0);
     }
-    let dir = tempfile::tempdir().unwrap();
-    // stdout is a pipe this test never reads: after 64 KiB, every write to it blocks.
-    let mut process = child("a_console_nobody_reads_never_stalls_the_files", "blocked-stdout", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = process.wait().unwrap();
-    assert!(status.success());
-    let seqs: Vec<u64> = common::json_lines(&dir.path().join("chimera.log"))
-        .iter()
-        .filter(|l| l["event"] == "tick")
-        .map(|l| l["context"]["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs.len(), 40_000, "the files got every line");
-    assert!(seqs.iter().copied().eq(0..40_000), "in order");
-    let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap()).unwrap();
-    let console = stats["sinks"].as_array().unwrap().iter().find(|s| s["name"] == "console").unwrap();
-    // 40,000 lines of ~230 bytes overrun the console's 4 MiB queue behind the stuck pipe.
-    assert!(console["dropped"].as_u64().unwrap() > 0, "the console dropped instead of blocking: {console}");
-    assert!(console["lines"].as_u64().unwrap() < 1_000, "the pipe took only its buffer's worth: {console}");
-    drop(process.stdout.take());
+    for mode in ["default", "block"] {
+        let dir = tempfile::tempdir().unwrap();
+        // stdout is a pipe this test never reads: after 64 KiB, every write to it blocks.
+        let mut process = child("a_console_nobody_reads_never_stalls_the_files", mode, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_or_kill(&mut process, Duration::from_secs(120)).success(), "{mode}");
+        let seqs: Vec<u64> = common::json_lines(&dir.path().join("chimera.log"))
+            .iter()
+            .filter(|l| l["event"] == "tick")
+            .map(|l| l["context"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs.len(), 40_000, "{mode}: the files got every line");
+        assert!(seqs.iter().copied().eq(0..40_000), "{mode}: in order");
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats.json")).unwrap()).unwrap();
+        let console = stats["sinks"].as_array().unwrap().iter().find(|s| s["name"] == "console").unwrap();
+        // 40,000 lines of ~230 bytes overrun the console's 4 MiB queue behind the stuck pipe.
+        assert!(console["dropped"].as_u64().unwrap() > 0, "{mode}: the console dropped instead of blocking: {console}");
+        assert!(console["lines"].as_u64().unwrap() < 1_000, "{mode}: the pipe took only its buffer's worth: {console}");
+        drop(process.stdout.take());
+    }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::AuditDurability;
+use crate::config::{AuditDurability, Overflow};
 pub(crate) use forward::{give_up_before, spawn as spawn_forwarder, Control, Requests as ForwarderRequests};
 pub(crate) use latency::sample_this_emit;
 
@@ -278,7 +278,12 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
     let counters = Arc::new(SinkCounters::default());
     let sink = ConsoleSink::new(config.console_target, config.console_format);
     let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
-    let wait = config.overflow.wait();
+    // `Block` keeps the files lossless; a terminal or pipe nobody reads must not stop every
+    // caller, and the files behind them, for good: the console waits as the default does.
+    let wait = match config.overflow {
+        Overflow::Block => Overflow::default().wait(),
+        overflow => overflow.wait(),
+    };
     let writer = Writer::start(
         "chimera-log-console",
         vec![lane],
