@@ -443,7 +443,7 @@ pub(crate) fn install() -> bool {
     INSTALLED.store(true, std::sync::atomic::Ordering::Release);
     // `log` records become `tracing` events; a `log` logger set by the application stays.
     if tracing_log::LogTracer::init().is_err() {
-        eprintln!(
+        diag!(
             "chimera-log: a `log` logger is set already: records logged through `log` go to it, not to \
              chimera-log (tracing events are captured)"
         );

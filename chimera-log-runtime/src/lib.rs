@@ -62,6 +62,9 @@
 //! neither does a field whose type cannot be written as JSON. See the README for the attribute
 //! reference, the line format and the routing rules.
 
+#[macro_use]
+mod diag;
+
 pub mod audit;
 #[cfg(feature = "tracing")]
 mod capture;

@@ -174,3 +174,30 @@ fn a_console_nobody_reads_never_stalls_the_files() {
         drop(process.stdout.take());
     }
 }
+
+/// With the console on a stderr nobody reads, the logger's own stderr lines (the shutdown that
+/// could not finish the console) wait a bounded time too: dropping the guard returns.
+#[test]
+fn dropping_the_guard_returns_when_stderr_is_a_pipe_nobody_reads() {
+    if let Some((_, dir)) = child_mode() {
+        let guard = init_logging(LogConfig::new(&dir).shutdown_timeout(Duration::from_millis(500))).unwrap();
+        let logger = get_logger("m");
+        for seq in 0..20_000u64 {
+            logger.info("tick", json!({"seq": seq, "pad": "p".repeat(100)}));
+        }
+        drop(guard);
+        std::process::exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe this test never reads: after 64 KiB, every write to it blocks.
+    let mut process =
+        child("dropping_the_guard_returns_when_stderr_is_a_pipe_nobody_reads", "blocked-stderr", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    assert!(wait_or_kill(&mut process, Duration::from_secs(60)).success());
+    let ticks = common::json_lines(&dir.path().join("chimera.log")).iter().filter(|l| l["event"] == "tick").count();
+    assert_eq!(ticks, 20_000, "the files got every line");
+    drop(process.stderr.take());
+}

@@ -100,7 +100,7 @@ fn install_capture() {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {
             if !crate::capture::install() {
-                eprintln!(
+                diag!(
                     "chimera-log: a global tracing subscriber is installed already: events logged through \
                      tracing and log are not captured; add chimera_log::ChimeraLayer to your subscriber, or \
                      set LogConfig::capture(false) to silence this"

@@ -224,7 +224,7 @@ impl Files<'_> {
         let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
             .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
         for (path, error) in &recovered.skipped {
-            eprintln!(
+            diag!(
                 "chimera-log: {} is damaged or unreadable ({error}); the audit chain continues from \
                  the newest record that could be read (seq {}); `chimera-log verify` reports the damage",
                 path.display(),
@@ -346,7 +346,7 @@ impl Dispatcher {
     /// Accounts, in the audit trail itself, for the torn lines an unclean end left at the end of
     /// the audit file: an `audit_restart` record (also a warning in the general sinks).
     fn record_restart(&self, torn: &TornRun) {
-        eprintln!(
+        diag!(
             "chimera-log: {} ends with {} torn line(s) ({} bytes) from an unclean end; an {} record accounts for them",
             self.log_dir.join(AUDIT_FILE).display(),
             torn.lines,
@@ -597,7 +597,7 @@ impl Dispatcher {
             self.audit.keep_until_written(lock);
         }
         if !complete {
-            eprintln!(
+            diag!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
                  unfinished compressions are completed at the next start; a write still in progress \
                  keeps the log directory locked until it ends",

@@ -117,7 +117,7 @@ impl FileSink {
     ) -> io::Result<Self> {
         let (backups, ignored) = backup::list_backups_and_ignored(dir, name, clock.now())?;
         if !ignored.is_empty() {
-            eprintln!(
+            diag!(
                 "chimera-log: ignoring {} file(s) in {} named like {name} backups that this logger \
                  cannot have written (stamped more than a day ahead of the clock, or not regular \
                  files); they are never read, compressed or removed: {}",
@@ -239,7 +239,7 @@ impl FileSink {
         let metadata = file.metadata()?;
         self.size = metadata.len();
         if self.size > 0 && !ends_with_newline(&file, self.size)? {
-            eprintln!(
+            diag!(
                 "chimera-log: {} ends with an incomplete line (a crash mid-write); it is kept, and new lines start on the next line",
                 self.path.display()
             );
@@ -587,7 +587,7 @@ impl FileSink {
         self.counters.lines.fetch_sub(lines, Relaxed);
         self.counters.bytes.fetch_sub(self.pending.len() as u64, Relaxed);
         let why = outcome.err().map_or_else(|| "the sink was closed while unwinding".to_owned(), |e| e.to_string());
-        eprintln!(
+        diag!(
             "chimera-log: {lines} line(s) could not be written to {} before it was closed: {why}",
             self.path.display()
         );

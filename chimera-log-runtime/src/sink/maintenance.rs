@@ -139,7 +139,7 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                         };
                         // Once when the overrun begins, not at every rotation while it lasts.
                         if kept > 0 && before == 0 {
-                            eprintln!(
+                            diag!(
                                 "chimera-log: keeping {kept} {name} backup(s) beyond the {keep} configured: their \
                                  records are not in the audit store yet (see stats().audit_store); retention removes \
                                  them at the first rotation or start after they are stored"

@@ -82,7 +82,7 @@ impl FailureReporter {
         }
         if self.last_report_secs.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
             self.unreported.fetch_sub(unreported, Relaxed);
-            eprintln!(
+            diag!(
                 "chimera-log: {what} failed ({unreported} failure(s) since the last report): {error}; \
                  logging continues, see stats() for counts"
             );

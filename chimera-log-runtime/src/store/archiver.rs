@@ -179,7 +179,7 @@ fn load_cursor(path: &Path) -> Cursor {
     match Cursor::load(path) {
         Ok(cursor) => cursor.unwrap_or_default(),
         Err(error) => {
-            eprintln!(
+            diag!(
                 "chimera-log: audit store: the cursor {} is unreadable ({error}); archiving starts again from the \
                  oldest retained audit record (records already stored are recognised and skipped)",
                 path.display()
@@ -270,7 +270,7 @@ impl Worker {
                 // The cursor beside the logs was saved for another database (the store's URL
                 // changed, or the database was deleted or replaced): this one holds nothing of
                 // the stream, so read the retained family again from its start.
-                eprintln!(
+                diag!(
                     "chimera-log: audit store {:?} holds no record of stream {} although {} says records were \
                      stored: archiving starts again from the oldest retained audit record",
                     self.config.target,
@@ -311,7 +311,7 @@ impl Worker {
             // Retention keeps unarchived backups, so this is a file deleted by hand, or damaged.
             self.counters.files_skipped.fetch_add(skipped.skipped, Relaxed);
             for damaged in &skipped.damaged {
-                eprintln!(
+                diag!(
                     "chimera-log: audit store: a backup of {AUDIT_FILE} is damaged ({damaged}); its records after the \
                      damage cannot be read and are not stored (counted in stats().audit_store.files_skipped)"
                 );
@@ -397,7 +397,7 @@ impl Worker {
     fn report_conflicts(&self, seqs: &[u64]) {
         self.counters.conflicts.fetch_add(seqs.len() as u64, Relaxed);
         let shown: Vec<String> = seqs.iter().take(5).map(u64::to_string).collect();
-        eprintln!(
+        diag!(
             "chimera-log: audit store: {} record(s) of stream {} are in the database with a different chain \
              (seq {}{}); the stored rows are kept, not overwritten: compare with `chimera-log verify`",
             seqs.len(),
@@ -411,7 +411,7 @@ impl Worker {
         if self.down_since.is_none() {
             self.down_since = Some(self.clock.now());
             self.counters.down.store(true, Relaxed);
-            eprintln!(
+            diag!(
                 "chimera-log: audit store {:?} is unavailable ({error}); audit records wait in {AUDIT_FILE} and its \
                  backups (kept until stored), retrying with backoff",
                 self.config.target
@@ -423,7 +423,7 @@ impl Worker {
         if let Some(since) = self.down_since.take() {
             self.counters.down.store(false, Relaxed);
             let seconds = self.clock.now().duration_since(since).unwrap_or_default().as_secs_f64();
-            eprintln!(
+            diag!(
                 "chimera-log: audit store {:?} is available again after {seconds:.1} s; archiving caught up",
                 self.config.target
             );

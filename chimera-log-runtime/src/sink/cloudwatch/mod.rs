@@ -230,7 +230,7 @@ impl Shipper {
             }
             Err(error) => {
                 // A damaged cursor must not stop logging: start from the end, and say so.
-                eprintln!(
+                diag!(
                     "chimera-log: CloudWatch: the cursor {} is unreadable ({error}); shipping starts at the end of \
                      {GENERAL_FILE}: earlier lines not yet shipped are not sent",
                     cursor_path.display()
@@ -385,7 +385,7 @@ impl Worker {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(error) => {
-                eprintln!("chimera-log: CloudWatch is disabled: its runtime could not start ({error}); console and files continue");
+                diag!("chimera-log: CloudWatch is disabled: its runtime could not start ({error}); console and files continue");
                 return self.idle_until_stopped();
             }
         };
@@ -521,14 +521,14 @@ impl Worker {
     fn report_passed(&self, passed: &Followed) {
         self.counters.files_skipped.fetch_add(passed.skipped, Relaxed);
         for damaged in &passed.damaged {
-            eprintln!(
+            diag!(
                 "chimera-log: CloudWatch: a backup of {GENERAL_FILE} is damaged ({damaged}); its lines after the \
                  damage cannot be read and are not shipped"
             );
         }
         let removed = passed.skipped - passed.damaged.len() as u64;
         if removed > 0 {
-            eprintln!(
+            diag!(
                 "chimera-log: CloudWatch: {removed} {GENERAL_FILE} backup(s) were removed by retention before they \
                  were shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage \
                  sooner)"
@@ -649,7 +649,7 @@ impl Worker {
     fn report_down(&mut self, reason: &str) {
         if self.down_since.is_none() {
             self.down_since = Some(self.clock.now());
-            eprintln!(
+            diag!(
                 "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, the lines wait in \
                  {GENERAL_FILE}, console and files continue"
             );
@@ -660,7 +660,7 @@ impl Worker {
     fn report_up(&mut self) {
         if let Some(since) = self.down_since.take() {
             let outage = self.clock.now().duration_since(since).unwrap_or_default();
-            eprintln!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
+            diag!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
         }
     }
 
@@ -726,7 +726,7 @@ impl Worker {
     fn report_setup(&mut self, what: &str) {
         if !self.reported_setup {
             self.reported_setup = true;
-            eprintln!(
+            diag!(
                 "chimera-log: CloudWatch: not allowed {what}; delivery goes on (the role may lack the permission only)"
             );
         }
@@ -737,7 +737,7 @@ impl Worker {
         self.counters.events_rejected.fetch_add(outside, Relaxed);
         if outside > 0 && !self.reported_rejections {
             self.reported_rejections = true;
-            eprintln!(
+            diag!(
                 "chimera-log: CloudWatch: {outside} event(s) outside the accepted time window were not sent \
                  (older than 14 days or the retention, or more than 2 h ahead); counted in stats()"
             );
@@ -753,7 +753,7 @@ impl Worker {
         self.counters.events_rejected.fetch_add(rejected, Relaxed);
         if rejected > 0 && !self.reported_rejections {
             self.reported_rejections = true;
-            eprintln!("chimera-log: CloudWatch rejected {rejected} event(s) of a batch ({info:?}); counted in stats()");
+            diag!("chimera-log: CloudWatch rejected {rejected} event(s) of a batch ({info:?}); counted in stats()");
         }
     }
 }
@@ -776,7 +776,7 @@ async fn make_client(config: &CloudWatchConfig) -> Option<Client> {
     }
     let shared = loader.load().await;
     if shared.region().is_none() {
-        eprintln!(
+        diag!(
             "chimera-log: CloudWatch is disabled: no AWS region (set CloudWatchConfig::region or AWS_REGION); \
              console and files continue"
         );
