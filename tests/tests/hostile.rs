@@ -85,7 +85,8 @@ fn a_fifo_or_a_directory_at_a_log_path_is_an_init_error_and_nothing_hangs() {
 fn a_symlink_planted_while_running_is_never_written_through_and_the_held_lines_follow_once_it_is_gone() {
     let outside = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).overflow(Overflow::Block).build().unwrap();
+    let guard =
+        config(dir.path()).overflow(Overflow::Block).shutdown_timeout(Duration::from_millis(300)).build().unwrap();
     let logger = guard.logger("m");
     logger.info("before", json!({}));
     emit!(logger, Executed { block_number: 1, pad: "" });
@@ -101,7 +102,7 @@ fn a_symlink_planted_while_running_is_never_written_through_and_the_held_lines_f
         .collect();
     logger.info("while_linked", json!({}));
     emit!(logger, Executed { block_number: 2, pad: "" });
-    assert!(guard.flush(), "flush timed out");
+    assert!(!guard.flush(), "the lines held while the links are there are not written");
     let stats = guard.stats();
     for victim in &victims {
         assert_untouched(victim);
@@ -199,26 +200,27 @@ fn a_partial_write_followed_by_a_rotation_never_splits_a_line_between_two_files(
             .compress(false)
             .overflow(Overflow::Block)
             .fault_injector(Arc::clone(&faults))
+            .shutdown_timeout(Duration::from_millis(300))
             .build()
             .unwrap();
         let logger = guard.logger("m");
         let pad = "y".repeat(200);
         let mut block_number = 0;
-        let mut emit_some = |n: u64| {
+        let mut emit_some = |n: u64, written: bool| {
             for _ in 0..n {
                 logger.info("tick", json!({ "seq": block_number, "pad": pad }));
                 emit!(logger, Executed { block_number, pad: &pad });
                 block_number += 1;
             }
-            assert!(guard.flush(), "flush timed out");
+            assert_eq!(guard.flush(), written, "partial {partial}");
         };
-        emit_some(3);
+        emit_some(3, true);
         // A disk that takes `partial` more bytes, then fails: a line is cut mid-way...
         faults.fail_writes(std::io::ErrorKind::StorageFull, partial);
-        // ...and more lines come, each needing a rotation.
-        emit_some(8);
+        // ...and more lines come, each needing a rotation; the flush says they are not written.
+        emit_some(8, false);
         faults.clear();
-        emit_some(3);
+        emit_some(3, true);
         drop(guard);
         // `all_lines` parses every line of every file and fails on a torn one.
         let ticks: Vec<u64> = all_lines(dir.path(), "chimera.log")

@@ -360,24 +360,58 @@ fn write_faults_are_counted_retried_and_lose_no_line_once_cleared() {
     for kind in [std::io::ErrorKind::StorageFull, std::io::ErrorKind::Other, std::io::ErrorKind::PermissionDenied] {
         let dir = tempfile::tempdir().unwrap();
         let faults = Arc::new(FaultInjector::new());
-        let guard = config(dir.path()).fault_injector(faults.clone()).build().unwrap();
+        let guard = config(dir.path())
+            .fault_injector(faults.clone())
+            .shutdown_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
         write_seq(&guard, 0..10, 50);
         assert!(guard.flush(), "flush timed out");
         // Let 30 bytes through, then fail: a line is cut mid-way, and must still end up whole.
         faults.fail_writes(kind, 30);
         write_seq(&guard, 10..20, 50);
         emit!(guard.logger("exec"), Executed { block_number: 1, pad: "" });
-        assert!(guard.flush(), "flush timed out");
+        assert!(!guard.flush(), "{kind:?}: the lines a fault holds back are not written: no flush says they are");
         let failing = guard.stats();
         assert!(failing.sink("chimera.log").unwrap().write_errors >= 1, "{kind:?}: {failing:?}");
         assert!(failing.sink("executions.log").unwrap().write_errors >= 1, "{kind:?}");
         faults.clear();
         write_seq(&guard, 20..30, 50);
+        assert!(guard.flush(), "{kind:?}: the fault cleared, every line is written");
         drop(guard);
         assert_eq!(seqs(dir.path(), "chimera.log"), (0..30).collect::<Vec<_>>(), "{kind:?}");
         assert_eq!(common::events(&dir.path().join("executions.log")), ["executed"], "{kind:?}");
         assert_eq!(failing.sink("chimera.log").unwrap().dropped, 0);
     }
+}
+
+/// A flush asked while a fault holds lines back waits for the retry that writes them: it
+/// returns `true` once the disk takes them again, within its deadline.
+#[test]
+fn a_flush_waiting_on_a_failing_disk_returns_true_once_the_retry_writes_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let guard = config(dir.path())
+        .fault_injector(faults.clone())
+        .audit_store(AuditStore::none())
+        .shutdown_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    faults.fail_writes_to("chimera.log", std::io::ErrorKind::StorageFull, 0);
+    write_seq(&guard, 0..10, 50);
+    std::thread::scope(|scope| {
+        let errors = || guard.stats().sink("chimera.log").unwrap().write_errors;
+        let before = errors();
+        let flush = scope.spawn(|| guard.flush());
+        // The flush's pass tried the disk and failed: the flush now waits on the retry.
+        while errors() == before {
+            std::thread::yield_now();
+        }
+        assert!(!flush.is_finished(), "a flush returned while its lines were held back");
+        faults.clear();
+        assert!(flush.join().unwrap(), "the retry wrote the lines");
+    });
+    assert_eq!(seqs(dir.path(), "chimera.log"), (0..10).collect::<Vec<_>>());
 }
 
 #[test]

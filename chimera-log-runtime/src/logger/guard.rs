@@ -47,8 +47,9 @@ impl LogGuard {
     }
 
     /// Returns when every event emitted before the call is written (`true`), or after the
-    /// shutdown timeout (`false`: a sink is stuck, or CloudWatch is unreachable and the lines
-    /// wait in `chimera.log`); at once with `false` if a writer thread has died (a sink bug).
+    /// shutdown timeout (`false`: a sink is stuck, a write fault holds lines back for a retry,
+    /// or CloudWatch is unreachable and the lines wait in `chimera.log`); at once with `false`
+    /// if a writer thread has died (a sink bug).
     #[must_use = "false means some lines were not yet written when the timeout passed"]
     pub fn flush(&self) -> bool {
         self.dispatcher.flush()

@@ -317,15 +317,18 @@ impl AuditWriter {
             return false;
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.sink.flush())) {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => self.report(&error),
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                // Records a fault holds back for a retry are not written yet.
+                self.report(&error);
+                false
+            }
             Err(panic) => {
                 // As in `write`: the guard must not try the sink again.
                 inner.sink_panicked = true;
                 std::panic::resume_unwind(panic)
             }
         }
-        true
     }
 
     /// Stops accepting lines, and makes a last attempt at anything a fault held back: what still

@@ -71,7 +71,8 @@ impl<R: Requests> Control<R> {
     }
 
     /// Records a request (`take` returns its ticket) and waits until `done` says the thread
-    /// answered it, or the thread ended, or `deadline`; `true` unless the deadline came first.
+    /// answered it (`true`), or the thread ended without answering it, or `deadline` (`false`:
+    /// an ended thread answers nothing more, and what it had not sent is not sent).
     pub(crate) fn ticket<T>(
         &self,
         deadline: Instant,
@@ -82,8 +83,11 @@ impl<R: Requests> Control<R> {
         let ticket = take(&mut requests);
         self.changed.notify_all();
         loop {
-            if done(&requests, &ticket) || requests.finished() {
+            if done(&requests, &ticket) {
                 return true;
+            }
+            if requests.finished() {
+                return false;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -263,5 +267,9 @@ mod tests {
         .unwrap();
         assert!(thread.join().is_err(), "the work panicked");
         assert!(control.lock().finished(), "waiters are told it ended, so a flush does not wait out its timeout");
+        let asked = std::time::Instant::now();
+        let answered = control.ticket(asked + std::time::Duration::from_secs(600), |_| (), |_, ()| false);
+        assert!(!answered, "a flush the ended thread never answered is not done");
+        assert!(asked.elapsed() < std::time::Duration::from_secs(60), "and says so at once, not at its deadline");
     }
 }

@@ -55,11 +55,14 @@ impl Lane {
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(error) = self.sink.flush() {
-            self.report(&error);
+    /// Writes out what the sink holds; `false` if a fault still holds lines back.
+    fn flush(&mut self) -> bool {
+        let outcome = self.sink.flush();
+        if let Err(error) = &outcome {
+            self.report(error);
         }
         self.unreported_drops += self.sink.take_dropped();
+        outcome.is_ok()
     }
 
     fn tick(&mut self) {
@@ -265,9 +268,16 @@ fn set_own_priority(_nice: i32) -> io::Result<()> {
 /// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
 fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>) {
     let mut report_line = Vec::new();
+    // The newest flush whose lines a fault still holds back in a sink: answered once a flush of
+    // every sink succeeds (or never, and the flush returns `false` at its deadline).
+    let mut owed = 0;
+    let flush_all = |lanes: &mut Vec<Lane>| lanes.iter_mut().fold(true, |all, lane| lane.flush() & all);
     loop {
         let Some(taken) = queue.take(chunks, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
+            if owed > 0 && flush_all(&mut lanes) {
+                queue.mark_written(std::mem::take(&mut owed), 0);
+            }
             for lane in &mut lanes {
                 lane.tick();
                 lane.report_drops(0, clock, &mut report_line);
@@ -283,12 +293,17 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
         for (lane, dropped) in lanes.iter_mut().zip(&taken.dropped) {
             lane.report_drops(*dropped, clock, &mut report_line);
         }
-        if taken.flush > 0 || taken.last {
-            lanes.iter_mut().for_each(Lane::flush);
+        let mut flushed = taken.flush;
+        if taken.flush > 0 || taken.last || owed > 0 {
+            if flush_all(&mut lanes) {
+                flushed = flushed.max(std::mem::take(&mut owed));
+            } else {
+                owed = owed.max(std::mem::take(&mut flushed));
+            }
         } else {
             lanes.iter_mut().for_each(Lane::tick);
         }
-        queue.mark_written(taken.flush, taken.pass);
+        queue.mark_written(flushed, taken.pass);
         if taken.last {
             return;
         }
