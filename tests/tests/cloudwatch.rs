@@ -755,6 +755,48 @@ fn a_least_privilege_role_denied_group_creation_and_retention_still_delivers() {
     assert_eq!(retention(&client, &runtime, &group), None, "the denied retention was not applied");
 }
 
+/// A set-up the service refuses for now (a concurrent update of the group, as when a fleet
+/// starts at once) is retried: it never costs the batch waiting behind it.
+#[test]
+fn a_group_creation_aborted_by_a_concurrent_update_is_retried_and_drops_no_event() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("AbortedSetUp");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    proxy.set_mode(common::proxy::Mode::AbortSetup(2));
+    for seq in 0..10u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(proxy.seen().refused, 2);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..10).collect::<Vec<_>>());
+    assert_eq!((stats.batches_failed, stats.events_dropped), (0, 0), "{stats:?}");
+}
+
+/// A refusal without the service's error code (a proxy's bare 403) does not say the events are
+/// wrong: it is retried, not counted as a refused batch.
+#[test]
+fn a_put_refused_without_an_error_code_is_retried_not_dropped() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("BareForbidden");
+    let (guard, proxy) = through_proxy(dir.path(), &group);
+    guard.logger("m").info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::BareForbidden(2));
+    for seq in 1..10u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    assert_eq!(proxy.seen().refused, 2);
+    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..10).collect::<Vec<_>>());
+    assert_eq!((stats.batches_retried, stats.batches_failed, stats.events_dropped), (2, 0, 0), "{stats:?}");
+}
+
 #[test]
 fn a_restart_resumes_from_the_cursor_and_sends_nothing_twice() {
     let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());

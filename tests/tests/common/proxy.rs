@@ -30,6 +30,12 @@ pub enum Mode {
     /// Answer `CreateLogGroup` and `PutRetentionPolicy` with `AccessDeniedException` (a
     /// least-privilege role), pass everything else.
     DenySetup,
+    /// Answer the next `n` `CreateLogGroup` with `OperationAbortedException` (HTTP 400: a
+    /// concurrent update of the group, as when a fleet starts at once).
+    AbortSetup(u32),
+    /// Answer the next `n` `PutLogEvents` with a bare HTTP 403 and no error code (a proxy in
+    /// the way, not the service).
+    BareForbidden(u32),
 }
 
 /// What the proxy saw.
@@ -166,6 +172,7 @@ impl Proxy {
             let target = header(&head, "x-amz-target").unwrap_or_default();
             let is_put = target.ends_with("PutLogEvents");
             let is_setup = target.ends_with("CreateLogGroup") || target.ends_with("PutRetentionPolicy");
+            let is_create_group = target.ends_with("CreateLogGroup");
             let events = if is_put { self.check_limits(&body) } else { 0 };
             let refusal = {
                 let (lock, signal) = &*self.shared;
@@ -207,6 +214,14 @@ impl Proxy {
                         Some((400, "ResourceNotFoundException"))
                     }
                     Mode::DenySetup if is_setup => Some((400, "AccessDeniedException")),
+                    Mode::AbortSetup(n) if is_create_group && n > 0 => {
+                        shared.mode = if n > 1 { Mode::AbortSetup(n - 1) } else { Mode::Pass };
+                        Some((400, "OperationAbortedException"))
+                    }
+                    Mode::BareForbidden(n) if is_put && n > 0 => {
+                        shared.mode = if n > 1 { Mode::BareForbidden(n - 1) } else { Mode::Pass };
+                        Some((403, ""))
+                    }
                     _ => None,
                 };
                 if refusal.is_some() {
@@ -216,6 +231,7 @@ impl Proxy {
                 refusal
             };
             let response = match refusal {
+                Some((status, "")) => format!("HTTP/1.1 {status} Injected\r\ncontent-length: 0\r\n\r\n").into_bytes(),
                 Some((status, kind)) => {
                     let body = format!("{{\"__type\":\"{kind}\",\"message\":\"injected by the test proxy\"}}");
                     format!(

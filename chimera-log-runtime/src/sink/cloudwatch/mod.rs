@@ -75,6 +75,9 @@ const CREDENTIAL_CODES: [&str; 6] = [
     "AccessDeniedException",
 ];
 
+/// Service error codes that refuse the request as such: sending it again cannot succeed.
+const REFUSED_CODES: [&str; 3] = ["InvalidParameterException", "ValidationException", "SerializationException"];
+
 /// Classifies by the service's error code and the HTTP status, and for failures before a
 /// response by the SDK's own error kinds: never by matching message text.
 fn classify<E>(error: &SdkError<E, aws_sdk_cloudwatchlogs::config::http::HttpResponse>) -> Failure
@@ -94,8 +97,11 @@ where
                 "ServiceUnavailableException" => Failure::Retry(message),
                 code if CREDENTIAL_CODES.contains(&code) => Failure::Credentials(message),
                 _ if status == 429 => Failure::Throttled(message),
-                _ if status >= 500 => Failure::Retry(message),
-                _ => Failure::Fatal(message),
+                // Only what says the request itself is wrong gives up its events; anything else
+                // (a concurrent update, a proxy's bare 403 or 404) may pass, and the file holds
+                // the events meanwhile.
+                code if REFUSED_CODES.contains(&code) => Failure::Fatal(message),
+                _ => Failure::Retry(message),
             }
         }
         SdkError::TimeoutError(_) => Failure::Retry("request timed out".into()),
@@ -684,7 +690,16 @@ impl Worker {
     /// retention is changed only when `retention_days` was set explicitly. AccessDenied on the
     /// group's creation or retention (a least-privilege role) is reported once and delivery goes
     /// on: the group may well exist.
+    /// Creates the group (with its retention) and the stream, as needed. A failure here is
+    /// never the events' fault: it is retried, and never gives up a batch.
     async fn set_up(&mut self, client: &Client) -> Result<(), Failure> {
+        self.try_set_up(client).await.map_err(|failure| match failure {
+            Failure::Fatal(reason) => Failure::Retry(format!("setting up the log group and stream: {reason}")),
+            failure => failure,
+        })
+    }
+
+    async fn try_set_up(&mut self, client: &Client) -> Result<(), Failure> {
         let group = self.config.log_group.clone();
         let retention = i32::try_from(self.config.retention_days).unwrap_or(30);
         let created = match client.create_log_group().log_group_name(&group).send().await {
