@@ -251,6 +251,50 @@ fn an_oversize_event_is_truncated_with_a_marker_and_its_batch_still_goes() {
     assert_eq!(file[1]["context"]["blob"].as_str().unwrap().chars().count(), 10_000);
 }
 
+/// What a batch sets aside or cuts is counted once, when the batch is acknowledged: a batch put
+/// back at each flush deadline of an outage is read again, and not counted again.
+#[test]
+fn truncated_and_out_of_window_events_are_counted_once_however_often_their_batch_is_put_back() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("CountedOnce");
+    let clock = Arc::new(ManualClock::at_micros(0));
+    let now = SystemTime::now();
+    clock.set(now);
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let config = CloudWatchConfig::new(&group)
+        .region("us-east-1")
+        .log_stream("s")
+        .endpoint_url(&proxy.url)
+        .max_event_bytes(4_096);
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .clock(clock.clone())
+        .shutdown_timeout(Duration::from_secs(1))
+        .cloudwatch(config)
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    logger.info("first", json!({}));
+    assert!(guard.flush());
+    proxy.set_mode(common::proxy::Mode::Outage);
+    clock.set(now - Duration::from_secs(20 * 86_400));
+    logger.info("too_old", json!({}));
+    clock.set(now);
+    logger.info("huge", json!({ "blob": "x".repeat(10_000) }));
+    logger.info("on_time", json!({}));
+    for _ in 0..3 {
+        assert!(!guard.flush(), "the outage outlasts each flush's 1 s: the batch is put back");
+    }
+    proxy.set_mode(common::proxy::Mode::Pass);
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let events: Vec<String> = read_stream(&client, &runtime, &group, "s").into_iter().map(|(_, m)| m).collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!((stats.events_truncated, stats.events_rejected, stats.events_sent), (1, 1, 3), "{stats:?}");
+}
+
 #[test]
 fn a_dead_endpoint_never_holds_up_the_files_and_shutdown_stays_within_its_timeout() {
     let dir = tempfile::tempdir().unwrap();

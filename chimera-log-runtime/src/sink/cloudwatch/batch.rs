@@ -54,6 +54,8 @@ pub(crate) struct Batch {
     pub(crate) events: Vec<Event>,
     pub(crate) too_old: u64,
     pub(crate) too_new: u64,
+    /// Events of the run that were cut to the per-event limit.
+    pub(crate) truncated: u64,
     /// Where the file family is read up to once this batch is acknowledged.
     pub(crate) cursor: Option<Cursor>,
 }
@@ -63,7 +65,8 @@ pub(crate) struct Batch {
 #[derive(Debug)]
 pub(crate) struct Batcher {
     limits: Limits,
-    waiting: VecDeque<(Event, Cursor)>,
+    /// Each with the cursor after its line, and whether it was cut to the per-event limit.
+    waiting: VecDeque<(Event, Cursor, Pushed)>,
     bytes: usize,
     /// The earliest timestamp waiting: the interval is measured from the event's own time (read
     /// from the same clock as `now`), not from when the sink happened to read it.
@@ -97,7 +100,7 @@ impl Batcher {
         let (message, outcome) = truncate(line, self.limits.max_event_bytes);
         self.bytes += message.len() + EVENT_OVERHEAD;
         self.oldest_ms = Some(self.oldest_ms.map_or(timestamp_ms, |oldest| oldest.min(timestamp_ms)));
-        self.waiting.push_back((Event { timestamp_ms, message }, cursor));
+        self.waiting.push_back((Event { timestamp_ms, message }, cursor, outcome));
         outcome
     }
 
@@ -121,7 +124,7 @@ impl Batcher {
         let newest_accepted = now_ms + AHEAD_LIMIT_MS;
         let mut batch = Batch::default();
         let (mut bytes, mut earliest, mut latest) = (0, i64::MAX, i64::MIN);
-        while let Some((event, cursor)) = self.waiting.front() {
+        while let Some((event, cursor, _)) = self.waiting.front() {
             let outside = event.timestamp_ms < oldest_accepted || event.timestamp_ms > newest_accepted;
             let fits = outside
                 || (batch.events.len() < MAX_BATCH_EVENTS
@@ -131,7 +134,8 @@ impl Batcher {
                 break;
             }
             let cursor = *cursor;
-            let (event, _) = self.waiting.pop_front().expect("front exists");
+            let (event, _, pushed) = self.waiting.pop_front().expect("front exists");
+            batch.truncated += u64::from(pushed == Pushed::Truncated);
             self.bytes -= event.cost();
             batch.cursor = Some(cursor);
             if event.timestamp_ms < oldest_accepted {
@@ -147,7 +151,7 @@ impl Batcher {
         }
         // A stable sort: ties keep file order.
         batch.events.sort_by_key(|event| event.timestamp_ms);
-        self.oldest_ms = self.waiting.iter().map(|(event, _)| event.timestamp_ms).min();
+        self.oldest_ms = self.waiting.iter().map(|(event, _, _)| event.timestamp_ms).min();
         batch
     }
 }

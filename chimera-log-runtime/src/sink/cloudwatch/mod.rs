@@ -36,7 +36,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
 use self::backoff::{Backoff, Jitter, Pace};
-use self::batch::{Batch, Batcher, Limits, Pushed};
+use self::batch::{Batch, Batcher, Limits};
 use super::FailureReporter;
 use crate::clock::Clock;
 use crate::cloudwatch_config::CloudWatchConfig;
@@ -490,9 +490,8 @@ impl Worker {
                         continue;
                     }
                     let timestamp = line_timestamp_ms(line).unwrap_or_else(|| batch::millis(now));
-                    if self.batcher.push(timestamp, line, cursor) == Pushed::Truncated {
-                        self.counters.events_truncated.fetch_add(1, Relaxed);
-                    }
+                    // Counted with the batch that carries it, once acknowledged (below).
+                    self.batcher.push(timestamp, line, cursor);
                 }
                 Ok(None) => {
                     self.at_end = true;
@@ -547,9 +546,8 @@ impl Worker {
     /// the acknowledged cursor).
     fn send_one(&mut self, runtime: &tokio::runtime::Runtime, client: &Client) -> bool {
         let batch: Batch = self.batcher.take_batch(self.clock.now());
-        self.count_window_rejections(&batch);
         if batch.events.is_empty() {
-            self.acknowledge(batch.cursor);
+            self.settle(&batch);
             return true;
         }
         let events = input_events(&batch);
@@ -562,12 +560,12 @@ impl Worker {
             let (pace, reason) = match self.attempt(runtime, client, &events, give_up) {
                 Ok(output) => {
                     self.count_delivered(&output, events.len());
-                    self.acknowledge(batch.cursor);
+                    self.settle(&batch);
                     return true;
                 }
                 Err(Failure::Fatal(reason)) => {
                     self.count_refused(events.len(), reason);
-                    self.acknowledge(batch.cursor);
+                    self.settle(&batch);
                     return true;
                 }
                 Err(Failure::Missing) if !recreated => {
@@ -618,14 +616,20 @@ impl Worker {
         })
     }
 
-    /// Counts a batch of `sent` events the service accepted (some events may still have been
-    /// rejected), and reports the end of an outage.
+    /// Done with `batch`: what it set aside is counted and the cursor after it saved. Only
+    /// now, not when read: a batch put back is read, and would be counted, again.
+    fn settle(&mut self, batch: &Batch) {
+        self.counters.events_truncated.fetch_add(batch.truncated, Relaxed);
+        self.count_window_rejections(batch);
+        self.acknowledge(batch.cursor);
+    }
+
+    /// Counts a batch of `sent` events the service accepted, less those it rejected in
+    /// `rejectedLogEventsInfo`, and reports the end of an outage.
     fn count_delivered(&mut self, output: &PutLogEventsOutput, sent: usize) {
         self.counters.batches_sent.fetch_add(1, Relaxed);
-        self.counters.events_sent.fetch_add(sent as u64, Relaxed);
-        if let Some(rejected) = output.rejected_log_events_info() {
-            self.count_rejected(rejected, sent);
-        }
+        let rejected = output.rejected_log_events_info().map_or(0, |info| self.count_rejected(info, sent));
+        self.counters.events_sent.fetch_add(sent as u64 - rejected, Relaxed);
         self.report_up();
     }
 
@@ -759,7 +763,8 @@ impl Worker {
         }
     }
 
-    fn count_rejected(&mut self, info: &aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo, sent: usize) {
+    /// Counts (and returns) the events of a batch of `sent` that the service rejected.
+    fn count_rejected(&mut self, info: &aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo, sent: usize) -> u64 {
         let sent = sent as i64;
         let too_new = info.too_new_log_event_start_index().map_or(0, |start| sent - i64::from(start));
         let too_old = info.too_old_log_event_end_index().map_or(0, |end| i64::from(end) + 1);
@@ -770,6 +775,7 @@ impl Worker {
             self.reported_rejections = true;
             diag!("chimera-log: CloudWatch rejected {rejected} event(s) of a batch ({info:?}); counted in stats()");
         }
+        rejected
     }
 }
 
