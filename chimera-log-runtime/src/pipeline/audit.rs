@@ -394,10 +394,19 @@ impl GroupCommit {
             if !state.syncing {
                 state.syncing = true;
                 drop(state);
-                let (target, result) = sync();
-                self.syncs.fetch_add(1, Relaxed);
+                let led = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&sync));
                 state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 state.syncing = false;
+                let (target, result) = match led {
+                    Ok(led) => led,
+                    Err(panic) => {
+                        // Another waiter leads the next sync; none waits for this one for ever.
+                        self.done.notify_all();
+                        drop(state);
+                        std::panic::resume_unwind(panic)
+                    }
+                };
+                self.syncs.fetch_add(1, Relaxed);
                 // A failed sync is reported by its leader; the lines are written, and waiting
                 // for a sync that cannot succeed would block every emitter.
                 state.synced = state.synced.max(target);
@@ -415,6 +424,37 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+
+    #[test]
+    fn a_sync_that_panics_leaves_the_next_waiter_to_lead_not_to_wait_for_ever() {
+        let commit = Arc::new(GroupCommit::default());
+        let (leading, led) = mpsc::channel();
+        let (go, went) = mpsc::channel::<()>();
+        let (returned, waited) = mpsc::channel();
+        let leader = std::thread::spawn({
+            let commit = Arc::clone(&commit);
+            move || {
+                commit.wait_synced(1, || {
+                    leading.send(()).unwrap();
+                    went.recv().unwrap();
+                    panic!("a sync that panics (expected by this test)");
+                })
+            }
+        });
+        led.recv().unwrap();
+        // Not joined: without the fix it would wait for ever, and the test must fail, not hang.
+        std::thread::spawn({
+            let commit = Arc::clone(&commit);
+            move || {
+                let result = commit.wait_synced(2, || (2, Ok(())));
+                returned.send(result.is_ok()).unwrap();
+            }
+        });
+        go.send(()).unwrap();
+        assert!(leader.join().is_err(), "the leader's panic goes on to its caller");
+        let follower = waited.recv_timeout(Duration::from_secs(30));
+        assert_eq!(follower, Ok(true), "the waiter led its own sync and returned");
+    }
 
     #[test]
     fn the_gate_admits_one_thread_at_a_time_and_a_timed_wait_gives_up_at_its_deadline() {
