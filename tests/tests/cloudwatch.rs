@@ -335,6 +335,38 @@ fn a_dead_endpoint_never_holds_up_the_files_and_shutdown_stays_within_its_timeou
     assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..1_000).collect::<Vec<_>>());
 }
 
+/// A request in flight when the guard is dropped is cut at the shutdown's deadline, not left to
+/// run out its own (longer) timeout: the shipper has ended and freed the directory by the time
+/// the drop returns, so a new logger can start on it at once.
+#[test]
+fn a_request_in_flight_at_shutdown_is_cut_at_the_deadline_and_frees_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("SlowAtShutdown");
+    let proxy = common::proxy::Proxy::start(&endpoint());
+    let config = CloudWatchConfig::new(&group)
+        .region("us-east-1")
+        .log_stream("s")
+        .endpoint_url(&proxy.url)
+        .operation_timeout(Duration::from_secs(60));
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .shutdown_timeout(Duration::from_secs(1))
+        .cloudwatch(config)
+        .build()
+        .unwrap();
+    guard.logger("m").info("tick", json!({ "seq": 0 }));
+    assert!(guard.flush());
+    proxy.set_delay(Duration::from_secs(60));
+    for seq in 1..=100u64 {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    // 100 events are due by count: their request goes, and hangs in the proxy.
+    proxy.wait_in_flight(true);
+    drop(guard);
+    let again = LogConfig::new(dir.path()).console(false).build();
+    assert!(again.is_ok(), "the shipper still held the directory: {:?}", again.err());
+}
+
 /// Starts a logger shipping through a fault-injecting proxy in front of moto.
 fn through_proxy(dir: &std::path::Path, group: &str) -> (LogGuard, common::proxy::Proxy) {
     let proxy = common::proxy::Proxy::start(&endpoint());

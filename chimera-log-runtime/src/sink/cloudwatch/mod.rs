@@ -583,11 +583,13 @@ impl Worker {
                 Err(Failure::Throttled(reason)) => (Pace::Throttled, reason),
                 Err(Failure::Credentials(reason)) => (Pace::Credentials, reason),
             };
-            self.report_down(&reason);
+            // Read again: a stop or a flush may have been asked during the attempt.
+            let give_up = self.control.give_up_at();
             if give_up.is_some_and(|at| Instant::now() >= at) {
                 self.put_back();
                 return false;
             }
+            self.report_down(&reason);
             self.counters.batches_retried.fetch_add(1, Relaxed);
             let wait = self.jitter.jittered(backoff.next_wait(pace));
             self.control.back_off(&*self.clock, wait, give_up);
@@ -595,7 +597,8 @@ impl Worker {
     }
 
     /// One `PutLogEvents` of `events` (after setting up the group and stream if due), cut off
-    /// at the operation timeout or at `give_up`, whichever comes first.
+    /// at the operation timeout or at `give_up`, whichever comes first, or at the stop's
+    /// deadline when a shutdown is asked while it runs.
     fn attempt(
         &mut self,
         runtime: &tokio::runtime::Runtime,
@@ -608,10 +611,24 @@ impl Worker {
         if timeout.is_zero() {
             return Err(Failure::Retry("the shutdown or flush deadline came first".into()));
         }
+        let control = Arc::clone(&self.control);
+        let until = Instant::now() + timeout;
         runtime.block_on(async {
-            match tokio::time::timeout(timeout, self.put(client, events)).await {
-                Ok(result) => result,
-                Err(_) => Err(Failure::Retry("request timed out".into())),
+            let mut put = std::pin::pin!(self.put(client, events));
+            loop {
+                let now = Instant::now();
+                let stop = control.lock().stop;
+                if stop.is_some_and(|at| now >= at) {
+                    return Err(Failure::Retry("the shutdown deadline came first".into()));
+                }
+                if now >= until {
+                    return Err(Failure::Retry("request timed out".into()));
+                }
+                // Looks at the stop again every POLL while the request runs.
+                let step = until.min(stop.unwrap_or(until)).min(now + POLL) - now;
+                if let Ok(result) = tokio::time::timeout(step, &mut put).await {
+                    return result;
+                }
             }
         })
     }
