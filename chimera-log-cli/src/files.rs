@@ -54,6 +54,15 @@ pub(crate) enum Part {
     Gap,
 }
 
+/// A line as read: its bytes, or only its length when it is longer than [`max_line`] (its bytes
+/// were never kept). Readers that must not mistake a skipped line for one of its own kind, as
+/// `verify` for a torn line, see the difference here rather than in placeholder text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line<'a> {
+    Kept(&'a [u8]),
+    TooLong(u64),
+}
+
 /// Whether a logger holds the directory now (its `.chimera-log.lock` is locked, and stays locked
 /// for a quarter second). Verify's probe takes the lock for an instant when it is free; a logger
 /// starting in that instant retries for a quarter second. A lock file that cannot be opened counts as live: the cautious reading.
@@ -88,7 +97,7 @@ pub(crate) fn for_each_line_live(
     dir: &Path,
     name: &str,
     live: bool,
-    mut each: impl FnMut(&Path, usize, &[u8], Part),
+    mut each: impl FnMut(&Path, usize, Line<'_>, Part),
 ) -> Result<u64, ReadError> {
     let listed: Vec<PathBuf> =
         files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
@@ -116,7 +125,7 @@ pub(crate) fn for_each_line_live(
     read_backups(&rotated_since, &mut state, &mut each)?;
     let (gap, gone) = (state.gap, state.gone);
     if gap {
-        each(&current_path, 0, b"", Part::Gap);
+        each(&current_path, 0, Line::Kept(b""), Part::Gap);
     }
     if let Some(file) = current {
         use std::os::unix::fs::MetadataExt;
@@ -140,13 +149,22 @@ pub(crate) fn for_each_line_live(
 fn read_lines(
     path: &Path,
     reader: Box<dyn BufRead>,
-    mut each: impl FnMut(&Path, usize, &[u8]),
+    mut each: impl FnMut(&Path, usize, Line<'_>),
 ) -> Result<(), ReadError> {
     read_lines_while(path, reader, Unterminated::Give, |path, number, line| {
         each(path, number, line);
         true
     })
     .map(|_| ())
+}
+
+/// `line`'s bytes, or the placeholder of a skipped line, for readers that report it as
+/// unreadable like any line that is not JSON.
+fn with_placeholder(line: Line<'_>, each: impl FnOnce(&[u8]) -> bool) -> bool {
+    match line {
+        Line::Kept(bytes) => each(bytes),
+        Line::TooLong(length) => each(skipped_line(length).as_bytes()),
+    }
 }
 
 /// What to do with a last line that has no newline.
@@ -163,7 +181,7 @@ fn read_lines_while(
     path: &Path,
     mut reader: Box<dyn BufRead>,
     unterminated: Unterminated,
-    mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
+    mut each: impl FnMut(&Path, usize, Line<'_>) -> bool,
 ) -> Result<bool, ReadError> {
     let mut line = Vec::new();
     let mut number = 0;
@@ -172,12 +190,11 @@ fn read_lines_while(
             Ok(None) => return Ok(true),
             Ok(Some(read)) if !read.terminated && unterminated == Unterminated::Leave => return Ok(true),
             Ok(Some(read)) => {
-                let length = read.length;
                 number += 1;
-                let go_on = if length > max_line() {
-                    each(path, number, skipped_line(length as u64).as_bytes())
+                let go_on = if read.kept(max_line()) {
+                    each(path, number, Line::Kept(&line))
                 } else {
-                    each(path, number, &line)
+                    each(path, number, Line::TooLong(read.length as u64))
                 };
                 if !go_on {
                     return Ok(false);
@@ -206,7 +223,7 @@ struct Progress {
 fn read_backups(
     paths: &[PathBuf],
     state: &mut Progress,
-    each: &mut impl FnMut(&Path, usize, &[u8], Part),
+    each: &mut impl FnMut(&Path, usize, Line<'_>, Part),
 ) -> Result<(), ReadError> {
     for path in paths {
         match open(path) {
@@ -217,7 +234,7 @@ fn read_backups(
             Err(error) => return Err(error),
             Ok(reader) => {
                 if std::mem::take(&mut state.gap) {
-                    each(path, 0, b"", Part::Gap);
+                    each(path, 0, Line::Kept(b""), Part::Gap);
                 }
                 state.read_any = true;
                 read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
@@ -305,7 +322,12 @@ fn skipped_line(length: u64) -> String {
 /// than [`max_line`] is given as `[chimera-log: line of N bytes skipped ...]`.
 pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize, &[u8])) -> Result<(), ReadError> {
     for path in files {
-        read_lines(path, open(path)?, &mut each)?;
+        read_lines(path, open(path)?, |path, number, line| {
+            with_placeholder(line, |bytes| {
+                each(path, number, bytes);
+                true
+            });
+        })?;
     }
     Ok(())
 }
@@ -316,7 +338,10 @@ pub(crate) fn for_each_line_while(
     mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
 ) -> Result<(), ReadError> {
     for path in files {
-        if !read_lines_while(path, open(path)?, Unterminated::Give, &mut each)? {
+        let read = read_lines_while(path, open(path)?, Unterminated::Give, |path, number, line| {
+            with_placeholder(line, |bytes| each(path, number, bytes))
+        })?;
+        if !read {
             break;
         }
     }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use chimera_log_runtime::audit::{hex, parse_sealed, ChainKey};
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
 
-use crate::files::{directory_is_live, for_each_line_live, ReadError};
+use crate::files::{directory_is_live, for_each_line_live, Line, ReadError};
 
 /// Opens the store named by `url` (`sqlite:PATH`, a path, `postgres://…`); the message of an
 /// error is what `main` prints before exiting with 2.
@@ -114,9 +114,8 @@ pub(crate) fn verify(
 fn send_file_records(dir: &Path, sender: &mpsc::SyncSender<(u64, Vec<u8>)>) -> Result<(), ReadError> {
     let mut open = true;
     for_each_line_live(dir, "executions.log", directory_is_live(dir), |_, _, line, _| {
-        if !open {
-            return;
-        }
+        // A line too long to keep is no record to compare (`verify DIR` reports it).
+        let (true, Line::Kept(line)) = (open, line) else { return };
         if let Some(record) = parse_sealed(line) {
             open = sender.send((record.seq, line.to_vec())).is_ok();
         }

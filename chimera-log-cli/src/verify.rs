@@ -10,7 +10,7 @@ use chimera_log_runtime::audit::{
 };
 use serde_json::Value;
 
-use crate::files::{for_each_line_live, Part, ReadError};
+use crate::files::{for_each_line_live, Line, Part, ReadError};
 
 /// One finding, with where it is.
 #[derive(Debug, Clone)]
@@ -107,6 +107,8 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
     let mut torn: Option<PendingTorn> = None;
     // While reading what was the current file, rotated since: what of it was read from its backup.
     let mut skipping_rotated = true;
+    // The line before was too long to read: the chain cannot be followed across it.
+    let mut after_skipped = false;
     // A logger writing now may be in the middle of the last line; at rest, a last line without
     // its newline is a torn write like any other.
     let live = crate::files::directory_is_live(dir);
@@ -121,6 +123,28 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
             }
             return;
         }
+        let line = match line {
+            Line::Kept(line) => line,
+            Line::TooLong(length) => {
+                if part == Part::RotatedCurrent && skipping_rotated && previous.is_some() {
+                    // Read already from the backup the file became, as any line here.
+                    return;
+                }
+                skipping_rotated = false;
+                // Never read, so never a torn line --allow-torn may excuse: it may be a record.
+                report.failures.push(at(format!("line of {length} bytes exceeds --max-line: cannot be verified")));
+                if let Some(pending) = torn.take() {
+                    report.notes.push(format!(
+                        "{}: {} torn line(s) before a line that could not be read, so whether an {RESTART_EVENT} \
+                         record accounts for them is unknown",
+                        pending.first, pending.run.lines
+                    ));
+                }
+                previous = None;
+                after_skipped = true;
+                return;
+            }
+        };
         let record = parse_sealed(line);
         if part == Part::RotatedCurrent && skipping_rotated {
             // The file that was current at the listing was rotated during the read: what of it
@@ -197,7 +221,7 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                             .failures
                             .push(at("chain of record 1 does not match (edited, or another key)".to_owned()));
                     }
-                } else {
+                } else if !after_skipped {
                     report.notes.push(format!(
                         "the retained chain begins at seq {} ({}:{}) without an anchor, so its link to seq {} \
                          cannot be checked",
@@ -221,6 +245,7 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                 }
             }
         }
+        after_skipped = false;
         report.first_seq.get_or_insert(record.seq);
         previous = Some(ChainHead { seq: record.seq, chain: record.chain });
         chains.push((record.seq, record.chain));
@@ -312,6 +337,8 @@ fn check_checkpoints(
     let mut checked = 0;
     // The general log rotates under a live verify too; a checkpoint read twice is checked twice.
     for_each_line_live(dir, "chimera.log", true, |path, line_number, line, _| {
+        // A line too long to keep is not a checkpoint the logger wrote.
+        let Line::Kept(line) = line else { return };
         if !line.windows(26).any(|w| w == b"\"event\":\"audit_checkpoint\"") {
             return;
         }

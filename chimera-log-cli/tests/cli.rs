@@ -701,6 +701,41 @@ fn an_inserted_well_formed_unsealed_record_is_tampering_even_with_allow_torn() {
     assert!(String::from_utf8_lossy(&query.stderr).contains("not a sealed audit record"), "{}", text(&query));
 }
 
+/// A line longer than --max-line is never read, so it cannot be taken for a torn write: verify
+/// reports it whatever --allow-torn says, and never calls a trail it could not read intact.
+#[test]
+fn verify_reports_a_line_over_max_line_as_unverifiable_even_with_allow_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let guard = config(dir.path()).max_bytes(1 << 20).build().unwrap();
+        let logger = guard.logger("executor");
+        for block_number in 0..6 {
+            let protocol = if block_number == 3 { "p".repeat(600) } else { "aave".to_owned() };
+            emit!(logger, Executed { block_number, protocol: &protocol });
+        }
+        guard
+    });
+    let path = dir.path().to_str().unwrap();
+    for (max_line, args) in [
+        ("100", vec!["verify", "--allow-torn"]),
+        ("100", vec!["verify"]),
+        ("500", vec!["verify", "--allow-torn"]),
+        ("500", vec!["verify"]),
+    ] {
+        let mut args = args;
+        args.extend(["--max-line", max_line, path]);
+        let output = chimera_log(&args);
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {said}");
+        assert!(!said.contains("intact"), "{args:?}: {said}");
+        assert!(said.contains("bytes exceeds --max-line: cannot be verified"), "{args:?}: {said}");
+        assert!(!said.contains("torn"), "{args:?}: nothing here is torn: {said}");
+    }
+    // Read whole, the same trail is intact.
+    let output = chimera_log(&["verify", "--max-line", "1000", path]);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
 #[test]
 fn ages_beyond_the_calendar_are_usage_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
