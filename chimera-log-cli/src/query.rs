@@ -528,7 +528,8 @@ pub(crate) fn query_store(
                         if unreadable <= NAMED_UNREADABLE {
                             eprintln!(
                                 "chimera-log: stream {stream}: seq {}: {error}; skipped, see `verify --store`",
-                                row.seq
+                                // Signed, as the column holds it.
+                                row.seq as i64
                             );
                         }
                         return true;

@@ -39,7 +39,8 @@ fn listed(streams: &[String]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Finding {
     pub(crate) stream: String,
-    pub(crate) seq: u64,
+    /// As the column holds it (signed: a hostile row may say -1).
+    pub(crate) seq: i64,
     pub(crate) message: String,
 }
 
@@ -167,8 +168,16 @@ fn verify_stream(
     let (failures, notes) = (&mut report.failures, &mut report.notes);
     reader
         .scan(stream, &ScanFilter::default(), |row| {
-            let at = |message: String| Finding { stream: stream.to_owned(), seq: row.seq, message };
+            let at = |message: String| Finding { stream: stream.to_owned(), seq: row.seq as i64, message };
             summary.records += 1;
+            // The column is a signed integer, which the reader hands over as u64: a negative seq
+            // arrives above i64::MAX. Such a row, or a seq 0, is no record number; it is reported
+            // and takes no part in the order, the chain or the comparison with the files (looking
+            // the files up for it would pass over every record they hold).
+            if row.seq == 0 || row.seq > i64::MAX as u64 {
+                failures.push(at("records are numbered from 1 (edited or inserted)".to_owned()));
+                return true;
+            }
             summary.first_seq.get_or_insert(row.seq);
             summary.last_seq = Some(row.seq);
             if let Some(files) = files.as_mut() {
@@ -184,16 +193,15 @@ fn verify_stream(
                 }
             }
             if let Some(before) = previous {
-                if row.seq != before.seq.saturating_add(1) {
-                    let missing = if row.seq == before.seq + 2 {
-                        format!("seq {}", before.seq + 1)
-                    } else {
-                        format!("seq {}..={}", before.seq + 1, row.seq - 1)
+                if before.seq.checked_add(1) != Some(row.seq) {
+                    let missing = match (before.seq.checked_add(1), row.seq.checked_sub(1)) {
+                        (Some(first), Some(last)) if first == last => format!("seq {first} missing (rows deleted)"),
+                        (Some(first), Some(last)) if first < last => {
+                            format!("seq {first}..={last} missing (rows deleted)")
+                        }
+                        _ => "out of order".to_owned(),
                     };
-                    failures.push(at(format!(
-                        "seq {} follows seq {} in the store: {missing} missing (rows deleted)",
-                        row.seq, before.seq
-                    )));
+                    failures.push(at(format!("seq {} follows seq {} in the store: {missing}", row.seq, before.seq)));
                 }
             }
             let Some(record) = parse_sealed(row.record.as_bytes()) else {
@@ -217,7 +225,7 @@ fn verify_stream(
                     "stream {stream}: the retained chain begins at seq {}, so its link to seq {} cannot be checked \
                      (older rows removed by retention)",
                     row.seq,
-                    row.seq - 1
+                    row.seq.saturating_sub(1)
                 )),
                 Some(Previous { seq, chain: Some(chain) }) if seq.saturating_add(1) == row.seq => {
                     if key.link(&chain, record.body) != record.chain {

@@ -214,6 +214,10 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
             (None, _) => {}
         }
         match previous {
+            // Records are numbered from 1 (the anchors' 0 is the chain before the first).
+            _ if record.seq == 0 => {
+                report.failures.push(at("seq 0: records are numbered from 1 (edited or inserted)".to_owned()));
+            }
             None => {
                 if record.seq == 1 {
                     if key.link(&[0; 32], record.body) != record.chain {
@@ -221,19 +225,19 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
                             .failures
                             .push(at("chain of record 1 does not match (edited, or another key)".to_owned()));
                     }
-                } else if !after_skipped {
+                } else if let (false, Some(before)) = (after_skipped, record.seq.checked_sub(1)) {
                     report.notes.push(format!(
                         "the retained chain begins at seq {} ({}:{}) without an anchor, so its link to seq {} \
                          cannot be checked",
                         record.seq,
                         path.display(),
                         line_number,
-                        record.seq - 1
+                        before
                     ));
                 }
             }
             Some(head) => {
-                if record.seq != head.seq.saturating_add(1) {
+                if head.seq.checked_add(1) != Some(record.seq) {
                     report
                         .failures
                         .push(at(format!("seq {} follows seq {}: records missing or reordered", record.seq, head.seq)));

@@ -736,6 +736,21 @@ fn verify_reports_a_line_over_max_line_as_unverifiable_even_with_allow_torn() {
     assert!(output.status.success(), "{}", text(&output));
 }
 
+/// seq 0 is no record's number: where the trail read begins without an anchor (here, its first
+/// file's anchor removed), a record numbered 0 is a finding, not a panic on `seq - 1`.
+#[test]
+fn verify_reports_a_record_numbered_0_as_a_finding_not_a_panic() {
+    let dir = fresh_trail();
+    let first = audit_files(dir.path())[0].clone();
+    edit_lines(&first, |lines| {
+        lines.remove(0);
+        lines[0] = lines[0].replace(r#","seq":1,"#, r#","seq":0,"#);
+    });
+    let output = verify(dir.path());
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("seq 0: records are numbered from 1"), "{}", text(&output));
+}
+
 #[test]
 fn ages_beyond_the_calendar_are_usage_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
@@ -1330,6 +1345,37 @@ fn verify_store_notes_where_the_retained_chain_begins_after_rows_deleted_at_the_
             "note: stream {stream}: the retained chain begins at seq 5, so its link to seq 4 cannot be checked \
              (older rows removed by retention)\nintact: stream {stream}: 26 audit record(s), seq 5..=30\n"
         )
+    );
+}
+
+/// A crafted row numbered 0 or below is a finding (exit 1), never a panic or a seq shown as
+/// 18446744073709551615; it takes no part in the comparison with the files.
+#[test]
+fn verify_store_reports_rows_with_seq_zero_or_negative_as_findings_not_panics() {
+    let (dir, db, stream) = trail_with_store();
+    sql(&db, "UPDATE chimera_audit SET seq = 0 WHERE seq = 1; UPDATE chimera_audit SET seq = -1 WHERE seq = 2");
+    let expected = format!(
+        "BROKEN: first broken record: stream {stream}: seq -1: records are numbered from 1 (edited or inserted)\n\
+         also: stream {stream}: seq 0: records are numbered from 1 (edited or inserted)\n"
+    );
+    let alone = verify_store(&db, &[], 1);
+    assert!(alone.contains(&expected), "{alone}");
+    assert!(alone.contains(&format!("read: stream {stream}: 30 audit record(s), seq 3..=30\n")), "{alone}");
+    assert!(!alone.contains("18446744073709551615"), "{alone}");
+    let output = chimera_log(&["verify", dir.path().to_str().unwrap(), "--store", db.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(stdout_of(&output).contains("28 compared with the files"), "{}", text(&output));
+    // Each seq next to a bad row: the largest and smallest the column can hold.
+    sql(
+        &db,
+        "UPDATE chimera_audit SET seq = -9223372036854775808 WHERE seq = -1; \
+              UPDATE chimera_audit SET seq = 9223372036854775807 WHERE seq = 30",
+    );
+    let extremes = verify_store(&db, &[], 1);
+    assert!(extremes.contains("seq -9223372036854775808: records are numbered from 1"), "{extremes}");
+    assert!(
+        extremes.contains("seq 9223372036854775807 follows seq 29 in the store: seq 30..=9223372036854775806 missing"),
+        "{extremes}"
     );
 }
 
