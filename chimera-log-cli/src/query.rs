@@ -473,6 +473,10 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, col
     let mut write_error = None;
     let mut matched = 0u64;
     scan_while(dir, name, |raw, value| {
+        // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
+        if filter.limit.is_some_and(|limit| matched >= limit) {
+            return false;
+        }
         if !filter.matches(raw, value) {
             return true;
         }

@@ -1379,6 +1379,27 @@ fn verify_store_reports_rows_with_seq_zero_or_negative_as_findings_not_panics() 
     );
 }
 
+/// `--limit 0` asks for no line: on the files as on the store, nothing is printed and, as
+/// nothing matched, the exit is 1; `--limit 1` prints one.
+#[test]
+fn query_with_limit_0_prints_nothing_on_the_files_as_on_the_store() {
+    let (dir, db, _) = trail_with_store();
+    let path = dir.path().to_str().unwrap();
+    for (source, limit, lines, code) in
+        [("--file", "0", 0, 1), ("--store", "0", 0, 1), ("--file", "1", 1, 0), ("--store", "1", 1, 0)]
+    {
+        let target = if source == "--file" { "audit" } else { db.to_str().unwrap() };
+        let mut args = vec!["query"];
+        if source == "--file" {
+            args.push(path);
+        }
+        args.extend([source, target, "--limit", limit]);
+        let output = chimera_log(&args);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {}", text(&output));
+        assert_eq!(stdout_of(&output).lines().count(), lines, "{args:?}: {}", text(&output));
+    }
+}
+
 #[test]
 fn verify_store_with_the_directory_catches_a_rewritten_unkeyed_chain_that_the_store_alone_cannot() {
     let (dir, db, stream) = trail_with_store();
