@@ -394,20 +394,36 @@ fn level_text(level: &str, color: bool) -> String {
     }
 }
 
-/// A context value as `pretty` prints it: strings bare unless they need quotes, the rest as JSON.
-fn pretty_value(value: &Value) -> String {
-    match value {
-        Value::String(text)
-            if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) =>
-        {
-            text.clone()
+/// `text` with every control character written as `\u001b` (JSON's escape): `table` and `pretty`
+/// go to terminals, which would obey an escape sequence in a logged value rather than show it.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            escaped.push(c);
         }
-        other => other.to_string(),
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+/// A context value as `pretty` prints it, from its JSON text: strings bare unless they need
+/// quotes, the rest as written (numbers keep every digit).
+fn pretty_value(raw: &serde_json::value::RawValue) -> String {
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) => {
+            text
+        }
+        _ => escape_controls(raw.get()).into_owned(),
     }
 }
 
-/// A JSON object's members in the order written (serde_json's map sorts them).
-struct InOrder(Vec<(String, Value)>);
+/// A JSON object's members in the order written (serde_json's map sorts them), as written.
+struct InOrder(Vec<(String, Box<serde_json::value::RawValue>)>);
 
 impl<'de> serde::Deserialize<'de> for InOrder {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -419,7 +435,7 @@ impl<'de> serde::Deserialize<'de> for InOrder {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InOrder, A::Error> {
                 let mut members = Vec::new();
-                while let Some(member) = map.next_entry::<String, Value>()? {
+                while let Some(member) = map.next_entry::<String, Box<serde_json::value::RawValue>>()? {
                     members.push(member);
                 }
                 Ok(InOrder(members))
@@ -430,7 +446,11 @@ impl<'de> serde::Deserialize<'de> for InOrder {
 }
 
 fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, color: bool) -> std::io::Result<()> {
-    let text = |key: &str| value[key].as_str().unwrap_or("").to_owned();
+    let text = |key: &str| escape_controls(value[key].as_str().unwrap_or("")).into_owned();
+    // The JSON text as written: a number beyond 2^53 parsed into `value` would print rounded.
+    let raw_text = |key: &str| {
+        std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &[key.to_owned()])).map(escape_controls)
+    };
     match output {
         Output::Json => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
         Output::Table => writeln!(
@@ -440,7 +460,7 @@ fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, c
             level_text(&text("level"), color),
             text("module"),
             text("event"),
-            value["context"]
+            raw_text("context").unwrap_or(std::borrow::Cow::Borrowed("null"))
         ),
         Output::Pretty => {
             write!(
@@ -456,9 +476,9 @@ fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, c
                 .and_then(|raw| raw_field(raw, &["context".to_owned()]))
                 .and_then(|context| serde_json::from_str::<InOrder>(context).ok());
             for (key, value) in context.map(|c| c.0).unwrap_or_default() {
-                write!(out, " {key}={}", pretty_value(&value))?;
+                write!(out, " {}={}", escape_controls(&key), pretty_value(&value))?;
             }
-            if let Some(exception) = value.get("exception") {
+            if let Some(exception) = raw_text("exception") {
                 write!(out, " exception={exception}")?;
             }
             writeln!(out)

@@ -1091,6 +1091,44 @@ fn query_prints_json_table_or_pretty_and_colours_levels_only_when_asked_or_on_a_
     assert!(!out(&["--output", "table", "--color", "never"]).contains('\x1b'));
 }
 
+/// `table` and `pretty` go to terminals: a control character in any field they print (an ESC
+/// sequence, an OSC title, DEL, a C1 CSI) is shown escaped, never sent raw; numbers are printed
+/// from their own digits, so a u128 is exact; `json` stays the line byte for byte.
+#[test]
+fn query_table_and_pretty_escape_control_characters_and_print_large_integers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "{\"timestamp\":\"2024-01-15T10:30:45.123456Z\\u001b[2J\",\"level\":\"INFO\\u001b[31m\",\
+                \"module\":\"m\\u0007\",\"event\":\"e\\u001b]0;pwned\\u0007\",\"context\":{\"big\":\
+                340282366920938463463374607431768211455,\"neg\":-170141183460469231731687303715884105728,\
+                \"nested\":{\"n\":18446744073709551617,\"s\":\"\u{7f}\u{9b}31m\"},\"title\":\"\\u001b]0;x\\u0007\",\
+                \"del\":\"a\u{7f}b\",\"k\\u001bey\":1},\"exception\":{\"kind\":\"\\u001b[5m\",\"n\":123456789012345678901}}\n";
+    fs::write(dir.path().join("chimera.log"), line).unwrap();
+    let d = dir.path().to_str().unwrap();
+    for output in ["table", "pretty"] {
+        let printed = chimera_log(&["query", d, "--output", output, "--color", "never"]);
+        assert!(printed.status.success(), "{}", text(&printed));
+        let shown = String::from_utf8(printed.stdout).unwrap();
+        let raw_control = shown.trim_end_matches('\n').chars().find(|c| c.is_control());
+        assert_eq!(raw_control, None, "{output}: {shown:?}");
+        for expected in [
+            "2024-01-15T10:30:45.123456Z\\u001b[2J",
+            "e\\u001b]0;pwned\\u0007",
+            "340282366920938463463374607431768211455",
+            "-170141183460469231731687303715884105728",
+            "18446744073709551617",
+            "\\u007f\\u009b31m",
+        ] {
+            assert!(shown.contains(expected), "{output}: {expected:?} in {shown:?}");
+        }
+        // Only `pretty` shows the exception.
+        if output == "pretty" {
+            assert!(shown.contains(r#" exception={"kind":"\u001b[5m","n":123456789012345678901}"#), "{shown:?}");
+        }
+    }
+    let json = chimera_log(&["query", d, "--color", "always"]);
+    assert_eq!(json.stdout, line.as_bytes(), "json: the line byte for byte");
+}
+
 /// Runs the binary with `args` and returns its exit code and peak resident memory in KiB, read
 /// for that child alone (`wait4` reaps it, so `Child::wait` is never called).
 #[allow(clippy::zombie_processes)]
