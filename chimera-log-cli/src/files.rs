@@ -313,7 +313,7 @@ pub(crate) fn set_max_line(bytes: usize) {
 pub(crate) const SKIPPED_PREFIX: &str = "[chimera-log: line of ";
 
 /// What `each` gets in place of a line longer than [`max_line`].
-fn skipped_line(length: u64) -> String {
+pub(crate) fn skipped_line(length: u64) -> String {
     format!("{SKIPPED_PREFIX}{length} bytes skipped, longer than the {}-byte limit (--max-line)]", max_line())
 }
 

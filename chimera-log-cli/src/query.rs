@@ -750,6 +750,69 @@ fn first_line(path: &Path) -> Option<Vec<u8>> {
     first.filter(|line| !line.is_empty())
 }
 
+/// The line `tail -f` is in the middle of: what of it has been read, never more than
+/// [`max_line`](crate::files::max_line) bytes (a line longer than that is counted, and shown as
+/// the placeholder `tail` shows without -f), so a growing line without a newline cannot make
+/// memory grow with it.
+#[derive(Debug, Default)]
+struct PartialLine {
+    kept: Vec<u8>,
+    length: u64,
+}
+
+impl PartialLine {
+    /// Reads `file` to its current end in bounded chunks, writing each line completed.
+    fn follow(&mut self, file: &mut std::fs::File, out: &mut impl Write) -> Result<(), String> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let read = match file.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error.to_string()),
+            };
+            let mut rest = &chunk[..read];
+            while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+                self.extend(&rest[..at]);
+                self.write_line(out)?;
+                rest = &rest[at + 1..];
+            }
+            self.extend(rest);
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.length += bytes.len() as u64;
+        if self.length <= crate::files::max_line() as u64 {
+            self.kept.extend_from_slice(bytes);
+        } else {
+            self.kept = Vec::new();
+        }
+    }
+
+    /// Writes the line read so far (with its newline) and starts the next.
+    fn write_line(&mut self, out: &mut impl Write) -> Result<(), String> {
+        let written = if self.length > crate::files::max_line() as u64 {
+            out.write_all(crate::files::skipped_line(self.length).as_bytes())
+        } else {
+            out.write_all(&self.kept)
+        };
+        stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
+        self.kept.clear();
+        self.length = 0;
+        Ok(())
+    }
+
+    /// The file is finished (rotated away): a last line without its newline is shown as a line,
+    /// as `tail` shows a backup's.
+    fn finish(&mut self, out: &mut impl Write) -> Result<(), String> {
+        if self.length > 0 {
+            self.write_line(out)?;
+        }
+        Ok(())
+    }
+}
+
 /// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
 /// point already shown). When the file is rotated, the rest of the old file is printed, then any
 /// backups made since (several rotations can happen between two looks), then the new file.
@@ -811,7 +874,7 @@ fn follow_file(
         stdout_result(out.flush())?;
         Ok(next)
     };
-    let mut buf = Vec::new();
+    let mut line = PartialLine::default();
     let stdout = std::io::stdout();
     // Said once per stretch of time the file is missing (between a rotation's rename and the
     // new file, or before the first line).
@@ -820,15 +883,13 @@ fn follow_file(
         let mut out = stdout.lock();
         match current.as_mut() {
             Some((file, inode)) => {
-                buf.clear();
-                file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-                stdout_result(out.write_all(&buf).and_then(|()| out.flush()))?;
+                line.follow(file, &mut out)?;
+                stdout_result(out.flush())?;
                 let replaced = std::fs::metadata(&path).map_or(true, |m| m.ino() != *inode);
                 if replaced {
                     // Finish the old file: lines may have reached it after the read above.
-                    buf.clear();
-                    file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-                    stdout_result(out.write_all(&buf))?;
+                    line.follow(file, &mut out)?;
+                    line.finish(&mut out)?;
                     let finished = (*inode, first_line_of(file));
                     current = catch_up(&mut out, &mut seen, Some(finished))?;
                     continue;

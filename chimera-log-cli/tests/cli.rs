@@ -649,6 +649,47 @@ fn tail_follow_sees_lines_written_after_a_rotation() {
     assert_eq!(seen, (1..30).collect::<Vec<_>>());
 }
 
+/// The peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `tail -f` reads what is appended in bounded chunks: a 64 MiB line growing without its newline
+/// is never held (peak RSS stays far below it), and once ended is shown as the placeholder
+/// `tail` prints for a line over --max-line; the lines after it follow as usual.
+#[test]
+fn tail_follow_holds_no_more_than_max_line_of_a_growing_line_and_shows_its_placeholder() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("chimera.log");
+    fs::write(&current, "first\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--max-line", "64KiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let received = lines_as_they_come(child.stdout.take().unwrap());
+    let next = || received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed its next line");
+    assert_eq!(next(), "first");
+    let mut file = fs::OpenOptions::new().append(true).open(&current).unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.write_all(b"\nafter\n").unwrap();
+    let placeholder = next();
+    let after = next();
+    let peak = peak_rss_kib(child.id());
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(placeholder.starts_with("[chimera-log: line of 67108864 bytes skipped"), "{:.100}", placeholder);
+    assert_eq!(after, "after");
+    assert!(peak < 32 * 1024, "peak RSS {peak} KiB while following a 64 MiB line");
+}
+
 #[test]
 fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let missing = chimera_log(&["verify", "/nonexistent/chimera-logs"]);
