@@ -702,8 +702,8 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
 }
 
 /// Prints every line of the backup at `path` to `out`. A backup removed before it could be
-/// read (retention, when many rotations come between two looks) is said on stderr, and
-/// following goes on: its lines are gone from the disk, and stopping would lose the rest.
+/// read (retention, when many rotations come between two looks), or one that cannot be read (a
+/// corrupt `.gz`), is said on stderr, and following goes on: stopping would lose the lines after.
 fn print_backup(out: &mut impl Write, path: &Path) -> Result<(), String> {
     let mut failed = None;
     let read = for_each_line(std::slice::from_ref(&path.to_path_buf()), |_, _, line| {
@@ -715,7 +715,8 @@ fn print_backup(out: &mut impl Write, path: &Path) -> Result<(), String> {
         Err(error) if error.error.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("chimera-log tail: {} was removed before it could be shown", path.display());
         }
-        other => other.map_err(|e| e.to_string())?,
+        Err(error) => eprintln!("chimera-log tail: {error}; the rest of this backup is not shown"),
+        Ok(()) => {}
     }
     match failed {
         Some(error) => stdout_result(Err(error)),
@@ -854,6 +855,22 @@ fn follow_file(
             }
             new = again;
             next = open();
+        }
+        // Rotation only makes backups newer than every one before: one older than the newest
+        // seen was put there (or restored) by hand, and its lines are not new.
+        if let Some(newest) = seen.last().cloned() {
+            new.retain(|backup| {
+                let stamp = backup_stamp(backup);
+                let newer = stamp > newest;
+                if !newer {
+                    eprintln!(
+                        "chimera-log tail: {} appeared, but is older than the backups already shown; not shown",
+                        backup.display()
+                    );
+                    seen.insert(stamp);
+                }
+                newer
+            });
         }
         // A backup is known by its stamp, not its name: one seen plain is the same backup once
         // compressed. The file just finished is the backup that still has its inode; compressed

@@ -690,6 +690,44 @@ fn tail_follow_holds_no_more_than_max_line_of_a_growing_line_and_shows_its_place
     assert!(peak < 32 * 1024, "peak RSS {peak} KiB while following a 64 MiB line");
 }
 
+/// During `tail -f`, a corrupt `.gz` backup appearing is named on stderr and following goes
+/// on; a backup older than the newest already seen appearing is named and not shown as new.
+#[test]
+fn tail_follow_survives_a_corrupt_gz_and_does_not_show_an_old_backup_appearing_as_new() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = |stamp: &str| dir.path().join(format!("chimera.log.20240101T000000.{stamp}Z"));
+    fs::write(backup("000005"), "seen-at-start\n").unwrap();
+    let current = dir.path().join("chimera.log");
+    fs::write(&current, "first\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let received = lines_as_they_come(child.stdout.take().unwrap());
+    let errors = lines_as_they_come(child.stderr.take().unwrap());
+    let next = || received.recv_timeout(Duration::from_secs(30)).expect("tail -f goes on printing");
+    assert_eq!(next(), "first");
+    fs::write(backup("000001"), "old\n").unwrap();
+    fs::write(dir.path().join("chimera.log.20240101T000000.000007Z.gz"), b"\x1f\x8b\x08\x00not gzip").unwrap();
+    fs::write(backup("000008"), "new-backup\n").unwrap();
+    let staged = dir.path().join("staged");
+    fs::write(&staged, "after-rotation\n").unwrap();
+    fs::rename(&staged, &current).unwrap();
+    assert_eq!(next(), "new-backup", "the old backup is not shown, the corrupt one cannot be");
+    assert_eq!(next(), "after-rotation");
+    fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(b"more\n").unwrap();
+    assert_eq!(next(), "more", "still following");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let stderr: Vec<String> = errors.iter().collect();
+    let said = |needle: &str| stderr.iter().any(|l| l.contains(needle));
+    assert!(said("000001Z appeared, but is older than the backups already shown"), "{stderr:?}");
+    assert!(said("000007Z.gz"), "{stderr:?}");
+}
+
 #[test]
 fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let missing = chimera_log(&["verify", "/nonexistent/chimera-logs"]);
