@@ -169,7 +169,7 @@ fn with_placeholder(line: Line<'_>, each: impl FnOnce(&[u8]) -> bool) -> bool {
 
 /// What to do with a last line that has no newline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unterminated {
+pub(crate) enum Unterminated {
     /// Give it like any line (a file no one writes to: a torn end is damage to report).
     Give,
     /// Leave it: the current file of a live directory, whose last line may be half written.
@@ -350,9 +350,16 @@ pub(crate) fn for_each_line_while(
 
 /// The last `wanted` non-empty lines of the plain file `file` before byte `end`, read backwards
 /// from there (a file of any size costs only the lines kept), oldest first, and the position just
-/// after the last newline before `end`: bytes after it are a line still being written, not shown.
-/// A line longer than [`max_line`] is given as a placeholder, never read into memory.
-pub(crate) fn last_lines_of(file: &File, end: u64, wanted: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
+/// after the last newline before `end`. Bytes after it are, in the current file, a line still
+/// being written (not shown: `Unterminated::Leave`); in a backup, which no one writes to any
+/// more, its torn last line, given like any other (`Unterminated::Give`). A line longer than
+/// [`max_line`] is given as a placeholder, never read into memory.
+pub(crate) fn last_lines_of(
+    file: &File,
+    end: u64,
+    wanted: usize,
+    unterminated: Unterminated,
+) -> io::Result<(Vec<Vec<u8>>, u64)> {
     use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 64 * 1024;
     let mut lines = Vec::new();
@@ -360,6 +367,10 @@ pub(crate) fn last_lines_of(file: &File, end: u64, wanted: usize) -> io::Result<
     // Scanning backwards: `line_end` is where the line being scanned ends (its newline's index).
     let mut line_end: Option<u64> = None;
     let mut cut = 0;
+    if unterminated == Unterminated::Give {
+        // As if a newline followed `end`: the bytes after the last one are a line.
+        (line_end, cut) = (Some(end), end);
+    }
     let mut pos = end;
     let take = |start: u64, stop: u64, lines: &mut Vec<Vec<u8>>| -> io::Result<()> {
         let length = stop - start;

@@ -12,7 +12,9 @@ use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{backup_stamp, files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result};
+use crate::files::{
+    backup_stamp, files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated,
+};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -640,7 +642,8 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     if let Some(file) = current.as_mut() {
         use std::io::{Seek, SeekFrom};
         let end = file.metadata().map_err(|e| e.to_string())?.len();
-        let (last, cut) = crate::files::last_lines_of(file, end, lines).map_err(|e| e.to_string())?;
+        let (last, cut) =
+            crate::files::last_lines_of(file, end, lines, Unterminated::Leave).map_err(|e| e.to_string())?;
         gathered = last;
         file.seek(SeekFrom::Start(cut)).map_err(|e| e.to_string())?;
     }
@@ -662,7 +665,8 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
             // from its `.gz` below.
             if let Ok(file) = open_regular(path) {
                 let end = file.metadata().map_err(|e| e.to_string())?.len();
-                let (mut older, _) = crate::files::last_lines_of(&file, end, wanted).map_err(|e| e.to_string())?;
+                let (mut older, _) =
+                    crate::files::last_lines_of(&file, end, wanted, Unterminated::Give).map_err(|e| e.to_string())?;
                 older.append(&mut gathered);
                 gathered = older;
                 continue;

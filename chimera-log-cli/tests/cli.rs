@@ -728,6 +728,30 @@ fn tail_follow_survives_a_corrupt_gz_and_does_not_show_an_old_backup_appearing_a
     assert!(said("000007Z.gz"), "{stderr:?}");
 }
 
+/// A backup is written no more: its last line without a newline is shown by `tail -n`, plain as
+/// gzipped; only the current file's unterminated end is a line still being written, left out.
+#[test]
+fn tail_shows_the_unterminated_last_line_of_a_plain_backup_as_of_a_gzipped_one() {
+    use std::io::Write;
+    let content = b"a\nb\nc-unterminated";
+    for gzipped in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("chimera.log.20240101T000000.000001Z");
+        if gzipped {
+            let file = fs::File::create(dir.path().join("chimera.log.20240101T000000.000001Z.gz")).unwrap();
+            let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            encoder.write_all(content).unwrap();
+            encoder.finish().unwrap();
+        } else {
+            fs::write(&backup, content).unwrap();
+        }
+        fs::write(dir.path().join("chimera.log"), "d\ne-being-written").unwrap();
+        let output = chimera_log(&["tail", dir.path().to_str().unwrap(), "-n", "3"]);
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(stdout_of(&output), "b\nc-unterminated\nd\n", "gzipped: {gzipped}");
+    }
+}
+
 #[test]
 fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let missing = chimera_log(&["verify", "/nonexistent/chimera-logs"]);
