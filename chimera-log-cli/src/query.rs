@@ -587,7 +587,9 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
     let mut levels: BTreeMap<String, u64> = BTreeMap::new();
     let mut modules: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut first, mut last): (Option<String>, Option<String>) = (None, None);
+    // Each as written, with its instant: text order is not time order across offsets.
+    type Seen = Option<(DateTime<Utc>, String)>;
+    let (mut first, mut last): (Seen, Seen) = (None, None);
     let mut total = 0u64;
     let unreadable = scan(dir, name, |_, value| {
         total += 1;
@@ -595,11 +597,15 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
         *events.entry(text("event")).or_default() += 1;
         *levels.entry(text("level")).or_default() += 1;
         *modules.entry(text("module")).or_default() += 1;
-        let time = text("timestamp");
-        if first.as_ref().is_none_or(|f| time < *f) {
+        // A line without a timestamp that parses has no place in the time range.
+        let Some(time) = value["timestamp"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+            return;
+        };
+        let time = (time.with_timezone(&Utc), text("timestamp"));
+        if first.as_ref().is_none_or(|f| time.0 < f.0) {
             first = Some(time.clone());
         }
-        if last.as_ref().is_none_or(|l| time > *l) {
+        if last.as_ref().is_none_or(|l| time.0 > l.0) {
             last = Some(time);
         }
     })?;
@@ -611,7 +617,8 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
         out,
         "{name}: {total} lines, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
     ))?;
-    stdout_result(writeln!(out, "from {} to {}", first.as_deref().unwrap_or("-"), last.as_deref().unwrap_or("-")))?;
+    let written = |seen: &Seen| seen.as_ref().map_or("-", |(_, text)| text.as_str()).to_owned();
+    stdout_result(writeln!(out, "from {} to {}", written(&first), written(&last)))?;
     for (title, counts) in [("level", &levels), ("module", &modules), ("event", &events)] {
         stdout_result(writeln!(out, "by {title}:"))?;
         for (key, count) in counts {

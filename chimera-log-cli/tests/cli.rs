@@ -511,6 +511,27 @@ fn stats_counts_per_event_and_level() {
     assert!(!report.contains("audit_anchor"), "{report}");
 }
 
+/// The time range `stats` reports is by instant (RFC 3339, offsets honoured), shown as written;
+/// a line whose timestamp is missing or does not parse has no place in it.
+#[test]
+fn stats_orders_timestamps_by_instant_and_skips_those_that_do_not_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |timestamp: &str| format!(r#"{{{timestamp}"level":"INFO","module":"m","event":"e","context":{{}}}}"#);
+    let lines = [
+        line(r#""timestamp":"2024-01-15T10:00:00Z","#),
+        line(r#""timestamp":"2024-01-15T10:30:00+01:00","#),
+        line(r#""timestamp":"2024-01-15T10:45:00Z","#),
+        line(""),
+        line(r#""timestamp":"not a time","#),
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let output = chimera_log(&["stats", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let report = stdout_of(&output);
+    assert!(report.contains("chimera.log: 5 lines, 0 unreadable"), "{report}");
+    assert!(report.contains("\nfrom 2024-01-15T10:30:00+01:00 to 2024-01-15T10:45:00Z\n"), "{report}");
+}
+
 #[test]
 fn tail_shows_the_last_lines_across_backups() {
     let dir = fresh_trail();
