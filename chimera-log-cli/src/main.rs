@@ -170,12 +170,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The chain's key: from the variable `--key-env` names, or none.
+/// The chain's key: the bytes of the variable `--key-env` names (any bytes, UTF-8 or not, as the
+/// logger may be given them), or none.
 fn chain_key(key_env: Option<&str>) -> Result<chimera_log_runtime::audit::ChainKey, String> {
+    use std::os::unix::ffi::OsStringExt;
     match key_env {
         None => Ok(chimera_log_runtime::audit::ChainKey::unkeyed()),
-        Some(var) => match std::env::var(var) {
-            Ok(key) if !key.is_empty() => Ok(chimera_log_runtime::audit::ChainKey::keyed(key.into_bytes())),
+        Some(var) => match std::env::var_os(var) {
+            Some(key) if !key.is_empty() => Ok(chimera_log_runtime::audit::ChainKey::keyed(key.into_vec())),
             _ => Err(format!("--key-env {var}: the variable is not set or empty")),
         },
     }

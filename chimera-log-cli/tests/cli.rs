@@ -276,6 +276,24 @@ fn verify_detects_a_rewritten_keyed_chain_without_the_key() {
     assert!(text(&output).contains("chain broken at seq 1"), "{}", text(&output));
 }
 
+/// A key is bytes: `--key-env` takes the variable's bytes as they are, UTF-8 or not.
+#[test]
+fn verify_key_env_takes_a_key_that_is_not_utf8_as_its_raw_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let key = b"\xffvault\xfe key";
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).audit_key(*key).build().unwrap();
+    write_trail(&guard);
+    drop(guard);
+    let output = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["verify", dir.path().to_str().unwrap(), "--key-env", "TEST_AUDIT_KEY"])
+        .env("TEST_AUDIT_KEY", std::ffi::OsStr::from_bytes(key))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("intact: 30 audit record(s)"), "{}", text(&output));
+}
+
 #[test]
 fn verify_detects_every_random_single_byte_mutation() {
     let dir = fresh_trail();
