@@ -516,3 +516,49 @@ fn audit_backups_zero_keeps_none_once_archived_and_never_deletes_unarchived_reco
     drop(start().build().unwrap());
     assert_eq!(backups(dir.path(), "executions.log").len(), 0, "none kept once archived");
 }
+
+#[derive(LogEvent)]
+#[log(audit)]
+struct Deep {
+    block_number: u64,
+    payload: serde_json::Value,
+}
+
+/// `levels` nested objects around `1`: deeper than serde_json's recursion limit (128) once in
+/// a line.
+fn nested(levels: usize) -> serde_json::Value {
+    let mut value = serde_json::json!(1);
+    for _ in 0..levels {
+        value = serde_json::json!({ "inner": value });
+    }
+    value
+}
+
+#[test]
+fn a_record_nested_deeper_than_serde_jsons_limit_is_stored_counted_and_found_by_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).build().unwrap();
+    let logger = guard.logger("executor");
+    emit!(logger, Executed { block_number: 1, pad: "" });
+    emit!(logger, Deep { block_number: 2, payload: nested(200) });
+    emit!(logger, Executed { block_number: 3, pad: "" });
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let in_files = common::audit_records(dir.path());
+    assert!(serde_json::from_str::<serde_json::Value>(&in_files[1].1).is_err(), "too deep for serde_json");
+    let url = format!("sqlite:{}", db.display());
+    assert_eq!(store_records(&url), in_files, "every record, byte for byte, no gap");
+    assert_eq!((stats.rows_stored, stats.lag_records, stats.errors), (3, 0, 0), "{stats:?}");
+    let mut reader = StoreReader::open(&url).unwrap();
+    let stream = reader.streams().unwrap().remove(0);
+    let mut found = Vec::new();
+    reader
+        .scan(&stream, &ScanFilter::default().event("deep").identity("2"), |row| {
+            found.push(row.seq);
+            true
+        })
+        .unwrap();
+    assert_eq!(found, [2], "its event and identity columns are filled");
+}

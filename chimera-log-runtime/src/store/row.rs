@@ -26,27 +26,61 @@ pub(crate) struct Row {
 
 impl Row {
     /// The row of a sealed audit line; `None` for any other line (the anchor at the top of each
-    /// file, a torn line), which is not a record.
+    /// file, a torn line), which is not a record. A sealed line always gives a row: were it
+    /// skipped, the cursor would pass it and the store would hold a gap for good.
     pub(crate) fn from_line(line: &[u8]) -> Option<Row> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let sealed = parse_sealed(line)?;
-        let record = std::str::from_utf8(line).ok()?;
-        let value: serde_json::Value = serde_json::from_str(record).ok()?;
+        // The writer writes UTF-8 only: a line that is not is damaged, and stored as well as it
+        // can be, so that `verify --store` reports its chain at its seq rather than a gap.
+        let record = String::from_utf8_lossy(line).into_owned();
+        let columns = match serde_json::from_str::<serde_json::Value>(&record) {
+            Ok(value) => Columns::of_value(&value),
+            // Deeper than serde_json's recursion limit (128): the envelope is read without
+            // descending into nested values.
+            Err(_) => match serde_json::from_str::<Envelope>(&record) {
+                Ok(envelope) => Columns::of_envelope(envelope),
+                Err(_) => Columns { timestamp: leading_timestamp(&record), ..Columns::default() },
+            },
+        };
+        Some(Row {
+            seq: sealed.seq,
+            chain: hex(&sealed.chain),
+            timestamp: columns.timestamp,
+            level: columns.level,
+            module: columns.module,
+            event: columns.event,
+            key_name: columns.key_name,
+            key_value: columns.key_value,
+            block_number: columns.block_number,
+            record,
+        })
+    }
+}
+
+/// The columns derived from a record's JSON.
+#[derive(Debug, Default)]
+struct Columns {
+    timestamp: String,
+    level: String,
+    module: String,
+    event: String,
+    key_name: Option<String>,
+    key_value: Option<String>,
+    block_number: Option<String>,
+}
+
+impl Columns {
+    fn of_value(value: &serde_json::Value) -> Columns {
         let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
         let key_name = match value.get("audit_key").and_then(serde_json::Value::as_str) {
             Some(key) => Some(key.to_owned()),
             None => value.get("context").and_then(|c| c.get("block_number")).map(|_| "block_number".to_owned()),
         };
-        let as_text = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
         let context = value.get("context");
-        let key_value = key_name.as_deref().and_then(|key| context?.get(key)).map(as_text);
-        let block_number = context.and_then(|c| c.get("block_number")).map(as_text);
-        Some(Row {
-            seq: sealed.seq,
-            chain: hex(&sealed.chain),
+        let key_value = key_name.as_deref().and_then(|key| context?.get(key)).map(value_text);
+        let block_number = context.and_then(|c| c.get("block_number")).map(value_text);
+        Columns {
             timestamp: text("timestamp"),
             level: text("level"),
             module: text("module"),
@@ -54,8 +88,113 @@ impl Row {
             key_name,
             key_value,
             block_number,
-            record: record.to_owned(),
-        })
+        }
+    }
+
+    /// As [`of_value`](Self::of_value), except that an identity or `block_number` that is an
+    /// object or array (not read) leaves its column empty.
+    fn of_envelope(envelope: Envelope) -> Columns {
+        let text = |field: Option<Shallow>| match field {
+            Some(Shallow::Scalar(serde_json::Value::String(s))) => s,
+            _ => String::new(),
+        };
+        let context = envelope.context.unwrap_or_default();
+        let block_number = context.get("block_number");
+        let key_name = match envelope.audit_key {
+            Some(Shallow::Scalar(serde_json::Value::String(key))) => Some(key),
+            _ => block_number.map(|_| "block_number".to_owned()),
+        };
+        let scalar_text = |field: Option<&Shallow>| match field {
+            Some(Shallow::Scalar(value)) => Some(value_text(value)),
+            _ => None,
+        };
+        Columns {
+            key_value: scalar_text(key_name.as_deref().and_then(|key| context.get(key))),
+            block_number: scalar_text(block_number),
+            key_name,
+            timestamp: text(envelope.timestamp),
+            level: text(envelope.level),
+            module: text(envelope.module),
+            event: text(envelope.event),
+        }
+    }
+}
+
+/// A string value as is, any other as JSON.
+fn value_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The timestamp the writer puts first, for a line that is not JSON at all: without it, the
+/// row would be expired at the next retention pass.
+fn leading_timestamp(record: &str) -> String {
+    let rest = record.strip_prefix(r#"{"timestamp":""#);
+    rest.and_then(|rest| rest.split_once('"')).map_or_else(String::new, |(time, _)| time.to_owned())
+}
+
+/// The top-level fields of a record and its context's, read without descending further.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    timestamp: Option<Shallow>,
+    level: Option<Shallow>,
+    module: Option<Shallow>,
+    event: Option<Shallow>,
+    audit_key: Option<Shallow>,
+    context: Option<std::collections::HashMap<String, Shallow>>,
+}
+
+/// A JSON value kept when it is a scalar; an object or array is skipped, which serde_json does
+/// without recursion (and so without its depth limit).
+enum Shallow {
+    Scalar(serde_json::Value),
+    Nested,
+}
+
+impl<'de> serde::Deserialize<'de> for Shallow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShallowVisitor)
+    }
+}
+
+struct ShallowVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ShallowVisitor {
+    type Value = Shallow;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<Shallow, E> {
+        Ok(Shallow::Scalar(serde_json::Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shallow, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Shallow::Nested)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shallow, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Shallow::Nested)
     }
 }
 
@@ -115,6 +254,28 @@ mod tests {
         let row = Row::from_line(&line).unwrap();
         assert_eq!((row.key_name.as_deref(), row.key_value.as_deref()), (Some("tx_hash"), Some("0xff")));
         assert_eq!(row.block_number, None);
+    }
+
+    #[test]
+    fn a_record_nested_deeper_than_serde_jsons_limit_is_still_a_row_with_its_columns() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let line = sealed(&format!(
+            r#"{{"timestamp":"2026-01-02T03:04:05.000006Z","level":"INFO","module":"m","event":"deep","context":{{"block_number":7,"tx_hash":"0xff","payload":{deep}}},"audit_key":"tx_hash"}}"#
+        ));
+        assert!(serde_json::from_slice::<serde_json::Value>(&line).is_err(), "deeper than the limit");
+        let row = Row::from_line(&line).expect("a sealed record is a row");
+        assert_eq!((row.seq, row.event.as_str(), row.timestamp.as_str()), (1, "deep", "2026-01-02T03:04:05.000006Z"));
+        assert_eq!((row.key_name.as_deref(), row.key_value.as_deref()), (Some("tx_hash"), Some("0xff")));
+        assert_eq!(row.block_number.as_deref(), Some("7"));
+        assert_eq!(row.record.as_bytes(), line.strip_suffix(b"\n").unwrap());
+    }
+
+    #[test]
+    fn a_sealed_line_that_is_not_json_is_still_a_row_with_its_timestamp() {
+        let line = sealed(r#"{"timestamp":"2026-01-02T03:04:05.000006Z","level":"INFO",oops}"#);
+        let row = Row::from_line(&line).expect("a sealed record is a row");
+        assert_eq!((row.seq, row.timestamp.as_str(), row.event.as_str()), (1, "2026-01-02T03:04:05.000006Z", ""));
+        assert_eq!(row.record.as_bytes(), line.strip_suffix(b"\n").unwrap());
     }
 
     #[test]
