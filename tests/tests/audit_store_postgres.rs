@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use chimera_log_runtime::store::{ScanFilter, StoreReader};
-use chimera_log_runtime::{AuditDurability, AuditStore, LogConfig};
-use common::audit_load::emit_from_threads;
+use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent};
+use common::audit_load::{emit_from_threads, Executed};
 
 fn url() -> String {
     std::env::var("CHIMERA_TEST_POSTGRES_URL").expect(
@@ -100,4 +100,43 @@ fn postgres_stopped_for_30_seconds_under_load_then_everything_is_caught_up_exact
     assert!(during.audit_backups_kept_for_store > 0, "backups were kept while the store was down: {during:?}");
     assert!(after.errors >= 1 && !after.down && after.lag_records == 0, "{after:?}");
     assert_exactly_once(dir.path(), expected);
+}
+
+#[derive(LogEvent)]
+#[log(audit, key = "tx_hash")]
+struct Submitted<'a> {
+    tx_hash: &'a str,
+    block_number: u64,
+}
+
+#[test]
+fn a_record_holding_a_nul_is_stored_exactly_and_the_records_after_it_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    let logger = guard.logger("executor");
+    emit!(logger, Executed { block_number: 1, pad: "" });
+    // Written as `\u0000`, which `jsonb` refuses (and a text column refuses the NUL itself).
+    emit!(logger, Submitted { tx_hash: "0x\0ff", block_number: 2 });
+    emit!(logger, Executed { block_number: 3, pad: "" });
+    assert!(guard.flush(), "stored, not retried for ever");
+    emit!(logger, Executed { block_number: 4, pad: "" });
+    assert!(guard.flush(), "and archiving goes on");
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert!(common::audit_records(dir.path())[1].1.contains(r#""tx_hash":"0x\u0000ff""#));
+    assert_exactly_once(dir.path(), 4);
+    assert_eq!((stats.rows_stored, stats.lag_records, stats.conflicts, stats.errors), (4, 0, 0, 0), "{stats:?}");
+    // The identity column holds the value with the NUL replaced.
+    let mut reader = StoreReader::open(&url()).unwrap();
+    let canonical = std::fs::canonicalize(dir.path()).unwrap();
+    let suffix = canonical.to_str().unwrap().trim_start_matches('/');
+    let stream = reader.streams().unwrap().into_iter().find(|s| s.ends_with(suffix)).unwrap();
+    let mut found = Vec::new();
+    reader
+        .scan(&stream, &ScanFilter::default().identity("0x\u{fffd}ff"), |row| {
+            found.push(row.seq);
+            true
+        })
+        .unwrap();
+    assert_eq!(found, [2]);
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL audit store (feature `postgres`): one database for a fleet of bots, each
 //! logger writing its own stream. The record is kept as text (byte for byte what the chain
-//! covers) and as `jsonb` for queries.
+//! covers) and as `jsonb` for queries, `NULL` when `jsonb` cannot hold it (a `\u0000` escape,
+//! nesting past PostgreSQL's limits).
 
 use postgres::{Client, NoTls};
 
@@ -19,7 +20,7 @@ CREATE TABLE IF NOT EXISTS chimera_audit (
     key_value  TEXT,
     block_number TEXT,
     record     TEXT        NOT NULL,
-    record_json JSONB      NOT NULL,
+    record_json JSONB,
     PRIMARY KEY (stream, seq)
 );
 CREATE INDEX IF NOT EXISTS chimera_audit_event ON chimera_audit (stream, event, seq);
@@ -33,7 +34,16 @@ pub(crate) struct Postgres {
 }
 
 fn failed(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
-    move |error| StoreError(format!("PostgreSQL: {what}: {error}"))
+    move |error| StoreError(format!("PostgreSQL: {what}: {}", describe(&error)))
+}
+
+/// The server's message and SQLSTATE when it sent one: the error's `Display` says only
+/// "db error".
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 impl Postgres {
@@ -57,9 +67,143 @@ impl Postgres {
             .execute("SELECT pg_advisory_xact_lock(7306620474722001)", &[])
             .map_err(failed("locking the schema"))?;
         transaction.batch_execute(SCHEMA).map_err(failed("creating the table"))?;
+        // Tables made by earlier versions had `record_json NOT NULL`. Looked up first: an ALTER
+        // TABLE locks out every reader, even when it changes nothing.
+        let not_null: bool = transaction
+            .query_one(
+                "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'chimera_audit'::regclass \
+                 AND attname = 'record_json'",
+                &[],
+            )
+            .map_err(failed("reading the table's definition"))?
+            .get(0);
+        if not_null {
+            transaction
+                .batch_execute("ALTER TABLE chimera_audit ALTER COLUMN record_json DROP NOT NULL")
+                .map_err(failed("letting record_json be NULL"))?;
+        }
         transaction.commit().map_err(failed("creating the table"))?;
         Ok(Postgres { client })
     }
+
+    /// Inserts `rows` in one statement and one transaction; the rows it did not insert (present
+    /// already) are then compared by chain.
+    fn insert_batch(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, postgres::Error> {
+        let mut transaction = self.client.transaction()?;
+        let seqs: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
+        let column = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+        let optional = |f: fn(&Row) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
+        let inserted_seqs = transaction.query(
+            "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, key_value, \
+             block_number, record, record_json) \
+             SELECT $1, s, c, t, l, m, e, kn, kv, b, r, r::jsonb FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+             AS u(s, c, t, l, m, e, kn, kv, b, r) \
+             ON CONFLICT (stream, seq) DO NOTHING RETURNING seq",
+            &[
+                &stream,
+                &seqs,
+                &column(|row| &row.chain),
+                &column(|row| &row.timestamp),
+                &column(|row| &row.level),
+                &column(|row| &row.module),
+                &column(|row| &row.event),
+                &optional(|row| row.key_name.as_deref()),
+                &optional(|row| row.key_value.as_deref()),
+                &optional(|row| row.block_number.as_deref()),
+                &column(|row| &row.record),
+            ],
+        )?;
+        let mut inserted = Inserted { stored: inserted_seqs.len() as u64, ..Inserted::default() };
+        if inserted_seqs.len() < rows.len() {
+            let stored: std::collections::HashSet<i64> = inserted_seqs.iter().map(|row| row.get(0)).collect();
+            let present: Vec<i64> = seqs.iter().copied().filter(|seq| !stored.contains(seq)).collect();
+            let chains = transaction.query(
+                "SELECT seq, chain FROM chimera_audit WHERE stream = $1 AND seq = ANY($2)",
+                &[&stream, &present],
+            )?;
+            let chains: std::collections::HashMap<i64, String> =
+                chains.iter().map(|row| (row.get(0), row.get(1))).collect();
+            for row in rows.iter().filter(|row| !stored.contains(&(row.seq as i64))) {
+                if chains.get(&(row.seq as i64)) == Some(&row.chain) {
+                    inserted.duplicates += 1;
+                } else {
+                    inserted.conflicts.push(row.seq);
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(inserted)
+    }
+
+    /// Inserts `rows` one at a time, each in a savepoint of one transaction: a row whose record
+    /// `jsonb` refuses is stored with `record_json` NULL, and a row the database refuses even so
+    /// is returned in `refused` (left in the files) rather than failing the others.
+    fn insert_one_by_one(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
+        let mut transaction = self.client.transaction().map_err(failed("beginning a transaction"))?;
+        let mut inserted = Inserted::default();
+        for row in rows {
+            let outcome = match insert_row(&mut transaction, stream, row, true) {
+                Err(error) if refuses_the_data(&error) => insert_row(&mut transaction, stream, row, false),
+                other => other,
+            };
+            match outcome {
+                Ok(Some(chain)) if chain == row.chain => inserted.duplicates += 1,
+                Ok(Some(_)) => inserted.conflicts.push(row.seq),
+                Ok(None) => inserted.stored += 1,
+                Err(error) if refuses_the_data(&error) => inserted.refused.push((row.seq, describe(&error))),
+                Err(error) => return Err(failed("inserting")(error)),
+            }
+        }
+        transaction.commit().map_err(failed("committing"))?;
+        Ok(inserted)
+    }
+}
+
+/// Inserts one row in a savepoint (rolled back when it fails); `Ok(None)` when inserted, else
+/// the chain of the row present already.
+fn insert_row(
+    transaction: &mut postgres::Transaction<'_>,
+    stream: &str,
+    row: &Row,
+    with_json: bool,
+) -> Result<Option<String>, postgres::Error> {
+    let mut savepoint = transaction.savepoint("chimera_row")?;
+    let inserted = savepoint.query_opt(
+        "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, key_value, \
+         block_number, record, record_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text, CASE WHEN $12::bool THEN $11::text::jsonb END) \
+         ON CONFLICT (stream, seq) DO NOTHING RETURNING seq",
+        &[
+            &stream,
+            &(row.seq as i64),
+            &row.chain,
+            &row.timestamp,
+            &row.level,
+            &row.module,
+            &row.event,
+            &row.key_name,
+            &row.key_value,
+            &row.block_number,
+            &row.record,
+            &with_json,
+        ],
+    )?;
+    let present = match inserted {
+        Some(_) => None,
+        None => savepoint
+            .query_opt("SELECT chain FROM chimera_audit WHERE stream = $1 AND seq = $2", &[&stream, &(row.seq as i64)])?
+            .map(|present| present.get(0)),
+    };
+    savepoint.commit()?;
+    Ok(present)
+}
+
+/// A failure caused by a row's data (SQLSTATE class 22, data exception, such as `jsonb`
+/// refusing `\u0000`; class 54, a program limit, such as nesting too deep for `jsonb`), as
+/// opposed to the connection or the database failing: retrying the same rows cannot succeed.
+fn refuses_the_data(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("54"))
 }
 
 impl Database for Postgres {
@@ -73,56 +217,13 @@ impl Database for Postgres {
     }
 
     fn insert(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
-        let mut transaction = self.client.transaction().map_err(failed("beginning a transaction"))?;
-        // One statement for the batch: arrays of columns, unnested; the rows it did not insert
-        // (present already) are then compared by chain.
-        let seqs: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
-        let column = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        let optional = |f: fn(&Row) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
-        let inserted_seqs = transaction
-            .query(
-                "INSERT INTO chimera_audit (stream, seq, chain, timestamp, level, module, event, key_name, key_value, \
-                 block_number, record, record_json) \
-                 SELECT $1, s, c, t, l, m, e, kn, kv, b, r, r::jsonb FROM UNNEST($2::bigint[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
-                 AS u(s, c, t, l, m, e, kn, kv, b, r) \
-                 ON CONFLICT (stream, seq) DO NOTHING RETURNING seq",
-                &[
-                    &stream,
-                    &seqs,
-                    &column(|row| &row.chain),
-                    &column(|row| &row.timestamp),
-                    &column(|row| &row.level),
-                    &column(|row| &row.module),
-                    &column(|row| &row.event),
-                    &optional(|row| row.key_name.as_deref()),
-                    &optional(|row| row.key_value.as_deref()),
-                    &optional(|row| row.block_number.as_deref()),
-                    &column(|row| &row.record),
-                ],
-            )
-            .map_err(failed("inserting"))?;
-        let mut inserted = Inserted { stored: inserted_seqs.len() as u64, ..Inserted::default() };
-        if inserted_seqs.len() < rows.len() {
-            let stored: std::collections::HashSet<i64> = inserted_seqs.iter().map(|row| row.get(0)).collect();
-            let present: Vec<i64> = seqs.iter().copied().filter(|seq| !stored.contains(seq)).collect();
-            let chains = transaction
-                .query("SELECT seq, chain FROM chimera_audit WHERE stream = $1 AND seq = ANY($2)", &[&stream, &present])
-                .map_err(failed("reading present rows"))?;
-            let chains: std::collections::HashMap<i64, String> =
-                chains.iter().map(|row| (row.get(0), row.get(1))).collect();
-            for row in rows.iter().filter(|row| !stored.contains(&(row.seq as i64))) {
-                if chains.get(&(row.seq as i64)) == Some(&row.chain) {
-                    inserted.duplicates += 1;
-                } else {
-                    inserted.conflicts.push(row.seq);
-                }
-            }
+        match self.insert_batch(stream, rows) {
+            // One record the database refuses must not hold back the batch (and every record
+            // after it, retried for ever): the rows are inserted one by one to find it.
+            Err(error) if refuses_the_data(&error) => self.insert_one_by_one(stream, rows),
+            other => other.map_err(failed("inserting")),
         }
-        transaction.commit().map_err(failed("committing"))?;
-        Ok(inserted)
     }
-
     fn expire(&mut self, cutoff: &str) -> Result<u64, StoreError> {
         self.client
             .execute("DELETE FROM chimera_audit WHERE timestamp < $1", &[&cutoff])
@@ -165,5 +266,67 @@ impl Database for Postgres {
             }
         }
         Ok(())
+    }
+}
+
+/// Against the server `scripts/start-postgres.sh` starts (`CHIMERA_TEST_POSTGRES_URL`), each in
+/// a schema of its own.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL whose connections use a fresh schema `name` (dropped first if present).
+    fn schema_url(name: &str) -> String {
+        let url = std::env::var("CHIMERA_TEST_POSTGRES_URL")
+            .expect("CHIMERA_TEST_POSTGRES_URL is not set: run through scripts/test-all.sh, which starts PostgreSQL");
+        let mut client = Postgres::connect_client(&url).unwrap();
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")).unwrap();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}options=-csearch_path%3D{name}")
+    }
+
+    fn row(seq: u64, record: &str) -> Row {
+        Row {
+            seq,
+            chain: format!("{seq:064x}"),
+            timestamp: "2026-01-02T03:04:05.000006Z".into(),
+            level: "INFO".into(),
+            module: "m".into(),
+            event: "e".into(),
+            key_name: None,
+            key_value: None,
+            block_number: None,
+            record: record.into(),
+        }
+    }
+
+    #[test]
+    fn a_row_the_database_refuses_is_returned_and_the_rows_around_it_are_stored() {
+        let mut store = Postgres::connect(&schema_url("chimera_unit_refused")).unwrap();
+        let rows = [row(1, r#"{"a":1}"#), row(2, r#"{"a":"\u0000"}"#), row(3, "{\"a\":\"\0\"}"), row(4, "{}")];
+        let inserted = store.insert("s", &rows).unwrap();
+        assert_eq!((inserted.stored, inserted.duplicates), (3, 0), "{inserted:?}");
+        assert_eq!(inserted.refused.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [3], "{inserted:?}");
+        let json: Vec<Option<String>> = store
+            .client
+            .query("SELECT record_json::text FROM chimera_audit ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(json, [Some(r#"{"a": 1}"#.to_owned()), None, Some("{}".to_owned())]);
+        // Inserted again: recognised as present, the refused one refused again.
+        let again = store.insert("s", &rows).unwrap();
+        assert_eq!((again.stored, again.duplicates, again.refused.len()), (0, 3, 1), "{again:?}");
+    }
+
+    #[test]
+    fn a_table_made_with_record_json_not_null_lets_it_be_null_after_a_connect() {
+        let url = schema_url("chimera_unit_migration");
+        let mut old = Postgres::connect_client(&url).unwrap();
+        old.batch_execute(&SCHEMA.replace("record_json JSONB,", "record_json JSONB NOT NULL,")).unwrap();
+        let mut store = Postgres::connect(&url).unwrap();
+        let inserted = store.insert("s", &[row(1, r#"{"a":"\u0000"}"#)]).unwrap();
+        assert_eq!((inserted.stored, inserted.refused.len()), (1, 0), "{inserted:?}");
     }
 }

@@ -43,16 +43,19 @@ impl Row {
                 Err(_) => Columns { timestamp: leading_timestamp(&record), ..Columns::default() },
             },
         };
+        // PostgreSQL refuses a NUL in text; both databases get the same columns. The record
+        // itself holds none: the writer escapes it (`\u0000`).
+        let text = |column: String| if column.contains('\0') { column.replace('\0', "\u{fffd}") } else { column };
         Some(Row {
             seq: sealed.seq,
             chain: hex(&sealed.chain),
-            timestamp: columns.timestamp,
-            level: columns.level,
-            module: columns.module,
-            event: columns.event,
-            key_name: columns.key_name,
-            key_value: columns.key_value,
-            block_number: columns.block_number,
+            timestamp: text(columns.timestamp),
+            level: text(columns.level),
+            module: text(columns.module),
+            event: text(columns.event),
+            key_name: columns.key_name.map(text),
+            key_value: columns.key_value.map(text),
+            block_number: columns.block_number.map(text),
             record,
         })
     }
@@ -207,6 +210,9 @@ pub(crate) struct Inserted {
     pub(crate) duplicates: u64,
     /// Rows already present with a different chain: the `seq`s, never overwritten.
     pub(crate) conflicts: Vec<u64>,
+    /// Rows the database refuses for their data, with its reason: left in the files, and
+    /// reported rather than retried for ever (which would store nothing after them).
+    pub(crate) refused: Vec<(u64, String)>,
 }
 
 /// A record read back from the store.
@@ -275,6 +281,16 @@ mod tests {
         let line = sealed(r#"{"timestamp":"2026-01-02T03:04:05.000006Z","level":"INFO",oops}"#);
         let row = Row::from_line(&line).expect("a sealed record is a row");
         assert_eq!((row.seq, row.timestamp.as_str(), row.event.as_str()), (1, "2026-01-02T03:04:05.000006Z", ""));
+        assert_eq!(row.record.as_bytes(), line.strip_suffix(b"\n").unwrap());
+    }
+
+    #[test]
+    fn a_nul_in_a_column_taken_from_the_record_is_replaced_and_the_record_is_kept_exactly() {
+        let line = sealed(
+            r#"{"timestamp":"t","level":"INFO","module":"m","event":"submitted","context":{"tx_hash":"0x\u0000ff"},"audit_key":"tx_hash"}"#,
+        );
+        let row = Row::from_line(&line).unwrap();
+        assert_eq!(row.key_value.as_deref(), Some("0x\u{fffd}ff"));
         assert_eq!(row.record.as_bytes(), line.strip_suffix(b"\n").unwrap());
     }
 
