@@ -562,3 +562,30 @@ fn a_record_nested_deeper_than_serde_jsons_limit_is_stored_counted_and_found_by_
         .unwrap();
     assert_eq!(found, [2], "its event and identity columns are filled");
 }
+
+#[test]
+fn a_damaged_backup_is_counted_only_once_a_cursor_past_it_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::none()).max_bytes(16 * 1024).audit_backups(20).build().unwrap();
+    emit_from_threads(&guard, 1, 400, 0);
+    drop(guard);
+    let files = backups(dir.path(), "executions.log");
+    assert!(files.len() >= 3 && files[1].extension().is_some_and(|e| e == "gz"), "{files:?}");
+    let len = std::fs::metadata(&files[1]).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&files[1]).unwrap().set_len(len / 2).unwrap();
+    // A directory where the cursor goes: every save fails (a rename cannot replace it).
+    let cursor = dir.path().join(".audit-store.cursor");
+    std::fs::create_dir(&cursor).unwrap();
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).audit_backups(20).build().unwrap();
+    assert!(guard.flush(), "the rows are committed");
+    let unsaved = guard.stats().audit_store.unwrap();
+    assert_eq!(unsaved.files_skipped, 0, "a restart would find it again: not counted yet; {unsaved:?}");
+    std::fs::remove_dir(&cursor).unwrap();
+    emit!(guard.logger("executor"), Executed { block_number: 1_000, pad: "" });
+    assert!(guard.flush());
+    let saved = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert!(cursor.is_file(), "saved this time");
+    assert_eq!(saved.files_skipped, 1, "counted once the cursor past it is saved; {saved:?}");
+}

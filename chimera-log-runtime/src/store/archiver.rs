@@ -126,6 +126,7 @@ impl Archiver {
             failures: FailureReporter::default(),
             line: Vec::new(),
             followed: Followed::default(),
+            unsaved_skipped: Followed::default(),
         };
         let thread = crate::pipeline::spawn_forwarder(
             "chimera-log-audit-store",
@@ -208,6 +209,9 @@ struct Worker {
     failures: FailureReporter,
     line: Vec<u8>,
     followed: Followed,
+    /// Files found gone or damaged before lines whose rows are committed, while no cursor past
+    /// them is saved yet: counted once one is (a restart before that finds them again).
+    unsaved_skipped: Followed,
 }
 
 impl Worker {
@@ -282,6 +286,8 @@ impl Worker {
                 // until it is (it deleted them while this read them again), also after a restart
                 // (the mark is read from the saved cursor).
                 self.mark.reset();
+                // Reading again from the start finds them again.
+                self.unsaved_skipped = Followed::default();
                 if let Err(error) = self.acked.save(&self.cursor_path) {
                     self.failures
                         .report(&format_args!("saving the audit store cursor {}", self.cursor_path.display()), &error);
@@ -293,7 +299,7 @@ impl Worker {
         self.expire_if_due()?;
         let mut rows = Vec::with_capacity(BATCH);
         loop {
-            let (end, reading, skipped) = self.read_batch(&mut rows);
+            let (end, reading, mut skipped) = self.read_batch(&mut rows);
             if !rows.is_empty() {
                 let database = self.database.as_mut().expect("opened above");
                 let inserted = database.insert(&self.config.stream, &rows)?;
@@ -307,17 +313,13 @@ impl Worker {
                 }
                 rows.clear();
             }
+            // Past a failed insert (returned above), a rewind finds these files again.
+            self.unsaved_skipped.skipped += skipped.skipped;
+            self.unsaved_skipped.damaged.append(&mut skipped.damaged);
             if let Some(end) = end {
-                self.acknowledge(end);
-            }
-            // Counted once the cursor past it is saved: a rewind before that finds it gone again.
-            // Retention keeps unarchived backups, so this is a file deleted by hand, or damaged.
-            self.counters.files_skipped.fetch_add(skipped.skipped, Relaxed);
-            for damaged in &skipped.damaged {
-                diag!(
-                    "chimera-log: audit store: a backup of {AUDIT_FILE} is damaged ({damaged}); its records after the \
-                     damage cannot be read and are not stored (counted in stats().audit_store.files_skipped)"
-                );
+                if self.acknowledge(end) {
+                    self.report_skipped();
+                }
             }
             match reading {
                 Reading::End => return Ok(Pass::Complete),
@@ -368,15 +370,31 @@ impl Worker {
         self.followed = Followed::default();
     }
 
-    /// Saves the cursor after committed rows, and lets retention delete the backups before it.
-    fn acknowledge(&mut self, cursor: Cursor) {
+    /// Saves the cursor after committed rows, and lets retention delete the backups before it;
+    /// `false` when the save failed.
+    fn acknowledge(&mut self, cursor: Cursor) -> bool {
         self.acked = cursor;
         if let Err(error) = cursor.save(&self.cursor_path) {
             self.failures.report(&format_args!("saving the audit store cursor {}", self.cursor_path.display()), &error);
-            return;
+            return false;
         }
         if let Some(after) = cursor.after {
             self.mark.advance(after);
+        }
+        true
+    }
+
+    /// Counts and reports the files passed over, once a saved cursor is past them (until then a
+    /// restart would find them again). Retention keeps unarchived backups, so these are files
+    /// deleted by hand, or damaged.
+    fn report_skipped(&mut self) {
+        let skipped = std::mem::take(&mut self.unsaved_skipped);
+        self.counters.files_skipped.fetch_add(skipped.skipped, Relaxed);
+        for damaged in &skipped.damaged {
+            diag!(
+                "chimera-log: audit store: a backup of {AUDIT_FILE} is damaged ({damaged}); its records after the \
+                 damage cannot be read and are not stored (counted in stats().audit_store.files_skipped)"
+            );
         }
     }
 
@@ -414,7 +432,7 @@ impl Worker {
     fn report_refused(&self, refused: &[(u64, String)]) {
         self.counters.errors.fetch_add(refused.len() as u64, Relaxed);
         let shown: Vec<String> = refused.iter().take(5).map(|(seq, _)| seq.to_string()).collect();
-        eprintln!(
+        diag!(
             "chimera-log: audit store: the database refuses {} record(s) of stream {} (seq {}{}: {}); they are \
              not stored (counted in stats().audit_store.errors; they stay in {AUDIT_FILE}'s files until \
              retention deletes them) and archiving goes on",
