@@ -414,6 +414,35 @@ fn a_flush_waiting_on_a_failing_disk_returns_true_once_the_retry_writes_the_line
     assert_eq!(seqs(dir.path(), "chimera.log"), (0..10).collect::<Vec<_>>());
 }
 
+/// After a flush gave up on a failing disk, the writer's later passes retry at the sink's own
+/// pace (once a second), not with one forced write per pass.
+#[test]
+fn a_flush_that_gave_up_on_a_failing_disk_does_not_make_every_later_pass_retry_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::new());
+    let guard = config(dir.path())
+        .fault_injector(faults.clone())
+        .audit_store(AuditStore::none())
+        .shutdown_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    faults.fail_writes_to("chimera.log", std::io::ErrorKind::StorageFull, 0);
+    write_seq(&guard, 0..10, 50);
+    assert!(!guard.flush(), "the disk is full");
+    let errors = || guard.stats().sink("chimera.log").unwrap().write_errors;
+    let before = errors();
+    for seq in 10..30 {
+        write_seq(&guard, seq..seq + 1, 50);
+        // One writer pass (no flush) per line.
+        assert!(guard.wait_processed());
+    }
+    // 20 passes; a retry comes due once a second, so a slow run may see one or two.
+    assert!(errors() - before <= 5, "{} failed writes in 20 passes", errors() - before);
+    faults.clear();
+    assert!(guard.flush());
+    assert_eq!(seqs(dir.path(), "chimera.log"), (0..30).collect::<Vec<_>>());
+}
+
 #[test]
 fn four_threads_rotating_at_64_kib_keep_every_retained_sequence_whole_and_in_order() {
     const THREADS: u64 = 4;

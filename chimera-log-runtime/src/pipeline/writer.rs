@@ -65,6 +65,11 @@ impl Lane {
         outcome.is_ok()
     }
 
+    /// Whether the sink still holds lines it was handed (a fault keeps them for a retry).
+    fn holds_lines(&self) -> bool {
+        self.sink.holds_lines()
+    }
+
     fn tick(&mut self) {
         if let Err(error) = self.sink.tick() {
             self.report(&error);
@@ -268,18 +273,22 @@ fn set_own_priority(_nice: i32) -> io::Result<()> {
 /// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
 fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>) {
     let mut report_line = Vec::new();
-    // The newest flush whose lines a fault still holds back in a sink: answered once a flush of
-    // every sink succeeds (or never, and the flush returns `false` at its deadline).
+    // The newest flush whose lines a fault still holds back in a sink: answered once no sink
+    // holds lines any more, after a retry (or never, and the flush says `false` at its deadline).
+    // The retries keep the sinks' own pace (a tick), not one forced write per pass.
     let mut owed = 0;
     let flush_all = |lanes: &mut Vec<Lane>| lanes.iter_mut().fold(true, |all, lane| lane.flush() & all);
+    let ticked_clear = |lanes: &mut Vec<Lane>| {
+        lanes.iter_mut().for_each(Lane::tick);
+        !lanes.iter().any(Lane::holds_lines)
+    };
     loop {
         let Some(taken) = queue.take(chunks, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
-            if owed > 0 && flush_all(&mut lanes) {
+            if ticked_clear(&mut lanes) && owed > 0 {
                 queue.mark_written(std::mem::take(&mut owed), 0);
             }
             for lane in &mut lanes {
-                lane.tick();
                 lane.report_drops(0, clock, &mut report_line);
             }
             continue;
@@ -294,14 +303,11 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
             lane.report_drops(*dropped, clock, &mut report_line);
         }
         let mut flushed = taken.flush;
-        if taken.flush > 0 || taken.last || owed > 0 {
-            if flush_all(&mut lanes) {
-                flushed = flushed.max(std::mem::take(&mut owed));
-            } else {
-                owed = owed.max(std::mem::take(&mut flushed));
-            }
+        let clear = if taken.flush > 0 || taken.last { flush_all(&mut lanes) } else { ticked_clear(&mut lanes) };
+        if clear {
+            flushed = flushed.max(std::mem::take(&mut owed));
         } else {
-            lanes.iter_mut().for_each(Lane::tick);
+            owed = owed.max(std::mem::take(&mut flushed));
         }
         queue.mark_written(flushed, taken.pass);
         if taken.last {

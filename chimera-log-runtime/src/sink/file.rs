@@ -561,6 +561,10 @@ impl Sink for FileSink {
         std::mem::take(&mut self.unreported_drops)
     }
 
+    fn holds_lines(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     fn has_room(&self) -> bool {
         self.pending.len() + WRITE_CHUNK <= PENDING_CAP
     }

@@ -54,6 +54,12 @@ pub(crate) trait Sink: Send + Debug {
         0
     }
 
+    /// Whether the sink holds lines it was handed and has not written: after a flush or a tick,
+    /// those a fault keeps for a retry. A flush is not answered while any are held.
+    fn holds_lines(&self) -> bool {
+        false
+    }
+
     /// Whether the sink can take a short line now without dropping it: the writer reports drops
     /// only then, so the report itself is never what gets dropped.
     fn has_room(&self) -> bool {
