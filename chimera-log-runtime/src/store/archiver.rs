@@ -308,9 +308,6 @@ impl Worker {
                 if !inserted.conflicts.is_empty() {
                     self.report_conflicts(&inserted.conflicts);
                 }
-                if !inserted.refused.is_empty() {
-                    self.report_refused(&inserted.refused);
-                }
                 rows.clear();
             }
             // Past a failed insert (returned above), a rewind finds these files again.
@@ -425,22 +422,6 @@ impl Worker {
             self.config.stream,
             shown.join(", "),
             if seqs.len() > shown.len() { ", ..." } else { "" }
-        );
-    }
-
-    /// Counted as errors: no counter of its own in `stats()` yet.
-    fn report_refused(&self, refused: &[(u64, String)]) {
-        self.counters.errors.fetch_add(refused.len() as u64, Relaxed);
-        let shown: Vec<String> = refused.iter().take(5).map(|(seq, _)| seq.to_string()).collect();
-        diag!(
-            "chimera-log: audit store: the database refuses {} record(s) of stream {} (seq {}{}: {}); they are \
-             not stored (counted in stats().audit_store.errors; they stay in {AUDIT_FILE}'s files until \
-             retention deletes them) and archiving goes on",
-            refused.len(),
-            self.config.stream,
-            shown.join(", "),
-            if refused.len() > shown.len() { ", ..." } else { "" },
-            refused[0].1
         );
     }
 

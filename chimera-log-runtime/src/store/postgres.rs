@@ -78,9 +78,23 @@ impl Postgres {
             .map_err(failed("reading the table's definition"))?
             .get(0);
         if not_null {
-            transaction
-                .batch_execute("ALTER TABLE chimera_audit ALTER COLUMN record_json DROP NOT NULL")
-                .map_err(failed("letting record_json be NULL"))?;
+            // Only the table's owner may, and it waits for every reader: a logger that cannot
+            // goes on without it (a record `jsonb` refuses then fails its batch, and waits in
+            // the files, as before).
+            let mut savepoint = transaction.savepoint("chimera_alter").map_err(failed("beginning a savepoint"))?;
+            let altered = savepoint.batch_execute(
+                "SET LOCAL lock_timeout = '2s'; ALTER TABLE chimera_audit ALTER COLUMN record_json DROP NOT NULL",
+            );
+            match altered {
+                Ok(()) => savepoint.commit().map_err(failed("letting record_json be NULL"))?,
+                Err(error) => diag!(
+                    "chimera-log: audit store: record_json could not be made nullable ({}); records jsonb refuses \
+                     (a \\u0000 escape) wait in {} until the table's owner runs: ALTER TABLE chimera_audit ALTER \
+                     COLUMN record_json DROP NOT NULL",
+                    describe(&error),
+                    crate::config::AUDIT_FILE
+                ),
+            }
         }
         transaction.commit().map_err(failed("creating the table"))?;
         Ok(Postgres { client })
@@ -137,8 +151,10 @@ impl Postgres {
     }
 
     /// Inserts `rows` one at a time, each in a savepoint of one transaction: a row whose record
-    /// `jsonb` refuses is stored with `record_json` NULL, and a row the database refuses even so
-    /// is returned in `refused` (left in the files) rather than failing the others.
+    /// `jsonb` refuses is stored with `record_json` NULL. A row the database refuses even so
+    /// (its encoding cannot hold the text, an index limit) fails the batch, which waits in the
+    /// files and is tried again: the database's settings are wrong, and passing the row over
+    /// would leave a gap in the store for good, and let retention delete its backup.
     fn insert_one_by_one(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
         let mut transaction = self.client.transaction().map_err(failed("beginning a transaction"))?;
         let mut inserted = Inserted::default();
@@ -151,8 +167,13 @@ impl Postgres {
                 Ok(Some(chain)) if chain == row.chain => inserted.duplicates += 1,
                 Ok(Some(_)) => inserted.conflicts.push(row.seq),
                 Ok(None) => inserted.stored += 1,
-                Err(error) if refuses_the_data(&error) => inserted.refused.push((row.seq, describe(&error))),
-                Err(error) => return Err(failed("inserting")(error)),
+                Err(error) => {
+                    return Err(StoreError(format!(
+                        "PostgreSQL: inserting the record seq {}: {}",
+                        row.seq,
+                        describe(&error)
+                    )))
+                }
             }
         }
         transaction.commit().map_err(failed("committing"))?;
@@ -301,12 +322,15 @@ mod tests {
     }
 
     #[test]
-    fn a_row_the_database_refuses_is_returned_and_the_rows_around_it_are_stored() {
+    fn a_row_jsonb_refuses_is_stored_without_json_and_one_refused_even_so_fails_its_batch() {
         let mut store = Postgres::connect(&schema_url("chimera_unit_refused")).unwrap();
-        let rows = [row(1, r#"{"a":1}"#), row(2, r#"{"a":"\u0000"}"#), row(3, "{\"a\":\"\0\"}"), row(4, "{}")];
+        // A raw NUL (which the writer never writes) is refused by a text column too.
+        let refused = [row(1, r#"{"a":1}"#), row(3, "{\"a\":\"\0\"}")];
+        let error = store.insert("s", &refused).unwrap_err();
+        assert!(error.to_string().contains("seq 3"), "{error}");
+        let rows = [row(1, r#"{"a":1}"#), row(2, r#"{"a":"\u0000"}"#), row(4, "{}")];
         let inserted = store.insert("s", &rows).unwrap();
         assert_eq!((inserted.stored, inserted.duplicates), (3, 0), "{inserted:?}");
-        assert_eq!(inserted.refused.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [3], "{inserted:?}");
         let json: Vec<Option<String>> = store
             .client
             .query("SELECT record_json::text FROM chimera_audit ORDER BY seq", &[])
@@ -315,9 +339,9 @@ mod tests {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(json, [Some(r#"{"a": 1}"#.to_owned()), None, Some("{}".to_owned())]);
-        // Inserted again: recognised as present, the refused one refused again.
+        // Inserted again: recognised as present.
         let again = store.insert("s", &rows).unwrap();
-        assert_eq!((again.stored, again.duplicates, again.refused.len()), (0, 3, 1), "{again:?}");
+        assert_eq!((again.stored, again.duplicates), (0, 3), "{again:?}");
     }
 
     #[test]
@@ -327,6 +351,6 @@ mod tests {
         old.batch_execute(&SCHEMA.replace("record_json JSONB,", "record_json JSONB NOT NULL,")).unwrap();
         let mut store = Postgres::connect(&url).unwrap();
         let inserted = store.insert("s", &[row(1, r#"{"a":"\u0000"}"#)]).unwrap();
-        assert_eq!((inserted.stored, inserted.refused.len()), (1, 0), "{inserted:?}");
+        assert_eq!(inserted.stored, 1, "{inserted:?}");
     }
 }

@@ -210,9 +210,6 @@ pub(crate) struct Inserted {
     pub(crate) duplicates: u64,
     /// Rows already present with a different chain: the `seq`s, never overwritten.
     pub(crate) conflicts: Vec<u64>,
-    /// Rows the database refuses for their data, with its reason: left in the files, and
-    /// reported rather than retried for ever (which would store nothing after them).
-    pub(crate) refused: Vec<(u64, String)>,
 }
 
 /// A record read back from the store.
