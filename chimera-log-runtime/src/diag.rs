@@ -47,7 +47,14 @@ fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether the writer thread runs (started with the first line).
+/// Starts the thread that writes the lines, if it is not running yet: called when a logger
+/// starts, on the application's thread, so that no line has to start it later (from a writer
+/// thread with a priority of its own, or a thread-local destructor).
+pub(crate) fn start() {
+    started();
+}
+
+/// Whether the writer thread runs.
 fn started() -> bool {
     static STARTED: OnceLock<bool> = OnceLock::new();
     *STARTED.get_or_init(|| std::thread::Builder::new().name("chimera-log-stderr".into()).spawn(write_lines).is_ok())

@@ -301,6 +301,7 @@ impl Dispatcher {
     pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         crate::fast_clock::prepare();
+        crate::diag::start();
         let dir = config.log_dir.clone();
         let lock: DirLock = Arc::new(lock_dir(&dir)?);
         let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
