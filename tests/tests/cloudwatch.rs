@@ -790,23 +790,34 @@ fn an_outage_with_200000_events_waiting_holds_memory_bounded_and_delivers_every_
     assert_eq!((seqs, duplicates), ((0..EVENTS).collect::<Vec<_>>(), 0));
 }
 
-#[test]
-fn refused_credentials_are_retried_not_dropped_and_deliver_once_accepted() {
+/// Ships seq 0 (the group and stream set up), then seqs 1..10 with the proxy in `mode`, and
+/// flushes; returns the shipper's counters, how many requests the proxy refused, and the seqs
+/// the stream holds then.
+fn ten_ticks_with_the_proxy_in(
+    mode: common::proxy::Mode,
+    prefix: &str,
+) -> (chimera_log_runtime::CloudWatchStats, u32, Vec<u64>) {
     let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
     let client = client(&runtime);
-    let group = unique("Credentials");
+    let group = unique(prefix);
     let (guard, proxy) = through_proxy(dir.path(), &group);
     let logger = guard.logger("m");
     logger.info("tick", json!({ "seq": 0 }));
     assert!(guard.flush());
-    proxy.set_mode(common::proxy::Mode::BadCredentials(3));
+    proxy.set_mode(mode);
     for seq in 1..10u64 {
         logger.info("tick", json!({ "seq": seq }));
     }
     assert!(guard.flush());
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
-    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..10).collect::<Vec<_>>());
+    (stats, proxy.seen().refused, seqs_in_stream(&client, &runtime, &group))
+}
+
+#[test]
+fn refused_credentials_are_retried_not_dropped_and_deliver_once_accepted() {
+    let (stats, _, seqs) = ten_ticks_with_the_proxy_in(common::proxy::Mode::BadCredentials(3), "Credentials");
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
     assert_eq!((stats.batches_retried, stats.events_dropped), (3, 0), "{stats:?}");
 }
 
@@ -855,21 +866,9 @@ fn a_group_creation_aborted_by_a_concurrent_update_is_retried_and_drops_no_event
 /// wrong: it is retried, not counted as a refused batch.
 #[test]
 fn a_put_refused_without_an_error_code_is_retried_not_dropped() {
-    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
-    let client = client(&runtime);
-    let group = unique("BareForbidden");
-    let (guard, proxy) = through_proxy(dir.path(), &group);
-    guard.logger("m").info("tick", json!({ "seq": 0 }));
-    assert!(guard.flush());
-    proxy.set_mode(common::proxy::Mode::BareForbidden(2));
-    for seq in 1..10u64 {
-        guard.logger("m").info("tick", json!({ "seq": seq }));
-    }
-    assert!(guard.flush());
-    let stats = guard.stats().cloudwatch.unwrap();
-    drop(guard);
-    assert_eq!(proxy.seen().refused, 2);
-    assert_eq!(seqs_in_stream(&client, &runtime, &group), (0..10).collect::<Vec<_>>());
+    let (stats, refused, seqs) = ten_ticks_with_the_proxy_in(common::proxy::Mode::BareForbidden(2), "BareForbidden");
+    assert_eq!(refused, 2);
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
     assert_eq!((stats.batches_retried, stats.batches_failed, stats.events_dropped), (2, 0, 0), "{stats:?}");
 }
 
