@@ -62,23 +62,76 @@ impl Cursor {
             serde_json::Value::String(hex) => Some(u64::from_str_radix(hex, 16).map_err(|_| invalid())?),
             _ => return Err(invalid()),
         };
-        Ok(Some(Cursor { after, offset, fingerprint }))
+        let cursor = Cursor { after, offset, fingerprint };
+        // A cursor saved before cursors carried a check has none: still checked against the
+        // family it names (`check_against`), as every cursor is.
+        match &value["check"] {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(check) if *check == cursor.check() => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: its check does not match its contents (damaged or edited): {text}", path.display()),
+                ))
+            }
+        }
+        Ok(Some(cursor))
     }
 
-    /// Saves the cursor at `path` atomically (a temporary file, fsync, rename), `0640`.
+    /// The check a saved cursor carries: a hash of its three fields, so that a cursor damaged on
+    /// disk (or edited without care) is known for what it is.
+    fn check(&self) -> String {
+        let text = format!(
+            "{}|{}|{}",
+            self.after.map_or_else(|| "-".to_owned(), Stamp::format),
+            self.offset,
+            self.fingerprint.map_or_else(|| "-".to_owned(), |f| format!("{f:016x}"))
+        );
+        format!("{:016x}", fingerprint(text.as_bytes()))
+    }
+
+    /// Checks a cursor loaded from a file against the family it names, as of `now`: its stamp
+    /// must name a backup there is, or one older than the newest (retention removes the oldest
+    /// first, so a follower's stamp can have been removed under it, never the newest one), and
+    /// no stamp can be later than the logger could have written. A cursor that fails names
+    /// backups as read that nobody read: followed, it would pass over every file before its
+    /// stamp, silently. `Err` says what is wrong. (An offset past the end of the file it names
+    /// is found when that file is opened: [`Followed::cursor_damage`].)
+    pub(crate) fn check_against(&self, dir: &Path, name: &str, now: SystemTime) -> io::Result<Result<(), String>> {
+        let Some(after) = self.after else { return Ok(Ok(())) };
+        let backups = backup::list_backups(dir, name, now)?;
+        if backups.iter().any(|(stamp, _)| *stamp == after) {
+            return Ok(Ok(()));
+        }
+        Ok(match newest(&backups) {
+            Some(newest) if after < newest => Ok(()),
+            Some(newest) => Err(format!(
+                "it names the backup {}, which is not there and is newer than the newest one ({})",
+                after.format(),
+                newest.format()
+            )),
+            None => Err(format!("it names the backup {}, and there are no backups", after.format())),
+        })
+    }
+
+    /// Saves the cursor at `path` atomically (a temporary file, fsync, rename), `0640`. The
+    /// temporary file has a name of its own for each save, created exclusively: nothing planted
+    /// in the directory beforehand can stand in its way or be written through.
     pub(crate) fn save(&self, path: &Path) -> io::Result<()> {
         let text = serde_json::json!({
             "after": self.after.map(Stamp::format),
             "offset": self.offset,
             "fingerprint": self.fingerprint.map(|f| format!("{f:016x}")),
+            "check": self.check(),
         })
         .to_string();
-        let tmp = path.with_extension("tmp");
-        safe_fs::remove_regular(&tmp)?;
-        let mut file = safe_fs::create_new(&tmp, safe_fs::FILE_MODE, false)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        fs::rename(&tmp, path)?;
+        let (tmp, mut file) = create_temporary(path)?;
+        let written =
+            file.write_all(text.as_bytes()).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&tmp, path));
+        if let Err(error) = written {
+            let _ = safe_fs::remove_regular(&tmp);
+            return Err(error);
+        }
         // The rename itself must survive a power loss, or the cursor moves back.
         if let Some(dir) = path.parent() {
             if let Ok(dir) = fs::File::open(dir) {
@@ -86,6 +139,74 @@ impl Cursor {
             }
         }
         Ok(())
+    }
+}
+
+/// A follower's saved cursor, as loaded and checked at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Saved {
+    /// No cursor was saved yet.
+    None,
+    /// A cursor that names a place the family can hold.
+    Trusted(Cursor),
+    /// A cursor that cannot be trusted (unreadable, damaged, edited, or naming backups that are
+    /// not there), and why: the follower goes back to what it can prove was delivered.
+    Damaged(String),
+}
+
+impl Saved {
+    /// Loads the cursor saved at `path` for the family of `name` in `dir`, and checks it against
+    /// the family as of `now` ([`Cursor::check_against`]).
+    pub(crate) fn load(path: &Path, dir: &Path, name: &str, now: SystemTime) -> Saved {
+        match Cursor::load(path) {
+            Ok(None) => Saved::None,
+            Ok(Some(cursor)) => match cursor.check_against(dir, name, now) {
+                Ok(Ok(())) => Saved::Trusted(cursor),
+                Ok(Err(why)) => Saved::Damaged(format!("{}: {why}", path.display())),
+                Err(error) => Saved::Damaged(format!(
+                    "{}: the backups of {name} cannot be listed to check it ({error})",
+                    path.display()
+                )),
+            },
+            Err(error) => Saved::Damaged(error.to_string()),
+        }
+    }
+}
+
+/// The prefix of the temporary files [`Cursor::save`] makes beside `path`: `<name>.tmp.`, then a
+/// number of the process and one of the save.
+fn temporary_prefix(path: &Path) -> String {
+    format!("{}.tmp.", path.file_name().map_or_else(String::new, |name| name.to_string_lossy().into_owned()))
+}
+
+/// Creates, exclusively, a temporary file beside `path` with a name no earlier save used.
+fn create_temporary(path: &Path) -> io::Result<(PathBuf, fs::File)> {
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = temporary_prefix(path);
+    let mut last_error = None;
+    for _ in 0..16 {
+        let save = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let tmp = path.with_file_name(format!("{prefix}{}.{save}.{nanos:09}", std::process::id()));
+        match safe_fs::create_new(&tmp, safe_fs::FILE_MODE, false) {
+            Ok(file) => return Ok((tmp, file)),
+            // Planted (or left by a crash of a process with the same id): another name.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last_error = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no temporary name was free")))
+}
+
+/// Removes the temporary files of saves of the cursor at `path` that a crash left behind (only
+/// regular files; anything else planted there is left alone, and is in no save's way).
+pub(crate) fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), prefix) = (path.parent(), temporary_prefix(path)) else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(|name| name.starts_with(&prefix)) {
+            let _ = safe_fs::remove_regular(&entry.path());
+        }
     }
 }
 
@@ -105,6 +226,10 @@ pub(crate) struct Followed {
     /// what follows the damage cannot be read, and reading went on with the next file. Each is
     /// also counted in `skipped`.
     pub(crate) damaged: Vec<String>,
+    /// The cursor named a place past the end of its file (a cursor moved forward, by damage or
+    /// by hand), with what was found: that file is read again from its start, since no line of
+    /// it is known to have been read (duplicates rather than loss).
+    pub(crate) cursor_damage: Vec<String>,
 }
 
 /// Which file is open.
@@ -407,12 +532,21 @@ impl Follower {
         let reader: Box<dyn BufRead + Send> = if gz {
             let mut decoder = flate2::read::MultiGzDecoder::new(file);
             match (io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink()), backup_stamp) {
+                (Ok(skipped), _) if skipped < self.cursor.offset => {
+                    self.past_the_end(&path, skipped, followed);
+                    return Ok(Opened::LookAgain);
+                }
                 (Ok(_), _) => {}
                 (Err(error), Some(stamp)) if is_damage(&error) => return Ok(self.pass_damaged(stamp, &error, followed)),
                 (Err(error), _) => return Err(error),
             }
             Box::new(BufReader::with_capacity(256 * 1024, decoder))
         } else {
+            let length = file.metadata()?.len();
+            if self.cursor.offset > length {
+                self.past_the_end(&path, length, followed);
+                return Ok(Opened::LookAgain);
+            }
             file.seek(SeekFrom::Start(self.cursor.offset))?;
             #[cfg(test)]
             let file = tests::FailingRead::wrap(file);
@@ -424,6 +558,19 @@ impl Follower {
         };
         self.open = Some(Open { reader, reading, gz });
         Ok(Opened::Yes)
+    }
+
+    /// The cursor's offset is past the end (`length`) of the file it names, `path`: nothing in
+    /// the file is known to be read, so it is read again from its start (the next attempt opens
+    /// it there); noted in `followed`.
+    fn past_the_end(&mut self, path: &Path, length: u64, followed: &mut Followed) {
+        followed.cursor_damage.push(format!(
+            "the cursor is at byte {} of {}, which holds {length} bytes",
+            self.cursor.offset,
+            path.display()
+        ));
+        self.cursor.offset = 0;
+        self.cursor.fingerprint = None;
     }
 
     /// Whether the current file was rotated since `listed` was listed. A rotation always adds
@@ -1007,5 +1154,112 @@ mod tests {
         assert_eq!(Cursor::load(&dir.path().join("none")).unwrap(), None);
         fs::write(&path, "{\"after\":7}").unwrap();
         assert!(Cursor::load(&path).is_err());
+    }
+
+    #[test]
+    fn a_cursor_whose_check_does_not_match_is_an_error_and_one_saved_without_a_check_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cursor");
+        Cursor { after: None, offset: 42, fingerprint: Some(7) }.save(&path).unwrap();
+        let saved = fs::read_to_string(&path).unwrap();
+        // The offset moved forward by hand, the check left as it was.
+        fs::write(&path, saved.replace("42", "4200")).unwrap();
+        let error = Cursor::load(&path).unwrap_err();
+        assert!(error.to_string().contains("check does not match"), "{error}");
+        fs::write(&path, "{\"after\":null,\"offset\":42,\"fingerprint\":\"0000000000000007\"}").unwrap();
+        assert_eq!(Cursor::load(&path).unwrap(), Some(Cursor { after: None, offset: 42, fingerprint: Some(7) }));
+    }
+
+    #[test]
+    fn a_cursor_naming_a_backup_newer_than_the_newest_is_damaged_and_an_older_missing_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a\n");
+        let no_backups = Cursor { after: Some(stamp(1)), offset: 0, fingerprint: None };
+        assert!(no_backups.check_against(d, NAME, now()).unwrap().is_err(), "no backup to name");
+        rotate(d, 2);
+        append(d, "b\n");
+        rotate(d, 4);
+        append(d, "c\n");
+        let check =
+            |n: i64| Cursor { after: Some(stamp(n)), offset: 0, fingerprint: None }.check_against(d, NAME, now());
+        assert_eq!(check(2).unwrap(), Ok(()), "a backup there is");
+        assert_eq!(check(4).unwrap(), Ok(()), "the newest");
+        assert_eq!(check(1).unwrap(), Ok(()), "gone before the oldest: retention");
+        assert_eq!(check(3).unwrap(), Ok(()), "gone between two: deleted by hand, the follower counts it");
+        let future = check(5).unwrap().unwrap_err();
+        assert!(future.contains("newer than the newest"), "{future}");
+        assert_eq!(Cursor::default().check_against(d, NAME, now()).unwrap(), Ok(()));
+        let path = d.join("cursor");
+        Cursor { after: Some(stamp(5)), offset: 0, fingerprint: None }.save(&path).unwrap();
+        assert!(matches!(Saved::load(&path, d, NAME, now()), Saved::Damaged(why) if why.contains("newer than")));
+        Cursor { after: Some(stamp(4)), offset: 0, fingerprint: None }.save(&path).unwrap();
+        assert_eq!(
+            Saved::load(&path, d, NAME, now()),
+            Saved::Trusted(Cursor { after: Some(stamp(4)), offset: 0, fingerprint: None })
+        );
+        assert_eq!(Saved::load(&d.join("none"), d, NAME, now()), Saved::None);
+    }
+
+    #[test]
+    fn a_cursor_past_the_end_of_its_file_reads_the_file_again_from_its_start_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\na2\n");
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1", "a2"]);
+        let at_end = follower.cursor;
+        // Plain: the current file, then the same file as a plain backup.
+        let mut moved = Follower::new(d, NAME, Cursor { offset: at_end.offset + 1_000, ..at_end });
+        assert_eq!(read_all(&mut moved, &mut followed), ["a1", "a2"]);
+        assert_eq!(followed.cursor_damage.len(), 1, "{followed:?}");
+        assert!(followed.cursor_damage[0].contains("holds 6 bytes"), "{followed:?}");
+        rotate(d, 1);
+        append(d, "b1\n");
+        let mut followed = Followed::default();
+        let mut moved = Follower::new(d, NAME, Cursor { offset: at_end.offset + 1_000, ..at_end });
+        assert_eq!(read_all(&mut moved, &mut followed), ["a1", "a2", "b1"]);
+        assert_eq!((followed.cursor_damage.len(), followed.skipped), (1, 0), "{followed:?}");
+        // Gzip: the offset is past the end of what the stream holds.
+        compress(d, 1);
+        let mut followed = Followed::default();
+        let mut moved = Follower::new(d, NAME, Cursor { offset: at_end.offset + 1, ..at_end });
+        assert_eq!(read_all(&mut moved, &mut followed), ["a1", "a2", "b1"]);
+        assert_eq!((followed.cursor_damage.len(), followed.skipped), (1, 0), "{followed:?}");
+        // At the very end is not past it.
+        let mut followed = Followed::default();
+        let mut exact = Follower::new(d, NAME, at_end);
+        assert_eq!(read_all(&mut exact, &mut followed), ["b1"]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    #[test]
+    fn a_save_is_not_stopped_by_anything_planted_at_a_temporary_name_and_leaves_none_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let path = d.join(".cursor");
+        // The names earlier versions used, and this version's prefix, taken by a directory, a
+        // link and a FIFO-like non-file.
+        fs::create_dir(d.join(".tmp")).unwrap();
+        fs::create_dir(d.join(".cursor.tmp")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/nonexistent", d.join(format!(".cursor.tmp.{}.0.000000000", std::process::id())))
+            .unwrap();
+        let cursor = Cursor { after: Some(stamp(1)), offset: 9, fingerprint: Some(3) };
+        for _ in 0..3 {
+            cursor.save(&path).unwrap();
+        }
+        assert_eq!(Cursor::load(&path).unwrap(), Some(cursor));
+        let mut names: Vec<String> =
+            fs::read_dir(d).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names.len(), 4, "the cursor and the three planted names, no temporary left: {names:?}");
+        // A crash between a temporary's creation and its rename leaves a regular file: the next
+        // start removes it, and leaves what it did not make.
+        fs::write(d.join(".cursor.tmp.1.2.3"), "half").unwrap();
+        remove_stale_temporaries(&path);
+        assert!(!d.join(".cursor.tmp.1.2.3").exists());
+        assert!(d.join(".cursor.tmp").is_dir());
     }
 }

@@ -61,6 +61,10 @@ pub struct AuditStoreStats {
     pub down: bool,
     /// Audit files deleted by hand before they were archived.
     pub files_skipped: u64,
+    /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files or of
+    /// the database): archiving went back to the oldest retained record, and the database
+    /// recognised what it already held.
+    pub cursor_damaged: u64,
 }
 
 /// The archiver's counters.
@@ -74,6 +78,7 @@ pub(crate) struct AuditStoreCounters {
     pub(crate) rows_expired: AtomicU64,
     pub(crate) down: std::sync::atomic::AtomicBool,
     pub(crate) files_skipped: AtomicU64,
+    pub(crate) cursor_damaged: AtomicU64,
 }
 
 impl AuditStoreCounters {
@@ -87,6 +92,7 @@ impl AuditStoreCounters {
             rows_expired: self.rows_expired.load(Relaxed),
             down: self.down.load(Relaxed),
             files_skipped: self.files_skipped.load(Relaxed),
+            cursor_damaged: self.cursor_damaged.load(Relaxed),
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct CloudWatchStats {
     /// `chimera.log` backups that retention removed before they were shipped: their unshipped
     /// lines never reach CloudWatch (the number of lines cannot be known once the file is gone).
     pub files_skipped: u64,
+    /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files): the
+    /// service cannot be asked what it holds, so shipping went back to the oldest retained line
+    /// (duplicates rather than loss).
+    pub cursor_damaged: u64,
 }
 
 #[cfg(feature = "cloudwatch")]
@@ -127,6 +137,7 @@ pub(crate) struct CloudWatchCounters {
     pub(crate) events_truncated: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) files_skipped: AtomicU64,
+    pub(crate) cursor_damaged: AtomicU64,
 }
 
 #[cfg(feature = "cloudwatch")]
@@ -141,6 +152,7 @@ impl CloudWatchCounters {
             events_truncated: self.events_truncated.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
             files_skipped: self.files_skipped.load(Relaxed),
+            cursor_damaged: self.cursor_damaged.load(Relaxed),
         }
     }
 }

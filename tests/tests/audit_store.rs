@@ -589,3 +589,116 @@ fn a_damaged_backup_is_counted_only_once_a_cursor_past_it_is_saved() {
     assert!(cursor.is_file(), "saved this time");
     assert_eq!(saved.files_skipped, 1, "counted once the cursor past it is saved; {saved:?}");
 }
+
+/// The store's cursor file, as JSON.
+fn store_cursor(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(".audit-store.cursor")).unwrap()).unwrap()
+}
+
+/// Writes a cursor by hand, as someone with write access to the log directory could: without
+/// the check a saved cursor carries (a cursor of an earlier version has none either).
+fn plant_store_cursor(dir: &Path, after: &serde_json::Value, offset: u64, fingerprint: &serde_json::Value) {
+    let text = serde_json::json!({ "after": after, "offset": offset, "fingerprint": fingerprint }).to_string();
+    std::fs::write(dir.join(".audit-store.cursor"), text).unwrap();
+}
+
+/// Records in the files, not yet in the store, behind a cursor moved into the future: the
+/// archiver passed over every backup before its stamp, and retention deleted them as archived.
+#[test]
+fn a_store_cursor_moved_into_the_future_is_distrusted_and_no_record_is_lost_to_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(3).build().unwrap();
+    emit_from_threads(&guard, 1, 100, 0);
+    assert!(guard.flush());
+    drop(guard);
+    // More records while the store is off (nothing deleted: many backups allowed).
+    let guard = config(dir.path(), AuditStore::none()).max_bytes(16 * 1024).audit_backups(100).build().unwrap();
+    emit_from_threads(&guard, 1, 600, 1_000);
+    drop(guard);
+    let unstored_backups = backups(dir.path(), "executions.log").len();
+    assert!(unstored_backups > 5, "{unstored_backups}");
+    plant_store_cursor(dir.path(), &serde_json::json!("29991231T235959.999999Z"), 0, &serde_json::Value::Null);
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(3).build().unwrap();
+    emit_from_threads(&guard, 1, 50, 2_000);
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=750).collect::<Vec<_>>(), "every record stored; {stats:?}");
+    assert_eq!(stats.cursor_damaged, 1, "{stats:?}");
+    assert_eq!(stats.files_skipped, 0, "{stats:?}");
+}
+
+/// A cursor whose offset is past the end of the file it names: the archiver read nothing of that
+/// file until it grew past the offset.
+#[test]
+fn a_store_cursor_past_the_end_of_its_file_is_distrusted_and_every_record_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).build().unwrap();
+    emit_from_threads(&guard, 1, 100, 0);
+    assert!(guard.flush());
+    drop(guard);
+    let saved = store_cursor(dir.path());
+    let guard = config(dir.path(), AuditStore::none()).build().unwrap();
+    emit_from_threads(&guard, 1, 20, 1_000);
+    drop(guard);
+    let offset = saved["offset"].as_u64().unwrap() + 1_000_000;
+    plant_store_cursor(dir.path(), &saved["after"], offset, &saved["fingerprint"]);
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).build().unwrap();
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=120).collect::<Vec<_>>(), "{stats:?}");
+    assert_eq!(stats.cursor_damaged, 1, "{stats:?}");
+}
+
+/// A cursor that names real places (a real backup, an offset inside the file) but is ahead of
+/// the database: here, the cursor another database's archiving left. Only the database can tell.
+#[test]
+fn a_store_cursor_ahead_of_what_the_database_holds_is_distrusted_and_the_gap_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, other) = (dir.path().join("audit.db"), dir.path().join("other.db"));
+    let start = |db: &Path| config(dir.path(), AuditStore::sqlite(db)).max_bytes(16 * 1024).audit_backups(50);
+    let guard = start(&db).build().unwrap();
+    emit_from_threads(&guard, 1, 100, 0);
+    assert!(guard.flush());
+    drop(guard);
+    // Another database takes records 101..=300: the cursor moves past them.
+    let guard = start(&other).build().unwrap();
+    emit_from_threads(&guard, 1, 200, 1_000);
+    assert!(guard.flush());
+    drop(guard);
+    let guard = start(&db).build().unwrap();
+    emit_from_threads(&guard, 1, 10, 2_000);
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=310).collect::<Vec<_>>(), "{stats:?}");
+    assert_eq!((stats.cursor_damaged, stats.conflicts), (1, 0), "{stats:?}");
+}
+
+/// A directory planted where an earlier version saved its cursor's temporary file: every save
+/// failed, the archive mark never moved, and audit backups piled up although all was stored.
+#[test]
+fn a_directory_planted_at_a_cursor_temporary_name_does_not_stop_cursor_saves_or_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    std::fs::create_dir(dir.path().join(".audit-store.tmp")).unwrap();
+    std::fs::create_dir(dir.path().join(".audit-store.cursor.tmp")).unwrap();
+    let guard = config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(3).build().unwrap();
+    for round in 0..4 {
+        emit_from_threads(&guard, 1, 100, round * 1_000);
+        assert!(guard.flush());
+    }
+    drop(guard);
+    let cursor = store_cursor(dir.path());
+    assert!(cursor["after"].is_string(), "the cursor moved past the backups: {cursor}");
+    let kept = backups(dir.path(), "executions.log");
+    assert!(kept.len() <= 3, "retention kept {} backups with audit_backups(3): {kept:?}", kept.len());
+    let stored = store_records(&format!("sqlite:{}", db.display()));
+    assert_eq!(stored.len(), 400);
+}

@@ -1103,3 +1103,83 @@ fn with_capture_on_the_sdks_own_tracing_events_never_come_back_as_lines() {
         .collect();
     assert_eq!(modules, vec!["m"; 10]);
 }
+
+/// Writes the shipper's cursor by hand (as someone with write access to the log directory
+/// could), without the check a saved cursor carries.
+fn plant_cloudwatch_cursor(dir: &std::path::Path, cursor: serde_json::Value) {
+    std::fs::write(dir.join(".chimera-log.cloudwatch.cursor"), cursor.to_string()).unwrap();
+}
+
+/// Ships `0..shipped` with CloudWatch, then writes `shipped..total` (rotating, several backups)
+/// without it, and hands the saved cursor to `damage` before the next start with CloudWatch.
+fn ship_after_a_damaged_cursor(
+    group: &str,
+    shipped: u64,
+    total: u64,
+    damage: impl FnOnce(&std::path::Path, serde_json::Value),
+) -> (Vec<u64>, usize, chimera_log_runtime::CloudWatchStats) {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let small = |config: LogConfig| config.console(false).max_bytes(8_192).general_backups(50);
+    let guard = small(LogConfig::new(dir.path())).cloudwatch(cloudwatch(group, "s")).build().unwrap();
+    for seq in 0..shipped {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    assert!(guard.flush());
+    drop(guard);
+    let guard = small(LogConfig::new(dir.path())).build().unwrap();
+    for seq in shipped..total {
+        guard.logger("m").info("tick", json!({ "seq": seq }));
+    }
+    drop(guard);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".chimera-log.cloudwatch.cursor")).unwrap())
+            .unwrap();
+    damage(dir.path(), saved);
+    let guard = small(LogConfig::new(dir.path())).cloudwatch(cloudwatch(group, "s")).build().unwrap();
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    drop(guard);
+    let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, group);
+    (seqs, duplicates, stats)
+}
+
+/// A cursor naming a backup stamped in the future: every backup before it counted as shipped
+/// (1,761 of 2,000 lines never shipped, reported as "removed by retention").
+#[test]
+fn a_cloudwatch_cursor_moved_into_the_future_is_distrusted_and_every_line_is_shipped() {
+    let group = unique("FutureCursor");
+    let (seqs, duplicates, stats) = ship_after_a_damaged_cursor(&group, 100, 2_000, |dir, _| {
+        plant_cloudwatch_cursor(dir, json!({ "after": "29991231T235959.999999Z", "offset": 0, "fingerprint": null }));
+    });
+    assert_eq!(seqs, (0..2_000).collect::<Vec<_>>(), "every line arrives; {stats:?}");
+    assert!(duplicates <= 2_000, "duplicates rather than loss: {duplicates}");
+    assert_eq!((stats.cursor_damaged, stats.files_skipped), (1, 0), "{stats:?}");
+}
+
+/// A cursor whose offset is past the end of its file: nothing of that file was shipped until it
+/// grew past the offset (51 lines never shipped).
+#[test]
+fn a_cloudwatch_cursor_past_the_end_of_its_file_is_distrusted_and_every_line_is_shipped() {
+    let group = unique("PastEndCursor");
+    let (seqs, _, stats) = ship_after_a_damaged_cursor(&group, 100, 150, |dir, mut saved| {
+        saved["offset"] = json!(saved["offset"].as_u64().unwrap() + 10_000_000);
+        saved.as_object_mut().unwrap().remove("check");
+        plant_cloudwatch_cursor(dir, saved);
+    });
+    assert_eq!(seqs, (0..150).collect::<Vec<_>>(), "every line arrives; {stats:?}");
+    assert_eq!((stats.cursor_damaged, stats.files_skipped), (1, 0), "{stats:?}");
+}
+
+/// A cursor damaged on disk (its check no longer matches): shipping starts from the oldest
+/// retained line, not from the end of the file (which lost the unshipped backlog).
+#[test]
+fn a_cloudwatch_cursor_that_fails_its_check_ships_from_the_oldest_retained_line() {
+    let group = unique("BadCheckCursor");
+    let (seqs, _, stats) = ship_after_a_damaged_cursor(&group, 100, 400, |dir, mut saved| {
+        saved["offset"] = json!(saved["offset"].as_u64().unwrap() + 1);
+        plant_cloudwatch_cursor(dir, saved);
+    });
+    assert_eq!(seqs, (0..400).collect::<Vec<_>>(), "every line arrives; {stats:?}");
+    assert_eq!(stats.cursor_damaged, 1, "{stats:?}");
+}

@@ -16,7 +16,7 @@ use super::{open, Database, Row, StoreError, Target, CURSOR_FILE};
 use crate::clock::Clock;
 use crate::config::AUDIT_FILE;
 use crate::error::Error;
-use crate::follow::{Cursor, Followed, Follower};
+use crate::follow::{Cursor, Followed, Follower, Saved};
 use crate::pipeline::ForwarderRequests;
 use crate::sink::backup::ArchiveMark;
 use crate::sink::FailureReporter;
@@ -107,9 +107,10 @@ impl Archiver {
         dir_lock: crate::pipeline::DirLock,
     ) -> Result<Archiver, Error> {
         let cursor_path = dir.join(CURSOR_FILE);
-        let cursor = load_cursor(&cursor_path);
-        let control = Arc::new(Control::default());
+        crate::follow::remove_stale_temporaries(&cursor_path);
         let counters = Arc::new(AuditStoreCounters::default());
+        let (cursor, check_resume) = load_cursor(&cursor_path, dir, clock.now(), &counters);
+        let control = Arc::new(Control::default());
         let worker = Worker {
             dir: dir.to_path_buf(),
             follower: Follower::new(dir, AUDIT_FILE, cursor),
@@ -127,6 +128,9 @@ impl Archiver {
             line: Vec::new(),
             followed: Followed::default(),
             unsaved_skipped: Followed::default(),
+            check_resume,
+            high_water: 0,
+            cursor_damage_reported: None,
         };
         let thread = crate::pipeline::spawn_forwarder(
             "chimera-log-audit-store",
@@ -174,18 +178,21 @@ impl Drop for Archiver {
     }
 }
 
-/// The saved cursor; the start of the family when there is none or it is unreadable (then
-/// records are inserted again, and recognised as present).
-fn load_cursor(path: &Path) -> Cursor {
-    match Cursor::load(path) {
-        Ok(cursor) => cursor.unwrap_or_default(),
-        Err(error) => {
+/// The saved cursor, and whether it still has to be checked against the database (see
+/// `Worker::check_resume`); the start of the family when there is none or it cannot be trusted
+/// (then records are inserted again, and recognised as present).
+fn load_cursor(path: &Path, dir: &Path, now: SystemTime, counters: &AuditStoreCounters) -> (Cursor, bool) {
+    match Saved::load(path, dir, AUDIT_FILE, now) {
+        Saved::None => (Cursor::default(), false),
+        Saved::Trusted(cursor) => (cursor, cursor != Cursor::default()),
+        Saved::Damaged(why) => {
+            counters.cursor_damaged.fetch_add(1, Relaxed);
             diag!(
-                "chimera-log: audit store: the cursor {} is unreadable ({error}); archiving starts again from the \
-                 oldest retained audit record (records already stored are recognised and skipped)",
-                path.display()
+                "chimera-log: audit store: the cursor cannot be trusted ({why}); archiving starts again from the \
+                 oldest retained audit record (records already stored are recognised and skipped; counted in \
+                 stats().audit_store.cursor_damaged)"
             );
-            Cursor::default()
+            (Cursor::default(), false)
         }
     }
 }
@@ -212,6 +219,14 @@ struct Worker {
     /// Files found gone or damaged before lines whose rows are committed, while no cursor past
     /// them is saved yet: counted once one is (a restart before that finds them again).
     unsaved_skipped: Followed,
+    /// The cursor was loaded from its file and no record after it was read yet: the first one
+    /// must follow what the database holds (`seq` at most `high_water + 1`), or the cursor was
+    /// moved past records never stored.
+    check_resume: bool,
+    /// The highest seq of the stream in the database when it was opened.
+    high_water: u64,
+    /// The last cursor damage reported (a rewind finds it again).
+    cursor_damage_reported: Option<String>,
 }
 
 impl Worker {
@@ -269,6 +284,7 @@ impl Worker {
             let mut database = open(&self.config.target)?;
             // What earlier runs stored counts as stored, for the lag.
             let high_water = database.high_water(&self.config.stream)?;
+            self.high_water = high_water;
             self.counters.stored_seq.fetch_max(high_water, Relaxed);
             if high_water == 0 && self.acked != Cursor::default() {
                 // The cursor beside the logs was saved for another database (the store's URL
@@ -300,6 +316,15 @@ impl Worker {
         let mut rows = Vec::with_capacity(BATCH);
         loop {
             let (end, reading, mut skipped) = self.read_batch(&mut rows);
+            if self.check_resume && !rows.is_empty() {
+                self.check_resume = false;
+                // A gone or damaged file before the first record explains a jump in seq.
+                if skipped.skipped == 0 && rows[0].seq > self.high_water.saturating_add(1) {
+                    self.distrust_cursor(rows[0].seq);
+                    rows.clear();
+                    continue;
+                }
+            }
             if !rows.is_empty() {
                 let database = self.database.as_mut().expect("opened above");
                 let inserted = database.insert(&self.config.stream, &rows)?;
@@ -344,6 +369,7 @@ impl Worker {
             match self.follower.next_line(&mut self.line, &mut self.followed, self.clock.now()) {
                 Ok(Some(cursor)) => {
                     end = Some(cursor);
+                    self.report_cursor_damage();
                     skipped.skipped += std::mem::take(&mut self.followed.skipped);
                     skipped.damaged.append(&mut self.followed.damaged);
                     // Anchors and torn lines are not records (verify accounts for them).
@@ -359,6 +385,28 @@ impl Worker {
             }
         };
         (end, reading, skipped)
+    }
+
+    /// The first record after the saved cursor is `seq`, past what the database holds: the
+    /// cursor was moved forward (by damage or by hand) over records never stored. Archiving
+    /// goes back to the oldest retained record, and retention keeps every backup until it is
+    /// stored again.
+    fn distrust_cursor(&mut self, seq: u64) {
+        self.counters.cursor_damaged.fetch_add(1, Relaxed);
+        diag!(
+            "chimera-log: audit store: the cursor {} is ahead of the database (the first record after it is seq \
+             {seq}; the database holds seq {} at most); archiving starts again from the oldest retained audit \
+             record (counted in stats().audit_store.cursor_damaged)",
+            self.cursor_path.display(),
+            self.high_water
+        );
+        self.acked = Cursor::default();
+        self.mark.reset();
+        self.unsaved_skipped = Followed::default();
+        if let Err(error) = self.acked.save(&self.cursor_path) {
+            self.failures.report(&format_args!("saving the audit store cursor {}", self.cursor_path.display()), &error);
+        }
+        self.rewind();
     }
 
     /// Goes back to the cursor after the last committed row: what was read since is read again.
@@ -379,6 +427,24 @@ impl Worker {
             self.mark.advance(after);
         }
         true
+    }
+
+    /// Counts and reports a cursor found past the end of its file (the follower reads that file
+    /// again from its start).
+    fn report_cursor_damage(&mut self) {
+        for damage in std::mem::take(&mut self.followed.cursor_damage) {
+            // A rewind after a failed insert finds it again.
+            if self.cursor_damage_reported.as_ref() == Some(&damage) {
+                continue;
+            }
+            self.counters.cursor_damaged.fetch_add(1, Relaxed);
+            diag!(
+                "chimera-log: audit store: {damage}: the cursor was moved (by damage or by hand); that file is \
+                 archived again from its start (records already stored are recognised; counted in \
+                 stats().audit_store.cursor_damaged)"
+            );
+            self.cursor_damage_reported = Some(damage);
+        }
     }
 
     /// Counts and reports the files passed over, once a saved cursor is past them (until then a

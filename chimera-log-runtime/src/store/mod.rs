@@ -286,9 +286,13 @@ impl StoreReader {
 }
 
 /// How far the archiver's saved cursor says the backups of `executions.log` in `dir` are
-/// archived; nothing when there is no cursor yet.
-pub(crate) fn archive_mark(dir: &Path) -> crate::sink::backup::ArchiveMark {
-    let after = crate::follow::Cursor::load(&dir.join(CURSOR_FILE)).ok().flatten().and_then(|cursor| cursor.after);
+/// archived, as of `now`; nothing when there is no cursor yet, or one that cannot be trusted
+/// (`follow::Saved`): retention then keeps every backup until the archiver has stored it.
+pub(crate) fn archive_mark(dir: &Path, now: std::time::SystemTime) -> crate::sink::backup::ArchiveMark {
+    let after = match crate::follow::Saved::load(&dir.join(CURSOR_FILE), dir, crate::config::AUDIT_FILE, now) {
+        crate::follow::Saved::Trusted(cursor) => cursor.after,
+        crate::follow::Saved::None | crate::follow::Saved::Damaged(_) => None,
+    };
     crate::sink::backup::ArchiveMark::new(after)
 }
 

@@ -42,7 +42,7 @@ use crate::clock::Clock;
 use crate::cloudwatch_config::CloudWatchConfig;
 use crate::config::GENERAL_FILE;
 use crate::error::Error;
-use crate::follow::{Cursor, Followed, Follower};
+use crate::follow::{Cursor, Followed, Follower, Saved};
 use crate::stats::CloudWatchCounters;
 
 pub(crate) use crate::config::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
@@ -227,27 +227,28 @@ impl Shipper {
     ) -> Result<Shipper, Error> {
         let cursor_path = dir.join(CURSOR_FILE);
         let open_error = |source| Error::OpenFile { path: cursor_path.clone(), source };
-        let cursor = match Cursor::load(&cursor_path) {
-            Ok(Some(cursor)) => cursor,
-            Ok(None) => {
+        crate::follow::remove_stale_temporaries(&cursor_path);
+        let counters = Arc::new(CloudWatchCounters::default());
+        let cursor = match Saved::load(&cursor_path, dir, GENERAL_FILE, clock.now()) {
+            Saved::Trusted(cursor) => cursor,
+            Saved::None => {
                 let cursor = Follower::cursor_at_end(dir, GENERAL_FILE, clock.now()).map_err(open_error)?;
                 cursor.save(&cursor_path).map_err(open_error)?;
                 cursor
             }
-            Err(error) => {
-                // A damaged cursor must not stop logging: start from the end, and say so.
+            Saved::Damaged(why) => {
+                // The service cannot be asked what it holds: nothing is known to be shipped, so
+                // shipping starts again from the oldest retained line (duplicates, not loss).
+                counters.cursor_damaged.fetch_add(1, Relaxed);
                 diag!(
-                    "chimera-log: CloudWatch: the cursor {} is unreadable ({error}); shipping starts at the end of \
-                     {GENERAL_FILE}: earlier lines not yet shipped are not sent",
-                    cursor_path.display()
+                    "chimera-log: CloudWatch: the cursor cannot be trusted ({why}); shipping starts again from the \
+                     oldest retained line of {GENERAL_FILE}: lines shipped already are sent again (counted in \
+                     stats().cloudwatch.cursor_damaged)"
                 );
-                let cursor = Follower::cursor_at_end(dir, GENERAL_FILE, clock.now()).map_err(open_error)?;
-                cursor.save(&cursor_path).map_err(open_error)?;
-                cursor
+                Cursor::default()
             }
         };
         let control = Arc::new(Control::default());
-        let counters = Arc::new(CloudWatchCounters::default());
         let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
         let thread = crate::pipeline::spawn_forwarder(
             "chimera-log-cloudwatch",
@@ -330,6 +331,8 @@ struct Worker {
     /// once a cursor at or past it is acknowledged (a batch put back reads them, and finds the
     /// same files gone, again).
     passed: VecDeque<(Cursor, Followed)>,
+    /// The last cursor damage reported (a put-back finds it again).
+    cursor_damage_reported: Option<String>,
     batcher: Batcher,
     ready: bool,
     clock: Arc<dyn Clock>,
@@ -373,6 +376,7 @@ impl Worker {
             line: Vec::new(),
             followed: Followed::default(),
             passed: VecDeque::new(),
+            cursor_damage_reported: None,
             batcher: Batcher::new(limits),
             ready: false,
             clock,
@@ -481,6 +485,7 @@ impl Worker {
             let now = self.clock.now();
             match self.follower.next_line(&mut self.line, &mut self.followed, now) {
                 Ok(Some(cursor)) => {
+                    self.report_cursor_damage();
                     if self.followed.skipped > 0 {
                         self.passed.push_back((cursor, std::mem::take(&mut self.followed)));
                     }
@@ -518,6 +523,22 @@ impl Worker {
         while self.passed.front().is_some_and(|&(at, _)| reached(cursor, at)) {
             let (_, passed) = self.passed.pop_front().expect("front exists");
             self.report_passed(&passed);
+        }
+    }
+
+    /// Counts and reports a cursor found past the end of its file (the follower reads that file
+    /// again from its start), once however often a put-back reads it again.
+    fn report_cursor_damage(&mut self) {
+        for damage in std::mem::take(&mut self.followed.cursor_damage) {
+            if self.cursor_damage_reported.as_ref() == Some(&damage) {
+                continue;
+            }
+            self.counters.cursor_damaged.fetch_add(1, Relaxed);
+            diag!(
+                "chimera-log: CloudWatch: {damage}: the cursor was moved (by damage or by hand); that file is \
+                 shipped again from its start (duplicates, not loss; counted in stats().cloudwatch.cursor_damaged)"
+            );
+            self.cursor_damage_reported = Some(damage);
         }
     }
 
