@@ -18,7 +18,6 @@ mod latency;
 mod queue;
 mod writer;
 
-use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,7 +81,15 @@ impl Refusals {
 /// from a new logger until it has finished, and no longer. The audit file's sink, which the
 /// instance owns, writes nothing after `close` or after the write `close` gave up on (it drops
 /// what it could not write then, before the lock it may keep is released).
-pub(crate) type DirLock = Arc<fs::File>;
+pub(crate) type DirLock = Arc<safe_fs::DirectoryLock>;
+
+/// A directory of its own and its lock, for unit tests of the threads that hold it.
+#[cfg(test)]
+pub(crate) fn locked_test_dir() -> (tempfile::TempDir, DirLock) {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = safe_fs::lock_dir(dir.path()).unwrap();
+    (dir, Arc::new(lock))
+}
 
 /// How long a thread's handle waits for the thread when it is dropped without having been shut
 /// down (a start that failed after the thread began): the thread holds the directory's lock,
@@ -162,11 +169,11 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 }
 
 /// Creates the log directory and takes its lock, held until `close` (see `safe_fs::lock_dir`).
-fn lock_dir(dir: &Path) -> Result<fs::File, Error> {
+fn lock_dir(dir: &Path) -> Result<safe_fs::DirectoryLock, Error> {
     safe_fs::create_dir(dir).map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
     safe_fs::lock_dir(dir).map_err(|error| match error {
         LockError::Held(pid) => Error::DirectoryInUse { path: dir.to_owned(), pid },
-        LockError::Io(source) => Error::OpenFile { path: dir.join(safe_fs::LOCK_FILE), source },
+        LockError::Io(path, source) => Error::OpenFile { path, source },
     })
 }
 
