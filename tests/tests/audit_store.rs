@@ -360,6 +360,45 @@ fn the_database_is_0640_like_the_logs_and_a_link_planted_at_its_path_is_never_wr
     assert_eq!(common::audit_records(dir.path()).len(), 1, "the record is in the file");
 }
 
+#[test]
+fn a_link_planted_at_the_database_or_its_journals_is_never_written_through_and_logging_goes_on() {
+    for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        for hard in [true, false] {
+            let case = format!("{} at {name}", if hard { "a hard link" } else { "a symbolic link" });
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            // An empty file would become a database; a journal is overwritten whatever it holds.
+            let content = if name == "audit.db" { Vec::new() } else { vec![b'v'; 3_200] };
+            let victim = outside.path().join("victim");
+            std::fs::write(&victim, &content).unwrap();
+            let planted = dir.path().join(name);
+            if hard {
+                std::fs::hard_link(&victim, &planted).unwrap();
+            } else {
+                std::os::unix::fs::symlink(&victim, &planted).unwrap();
+            }
+            let guard =
+                config(dir.path(), AuditStore::default()).shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+            let logger = guard.logger("m");
+            for block_number in 0..50 {
+                emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+            }
+            assert!(!guard.flush(), "{case}: nothing can be stored while it is there");
+            let store = guard.stats().audit_store.unwrap();
+            assert!(store.down && store.errors >= 1 && store.rows_stored == 0, "{case}: {store:?}");
+            assert_eq!(std::fs::read(&victim).unwrap(), content, "{case}: the link's target was written");
+            assert_eq!(common::audit_records(dir.path()).len(), 50, "{case}: logging goes on");
+
+            std::fs::remove_file(&planted).unwrap();
+            assert!(guard.flush(), "{case}: stored once the link is gone");
+            drop(guard);
+            assert_eq!(std::fs::read(&victim).unwrap(), content, "{case}");
+            let stored = store_records(&format!("sqlite:{}", dir.path().join("audit.db").display()));
+            assert_eq!(stored.len(), 50, "{case}");
+        }
+    }
+}
+
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.
 fn sqlite_exec(db: &Path, sql: &str) {
     rusqlite::Connection::open(db).unwrap().execute_batch(sql).unwrap();

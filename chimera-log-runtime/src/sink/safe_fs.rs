@@ -117,10 +117,15 @@ pub(crate) fn effective_uid() -> u32 {
 /// logger write into (or truncate) a file elsewhere. Linux's `protected_hardlinks` stops most
 /// such links; this also covers systems without it.
 fn ensure_single_link(path: &Path, file: &File) -> io::Result<()> {
+    check_single_link(path, &file.metadata()?)
+}
+
+/// The check of [`ensure_single_link`], on `metadata` of the file at `path`.
+fn check_single_link(path: &Path, metadata: &fs::Metadata) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let links = file.metadata()?.nlink();
+        let links = metadata.nlink();
         if links > 1 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -132,7 +137,52 @@ fn ensure_single_link(path: &Path, file: &File) -> io::Result<()> {
             ));
         }
     }
-    let _ = (path, file);
+    let _ = (path, metadata);
+    Ok(())
+}
+
+/// Whose files [`check_unshared_or_absent`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Only the effective user's: what a writer made (a file someone else planted could carry
+    /// content of theirs, as a journal SQLite would replay into the database).
+    Us,
+    /// Anyone's: a reader's, who may read files of another user.
+    Anyone,
+}
+
+/// Checks, without opening it, that nothing is at `path` or a file that is no other file's
+/// name: a regular file (not a link), with no other hard link, owned as `owner` says. For files
+/// another library opens by name itself (SQLite's database and journals), which cannot be
+/// opened here with `O_NOFOLLOW` and checked through the descriptor; call it before that
+/// library opens them.
+pub(crate) fn check_unshared_or_absent(path: &Path, owner: Owner) -> io::Result<()> {
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_file() {
+        return Err(not_regular(path, &metadata));
+    }
+    check_single_link(path, &metadata)?;
+    #[cfg(unix)]
+    if owner == Owner::Us {
+        use std::os::unix::fs::MetadataExt;
+        if metadata.uid() != effective_uid() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} belongs to user {}, not to this process's user {}; chimera-log uses only files of its own \
+                     (remove it, or point log_dir elsewhere)",
+                    path.display(),
+                    metadata.uid(),
+                    effective_uid()
+                ),
+            ));
+        }
+    }
+    let _ = owner;
     Ok(())
 }
 
