@@ -399,6 +399,41 @@ fn a_link_planted_at_the_database_or_its_journals_is_never_written_through_and_l
     }
 }
 
+#[test]
+fn a_log_directory_reached_through_a_symbolic_link_has_its_audit_store_and_stored_backups_are_deleted() {
+    use std::os::unix::fs::symlink;
+    for through in ["a symlinked parent", "a symlinked log directory"] {
+        let root = tempfile::tempdir().unwrap();
+        // `/var/log/app` -> a data volume, and the logs in it or the link itself.
+        let volume = root.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        let log_dir = if through == "a symlinked parent" {
+            symlink(&volume, root.path().join("app")).unwrap();
+            root.path().join("app").join("logs")
+        } else {
+            std::fs::create_dir(volume.join("logs")).unwrap();
+            symlink(volume.join("logs"), root.path().join("logs")).unwrap();
+            root.path().join("logs")
+        };
+        let start = || config(&log_dir, AuditStore::default()).max_bytes(16 * 1024).audit_backups(1);
+        let guard = start().shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+        let logger = guard.logger("executor");
+        for block_number in 0..2_000 {
+            emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+        }
+        assert!(guard.flush(), "{through}: every record stored");
+        let store = guard.stats().audit_store.unwrap();
+        assert!(!store.down && store.rows_stored == 2_000 && store.lag_records == 0, "{through}: {store:?}");
+        drop(guard);
+        // Archived: the next start's retention keeps only audit_backups(1).
+        drop(start().build().unwrap());
+        let left = backups(&log_dir, "executions.log");
+        assert_eq!(left.len(), 1, "{through}: stored backups past the count are deleted: {left:?}");
+        let stored = store_records(&format!("sqlite:{}", log_dir.join("audit.db").display()));
+        assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=2_000).collect::<Vec<_>>());
+    }
+}
+
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.
 fn sqlite_exec(db: &Path, sql: &str) {
     rusqlite::Connection::open(db).unwrap().execute_batch(sql).unwrap();

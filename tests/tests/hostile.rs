@@ -454,6 +454,31 @@ fn a_lock_file_deleted_or_replaced_under_a_running_logger_still_keeps_a_second_p
     release_and_check_one_chain(child, dir.path());
 }
 
+#[test]
+fn a_log_directory_link_retargeted_while_a_logger_runs_leaves_it_writing_in_the_directory_it_locked() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, second) = (root.path().join("first"), root.path().join("second"));
+    fs::create_dir(&first).unwrap();
+    fs::create_dir(&second).unwrap();
+    let link = root.path().join("logs");
+    symlink(&first, &link).unwrap();
+    let running = config(&link).build().unwrap();
+    running.logger("m").info("before", json!({}));
+    assert!(running.flush());
+    // A deployment moves the link to a new volume, and starts a logger there.
+    fs::remove_file(&link).unwrap();
+    symlink(&second, &link).unwrap();
+    let started = config(&link).build().unwrap();
+    running.logger("m").info("running_after", json!({}));
+    emit!(running.logger("m"), Executed { block_number: 2, pad: "" });
+    started.logger("m").info("started", json!({}));
+    drop(running);
+    drop(started);
+    assert_eq!(common::events(&first.join("chimera.log")), ["before", "running_after", "executed"]);
+    assert_eq!(common::events(&second.join("chimera.log")), ["started"], "one logger per directory");
+    assert_eq!(audit_seqs(&first), [1]);
+}
+
 // ---- 9. configuration at its limits ---------------------------------------------------------
 
 #[test]

@@ -18,7 +18,8 @@ mod latency;
 mod queue;
 mod writer;
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,7 +122,8 @@ pub(crate) struct Dispatcher {
     counters: Counters,
     latency: LatencyHistogram,
     closed: AtomicBool,
-    log_dir: std::path::PathBuf,
+    /// The configured `log_dir`, resolved at start (`resolve_dir`).
+    log_dir: PathBuf,
     maintenance: Maintenance,
     shutdown_timeout: Duration,
     health_interval: Option<Duration>,
@@ -168,11 +170,20 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     now.checked_add(timeout).or_else(|| now.checked_add(CENTURY)).unwrap_or(now)
 }
 
-/// Creates the log directory and takes its lock, held until `close` (see `safe_fs::lock_dir`).
-fn lock_dir(dir: &Path) -> Result<safe_fs::DirectoryLock, Error> {
-    safe_fs::create_dir(dir).map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
-    safe_fs::lock_dir(dir).map_err(|error| match error {
-        LockError::Held(pid) => Error::DirectoryInUse { path: dir.to_owned(), pid },
+/// Creates the log directory and resolves its path: absolute, without links (see
+/// `docs/decisions.md`, "The log directory is resolved once"). Everything the logger opens is
+/// named from the resolved path, so the directory it locked is the one it writes to.
+fn resolve_dir(dir: &Path) -> Result<PathBuf, Error> {
+    let failed = |source| Error::CreateDir { path: dir.to_owned(), source };
+    safe_fs::create_dir(dir).map_err(failed)?;
+    fs::canonicalize(dir).map_err(failed)
+}
+
+/// Takes the lock of the directory `resolved` (`configured` as the user named it, for the
+/// error), held until `close` (see `safe_fs::lock_dir`).
+fn lock_dir(resolved: &Path, configured: &Path) -> Result<safe_fs::DirectoryLock, Error> {
+    safe_fs::lock_dir(resolved).map_err(|error| match error {
+        LockError::Held(pid) => Error::DirectoryInUse { path: configured.to_owned(), pid },
         LockError::Io(path, source) => Error::OpenFile { path, source },
     })
 }
@@ -305,12 +316,13 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
 
 impl Dispatcher {
     /// Validates `config`, creates the log directory, opens every file and starts the threads.
-    pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
+    pub(crate) fn start(mut config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         crate::fast_clock::prepare();
         crate::diag::start();
-        let dir = config.log_dir.clone();
-        let lock: DirLock = Arc::new(lock_dir(&dir)?);
+        let dir = resolve_dir(&config.log_dir)?;
+        let lock: DirLock = Arc::new(lock_dir(&dir, &config.log_dir)?);
+        config.log_dir = dir.clone();
         let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
             .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };

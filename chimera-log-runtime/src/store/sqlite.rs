@@ -61,11 +61,23 @@ fn check_files(path: &Path, owner: Owner) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `path` with its directory resolved (absolute, without links) and its last component as it
+/// is. SQLite's `SQLITE_OPEN_NOFOLLOW` refuses a link anywhere in the path, and a link among the
+/// directories is an ordinary deployment (`/var/log/app` -> a data volume); a link at the
+/// database's own name stays refused. The path as given when its directory cannot be resolved
+/// (it is missing: the open then fails, and is tried again later).
+fn resolve_directory(path: &Path) -> PathBuf {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return path.to_owned() };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    std::fs::canonicalize(parent).map_or_else(|_| path.to_owned(), |parent| parent.join(name))
+}
+
 impl Sqlite {
     /// Opens `path` read-only, for a reader (`chimera-log verify --store`): it creates nothing
     /// and changes no setting, so a store it may only read is readable.
     pub(crate) fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         use rusqlite::OpenFlags;
+        let path = &resolve_directory(path);
         // A reader opens the index (`-shm`) for writing too, when it may.
         check_files(path, Owner::Anyone)?;
         let flags =
@@ -86,6 +98,7 @@ impl Sqlite {
 
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         use rusqlite::OpenFlags;
+        let path = &resolve_directory(path);
         let opening = |e: &dyn std::fmt::Display| StoreError(format!("SQLite: opening {}: {e}", path.display()));
         check_files(path, Owner::Us)?;
         // Made here, `0640` like the logs it copies and never through a link; SQLite gives its
