@@ -388,19 +388,14 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirectoryLock, LockError> {
     let failed = |error| LockError::Io(path.clone(), error);
     // Owner only: anyone who can open it can hold the lock (flock needs no write access).
     let mut file = open_append_with_mode(&path, 0o600).map_err(failed)?;
-    let directory =
-        match open_directory(dir).and_then(|directory| Ok((lock_for_a_moment(&directory, true)?, directory))) {
-            Ok((true, directory)) => Some(directory),
-            Ok((false, _)) => return Err(LockError::Held(holder(&mut file))),
-            Err(error) => {
-                diag!(
-                "chimera-log: the log directory {} cannot be locked ({error}); only its lock file {LOCK_FILE} keeps \
-                 a second logger out",
-                dir.display()
-            );
-                None
-            }
-        };
+    let directory = match open_directory(dir) {
+        Ok(directory) => match lock_for_a_moment(&directory, true) {
+            Ok(true) => Some(directory),
+            Ok(false) => return Err(LockError::Held(holder(&mut file))),
+            Err(error) => cannot_lock(dir, &error),
+        },
+        Err(error) => cannot_lock(dir, &error),
+    };
     // Also the file: a logger of an earlier version locks only that.
     if !lock_for_a_moment(&file, true).map_err(failed)? {
         return Err(LockError::Held(holder(&mut file)));
@@ -409,6 +404,16 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirectoryLock, LockError> {
     file.seek(io::SeekFrom::Start(0)).map_err(failed)?;
     writeln!(file, "{}", std::process::id()).map_err(failed)?;
     Ok(DirectoryLock { _directory: directory, _file: file })
+}
+
+/// Says that `dir` itself cannot be locked (see [`DirectoryLock`]): the lock file alone keeps it.
+fn cannot_lock(dir: &Path, error: &io::Error) -> Option<File> {
+    diag!(
+        "chimera-log: the log directory {} cannot be locked ({error}); only its lock file {LOCK_FILE} keeps a \
+         second logger out",
+        dir.display()
+    );
+    None
 }
 
 /// The process id the holder of a lock wrote into its lock file, if it reads as one.
