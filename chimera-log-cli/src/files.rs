@@ -63,30 +63,11 @@ pub(crate) enum Line<'a> {
     TooLong(u64),
 }
 
-/// Whether a logger holds the directory now (its `.chimera-log.lock` is locked, and stays locked
-/// for a quarter second). Verify's probe takes the lock for an instant when it is free; a logger
-/// starting in that instant retries for a quarter second. A lock file that cannot be opened counts as live: the cautious reading.
+/// Whether a logger holds the directory now: the runtime's own probe of its lock
+/// ([`read::logger_holds`]), so the command and the logger agree on what holds a directory.
 pub(crate) fn directory_is_live(dir: &Path) -> bool {
-    let file = match open_regular(&dir.join(".chimera-log.lock")) {
-        Ok(file) => file,
-        Err(error) if error.error.kind() == io::ErrorKind::NotFound => return false,
-        Err(_) => return true,
-    };
-    // A lock released a moment ago can still be held by a child process of the logger's
-    // program between its fork and its exec (the descriptor is close-on-exec, but shared until
-    // then): look again for a short while, as the logger itself does, before calling it live.
-    for _ in 0..LIVE_PROBES {
-        if file.try_lock_shared().is_ok() {
-            let _ = file.unlock();
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    true
+    read::logger_holds(dir)
 }
-
-/// Looks at the lock before concluding that a logger holds it: 25 × 10 ms, as `lock_dir` waits.
-const LIVE_PROBES: usize = 25;
 
 /// Reads `name`'s family as it stood when the call began, on a directory a logger is writing to
 /// (`live`: a last line of the current file without its newline may be half written, and is left):

@@ -66,6 +66,16 @@ pub fn open_log_file(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Whether a logger holds the directory `dir` now (so the last line of a current file may be half
+/// written). It looks at the lock the logger takes (the directory's, and its lock file's, which
+/// loggers of earlier versions take), as the logger itself does before concluding that another
+/// one holds it: a lock held for a quarter second is held. The probe takes a shared lock for an
+/// instant when one is free; a logger starting in that instant retries for as long. A lock file
+/// that cannot be opened counts as held: the cautious reading.
+pub fn logger_holds(dir: &Path) -> bool {
+    safe_fs::lock_is_held(dir)
+}
+
 /// What [`read_line_capped`] read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

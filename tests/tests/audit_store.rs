@@ -360,6 +360,80 @@ fn the_database_is_0640_like_the_logs_and_a_link_planted_at_its_path_is_never_wr
     assert_eq!(common::audit_records(dir.path()).len(), 1, "the record is in the file");
 }
 
+#[test]
+fn a_link_planted_at_the_database_or_its_journals_is_never_written_through_and_logging_goes_on() {
+    for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        for hard in [true, false] {
+            let case = format!("{} at {name}", if hard { "a hard link" } else { "a symbolic link" });
+            let dir = tempfile::tempdir().unwrap();
+            let outside = tempfile::tempdir().unwrap();
+            // An empty file would become a database; a journal is overwritten whatever it holds.
+            let content = if name == "audit.db" { Vec::new() } else { vec![b'v'; 3_200] };
+            let victim = outside.path().join("victim");
+            std::fs::write(&victim, &content).unwrap();
+            let planted = dir.path().join(name);
+            if hard {
+                std::fs::hard_link(&victim, &planted).unwrap();
+            } else {
+                std::os::unix::fs::symlink(&victim, &planted).unwrap();
+            }
+            let guard =
+                config(dir.path(), AuditStore::default()).shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+            let logger = guard.logger("m");
+            for block_number in 0..50 {
+                emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+            }
+            assert!(!guard.flush(), "{case}: nothing can be stored while it is there");
+            let store = guard.stats().audit_store.unwrap();
+            assert!(store.down && store.errors >= 1 && store.rows_stored == 0, "{case}: {store:?}");
+            assert_eq!(std::fs::read(&victim).unwrap(), content, "{case}: the link's target was written");
+            assert_eq!(common::audit_records(dir.path()).len(), 50, "{case}: logging goes on");
+
+            std::fs::remove_file(&planted).unwrap();
+            assert!(guard.flush(), "{case}: stored once the link is gone");
+            drop(guard);
+            assert_eq!(std::fs::read(&victim).unwrap(), content, "{case}");
+            let stored = store_records(&format!("sqlite:{}", dir.path().join("audit.db").display()));
+            assert_eq!(stored.len(), 50, "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_log_directory_reached_through_a_symbolic_link_has_its_audit_store_and_stored_backups_are_deleted() {
+    use std::os::unix::fs::symlink;
+    for through in ["a symlinked parent", "a symlinked log directory"] {
+        let root = tempfile::tempdir().unwrap();
+        // `/var/log/app` -> a data volume, and the logs in it or the link itself.
+        let volume = root.path().join("volume");
+        std::fs::create_dir(&volume).unwrap();
+        let log_dir = if through == "a symlinked parent" {
+            symlink(&volume, root.path().join("app")).unwrap();
+            root.path().join("app").join("logs")
+        } else {
+            std::fs::create_dir(volume.join("logs")).unwrap();
+            symlink(volume.join("logs"), root.path().join("logs")).unwrap();
+            root.path().join("logs")
+        };
+        let start = || config(&log_dir, AuditStore::default()).max_bytes(16 * 1024).audit_backups(1);
+        let guard = start().shutdown_timeout(Duration::from_secs(1)).build().unwrap();
+        let logger = guard.logger("executor");
+        for block_number in 0..2_000 {
+            emit!(logger, Executed { block_number, pad: "0123456789abcdef" });
+        }
+        assert!(guard.flush(), "{through}: every record stored");
+        let store = guard.stats().audit_store.unwrap();
+        assert!(!store.down && store.rows_stored == 2_000 && store.lag_records == 0, "{through}: {store:?}");
+        drop(guard);
+        // Archived: the next start's retention keeps only audit_backups(1).
+        drop(start().build().unwrap());
+        let left = backups(&log_dir, "executions.log");
+        assert_eq!(left.len(), 1, "{through}: stored backups past the count are deleted: {left:?}");
+        let stored = store_records(&format!("sqlite:{}", log_dir.join("audit.db").display()));
+        assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=2_000).collect::<Vec<_>>());
+    }
+}
+
 /// Runs one statement on an SQLite file, as an administrator with the `sqlite3` shell would.
 fn sqlite_exec(db: &Path, sql: &str) {
     rusqlite::Connection::open(db).unwrap().execute_batch(sql).unwrap();

@@ -363,27 +363,29 @@ fn a_route_file_named_like_another_files_backup_is_a_config_error() {
 
 // ---- 7. one logger per directory ------------------------------------------------------------
 
-#[test]
-fn a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders_pid() {
-    const CHILD: &str = "CHIMERA_LOCK_TEST_DIR";
-    if let Ok(dir) = std::env::var(CHILD) {
-        let guard = LogConfig::new(dir).console(false).build().unwrap();
-        emit!(guard.logger("m"), Executed { block_number: 1, pad: "" });
-        println!("ready");
-        std::io::stdout().flush().unwrap();
-        // Hold the directory until the parent closes our stdin.
-        let _ = std::io::stdin().read_line(&mut String::new());
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+/// Set in a child process started by [`holder_process`]: the directory it holds.
+const HOLDER_DIR: &str = "CHIMERA_LOCK_TEST_DIR";
+
+/// In a child started by [`holder_process`] (`true`): starts the process-wide logger on its
+/// directory, writes one audit record, says so, and holds the directory until the parent closes
+/// its stdin.
+fn hold_directory_if_child() -> bool {
+    let Ok(dir) = std::env::var(HOLDER_DIR) else { return false };
+    let guard = chimera_log_runtime::init_logging(LogConfig::new(dir).console(false)).unwrap();
+    emit!(chimera_log_runtime::get_logger("m"), Executed { block_number: 1, pad: "" });
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_line(&mut String::new());
+    drop(guard);
+    true
+}
+
+/// Runs `test` of this binary as a child holding `dir` (see [`hold_directory_if_child`]); returns
+/// once it holds it.
+fn holder_process(test: &str, dir: &Path) -> std::process::Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders_pid",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, dir.path())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(HOLDER_DIR, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -394,6 +396,30 @@ fn a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders
         line.clear();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended before it was ready");
     }
+    // Kept open: the child's test harness writes its result there when it ends.
+    child.stdout = Some(stdout.into_inner());
+    child
+}
+
+/// Lets the holder end, then checks that the directory is free and that one audit chain was
+/// written: the holder's record, then one of this process.
+fn release_and_check_one_chain(mut child: std::process::Child, dir: &Path) {
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let guard = config(dir).build().unwrap();
+    emit!(guard.logger("m"), Executed { block_number: 2, pad: "" });
+    drop(guard);
+    assert_eq!(audit_seqs(dir), [1, 2]);
+}
+
+#[test]
+fn a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders_pid() {
+    if hold_directory_if_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child =
+        holder_process("a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders_pid", dir.path());
     let error = config(dir.path()).build().unwrap_err();
     match &error {
         Error::DirectoryInUse { path, pid } => {
@@ -403,13 +429,54 @@ fn a_second_process_on_the_same_directory_gets_directory_in_use_with_the_holders
         other => panic!("expected DirectoryInUse, got {other}"),
     }
     assert!(error.to_string().contains(&dir.path().display().to_string()), "{error}");
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
     // Once the holder is gone the directory is free, and the chain goes on where it left off.
-    let guard = config(dir.path()).build().unwrap();
-    emit!(guard.logger("m"), Executed { block_number: 2, pad: "" });
-    drop(guard);
-    assert_eq!(audit_seqs(dir.path()), [1, 2]);
+    release_and_check_one_chain(child, dir.path());
+}
+
+#[test]
+fn a_lock_file_deleted_or_replaced_under_a_running_logger_still_keeps_a_second_process_out() {
+    if hold_directory_if_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = holder_process(
+        "a_lock_file_deleted_or_replaced_under_a_running_logger_still_keeps_a_second_process_out",
+        dir.path(),
+    );
+    let lock_file = dir.path().join(".chimera-log.lock");
+    fs::remove_file(&lock_file).unwrap();
+    let deleted = config(dir.path()).build().err();
+    assert!(matches!(deleted, Some(Error::DirectoryInUse { .. })), "lock file deleted: {deleted:?}");
+    let _ = fs::remove_file(&lock_file);
+    fs::write(&lock_file, "4242\n").unwrap();
+    let replaced = config(dir.path()).build().err();
+    assert!(matches!(replaced, Some(Error::DirectoryInUse { .. })), "lock file replaced: {replaced:?}");
+    release_and_check_one_chain(child, dir.path());
+}
+
+#[test]
+fn a_log_directory_link_retargeted_while_a_logger_runs_leaves_it_writing_in_the_directory_it_locked() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, second) = (root.path().join("first"), root.path().join("second"));
+    fs::create_dir(&first).unwrap();
+    fs::create_dir(&second).unwrap();
+    let link = root.path().join("logs");
+    symlink(&first, &link).unwrap();
+    let running = config(&link).build().unwrap();
+    running.logger("m").info("before", json!({}));
+    assert!(running.flush());
+    // A deployment moves the link to a new volume, and starts a logger there.
+    fs::remove_file(&link).unwrap();
+    symlink(&second, &link).unwrap();
+    let started = config(&link).build().unwrap();
+    running.logger("m").info("running_after", json!({}));
+    emit!(running.logger("m"), Executed { block_number: 2, pad: "" });
+    started.logger("m").info("started", json!({}));
+    drop(running);
+    drop(started);
+    assert_eq!(common::events(&first.join("chimera.log")), ["before", "running_after", "executed"]);
+    assert_eq!(common::events(&second.join("chimera.log")), ["started"], "one logger per directory");
+    assert_eq!(audit_seqs(&first), [1]);
 }
 
 // ---- 9. configuration at its limits ---------------------------------------------------------

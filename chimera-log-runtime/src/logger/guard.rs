@@ -75,7 +75,8 @@ impl LogGuard {
         self.dispatcher.wait_processed()
     }
 
-    /// The directory the files are written to.
+    /// The directory the files are written to: the configured `log_dir`, resolved when the
+    /// logger started (absolute, without symbolic links).
     pub fn log_dir(&self) -> &Path {
         self.dispatcher.log_dir()
     }

@@ -19,7 +19,7 @@ mod queue;
 mod writer;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +82,15 @@ impl Refusals {
 /// from a new logger until it has finished, and no longer. The audit file's sink, which the
 /// instance owns, writes nothing after `close` or after the write `close` gave up on (it drops
 /// what it could not write then, before the lock it may keep is released).
-pub(crate) type DirLock = Arc<fs::File>;
+pub(crate) type DirLock = Arc<safe_fs::DirectoryLock>;
+
+/// A directory of its own and its lock, for unit tests of the threads that hold it.
+#[cfg(test)]
+pub(crate) fn locked_test_dir() -> (tempfile::TempDir, DirLock) {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = safe_fs::lock_dir(dir.path()).unwrap();
+    (dir, Arc::new(lock))
+}
 
 /// How long a thread's handle waits for the thread when it is dropped without having been shut
 /// down (a start that failed after the thread began): the thread holds the directory's lock,
@@ -114,7 +122,8 @@ pub(crate) struct Dispatcher {
     counters: Counters,
     latency: LatencyHistogram,
     closed: AtomicBool,
-    log_dir: std::path::PathBuf,
+    /// The configured `log_dir`, resolved at start (`resolve_dir`).
+    log_dir: PathBuf,
     maintenance: Maintenance,
     shutdown_timeout: Duration,
     health_interval: Option<Duration>,
@@ -161,12 +170,21 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     now.checked_add(timeout).or_else(|| now.checked_add(CENTURY)).unwrap_or(now)
 }
 
-/// Creates the log directory and takes its lock, held until `close` (see `safe_fs::lock_dir`).
-fn lock_dir(dir: &Path) -> Result<fs::File, Error> {
-    safe_fs::create_dir(dir).map_err(|source| Error::CreateDir { path: dir.to_owned(), source })?;
-    safe_fs::lock_dir(dir).map_err(|error| match error {
-        LockError::Held(pid) => Error::DirectoryInUse { path: dir.to_owned(), pid },
-        LockError::Io(source) => Error::OpenFile { path: dir.join(safe_fs::LOCK_FILE), source },
+/// Creates the log directory and resolves its path: absolute, without links (see
+/// `docs/decisions.md`, "The log directory is resolved once"). Everything the logger opens is
+/// named from the resolved path, so the directory it locked is the one it writes to.
+fn resolve_dir(dir: &Path) -> Result<PathBuf, Error> {
+    let failed = |source| Error::CreateDir { path: dir.to_owned(), source };
+    safe_fs::create_dir(dir).map_err(failed)?;
+    fs::canonicalize(dir).map_err(failed)
+}
+
+/// Takes the lock of the directory `resolved` (`configured` as the user named it, for the
+/// error), held until `close` (see `safe_fs::lock_dir`).
+fn lock_dir(resolved: &Path, configured: &Path) -> Result<safe_fs::DirectoryLock, Error> {
+    safe_fs::lock_dir(resolved).map_err(|error| match error {
+        LockError::Held(pid) => Error::DirectoryInUse { path: configured.to_owned(), pid },
+        LockError::Io(path, source) => Error::OpenFile { path, source },
     })
 }
 
@@ -299,12 +317,13 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
 
 impl Dispatcher {
     /// Validates `config`, creates the log directory, opens every file and starts the threads.
-    pub(crate) fn start(config: LogConfig) -> Result<Self, Error> {
+    pub(crate) fn start(mut config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         crate::fast_clock::prepare();
         crate::diag::start();
-        let dir = config.log_dir.clone();
-        let lock: DirLock = Arc::new(lock_dir(&dir)?);
+        let dir = resolve_dir(&config.log_dir)?;
+        let lock: DirLock = Arc::new(lock_dir(&dir, &config.log_dir)?);
+        config.log_dir = dir.clone();
         let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
             .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };

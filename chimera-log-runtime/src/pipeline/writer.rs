@@ -366,7 +366,7 @@ mod tests {
         let (go, gate) = std::sync::mpsc::channel();
         let sink = Gated { entered, go: Mutex::new(gate), panics: false };
         let lane = Lane::new("stalled", Box::new(sink), Arc::default());
-        let dir_lock: super::super::DirLock = Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap());
+        let (_dir, dir_lock) = crate::pipeline::locked_test_dir();
         let writer = Writer::start(
             "test-stalled-writer",
             vec![lane],
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn a_writer_dropped_without_a_shutdown_stops_its_thread_and_gives_up_the_directory_lock() {
         // As when a logger's start fails after its files writer began.
-        let dir_lock: super::super::DirLock = Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap());
+        let (_dir, dir_lock) = crate::pipeline::locked_test_dir();
         let lane = Lane::new("idle", Box::new(Panicking), Arc::default());
         let writer = Writer::start(
             "test-dropped-writer",

@@ -165,24 +165,20 @@ mod tests {
 
     #[test]
     fn shutdown_does_not_wait_its_timeout_for_a_maintenance_thread_that_panicked() {
-        let dir = std::env::temp_dir().join(format!("chimera-maintenance-panic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir_lock = Arc::new(std::fs::File::open(&dir).unwrap());
-        let maintenance = Maintenance::start(dir.clone(), Arc::clone(&dir_lock)).unwrap();
+        let (dir, dir_lock) = crate::pipeline::locked_test_dir();
+        let maintenance = Maintenance::start(dir.path().to_owned(), Arc::clone(&dir_lock)).unwrap();
         maintenance.sender().unwrap().send(Job::Panic).unwrap();
         // Without the thread saying it finished, this waits the whole timeout and says `false`.
         assert!(maintenance.shutdown(Duration::from_secs(30)), "the thread counts as finished");
         assert!(maintenance.thread.lock().unwrap().is_none(), "joined");
         assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread's share of the directory lock is given up");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn maintenance_dropped_without_a_shutdown_stops_its_thread_and_gives_up_the_directory_lock() {
         // As when a logger's start fails after maintenance began.
-        let dir = std::env::temp_dir();
-        let dir_lock = Arc::new(std::fs::File::open(&dir).unwrap());
-        let maintenance = Maintenance::start(dir, Arc::clone(&dir_lock)).unwrap();
+        let (dir, dir_lock) = crate::pipeline::locked_test_dir();
+        let maintenance = Maintenance::start(dir.path().to_owned(), Arc::clone(&dir_lock)).unwrap();
         assert_eq!(Arc::strong_count(&dir_lock), 2);
         drop(maintenance);
         assert_eq!(Arc::strong_count(&dir_lock), 1, "the thread ended and was joined");

@@ -117,10 +117,15 @@ pub(crate) fn effective_uid() -> u32 {
 /// logger write into (or truncate) a file elsewhere. Linux's `protected_hardlinks` stops most
 /// such links; this also covers systems without it.
 fn ensure_single_link(path: &Path, file: &File) -> io::Result<()> {
+    check_single_link(path, &file.metadata()?)
+}
+
+/// The check of [`ensure_single_link`], on `metadata` of the file at `path`.
+fn check_single_link(path: &Path, metadata: &fs::Metadata) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let links = file.metadata()?.nlink();
+        let links = metadata.nlink();
         if links > 1 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -132,7 +137,52 @@ fn ensure_single_link(path: &Path, file: &File) -> io::Result<()> {
             ));
         }
     }
-    let _ = (path, file);
+    let _ = (path, metadata);
+    Ok(())
+}
+
+/// Whose files [`check_unshared_or_absent`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Only the effective user's: what a writer made (a file someone else planted could carry
+    /// content of theirs, as a journal SQLite would replay into the database).
+    Us,
+    /// Anyone's: a reader's, who may read files of another user.
+    Anyone,
+}
+
+/// Checks, without opening it, that nothing is at `path` or a file that is no other file's
+/// name: a regular file (not a link), with no other hard link, owned as `owner` says. For files
+/// another library opens by name itself (SQLite's database and journals), which cannot be
+/// opened here with `O_NOFOLLOW` and checked through the descriptor; call it before that
+/// library opens them.
+pub(crate) fn check_unshared_or_absent(path: &Path, owner: Owner) -> io::Result<()> {
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_file() {
+        return Err(not_regular(path, &metadata));
+    }
+    check_single_link(path, &metadata)?;
+    #[cfg(unix)]
+    if owner == Owner::Us {
+        use std::os::unix::fs::MetadataExt;
+        if metadata.uid() != effective_uid() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} belongs to user {}, not to this process's user {}; chimera-log uses only files of its own \
+                     (remove it, or point log_dir elsewhere)",
+                    path.display(),
+                    metadata.uid(),
+                    effective_uid()
+                ),
+            ));
+        }
+    }
+    let _ = owner;
     Ok(())
 }
 
@@ -261,7 +311,9 @@ impl Identity {
     }
 }
 
-/// The name of the lock file that keeps a second logger out of a log directory.
+/// The name of the file beside the logs that names the process holding the directory (its pid,
+/// for the error a second logger gets); also locked, for loggers and tools of earlier versions,
+/// which lock only this file.
 pub(crate) const LOCK_FILE: &str = ".chimera-log.lock";
 
 /// How often, and how far apart, a held lock is tried again before it counts as held (about a
@@ -274,40 +326,126 @@ const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 pub(crate) enum LockError {
     /// Another logger holds it; its process id, if it wrote one.
     Held(Option<u32>),
-    Io(io::Error),
+    /// The file named could not be opened or locked.
+    Io(std::path::PathBuf, io::Error),
 }
 
-/// Takes an exclusive lock on `dir` (an `flock` on its lock file, released when the returned
-/// file is closed, also when the process dies) and writes this process's id into it.
-pub(crate) fn lock_dir(dir: &Path) -> Result<File, LockError> {
-    use std::io::{Read, Seek, Write};
-    let path = dir.join(LOCK_FILE);
-    // Owner only: anyone who can open it can hold the lock (flock needs no write access).
-    let mut file = open_append_with_mode(&path, 0o600).map_err(LockError::Io)?;
-    // A lock just released can still be held for a moment by a child process between its fork
-    // and its exec (the descriptor is close-on-exec, but shared until then): another thread
-    // spawning a process while a logger restarts. Look again for a short while before
-    // concluding that another logger holds the directory.
+/// The exclusive hold of a log directory by one logger: an `flock` on the directory itself and
+/// one on its [`LOCK_FILE`], both released when this is dropped (also when the process dies).
+///
+/// The directory's lock is the one that counts: the lock file is a name in a directory others
+/// may write to, so it can be deleted or replaced under a running logger, and a second logger
+/// would then lock the new file. The directory cannot be taken away from a running logger that
+/// way (removing or renaming it needs write access to its parent, and it is not empty).
+#[derive(Debug)]
+pub(crate) struct DirectoryLock {
+    /// `None` where the filesystem cannot lock a directory (NFS emulates `flock` with byte-range
+    /// locks, which a read-only descriptor cannot take): the lock file alone keeps it then.
+    _directory: Option<File>,
+    _file: File,
+}
+
+/// Opens `dir` itself, read-only, for its lock.
+fn open_directory(dir: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_DIRECTORY);
+    }
+    options.open(dir)
+}
+
+/// Whether a lock could be had on `file` (`exclusive`, else shared): `Ok(false)` when it stays
+/// held by someone else for [`LOCK_ATTEMPTS`] tries.
+///
+/// A lock just released can still be held for a moment by a child process between its fork and
+/// its exec (the descriptor is close-on-exec, but shared until then): another thread spawning a
+/// process while a logger restarts. So a held lock is looked at again for a short while before
+/// it counts as held.
+fn lock_for_a_moment(file: &File, exclusive: bool) -> io::Result<bool> {
     let mut attempts = 0;
     loop {
-        match file.try_lock() {
-            Ok(()) => break,
+        let attempt = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+        match attempt {
+            Ok(()) => return Ok(true),
             Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
                 attempts += 1;
                 std::thread::sleep(LOCK_RETRY);
             }
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held(text.trim().parse().ok()));
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
         }
     }
-    file.set_len(0).map_err(LockError::Io)?;
-    file.seek(io::SeekFrom::Start(0)).map_err(LockError::Io)?;
-    writeln!(file, "{}", std::process::id()).map_err(LockError::Io)?;
-    Ok(file)
+}
+
+/// Takes the exclusive hold of `dir` (see [`DirectoryLock`]) and writes this process's id into
+/// its lock file.
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirectoryLock, LockError> {
+    use std::io::{Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let failed = |error| LockError::Io(path.clone(), error);
+    // Owner only: anyone who can open it can hold the lock (flock needs no write access).
+    let mut file = open_append_with_mode(&path, 0o600).map_err(failed)?;
+    let directory = match open_directory(dir) {
+        Ok(directory) => match lock_for_a_moment(&directory, true) {
+            Ok(true) => Some(directory),
+            Ok(false) => return Err(LockError::Held(holder(&mut file))),
+            Err(error) => cannot_lock(dir, &error),
+        },
+        Err(error) => cannot_lock(dir, &error),
+    };
+    // Also the file: a logger of an earlier version locks only that.
+    if !lock_for_a_moment(&file, true).map_err(failed)? {
+        return Err(LockError::Held(holder(&mut file)));
+    }
+    file.set_len(0).map_err(failed)?;
+    file.seek(io::SeekFrom::Start(0)).map_err(failed)?;
+    writeln!(file, "{}", std::process::id()).map_err(failed)?;
+    Ok(DirectoryLock { _directory: directory, _file: file })
+}
+
+/// Says that `dir` itself cannot be locked (see [`DirectoryLock`]): the lock file alone keeps it.
+fn cannot_lock(dir: &Path, error: &io::Error) -> Option<File> {
+    diag!(
+        "chimera-log: the log directory {} cannot be locked ({error}); only its lock file {LOCK_FILE} keeps a \
+         second logger out",
+        dir.display()
+    );
+    None
+}
+
+/// The process id the holder of a lock wrote into its lock file, if it reads as one.
+fn holder(file: &mut File) -> Option<u32> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.seek(io::SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Whether a logger holds `dir` now: its directory or its lock file is locked, and stays locked
+/// for [`LOCK_ATTEMPTS`] tries. The probe takes a shared lock for an instant when one is free; a
+/// logger starting in that instant retries for as long. A lock file that cannot be opened or
+/// locked counts as held: the cautious reading; a directory that cannot be locked (as on NFS)
+/// says nothing, and the lock file decides.
+pub(crate) fn lock_is_held(dir: &Path) -> bool {
+    let held = |file: &File| match lock_for_a_moment(file, false) {
+        Ok(true) => {
+            let _ = file.unlock();
+            Ok(false)
+        }
+        Ok(false) => Ok(true),
+        Err(error) => Err(error),
+    };
+    if open_directory(dir).and_then(|directory| held(&directory)).unwrap_or(false) {
+        return true;
+    }
+    match open_read(&dir.join(LOCK_FILE)) {
+        Ok(file) => held(&file).unwrap_or(true),
+        Err(error) => error.kind() != io::ErrorKind::NotFound,
+    }
 }
 
 #[cfg(all(test, unix))]
@@ -358,7 +496,7 @@ mod tests {
         fs::hard_link(&target, dir.path().join("chimera.log")).unwrap();
         let error = open_append(&dir.path().join("chimera.log")).unwrap_err();
         assert!(error.to_string().contains("hard links"), "{error}");
-        assert!(matches!(lock_dir(dir.path()), Err(LockError::Io(_))));
+        assert!(matches!(lock_dir(dir.path()), Err(LockError::Io(..))));
         assert_eq!(fs::read_to_string(&target).unwrap(), "data\n", "neither appended to nor truncated");
     }
 
@@ -368,6 +506,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = create_new(&dir.path().join("x"), FILE_MODE, false).unwrap();
         assert_eq!(file.metadata().unwrap().uid(), effective_uid());
+    }
+
+    #[test]
+    fn a_lock_file_deleted_or_replaced_under_the_holder_neither_frees_the_directory_nor_hides_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock_dir(dir.path()).unwrap();
+        let lock_file = dir.path().join(LOCK_FILE);
+        fs::remove_file(&lock_file).unwrap();
+        assert!(lock_is_held(dir.path()), "the probe sees the holder without its file");
+        assert!(matches!(lock_dir(dir.path()), Err(LockError::Held(None))), "deleted");
+        fs::remove_file(&lock_file).unwrap();
+        fs::write(&lock_file, "1\n").unwrap();
+        assert!(matches!(lock_dir(dir.path()), Err(LockError::Held(_))), "replaced");
+        assert!(lock_is_held(dir.path()));
+    }
+
+    #[test]
+    fn a_directory_is_free_once_its_holder_dropped_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!lock_is_held(dir.path()));
+        drop(lock_dir(dir.path()).unwrap());
+        assert!(!lock_is_held(dir.path()), "free after the drop, with its lock file still there");
+        let _again = lock_dir(dir.path()).unwrap();
+        assert!(lock_is_held(dir.path()));
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! The SQLite audit store: embedded (the library is compiled in), one file, WAL mode so that a
 //! reader (`chimera-log query --store`) never blocks the archiver.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Database, Inserted, Row, ScanFilter, StoreError, StoredRecord};
+use crate::sink::safe_fs::{self, Owner};
+
+/// What SQLite appends to a database's name for the files it opens beside it, by name and on its
+/// own: the write-ahead log, its index (shared memory), and the rollback journal (used before
+/// WAL mode is set, and replayed into the database when a crash left it "hot").
+const JOURNALS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS chimera_audit (
@@ -37,11 +43,43 @@ fn failed(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |error| StoreError(format!("SQLite: {what}: {error}"))
 }
 
+/// Checks the database at `path` and each of its journals, as SQLite would open them: nothing
+/// there, or a regular file (not a link) with no other name, owned as `owner` says. SQLite opens
+/// the journals itself, following no link but accepting a hard link, so a link planted at
+/// `audit.db-wal` had it write its log into a file elsewhere: such a file is refused instead,
+/// naming it, and the store stays down until it is gone (the records wait in the files).
+fn check_files(path: &Path, owner: Owner) -> Result<(), StoreError> {
+    let journals = JOURNALS.iter().map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    });
+    for file in std::iter::once(path.to_owned()).chain(journals) {
+        safe_fs::check_unshared_or_absent(&file, owner)
+            .map_err(|e| StoreError(format!("SQLite: opening {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// `path` with its directory resolved (absolute, without links) and its last component as it
+/// is. SQLite's `SQLITE_OPEN_NOFOLLOW` refuses a link anywhere in the path, and a link among the
+/// directories is an ordinary deployment (`/var/log/app` -> a data volume); a link at the
+/// database's own name stays refused. The path as given when its directory cannot be resolved
+/// (it is missing: the open then fails, and is tried again later).
+fn resolve_directory(path: &Path) -> PathBuf {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return path.to_owned() };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    std::fs::canonicalize(parent).map_or_else(|_| path.to_owned(), |parent| parent.join(name))
+}
+
 impl Sqlite {
     /// Opens `path` read-only, for a reader (`chimera-log verify --store`): it creates nothing
     /// and changes no setting, so a store it may only read is readable.
     pub(crate) fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         use rusqlite::OpenFlags;
+        let path = &resolve_directory(path);
+        // A reader opens the index (`-shm`) for writing too, when it may.
+        check_files(path, Owner::Anyone)?;
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags)
@@ -60,16 +98,14 @@ impl Sqlite {
 
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         use rusqlite::OpenFlags;
+        let path = &resolve_directory(path);
         let opening = |e: &dyn std::fmt::Display| StoreError(format!("SQLite: opening {}: {e}", path.display()));
+        check_files(path, Owner::Us)?;
         // Made here, `0640` like the logs it copies and never through a link; SQLite gives its
-        // `-wal` and `-shm` files the database file's mode. A link or anything but a regular file
-        // at the path is refused (`O_NOFOLLOW` on SQLite's own open too).
-        match crate::sink::safe_fs::create_new(path, crate::sink::safe_fs::FILE_MODE, false) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                crate::sink::safe_fs::check_regular_or_absent(path).map_err(|e| opening(&e))?;
-            }
-            Err(e) => return Err(opening(&e)),
+        // `-wal` and `-shm` files the database file's mode.
+        match safe_fs::create_new(path, safe_fs::FILE_MODE, false) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(opening(&e)),
+            _ => {}
         }
         let flags =
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -85,6 +121,9 @@ impl Sqlite {
             .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
             .map_err(failed("setting WAL mode"))?;
         connection.execute_batch(SCHEMA).map_err(failed("creating the table"))?;
+        // SQLite has opened its journals by now: one planted between the check and the open
+        // is not written to past this start.
+        check_files(path, Owner::Us)?;
         Ok(Sqlite { connection })
     }
 }
@@ -204,6 +243,58 @@ impl Database for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What is planted at a name beside the database.
+    #[derive(Debug, Clone, Copy)]
+    enum Planted {
+        HardLink,
+        SymbolicLink,
+        /// A regular file of another user (a journal SQLite would replay into the database).
+        ForeignFile,
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_link_or_another_users_file_at_the_database_or_a_journal_is_refused_naming_it_and_left_untouched() {
+        use std::os::unix::fs::{symlink, MetadataExt};
+        for name in ["audit.db", "audit.db-wal", "audit.db-shm", "audit.db-journal"] {
+            for planted in [Planted::HardLink, Planted::SymbolicLink, Planted::ForeignFile] {
+                let dir = tempfile::tempdir().unwrap();
+                let at = dir.path().join(name);
+                // Empty, a database file would become a database; a journal file is overwritten
+                // whatever it holds.
+                let content = if name == "audit.db" { Vec::new() } else { vec![7u8; 3_200] };
+                let victim = dir.path().join("victim");
+                std::fs::write(&victim, &content).unwrap();
+                let expected = match planted {
+                    Planted::HardLink => {
+                        std::fs::hard_link(&victim, &at).unwrap();
+                        "has 2 names (hard links)"
+                    }
+                    Planted::SymbolicLink => {
+                        symlink(&victim, &at).unwrap();
+                        "is a symbolic link"
+                    }
+                    Planted::ForeignFile => {
+                        std::fs::write(&at, &content).unwrap();
+                        let other = if safe_fs::effective_uid() == 65_534 { 65_533 } else { 65_534 };
+                        // Only root may give a file away.
+                        std::os::unix::fs::chown(&at, Some(other), None)
+                            .expect("this test needs to chown files; run the suite as root (CI does)");
+                        "belongs to user"
+                    }
+                };
+                let error = Sqlite::open(&dir.path().join("audit.db")).err().expect("refused").to_string();
+                let named = format!("{} {expected}", at.display());
+                assert!(error.contains(&named), "{name}, {planted:?}: {error}");
+                assert_eq!(std::fs::read(&victim).unwrap(), content, "{name}, {planted:?}: written to");
+                if let Planted::ForeignFile = planted {
+                    assert_eq!(std::fs::read(&at).unwrap(), content, "{name}: used");
+                    assert_ne!(std::fs::metadata(&at).unwrap().uid(), safe_fs::effective_uid());
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_commit_is_synced_to_disk_before_the_cursor_can_pass_it() {
