@@ -814,6 +814,34 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     assert!(String::from_utf8_lossy(&skipped.stderr).contains("chimera.log:"), "{}", text(&skipped));
 }
 
+/// A backup stamped far past the clock cannot be the logger's, which ignores such names (the
+/// runtime's listing): the command ignores them through the same listing and says so on stderr,
+/// so garbage planted under such a name fails neither `verify` nor `query`.
+#[test]
+fn a_planted_far_future_garbage_backup_is_noted_and_ignored_by_verify_and_query() {
+    let dir = fresh_trail();
+    let planted = ["executions.log.29991231T235959.999999Z.gz", "executions.log.29991230T000000.000000Z"];
+    fs::write(dir.path().join(planted[0]), b"\x1f\x8b\x08\x00garbage").unwrap();
+    fs::write(dir.path().join(planted[1]), b"garbage\n").unwrap();
+    let verified = verify(dir.path());
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(stdout_of(&verified).contains("intact: 30 audit record(s), seq 1..=30"), "{}", text(&verified));
+    let queried = chimera_log(&["query", dir.path().to_str().unwrap(), "--file", "audit"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    let seqs: Vec<u64> = stdout_of(&queried)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    for output in [&verified, &queried] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for name in planted {
+            assert!(stderr.contains(&format!("{name}: ignored")), "{stderr}");
+        }
+        assert_eq!(stderr.lines().count(), planted.len(), "each noted once: {stderr}");
+    }
+}
+
 // ---- forgeries, panics, closed pipes, special files, empty directories (issue 11, part) ------
 
 #[test]
