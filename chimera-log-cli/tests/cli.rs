@@ -108,11 +108,13 @@ struct Submitted<'a> {
 }
 
 /// Records with the optional keys the line contract allows (`exception`, `audit_key`, and both)
-/// are intact, not "not the contract's shape".
+/// are intact, not "not the contract's shape"; in the audit store too, where their identity
+/// columns (a declared key, a NUL stored as U+FFFD) are the ones the records give.
 #[test]
 fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).build().unwrap();
+    let db = dir.path().join("store.db");
+    let guard = config(dir.path()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
     let logger = guard.logger("executor");
     let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "rpc timed out");
     for n in 0..12u64 {
@@ -124,6 +126,8 @@ fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
             _ => emit!(logger, Executed { block_number: n, protocol: "aave" }),
         }
     }
+    emit!(logger, Submitted { tx_hash: "0x\0ff", gas: 1 });
+    assert!(guard.flush(), "every record stored");
     drop(guard);
     let lines: Vec<String> = audit_files(dir.path())
         .iter()
@@ -135,7 +139,12 @@ fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
     );
     let output = verify(dir.path());
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("intact: 12 audit record(s), seq 1..=12"), "{}", text(&output));
+    assert!(text(&output).contains("intact: 13 audit record(s), seq 1..=13"), "{}", text(&output));
+    let stored = verify_store(&db, &[], 0);
+    assert!(
+        stored.starts_with("intact: stream ") && stored.ends_with(": 13 audit record(s), seq 1..=13\n"),
+        "{stored}"
+    );
 }
 
 fn assert_broken(dir: &Path, expected: &str) {
@@ -1693,6 +1702,97 @@ fn verify_store_of_a_keyed_chain_needs_the_key() {
     assert!(stdout_of(&keyed).ends_with(": 30 audit record(s), seq 1..=30\n"), "{}", text(&keyed));
     let unkeyed = verify_store(&db, &[], 1);
     assert!(unkeyed.contains(": seq 1: chain of record 1 does not match (edited, or another key)"), "{unkeyed}");
+}
+
+/// The columns a query selects rows by are taken from the record; one edited hides the record
+/// from a query by its value (or shows it for another), so each is checked against the record as
+/// the archiver derives it, and a mismatch names the seq and the column.
+#[test]
+fn verify_store_names_the_seq_and_column_of_every_derived_column_edited() {
+    let (_dir, db, stream) = trail_with_store();
+    let edits = [
+        (3, "timestamp", "'2000-01-01T00:00:00.000000Z'"),
+        (5, "level", "'DEBUG'"),
+        (7, "module", "'elsewhere'"),
+        (9, "event", "'renamed'"),
+        (11, "key_name", "'tx_hash'"),
+        (13, "key_value", "'999'"),
+        (15, "block_number", "'999'"),
+        (17, "key_value", "NULL"),
+        (19, "block_number", "NULL"),
+        // Written as an integer: SQLite keeps the text '12' in a TEXT column; the record's is '17'.
+        (18, "block_number", "12"),
+        // A blob where the archiver writes text: a finding, not a scan that fails.
+        (21, "event", "zeroblob(10)"),
+    ];
+    let statements: String = edits
+        .iter()
+        .map(|(seq, column, value)| format!("UPDATE chimera_audit SET {column} = {value} WHERE seq = {seq};"))
+        .collect();
+    sql(&db, &statements);
+    let report = verify_store(&db, &[], 1);
+    let mut findings: Vec<(u64, String)> = edits.iter().map(|(seq, column, _)| (*seq, (*column).to_owned())).collect();
+    findings.sort();
+    let expected: Vec<String> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, (seq, column))| {
+            format!(
+                "{}stream {stream}: seq {seq}: the {column} column does not match the record: edited (queries by it \
+                 find the wrong rows)",
+                if i == 0 { "BROKEN: first broken record: " } else { "also: " }
+            )
+        })
+        .chain([format!("read: stream {stream}: 30 audit record(s), seq 1..=30")])
+        .collect();
+    assert_eq!(report.lines().collect::<Vec<_>>(), expected);
+}
+
+/// A row whose record is longer than `--max-line` is not fetched from the database (the cap is
+/// part of the query): `verify --store` reports it as unverifiable, never intact, and `query
+/// --store` names it on stderr with the placeholder, as the file readers treat such a line.
+#[test]
+fn a_store_row_over_max_line_is_reported_unverifiable_and_shown_as_the_placeholder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let guard = config(dir.path()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
+    let logger = guard.logger("executor");
+    let long = "p".repeat(8 * 1024);
+    for block_number in 0..6u64 {
+        emit!(logger, Executed { block_number, protocol: if block_number == 3 { &long } else { "aave" } });
+    }
+    assert!(guard.flush(), "every record stored");
+    drop(guard);
+    let stream = StoreReader::open(db.to_str().unwrap()).unwrap().streams().unwrap().remove(0);
+    let length: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT length(CAST(record AS BLOB)) FROM chimera_audit WHERE seq = 4", [], |row| row.get(0))
+        .unwrap();
+    assert!(length > 8 * 1024, "{length}");
+    assert_eq!(verify_store(&db, &[], 0), format!("intact: stream {stream}: 6 audit record(s), seq 1..=6\n"));
+    assert_eq!(
+        verify_store(&db, &["--max-line", "4KiB"], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq 4: record of {length} bytes exceeds --max-line: \
+             cannot be verified\nread: stream {stream}: 6 audit record(s), seq 1..=6\n"
+        )
+    );
+    let with_files = verify_store(&db, &[dir.path().to_str().unwrap(), "--max-line", "4KiB"], 1);
+    assert!(with_files.ends_with(", 5 compared with the files\n"), "{with_files}");
+    let queried = chimera_log(&["query", "--store", db.to_str().unwrap(), "--max-line", "4KiB"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    let seqs: Vec<u64> = stdout_of(&queried)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 5, 6]);
+    assert_eq!(
+        String::from_utf8_lossy(&queried.stderr),
+        format!(
+            "chimera-log: stream {stream}: seq 4: [chimera-log: line of {length} bytes skipped, longer than the \
+             4096-byte limit (--max-line)]\n"
+        )
+    );
 }
 
 #[test]
