@@ -1795,6 +1795,85 @@ fn a_store_row_over_max_line_is_reported_unverifiable_and_shown_as_the_placehold
     );
 }
 
+/// On PostgreSQL (the CLI built with `postgres`, against `CHIMERA_TEST_POSTGRES_URL`): every
+/// derived column, `record_json` included, is checked against the record, and a record over
+/// `--max-line` is not fetched.
+#[cfg(feature = "postgres")]
+#[test]
+fn verify_store_on_postgres_names_edited_columns_and_record_json_and_skips_records_over_max_line() {
+    let server = std::env::var("CHIMERA_TEST_POSTGRES_URL")
+        .expect("CHIMERA_TEST_POSTGRES_URL is not set: `source scripts/start-postgres.sh` first");
+    let psql = |url: &str, statements: &str| {
+        let output = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", statements]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    let schema = "chimera_cli_columns";
+    psql(&server, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"));
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).audit_store(AuditStore::postgres(&url)).build().unwrap();
+    let logger = guard.logger("executor");
+    let long = "p".repeat(8 * 1024);
+    for block_number in 0..30u64 {
+        emit!(logger, Executed { block_number, protocol: if block_number == 27 { &long } else { "aave" } });
+    }
+    assert!(guard.flush(), "every record stored");
+    drop(guard);
+    let stream = StoreReader::open(&url).unwrap().streams().unwrap().remove(0);
+    assert_eq!(verify_store_at(&url, &[], 0), format!("intact: stream {stream}: 30 audit record(s), seq 1..=30\n"));
+    let edits = [
+        (3, "timestamp = '2000-01-01T00:00:00.000000Z'", "timestamp"),
+        (5, "level = 'DEBUG'", "level"),
+        (7, "module = 'elsewhere'", "module"),
+        (9, "event = 'renamed'", "event"),
+        (11, "key_name = 'tx_hash'", "key_name"),
+        (13, "key_value = '999'", "key_value"),
+        (15, "block_number = NULL", "block_number"),
+        (17, r#"record_json = jsonb_set(record_json, '{context,block_number}', '999')"#, "record_json"),
+        (19, "record_json = NULL", "record_json"),
+    ];
+    let statements: String =
+        edits.iter().map(|(seq, set, _)| format!("UPDATE chimera_audit SET {set} WHERE seq = {seq};")).collect();
+    psql(&url, &statements);
+    let report = verify_store_at(&url, &["--max-line", "4KiB"], 1);
+    let mut expected: Vec<String> = edits
+        .iter()
+        .map(|(seq, _, column)| {
+            format!(
+                "stream {stream}: seq {seq}: the {column} column does not match the record: edited (queries by it \
+                 find the wrong rows)"
+            )
+        })
+        .collect();
+    let long_record = report.lines().find(|line| line.contains("seq 28: record of ")).unwrap_or_default().to_owned();
+    assert!(long_record.ends_with(" bytes exceeds --max-line: cannot be verified"), "{report}");
+    expected.push(long_record.trim_start_matches("also: ").to_owned());
+    let found: Vec<&str> = report
+        .lines()
+        .filter(|line| !line.starts_with("read: "))
+        .map(|line| line.trim_start_matches("BROKEN: first broken record: ").trim_start_matches("also: "))
+        .collect();
+    assert_eq!(found, expected, "{report}");
+    let queried = chimera_log(&["query", "--store", &url, "--max-line", "4KiB", "--event", "executed"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    assert!(
+        String::from_utf8_lossy(&queried.stderr).contains(": seq 28: [chimera-log: line of "),
+        "{}",
+        text(&queried)
+    );
+}
+
+/// `verify --store URL` with `args`; asserts the exit code, returns stdout.
+#[cfg(feature = "postgres")]
+fn verify_store_at(url: &str, args: &[&str], code: i32) -> String {
+    let mut all = vec!["verify", "--store", url];
+    all.extend_from_slice(args);
+    let output = chimera_log(&all);
+    assert_eq!(output.status.code(), Some(code), "{}", text(&output));
+    stdout_of(&output)
+}
+
 #[test]
 fn query_store_returns_what_query_on_the_files_returns_for_each_filter() {
     let (dir, db, stream) = trail_with_store();
