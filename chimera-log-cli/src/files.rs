@@ -22,11 +22,14 @@ impl std::fmt::Display for ReadError {
 
 /// The files of `name` in `dir`, oldest first: its backups (one per stamp, the `.gz` when both
 /// forms exist), then the current file if present. The listing is the runtime's, so the command
-/// finds exactly the files the logger writes; a backup compressed or removed after the listing
-/// is handled when it is opened ([`open`], [`for_each_line_live`]).
+/// finds exactly the files the logger writes, and passes over the names the logger's followers
+/// pass over (a stamp far past the clock), noting each on stderr once; a backup compressed or
+/// removed after the listing is handled when it is opened ([`open`], [`for_each_line_live`]).
 pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReadError> {
-    let backups = read::backups(dir, name).map_err(|error| ReadError { path: dir.to_owned(), error })?;
-    let mut files: Vec<PathBuf> = backups.into_iter().map(|backup| backup.path).collect();
+    let listing = read::backup_listing(dir, name, std::time::SystemTime::now())
+        .map_err(|error| ReadError { path: dir.to_owned(), error })?;
+    note_ignored(dir, &listing.ignored);
+    let mut files: Vec<PathBuf> = listing.backups.into_iter().map(|backup| backup.path).collect();
     let current = dir.join(name);
     // One look at the current file: a rotation may rename it away at any moment, and absent is
     // then a state like any other, not an error.
@@ -36,6 +39,23 @@ pub(crate) fn files_in_order(dir: &Path, name: &str) -> Result<Vec<PathBuf>, Rea
         Err(error) => return Err(error),
     }
     Ok(files)
+}
+
+/// Says on stderr, once per file and run (a directory is listed several times), which names
+/// that look like backups are not read, and why.
+fn note_ignored(dir: &Path, ignored: &[read::IgnoredBackup]) {
+    static NOTED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    if ignored.is_empty() {
+        return;
+    }
+    let mut noted = NOTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for file in ignored {
+        let path = dir.join(&file.name);
+        if noted.insert(path.clone()) {
+            eprintln!("chimera-log: note: {}: ignored, {}", path.display(), file.reason);
+        }
+    }
 }
 
 /// Which part of a live snapshot a line comes from.

@@ -528,7 +528,8 @@ pub(crate) fn query_store(
     color: Color,
 ) -> Result<ExitCode, String> {
     let color = color.enabled();
-    let selected = filter.scan_filter();
+    // A record longer than --max-line is not read, as a line of the files is not.
+    let selected = filter.scan_filter().max_record(crate::files::max_line() as u64);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
@@ -540,6 +541,17 @@ pub(crate) fn query_store(
         }
         reader
             .scan(stream, &selected, |row| {
+                if row.is_skipped() {
+                    unreadable += 1;
+                    if unreadable <= NAMED_UNREADABLE {
+                        eprintln!(
+                            "chimera-log: stream {stream}: seq {}: {}",
+                            row.seq as i64,
+                            crate::files::skipped_line(row.record_length)
+                        );
+                    }
+                    return true;
+                }
                 let raw = row.record.as_bytes();
                 let value = match parse_line(raw) {
                     Ok(_) if chimera_log_runtime::audit::parse_sealed(raw).is_none() => {

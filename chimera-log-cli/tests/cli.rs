@@ -108,11 +108,13 @@ struct Submitted<'a> {
 }
 
 /// Records with the optional keys the line contract allows (`exception`, `audit_key`, and both)
-/// are intact, not "not the contract's shape".
+/// are intact, not "not the contract's shape"; in the audit store too, where their identity
+/// columns (a declared key, a NUL stored as U+FFFD) are the ones the records give.
 #[test]
 fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = config(dir.path()).build().unwrap();
+    let db = dir.path().join("store.db");
+    let guard = config(dir.path()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
     let logger = guard.logger("executor");
     let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "rpc timed out");
     for n in 0..12u64 {
@@ -124,6 +126,8 @@ fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
             _ => emit!(logger, Executed { block_number: n, protocol: "aave" }),
         }
     }
+    emit!(logger, Submitted { tx_hash: "0x\0ff", gas: 1 });
+    assert!(guard.flush(), "every record stored");
     drop(guard);
     let lines: Vec<String> = audit_files(dir.path())
         .iter()
@@ -135,7 +139,12 @@ fn verify_accepts_records_carrying_an_exception_an_audit_key_or_both() {
     );
     let output = verify(dir.path());
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("intact: 12 audit record(s), seq 1..=12"), "{}", text(&output));
+    assert!(text(&output).contains("intact: 13 audit record(s), seq 1..=13"), "{}", text(&output));
+    let stored = verify_store(&db, &[], 0);
+    assert!(
+        stored.starts_with("intact: stream ") && stored.ends_with(": 13 audit record(s), seq 1..=13\n"),
+        "{stored}"
+    );
 }
 
 fn assert_broken(dir: &Path, expected: &str) {
@@ -812,6 +821,34 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     // Lines matched (exit 0, as grep); the unreadable one is named on stderr.
     assert_eq!(skipped.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&skipped.stderr).contains("chimera.log:"), "{}", text(&skipped));
+}
+
+/// A backup stamped far past the clock cannot be the logger's, which ignores such names (the
+/// runtime's listing): the command ignores them through the same listing and says so on stderr,
+/// so garbage planted under such a name fails neither `verify` nor `query`.
+#[test]
+fn a_planted_far_future_garbage_backup_is_noted_and_ignored_by_verify_and_query() {
+    let dir = fresh_trail();
+    let planted = ["executions.log.29991231T235959.999999Z.gz", "executions.log.29991230T000000.000000Z"];
+    fs::write(dir.path().join(planted[0]), b"\x1f\x8b\x08\x00garbage").unwrap();
+    fs::write(dir.path().join(planted[1]), b"garbage\n").unwrap();
+    let verified = verify(dir.path());
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(stdout_of(&verified).contains("intact: 30 audit record(s), seq 1..=30"), "{}", text(&verified));
+    let queried = chimera_log(&["query", dir.path().to_str().unwrap(), "--file", "audit"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    let seqs: Vec<u64> = stdout_of(&queried)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    for output in [&verified, &queried] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for name in planted {
+            assert!(stderr.contains(&format!("{name}: ignored")), "{stderr}");
+        }
+        assert_eq!(stderr.lines().count(), planted.len(), "each noted once: {stderr}");
+    }
 }
 
 // ---- forgeries, panics, closed pipes, special files, empty directories (issue 11, part) ------
@@ -1665,6 +1702,176 @@ fn verify_store_of_a_keyed_chain_needs_the_key() {
     assert!(stdout_of(&keyed).ends_with(": 30 audit record(s), seq 1..=30\n"), "{}", text(&keyed));
     let unkeyed = verify_store(&db, &[], 1);
     assert!(unkeyed.contains(": seq 1: chain of record 1 does not match (edited, or another key)"), "{unkeyed}");
+}
+
+/// The columns a query selects rows by are taken from the record; one edited hides the record
+/// from a query by its value (or shows it for another), so each is checked against the record as
+/// the archiver derives it, and a mismatch names the seq and the column.
+#[test]
+fn verify_store_names_the_seq_and_column_of_every_derived_column_edited() {
+    let (_dir, db, stream) = trail_with_store();
+    let edits = [
+        (3, "timestamp", "'2000-01-01T00:00:00.000000Z'"),
+        (5, "level", "'DEBUG'"),
+        (7, "module", "'elsewhere'"),
+        (9, "event", "'renamed'"),
+        (11, "key_name", "'tx_hash'"),
+        (13, "key_value", "'999'"),
+        (15, "block_number", "'999'"),
+        (17, "key_value", "NULL"),
+        (19, "block_number", "NULL"),
+        // Written as an integer: SQLite keeps the text '12' in a TEXT column; the record's is '17'.
+        (18, "block_number", "12"),
+        // A blob where the archiver writes text: a finding, not a scan that fails.
+        (21, "event", "zeroblob(10)"),
+    ];
+    let statements: String = edits
+        .iter()
+        .map(|(seq, column, value)| format!("UPDATE chimera_audit SET {column} = {value} WHERE seq = {seq};"))
+        .collect();
+    sql(&db, &statements);
+    let report = verify_store(&db, &[], 1);
+    let mut findings: Vec<(u64, String)> = edits.iter().map(|(seq, column, _)| (*seq, (*column).to_owned())).collect();
+    findings.sort();
+    let expected: Vec<String> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, (seq, column))| {
+            format!(
+                "{}stream {stream}: seq {seq}: the {column} column does not match the record: edited (queries by it \
+                 find the wrong rows)",
+                if i == 0 { "BROKEN: first broken record: " } else { "also: " }
+            )
+        })
+        .chain([format!("read: stream {stream}: 30 audit record(s), seq 1..=30")])
+        .collect();
+    assert_eq!(report.lines().collect::<Vec<_>>(), expected);
+}
+
+/// A row whose record is longer than `--max-line` is not fetched from the database (the cap is
+/// part of the query): `verify --store` reports it as unverifiable, never intact, and `query
+/// --store` names it on stderr with the placeholder, as the file readers treat such a line.
+#[test]
+fn a_store_row_over_max_line_is_reported_unverifiable_and_shown_as_the_placeholder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let guard = config(dir.path()).audit_store(AuditStore::sqlite(&db)).build().unwrap();
+    let logger = guard.logger("executor");
+    let long = "p".repeat(8 * 1024);
+    for block_number in 0..6u64 {
+        emit!(logger, Executed { block_number, protocol: if block_number == 3 { &long } else { "aave" } });
+    }
+    assert!(guard.flush(), "every record stored");
+    drop(guard);
+    let stream = StoreReader::open(db.to_str().unwrap()).unwrap().streams().unwrap().remove(0);
+    let length: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT length(CAST(record AS BLOB)) FROM chimera_audit WHERE seq = 4", [], |row| row.get(0))
+        .unwrap();
+    assert!(length > 8 * 1024, "{length}");
+    assert_eq!(verify_store(&db, &[], 0), format!("intact: stream {stream}: 6 audit record(s), seq 1..=6\n"));
+    assert_eq!(
+        verify_store(&db, &["--max-line", "4KiB"], 1),
+        format!(
+            "BROKEN: first broken record: stream {stream}: seq 4: record of {length} bytes exceeds --max-line: \
+             cannot be verified\nread: stream {stream}: 6 audit record(s), seq 1..=6\n"
+        )
+    );
+    let with_files = verify_store(&db, &[dir.path().to_str().unwrap(), "--max-line", "4KiB"], 1);
+    assert!(with_files.ends_with(", 5 compared with the files\n"), "{with_files}");
+    let queried = chimera_log(&["query", "--store", db.to_str().unwrap(), "--max-line", "4KiB"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    let seqs: Vec<u64> = stdout_of(&queried)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 5, 6]);
+    assert_eq!(
+        String::from_utf8_lossy(&queried.stderr),
+        format!(
+            "chimera-log: stream {stream}: seq 4: [chimera-log: line of {length} bytes skipped, longer than the \
+             4096-byte limit (--max-line)]\n"
+        )
+    );
+}
+
+/// On PostgreSQL (the CLI built with `postgres`, against `CHIMERA_TEST_POSTGRES_URL`): every
+/// derived column, `record_json` included, is checked against the record, and a record over
+/// `--max-line` is not fetched.
+#[cfg(feature = "postgres")]
+#[test]
+fn verify_store_on_postgres_names_edited_columns_and_record_json_and_skips_records_over_max_line() {
+    let server = std::env::var("CHIMERA_TEST_POSTGRES_URL")
+        .expect("CHIMERA_TEST_POSTGRES_URL is not set: `source scripts/start-postgres.sh` first");
+    let psql = |url: &str, statements: &str| {
+        let output = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", statements]).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    let schema = "chimera_cli_columns";
+    psql(&server, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"));
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).audit_store(AuditStore::postgres(&url)).build().unwrap();
+    let logger = guard.logger("executor");
+    let long = "p".repeat(8 * 1024);
+    for block_number in 0..30u64 {
+        emit!(logger, Executed { block_number, protocol: if block_number == 27 { &long } else { "aave" } });
+    }
+    assert!(guard.flush(), "every record stored");
+    drop(guard);
+    let stream = StoreReader::open(&url).unwrap().streams().unwrap().remove(0);
+    assert_eq!(verify_store_at(&url, &[], 0), format!("intact: stream {stream}: 30 audit record(s), seq 1..=30\n"));
+    let edits = [
+        (3, "timestamp = '2000-01-01T00:00:00.000000Z'", "timestamp"),
+        (5, "level = 'DEBUG'", "level"),
+        (7, "module = 'elsewhere'", "module"),
+        (9, "event = 'renamed'", "event"),
+        (11, "key_name = 'tx_hash'", "key_name"),
+        (13, "key_value = '999'", "key_value"),
+        (15, "block_number = NULL", "block_number"),
+        (17, r#"record_json = jsonb_set(record_json, '{context,block_number}', '999')"#, "record_json"),
+        (19, "record_json = NULL", "record_json"),
+    ];
+    let statements: String =
+        edits.iter().map(|(seq, set, _)| format!("UPDATE chimera_audit SET {set} WHERE seq = {seq};")).collect();
+    psql(&url, &statements);
+    let report = verify_store_at(&url, &["--max-line", "4KiB"], 1);
+    let mut expected: Vec<String> = edits
+        .iter()
+        .map(|(seq, _, column)| {
+            format!(
+                "stream {stream}: seq {seq}: the {column} column does not match the record: edited (queries by it \
+                 find the wrong rows)"
+            )
+        })
+        .collect();
+    let long_record = report.lines().find(|line| line.contains("seq 28: record of ")).unwrap_or_default().to_owned();
+    assert!(long_record.ends_with(" bytes exceeds --max-line: cannot be verified"), "{report}");
+    expected.push(long_record.trim_start_matches("also: ").to_owned());
+    let found: Vec<&str> = report
+        .lines()
+        .filter(|line| !line.starts_with("read: "))
+        .map(|line| line.trim_start_matches("BROKEN: first broken record: ").trim_start_matches("also: "))
+        .collect();
+    assert_eq!(found, expected, "{report}");
+    let queried = chimera_log(&["query", "--store", &url, "--max-line", "4KiB", "--event", "executed"]);
+    assert_eq!(queried.status.code(), Some(0), "{}", text(&queried));
+    assert!(
+        String::from_utf8_lossy(&queried.stderr).contains(": seq 28: [chimera-log: line of "),
+        "{}",
+        text(&queried)
+    );
+}
+
+/// `verify --store URL` with `args`; asserts the exit code, returns stdout.
+#[cfg(feature = "postgres")]
+fn verify_store_at(url: &str, args: &[&str], code: i32) -> String {
+    let mut all = vec!["verify", "--store", url];
+    all.extend_from_slice(args);
+    let output = chimera_log(&all);
+    assert_eq!(output.status.code(), Some(code), "{}", text(&output));
+    stdout_of(&output)
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::sink::backup::{self, Filter};
 use crate::sink::safe_fs;
@@ -25,20 +26,84 @@ pub struct Backup {
     pub stamp_name: String,
 }
 
-/// The backups of `name` in `dir`, oldest first: regular files only (a link is not followed),
-/// whoever owns them; compression in progress (`.gz.tmp`) is not a backup yet.
+/// A file named like a backup that is not read as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IgnoredBackup {
+    /// Its file name.
+    pub name: String,
+    /// Why it is not read.
+    pub reason: IgnoredReason,
+}
+
+/// Why a file named like a backup is not read as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IgnoredReason {
+    /// Stamped more than a day after the clock: no logger wrote it (the logger ignores it too).
+    StampedAfterTheClock,
+    /// A link, a directory, a FIFO...: never followed or read.
+    NotARegularFile,
+}
+
+impl std::fmt::Display for IgnoredReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IgnoredReason::StampedAfterTheClock => {
+                "stamped more than a day after the clock, so no logger wrote it (the logger ignores it too)"
+            }
+            IgnoredReason::NotARegularFile => "not a regular file",
+        })
+    }
+}
+
+/// What [`backup_listing`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupListing {
+    /// The backups, oldest first.
+    pub backups: Vec<Backup>,
+    /// The names that look like backups but are not read, in no particular order.
+    pub ignored: Vec<IgnoredBackup>,
+}
+
+/// The backups of `name` in `dir`, oldest first, as of now: see [`backup_listing`].
 ///
 /// Errors: the directory cannot be read.
 pub fn backups(dir: &Path, name: &str) -> io::Result<Vec<Backup>> {
-    let (found, _) = backup::list(dir, name, Filter::Reader)?;
-    Ok(found
+    backup_listing(dir, name, SystemTime::now()).map(|listing| listing.backups)
+}
+
+/// The backups of `name` in `dir` as of `now`, oldest first, and the names passed over. A
+/// backup is a regular file (a link is not followed) of any owner, stamped no more than a day
+/// after `now`: the rule of the logger's own listing, less the owner (a reader may be another
+/// user), so that a name planted with a far-future stamp is not read as the newest backup here
+/// when the logger and its followers pass it over. Compression in progress (`.gz.tmp`) is not a
+/// backup yet, nor ignored.
+///
+/// Errors: the directory cannot be read.
+pub fn backup_listing(dir: &Path, name: &str, now: SystemTime) -> io::Result<BackupListing> {
+    let filter = Filter::Reader { now };
+    let (found, ignored) = backup::list(dir, name, filter)?;
+    let backups = found
         .into_iter()
         .filter(|(_, files)| files.plain || files.gz)
         .map(|(stamp, files)| Backup {
             path: if files.gz { backup::gz_path(dir, name, stamp) } else { backup::plain_path(dir, name, stamp) },
             stamp_name: format!("{name}.{}", stamp.format()),
         })
-        .collect())
+        .collect();
+    let ignored = ignored
+        .into_iter()
+        .map(|file_name| {
+            let after_the_clock =
+                backup::parse_backup_name(&file_name, name).is_some_and(|(stamp, _)| !filter.plausible(stamp));
+            let reason =
+                if after_the_clock { IgnoredReason::StampedAfterTheClock } else { IgnoredReason::NotARegularFile };
+            IgnoredBackup { name: file_name, reason }
+        })
+        .collect();
+    Ok(BackupListing { backups, ignored })
 }
 
 /// Opens a log file for reading without following a link, and without waiting should a FIFO or
@@ -185,5 +250,33 @@ mod tests {
         let names: Vec<_> = listed.iter().map(|b| b.path.file_name().unwrap().to_str().unwrap().to_owned()).collect();
         assert_eq!(names, [format!("{older}.gz"), newer.to_owned()]);
         assert_eq!(listed[0].stamp_name, older);
+    }
+
+    #[test]
+    fn a_backup_stamped_over_a_day_past_now_is_not_listed_but_named_as_ignored_as_the_logger_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600); // 2026-01-01
+        let real = "executions.log.20251231T000000.000000Z";
+        let within_a_day = "executions.log.20260101T230000.000000Z.gz";
+        let planted = "executions.log.29991231T235959.999999Z.gz";
+        for file in [real, within_a_day, planted] {
+            std::fs::write(dir.path().join(file), b"x\n").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("executions.log.20251230T000000.000000Z")).unwrap();
+        let listing = backup_listing(dir.path(), "executions.log", now).unwrap();
+        let names: Vec<_> = listing.backups.iter().map(|b| b.path.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, [real, within_a_day]);
+        let mut ignored: Vec<_> = listing.ignored.iter().map(|i| (i.name.as_str(), i.reason)).collect();
+        ignored.sort_by_key(|(name, _)| *name);
+        assert_eq!(
+            ignored,
+            [
+                ("executions.log.20251230T000000.000000Z", IgnoredReason::NotARegularFile),
+                (planted, IgnoredReason::StampedAfterTheClock)
+            ]
+        );
+        // The logger's own listing passes over the same stamp.
+        let (writer, _) = backup::list_backups_and_ignored(dir.path(), "executions.log", now).unwrap();
+        assert_eq!(writer.len(), 2);
     }
 }

@@ -149,8 +149,21 @@ pub(crate) enum Filter {
     /// than `now` (plus a tolerance). Someone who may only create files in the directory could
     /// otherwise plant names that retention counts, and so delete real backups.
     Writer { now: SystemTime },
-    /// A reader (the `chimera-log` command, perhaps another user): every regular file.
-    Reader,
+    /// A reader (the `chimera-log` command, perhaps another user): every regular file of any
+    /// owner stamped no later than `now` (plus the same tolerance). A name stamped later is not
+    /// the logger's, whose follower passes it over too: read, it would be taken for the newest
+    /// backup, between the real ones and the current file.
+    Reader { now: SystemTime },
+}
+
+impl Filter {
+    /// Whether a backup stamped `stamp` may have been written by the logger as of this filter's
+    /// `now`.
+    pub(crate) fn plausible(self, stamp: Stamp) -> bool {
+        match self {
+            Filter::Writer { now } | Filter::Reader { now } => stamp <= latest_plausible(now),
+        }
+    }
 }
 
 /// The backups of `name` in `dir` by stamp, oldest first, and the backup names `filter` left out.
@@ -180,7 +193,7 @@ pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backup
             Filter::Writer { .. } if file_type.is_file() => {
                 entry.metadata().map(|metadata| takes(filter, stamp, &metadata))
             }
-            _ => Ok(file_type.is_file()),
+            _ => Ok(file_type.is_file() && filter.plausible(stamp)),
         });
         let (kind, taken) = match looked {
             Ok(taken) => (kind, taken),
@@ -213,8 +226,8 @@ pub(crate) fn list(dir: &Path, name: &str, filter: Filter) -> io::Result<(Backup
 /// Whether `filter` takes a backup name stamped `stamp` whose file has `metadata`.
 fn takes(filter: Filter, stamp: Stamp, metadata: &fs::Metadata) -> bool {
     match filter {
-        Filter::Writer { now } => metadata.is_file() && stamp <= latest_plausible(now) && owned_by_us(metadata),
-        Filter::Reader => metadata.is_file(),
+        Filter::Writer { .. } => metadata.is_file() && filter.plausible(stamp) && owned_by_us(metadata),
+        Filter::Reader { .. } => metadata.is_file() && filter.plausible(stamp),
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub(crate) use archiver::{Archiver, ArchiverConfig};
 pub use row::StoredRecord;
-pub(crate) use row::{Inserted, Row};
+pub(crate) use row::{DerivedColumns, Inserted, Row};
 
 use crate::error::Error;
 
@@ -166,10 +166,15 @@ pub(crate) trait Database: Send {
     ) -> Result<(), StoreError>;
 }
 
-/// Which rows a [`StoreReader`] scan returns (each bound optional; all given bounds apply).
+/// Which rows a [`StoreReader`] scan returns (each bound optional; all given bounds apply), and
+/// how much of each it reads.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ScanFilter {
+    /// Records longer than this many bytes are not read: their row comes with an empty `record`
+    /// and [`StoredRecord::is_skipped`], its length measured by the database without reading it
+    /// (so a row of any size costs no more memory than the cap). `None`: every record is read.
+    pub max_record: Option<u64>,
     /// Only this event.
     pub event: Option<String>,
     /// Only rows whose identity value (the `block_number`, or the event's `key` field) is this.
@@ -211,6 +216,12 @@ impl ScanFilter {
     /// Only rows before this RFC 3339 UTC timestamp.
     pub fn until(mut self, until: impl Into<String>) -> Self {
         self.until = Some(until.into());
+        self
+    }
+
+    /// Reads no record longer than `bytes` (see [`max_record`](Self::max_record)).
+    pub fn max_record(mut self, bytes: u64) -> Self {
+        self.max_record = Some(bytes);
         self
     }
 }
@@ -347,6 +358,58 @@ mod tests {
         assert_eq!(stored_time_form("2027-01-15T08:01:00Z"), "2027-01-15T08:01:00.000000Z");
         assert_eq!(stored_time_form("2027-01-15T10:01:00.5+02:00"), "2027-01-15T08:01:00.500000Z");
         assert_eq!(stored_time_form("not a time"), "not a time");
+    }
+
+    /// `max_record` is applied by the query itself: a row over it comes back without its record
+    /// (never fetched from the database), with its length, and a derived column over it as a
+    /// value no record gives.
+    #[test]
+    fn a_scan_never_fetches_a_record_or_column_longer_than_max_record() {
+        use crate::audit::{seal, ChainHead, ChainKey};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut head = ChainHead::default();
+        let rows: Vec<Row> = ["short", &"long".repeat(1_000), "short again"]
+            .iter()
+            .map(|protocol| {
+                let body = format!(
+                    r#"{{"timestamp":"2026-01-02T03:04:05.000006Z","level":"INFO","module":"m","event":"e","context":{{"block_number":1,"protocol":"{protocol}"}}}}"#
+                );
+                let mut line = Vec::new();
+                seal(format!("{body}\n").as_bytes(), &mut head, &ChainKey::unkeyed(), &mut line);
+                Row::from_line(&line).unwrap()
+            })
+            .collect();
+        let mut store = open(&Target::Sqlite(path.clone())).unwrap();
+        assert_eq!(store.insert("s", &rows).unwrap().stored, 3);
+        drop(store);
+        let read = |filter: &ScanFilter| {
+            let mut read = Vec::new();
+            StoreReader::open(path.to_str().unwrap())
+                .unwrap()
+                .scan("s", filter, |row| {
+                    read.push(row);
+                    true
+                })
+                .unwrap();
+            read
+        };
+        let capped = read(&ScanFilter::default().max_record(1_024));
+        let lengths: Vec<u64> = rows.iter().map(|row| row.record.len() as u64).collect();
+        assert_eq!(capped.iter().map(|row| row.record_length).collect::<Vec<_>>(), lengths);
+        assert_eq!(capped.iter().map(StoredRecord::is_skipped).collect::<Vec<_>>(), [false, true, false]);
+        assert_eq!((capped[0].record.as_str(), capped[1].record.as_str()), (rows[0].record.as_str(), ""));
+        assert!(capped.iter().all(|row| row.altered_columns().is_empty()));
+        // Without a cap, every record is read.
+        let whole = read(&ScanFilter::default());
+        assert!(whole.iter().zip(&rows).all(|(read, row)| !read.is_skipped() && read.record == row.record));
+        // A column edited past the cap is not fetched either, and is not the record's.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection.execute("UPDATE chimera_audit SET event = ?1 WHERE seq = 1", ["e".repeat(2_000)]).unwrap();
+        drop(connection);
+        let edited = read(&ScanFilter::default().max_record(1_024));
+        assert_eq!(edited[0].altered_columns(), ["event"]);
+        assert!(!edited[0].derived.event.as_deref().unwrap().starts_with("ee"), "not fetched");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use super::{Database, Inserted, Row, ScanFilter, StoreError, StoredRecord};
+use super::{Database, DerivedColumns, Inserted, Row, ScanFilter, StoreError, StoredRecord};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS chimera_audit (
@@ -266,22 +266,84 @@ impl Database for Postgres {
         each: &mut dyn FnMut(StoredRecord) -> bool,
     ) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
-        let params: [&(dyn postgres::types::ToSql + Sync); 6] =
-            [&stream, &filter.event, &filter.identity, &filter.since, &filter.until, &filter.block_number];
-        let mut rows = self
-            .client
-            .query_raw(
-                "SELECT seq, chain, record FROM chimera_audit WHERE stream = $1 \
-                 AND ($2::text IS NULL OR event = $2) AND ($3::text IS NULL OR key_value = $3) \
-                 AND ($4::text IS NULL OR timestamp >= $4) AND ($5::text IS NULL OR timestamp < $5) \
-                 AND ($6::text IS NULL OR block_number = $6) ORDER BY seq",
-                params,
-            )
-            .map_err(failed("scanning"))?;
+        // A value over the cap is never sent: `octet_length` of a stored text needs no more than
+        // its header. Each derived column comes with its length, so that one over the cap (not
+        // sent) is told from NULL; `record_json` is sent for a record within the cap, as text of
+        // at most JSON_TEXT_FACTOR times the cap (`jsonb` adds spaces and spells numbers out).
+        let within =
+            |column: &str| format!("CASE WHEN $7::bigint IS NULL OR octet_length({column}) <= $7 THEN {column} END");
+        let derived = |column: &str| format!("octet_length({column})::bigint, {}", within(column));
+        let query = format!(
+            "SELECT seq, chain, octet_length(record)::bigint, {}, {}, {}, {}, {}, {}, {}, {}, \
+             CASE WHEN $7::bigint IS NULL THEN record_json::text \
+             WHEN octet_length(record) <= $7 THEN left(record_json::text, $8) END \
+             FROM chimera_audit WHERE stream = $1 \
+             AND ($2::text IS NULL OR event = $2) AND ($3::text IS NULL OR key_value = $3) \
+             AND ($4::text IS NULL OR timestamp >= $4) AND ($5::text IS NULL OR timestamp < $5) \
+             AND ($6::text IS NULL OR block_number = $6) ORDER BY seq",
+            within("record"),
+            derived("timestamp"),
+            derived("level"),
+            derived("module"),
+            derived("event"),
+            derived("key_name"),
+            derived("key_value"),
+            derived("block_number"),
+        );
+        let cap = filter.max_record.map(|cap| i64::try_from(cap).unwrap_or(i64::MAX));
+        let json_cap = cap.map_or(i32::MAX, |cap| {
+            i32::try_from(cap.saturating_mul(JSON_TEXT_FACTOR).saturating_add(1)).unwrap_or(i32::MAX)
+        });
+        let params: [&(dyn postgres::types::ToSql + Sync); 8] = [
+            &stream,
+            &filter.event,
+            &filter.identity,
+            &filter.since,
+            &filter.until,
+            &filter.block_number,
+            &cap,
+            &json_cap,
+        ];
+        let mut rows = self.client.query_raw(&query, params).map_err(failed("scanning"))?;
         while let Some(row) = rows.next().map_err(failed("scanning"))? {
             let seq: i64 = row.get(0);
-            let record =
-                StoredRecord { stream: stream.to_owned(), seq: seq as u64, chain: row.get(1), record: row.get(2) };
+            let length: Option<i64> = row.get(2);
+            let record: Option<String> = row.get(3);
+            // A derived column over the cap, not sent: a text no record gives (a NUL, which the
+            // archiver replaces).
+            let text = |at: usize| -> Option<String> {
+                match (row.get::<_, Option<i64>>(at), row.get::<_, Option<String>>(at + 1)) {
+                    (Some(length), None) => Some(format!("\0{length} bytes, over the cap")),
+                    (_, value) => value,
+                }
+            };
+            let record_json: Option<String> = row.get(18);
+            let record_json = match record_json {
+                // Longer than the record can give: not its JSON.
+                // (`left` counts characters.)
+                Some(json) if i32::try_from(json.chars().count()).is_ok_and(|length| length >= json_cap) => {
+                    Some(Some("\0over the cap".to_owned()))
+                }
+                json => Some(json),
+            };
+            let record = StoredRecord {
+                stream: stream.to_owned(),
+                seq: seq as u64,
+                chain: row.get(1),
+                record_length: length.unwrap_or(0).max(0) as u64,
+                skipped: record.is_none(),
+                record: record.unwrap_or_default(),
+                derived: DerivedColumns {
+                    timestamp: text(4),
+                    level: text(6),
+                    module: text(8),
+                    event: text(10),
+                    key_name: text(12),
+                    key_value: text(14),
+                    block_number: text(16),
+                    record_json,
+                },
+            };
             if !each(record) {
                 break;
             }
@@ -289,6 +351,10 @@ impl Database for Postgres {
         Ok(())
     }
 }
+
+/// How many times longer than its record `record_json`'s text may be and still be compared with
+/// it: `jsonb` prints `": "` and `", "` where the line has `:` and `,`, and spells numbers out.
+const JSON_TEXT_FACTOR: i64 = 4;
 
 /// Against the server `scripts/start-postgres.sh` starts (`CHIMERA_TEST_POSTGRES_URL`), each in
 /// a schema of its own.

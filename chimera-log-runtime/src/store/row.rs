@@ -222,8 +222,100 @@ pub struct StoredRecord {
     pub seq: u64,
     /// The chain value, hex, from its column.
     pub chain: String,
-    /// The whole sealed line as it was in `executions.log`.
+    /// The whole sealed line as it was in `executions.log`; empty when it was not read, being
+    /// longer than the scan's [`max_record`](super::ScanFilter::max_record) (see
+    /// [`is_skipped`](Self::is_skipped)).
     pub record: String,
+    /// The record's length in bytes, as the database counts it (read without reading the record).
+    pub record_length: u64,
+    pub(crate) skipped: bool,
+    /// The columns taken from the record, as the database holds them.
+    pub(crate) derived: DerivedColumns,
+}
+
+impl StoredRecord {
+    /// Whether the record was left unread: longer than the scan's
+    /// [`max_record`](super::ScanFilter::max_record), so [`record`](Self::record) is empty.
+    pub fn is_skipped(&self) -> bool {
+        self.skipped
+    }
+
+    /// The columns taken from the record (`timestamp`, `level`, `module`, `event`, `key_name`,
+    /// `key_value`, `block_number`, and PostgreSQL's `record_json`) whose stored value is not the
+    /// one the archiver derives from the record: edited, so a query selecting rows by such a
+    /// column misses the record or finds it for another value. None when the record was not read
+    /// or is not a sealed record (nothing is derived from it then).
+    pub fn altered_columns(&self) -> Vec<&'static str> {
+        if self.skipped {
+            return Vec::new();
+        }
+        let Some(row) = Row::from_line(self.record.as_bytes()) else { return Vec::new() };
+        let stored = &self.derived;
+        let mut altered: Vec<&'static str> = [
+            ("timestamp", stored.timestamp.as_deref() == Some(row.timestamp.as_str())),
+            ("level", stored.level.as_deref() == Some(row.level.as_str())),
+            ("module", stored.module.as_deref() == Some(row.module.as_str())),
+            ("event", stored.event.as_deref() == Some(row.event.as_str())),
+            ("key_name", stored.key_name == row.key_name),
+            ("key_value", stored.key_value == row.key_value),
+            ("block_number", stored.block_number == row.block_number),
+        ]
+        .into_iter()
+        .filter_map(|(column, same)| (!same).then_some(column))
+        .collect();
+        if let Some(json) = &stored.record_json {
+            if !record_json_agrees(json.as_deref(), &self.record) {
+                altered.push("record_json");
+            }
+        }
+        altered
+    }
+}
+
+/// The columns of a stored row that are taken from its record, as read back (each as text; a
+/// value of another type, which SQLite lets a column hold, as a text no record gives).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DerivedColumns {
+    pub(crate) timestamp: Option<String>,
+    pub(crate) level: Option<String>,
+    pub(crate) module: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) key_name: Option<String>,
+    pub(crate) key_value: Option<String>,
+    pub(crate) block_number: Option<String>,
+    /// PostgreSQL's `record_json` as text, `Some(None)` when NULL; `None` on SQLite, which has no
+    /// such column.
+    pub(crate) record_json: Option<Option<String>>,
+}
+
+/// Whether `record_json` (as `jsonb` prints it, or NULL) is what inserting `record` stores: the
+/// same JSON (`jsonb` orders keys and may write numbers otherwise), or NULL for a record `jsonb`
+/// refuses (a `\u0000` escape). A record serde_json cannot read (nested past its limit) is not
+/// compared.
+pub(crate) fn record_json_agrees(record_json: Option<&str>, record: &str) -> bool {
+    let Ok(from_record) = serde_json::from_str::<serde_json::Value>(record) else { return true };
+    match record_json {
+        // `jsonb` refuses a NUL in a string: only such a record may be stored without its JSON.
+        None => record.contains("\\u0000"),
+        Some(json) => serde_json::from_str::<serde_json::Value>(json)
+            .is_ok_and(|from_column| same_json(&from_record, &from_column)),
+    }
+}
+
+/// JSON equality up to key order and the spelling of numbers (`1e2` and `100` are one number).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(key, value)| b.get(key).is_some_and(|other| same_json(value, other)))
+        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b)),
+        (Value::Number(a), Value::Number(b)) => match (a.as_i128(), b.as_i128()) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        },
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +381,23 @@ mod tests {
         let row = Row::from_line(&line).unwrap();
         assert_eq!(row.key_value.as_deref(), Some("0x\u{fffd}ff"));
         assert_eq!(row.record.as_bytes(), line.strip_suffix(b"\n").unwrap());
+    }
+
+    #[test]
+    fn record_json_agrees_whatever_jsonb_does_to_key_order_spaces_and_numbers_and_only_then() {
+        let record = r#"{"b":1,"a":{"x":[1.5,100.0,1e20]},"seq":3}"#;
+        assert!(record_json_agrees(
+            Some(r#"{"a": {"x": [1.5, 100.0, 100000000000000000000]}, "b": 1, "seq": 3}"#),
+            record
+        ));
+        assert!(!record_json_agrees(Some(r#"{"a": {"x": [1.5, 100.0, 1e20]}, "b": 2, "seq": 3}"#), record));
+        assert!(!record_json_agrees(Some(r#"{"a": {"x": [1.5, 100.0, 1e20]}, "b": 1}"#), record));
+        // NULL only for a record jsonb refuses.
+        assert!(!record_json_agrees(None, record));
+        assert!(record_json_agrees(None, r#"{"a":"\u0000"}"#));
+        // A record serde_json cannot read whole (nested past its limit) is not compared.
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(record_json_agrees(Some("[]"), &deep));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Database, Inserted, Row, ScanFilter, StoreError, StoredRecord};
+use super::{Database, DerivedColumns, Inserted, Row, ScanFilter, StoreError, StoredRecord};
 use crate::sink::safe_fs::{self, Owner};
 
 /// What SQLite appends to a database's name for the files it opens beside it, by name and on its
@@ -212,31 +213,81 @@ impl Database for Sqlite {
         filter: &ScanFilter,
         each: &mut dyn FnMut(StoredRecord) -> bool,
     ) -> Result<(), StoreError> {
+        // A value over the cap is never read: `octet_length` of a column is taken from the row's
+        // header, without its content, so a row of any size costs at most the cap. A derived
+        // column over the cap cannot be one the record gives: an empty blob stands for it.
+        let within = |column: &str| format!("CASE WHEN ?7 IS NULL OR octet_length({column}) <= ?7 THEN {column} END");
+        let derived = |column: &str| {
+            format!("CASE WHEN ?7 IS NULL OR coalesce(octet_length({column}) <= ?7, 1) THEN {column} ELSE X'' END")
+        };
         let mut statement = self
             .connection
-            .prepare(
-                "SELECT seq, chain, record FROM chimera_audit WHERE stream = ?1 \
-                 AND (?2 IS NULL OR event = ?2) AND (?3 IS NULL OR key_value = ?3) \
+            .prepare(&format!(
+                "SELECT seq, chain, octet_length(record), {}, {}, {}, {}, {}, {}, {}, {} FROM chimera_audit \
+                 WHERE stream = ?1 AND (?2 IS NULL OR event = ?2) AND (?3 IS NULL OR key_value = ?3) \
                  AND (?4 IS NULL OR timestamp >= ?4) AND (?5 IS NULL OR timestamp < ?5) \
                  AND (?6 IS NULL OR block_number = ?6) ORDER BY seq",
-            )
+                within("record"),
+                derived("timestamp"),
+                derived("level"),
+                derived("module"),
+                derived("event"),
+                derived("key_name"),
+                derived("key_value"),
+                derived("block_number"),
+            ))
             .map_err(failed("preparing the scan"))?;
+        let cap = filter.max_record.map(|cap| i64::try_from(cap).unwrap_or(i64::MAX));
         let mut rows = statement
-            .query(params![stream, filter.event, filter.identity, filter.since, filter.until, filter.block_number])
+            .query(params![stream, filter.event, filter.identity, filter.since, filter.until, filter.block_number, cap])
             .map_err(failed("scanning"))?;
         while let Some(row) = rows.next().map_err(failed("scanning"))? {
             let seq: i64 = row.get(0).map_err(failed("reading seq"))?;
+            let length: Option<i64> = row.get(2).map_err(failed("reading the record's length"))?;
+            // Bytes that are not UTF-8 (or a blob) are read as well as they can be, so that the
+            // chain check reports them rather than the scan failing.
+            let record = match row.get_ref(3).map_err(failed("reading record"))? {
+                ValueRef::Null => None,
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                other => as_text(other),
+            };
+            let text = |index: usize| row.get_ref(index).map(as_text).map_err(failed("reading a column"));
             let record = StoredRecord {
                 stream: stream.to_owned(),
                 seq: seq as u64,
                 chain: row.get(1).map_err(failed("reading chain"))?,
-                record: row.get(2).map_err(failed("reading record"))?,
+                record_length: length.unwrap_or(0).max(0) as u64,
+                skipped: record.is_none(),
+                record: record.unwrap_or_default(),
+                derived: DerivedColumns {
+                    timestamp: text(4)?,
+                    level: text(5)?,
+                    module: text(6)?,
+                    event: text(7)?,
+                    key_name: text(8)?,
+                    key_value: text(9)?,
+                    block_number: text(10)?,
+                    record_json: None,
+                },
             };
             if !each(record) {
                 break;
             }
         }
         Ok(())
+    }
+}
+
+/// A column as text: SQLite lets any column hold any type, and an edit may have stored a number
+/// or a blob where the archiver writes text. A number reads as its digits (as SQLite would
+/// convert it); a blob as a text no record gives (a NUL: the archiver replaces any).
+fn as_text(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(number) => Some(number.to_string()),
+        ValueRef::Real(number) => Some(number.to_string()),
+        ValueRef::Text(text) => Some(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Blob(blob) => Some(format!("\0a blob of {} bytes", blob.len())),
     }
 }
 
