@@ -244,6 +244,11 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// A chain value from its hex form (as `audit_checkpoint` events and the store write it).
+pub(crate) fn parse_chain(text: &str) -> Option<[u8; 32]> {
+    unhex(text)
+}
+
 fn unhex(text: &str) -> Option<[u8; 32]> {
     let bytes = text.as_bytes();
     if bytes.len() != 64 {
@@ -354,6 +359,63 @@ pub(crate) fn recover_head(dir: &Path, name: &str, now: SystemTime) -> io::Resul
     Ok(recovered)
 }
 
+/// The chain head recorded by the newest `audit_checkpoint` event for the audit file
+/// `audit_name` in the general file `general_name` of `dir`: its current file, read from the
+/// end, else its newest backup. `None` when neither holds one. Checkpoints are written at each
+/// rotation of the audit file and every `checkpoint_interval`, outside the audit file: when the
+/// newest audit records cannot be read, they still say how far the chain went.
+pub(crate) fn last_checkpoint(dir: &Path, general_name: &str, audit_name: &str, now: SystemTime) -> Option<ChainHead> {
+    use crate::sink::backup::{gz_path, list_backups, plain_path};
+    let checkpoint = |line: &[u8]| -> Option<ChainHead> {
+        const MARK: &[u8] = b"\"event\":\"audit_checkpoint\"";
+        line.windows(MARK.len()).any(|w| w == MARK).then_some(())?;
+        let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let context = &value["context"];
+        (value["module"] == "chimera_log" && context["file"] == audit_name).then_some(())?;
+        Some(ChainHead { seq: context["seq"].as_u64()?, chain: unhex(context["chain"].as_str()?)? })
+    };
+    if let Some(head) = last_line_where(&dir.join(general_name), checkpoint) {
+        return Some(head);
+    }
+    let (stamp, files) = list_backups(dir, general_name, now).ok()?.pop()?;
+    let path = if files.gz { gz_path(dir, general_name, stamp) } else { plain_path(dir, general_name, stamp) };
+    let mut found = None;
+    let _ = for_each_line(&path, |line| {
+        if let Some(head) = checkpoint(line) {
+            found = Some(head);
+        }
+    });
+    found
+}
+
+/// The last line of the plain file at `path` for which `pick` gives a value, read backwards in
+/// blocks (lines longer than a block's worth of carry are passed over: not what is looked for).
+fn last_line_where<T>(path: &Path, mut pick: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
+    use std::io::{Seek, SeekFrom};
+    const BLOCK: u64 = 1 << 20;
+    let mut file = crate::read::open_log_file(path).ok()?;
+    let mut end = file.metadata().ok()?.len();
+    // The bytes after the last newline found so far (the start of a line not yet whole).
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start)).ok()?;
+        file.read_exact(&mut block).ok()?;
+        block.extend_from_slice(&carry);
+        let mut tail = block.len();
+        while let Some(newline) = block[..tail].iter().rposition(|&b| b == b'\n') {
+            if let Some(found) = pick(&block[newline + 1..tail]) {
+                return Some(found);
+            }
+            tail = newline;
+        }
+        carry = if tail as u64 > BLOCK { Vec::new() } else { block[..tail].to_vec() };
+        end = start;
+    }
+    pick(&carry)
+}
+
 /// Lines longer than this are not records this logger wrote (they are skipped, unbuffered): a
 /// damaged or hostile file, a gzip bomb without newlines, cannot exhaust memory at start.
 const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
@@ -386,6 +448,40 @@ fn for_each_line(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_checkpoint_is_found_however_far_back_and_wherever_it_falls_across_read_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = |seq: u64| {
+            format!(
+                "{{\"timestamp\":\"t\",\"level\":\"INFO\",\"module\":\"chimera_log\",\"event\":\"audit_checkpoint\",\
+                 \"context\":{{\"file\":\"executions.log\",\"seq\":{seq},\"chain\":\"{}\",\"reason\":\"rotation\"}}}}\n",
+                hex(&[seq as u8; 32])
+            )
+        };
+        let filler = format!("{{\"event\":\"tick\",\"context\":{{\"pad\":\"{}\"}}}}\n", "x".repeat(1000));
+        // For each offset of the newest checkpoint around the 1 MiB block boundary from the end:
+        // found, and it is the newest, not an older one or one for another file.
+        for shift in [0usize, 1, 40, 200, 1001] {
+            let mut text = checkpoint(1);
+            text.push_str(&checkpoint(7));
+            text.push_str(&checkpoint(99).replace("executions.log", "other.log"));
+            while text.len() < (1 << 20) - shift - 100 {
+                text.push_str(&filler);
+            }
+            text.push_str(&"y".repeat(((1 << 20) - shift).saturating_sub(text.len())));
+            text.push('\n');
+            text.push_str(&checkpoint(8));
+            for _ in 0..1100 {
+                text.push_str(&filler);
+            }
+            std::fs::write(dir.path().join("chimera.log"), &text).unwrap();
+            let head = last_checkpoint(dir.path(), "chimera.log", "executions.log", SystemTime::now()).unwrap();
+            assert_eq!((head.seq, head.chain), (8, [8; 32]), "shift {shift}");
+        }
+        std::fs::write(dir.path().join("chimera.log"), filler.repeat(3)).unwrap();
+        assert_eq!(last_checkpoint(dir.path(), "chimera.log", "executions.log", SystemTime::now()), None);
+    }
 
     #[test]
     fn sealed_lines_parse_back_and_chain_from_zero() {

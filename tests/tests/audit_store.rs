@@ -15,6 +15,7 @@ use chimera_log_runtime::store::{ScanFilter, StoreReader};
 use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, LogEvent};
 use common::audit_load::{emit_from_threads, Executed};
 use common::{backups, ManualClock};
+use serde_json::json;
 
 #[derive(LogEvent)]
 #[log(audit, key = "tx_hash")]
@@ -775,4 +776,115 @@ fn a_directory_planted_at_a_cursor_temporary_name_does_not_stop_cursor_saves_or_
     assert!(kept.len() <= 3, "retention kept {} backups with audit_backups(3): {kept:?}", kept.len());
     let stored = store_records(&format!("sqlite:{}", db.display()));
     assert_eq!(stored.len(), 400);
+}
+
+/// The audit records of every file of `executions.log`'s family, parsed, in file order.
+fn audit_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files = backups(dir, "executions.log");
+    files.push(dir.join("executions.log"));
+    files
+        .iter()
+        .filter(|path| path.exists())
+        .flat_map(|path| {
+            // A damaged gzip backup gives what precedes the damage.
+            let mut bytes = Vec::new();
+            let file = std::fs::read(path).unwrap();
+            if path.extension().is_some_and(|e| e == "gz") {
+                let mut decoder = flate2::read::MultiGzDecoder::new(&file[..]);
+                let mut chunk = [0u8; 4096];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut decoder, &mut chunk) {
+                    bytes.extend_from_slice(&chunk[..read]);
+                }
+            } else {
+                bytes = file;
+            }
+            bytes
+                .split(|&b| b == b'\n')
+                .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The newest records gone from the files (the current file deleted, the newest backup cut short:
+/// what a crash between a rotation's rename and the next file, then a damaged disk, leaves).
+fn lose_the_newest_audit_records(dir: &Path) {
+    std::fs::remove_file(dir.join("executions.log")).unwrap();
+    let newest = backups(dir, "executions.log").pop().unwrap();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(len / 3).unwrap();
+}
+
+/// Numbering again after the newest readable record gave new records seqs the store already
+/// held for others: refused there as conflicts, they never reached it.
+#[test]
+fn after_the_newest_records_became_unreadable_a_start_numbers_on_after_the_stores_newest_and_records_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let start = || config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(50);
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 200, 0);
+    assert!(guard.flush());
+    drop(guard);
+    lose_the_newest_audit_records(dir.path());
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 10, 1_000);
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        stored,
+        (1..=211).collect::<Vec<_>>(),
+        "the restart record and the ten new records after 200; {stats:?}"
+    );
+    assert_eq!(stats.conflicts, 0, "{stats:?}");
+    let lines = audit_lines(dir.path());
+    let restart = lines.iter().find(|line| line["event"] == "audit_restart").expect("an audit_restart record");
+    let context = &restart["context"];
+    assert_eq!(
+        (&context["reason"], &context["resumed_after_seq"], &context["known_from"]),
+        (&json!("records_unreadable"), &json!(200), &json!("audit_store")),
+        "{restart}"
+    );
+    assert_eq!(restart["seq"], 201);
+    let last_readable = context["last_readable_seq"].as_u64().unwrap();
+    assert!(last_readable < 200 && context["unreadable_records"] == json!(200 - last_readable), "{restart}");
+}
+
+/// Without a store, the `audit_checkpoint` events in `chimera.log` say how far the chain went.
+#[test]
+fn without_a_store_a_start_numbers_on_after_the_newest_checkpoint_when_the_newest_records_are_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || config(dir.path(), AuditStore::none()).max_bytes(16 * 1024).audit_backups(50);
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 200, 0);
+    drop(guard);
+    let checkpoints: Vec<u64> = std::fs::read_to_string(dir.path().join("chimera.log"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["event"] == "audit_checkpoint")
+        .map(|line| line["context"]["seq"].as_u64().unwrap())
+        .collect();
+    let newest_checkpoint = *checkpoints.last().expect("rotations wrote checkpoints");
+    lose_the_newest_audit_records(dir.path());
+    let readable = audit_lines(dir.path()).iter().filter_map(|line| line["seq"].as_u64()).max().unwrap();
+    assert!(readable < newest_checkpoint, "the checkpoint knows more than the files: {readable} {newest_checkpoint}");
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 5, 1_000);
+    drop(guard);
+    let lines = audit_lines(dir.path());
+    let restart = lines.iter().find(|line| line["event"] == "audit_restart").expect("an audit_restart record");
+    assert_eq!(restart["seq"], newest_checkpoint + 1, "{restart}");
+    assert_eq!(
+        (&restart["context"]["known_from"], &restart["context"]["last_readable_seq"]),
+        (&json!("audit_checkpoint"), &json!(readable))
+    );
+    let new: Vec<u64> = lines
+        .iter()
+        .filter(|line| line["event"] == "executed" && line["context"]["block_number"].as_u64() >= Some(1_000))
+        .map(|line| line["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(new, (newest_checkpoint + 2..newest_checkpoint + 7).collect::<Vec<_>>());
 }

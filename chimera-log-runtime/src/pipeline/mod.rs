@@ -195,6 +195,54 @@ struct OpenedAudit {
     torn_tail: Option<TornRun>,
     /// How far the audit store has archived the backups (with a store), which retention respects.
     archived: Option<Arc<ArchiveMark>>,
+    /// Records known to exist that the files could not give back, for the restart record.
+    gap: Option<Gap>,
+}
+
+/// How long a start waits for the audit store to say which record it holds last.
+const STORE_HEAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Records past the newest readable one that exist (or existed) elsewhere: the chain resumes
+/// after them, so no seq is given twice.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    /// The newest record the audit files still give back.
+    last_readable: u64,
+    /// The newest record known anywhere; the chain continues after it.
+    resumed_after: u64,
+    /// Where it is known: `audit_store` or `audit_checkpoint`.
+    source: &'static str,
+}
+
+/// The newest chain head known anywhere the logger can look, with the audit files' `readable`
+/// head: the audit store (the newest row of this directory's stream) and the newest
+/// `audit_checkpoint` in the general file. The audit files' newest records can be gone (the
+/// current file deleted, a crash between a rotation's rename and the next file) or unreadable
+/// (a damaged newest backup): numbering again from the newest readable one would give records
+/// seqs that the store, and checkpoints shipped elsewhere, already hold for other records.
+fn newest_known_head(
+    config: &LogConfig,
+    dir: &Path,
+    readable: crate::audit::ChainHead,
+) -> (crate::audit::ChainHead, Option<Gap>) {
+    let mut newest = (readable, None);
+    if let Some(target) = config.audit_store.resolve(dir) {
+        match crate::store::stored_head(&target, &crate::store::default_stream(dir), STORE_HEAD_WAIT) {
+            Ok(Some(stored)) if stored.seq > newest.0.seq => newest = (stored, Some("audit_store")),
+            Ok(_) => {}
+            Err(error) => diag!(
+                "chimera-log: audit store {target:?}: could not read its newest record at start ({error}); the \
+                 audit chain continues from the files and checkpoints alone"
+            ),
+        }
+    }
+    if let Some(checkpoint) = crate::audit::last_checkpoint(dir, GENERAL_FILE, AUDIT_FILE, config.clock.now()) {
+        if checkpoint.seq > newest.0.seq {
+            newest = (checkpoint, Some("audit_checkpoint"));
+        }
+    }
+    let (head, source) = newest;
+    (head, source.map(|source| Gap { last_readable: readable.seq, resumed_after: head.seq, source }))
 }
 
 /// Opens the log files of a configuration.
@@ -241,15 +289,16 @@ impl Files<'_> {
         let dir = &config.log_dir;
         let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
             .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
+        let (head, gap) = newest_known_head(config, dir, recovered.head);
         for (path, error) in &recovered.skipped {
             diag!(
-                "chimera-log: {} is damaged or unreadable ({error}); the audit chain continues from \
-                 the newest record that could be read (seq {}); `chimera-log verify` reports the damage",
+                "chimera-log: {} is damaged or unreadable ({error}); the newest record that could be read is seq \
+                 {}, the audit chain continues after seq {}; `chimera-log verify` reports the damage",
                 path.display(),
-                recovered.head.seq
+                recovered.head.seq,
+                head.seq
             );
         }
-        let head = recovered.head;
         let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
         let archived =
             config.audit_store.resolve(dir).map(|_| Arc::new(crate::store::archive_mark(dir, config.clock.now())));
@@ -262,7 +311,7 @@ impl Files<'_> {
             (head, key, config.checkpoint_interval),
             config.clock.now(),
         );
-        Ok(OpenedAudit { writer, torn_tail: recovered.torn_tail, archived })
+        Ok(OpenedAudit { writer, torn_tail: recovered.torn_tail, archived, gap })
     }
 
     /// Opens `chimera.log` (lane 0) and the route files (lane `1 + i`) behind one writer thread.
@@ -327,7 +376,7 @@ impl Dispatcher {
         let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
             .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
         let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };
-        let OpenedAudit { writer: audit, torn_tail, archived } = files.start_audit()?;
+        let OpenedAudit { writer: audit, torn_tail, archived, gap } = files.start_audit()?;
         let (general, file_counters) = files.start_general()?;
         let console = start_console(&config)?;
         let forwarders = forward::start(&config, &dir, archived, &lock)?;
@@ -361,6 +410,9 @@ impl Dispatcher {
         if let Some(torn) = torn_tail {
             dispatcher.record_restart(&torn);
         }
+        if let Some(gap) = gap {
+            dispatcher.record_gap(gap);
+        }
         Ok(dispatcher)
     }
 
@@ -389,6 +441,44 @@ impl Dispatcher {
             context.field("torn_lines", &torn.lines);
             context.field("torn_bytes", &torn.bytes);
             context.field("torn_sha256", &crate::audit::hex(&torn.sha256()));
+            context.finish();
+        });
+        let general = Level::Warning >= self.levels.level_for("chimera_log");
+        let destinations = Destinations { general, audit: true, route: None };
+        self.dispatch(Level::Warning, destinations, &line);
+    }
+
+    /// Accounts, in the audit trail itself, for records known to exist past the newest one the
+    /// audit files give back: an `audit_restart` record whose seq follows them (also a warning
+    /// in the general sinks).
+    fn record_gap(&self, gap: Gap) {
+        diag!(
+            "chimera-log: the newest record {} gives back is seq {}, but {} holds seq {}: the audit chain \
+             continues after it, and an {} record says so (records {}..={} are not in the files)",
+            self.log_dir.join(AUDIT_FILE).display(),
+            gap.last_readable,
+            gap.source,
+            gap.resumed_after,
+            crate::audit::RESTART_EVENT,
+            gap.last_readable + 1,
+            gap.resumed_after
+        );
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.now(),
+            level: Level::Warning,
+            module_json: "\"chimera_log\"",
+            event: crate::audit::RESTART_EVENT.into(),
+            exception: None,
+            audit_key: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("reason", "records_unreadable");
+            context.field("last_readable_seq", &gap.last_readable);
+            context.field("resumed_after_seq", &gap.resumed_after);
+            context.field("unreadable_records", &(gap.resumed_after - gap.last_readable));
+            context.field("known_from", gap.source);
             context.finish();
         });
         let general = Level::Warning >= self.levels.level_for("chimera_log");

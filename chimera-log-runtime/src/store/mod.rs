@@ -145,6 +145,10 @@ pub(crate) trait Database: Send {
     /// The highest `seq` stored for `stream`; 0 when none.
     fn high_water(&mut self, stream: &str) -> Result<u64, StoreError>;
 
+    /// The highest `seq` stored for `stream` and its chain value (as stored, hex); `None` when
+    /// none.
+    fn head(&mut self, stream: &str) -> Result<Option<(u64, String)>, StoreError>;
+
     /// Inserts `rows` (ascending `seq`) in one transaction. A row whose `(stream, seq)` is
     /// present already is left as it is: counted as a duplicate when its chain is the same, as
     /// a conflict (its `seq` returned) when it differs.
@@ -305,6 +309,41 @@ pub(crate) fn archive_mark(dir: &Path, now: std::time::SystemTime) -> crate::sin
         crate::follow::Saved::None | crate::follow::Saved::Damaged(_) => None,
     };
     crate::sink::backup::ArchiveMark::new(after)
+}
+
+/// The newest record of `stream` in the store `target`, asked on a thread of its own and waited
+/// for at most `wait` (a database that does not answer must not hold up a start; the caller may
+/// be inside an async runtime, where a blocking client must not run). `Ok(None)`: the store
+/// holds nothing of the stream (or has no database file yet).
+pub(crate) fn stored_head(
+    target: &Target,
+    stream: &str,
+    wait: std::time::Duration,
+) -> Result<Option<crate::audit::ChainHead>, StoreError> {
+    if let Target::Sqlite(path) = target {
+        // Not created here: a start whose store was never opened has stored nothing.
+        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Ok(None);
+        }
+    }
+    let (target, stream) = (target.clone(), stream.to_owned());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("chimera-log-store-head".into())
+        .spawn(move || {
+            let head = open(&target).and_then(|mut database| database.head(&stream));
+            let _ = sender.send(head);
+        })
+        .map_err(|e| StoreError(format!("starting a thread to ask the store: {e}")))?;
+    let answer =
+        receiver.recv_timeout(wait).map_err(|_| StoreError(format!("no answer within {} ms", wait.as_millis())))??;
+    match answer {
+        None => Ok(None),
+        Some((seq, chain)) => match crate::audit::parse_chain(&chain) {
+            Some(chain) => Ok(Some(crate::audit::ChainHead { seq, chain })),
+            None => Err(StoreError(format!("the chain value of seq {seq} is not 64 hex digits: {chain:?}"))),
+        },
+    }
 }
 
 /// An RFC 3339 time in the form the rows hold (UTC, microseconds, `Z`), so that comparing text

@@ -237,6 +237,14 @@ impl Database for Postgres {
         Ok(max.map_or(0, |seq| seq as u64))
     }
 
+    fn head(&mut self, stream: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let row = self
+            .client
+            .query_opt("SELECT seq, chain FROM chimera_audit WHERE stream = $1 ORDER BY seq DESC LIMIT 1", &[&stream])
+            .map_err(failed("reading the newest record"))?;
+        Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1))))
+    }
+
     fn insert(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
         match self.insert_batch(stream, rows) {
             // One record the database refuses must not hold back the batch (and every record

@@ -138,6 +138,17 @@ impl Database for Sqlite {
         Ok(max.map_or(0, |seq| seq as u64))
     }
 
+    fn head(&mut self, stream: &str) -> Result<Option<(u64, String)>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT seq, chain FROM chimera_audit WHERE stream = ?1 ORDER BY seq DESC LIMIT 1",
+                [stream],
+                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(failed("reading the newest record"))
+    }
+
     fn insert(&mut self, stream: &str, rows: &[Row]) -> Result<Inserted, StoreError> {
         let transaction = self.connection.transaction().map_err(failed("beginning a transaction"))?;
         let mut inserted = Inserted::default();
