@@ -132,12 +132,6 @@ fn level_of(level: &tracing::Level) -> Level {
     }
 }
 
-/// Whether the current thread is one of the logger's own (writers, CloudWatch, the audit store):
-/// what they log through `tracing` is not captured.
-fn on_own_thread() -> bool {
-    std::thread::current().name().is_some_and(|name| name.starts_with("chimera-log-"))
-}
-
 impl<S> Layer<S> for ChimeraLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -158,7 +152,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if on_own_thread() {
+        // The logger's own threads (writers, CloudWatch, the audit store) are marked when they
+        // start; a thread of the application is captured whatever its name.
+        if crate::own_thread::is_own() {
             return;
         }
         // A `log` record bridged by tracing-log carries its own target and level.

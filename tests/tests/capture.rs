@@ -129,26 +129,71 @@ fn an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_
     assert!(lines(dir.path()).iter().all(|l| l["event"] != "their_event"));
 }
 
+/// The system clock, which also logs through `tracing` when a thread other than `caller` reads
+/// it: the logger's own threads do (the writer to stamp a rotated backup, the audit store's
+/// follower), so what they log is the logger's internals logging.
+#[derive(Debug)]
+struct ChattyClock {
+    caller: std::thread::ThreadId,
+    reads_elsewhere: std::sync::atomic::AtomicU64,
+}
+
+impl chimera_log_runtime::Clock for ChattyClock {
+    fn now(&self) -> std::time::SystemTime {
+        if std::thread::current().id() != self.caller {
+            self.reads_elsewhere.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("clock_read_by_the_logger");
+            log::warn!("clock_read_by_the_logger_through_log");
+        }
+        std::time::SystemTime::now()
+    }
+}
+
 #[test]
 fn events_from_the_loggers_own_threads_are_never_captured() {
     if let Some(dir) = child_dir() {
-        let guard = init_logging(config(&dir)).unwrap();
-        std::thread::Builder::new()
-            .name("chimera-log-cloudwatch".into())
-            .spawn(|| tracing::warn!("from_inside_the_logger"))
-            .unwrap()
-            .join()
-            .unwrap();
-        tracing::warn!("from_the_application");
+        let clock = std::sync::Arc::new(ChattyClock {
+            caller: std::thread::current().id(),
+            reads_elsewhere: std::sync::atomic::AtomicU64::new(0),
+        });
+        let config = config(&dir).audit_store(AuditStore::sqlite(dir.join("audit.db"))).max_bytes(300);
+        let guard = init_logging(config.clock(clock.clone())).unwrap();
+        for n in 0..20u64 {
+            tracing::warn!(n, "from_the_application");
+        }
         assert!(guard.flush());
         let stats = guard.stats();
-        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 1, "{stats:?}");
+        assert!(stats.sink("chimera.log").unwrap().rotations > 0, "the writer rotated, reading the clock: {stats:?}");
+        assert!(clock.reads_elsewhere.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 20, "{stats:?}");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     in_child("events_from_the_loggers_own_threads_are_never_captured", dir.path());
-    let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(events, ["from_the_application"]);
+}
+
+#[test]
+fn events_from_an_application_thread_named_like_the_loggers_own_are_captured() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        std::thread::Builder::new()
+            .name("chimera-log-worker".into())
+            .spawn(|| {
+                tracing::info!(job = 7u64, "from_tracing");
+                log::info!("from_log");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("events_from_an_application_thread_named_like_the_loggers_own_are_captured", dir.path());
+    let lines = lines(dir.path());
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["from_tracing", "from_log"]);
+    assert_eq!(lines[0]["context"], json!({"job": 7}));
 }
 
 #[test]
