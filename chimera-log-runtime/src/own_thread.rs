@@ -24,6 +24,7 @@ pub(crate) fn mark() {
 
 /// Whether the current thread is one of the logger's own (a thread-local already destroyed, at
 /// the thread's exit, reads as not: an application thread's last words are kept).
+#[cfg(any(feature = "tracing", test))]
 pub(crate) fn is_own() -> bool {
     OWN.try_with(Cell::get).unwrap_or(false)
 }

@@ -273,7 +273,35 @@ fn keys_never_repeat_a_recorded_span_field_replaces_its_value_and_a_nested_event
     let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
     let raw = text.lines().find(|l| l.contains("\"outer\"")).unwrap();
     // Exactly, as written: each key once, the recorded value replacing the first.
-    let context = r#""context":{"span":"mine","value":"chatty","span_stack":[{"name":"request","field.name":"alice","status":200}]}"#;
+    let context =
+        r#""context":{"span":"mine","value":"chatty","span_2":[{"name":"request","name_2":"alice","status":200}]}"#;
     assert!(raw.contains(context), "{raw}");
     assert!(text.contains("\"event\":\"from_inside_debug\""), "the nested event is written: {text}");
+}
+
+#[test]
+fn a_repeated_field_or_a_field_named_like_the_span_stack_is_kept_once_the_later_renamed() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        tracing::info!(a = 1u64, a = 2u64, "twice");
+        let span = tracing::info_span!("request", b = 1u64, b = 2u64);
+        span.in_scope(|| tracing::info!(span = "mine", span_stack = "also_mine", span_2 = 0u64, "stacked"));
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_repeated_field_or_a_field_named_like_the_span_stack_is_kept_once_the_later_renamed", dir.path());
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let twice = common::context_in_order(lines[0]);
+    assert_eq!(twice.keys(), ["a", "a_2"], "{}", lines[0]);
+    assert_eq!((twice.get("a"), twice.get("a_2")), (Some(&json!(1)), Some(&json!(2))));
+    // The user's fields come first and keep their names; the span stack, written last, takes
+    // the first free `span_N`; inside the span, its own `name` comes first.
+    let stacked = common::context_in_order(lines[1]);
+    assert_eq!(stacked.keys(), ["span", "span_stack", "span_2", "span_3"], "{}", lines[1]);
+    assert_eq!(stacked.get("span"), Some(&json!("mine")));
+    assert_eq!(stacked.get("span_stack"), Some(&json!("also_mine")));
+    assert_eq!(stacked.get("span_2"), Some(&json!(0)));
+    assert!(lines[1].contains(r#""span_3":[{"name":"request","b":1,"b_2":2}]"#), "{}", lines[1]);
 }
