@@ -11,6 +11,7 @@
 //! Events from the logger's own threads (the CloudWatch SDK logs through `tracing`) are not
 //! captured, so logging never feeds on itself.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
@@ -22,7 +23,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::event::{Level, Routes};
-use crate::json::{encode_line, quoted_into, ContextWriter, Envelope};
+use crate::json::{encode_line, quoted_into, rename_repeats, ContextWriter, Envelope};
 
 /// A `tracing_subscriber::Layer` writing `tracing` events as chimera lines through the
 /// process-wide logger ([`init_logging`](crate::init_logging)); with no logger running, events
@@ -57,22 +58,38 @@ impl ChimeraLayer {
 /// A span's fields, each value encoded once as JSON, kept in the span's extensions until it
 /// closes; a field recorded again later (`span.record`) replaces its value.
 #[derive(Default)]
-struct SpanFields(Vec<(&'static str, Vec<u8>)>);
+struct SpanFields {
+    /// Each field's index in the span's field set, name and value: two fields of one name
+    /// (`info_span!("s", a = 1, a = 2)`) are two members.
+    fields: Vec<(usize, &'static str, Vec<u8>)>,
+    /// The keys the fields are written under where not their names (`json::rename_repeats`,
+    /// after the span's own `name`), by position in `fields`.
+    renamed: Vec<(usize, String)>,
+}
 
 impl SpanFields {
-    fn set(&mut self, name: &'static str, value: Vec<u8>) {
-        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
-            Some((_, old)) => *old = value,
-            None => self.0.push((name, value)),
+    fn set(&mut self, field: &Field, value: Vec<u8>) {
+        match self.fields.iter_mut().find(|(index, ..)| *index == field.index()) {
+            Some((.., old)) => *old = value,
+            None => {
+                self.fields.push((field.index(), field.name(), value));
+                let keys: Vec<&str> =
+                    std::iter::once("name").chain(self.fields.iter().map(|(_, name, _)| *name)).collect();
+                self.renamed = rename_repeats(&keys)
+                    .into_iter()
+                    .map(|(at, key)| (at - 1, String::from_utf8_lossy(&key).into_owned()))
+                    .collect();
+            }
         }
     }
 
-    /// Writes `{"name": span_name, fields…}`; a field called `name` is written as `field.name`.
+    /// Writes `{"name": span_name, fields…}`; a field called `name` is written as `name_2`.
     fn write(&self, span_name: &str, buf: &mut Vec<u8>) {
         let mut writer = ContextWriter::open(buf);
         writer.field("name", span_name);
-        for (key, value) in &self.0 {
-            writer.field_raw(if *key == "name" { "field.name" } else { key }, value);
+        for (at, (_, name, value)) in self.fields.iter().enumerate() {
+            let key = self.renamed.iter().find(|(renamed, _)| *renamed == at).map_or(*name, |(_, key)| key.as_str());
+            writer.field_raw(key, value);
         }
         writer.finish();
     }
@@ -89,7 +106,7 @@ impl SpanRecorder<'_> {
         write(&mut writer);
         writer.finish();
         let value = buf[b"{\"v\":".len()..buf.len() - 1].to_vec();
-        self.0.set(field.name(), value);
+        self.0.set(field, value);
     }
 }
 
@@ -132,12 +149,6 @@ fn level_of(level: &tracing::Level) -> Level {
     }
 }
 
-/// Whether the current thread is one of the logger's own (writers, CloudWatch, the audit store):
-/// what they log through `tracing` is not captured.
-fn on_own_thread() -> bool {
-    std::thread::current().name().is_some_and(|name| name.starts_with("chimera-log-"))
-}
-
 impl<S> Layer<S> for ChimeraLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -158,7 +169,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if on_own_thread() {
+        // The logger's own threads (writers, CloudWatch, the audit store) are marked when they
+        // start; a thread of the application is captured whatever its name.
+        if crate::own_thread::is_own() {
             return;
         }
         // A `log` record bridged by tracing-log carries its own target and level.
@@ -176,15 +189,28 @@ where
             };
             let bridged = normalized.is_some();
             with_scratch(|scratch| {
-                let Scratch { line, module, message, context } = scratch;
+                let Scratch { line, module, message, context, keys } = scratch;
                 // The message is the event's name: read it first, the context after it.
                 message.clear();
                 event.record(&mut MessageReader(message));
+                // The context's keys, known before a value is written: the fields', then the
+                // span stack's. Renamed where one repeats (`json::rename_repeats`), by field index.
+                keys.clear();
+                keys.extend(event.fields().filter(|field| is_written(field.name(), bridged)).map(|field| field.name()));
+                keys.push("span");
+                let mut stack_key = Cow::Borrowed("span");
+                let mut renamed = Vec::new();
+                for (at, key) in rename_repeats(keys) {
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    match event.fields().filter(|field| is_written(field.name(), bridged)).nth(at) {
+                        Some(field) => renamed.push((field.index(), key)),
+                        None => stack_key = Cow::Owned(key),
+                    }
+                }
                 context.clear();
                 let mut writer = ContextWriter::open(context);
-                let mut fields = FieldWriter { writer: &mut writer, bridged, wrote_span: false };
-                event.record(&mut fields);
-                let key = if fields.wrote_span { "span_stack" } else { "span" };
+                event.record(&mut FieldWriter { writer: &mut writer, bridged, renamed: &renamed });
+                let key = &*stack_key;
                 if let Some(scope) = ctx.event_scope(event) {
                     let mut first = true;
                     for span in scope.from_root() {
@@ -225,6 +251,7 @@ struct Scratch {
     module: Vec<u8>,
     message: String,
     context: Vec<u8>,
+    keys: Vec<&'static str>,
 }
 
 thread_local! {
@@ -267,81 +294,86 @@ impl Visit for MessageReader<'_> {
     }
 }
 
-/// Writes an event's fields as members of the context, typed where `tracing` says the type.
-/// `message` is the event's name, not a field; the `log.*` fields of a bridged `log` record
-/// (target, module path, file, line) are left out; a field called `span` is written, and the
-/// span stack then goes under `span_stack`.
-struct FieldWriter<'w, 'a> {
+/// Whether an event's field `name` is a member of the context: `message` is the event's name,
+/// not a field, and the `log.*` fields of a `log` record `bridged` by tracing-log (target,
+/// module path, file, line) are left out.
+fn is_written(name: &str, bridged: bool) -> bool {
+    name != "message" && !(bridged && name.starts_with("log."))
+}
+
+/// Writes an event's fields as members of the context, typed where `tracing` says the type,
+/// each under its name or, when the name repeats, the key it was renamed to.
+struct FieldWriter<'w, 'a, 'r> {
     writer: &'w mut ContextWriter<'a>,
     /// The event is a `log` record bridged by tracing-log.
     bridged: bool,
-    wrote_span: bool,
+    /// The keys of fields renamed by `json::rename_repeats`, by field index.
+    renamed: &'r [(usize, String)],
 }
 
-impl FieldWriter<'_, '_> {
-    /// Whether `field` is written; notes a field called `span`.
-    fn take(&mut self, field: &Field) -> bool {
-        let name = field.name();
-        if name == "message" || (self.bridged && name.starts_with("log.")) {
-            return false;
+impl<'r> FieldWriter<'_, '_, 'r> {
+    /// The key `field` is written under, if it is written.
+    fn key(&self, field: &Field) -> Option<&'r str> {
+        if !is_written(field.name(), self.bridged) {
+            return None;
         }
-        self.wrote_span |= name == "span";
-        true
+        let renamed = self.renamed.iter().find(|(index, _)| *index == field.index());
+        Some(renamed.map_or(field.name(), |(_, key)| key.as_str()))
     }
 }
 
-impl Visit for FieldWriter<'_, '_> {
+impl Visit for FieldWriter<'_, '_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.take(field) {
-            self.writer.field(field.name(), &value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, &value);
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.take(field) {
-            self.writer.field(field.name(), value);
+        if let Some(key) = self.key(field) {
+            self.writer.field(key, value);
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.take(field) {
-            self.writer.field_display(field.name(), value);
+        if let Some(key) = self.key(field) {
+            self.writer.field_display(key, value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.take(field) {
-            self.writer.field_display(field.name(), &format_args!("{value:?}"));
+        if let Some(key) = self.key(field) {
+            self.writer.field_display(key, &format_args!("{value:?}"));
         }
     }
 }

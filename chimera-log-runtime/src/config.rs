@@ -4,6 +4,7 @@
 //! found when the logger is built, never a panic and never a silent default.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,9 +232,35 @@ impl LogConfig {
         }
     }
 
-    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above).
+    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above). Other
+    /// variables are ignored, whatever their names and values hold; a `CHIMERA_LOG_*` variable
+    /// whose value is not valid UTF-8 is an [`Error::InvalidSetting`] naming it.
     pub fn from_env() -> Result<Self, Error> {
-        Self::from_vars(std::env::vars())
+        Self::from_vars_os(std::env::vars_os())
+    }
+
+    /// [`from_env`](Self::from_env) over the given variables, as the operating system holds
+    /// them: a name is ours when its bytes start with `CHIMERA_LOG_`, so a name or value of
+    /// someone else's that is not UTF-8 is no concern of ours.
+    pub(crate) fn from_vars_os<I>(vars: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (OsString, OsString)>,
+    {
+        let mut ours = Vec::new();
+        for (name, value) in vars {
+            if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+                continue;
+            }
+            let name = name.into_string().map_err(|name| unknown_variable(&name.to_string_lossy()))?;
+            let Some(&setting) = ENV_VARIABLES.iter().find(|known| **known == name) else {
+                return Err(unknown_variable(&name));
+            };
+            let value = value
+                .into_string()
+                .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+            ours.push((setting, value));
+        }
+        Self::from_vars(ours)
     }
 
     /// Like [`from_env`](Self::from_env), from the given variables: for tests and for settings kept
@@ -282,17 +309,7 @@ impl LogConfig {
                 }
                 "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
                 "CHIMERA_LOG_AUDIT_STORE" => config.audit_store(AuditStore::from_url(value)?),
-                other if other.starts_with("CHIMERA_LOG_") => {
-                    return Err(Error::InvalidSetting {
-                        setting: "CHIMERA_LOG_*",
-                        value: other.to_owned(),
-                        reason: "unknown variable; known: CHIMERA_LOG_DIR, CHIMERA_LOG_LEVEL, CHIMERA_LOG_CONSOLE, \
-                                 CHIMERA_LOG_CONSOLE_TARGET, CHIMERA_LOG_CONSOLE_FORMAT, CHIMERA_LOG_MAX_BYTES, \
-                                 CHIMERA_LOG_GENERAL_BACKUPS, CHIMERA_LOG_AUDIT_BACKUPS, CHIMERA_LOG_COMPRESS, \
-                                 CHIMERA_LOG_AUDIT_KEY, CHIMERA_LOG_AUDIT_STORE, CHIMERA_LOG_CAPTURE"
-                            .to_owned(),
-                    })
-                }
+                other if other.starts_with(ENV_PREFIX) => return Err(unknown_variable(other)),
                 _ => config,
             };
         }
@@ -594,6 +611,35 @@ impl LogConfig {
     }
 }
 
+/// What every variable [`LogConfig::from_env`] reads starts with.
+const ENV_PREFIX: &str = "CHIMERA_LOG_";
+
+/// The variables [`LogConfig::from_env`] reads; any other `CHIMERA_LOG_*` is an error.
+const ENV_VARIABLES: [&str; 12] = [
+    "CHIMERA_LOG_DIR",
+    "CHIMERA_LOG_LEVEL",
+    "CHIMERA_LOG_CONSOLE",
+    "CHIMERA_LOG_CONSOLE_TARGET",
+    "CHIMERA_LOG_CONSOLE_FORMAT",
+    "CHIMERA_LOG_MAX_BYTES",
+    "CHIMERA_LOG_GENERAL_BACKUPS",
+    "CHIMERA_LOG_AUDIT_BACKUPS",
+    "CHIMERA_LOG_COMPRESS",
+    "CHIMERA_LOG_AUDIT_KEY",
+    "CHIMERA_LOG_AUDIT_STORE",
+    "CHIMERA_LOG_CAPTURE",
+];
+
+/// A `CHIMERA_LOG_*` variable that is none of [`ENV_VARIABLES`]: most likely a misspelt one,
+/// which must not be ignored silently.
+fn unknown_variable(name: &str) -> Error {
+    Error::InvalidSetting {
+        setting: "CHIMERA_LOG_*",
+        value: name.to_owned(),
+        reason: format!("unknown variable; known: {}", ENV_VARIABLES.join(", ")),
+    }
+}
+
 fn parse_bool(setting: &'static str, value: &str) -> Result<bool, Error> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -647,6 +693,51 @@ mod tests {
     fn from_vars_rejects_an_unknown_chimera_variable() {
         let error = LogConfig::from_vars([("CHIMERA_LOG_LEVLE", "info")]).unwrap_err();
         assert!(error.to_string().contains("CHIMERA_LOG_LEVLE"), "{error}");
+    }
+
+    #[test]
+    fn every_variable_from_env_knows_is_read_by_from_vars() {
+        let value = |name: &str| match name {
+            "CHIMERA_LOG_LEVEL" => "info",
+            "CHIMERA_LOG_CONSOLE" | "CHIMERA_LOG_COMPRESS" | "CHIMERA_LOG_CAPTURE" => "true",
+            "CHIMERA_LOG_CONSOLE_TARGET" => "stdout",
+            "CHIMERA_LOG_CONSOLE_FORMAT" => "json",
+            "CHIMERA_LOG_MAX_BYTES" | "CHIMERA_LOG_GENERAL_BACKUPS" | "CHIMERA_LOG_AUDIT_BACKUPS" => "3",
+            "CHIMERA_LOG_AUDIT_STORE" => "none",
+            _ => "x",
+        };
+        for name in ENV_VARIABLES {
+            if let Err(error) = LogConfig::from_vars([(name, value(name))]) {
+                panic!("{name}: {error}");
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn from_vars_os_ignores_other_variables_whose_names_or_values_are_not_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let config = LogConfig::from_vars_os([
+            (bytes(b"SOMETHING_ELSE"), bytes(b"\xff")),
+            (bytes(b"NAME_\xff"), bytes(b"ok")),
+            (bytes(b"CHIMERA_LOG_DIR"), bytes(b"/var/log/chimera")),
+        ])
+        .unwrap();
+        assert_eq!(config.log_dir, Path::new("/var/log/chimera"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn from_vars_os_rejects_a_value_of_ours_that_is_not_utf8_naming_the_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let error = LogConfig::from_vars_os([(bytes(b"CHIMERA_LOG_LEVEL"), bytes(b"inf\xffo"))]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_LEVEL", .. }), "{error}");
+        assert!(error.to_string().contains("not valid UTF-8"), "{error}");
+        // A name of ours that is not UTF-8 is no known variable: an unknown one, as a misspelling is.
+        let error = LogConfig::from_vars_os([(bytes(b"CHIMERA_LOG_LEV\xffL"), bytes(b"info"))]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_*", .. }), "{error}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(crate) fn start() {
 /// Whether the writer thread runs.
 fn started() -> bool {
     static STARTED: OnceLock<bool> = OnceLock::new();
-    *STARTED.get_or_init(|| std::thread::Builder::new().name("chimera-log-stderr".into()).spawn(write_lines).is_ok())
+    *STARTED.get_or_init(|| crate::own_thread::spawn("chimera-log-stderr", write_lines).is_ok())
 }
 
 pub(crate) fn say(args: fmt::Arguments<'_>) {

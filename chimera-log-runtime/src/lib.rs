@@ -80,6 +80,7 @@ mod follow;
 mod json;
 mod levels;
 mod logger;
+mod own_thread;
 mod pipeline;
 pub mod read;
 mod sink;

@@ -129,26 +129,71 @@ fn an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_
     assert!(lines(dir.path()).iter().all(|l| l["event"] != "their_event"));
 }
 
+/// The system clock, which also logs through `tracing` when a thread other than `caller` reads
+/// it: the logger's own threads do (the writer to stamp a rotated backup, the audit store's
+/// follower), so what they log is the logger's internals logging.
+#[derive(Debug)]
+struct ChattyClock {
+    caller: std::thread::ThreadId,
+    reads_elsewhere: std::sync::atomic::AtomicU64,
+}
+
+impl chimera_log_runtime::Clock for ChattyClock {
+    fn now(&self) -> std::time::SystemTime {
+        if std::thread::current().id() != self.caller {
+            self.reads_elsewhere.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("clock_read_by_the_logger");
+            log::warn!("clock_read_by_the_logger_through_log");
+        }
+        std::time::SystemTime::now()
+    }
+}
+
 #[test]
 fn events_from_the_loggers_own_threads_are_never_captured() {
     if let Some(dir) = child_dir() {
-        let guard = init_logging(config(&dir)).unwrap();
-        std::thread::Builder::new()
-            .name("chimera-log-cloudwatch".into())
-            .spawn(|| tracing::warn!("from_inside_the_logger"))
-            .unwrap()
-            .join()
-            .unwrap();
-        tracing::warn!("from_the_application");
+        let clock = std::sync::Arc::new(ChattyClock {
+            caller: std::thread::current().id(),
+            reads_elsewhere: std::sync::atomic::AtomicU64::new(0),
+        });
+        let config = config(&dir).audit_store(AuditStore::sqlite(dir.join("audit.db"))).max_bytes(300);
+        let guard = init_logging(config.clock(clock.clone())).unwrap();
+        for n in 0..20u64 {
+            tracing::warn!(n, "from_the_application");
+        }
         assert!(guard.flush());
         let stats = guard.stats();
-        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 1, "{stats:?}");
+        assert!(stats.sink("chimera.log").unwrap().rotations > 0, "the writer rotated, reading the clock: {stats:?}");
+        assert!(clock.reads_elsewhere.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert_eq!(stats.events_by_level.iter().sum::<u64>(), 20, "{stats:?}");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     in_child("events_from_the_loggers_own_threads_are_never_captured", dir.path());
-    let events: Vec<String> = lines(dir.path()).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(events, ["from_the_application"]);
+}
+
+#[test]
+fn events_from_an_application_thread_named_like_the_loggers_own_are_captured() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        std::thread::Builder::new()
+            .name("chimera-log-worker".into())
+            .spawn(|| {
+                tracing::info!(job = 7u64, "from_tracing");
+                log::info!("from_log");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("events_from_an_application_thread_named_like_the_loggers_own_are_captured", dir.path());
+    let lines = lines(dir.path());
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["from_tracing", "from_log"]);
+    assert_eq!(lines[0]["context"], json!({"job": 7}));
 }
 
 #[test]
@@ -228,7 +273,35 @@ fn keys_never_repeat_a_recorded_span_field_replaces_its_value_and_a_nested_event
     let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
     let raw = text.lines().find(|l| l.contains("\"outer\"")).unwrap();
     // Exactly, as written: each key once, the recorded value replacing the first.
-    let context = r#""context":{"span":"mine","value":"chatty","span_stack":[{"name":"request","field.name":"alice","status":200}]}"#;
+    let context =
+        r#""context":{"span":"mine","value":"chatty","span_2":[{"name":"request","name_2":"alice","status":200}]}"#;
     assert!(raw.contains(context), "{raw}");
     assert!(text.contains("\"event\":\"from_inside_debug\""), "the nested event is written: {text}");
+}
+
+#[test]
+fn a_repeated_field_or_a_field_named_like_the_span_stack_is_kept_once_the_later_renamed() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        tracing::info!(a = 1u64, a = 2u64, "twice");
+        let span = tracing::info_span!("request", b = 1u64, b = 2u64);
+        span.in_scope(|| tracing::info!(span = "mine", span_stack = "also_mine", span_2 = 0u64, "stacked"));
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_repeated_field_or_a_field_named_like_the_span_stack_is_kept_once_the_later_renamed", dir.path());
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let twice = common::context_in_order(lines[0]);
+    assert_eq!(twice.keys(), ["a", "a_2"], "{}", lines[0]);
+    assert_eq!((twice.get("a"), twice.get("a_2")), (Some(&json!(1)), Some(&json!(2))));
+    // The user's fields come first and keep their names; the span stack, written last, takes
+    // the first free `span_N`; inside the span, its own `name` comes first.
+    let stacked = common::context_in_order(lines[1]);
+    assert_eq!(stacked.keys(), ["span", "span_stack", "span_2", "span_3"], "{}", lines[1]);
+    assert_eq!(stacked.get("span"), Some(&json!("mine")));
+    assert_eq!(stacked.get("span_stack"), Some(&json!("also_mine")));
+    assert_eq!(stacked.get("span_2"), Some(&json!(0)));
+    assert!(lines[1].contains(r#""span_3":[{"name":"request","b":1,"b_2":2}]"#), "{}", lines[1]);
 }

@@ -80,3 +80,54 @@ fn a_bad_cloudwatch_setting_is_an_error_naming_it_in_any_build() {
     let error = config.build().unwrap_err();
     assert!(matches!(error, Error::InvalidSetting { setting: "cloudwatch.retention_days", .. }), "{error}");
 }
+
+/// Set in a child of this binary: `from_env` is then called in the child, whose environment the
+/// parent chose.
+#[cfg(unix)]
+const FROM_ENV_CHILD: &str = "CHIMERA_CONFIG_TEST_FROM_ENV";
+
+/// Runs `test` in a child process whose environment holds only `vars` (and the marker); returns
+/// whether it succeeded, with its stderr.
+#[cfg(unix)]
+fn from_env_in_child(test: &str, vars: &[(&[u8], &[u8])]) -> (bool, String) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([test, "--exact", "--nocapture", "--test-threads=1"]).env_clear().env(FROM_ENV_CHILD, "1");
+    for (name, value) in vars {
+        command.env(OsStr::from_bytes(name), OsStr::from_bytes(value));
+    }
+    let output = command.output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[cfg(unix)]
+#[test]
+fn from_env_ignores_another_variable_whose_value_or_name_is_not_utf8() {
+    if std::env::var_os(FROM_ENV_CHILD).is_some() {
+        let config = LogConfig::from_env().unwrap();
+        assert_eq!(config.log_dir(), std::path::Path::new("/var/log/chimera"));
+        return;
+    }
+    let (success, stderr) = from_env_in_child(
+        "from_env_ignores_another_variable_whose_value_or_name_is_not_utf8",
+        &[(b"SOMETHING_ELSE", b"\xff"), (b"NAME_\xfe", b"x"), (b"CHIMERA_LOG_DIR", b"/var/log/chimera")],
+    );
+    assert!(success, "from_env failed in the child: {stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn from_env_rejects_a_chimera_log_level_that_is_not_utf8_naming_it() {
+    if std::env::var_os(FROM_ENV_CHILD).is_some() {
+        let error = LogConfig::from_env().unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_LEVEL", .. }), "{error}");
+        assert!(error.to_string().contains("CHIMERA_LOG_LEVEL"), "{error}");
+        return;
+    }
+    let (success, stderr) = from_env_in_child(
+        "from_env_rejects_a_chimera_log_level_that_is_not_utf8_naming_it",
+        &[(b"CHIMERA_LOG_LEVEL", b"inf\xffo")],
+    );
+    assert!(success, "the child did not get the error it expects: {stderr}");
+}

@@ -354,3 +354,75 @@ fn adhoc_context_accepts_any_serialize_and_wraps_non_objects() {
         json_lines(&dir.path().join("chimera.log")).iter().map(|l| l["context"].clone()).collect();
     assert_eq!(contexts, [json!({"debt": 7}), json!({"k": "v"}), json!({}), json!({"value": 42})]);
 }
+
+/// A hand-written `Serialize` that writes key `a` twice (and `a_2` of its own), and a nested
+/// object with key `k` twice: what serde_json would pass through as it is.
+struct RepeatsKeys;
+
+impl serde::Serialize for RepeatsKeys {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Inner;
+        impl serde::Serialize for Inner {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("k", "first")?;
+                map.serialize_entry("k", "second")?;
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("a", &1)?;
+        map.serialize_entry("a", &2)?;
+        map.serialize_entry("a_2", &3)?;
+        map.serialize_entry("nested", &[Inner])?;
+        map.end()
+    }
+}
+
+#[derive(LogEvent)]
+struct CarriesRepeats {
+    first: u64,
+    value: RepeatsKeys,
+}
+
+#[test]
+fn a_key_written_twice_in_an_adhoc_context_or_a_serialized_value_is_kept_once_the_later_renamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(&dir);
+    let logger = guard.logger("m");
+    logger.info("adhoc", RepeatsKeys);
+    emit!(logger, CarriesRepeats { first: 0, value: RepeatsKeys });
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    // The first keeps the key; the later one takes the first number free in its object (`a_2`
+    // is the object's own): nothing dropped, no key twice.
+    let adhoc = common::context_in_order(&lines[0]);
+    assert_eq!(adhoc.keys(), ["a", "a_3", "a_2", "nested"], "{}", lines[0]);
+    assert_eq!(
+        (adhoc.get("a"), adhoc.get("a_3"), adhoc.get("a_2")),
+        (Some(&json!(1)), Some(&json!(2)), Some(&json!(3)))
+    );
+    let nested = r#""nested":[{"k":"first","k_2":"second"}]"#;
+    assert!(lines[0].contains(nested), "{}", lines[0]);
+    let typed = common::context_in_order(&lines[1]);
+    assert_eq!(typed.keys(), ["first", "value"], "{}", lines[1]);
+    assert!(
+        lines[1].contains(r#""value":{"a":1,"a_3":2,"a_2":3,"nested":[{"k":"first","k_2":"second"}]}"#),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn context_keys_named_like_the_envelopes_stay_in_the_context_and_each_top_level_key_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(&dir);
+    let context = json!({"timestamp": "t", "level": "l", "module": "m", "event": "e", "context": "c"});
+    guard.logger("m").info("envelope_names", &context);
+    drop(guard);
+    let line = &raw_lines(&dir.path().join("chimera.log"))[0];
+    let top: Ordered = serde_json::from_str(line).unwrap();
+    assert_eq!(top.keys(), ["timestamp", "level", "module", "event", "context"]);
+    assert_eq!(top.get("context"), Some(&context));
+}

@@ -2,13 +2,15 @@
 //! ad-hoc ones.
 //!
 //! This module makes sure the context is always one JSON object, whatever the event holds. It
-//! writes nothing outside the context's braces, and leaves escaping to `escape`.
+//! writes nothing outside the context's braces, and leaves escaping to `escape` and repeated
+//! keys to `keys`.
 
 use std::fmt::{self, Display};
 
 use serde::Serialize;
 
 use super::escape::{escape_into, quoted_into, serialize_into, write_display_string, write_unwritable};
+use super::keys::make_keys_unique;
 
 /// Writes the members of an event's `context` object into the line being encoded.
 ///
@@ -129,12 +131,18 @@ impl<'a> ContextWriter<'a> {
 
 /// Writes `value` through serde_json. A value that fails to serialize (a map with non-string
 /// keys, a `Serialize` impl returning an error) is replaced by a string saying so, keeping the
-/// line valid JSON.
+/// line valid JSON. An object or list is checked for repeated keys (a hand-written `Serialize`
+/// may write one twice), renamed by the rule of `keys`; a number or a string costs one look at
+/// its first byte.
 fn write_serialized<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
     let at = buf.len();
-    if let Err(error) = serialize_into(buf, value) {
-        buf.truncate(at);
-        write_unwritable(buf, &error);
+    match serialize_into(buf, value) {
+        Ok(()) if matches!(buf.get(at), Some(b'{' | b'[')) => make_keys_unique(buf, at),
+        Ok(()) => {}
+        Err(error) => {
+            buf.truncate(at);
+            write_unwritable(buf, &error);
+        }
     }
 }
 

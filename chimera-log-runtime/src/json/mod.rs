@@ -8,15 +8,19 @@
 //! - `line`: the envelope and the `exception` object, [`encode_line`];
 //! - `context`: the `context` object, [`ContextWriter`] and [`write_adhoc_context`];
 //! - `escape`: JSON strings, from text, `Display` and serde_json;
+//! - `keys`: the rule for a key that repeats in an object (`rename_repeats`, `make_keys_unique`);
 //! - `timestamp`: the `timestamp` format.
 
 mod context;
 mod escape;
+mod keys;
 mod line;
 mod timestamp;
 
 pub(crate) use context::write_adhoc_context;
 pub use context::ContextWriter;
 pub(crate) use escape::quoted_into;
+#[cfg(feature = "tracing")]
+pub(crate) use keys::rename_repeats;
 pub(crate) use line::{encode_line, Envelope, EventName, Exception};
 pub(crate) use timestamp::{write_timestamp, UnixTime};

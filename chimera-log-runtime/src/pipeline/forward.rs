@@ -147,6 +147,7 @@ pub(crate) fn spawn<R: Requests + Send + 'static>(
             // directory (its cursor is saved there) until it has finished.
             let _dir_lock = dir_lock;
             super::set_thread_role(super::ThreadRole::Forwarder);
+            crate::own_thread::mark();
             // Also if `work` panics (a bug): a flush or a shutdown waiting for this forwarder
             // then returns instead of waiting out its timeout.
             let _finished = OnDrop(Some(move || {

@@ -143,6 +143,7 @@ impl Writer {
                     // that gave up on it keeps the directory until it has finished.
                     let _dir_lock = dir_lock;
                     super::set_thread_role(super::ThreadRole::Writer);
+                    crate::own_thread::mark();
                     let mut finish = Finish { queue: &queue, finished: &finished, counters, taken: Vec::new() };
                     let outcome = priority.map_or(Ok(()), set_own_priority);
                     let go_on = outcome.is_ok();

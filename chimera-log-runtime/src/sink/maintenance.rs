@@ -45,7 +45,7 @@ impl Maintenance {
         let (sender, receiver) = mpsc::channel();
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let counters = Arc::new(MaintenanceCounters::default());
-        let thread = std::thread::Builder::new().name("chimera-log-maintenance".into()).spawn({
+        let thread = crate::own_thread::spawn("chimera-log-maintenance", {
             let finished = Arc::clone(&finished);
             let counters = Arc::clone(&counters);
             move || {

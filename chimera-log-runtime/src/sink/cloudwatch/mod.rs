@@ -392,7 +392,11 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(crate::own_thread::mark)
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 diag!("chimera-log: CloudWatch is disabled: its runtime could not start ({error}); console and files continue");
