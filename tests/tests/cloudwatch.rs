@@ -899,21 +899,31 @@ fn a_restart_resumes_from_the_cursor_and_sends_nothing_twice() {
     assert_eq!((seqs, duplicates), ((0..500).collect::<Vec<_>>(), 0));
 }
 
+/// Three `kill -9`s, each while a request is in flight (the proxy holds it until the process is
+/// dead, then delivers it to the service, whose answer nobody reads): every event arrives, and
+/// each kill costs exactly the events of the request it interrupted, sent again by the next
+/// start. No more: the cursor is saved after every acknowledged request.
 #[test]
-fn kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_request_twice() {
+fn each_kill_9_mid_request_sends_exactly_the_interrupted_requests_events_twice_and_nothing_is_lost() {
     const CHILD: &str = "CHIMERA_CLOUDWATCH_KILL_CHILD";
+    const KILLS: usize = 3;
     if let Ok(spec) = std::env::var(CHILD) {
-        let (dir, group, url) = {
-            let mut parts = spec.splitn(3, '|');
-            (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
-        };
+        let mut parts = spec.splitn(4, '|');
+        let (dir, group, url, write) = (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap() == "write",
+        );
         let config = CloudWatchConfig::new(&group).region("us-east-1").log_stream("s").endpoint_url(url);
         let guard = LogConfig::new(&dir).console(false).cloudwatch(config).build().unwrap();
-        let logger = guard.logger("m");
-        for seq in 0..20_000u64 {
-            logger.info("tick", json!({ "seq": seq, "pad": "k".repeat(300) }));
+        if write {
+            let logger = guard.logger("m");
+            for seq in 0..20_000u64 {
+                logger.info("tick", json!({ "seq": seq, "pad": "k".repeat(300) }));
+            }
+            assert!(guard.flush_files());
         }
-        assert!(guard.flush_files());
         println!("written");
         let _ = std::io::stdin().read_line(&mut String::new()); // killed while waiting here
         return;
@@ -923,43 +933,50 @@ fn kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_reque
     let client = client(&runtime);
     let group = unique("Killed");
     let proxy = common::proxy::Proxy::start(&endpoint());
-    // Slow requests (~8 MB to ship at most 1 MiB a request, a second each): the kill lands while
-    // one is in flight, long before all are shipped.
-    proxy.set_delay(Duration::from_secs(1));
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "kill_9_mid_request_then_a_restart_delivers_every_event_with_at_most_one_request_twice",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(CHILD, format!("{}|{group}|{}", dir.path().display(), proxy.url))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("written") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
+    let mut interrupted = Vec::new();
+    for kill in 0..KILLS {
+        // Each process's first request is held until the process is killed: ~8 MB to ship at
+        // most 1 MiB a request, so each kill lands long before all is shipped.
+        proxy.hold(true);
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "each_kill_9_mid_request_sends_exactly_the_interrupted_requests_events_twice_and_nothing_is_lost",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(
+                CHILD,
+                format!("{}|{group}|{}|{}", dir.path().display(), proxy.url, if kill == 0 { "write" } else { "" }),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("written") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
+        }
+        let accepted_before = proxy.accepted_batches().len();
+        proxy.wait_in_flight(true);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        proxy.hold(false);
+        proxy.wait_in_flight(false);
+        let accepted = proxy.accepted_batches();
+        assert_eq!(accepted.len(), accepted_before + 1, "the killed process had exactly one request in flight");
+        interrupted.push(*accepted.last().unwrap());
     }
-    // A request in flight: kill -9. The proxy still delivers it to the service, whose answer
-    // the dead process never reads, so its cursor never moved past it.
-    proxy.wait_in_flight(true);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    proxy.wait_in_flight(false);
-    let before_restart = proxy.accepted_batches();
-    assert!(before_restart.iter().sum::<usize>() < 20_000, "killed before it had shipped everything");
+    assert!(proxy.accepted_batches().iter().sum::<usize>() < 20_000, "killed before everything was shipped");
 
     let guard = start(dir.path(), cloudwatch(&group, "s"));
     assert!(guard.flush());
     drop(guard);
     let (seqs, duplicates) = seqs_and_duplicates(&client, &runtime, &group);
     assert_eq!(seqs, (0..20_000).collect::<Vec<_>>(), "every event arrives");
-    let in_flight = *before_restart.last().unwrap();
-    println!("kill -9 then restart: {duplicates} duplicate event(s); requests before the kill: {before_restart:?}");
-    assert!(duplicates <= in_flight, "at most the request in flight is sent again: {duplicates} > {in_flight}");
+    println!("{KILLS} kill -9s: {duplicates} duplicate event(s); the interrupted requests carried {interrupted:?}");
+    assert_eq!(duplicates, interrupted.iter().sum::<usize>(), "each kill sends exactly its interrupted request twice");
 }
 
 #[test]

@@ -328,13 +328,11 @@ pub(crate) fn stored_head(
     }
     let (target, stream) = (target.clone(), stream.to_owned());
     let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("chimera-log-store-head".into())
-        .spawn(move || {
-            let head = open(&target).and_then(|mut database| database.head(&stream));
-            let _ = sender.send(head);
-        })
-        .map_err(|e| StoreError(format!("starting a thread to ask the store: {e}")))?;
+    crate::own_thread::spawn("chimera-log-store-head", move || {
+        let head = open(&target).and_then(|mut database| database.head(&stream));
+        let _ = sender.send(head);
+    })
+    .map_err(|e| StoreError(format!("starting a thread to ask the store: {e}")))?;
     let answer =
         receiver.recv_timeout(wait).map_err(|_| StoreError(format!("no answer within {} ms", wait.as_millis())))??;
     match answer {

@@ -59,6 +59,8 @@ struct Shared {
     accepted_batches: Vec<usize>,
     /// `PutLogEvents` received and not yet answered.
     in_flight: u32,
+    /// `PutLogEvents` requests are held, unanswered and not forwarded, while this is set.
+    hold: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ impl Proxy {
                 delay: std::time::Duration::ZERO,
                 accepted_batches: Vec::new(),
                 in_flight: 0,
+                hold: false,
             }),
             Condvar::new(),
         ));
@@ -111,6 +114,14 @@ impl Proxy {
     /// Adds `delay` to every request forwarded from now on.
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.shared.0.lock().unwrap().delay = delay;
+    }
+
+    /// Holds every `PutLogEvents` from now on, neither forwarded nor answered, until called with
+    /// `false` (then they go on): a process killed while its request is held never saw an answer.
+    pub fn hold(&self, on: bool) {
+        let (lock, signal) = &*self.shared;
+        lock.lock().unwrap().hold = on;
+        signal.notify_all();
     }
 
     /// Blocks until a `PutLogEvents` is received and not yet answered (`true`), or until none is
@@ -246,6 +257,9 @@ impl Proxy {
                         let mut shared = lock.lock().unwrap();
                         shared.in_flight += u32::from(is_put);
                         signal.notify_all();
+                        while is_put && shared.hold {
+                            shared = signal.wait(shared).unwrap();
+                        }
                         shared.delay
                     };
                     std::thread::sleep(delay); // the simulated latency of a distant endpoint
