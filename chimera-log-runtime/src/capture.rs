@@ -171,7 +171,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         // The logger's own threads (writers, CloudWatch, the audit store) are marked when they
         // start; a thread of the application is captured whatever its name.
-        if crate::own_thread::is_own() {
+        if crate::thread::is_own() {
             return;
         }
         // A `log` record bridged by tracing-log carries its own target and level.

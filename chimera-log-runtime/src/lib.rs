@@ -63,29 +63,31 @@
 //! reference, the line format and the routing rules.
 
 #[macro_use]
-mod diag;
+mod report;
 
 pub mod audit;
 #[cfg(feature = "tracing")]
 mod capture;
 mod clock;
-mod cloudwatch_config;
 mod config;
 mod error;
 mod event;
 mod fast_clock;
 // Used by the CloudWatch sink; the audit store will follow the audit file with it too.
+mod dir;
 pub mod events;
-mod follow;
+mod file;
+mod forward;
+mod init;
 mod json;
 mod levels;
 mod logger;
-mod own_thread;
-mod pipeline;
-pub mod read;
+mod thread;
+mod write;
+pub use dir::read;
 mod sink;
 mod stats;
-pub mod store;
+pub use forward::store;
 #[doc(hidden)]
 pub mod testing;
 
@@ -93,7 +95,7 @@ pub mod testing;
 pub use capture::ChimeraLayer;
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
-pub use cloudwatch_config::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
+pub use config::cloudwatch::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
 pub use config::{AuditDurability, ConsoleFormat, ConsoleTarget, LogConfig, Overflow, AUDIT_FILE, GENERAL_FILE};
 pub use error::Error;
 pub use event::{Level, LogEvent, ParseLevelError, Routes};
@@ -101,8 +103,9 @@ pub use events::{
     log_execution_attempt, log_performance_metrics, log_safety_violation, log_state_divergence, log_state_transition,
     ExecutionAttempt, PerformanceMetrics, SafetyViolation, StateDivergence, StateTransition,
 };
+pub use init::init_logging;
 pub use json::ContextWriter;
-pub use logger::{events_without_logger, get_logger, init_logging, AsDynError, LogGuard, Logger};
+pub use logger::{events_without_logger, get_logger, AsDynError, LogGuard, Logger};
 pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats};
 pub use store::AuditStore;
 

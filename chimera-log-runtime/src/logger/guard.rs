@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::{global, Logger};
 use crate::config::LogConfig;
 use crate::error::Error;
-use crate::pipeline::Dispatcher;
 use crate::stats::Stats;
+use crate::write::dispatch::Dispatcher;
 
 impl LogConfig {
     /// Starts logging as configured without installing it process-wide: loggers come from
@@ -82,15 +82,20 @@ impl LogGuard {
     }
 }
 
+impl LogGuard {
+    /// The guard of the process-wide instance `dispatcher`, which it uninstalls on drop.
+    pub(crate) fn new(dispatcher: Arc<Dispatcher>) -> LogGuard {
+        LogGuard { dispatcher, installed: true }
+    }
+}
+
 impl Drop for LogGuard {
     /// Stops accepting events, writes out everything accepted and joins the writer threads,
     /// within the configured `shutdown_timeout`.
     fn drop(&mut self) {
         if self.installed {
+            // No logger now: what the capture counts is decided again (`global::on_change`).
             global::replace_global(Some(&self.dispatcher), None);
-            // No logger now: what the capture counts is decided again.
-            #[cfg(feature = "tracing")]
-            crate::capture::levels_changed();
         }
         self.dispatcher.close();
     }

@@ -22,9 +22,9 @@
 
 mod as_dyn_error;
 mod emit;
-mod global;
+pub(crate) mod global;
 mod guard;
-mod panic;
+pub(crate) mod panic;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -37,13 +37,12 @@ use serde::Serialize;
 
 pub use as_dyn_error::AsDynError;
 pub(crate) use emit::{emit, emit_with_error};
-pub use global::{events_without_logger, get_logger, init_logging};
 pub use guard::LogGuard;
 
 use crate::event::{Level, LogEvent, Routes};
 use crate::json::{self, ContextWriter, Envelope, EventName, Exception};
-use crate::pipeline::Dispatcher;
 use crate::stats::Stats;
+use crate::write::dispatch::Dispatcher;
 
 /// Runs `f` with the process-wide instance, if any (for the `tracing` layer).
 #[cfg(feature = "tracing")]
@@ -145,7 +144,7 @@ impl Logger {
                 let Some(destinations) = dispatcher.destinations(level, routes, self.module_level(dispatcher)) else {
                     return;
                 };
-                let started = crate::pipeline::sample_this_emit().then(Instant::now);
+                let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
                 let time = dispatcher.now();
                 with_line_buffer(|buf| {
                     json::encode_line(buf, envelope(time), write_context);
@@ -276,4 +275,17 @@ fn emit_health(dispatcher: &Arc<Dispatcher>) {
     let stats = dispatcher.stats();
     let logger = Logger::new("chimera_log", Some(Arc::clone(dispatcher)));
     logger.info("log_health", &stats);
+}
+
+/// A logger for `module`, writing through the process-wide logging instance.
+///
+/// Cheap (one allocation for the name), and may be called before [`init_logging`]: the logger
+/// looks up the instance at each event.
+pub fn get_logger(module: &str) -> Logger {
+    Logger::new(module, None)
+}
+
+/// Events emitted while no logging instance was installed (see the module docs).
+pub fn events_without_logger() -> u64 {
+    global::EVENTS_WITHOUT_LOGGER.load(Relaxed)
 }

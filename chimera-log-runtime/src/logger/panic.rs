@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::{global, Logger};
 use crate::event::Level;
-use crate::pipeline::ThreadRole;
+use crate::thread::ThreadRole;
 
 /// Installs, once per process, the hook that logs a panic as a CRITICAL `panic` event through
 /// the process-wide instance, flushes, then runs the previous hook.
-pub(super) fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
@@ -42,7 +42,7 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
     let thread = std::thread::current();
     let context = PanicContext { message, location, thread: thread.name().unwrap_or("<unnamed>") };
-    let role = crate::pipeline::thread_role();
+    let role = crate::thread::thread_role();
     if role == ThreadRole::Writer {
         // A writer thread (a bug in a sink): its line would go into the queues it alone drains
         // (with `Overflow::Block` and a full queue, waiting forever), and a flush would wait for

@@ -1,0 +1,66 @@
+//! Starting logging: the one place that puts the pieces together — the dispatcher (which opens
+//! the files and starts the threads), the process-wide instance, the panic hook and the capture
+//! of `tracing` and `log`.
+
+use std::sync::Arc;
+
+use crate::config::LogConfig;
+use crate::error::Error;
+use crate::logger::global::{is_installed, replace_global};
+use crate::logger::panic::install_panic_hook;
+use crate::logger::LogGuard;
+use crate::write::dispatch::Dispatcher;
+
+/// Starts logging as configured and installs it as the process-wide logger used by
+/// [`get_logger`]. Keep the returned guard alive: dropping it flushes every sink and closes them.
+///
+/// Unless turned off with [`LogConfig::panic_hook`], a panic hook is installed (once per process,
+/// chaining the previous hook) that logs a CRITICAL `panic` event through the process-wide
+/// instance and flushes before the previous hook runs.
+///
+/// Errors: a setting that cannot be used (named in the error), a log directory that cannot be
+/// created or a file that cannot be opened (path and OS reason), or logging already initialized.
+pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
+    let panic_hook = config.panic_hook;
+    let capture = config.capture;
+    // Checked before starting too, so a second call opens no file and starts no thread.
+    if is_installed() {
+        return Err(Error::AlreadyInitialized);
+    }
+    let dispatcher = Arc::new(Dispatcher::start(config)?);
+    if !replace_global(None, Some(Arc::clone(&dispatcher))) {
+        dispatcher.close();
+        return Err(Error::AlreadyInitialized);
+    }
+    if panic_hook {
+        install_panic_hook();
+    }
+    if capture {
+        install_capture();
+    }
+    // A capture installed by an earlier start follows this logger (its levels, its `capture`).
+    #[cfg(feature = "tracing")]
+    crate::capture::levels_changed();
+    Ok(LogGuard::new(dispatcher))
+}
+
+/// Installs the `tracing` capture once per process (a global subscriber cannot be replaced):
+/// later starts find it in place and it writes through whichever instance is current.
+fn install_capture() {
+    #[cfg(feature = "tracing")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            // Callsites cache whether they are enabled: asked again whenever a logger starts
+            // or stops (its levels decide, and without one only warnings count).
+            crate::logger::global::on_change(crate::capture::levels_changed);
+            if !crate::capture::install() {
+                diag!(
+                    "chimera-log: a global tracing subscriber is installed already: events logged through \
+                     tracing and log are not captured; add chimera_log::ChimeraLayer to your subscriber, or \
+                     set LogConfig::capture(false) to silence this"
+                );
+            }
+        });
+    }
+}

@@ -1,0 +1,696 @@
+//! The pipeline: which sinks take a line, and getting it there without making the caller wait.
+//!
+//! A line is encoded once by the caller, then:
+//! - the console has its own queue and writer thread, so a blocked terminal or pipe never holds
+//!   up the files;
+//! - `chimera.log` and the route files share one queue and one writer thread;
+//! - `executions.log` is written through on the caller's thread and synced with group commit
+//!   (`audit.rs`), so an audit line is in the file when `emit!` returns;
+//! - forwarders (CloudWatch) follow the files from their own cursors (`forward.rs`).
+//!
+//! A full queue drops the line for that sink only, counts it, and its writer later logs one
+//! `log_events_dropped` warning with the count. This module does not encode and does not know
+//! the file format.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub(crate) use super::latency::sample_this_emit;
+use crate::config::{AuditDurability, Overflow};
+
+use super::latency::LatencyHistogram;
+use super::queue::{LaneSet, Pushed};
+use super::writer::{Lane, Writer};
+use crate::audit::writer::{AuditWriter, Checkpoint};
+use crate::audit::{ChainKey, TornRun};
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::dir::backup::ArchiveMark;
+use crate::dir::layout::{AUDIT_FILE, GENERAL_FILE};
+use crate::dir::safe_fs::{self, LockError};
+use crate::error::Error;
+use crate::event::{Level, Routes};
+use crate::file::maintenance::Maintenance;
+use crate::file::rotating::{FilePolicy, FileSink};
+use crate::forward::{self, Forwarder};
+use crate::json::UnixTime;
+use crate::levels::Levels;
+use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
+use crate::thread::{deadline_after, DirLock};
+use crate::write::console::ConsoleSink;
+
+/// The sinks a line goes to, decided from the event's level and type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destinations {
+    general: bool,
+    audit: bool,
+    route: Option<usize>,
+}
+
+/// Ids of started instances.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The sinks that refused a line because they were closed (shutdown, or a writer thread that
+/// died); the usual line has none.
+#[derive(Debug, Clone, Copy, Default)]
+struct Refusals {
+    console: bool,
+    /// Lanes of the files queue.
+    files: LaneSet,
+    audit: bool,
+}
+
+impl Refusals {
+    fn any(self) -> bool {
+        self.console | !self.files.is_empty() | self.audit
+    }
+}
+
+/// A file's name and the counters of its sink.
+type NamedCounters = (String, Arc<SinkCounters>);
+
+/// A started logger: its queues, writer threads, audit writer, clock and counters.
+#[derive(Debug)]
+pub(crate) struct Dispatcher {
+    levels: Levels,
+    /// Tells this instance from any other (a logger caches its module's level per instance).
+    id: u64,
+    /// Whether the `tracing` capture installed by `init_logging` writes through this instance.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    capture: bool,
+    console: Option<(Writer, Arc<SinkCounters>)>,
+    /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
+    files: Writer,
+    /// File name and counters of each lane of `files`.
+    file_counters: Vec<NamedCounters>,
+    route_names: Vec<String>,
+    audit: AuditWriter,
+    clock: Arc<dyn Clock>,
+    /// `clock` is the system clock: timestamps read it directly.
+    system_clock: bool,
+    counters: Counters,
+    latency: LatencyHistogram,
+    closed: AtomicBool,
+    /// The configured `log_dir`, resolved at start (`resolve_dir`).
+    log_dir: PathBuf,
+    maintenance: Maintenance,
+    shutdown_timeout: Duration,
+    health_interval: Option<Duration>,
+    /// When the next `log_health` event is due, in microseconds since the epoch.
+    next_health: AtomicU64,
+    /// Outputs fed from the files rather than the queues (CloudWatch).
+    forwarders: Vec<Box<dyn Forwarder>>,
+    /// The instance's share of the log directory's lock, given up in `close`.
+    lock: Mutex<Option<DirLock>>,
+}
+
+/// Creates the log directory and resolves its path: absolute, without links (see
+/// `docs/decisions.md`, "The log directory is resolved once"). Everything the logger opens is
+/// named from the resolved path, so the directory it locked is the one it writes to.
+fn resolve_dir(dir: &Path) -> Result<PathBuf, Error> {
+    let failed = |source| Error::CreateDir { path: dir.to_owned(), source };
+    safe_fs::create_dir(dir).map_err(failed)?;
+    fs::canonicalize(dir).map_err(failed)
+}
+
+/// Takes the lock of the directory `resolved` (`configured` as the user named it, for the
+/// error), held until `close` (see `safe_fs::lock_dir`).
+fn lock_dir(resolved: &Path, configured: &Path) -> Result<safe_fs::DirectoryLock, Error> {
+    safe_fs::lock_dir(resolved).map_err(|error| match error {
+        LockError::Held(pid) => Error::DirectoryInUse { path: configured.to_owned(), pid },
+        LockError::Io(path, source) => Error::OpenFile { path, source },
+    })
+}
+
+/// The audit file's writer, with what its opening found.
+struct OpenedAudit {
+    writer: AuditWriter,
+    /// Torn lines an unclean end left at the end of the file, for the restart record.
+    torn_tail: Option<TornRun>,
+    /// How far the audit store has archived the backups (with a store), which retention respects.
+    archived: Option<Arc<ArchiveMark>>,
+    /// Records known to exist that the files could not give back, for the restart record.
+    gap: Option<Gap>,
+}
+
+/// How long a start waits for the audit store to say which record it holds last.
+const STORE_HEAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Records past the newest readable one that exist (or existed) elsewhere: the chain resumes
+/// after them, so no seq is given twice.
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    /// The newest record the audit files still give back.
+    last_readable: u64,
+    /// The newest record known anywhere; the chain continues after it.
+    resumed_after: u64,
+    /// Where it is known: `audit_store` or `audit_checkpoint`.
+    source: &'static str,
+}
+
+/// The newest chain head known anywhere the logger can look, with the audit files' `readable`
+/// head: the audit store (the newest row of this directory's stream) and the newest
+/// `audit_checkpoint` in the general file. The audit files' newest records can be gone (the
+/// current file deleted, a crash between a rotation's rename and the next file) or unreadable
+/// (a damaged newest backup): numbering again from the newest readable one would give records
+/// seqs that the store, and checkpoints shipped elsewhere, already hold for other records.
+fn newest_known_head(
+    config: &LogConfig,
+    dir: &Path,
+    readable: crate::audit::ChainHead,
+) -> (crate::audit::ChainHead, Option<Gap>) {
+    let mut newest = (readable, None);
+    if let Some(target) = config.audit_store.resolve(dir) {
+        match crate::forward::store::stored_head(&target, &crate::forward::store::default_stream(dir), STORE_HEAD_WAIT)
+        {
+            Ok(Some(stored)) if stored.seq > newest.0.seq => newest = (stored, Some("audit_store")),
+            Ok(_) => {}
+            Err(error) => diag!(
+                "chimera-log: audit store {target:?}: could not read its newest record at start ({error}); the \
+                 audit chain continues from the files and checkpoints alone"
+            ),
+        }
+    }
+    if let Some(checkpoint) = crate::audit::last_checkpoint(dir, GENERAL_FILE, AUDIT_FILE, config.clock.now()) {
+        if checkpoint.seq > newest.0.seq {
+            newest = (checkpoint, Some("audit_checkpoint"));
+        }
+    }
+    let (head, source) = newest;
+    (head, source.map(|source| Gap { last_readable: readable.seq, resumed_after: head.seq, source }))
+}
+
+/// Opens the log files of a configuration.
+struct Files<'a> {
+    config: &'a LogConfig,
+    maintenance: &'a Maintenance,
+    dir_lock: &'a DirLock,
+}
+
+impl Files<'_> {
+    fn open(
+        &self,
+        file: &str,
+        backups: usize,
+        write_through: bool,
+        archived: Option<Arc<ArchiveMark>>,
+    ) -> Result<(FileSink, Arc<SinkCounters>), Error> {
+        let config = self.config;
+        let policy = FilePolicy {
+            max_bytes: config.max_bytes,
+            backups,
+            compress: config.compress,
+            write_through,
+            sync_on_rotate: write_through && config.audit_durability == AuditDurability::Sync,
+            archived,
+        };
+        let counters = Arc::new(SinkCounters::default());
+        FileSink::open(
+            &config.log_dir,
+            file,
+            policy,
+            Arc::clone(&config.clock),
+            self.maintenance.sender(),
+            Arc::clone(&counters),
+            config.faults.clone(),
+        )
+        .map(|sink| (sink, counters))
+        .map_err(|source| Error::OpenFile { path: config.log_dir.join(file), source })
+    }
+
+    /// Opens `executions.log` where its chain left off.
+    fn start_audit(&self) -> Result<OpenedAudit, Error> {
+        let config = self.config;
+        let dir = &config.log_dir;
+        let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
+            .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
+        let (head, gap) = newest_known_head(config, dir, recovered.head);
+        for (path, error) in &recovered.skipped {
+            diag!(
+                "chimera-log: {} is damaged or unreadable ({error}); the newest record that could be read is seq \
+                 {}, the audit chain continues after seq {}; `chimera-log verify` reports the damage",
+                path.display(),
+                recovered.head.seq,
+                head.seq
+            );
+        }
+        let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
+        let archived = config
+            .audit_store
+            .resolve(dir)
+            .map(|_| Arc::new(crate::forward::store::archive_mark(dir, config.clock.now())));
+        let (mut sink, counters) = self.open(AUDIT_FILE, config.audit_backups, true, archived.clone())?;
+        sink.anchor_with(key.clone(), head);
+        let writer = AuditWriter::new(
+            sink,
+            config.audit_durability,
+            counters,
+            (head, key, config.checkpoint_interval),
+            config.clock.now(),
+        );
+        Ok(OpenedAudit { writer, torn_tail: recovered.torn_tail, archived, gap })
+    }
+
+    /// Opens `chimera.log` (lane 0) and the route files (lane `1 + i`) behind one writer thread.
+    fn start_general(&self) -> Result<(Writer, Vec<NamedCounters>), Error> {
+        let config = self.config;
+        let mut lanes = Vec::new();
+        let mut counters = Vec::new();
+        for file in std::iter::once(GENERAL_FILE).chain(config.routes.iter().map(|route| route.file.as_str())) {
+            let (sink, sink_counters) = self.open(file, config.general_backups, false, None)?;
+            lanes.push(Lane::new(file, Box::new(sink), Arc::clone(&sink_counters)));
+            counters.push((file.to_owned(), sink_counters));
+        }
+        let wait = config.overflow.wait();
+        let writer = Writer::start(
+            "chimera-log-files",
+            lanes,
+            config.queue_capacity,
+            wait,
+            Arc::clone(&config.clock),
+            config.writer_priority,
+            Some(Arc::clone(self.dir_lock)),
+        )?;
+        Ok((writer, counters))
+    }
+}
+
+/// The console's own writer thread, so a blocked terminal or pipe never holds up the files.
+fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>)>, Error> {
+    if !config.console {
+        return Ok(None);
+    }
+    let counters = Arc::new(SinkCounters::default());
+    let sink = ConsoleSink::new(config.console_target, config.console_format);
+    let lane = Lane::new("console", Box::new(sink), Arc::clone(&counters));
+    // `Block` keeps the files lossless; a terminal or pipe nobody reads must not stop every
+    // caller, and the files behind them, for good: the console waits as the default does.
+    let wait = match config.overflow {
+        Overflow::Block => Overflow::default().wait(),
+        overflow => overflow.wait(),
+    };
+    let writer = Writer::start(
+        "chimera-log-console",
+        vec![lane],
+        config.queue_capacity,
+        wait,
+        Arc::clone(&config.clock),
+        config.writer_priority,
+        None,
+    )?;
+    Ok(Some((writer, counters)))
+}
+
+impl Dispatcher {
+    /// Validates `config`, creates the log directory, opens every file and starts the threads.
+    pub(crate) fn start(mut config: LogConfig) -> Result<Self, Error> {
+        config.validate()?;
+        crate::fast_clock::prepare();
+        crate::report::start();
+        let dir = resolve_dir(&config.log_dir)?;
+        let lock: DirLock = Arc::new(lock_dir(&dir, &config.log_dir)?);
+        config.log_dir = dir.clone();
+        let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
+            .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
+        let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };
+        let OpenedAudit { writer: audit, torn_tail, archived, gap } = files.start_audit()?;
+        let (general, file_counters) = files.start_general()?;
+        let console = start_console(&config)?;
+        let forwarders = forward::start(&config, &dir, archived, &lock)?;
+        let first_health = config.health_interval.map_or(u64::MAX, |every| {
+            UnixTime::from(config.clock.now())
+                .micros()
+                .saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
+        });
+        let dispatcher = Dispatcher {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            levels: config.levels,
+            capture: config.capture,
+            console,
+            files: general,
+            route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
+            file_counters,
+            audit,
+            clock: config.clock,
+            system_clock: config.system_clock,
+            counters: Counters::default(),
+            latency: LatencyHistogram::default(),
+            closed: AtomicBool::new(false),
+            log_dir: config.log_dir,
+            maintenance,
+            shutdown_timeout: config.shutdown_timeout,
+            health_interval: config.health_interval,
+            next_health: AtomicU64::new(first_health),
+            forwarders,
+            lock: Mutex::new(Some(lock)),
+        };
+        if let Some(torn) = torn_tail {
+            dispatcher.record_restart(&torn);
+        }
+        if let Some(gap) = gap {
+            dispatcher.record_gap(gap);
+        }
+        Ok(dispatcher)
+    }
+
+    /// Accounts, in the audit trail itself, for the torn lines an unclean end left at the end of
+    /// the audit file: an `audit_restart` record (also a warning in the general sinks).
+    fn record_restart(&self, torn: &TornRun) {
+        diag!(
+            "chimera-log: {} ends with {} torn line(s) ({} bytes) from an unclean end; an {} record accounts for them",
+            self.log_dir.join(AUDIT_FILE).display(),
+            torn.lines,
+            torn.bytes,
+            crate::audit::RESTART_EVENT
+        );
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.now(),
+            level: Level::Warning,
+            module_json: "\"chimera_log\"",
+            event: crate::audit::RESTART_EVENT.into(),
+            exception: None,
+            audit_key: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("reason", "unclean_end");
+            context.field("torn_lines", &torn.lines);
+            context.field("torn_bytes", &torn.bytes);
+            context.field("torn_sha256", &crate::audit::hex(&torn.sha256()));
+            context.finish();
+        });
+        let general = Level::Warning >= self.levels.level_for("chimera_log");
+        let destinations = Destinations { general, audit: true, route: None };
+        self.dispatch(Level::Warning, destinations, &line);
+    }
+
+    /// Accounts, in the audit trail itself, for records known to exist past the newest one the
+    /// audit files give back: an `audit_restart` record whose seq follows them (also a warning
+    /// in the general sinks).
+    fn record_gap(&self, gap: Gap) {
+        diag!(
+            "chimera-log: the newest record {} gives back is seq {}, but {} holds seq {}: the audit chain \
+             continues after it, and an {} record says so (records {}..={} are not in the files)",
+            self.log_dir.join(AUDIT_FILE).display(),
+            gap.last_readable,
+            gap.source,
+            gap.resumed_after,
+            crate::audit::RESTART_EVENT,
+            gap.last_readable + 1,
+            gap.resumed_after
+        );
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.now(),
+            level: Level::Warning,
+            module_json: "\"chimera_log\"",
+            event: crate::audit::RESTART_EVENT.into(),
+            exception: None,
+            audit_key: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("reason", "records_unreadable");
+            context.field("last_readable_seq", &gap.last_readable);
+            context.field("resumed_after_seq", &gap.resumed_after);
+            context.field("unreadable_records", &(gap.resumed_after - gap.last_readable));
+            context.field("known_from", gap.source);
+            context.finish();
+        });
+        let general = Level::Warning >= self.levels.level_for("chimera_log");
+        let destinations = Destinations { general, audit: true, route: None };
+        self.dispatch(Level::Warning, destinations, &line);
+    }
+
+    pub(crate) fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
+    /// The minimum level of `module` (computed; callers cache it, see `Logger`).
+    pub(crate) fn level_for(&self, module: &str) -> Level {
+        self.levels.level_for(module)
+    }
+
+    /// The lowest level any module logs at.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn lowest_level(&self) -> Level {
+        self.levels.lowest()
+    }
+
+    /// Whether captured `tracing`/`log` events are written through this instance.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn captures(&self) -> bool {
+        self.capture
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The time for a line's timestamp.
+    pub(crate) fn now(&self) -> UnixTime {
+        if self.system_clock {
+            crate::fast_clock::now()
+        } else {
+            self.clock.now().into()
+        }
+    }
+
+    /// Whether an event of this level and type, from a module whose minimum level is
+    /// `module_level`, goes anywhere; `None` means it need not be encoded.
+    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Level) -> Option<Destinations> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.closed.load(Ordering::Acquire) {
+            self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+            return None;
+        }
+        let route = routes.route().and_then(|name| {
+            let index = self.route_names.iter().position(|route| route == name);
+            if index.is_none() {
+                self.counters.unconfigured_route.fetch_add(1, Relaxed);
+            }
+            index
+        });
+        let destinations = Destinations { general: level >= module_level, audit: routes.is_audit(), route };
+        (destinations.general || destinations.audit || destinations.route.is_some()).then_some(destinations)
+    }
+
+    /// Gives `line` to every sink in `destinations`.
+    pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
+        // Counted first, taken back if shutdown refuses the line: an atomic add waits for the
+        // stores before it, and after the line's copy into the queue (memory the writer last
+        // touched, on another core) that wait was the costliest part of an emit on 4 threads.
+        self.counters.count_event(level);
+        let mut refusals = self.push_general(line, destinations.general, destinations.route);
+        if destinations.audit {
+            match self.audit.write(line, self.clock.now()) {
+                Ok(None) => {}
+                Ok(Some(checkpoint)) => self.record_checkpoint(checkpoint),
+                Err(()) => refusals.audit = true,
+            }
+        }
+        if refusals.any() {
+            self.count_refusals(level, destinations, refusals);
+        }
+    }
+
+    /// Counts a line some sinks refused because they were closed: shutdown raced with the
+    /// emit, or a writer thread died (a bug; see `writer.rs`). An event no sink took was not
+    /// emitted after all (`emitted_after_shutdown`); one that some sink took (queued, written,
+    /// or dropped for want of room) was, and the sinks that refused it count it as dropped, so
+    /// that no count claims a line its sink lacks.
+    #[cold]
+    fn count_refusals(&self, level: Level, destinations: Destinations, refusals: Refusals) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let console = destinations.general && self.console.is_some();
+        let files = destinations.general || destinations.route.is_some();
+        let taken = (console && !refusals.console)
+            || (files && refusals.files.is_empty())
+            || (destinations.audit && !refusals.audit);
+        if !taken {
+            self.counters.uncount_event(level);
+            self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+            return;
+        }
+        if let (true, Some((_, counters))) = (refusals.console, &self.console) {
+            counters.dropped.fetch_add(1, Relaxed);
+        }
+        for lane in refusals.files.lanes() {
+            self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
+        }
+        if refusals.audit {
+            self.audit.counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Queues `line` for the console, CloudWatch and `chimera.log` (`general`) and the route
+    /// file `route`.
+    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> Refusals {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut refusals = Refusals::default();
+        if general {
+            if let Some((console, counters)) = &self.console {
+                match console.queue().push(LaneSet(1), line) {
+                    Pushed::Accepted => {}
+                    Pushed::Dropped => {
+                        counters.dropped.fetch_add(1, Relaxed);
+                    }
+                    Pushed::Closed => refusals.console = true,
+                }
+            }
+        }
+        let lanes = LaneSet(u64::from(general) | route.map_or(0, |route| 2 << route));
+        if !lanes.is_empty() {
+            match self.files.queue().push(lanes, line) {
+                Pushed::Accepted => {}
+                Pushed::Dropped => {
+                    for lane in lanes.lanes() {
+                        self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                Pushed::Closed => refusals.files = lanes,
+            }
+        }
+        refusals
+    }
+
+    /// Records the audit chain's head outside the audit file: an `audit_checkpoint` event in
+    /// the general sinks (and so in CloudWatch), whatever the level.
+    fn record_checkpoint(&self, checkpoint: Checkpoint) {
+        let mut line = Vec::with_capacity(256);
+        let envelope = crate::json::Envelope {
+            time: self.now(),
+            level: Level::Info,
+            module_json: "\"chimera_log\"",
+            event: "audit_checkpoint".into(),
+            exception: None,
+            audit_key: None,
+        };
+        crate::json::encode_line(&mut line, envelope, |buf| {
+            let mut context = crate::json::ContextWriter::open(buf);
+            context.field("file", AUDIT_FILE);
+            context.field("seq", &checkpoint.head.seq);
+            context.field("chain", &crate::audit::hex(&checkpoint.head.chain));
+            context.field("reason", if checkpoint.rotated { "rotation" } else { "interval" });
+            context.finish();
+        });
+        self.push_general(&line, true, None);
+    }
+
+    pub(crate) fn record_latency(&self, elapsed: Duration) {
+        self.latency.record(elapsed);
+    }
+
+    /// Waits until every line accepted before the call is written, up to `deadline`.
+    pub(crate) fn flush_until(&self, deadline: Instant) -> bool {
+        let audit = self.audit.flush(deadline);
+        let files = self.files.flush(deadline);
+        let console = self.console.as_ref().is_none_or(|(console, _)| console.flush(deadline));
+        // Forwarders read the files: only once these are written.
+        audit && files && console && self.forwarders.iter().all(|forwarder| forwarder.flush(deadline))
+    }
+
+    /// Waits, up to the shutdown timeout, until every writer thread has handed the lines accepted
+    /// before the call to its sinks, without making them send what they hold back.
+    pub(crate) fn wait_processed(&self) -> bool {
+        let deadline = deadline_after(self.shutdown_timeout);
+        let files = self.files.wait_processed(deadline);
+        let console = self.console.as_ref().is_none_or(|(console, _)| console.wait_processed(deadline));
+        // What the files writer has taken is in the files, for the forwarders, once flushed.
+        let forwarders = self.forwarders.is_empty()
+            || (self.files.flush(deadline)
+                && self.forwarders.iter().all(|forwarder| forwarder.wait_processed(deadline)));
+        files && console && forwarders
+    }
+
+    /// Waits, up to the shutdown timeout, until the lines accepted before the call are in the
+    /// files (not necessarily shipped).
+    pub(crate) fn flush_files(&self) -> bool {
+        let deadline = deadline_after(self.shutdown_timeout);
+        let audit = self.audit.flush(deadline);
+        self.files.flush(deadline) && audit
+    }
+
+    /// Flushes, bounded by the shutdown timeout.
+    pub(crate) fn flush(&self) -> bool {
+        self.flush_until(deadline_after(self.shutdown_timeout))
+    }
+
+    /// Stops accepting events, writes out everything accepted, stops the threads; all within
+    /// the shutdown timeout. Later events are counted, not written.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let deadline = deadline_after(self.shutdown_timeout);
+        let files = self.files.shutdown(deadline);
+        let mut complete = files;
+        if let Some((console, _)) = &self.console {
+            complete &= console.shutdown(deadline);
+        }
+        // After the files: they send what the files hold, bounded by the time left.
+        for forwarder in &self.forwarders {
+            complete &= forwarder.shutdown(deadline);
+        }
+        let audit = self.audit.close(deadline);
+        complete &= audit;
+        complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
+        // The instance's share of the directory's lock. The threads that write there hold their
+        // own until they end, and an audit write that `close` gave up on keeps this one until
+        // it has landed: otherwise a logger started meanwhile would continue the chain from the
+        // file, and the record sealed before the stall would fork it.
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (false, Some(lock)) = (audit, lock) {
+            self.audit.keep_until_written(lock);
+        }
+        if !complete {
+            diag!(
+                "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
+                 unfinished compressions are completed at the next start; a write still in progress \
+                 keeps the log directory locked until it ends",
+                self.shutdown_timeout
+            );
+        }
+    }
+
+    /// Whether a `log_health` event is due at `now`; `true` for exactly one caller per interval.
+    pub(crate) fn health_due(&self, now: UnixTime) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(every) = self.health_interval else {
+            return false;
+        };
+        let now = now.micros();
+        let due = self.next_health.load(Relaxed);
+        if now < due {
+            return false;
+        }
+        let next = now.saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX));
+        self.next_health.compare_exchange(due, next, Relaxed, Relaxed).is_ok()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut sinks = Vec::new();
+        if let Some((_, counters)) = &self.console {
+            sinks.push(counters.snapshot("console"));
+        }
+        sinks.push(self.file_counters[0].1.snapshot(GENERAL_FILE));
+        sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
+        sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
+        let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
+        let audit_seq = self.audit.head_seq();
+        for forwarder in &self.forwarders {
+            forwarder.report(&mut stats, audit_seq);
+        }
+        stats.audit_syncs = self.audit.syncs();
+        stats.queue_high_water_bytes =
+            self.files.queue().high_water().max(self.console.as_ref().map_or(0, |(c, _)| c.queue().high_water()))
+                as u64;
+        let ([median, p99, p999], samples) = self.latency.quantiles([0.5, 0.99, 0.999]);
+        stats.emit_latency = LatencyStats { median, p99, p999, samples };
+        stats
+    }
+}

@@ -1,0 +1,9 @@
+//! The write path: which sinks take a line (`dispatch`), and getting it there without making the
+//! caller wait — the bounded queue, the writer threads that drain it, the console — behind one
+//! `Sink` trait. The audit file is written through by `audit::writer`; forwarders follow the files.
+
+pub(crate) mod console;
+pub(crate) mod dispatch;
+pub(crate) mod latency;
+pub(crate) mod queue;
+pub(crate) mod writer;
