@@ -68,8 +68,11 @@ fn seq_and_chain_continue_across_rotations_and_restarts() {
     assert_eq!(check_chain(dir.path(), &ChainKey::unkeyed()), (1..=60).collect::<Vec<_>>());
 }
 
+/// The current file removed by hand, a torn line in a new one: the newest readable record is in
+/// a compressed backup, the torn line is accounted for, and the chain continues after the
+/// newest record the audit store holds (the removed file's), never reusing a seq.
 #[test]
-fn the_chain_head_is_recovered_from_a_compressed_backup_and_past_a_torn_line() {
+fn the_chain_head_is_recovered_from_a_compressed_backup_past_a_torn_line_and_the_store_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let guard = config(dir.path()).max_bytes(2_000).audit_backups(100).build().unwrap();
     emit_blocks(&guard, 0..30);
@@ -77,19 +80,26 @@ fn the_chain_head_is_recovered_from_a_compressed_backup_and_past_a_torn_line() {
     // The current file is gone (moved away by hand) and a crash left a torn line in a new one.
     std::fs::remove_file(dir.path().join("executions.log")).unwrap();
     let kept = all_lines(dir.path(), "executions.log").len() as u64;
+    assert!(kept < 30);
     std::fs::write(dir.path().join("executions.log"), b"{\"timestamp\":\"2024-01-15T10:30:45.1").unwrap();
     let guard = config(dir.path()).max_bytes(2_000).audit_backups(100).build().unwrap();
     emit_blocks(&guard, 30..31);
     drop(guard);
     let text = std::fs::read_to_string(dir.path().join("executions.log")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    // The torn line, the restart record accounting for it, the record emitted.
-    assert_eq!(lines.len(), 3, "{text}");
-    let restart: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
-    assert_eq!(restart["event"], "audit_restart");
-    assert_eq!(restart["context"]["torn_lines"], 1);
-    assert_eq!(restart["seq"], kept + 1, "continues from the newest record of the backups");
-    assert_eq!(parse_sealed(lines[2].as_bytes()).unwrap().seq, kept + 2);
+    // The torn line, the restart record accounting for it, the one recording the gap, the record.
+    assert_eq!(lines.len(), 4, "{text}");
+    let torn: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!((&torn["event"], &torn["context"]["torn_lines"]), (&"audit_restart".into(), &1.into()), "{torn}");
+    assert_eq!(torn["seq"], 31, "continues after the newest record known (the store's seq 30)");
+    let gap: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(gap["event"], "audit_restart");
+    assert_eq!(
+        (&gap["context"]["last_readable_seq"], &gap["context"]["resumed_after_seq"], &gap["seq"]),
+        (&kept.into(), &30.into(), &32.into()),
+        "{gap}"
+    );
+    assert_eq!(parse_sealed(lines[3].as_bytes()).unwrap().seq, 33);
 }
 
 #[test]
