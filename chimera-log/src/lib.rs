@@ -125,3 +125,18 @@ pub use chimera_log_runtime::__private;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust blocks of `docs/operations.md`, compiled and run as doc tests against this crate.
+#[doc = include_str!("../../docs/operations.md")]
+#[cfg(doctest)]
+pub struct OperationsDoctests;
+
+/// The Rust blocks of `docs/audit-store.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/audit-store.md")]
+#[cfg(doctest)]
+pub struct AuditStoreDoctests;
+
+/// The Rust blocks of `docs/cloudwatch.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/cloudwatch.md")]
+#[cfg(doctest)]
+pub struct CloudWatchDoctests;

@@ -249,7 +249,7 @@ fn newest_gz(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_corrupt_newest_audit_backup_with_no_current_file_does_not_stop_logging() {
+fn a_corrupt_newest_audit_backup_with_no_current_file_does_not_stop_logging_nor_reuse_a_seq() {
     let dir = tempfile::tempdir().unwrap();
     audit_history(dir.path(), 60);
     let newest = newest_gz(dir.path());
@@ -274,7 +274,16 @@ fn a_corrupt_newest_audit_backup_with_no_current_file_does_not_stop_logging() {
     emit!(guard.logger("m"), Executed { block_number: 1_000, pad: "" });
     drop(guard);
     let records = json_lines(&dir.path().join("executions.log"));
-    assert_eq!(records[0]["seq"].as_u64().unwrap(), readable_max + 1);
+    // The audit store holds all 60: the chain continues after them, never reusing a seq, and
+    // says which records the files no longer give back.
+    assert_eq!(records[0]["event"], "audit_restart");
+    assert_eq!(
+        (&records[0]["seq"], &records[0]["context"]["last_readable_seq"], &records[0]["context"]["resumed_after_seq"]),
+        (&serde_json::json!(61), &serde_json::json!(readable_max), &serde_json::json!(60)),
+        "{}",
+        records[0]
+    );
+    assert_eq!(records[1]["seq"], 62);
 }
 
 #[test]
