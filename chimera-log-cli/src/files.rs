@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn a_current_file_renamed_away_mid_listing_is_absent_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let current = dir.path().join("executions.log");
+        let current = dir.path().join(read::AUDIT_FILE);
         std::fs::write(&current, b"{}\n").unwrap();
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -444,11 +444,11 @@ mod tests {
             let mut absent = 0;
             let mut failure = None;
             for _ in 0..20_000 {
-                match files_in_order(dir.path(), "executions.log") {
+                match files_in_order(dir.path(), read::AUDIT_FILE) {
                     Ok(files) => absent += usize::from(!files.contains(&current)),
                     Err(error) => failure = Some(error),
                 }
-                if let Err(error) = for_each_line_live(dir.path(), "executions.log", true, |_, _, _, _| {}) {
+                if let Err(error) = for_each_line_live(dir.path(), read::AUDIT_FILE, true, |_, _, _, _| {}) {
                     failure = Some(error);
                 }
                 if failure.is_some() {
@@ -486,7 +486,7 @@ mod tests {
             let mut failure = None;
             while made.load(Ordering::Acquire) < 500 {
                 let before = made.load(Ordering::Acquire);
-                let files = files_in_order(dir.path(), "executions.log").unwrap();
+                let files = files_in_order(dir.path(), read::AUDIT_FILE).unwrap();
                 let stamps: std::collections::HashSet<String> = files.iter().map(|f| backup_stamp(f)).collect();
                 // Every backup made before the listing began is in it, in one form or the other.
                 let missing: Vec<u64> = (0..before).filter(|&n| !stamps.contains(&name(n))).collect();
@@ -505,12 +505,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere");
         std::fs::write(&target, b"secret\n").unwrap();
-        let link = dir.path().join("chimera.log");
+        let link = dir.path().join(read::GENERAL_FILE);
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let error = open_regular(&link).unwrap_err();
         assert_eq!(error.error.kind(), io::ErrorKind::InvalidInput, "{error}");
         assert!(error.to_string().contains("symbolic link"), "{error}");
-        let fifo = dir.path().join("executions.log");
+        let fifo = dir.path().join(read::AUDIT_FILE);
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);

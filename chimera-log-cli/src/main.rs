@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chimera_log_runtime::read;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -135,8 +136,8 @@ enum Command {
 /// `general` and `audit` name the two standard files; anything else is a route's file name.
 pub(crate) fn file_name(file: &str) -> &str {
     match file {
-        "general" => "chimera.log",
-        "audit" => "executions.log",
+        "general" => read::GENERAL_FILE,
+        "audit" => read::AUDIT_FILE,
         other => other,
     }
 }
@@ -188,7 +189,7 @@ fn run_verify(dir: &std::path::Path, key_env: Option<&str>, allow_torn: bool) ->
         return Err(format!("{}: not a directory", dir.display()));
     }
     let key = chain_key(key_env)?;
-    if files::files_in_order(dir, "executions.log").map_err(|e| e.to_string())?.is_empty() {
+    if files::files_in_order(dir, read::AUDIT_FILE).map_err(|e| e.to_string())?.is_empty() {
         return Err(format!("{}: no audit trail here (no executions.log or its backups)", dir.display()));
     }
     let report = verify::verify(dir, &key, allow_torn).map_err(|e| e.to_string())?;

@@ -425,27 +425,7 @@ fn pretty_value(raw: &serde_json::value::RawValue) -> String {
 }
 
 /// A JSON object's members in the order written (serde_json's map sorts them), as written.
-struct InOrder(Vec<(String, Box<serde_json::value::RawValue>)>);
-
-impl<'de> serde::Deserialize<'de> for InOrder {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = InOrder;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InOrder, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry::<String, Box<serde_json::value::RawValue>>()? {
-                    members.push(member);
-                }
-                Ok(InOrder(members))
-            }
-        }
-        deserializer.deserialize_map(Members)
-    }
-}
+type InOrder = chimera_log_runtime::read::InOrder<Box<serde_json::value::RawValue>>;
 
 fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, color: bool) -> std::io::Result<()> {
     let text = |key: &str| escape_controls(value[key].as_str().unwrap_or("")).into_owned();

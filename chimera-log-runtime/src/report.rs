@@ -114,6 +114,34 @@ fn write_lines() {
     }
 }
 
+/// An output's outage, as its stderr lines tell it: one line when it starts, one when it ends
+/// (with how long it lasted), whatever happens between; and whether it is down now, for stats.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    since: Option<std::time::SystemTime>,
+}
+
+impl Outage {
+    /// The output failed at `now`: the first failure of an outage prints `line`; later ones
+    /// print nothing. `true` if this began an outage.
+    pub(crate) fn down(&mut self, now: std::time::SystemTime, line: impl FnOnce() -> String) -> bool {
+        if self.since.is_some() {
+            return false;
+        }
+        self.since = Some(now);
+        say(format_args!("{}", line()));
+        true
+    }
+
+    /// The output works at `now`: ends an outage, printing `line` with how long it lasted.
+    /// `true` if this ended one.
+    pub(crate) fn up(&mut self, now: std::time::SystemTime, line: impl FnOnce(std::time::Duration) -> String) -> bool {
+        let Some(since) = self.since.take() else { return false };
+        say(format_args!("{}", line(now.duration_since(since).unwrap_or_default())));
+        true
+    }
+}
+
 /// Reports a sink's failures on stderr at most once a minute, saying how many happened since.
 #[derive(Debug, Default)]
 pub(crate) struct FailureReporter {

@@ -123,6 +123,57 @@ pub(crate) trait Requests {
     fn finished(&self) -> bool;
     /// Records that the thread has ended.
     fn set_finished(&mut self);
+    /// Asks the thread to stop by `at`.
+    fn set_stop(&mut self, at: Instant);
+}
+
+/// A forwarder's thread as the application's threads hold it: the control it shares with them
+/// and its join handle. One type for every forwarder: the same stop, the same join, the same
+/// bound when dropped without a shutdown.
+#[derive(Debug)]
+pub(crate) struct ForwarderThread<R: Requests> {
+    pub(crate) control: Arc<Control<R>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<R: Requests + Send + 'static> ForwarderThread<R> {
+    /// Starts thread `name` running `work` (see [`spawn_forwarder`]).
+    pub(crate) fn start(
+        name: &str,
+        work: impl FnOnce() + Send + 'static,
+        control: Arc<Control<R>>,
+        dir_lock: Option<DirLock>,
+    ) -> Result<Self, Error> {
+        let thread = spawn_forwarder(name, work, Arc::clone(&control), dir_lock)?;
+        Ok(ForwarderThread { control, thread: Mutex::new(Some(thread)) })
+    }
+}
+
+impl<R: Requests> ForwarderThread<R> {
+    /// Asks the thread to send what it can by `deadline` and stop (it gives up a little before:
+    /// [`give_up_before`]), and joins it; `false` if it had not ended by then (it is left to end
+    /// on its own; the next start sends the rest).
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        let give_up = give_up_before(deadline);
+        let finished =
+            self.control.ticket(deadline, |requests| requests.set_stop(give_up), |requests, ()| requests.finished());
+        if finished {
+            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = thread.join();
+            }
+        }
+        finished
+    }
+}
+
+impl<R: Requests> Drop for ForwarderThread<R> {
+    /// Never shut down (the logger's start failed after the thread began): stops it rather than
+    /// leave it running with the directory's lock.
+    fn drop(&mut self) {
+        if !self.control.stop_asked() {
+            self.shutdown(Instant::now() + STOP_WHEN_DROPPED);
+        }
+    }
 }
 
 impl<R: Requests> Control<R> {
@@ -253,6 +304,7 @@ mod tests {
         fn set_finished(&mut self) {
             self.0 = true;
         }
+        fn set_stop(&mut self, _: std::time::Instant) {}
     }
 
     #[test]

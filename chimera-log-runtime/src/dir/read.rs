@@ -203,6 +203,33 @@ pub fn read_line_capped(
     }
 }
 
+/// A JSON object's members in the order they were written, each value read as `V`
+/// (`serde_json::Value`, or `Box<RawValue>` to keep its text): `serde_json`'s own map sorts
+/// them. A key written twice is kept twice. The one reader of members in order, for the
+/// console's pretty rendering, the `chimera-log` command and the tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InOrder<V>(pub Vec<(String, V)>);
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for InOrder<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Members<V> {
+            type Value = InOrder<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<InOrder<V>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, V>()? {
+                    members.push(member);
+                }
+                Ok(InOrder(members))
+            }
+        }
+        deserializer.deserialize_map(Members(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -85,27 +84,7 @@ struct Exception {
 }
 
 /// An object's members in the order they were written.
-struct Members(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
+type Members = crate::dir::read::InOrder<Value>;
 
 /// `2024-01-15T10:30:45.123456Z WARNING  state_engine state_divergence protocol="moonwell" bps=150`;
 /// a line that does not parse is shown as it is, made safe the same way.

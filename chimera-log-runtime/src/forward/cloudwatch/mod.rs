@@ -23,8 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -42,8 +41,9 @@ use crate::config::cloudwatch::CloudWatchConfig;
 use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
-use crate::report::FailureReporter;
+use crate::report::{FailureReporter, Outage};
 use crate::stats::CloudWatchCounters;
+use crate::thread::ForwarderThread;
 
 pub(crate) use crate::dir::layout::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
 
@@ -193,6 +193,9 @@ impl crate::thread::Requests for Requests {
     fn set_finished(&mut self) {
         self.finished = true;
     }
+    fn set_stop(&mut self, at: Instant) {
+        self.stop = Some(at);
+    }
 }
 
 type Control = crate::thread::Control<Requests>;
@@ -211,8 +214,7 @@ impl Control {
 /// The running shipper: its thread and what the dispatcher needs of it.
 #[derive(Debug)]
 pub(crate) struct Shipper {
-    control: Arc<Control>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: ForwarderThread<Requests>,
     pub(crate) counters: Arc<CloudWatchCounters>,
 }
 
@@ -250,19 +252,14 @@ impl Shipper {
         };
         let control = Arc::new(Control::default());
         let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
-        let thread = crate::thread::spawn_forwarder(
-            "chimera-log-cloudwatch",
-            move || worker.run(),
-            Arc::clone(&control),
-            Some(dir_lock),
-        )?;
-        Ok(Shipper { control, thread: Mutex::new(Some(thread)), counters })
+        let thread = ForwarderThread::start("chimera-log-cloudwatch", move || worker.run(), control, Some(dir_lock))?;
+        Ok(Shipper { thread, counters })
     }
 
     /// Ships everything `chimera.log` holds now; `false` if not all of it was acknowledged by
     /// `deadline`. Call after the file writer has written what the flush covers.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        self.control.ticket(
+        self.thread.control.ticket(
             deadline,
             |requests| {
                 requests.flush_asked += 1;
@@ -275,7 +272,7 @@ impl Shipper {
 
     /// Waits until the shipper has read what `chimera.log` holds now, sending only what is due.
     pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
-        self.control.ticket(
+        self.thread.control.ticket(
             deadline,
             |requests| {
                 requests.look_asked += 1;
@@ -288,25 +285,7 @@ impl Shipper {
     /// Ships what it can by `deadline`, saves the cursor and stops; `false` if the thread had not
     /// finished by then (it is left to end on its own; the next start sends the rest).
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        let give_up = crate::thread::give_up_before(deadline);
-        let finished =
-            self.control.ticket(deadline, |requests| requests.stop = Some(give_up), |requests, ()| requests.finished);
-        if finished {
-            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = thread.join();
-            }
-        }
-        finished
-    }
-}
-
-impl Drop for Shipper {
-    /// Never shut down (the logger's start failed after this began): stops the thread rather
-    /// than leave it running with the directory's lock.
-    fn drop(&mut self) {
-        if !self.control.stop_asked() {
-            self.shutdown(Instant::now() + crate::thread::STOP_WHEN_DROPPED);
-        }
+        self.thread.shutdown(deadline)
     }
 }
 
@@ -339,7 +318,7 @@ struct Worker {
     counters: Arc<CloudWatchCounters>,
     control: Arc<Control>,
     /// Delivery is failing; reported once when it started, and once when it recovers.
-    down_since: Option<SystemTime>,
+    outage: Outage,
     reported_rejections: bool,
     reported_setup: bool,
     refusals: FailureReporter,
@@ -382,7 +361,7 @@ impl Worker {
             clock,
             counters,
             control,
-            down_since: None,
+            outage: Outage::default(),
             reported_rejections: false,
             reported_setup: false,
             refusals: FailureReporter::default(),
@@ -699,21 +678,18 @@ impl Worker {
 
     /// Reports an outage once, when it starts.
     fn report_down(&mut self, reason: &str) {
-        if self.down_since.is_none() {
-            self.down_since = Some(self.clock.now());
-            diag!(
+        self.outage.down(self.clock.now(), || {
+            format!(
                 "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, the lines wait in \
                  {GENERAL_FILE}, console and files continue"
-            );
-        }
+            )
+        });
     }
 
     /// Reports the end of an outage, once.
     fn report_up(&mut self) {
-        if let Some(since) = self.down_since.take() {
-            let outage = self.clock.now().duration_since(since).unwrap_or_default();
-            diag!("chimera-log: CloudWatch delivery recovered after {outage:.1?}");
-        }
+        self.outage
+            .up(self.clock.now(), |outage| format!("chimera-log: CloudWatch delivery recovered after {outage:.1?}"));
     }
 
     /// Sets up the group and stream if not done yet, then sends `events`.
@@ -929,7 +905,7 @@ mod tests {
     /// Records the waits asked of it, and says none of them takes real time.
     #[derive(Debug, Default)]
     struct RecordingClock {
-        waits: Mutex<Vec<Duration>>,
+        waits: std::sync::Mutex<Vec<Duration>>,
     }
 
     impl Clock for RecordingClock {

@@ -8,8 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{open, Database, Row, StoreError, Target, CURSOR_FILE};
@@ -18,8 +17,9 @@ use crate::dir::backup::ArchiveMark;
 use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::AUDIT_FILE;
 use crate::error::Error;
-use crate::report::FailureReporter;
+use crate::report::{FailureReporter, Outage};
 use crate::stats::AuditStoreCounters;
+use crate::thread::ForwarderThread;
 use crate::thread::Requests as ForwarderRequests;
 
 /// Rows per transaction.
@@ -84,6 +84,9 @@ impl ForwarderRequests for Requests {
     fn set_finished(&mut self) {
         self.finished = true;
     }
+    fn set_stop(&mut self, at: Instant) {
+        self.stop = Some(at);
+    }
 }
 
 type Control = crate::thread::Control<Requests>;
@@ -91,8 +94,7 @@ type Control = crate::thread::Control<Requests>;
 /// The running archiver.
 #[derive(Debug)]
 pub(crate) struct Archiver {
-    control: Arc<Control>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: ForwarderThread<Requests>,
     pub(crate) counters: Arc<AuditStoreCounters>,
 }
 
@@ -122,7 +124,7 @@ impl Archiver {
             counters: Arc::clone(&counters),
             control: Arc::clone(&control),
             database: None,
-            down_since: None,
+            outage: Outage::default(),
             next_expiry: None,
             failures: FailureReporter::default(),
             line: Vec::new(),
@@ -132,19 +134,14 @@ impl Archiver {
             high_water: 0,
             cursor_damage_reported: None,
         };
-        let thread = crate::thread::spawn_forwarder(
-            "chimera-log-audit-store",
-            move || worker.run(),
-            Arc::clone(&control),
-            Some(dir_lock),
-        )?;
-        Ok(Archiver { control, thread: Mutex::new(Some(thread)), counters })
+        let thread = ForwarderThread::start("chimera-log-audit-store", move || worker.run(), control, Some(dir_lock))?;
+        Ok(Archiver { thread, counters })
     }
 
     /// Stores everything `executions.log` holds now; `false` if not all of it was committed by
     /// `deadline` (a database down: the records wait in the file).
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        self.control.ticket(
+        self.thread.control.ticket(
             deadline,
             |requests| {
                 requests.flush_asked += 1;
@@ -156,25 +153,7 @@ impl Archiver {
 
     /// Stores what it can by `deadline`, then stops.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        let give_up = crate::thread::give_up_before(deadline);
-        let finished =
-            self.control.ticket(deadline, |requests| requests.stop = Some(give_up), |requests, ()| requests.finished);
-        if finished {
-            if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = thread.join();
-            }
-        }
-        finished
-    }
-}
-
-impl Drop for Archiver {
-    /// Never shut down (the logger's start failed after this began): stops the thread rather
-    /// than leave it running with the directory's lock.
-    fn drop(&mut self) {
-        if !self.control.stop_asked() {
-            self.shutdown(Instant::now() + crate::thread::STOP_WHEN_DROPPED);
-        }
+        self.thread.shutdown(deadline)
     }
 }
 
@@ -210,8 +189,8 @@ struct Worker {
     counters: Arc<AuditStoreCounters>,
     control: Arc<Control>,
     database: Option<Box<dyn Database>>,
-    /// Set while the database fails: one stderr line when it starts, one when it ends.
-    down_since: Option<SystemTime>,
+    /// While the database fails: one stderr line when it starts, one when it ends.
+    outage: Outage,
     next_expiry: Option<SystemTime>,
     failures: FailureReporter,
     line: Vec<u8>,
@@ -492,25 +471,26 @@ impl Worker {
     }
 
     fn report_down(&mut self, error: &StoreError) {
-        if self.down_since.is_none() {
-            self.down_since = Some(self.clock.now());
+        let target = &self.config.target;
+        if self.outage.down(self.clock.now(), || {
+            format!(
+                "chimera-log: audit store {target:?} is unavailable ({error}); audit records wait in {AUDIT_FILE} and \
+                 its backups (kept until stored), retrying with backoff"
+            )
+        }) {
             self.counters.down.store(true, Relaxed);
-            diag!(
-                "chimera-log: audit store {:?} is unavailable ({error}); audit records wait in {AUDIT_FILE} and its \
-                 backups (kept until stored), retrying with backoff",
-                self.config.target
-            );
         }
     }
 
     fn report_up(&mut self) {
-        if let Some(since) = self.down_since.take() {
+        let target = &self.config.target;
+        if self.outage.up(self.clock.now(), |outage| {
+            format!(
+                "chimera-log: audit store {target:?} is available again after {:.1} s; archiving caught up",
+                outage.as_secs_f64()
+            )
+        }) {
             self.counters.down.store(false, Relaxed);
-            let seconds = self.clock.now().duration_since(since).unwrap_or_default().as_secs_f64();
-            diag!(
-                "chimera-log: audit store {:?} is available again after {seconds:.1} s; archiving caught up",
-                self.config.target
-            );
         }
     }
 
