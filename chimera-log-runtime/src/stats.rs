@@ -7,6 +7,42 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::Level;
 
+/// Declares a statistic once: the public snapshot's field (`pub NAME: u64`) and its counter in
+/// the crate-private counters (`NAME: AtomicU64`), with the snapshot that reads one into the
+/// other. Figures the snapshot does not count itself (a name, a lag worked out elsewhere) are
+/// given to it (in parentheses after the name, first in the struct); counters the snapshot does
+/// not show are `kept`.
+macro_rules! statistics {
+    (
+        $(#[$meta:meta])*
+        pub struct $stats:ident $( ( $( $(#[$given_doc:meta])* $given:ident: $given_ty:ty ),* $(,)? ) )?,
+        counted in $counters:ident {
+            $( $(#[$doc:meta])* $count:ident, )*
+        }
+        $( kept { $( $(#[$kept_doc:meta])* $kept:ident: $kept_ty:ty, )* } )?
+    ) => {
+        $(#[$meta])*
+        pub struct $stats {
+            $( $( $(#[$given_doc])* pub $given: $given_ty, )* )?
+            $( $(#[$doc])* pub $count: u64, )*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct $counters {
+            $( pub(crate) $count: AtomicU64, )*
+            $( $( $(#[$kept_doc])* pub(crate) $kept: $kept_ty, )* )?
+        }
+
+        impl $counters {
+            /// The counts now, with the figures given.
+            #[allow(dead_code, clippy::too_many_arguments)]
+            pub(crate) fn snapshot_with(&self, $( $( $given: $given_ty, )* )?) -> $stats {
+                $stats { $( $( $given, )* )? $( $count: self.$count.load(Relaxed), )* }
+            }
+        }
+    };
+}
+
 /// A snapshot of the logger's counters. Serializes as the context of the `log_health` event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -43,117 +79,77 @@ pub struct Stats {
     pub audit_backups_kept_for_store: u64,
 }
 
-/// What the audit store did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[non_exhaustive]
-pub struct AuditStoreStats {
-    /// Rows inserted.
-    pub rows_stored: u64,
-    /// Audit records written to the file and not yet in the database.
-    pub lag_records: u64,
-    /// Database failures (unreachable, locked, full); each is retried.
-    pub errors: u64,
-    /// Records already in the database with a different chain: kept there, never overwritten.
-    pub conflicts: u64,
-    /// Rows deleted for being older than `audit_retention`.
-    pub rows_expired: u64,
-    /// Whether the database is failing now.
-    pub down: bool,
-    /// Audit files deleted by hand before they were archived.
-    pub files_skipped: u64,
-    /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files or of
-    /// the database): archiving went back to the oldest retained record, and the database
-    /// recognised what it already held.
-    pub cursor_damaged: u64,
-}
-
-/// The archiver's counters.
-#[derive(Debug, Default)]
-pub(crate) struct AuditStoreCounters {
-    pub(crate) rows_stored: AtomicU64,
-    /// The highest seq known to be in the database.
-    pub(crate) stored_seq: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) conflicts: AtomicU64,
-    pub(crate) rows_expired: AtomicU64,
-    pub(crate) down: std::sync::atomic::AtomicBool,
-    pub(crate) files_skipped: AtomicU64,
-    pub(crate) cursor_damaged: AtomicU64,
+statistics! {
+    /// What the audit store did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+    #[non_exhaustive]
+    pub struct AuditStoreStats(
+        /// Audit records written to the file and not yet in the database.
+        lag_records: u64,
+        /// Whether the database is failing now.
+        down: bool,
+    ),
+    counted in AuditStoreCounters {
+        /// Rows inserted.
+        rows_stored,
+        /// Database failures (unreachable, locked, full); each is retried.
+        errors,
+        /// Records already in the database with a different chain: kept there, never overwritten.
+        conflicts,
+        /// Rows deleted for being older than `audit_retention`.
+        rows_expired,
+        /// Audit files deleted by hand before they were archived.
+        files_skipped,
+        /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files or of
+        /// the database): archiving went back to the oldest retained record, and the database
+        /// recognised what it already held.
+        cursor_damaged,
+    }
+    kept {
+        /// The highest seq known to be in the database.
+        stored_seq: AtomicU64,
+        down: std::sync::atomic::AtomicBool,
+    }
 }
 
 impl AuditStoreCounters {
     /// The snapshot, with the lag behind the audit file's newest record `head_seq`.
     pub(crate) fn snapshot(&self, head_seq: u64) -> AuditStoreStats {
-        AuditStoreStats {
-            rows_stored: self.rows_stored.load(Relaxed),
-            lag_records: head_seq.saturating_sub(self.stored_seq.load(Relaxed)),
-            errors: self.errors.load(Relaxed),
-            conflicts: self.conflicts.load(Relaxed),
-            rows_expired: self.rows_expired.load(Relaxed),
-            down: self.down.load(Relaxed),
-            files_skipped: self.files_skipped.load(Relaxed),
-            cursor_damaged: self.cursor_damaged.load(Relaxed),
-        }
+        self.snapshot_with(head_seq.saturating_sub(self.stored_seq.load(Relaxed)), self.down.load(Relaxed))
     }
 }
 
-/// What the CloudWatch sink did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[non_exhaustive]
-pub struct CloudWatchStats {
-    /// `PutLogEvents` requests accepted.
-    pub batches_sent: u64,
-    /// Attempts that failed and were tried again (throttling, 5xx, timeouts, a deleted stream).
-    pub batches_retried: u64,
-    /// Batches given up: refused for good (bad parameters), or still failing at a flush's or the
-    /// shutdown's deadline (those lines stay in the file, and the next attempt or start sends them).
-    pub batches_failed: u64,
-    /// Events accepted by the service.
-    pub events_sent: u64,
-    /// Events outside the accepted time window, set aside before sending or rejected by the
-    /// service (`rejectedLogEventsInfo`).
-    pub events_rejected: u64,
-    /// Events cut to the per-event limit.
-    pub events_truncated: u64,
-    /// Events refused for good by the service (bad parameters): not retried, never sent.
-    pub events_dropped: u64,
-    /// `chimera.log` backups that retention removed before they were shipped: their unshipped
-    /// lines never reach CloudWatch (the number of lines cannot be known once the file is gone).
-    pub files_skipped: u64,
-    /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files): the
-    /// service cannot be asked what it holds, so shipping went back to the oldest retained line
-    /// (duplicates rather than loss).
-    pub cursor_damaged: u64,
-}
-
-#[cfg(feature = "cloudwatch")]
-#[derive(Debug, Default)]
-pub(crate) struct CloudWatchCounters {
-    pub(crate) batches_sent: AtomicU64,
-    pub(crate) batches_retried: AtomicU64,
-    pub(crate) batches_failed: AtomicU64,
-    pub(crate) events_sent: AtomicU64,
-    pub(crate) events_rejected: AtomicU64,
-    pub(crate) events_truncated: AtomicU64,
-    pub(crate) events_dropped: AtomicU64,
-    pub(crate) files_skipped: AtomicU64,
-    pub(crate) cursor_damaged: AtomicU64,
-}
-
-#[cfg(feature = "cloudwatch")]
-impl CloudWatchCounters {
-    pub(crate) fn snapshot(&self) -> CloudWatchStats {
-        CloudWatchStats {
-            batches_sent: self.batches_sent.load(Relaxed),
-            batches_retried: self.batches_retried.load(Relaxed),
-            batches_failed: self.batches_failed.load(Relaxed),
-            events_sent: self.events_sent.load(Relaxed),
-            events_rejected: self.events_rejected.load(Relaxed),
-            events_truncated: self.events_truncated.load(Relaxed),
-            events_dropped: self.events_dropped.load(Relaxed),
-            files_skipped: self.files_skipped.load(Relaxed),
-            cursor_damaged: self.cursor_damaged.load(Relaxed),
-        }
+statistics! {
+    /// What the CloudWatch sink did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+    #[non_exhaustive]
+    pub struct CloudWatchStats,
+    counted in CloudWatchCounters {
+        /// `PutLogEvents` requests accepted.
+        batches_sent,
+        /// Attempts that failed and were tried again (throttling, 5xx, timeouts, a deleted stream).
+        batches_retried,
+        /// Batches given up: refused for good (bad parameters), or still failing at a flush's or
+        /// the shutdown's deadline (those lines stay in the file, and the next attempt or start
+        /// sends them).
+        batches_failed,
+        /// Events accepted by the service.
+        events_sent,
+        /// Events outside the accepted time window, set aside before sending or rejected by the
+        /// service (`rejectedLogEventsInfo`).
+        events_rejected,
+        /// Events cut to the per-event limit.
+        events_truncated,
+        /// Events refused for good by the service (bad parameters): not retried, never sent.
+        events_dropped,
+        /// `chimera.log` backups that retention removed before they were shipped: their unshipped
+        /// lines never reach CloudWatch (the number of lines cannot be known once the file is
+        /// gone).
+        files_skipped,
+        /// Times the saved cursor could not be trusted (damaged, edited, ahead of the files): the
+        /// service cannot be asked what it holds, so shipping went back to the oldest retained
+        /// line (duplicates rather than loss).
+        cursor_damaged,
     }
 }
 
@@ -186,24 +182,28 @@ impl Stats {
     }
 }
 
-/// Counters of one sink.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct SinkStats {
-    /// `console`, or the file name.
-    pub name: String,
-    /// Lines written.
-    pub lines: u64,
-    /// Bytes written.
-    pub bytes: u64,
-    /// Writes, flushes or rotations that failed.
-    pub write_errors: u64,
-    /// Rotations of a file sink.
-    pub rotations: u64,
-    /// Lines dropped: the sink's queue was full (console, general and route files), the sink
-    /// could not write and its retry buffer was full, or the sink had closed (shutdown racing
-    /// with the emit, or its writer thread died) while another sink took the event.
-    pub dropped: u64,
+statistics! {
+    /// Counters of one sink.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+    #[non_exhaustive]
+    pub struct SinkStats(
+        /// `console`, or the file name.
+        name: String,
+    ),
+    counted in SinkCounters {
+        /// Lines written.
+        lines,
+        /// Bytes written.
+        bytes,
+        /// Writes, flushes or rotations that failed.
+        write_errors,
+        /// Rotations of a file sink.
+        rotations,
+        /// Lines dropped: the sink's queue was full (console, general and route files), the sink
+        /// could not write and its retry buffer was full, or the sink had closed (shutdown racing
+        /// with the emit, or its writer thread died) while another sink took the event.
+        dropped,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -291,25 +291,9 @@ pub(crate) struct MaintenanceCounters {
     pub(crate) kept_for_store: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct SinkCounters {
-    pub(crate) lines: AtomicU64,
-    pub(crate) bytes: AtomicU64,
-    pub(crate) write_errors: AtomicU64,
-    pub(crate) rotations: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-}
-
 impl SinkCounters {
     pub(crate) fn snapshot(&self, name: &str) -> SinkStats {
-        SinkStats {
-            name: name.to_owned(),
-            lines: self.lines.load(Relaxed),
-            bytes: self.bytes.load(Relaxed),
-            write_errors: self.write_errors.load(Relaxed),
-            rotations: self.rotations.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-        }
+        self.snapshot_with(name.to_owned())
     }
 }
 

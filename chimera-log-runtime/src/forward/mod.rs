@@ -114,6 +114,6 @@ impl Forwarder for crate::forward::cloudwatch::Shipper {
     }
 
     fn report(&self, stats: &mut Stats, _: u64) {
-        stats.cloudwatch = Some(self.counters.snapshot());
+        stats.cloudwatch = Some(self.counters.snapshot_with());
     }
 }
