@@ -12,7 +12,7 @@ use crate::logger::LogGuard;
 use crate::write::dispatch::Dispatcher;
 
 /// Starts logging as configured and installs it as the process-wide logger used by
-/// [`get_logger`]. Keep the returned guard alive: dropping it flushes every sink and closes them.
+/// [`get_logger`](crate::get_logger). Keep the returned guard alive: dropping it flushes every sink and closes them.
 ///
 /// Unless turned off with [`LogConfig::panic_hook`], a panic hook is installed (once per process,
 /// chaining the previous hook) that logs a CRITICAL `panic` event through the process-wide

@@ -279,7 +279,7 @@ fn emit_health(dispatcher: &Arc<Dispatcher>) {
 
 /// A logger for `module`, writing through the process-wide logging instance.
 ///
-/// Cheap (one allocation for the name), and may be called before [`init_logging`]: the logger
+/// Cheap (one allocation for the name), and may be called before [`init_logging`](crate::init_logging): the logger
 /// looks up the instance at each event.
 pub fn get_logger(module: &str) -> Logger {
     Logger::new(module, None)
