@@ -7,12 +7,14 @@
 //! `name.<stamp>` or `name.<stamp>.gz` (`<stamp>` is the UTC rotation time,
 //! `yyyymmddThhmmss.ffffffZ`, so name order is rotation order), then the current file `name`.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::dir::backup::{self, Filter};
+use crate::dir::backup::{self, Filter, Stamp};
+use crate::dir::follow::{CappedLine, Cursor, Followed, Follower};
 use crate::dir::safe_fs;
 
 /// The names of the files a logger keeps in its directory (each written once, in `dir::layout`).
@@ -230,9 +232,404 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for InOrder<V> {
     }
 }
 
+/// Reads a log's family line by line through the runtime's follower (the one the CloudWatch
+/// shipper and the audit store's archiver read with): backups oldest first, plain or gzip, then
+/// the current file, each line once across rotation and compression, never more than a cap of a
+/// line in memory. Two ways: [`snapshot`](Self::snapshot) reads to the end of the file that is
+/// current when it begins, and stops; [`follow_from`](Self::follow_from) reads on as lines are
+/// written, for as long as it is asked ([`next_event`](Self::next_event) gives `None` when there is nothing
+/// more yet).
+///
+/// Besides lines it says what a reader must know ([`LogEvent`]): backups removed (by retention)
+/// before they were read, a damaged gzip backup passed over, a backup appearing older than where
+/// following stands.
+#[derive(Debug)]
+pub struct LogReader {
+    follower: Follower,
+    followed: Followed,
+    dir: PathBuf,
+    name: String,
+    cap: usize,
+    torn_current: bool,
+    /// A snapshot: the newest backup when it began; it ends at the file after it.
+    until: Option<Option<Stamp>>,
+    /// Backups seen listed and not passed yet: one gone when the follower reaches a file after it
+    /// was removed before it was read.
+    known: BTreeSet<Stamp>,
+    /// The newest backup stamp listed so far: rotation only makes newer ones.
+    newest: Option<Stamp>,
+    given_any: bool,
+    removed_unread: u64,
+    /// What of `followed` was turned into events already: skipped files, damaged backups, debris.
+    reported: (u64, usize, u64),
+    pending: VecDeque<Pending>,
+    /// A line read, given once the events before it are.
+    held: Option<CappedLine>,
+    line: Vec<u8>,
+    path: PathBuf,
+    number: u64,
+    ended: bool,
+}
+
+/// An event other than a line, waiting to be given.
+#[derive(Debug)]
+enum Pending {
+    Gap(u64),
+    Damaged(String),
+    Late(PathBuf),
+}
+
+/// What [`LogReader::next_event`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LogEvent<'a> {
+    /// The next line.
+    Line(LogLine<'a>),
+    /// Backups were removed (retention) before they were read, or while they were: the next line
+    /// does not follow the last one given.
+    Gap {
+        /// How many files, as far as known.
+        files: u64,
+    },
+    /// A gzipped backup is damaged: the lines before the damage were given; what follows it
+    /// cannot be read by anyone, and reading goes on with the next file. The message names the
+    /// file.
+    Damaged(String),
+    /// Following only: a backup appeared stamped before the file being read (put there, or
+    /// restored, by hand). Its lines are not new, and are not read.
+    LateBackup(PathBuf),
+}
+
+/// A line of a log file, as [`LogReader::next_event`] gives it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct LogLine<'a> {
+    /// The file it was read from (a backup's path, `.gz` or plain, or the current file's).
+    pub path: &'a Path,
+    /// Its number in that file, from 1 (counted from where reading began in it).
+    pub number: u64,
+    /// Its bytes without the newline; `None` when it is longer than the cap (never held).
+    pub bytes: Option<&'a [u8]>,
+    /// Its length in bytes, without the newline.
+    pub length: u64,
+    /// Whether a newline ended it: the last line of a complete file (or of a current file no
+    /// logger writes, [`LogReader::torn_current`]) may have none.
+    pub terminated: bool,
+}
+
+impl LogReader {
+    /// Reads the family of `name` in `dir` from its oldest backup to the end of the file that is
+    /// current now (lines written there meanwhile included; a file made current by a rotation
+    /// after this call is not read), keeping at most `cap` bytes of a line. The current file's
+    /// last line without a newline is left (a logger may be writing it) unless
+    /// [`torn_current`](Self::torn_current).
+    ///
+    /// Errors: the directory cannot be listed.
+    pub fn snapshot(dir: &Path, name: &str, cap: usize) -> io::Result<LogReader> {
+        let mut reader = LogReader::new(dir, name, cap, Cursor::default());
+        let listed = reader.list(SystemTime::now())?;
+        reader.until = Some(listed.last().copied());
+        reader.remember(&listed, None);
+        Ok(reader)
+    }
+
+    /// Follows the family of `name` in `dir` from where a reader has shown it up to: after the
+    /// backup at the path `after` (plain or `.gz`: the newest one shown; `None`: none), in `current`, the current file as
+    /// the reader opened it, at byte `offset` (just after the last whole line shown); with no
+    /// current file, at the start of the next one. The current file may have been rotated since:
+    /// it is recognised under its backup name by its first line. Every line written from there on
+    /// is given, across rotations and compression, for as long as [`next_event`](Self::next_event) is called.
+    ///
+    /// Errors: the directory cannot be listed, `current` cannot be read, or `after` is not one of
+    /// this family's backups.
+    pub fn follow_from(
+        dir: &Path,
+        name: &str,
+        cap: usize,
+        after: Option<&Path>,
+        current: Option<(&File, u64)>,
+    ) -> io::Result<LogReader> {
+        let after = match after {
+            None => None,
+            Some(backup) => Some(
+                backup
+                    .file_name()
+                    .and_then(|file_name| backup::parse_backup_name(&file_name.to_string_lossy(), name))
+                    .map(|(stamp, _)| stamp)
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{}: not a backup of {name}", backup.display()),
+                        )
+                    })?,
+            ),
+        };
+        let cursor = match current {
+            Some((file, offset)) => Cursor::in_open_file(after, file, offset)?,
+            None => Cursor { after, offset: 0, fingerprint: None },
+        };
+        let mut reader = LogReader::new(dir, name, cap, cursor);
+        let listed = reader.list(SystemTime::now())?;
+        reader.remember(&listed, None);
+        Ok(reader)
+    }
+
+    fn new(dir: &Path, name: &str, cap: usize, cursor: Cursor) -> LogReader {
+        LogReader {
+            follower: Follower::new(dir, name, cursor).of_any_owner(),
+            followed: Followed::default(),
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            cap,
+            torn_current: false,
+            until: None,
+            known: BTreeSet::new(),
+            newest: None,
+            given_any: false,
+            removed_unread: 0,
+            reported: (0, 0, 0),
+            pending: VecDeque::new(),
+            held: None,
+            line: Vec::new(),
+            path: PathBuf::new(),
+            number: 0,
+            ended: false,
+        }
+    }
+
+    /// Gives the current file's last line without a newline too (`true`): for a directory no
+    /// logger holds ([`logger_holds`]), where it is a torn write, not one in progress.
+    #[must_use]
+    pub fn torn_current(mut self, give: bool) -> Self {
+        self.torn_current = give;
+        self
+    }
+
+    /// Backups found removed before they were read (retention) since reading began; those
+    /// removed before anything was read were simply the oldest, and come with no
+    /// [`LogEvent::Gap`].
+    pub fn removed_unread(&self) -> u64 {
+        self.removed_unread
+    }
+
+    /// The next line or event; `None` at the end of what there is now (a snapshot: the end, for
+    /// good; following: nothing more yet, ask again later).
+    ///
+    /// Errors: a file cannot be read (other than a damaged gzip backup, which is an event), or
+    /// the family kept changing while a file was opened (reading goes on from the same place at
+    /// the next call).
+    pub fn next_event(&mut self) -> io::Result<Option<LogEvent<'_>>> {
+        let mut at_end = false;
+        loop {
+            if let Some(pending) = self.pending.pop_front() {
+                return Ok(Some(match pending {
+                    Pending::Gap(files) => LogEvent::Gap { files },
+                    Pending::Damaged(message) => LogEvent::Damaged(message),
+                    Pending::Late(path) => LogEvent::LateBackup(path),
+                }));
+            }
+            if let Some(read) = self.held.take() {
+                return Ok(Some(LogEvent::Line(LogLine {
+                    path: &self.path,
+                    number: self.number,
+                    bytes: read.kept.then_some(self.line.as_slice()),
+                    length: read.length,
+                    terminated: read.terminated,
+                })));
+            }
+            if self.ended || at_end {
+                return Ok(None);
+            }
+            let now = SystemTime::now();
+            let read =
+                self.follower.next_line_capped(&mut self.line, self.cap, self.torn_current, &mut self.followed, now)?;
+            self.take_reports();
+            let Some(read) = read else {
+                match self.until {
+                    Some(_) => self.ended = true,
+                    None => self.look_for_late_backups(now)?,
+                }
+                at_end = true;
+                continue;
+            };
+            if self.until.is_some_and(|last| read.cursor.after > last) {
+                // The file after the one that was current when the snapshot began.
+                self.ended = true;
+                continue;
+            }
+            if read.start == 0 {
+                self.begin_file(read.cursor.after, now)?;
+                self.number = 0;
+            }
+            if let Some(path) = self.follower.reading_path().filter(|path| *path != self.path) {
+                // Following from inside a file, or a file read on under the backup name it took.
+                self.path = path.to_owned();
+            }
+            self.number += 1;
+            self.given_any = true;
+            self.held = Some(read);
+        }
+    }
+
+    /// The backups of the family as of `now` that hold something to read (plain or `.gz`).
+    fn list(&self, now: SystemTime) -> io::Result<Vec<Stamp>> {
+        let (backups, _) = backup::list(&self.dir, &self.name, Filter::Reader { now })?;
+        Ok(backups.into_iter().filter(|(_, files)| files.plain || files.gz).map(|(stamp, _)| stamp).collect())
+    }
+
+    /// `files` backups were found removed before they were read.
+    fn gone(&mut self, files: u64) {
+        if files == 0 {
+            return;
+        }
+        self.removed_unread += files;
+        if self.given_any {
+            self.pending.push_back(Pending::Gap(files));
+        }
+    }
+
+    /// The follower's skipped files and damaged backups since the last look, as events.
+    fn take_reports(&mut self) {
+        let (skipped, damaged, debris) = self.reported;
+        for message in &self.followed.damaged[damaged..] {
+            self.pending.push_back(Pending::Damaged(message.clone()));
+        }
+        // A damaged backup is an event of its own, and a `.gz.tmp` alone had nothing to read.
+        let removed = (self.followed.skipped - skipped)
+            .saturating_sub((self.followed.damaged.len() - damaged) as u64)
+            .saturating_sub(self.followed.debris - debris);
+        self.gone(removed);
+        self.reported = (self.followed.skipped, self.followed.damaged.len(), self.followed.debris);
+    }
+
+    /// The follower has begun a file, the first after the backup `after`: backups listed
+    /// before it and after `after` that it passed were removed before they were read.
+    fn begin_file(&mut self, after: Option<Stamp>, now: SystemTime) -> io::Result<()> {
+        let this = self
+            .follower
+            .reading_path()
+            .and_then(Path::file_name)
+            .and_then(|file_name| backup::parse_backup_name(&file_name.to_string_lossy(), &self.name))
+            .map(|(stamp, _)| stamp);
+        let passed: Vec<Stamp> = self
+            .known
+            .iter()
+            .copied()
+            .filter(|&stamp| Some(stamp) > after && this.is_none_or(|this| stamp < this))
+            .collect();
+        for stamp in &passed {
+            self.known.remove(stamp);
+        }
+        self.gone(passed.len() as u64);
+        let listed = self.list(now)?;
+        self.remember(&listed, after);
+        Ok(())
+    }
+
+    /// Adds `listed` to the backups known, and forgets those at or before `after` that are gone
+    /// (no longer needed to tell a gap). Following, a backup not listed before and older than the
+    /// newest listed before, which the follower is past, was not made by a rotation (rotation only
+    /// makes newer ones): said once, and not read.
+    fn remember(&mut self, listed: &[Stamp], after: Option<Stamp>) {
+        self.known.retain(|stamp| Some(*stamp) > after || listed.binary_search(stamp).is_ok());
+        for &stamp in listed {
+            let passed = Some(stamp) <= after && self.newest.is_some_and(|newest| stamp < newest);
+            if self.known.insert(stamp) && self.until.is_none() && passed {
+                let path = backup::plain_path(&self.dir, &self.name, stamp);
+                let gz = backup::gz_path(&self.dir, &self.name, stamp);
+                self.pending.push_back(Pending::Late(if path.exists() { path } else { gz }));
+            }
+        }
+        self.newest = self.newest.max(listed.last().copied());
+    }
+
+    /// Following, at the end of what there is: looks for backups put there late.
+    fn look_for_late_backups(&mut self, now: SystemTime) -> io::Result<()> {
+        let listed = self.list(now)?;
+        self.remember(&listed, self.follower.cursor().after);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every line and event of `reader` until it has nothing more, as text.
+    fn events(reader: &mut LogReader) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(event) = reader.next_event().unwrap() {
+            out.push(match event {
+                LogEvent::Line(line) => match line.bytes {
+                    Some(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+                    None => format!("skipped {}", line.length),
+                },
+                LogEvent::Gap { files } => format!("gap {files}"),
+                LogEvent::Damaged(message) => format!("damaged {}", message.contains(".000003Z.gz")),
+                LogEvent::LateBackup(path) => format!("late {}", path.file_name().unwrap().to_string_lossy()),
+            });
+        }
+        out
+    }
+
+    fn backup_path(dir: &Path, n: u32) -> PathBuf {
+        dir.join(format!("chimera.log.20240101T000000.{n:06}Z"))
+    }
+
+    #[test]
+    fn a_snapshot_says_a_gap_where_backups_were_removed_after_reading_began_and_only_counts_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for n in 0..4 {
+            std::fs::write(backup_path(d, n), format!("b{n}\n")).unwrap();
+        }
+        std::fs::write(d.join(GENERAL_FILE), "current\n").unwrap();
+        let mut reader = LogReader::snapshot(d, GENERAL_FILE, 64).unwrap();
+        // Retention removes the oldest before anything is read, then another after b1 was.
+        std::fs::remove_file(backup_path(d, 0)).unwrap();
+        let Some(LogEvent::Line(first)) = reader.next_event().unwrap() else { panic!("a line first") };
+        assert_eq!((first.bytes, first.number), (Some(&b"b1"[..]), 1));
+        assert_eq!(first.path, backup_path(d, 1));
+        std::fs::remove_file(backup_path(d, 2)).unwrap();
+        assert_eq!(events(&mut reader), ["gap 1", "b3", "current"]);
+        assert_eq!(reader.removed_unread(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_passes_a_damaged_gz_saying_so_and_ends_with_the_file_current_when_it_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(backup_path(d, 1), "b1\n").unwrap();
+        std::fs::write(d.join("chimera.log.20240101T000000.000003Z.gz"), b"\x1f\x8b\x08\x00not a deflate stream")
+            .unwrap();
+        std::fs::write(d.join(GENERAL_FILE), "c1\nc2-torn").unwrap();
+        let mut reader = LogReader::snapshot(d, GENERAL_FILE, 64).unwrap().torn_current(true);
+        let Some(LogEvent::Line(_)) = reader.next_event().unwrap() else { panic!("b1 first") };
+        // Rotated while read: the rest of the file read is read, the file after it is not.
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 5)).unwrap();
+        std::fs::write(d.join(GENERAL_FILE), "after\n").unwrap();
+        assert_eq!(events(&mut reader), ["damaged true", "c1", "c2-torn"]);
+        assert_eq!(reader.removed_unread(), 0);
+    }
+
+    #[test]
+    fn following_reads_on_from_where_a_reader_stopped_and_names_a_backup_appearing_older_than_those_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(backup_path(d, 5), "shown\n").unwrap();
+        std::fs::write(d.join(GENERAL_FILE), "shown too\n").unwrap();
+        let current = open_log_file(&d.join(GENERAL_FILE)).unwrap();
+        let mut reader =
+            LogReader::follow_from(d, GENERAL_FILE, 64, Some(&backup_path(d, 5)), Some((&current, 10))).unwrap();
+        assert_eq!(events(&mut reader), Vec::<String>::new());
+        std::fs::write(backup_path(d, 1), "old\n").unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(d.join(GENERAL_FILE)).unwrap();
+        std::io::Write::write_all(&mut file, b"new\n").unwrap();
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 7)).unwrap();
+        std::fs::write(d.join(GENERAL_FILE), "next\n").unwrap();
+        assert_eq!(events(&mut reader), ["new", "late chimera.log.20240101T000000.000001Z", "next"]);
+        assert_eq!(events(&mut reader), Vec::<String>::new(), "said once");
+    }
 
     #[test]
     fn a_line_past_the_cap_is_consumed_but_not_kept_and_the_last_line_says_it_is_unterminated() {
