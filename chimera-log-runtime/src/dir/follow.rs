@@ -142,18 +142,6 @@ impl Cursor {
     }
 }
 
-impl Cursor {
-    /// A cursor at byte `offset` of the open plain file `file`, the first of its family after the
-    /// backup `after`: its fingerprint is read from the file's start, through its descriptor
-    /// (whose position this moves).
-    pub(crate) fn in_open_file(after: Option<Stamp>, file: &fs::File, offset: u64) -> io::Result<Cursor> {
-        let mut file = file.try_clone()?;
-        file.seek(SeekFrom::Start(0))?;
-        let fingerprint = first_line_hash_of(&mut file, false)?;
-        Ok(Cursor { after, offset, fingerprint })
-    }
-}
-
 /// A follower's saved cursor, as loaded and checked at its start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Saved {
@@ -238,6 +226,8 @@ pub(crate) struct Followed {
     /// what follows the damage cannot be read, and reading went on with the next file. Each is
     /// also counted in `skipped`.
     pub(crate) damaged: Vec<String>,
+    /// The same backups as `damaged`, each as its path and what was wrong with it.
+    pub(crate) damaged_at: Vec<(PathBuf, String)>,
     /// The cursor named a place past the end of its file (a cursor moved forward, by damage or
     /// by hand), with what was found: that file is read again from its start, since no line of
     /// it is known to have been read (duplicates rather than loss).
@@ -254,13 +244,35 @@ enum Reading {
     Backup(Stamp),
     /// The current file, which may still grow or be rotated away.
     Current(Identity),
-    /// What was the current file until a rotation: complete now, read to its end.
-    Rotated,
+    /// What was the current file until a rotation (the identity it had): complete now, read to
+    /// its end.
+    Rotated(Identity),
+}
+
+/// A plain file as the follower reads it (in tests, one that can fail a read on demand).
+#[cfg(not(test))]
+type PlainFile = fs::File;
+#[cfg(test)]
+type PlainFile = tests::FailingRead;
+
+/// An open file's reader: a plain file can go back to a line's start, a gzip stream cannot.
+enum Source {
+    Plain(BufReader<PlainFile>),
+    Gz(BufReader<flate2::read::MultiGzDecoder<fs::File>>),
+}
+
+impl Source {
+    fn reader(&mut self) -> &mut (dyn BufRead + Send) {
+        match self {
+            Source::Plain(reader) => reader,
+            Source::Gz(reader) => reader,
+        }
+    }
 }
 
 /// The file being read, open at the cursor.
 struct Open {
-    reader: Box<dyn BufRead + Send>,
+    reader: Source,
     reading: Reading,
     /// The file's path as opened (a backup's name, or the current file's).
     path: PathBuf,
@@ -292,6 +304,10 @@ pub(crate) struct Follower {
     /// For a tool's follower: the next open takes the current file, which the cursor names still,
     /// rather than a backup that appeared beside it (see `try_open`).
     hold_current: bool,
+    /// A tool's follower keeps the current file open between reads, at the end of its whole
+    /// lines, as `tail -f` always did: lines written to it, then rotated and deleted by retention
+    /// before the next read, are still read through the open descriptor.
+    keep_open: bool,
 }
 
 impl Follower {
@@ -306,7 +322,36 @@ impl Follower {
             damaged_gz: None,
             any_owner: false,
             hold_current: false,
+            keep_open: false,
         }
+    }
+
+    /// A tool's follower (see [`of_any_owner`](Self::of_any_owner)) that begins in `file`, open
+    /// already (the current file of `dir/name` as the tool read it, whatever its path names by
+    /// now), at byte `offset`, the file after the backup `after`: it reads on through that
+    /// descriptor, so nothing written to the file after the tool read it is lost to a rotation
+    /// and a deletion before the follower's first read.
+    pub(crate) fn in_open_file(
+        dir: &Path,
+        name: &str,
+        after: Option<Stamp>,
+        mut file: fs::File,
+        offset: u64,
+    ) -> io::Result<Self> {
+        let identity = Identity::of(&file.metadata()?);
+        file.seek(SeekFrom::Start(0))?;
+        let fingerprint = first_line_hash_of(&mut file, false)?;
+        file.seek(SeekFrom::Start(offset))?;
+        #[cfg(test)]
+        let file = tests::FailingRead::wrap(file);
+        let mut follower = Follower::new(dir, name, Cursor { after, offset, fingerprint }).of_any_owner();
+        follower.open = Some(Open {
+            reader: Source::Plain(BufReader::with_capacity(256 * 1024, file)),
+            reading: Reading::Current(identity),
+            path: dir.join(name),
+            gz: false,
+        });
+        Ok(follower)
     }
 
     /// A follower for a tool (the `chimera-log` command, through [`crate::read`]), which may run
@@ -314,7 +359,43 @@ impl Follower {
     /// [`read::backup_listing`](crate::read::backup_listing) lists them.
     pub(crate) fn of_any_owner(mut self) -> Self {
         self.any_owner = true;
+        self.keep_open = true;
         self
+    }
+
+    /// Whether the backup `stamp` of the family is the file the cursor names: the file this
+    /// follower has open as the current file (or had, until a rotation made it that backup), or,
+    /// with none open, the file its cursor is in the middle of. `None` when that cannot be told
+    /// any more (the backup is gone, or the file has no whole first line to know it by). A
+    /// backup is never the file of a follower reading a backup, or at the start of a file.
+    pub(crate) fn is_the_cursors_file(&self, stamp: Stamp) -> Option<bool> {
+        let identity = match self.open.as_ref().map(|open| open.reading) {
+            Some(Reading::Current(identity) | Reading::Rotated(identity)) => Some(identity),
+            Some(Reading::Backup(_)) => return Some(false),
+            None if self.cursor.fingerprint.is_none() => return Some(false),
+            None => None,
+        };
+        match fs::symlink_metadata(backup::plain_path(&self.dir, &self.name, stamp)) {
+            Ok(metadata) => match identity {
+                Some(identity) => return Some(Identity::of(&metadata) == identity),
+                None => {
+                    let hash = first_line_hash(&backup::plain_path(&self.dir, &self.name, stamp), false);
+                    match hash {
+                        Ok(hash) => return Some(hash.is_some() && hash == self.cursor.fingerprint),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(_) => return None,
+                    }
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+        // Compressed since: a new file, known by its first line.
+        let fingerprint = self.cursor.fingerprint?;
+        match first_line_hash(&backup::gz_path(&self.dir, &self.name, stamp), true) {
+            Ok(hash) => Some(hash == Some(fingerprint)),
+            Err(_) => None,
+        }
     }
 
     /// The backups of the family as of `now`, by this follower's listing.
@@ -437,12 +518,12 @@ impl Follower {
             let read = match mode {
                 Mode::Whole => {
                     line.clear();
-                    open.reader.read_until(b'\n', line).map(|read| {
+                    open.reader.reader().read_until(b'\n', line).map(|read| {
                         let terminated = line.ends_with(b"\n");
                         (read as u64, terminated, (read - usize::from(terminated)) as u64)
                     })
                 }
-                Mode::Capped { cap, .. } => read_capped(&mut open.reader, line, cap, at_start.then_some(&mut head)),
+                Mode::Capped { cap, .. } => read_capped(open.reader.reader(), line, cap, at_start.then_some(&mut head)),
             };
             let (read, terminated, length) = match read {
                 Ok(read) => read,
@@ -481,27 +562,52 @@ impl Follower {
                     if read > 0 && capped.is_some_and(|(_, torn_current)| torn_current) {
                         return Ok(give(self));
                     }
-                    // A line being written, or nothing yet: read again from the cursor next time.
-                    self.open = None;
+                    // A line being written, or nothing yet: read again from the cursor next time,
+                    // through the same descriptor if this follower keeps it.
+                    if !(self.keep_open && self.back_to_cursor(read)?) {
+                        self.open = None;
+                    }
                     return Ok(None);
                 }
-                Reading::Current(_) if read > 0 => {
+                Reading::Current(identity) if read > 0 => {
                     // Rotated, with the start of a line read: the writer finished it before the
-                    // rename; read it again whole, from the backup the file has become.
-                    self.open = None;
+                    // rename; read it again whole, through the same descriptor if this follower
+                    // keeps it (the backup may be deleted by now), else from the backup the file
+                    // has become.
+                    if self.keep_open && self.back_to_cursor(read)? {
+                        if let Some(open) = self.open.as_mut() {
+                            open.reading = Reading::Rotated(identity);
+                        }
+                    } else {
+                        self.open = None;
+                    }
                 }
-                Reading::Current(_) => {
+                Reading::Current(identity) => {
                     // Rotated since: lines written just before the rename may follow; read on to
                     // the end of the file now that nothing more is written into it.
                     if let Some(open) = self.open.as_mut() {
-                        open.reading = Reading::Rotated;
+                        open.reading = Reading::Rotated(identity);
                     }
                 }
                 // A complete file's torn last line: given by a capped read (a tool shows it).
-                Reading::Rotated | Reading::Backup(_) if read > 0 && capped.is_some() => return Ok(give(self)),
-                Reading::Rotated => self.next_file(None, now)?,
+                Reading::Rotated(_) | Reading::Backup(_) if read > 0 && capped.is_some() => return Ok(give(self)),
+                Reading::Rotated(_) => self.next_file(None, now)?,
                 Reading::Backup(stamp) => self.next_file(Some(stamp), now)?,
             }
+        }
+    }
+
+    /// Puts the open plain file back at the cursor, before the `read` bytes of a line not finished
+    /// yet; `false` when it cannot be (a gzip stream), and the file must be opened again.
+    fn back_to_cursor(&mut self, read: u64) -> io::Result<bool> {
+        match self.open.as_mut().map(|open| &mut open.reader) {
+            Some(Source::Plain(reader)) => {
+                if read > 0 {
+                    reader.seek(SeekFrom::Start(self.cursor.offset))?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -664,7 +770,7 @@ impl Follower {
             self.cursor.offset = 0;
             self.cursor.fingerprint = None;
         }
-        let reader: Box<dyn BufRead + Send> = if gz {
+        let reader = if gz {
             let mut decoder = flate2::read::MultiGzDecoder::new(file);
             match (io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink()), backup_stamp) {
                 (Ok(skipped), _) if skipped < self.cursor.offset => {
@@ -675,7 +781,7 @@ impl Follower {
                 (Err(error), Some(stamp)) if is_damage(&error) => return Ok(self.pass_damaged(stamp, &error, followed)),
                 (Err(error), _) => return Err(error),
             }
-            Box::new(BufReader::with_capacity(256 * 1024, decoder))
+            Source::Gz(BufReader::with_capacity(256 * 1024, decoder))
         } else {
             let length = file.metadata()?.len();
             if self.cursor.offset > length {
@@ -685,7 +791,7 @@ impl Follower {
             file.seek(SeekFrom::Start(self.cursor.offset))?;
             #[cfg(test)]
             let file = tests::FailingRead::wrap(file);
-            Box::new(BufReader::with_capacity(256 * 1024, file))
+            Source::Plain(BufReader::with_capacity(256 * 1024, file))
         };
         let reading = match backup_stamp {
             Some(stamp) => Reading::Backup(stamp),
@@ -729,7 +835,9 @@ impl Follower {
             return Opened::LookAgain;
         }
         followed.skipped += 1;
-        followed.damaged.push(format!("{}: {error}", backup::gz_path(&self.dir, &self.name, stamp).display()));
+        let path = backup::gz_path(&self.dir, &self.name, stamp);
+        followed.damaged.push(format!("{}: {error}", path.display()));
+        followed.damaged_at.push((path, error.to_string()));
         self.cursor = Cursor { after: Some(stamp), offset: 0, fingerprint: None };
         Opened::LookAgain
     }
@@ -903,6 +1011,9 @@ fn reads_fail_here(dir: &Path) -> bool {
 }
 
 #[cfg(test)]
+pub(crate) use tests::after_next_listing;
+
+#[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -927,6 +1038,12 @@ mod tests {
     impl FailingRead {
         pub(super) fn wrap(file: fs::File) -> Self {
             FailingRead { file, left: FAIL_READ_AFTER.with(std::cell::Cell::take) }
+        }
+    }
+
+    impl Seek for FailingRead {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.file.seek(to)
         }
     }
 
@@ -1180,7 +1297,7 @@ mod tests {
     }
 
     /// Runs `f` once, in the next listing's `try_open`, between its listing and its open.
-    fn after_next_listing(f: impl FnMut() + 'static) {
+    pub(crate) fn after_next_listing(f: impl FnMut() + 'static) {
         AFTER_LISTING.with(|hook| *hook.borrow_mut() = Some(Box::new(f)));
     }
 

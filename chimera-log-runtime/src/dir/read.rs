@@ -7,7 +7,7 @@
 //! `name.<stamp>` or `name.<stamp>.gz` (`<stamp>` is the UTC rotation time,
 //! `yyyymmddThhmmss.ffffffZ`, so name order is rotation order), then the current file `name`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
@@ -237,8 +237,9 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for InOrder<V> {
 /// the current file, each line once across rotation and compression, never more than a cap of a
 /// line in memory. Two ways: [`snapshot`](Self::snapshot) reads to the end of the file that is
 /// current when it begins, and stops; [`follow_from`](Self::follow_from) reads on as lines are
-/// written, for as long as it is asked ([`next_event`](Self::next_event) gives `None` when there is nothing
-/// more yet).
+/// written, for as long as it is asked ([`next_event`](Self::next_event) gives `None` when there
+/// is nothing more yet). One reader keeps the file it reads open from one call to the next, so a
+/// file rotated and deleted by retention between two calls is still read to its end.
 ///
 /// Besides lines it says what a reader must know ([`LogEvent`]): backups removed (by retention)
 /// before they were read, a damaged gzip backup passed over, a backup appearing older than where
@@ -253,9 +254,9 @@ pub struct LogReader {
     torn_current: bool,
     /// A snapshot: the newest backup when it began; it ends at the file after it.
     until: Option<Option<Stamp>>,
-    /// Backups seen listed and not passed yet: one gone when the follower reaches a file after it
-    /// was removed before it was read.
-    known: BTreeSet<Stamp>,
+    /// Backups seen listed and not passed yet, with what is known of each: one that was not the
+    /// follower's file is gone unread when the follower reaches a file after it.
+    known: BTreeMap<Stamp, Known>,
     /// The newest backup stamp listed so far: rotation only makes newer ones.
     newest: Option<Stamp>,
     given_any: bool,
@@ -263,6 +264,8 @@ pub struct LogReader {
     /// What of `followed` was turned into events already: skipped files, damaged backups, debris.
     reported: (u64, usize, u64),
     pending: VecDeque<Pending>,
+    /// The event given last, kept for the reference given out.
+    given: Option<Pending>,
     /// A line read, given once the events before it are.
     held: Option<CappedLine>,
     line: Vec<u8>,
@@ -271,11 +274,22 @@ pub struct LogReader {
     ended: bool,
 }
 
+/// What a reader knows of a backup it listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    /// Its path as listed (the `.gz` when both forms were there).
+    path: PathBuf,
+    /// Whether it is the file the follower had open as the current file when it was listed
+    /// (rotated since): read through that descriptor, never a gap. `None`: it was gone before
+    /// that could be told.
+    reading: Option<bool>,
+}
+
 /// An event other than a line, waiting to be given.
 #[derive(Debug)]
 enum Pending {
-    Gap(u64),
-    Damaged(String),
+    Gap { files: u64, removed: Vec<PathBuf> },
+    Damaged { path: PathBuf, line: u64, error: String },
     Late(PathBuf),
 }
 
@@ -285,19 +299,28 @@ enum Pending {
 pub enum LogEvent<'a> {
     /// The next line.
     Line(LogLine<'a>),
-    /// Backups were removed (retention) before they were read, or while they were: the next line
+    /// Files were removed (retention) before they were read, or while they were: the next line
     /// does not follow the last one given.
     Gap {
-        /// How many files, as far as known.
+        /// How many files.
         files: u64,
+        /// Those of them known by name (each backup listed before it was removed, as listed);
+        /// the others were files the reader had begun and that were gone when it came back.
+        removed: &'a [PathBuf],
     },
     /// A gzipped backup is damaged: the lines before the damage were given; what follows it
-    /// cannot be read by anyone, and reading goes on with the next file. The message names the
-    /// file.
-    Damaged(String),
+    /// cannot be read by anyone, and reading goes on with the next file.
+    Damaged {
+        /// The backup.
+        path: &'a Path,
+        /// The lines of it given before the damage.
+        line: u64,
+        /// What is wrong.
+        error: &'a str,
+    },
     /// Following only: a backup appeared stamped before the file being read (put there, or
     /// restored, by hand). Its lines are not new, and are not read.
-    LateBackup(PathBuf),
+    LateBackup(&'a Path),
 }
 
 /// A line of a log file, as [`LogReader::next_event`] gives it.
@@ -326,19 +349,22 @@ impl LogReader {
     ///
     /// Errors: the directory cannot be listed.
     pub fn snapshot(dir: &Path, name: &str, cap: usize) -> io::Result<LogReader> {
-        let mut reader = LogReader::new(dir, name, cap, Cursor::default());
+        let follower = Follower::new(dir, name, Cursor::default()).of_any_owner();
+        let mut reader = LogReader::new(dir, name, cap, follower);
         let listed = reader.list(SystemTime::now())?;
-        reader.until = Some(listed.last().copied());
+        reader.until = Some(listed.last().map(|(stamp, _)| *stamp));
         reader.remember(&listed, None);
         Ok(reader)
     }
 
     /// Follows the family of `name` in `dir` from where a reader has shown it up to: after the
-    /// backup at the path `after` (plain or `.gz`: the newest one shown; `None`: none), in `current`, the current file as
-    /// the reader opened it, at byte `offset` (just after the last whole line shown); with no
-    /// current file, at the start of the next one. The current file may have been rotated since:
-    /// it is recognised under its backup name by its first line. Every line written from there on
-    /// is given, across rotations and compression, for as long as [`next_event`](Self::next_event) is called.
+    /// backup at the path `after` (plain or `.gz`: the newest one shown; `None`: none), in
+    /// `current`, the current file as the reader opened it, at byte `offset` (just after the last
+    /// whole line shown); with no current file, at the start of the next one. Reading goes on
+    /// through `current`'s descriptor (a duplicate of it; its position moves), whatever its path
+    /// names by now: the file may have been rotated since, and deleted. Every line written from
+    /// there on is given, across rotations and compression, for as long as
+    /// [`next_event`](Self::next_event) is called.
     ///
     /// Errors: the directory cannot be listed, `current` cannot be read, or `after` is not one of
     /// this family's backups.
@@ -364,31 +390,35 @@ impl LogReader {
                     })?,
             ),
         };
-        let cursor = match current {
-            Some((file, offset)) => Cursor::in_open_file(after, file, offset)?,
-            None => Cursor { after, offset: 0, fingerprint: None },
+        let follower = match current {
+            Some((file, offset)) => Follower::in_open_file(dir, name, after, file.try_clone()?, offset)?,
+            None => Follower::new(dir, name, Cursor { after, offset: 0, fingerprint: None }).of_any_owner(),
         };
-        let mut reader = LogReader::new(dir, name, cap, cursor);
+        let mut reader = LogReader::new(dir, name, cap, follower);
+        // The reader has shown the family up to here: a file after it removed unread is a gap,
+        // before the first line given too.
+        reader.given_any = true;
         let listed = reader.list(SystemTime::now())?;
         reader.remember(&listed, None);
         Ok(reader)
     }
 
-    fn new(dir: &Path, name: &str, cap: usize, cursor: Cursor) -> LogReader {
+    fn new(dir: &Path, name: &str, cap: usize, follower: Follower) -> LogReader {
         LogReader {
-            follower: Follower::new(dir, name, cursor).of_any_owner(),
+            follower,
             followed: Followed::default(),
             dir: dir.to_owned(),
             name: name.to_owned(),
             cap,
             torn_current: false,
             until: None,
-            known: BTreeSet::new(),
+            known: BTreeMap::new(),
             newest: None,
             given_any: false,
             removed_unread: 0,
             reported: (0, 0, 0),
             pending: VecDeque::new(),
+            given: None,
             held: None,
             line: Vec::new(),
             path: PathBuf::new(),
@@ -405,9 +435,9 @@ impl LogReader {
         self
     }
 
-    /// Backups found removed before they were read (retention) since reading began; those
-    /// removed before anything was read were simply the oldest, and come with no
-    /// [`LogEvent::Gap`].
+    /// Files found removed before they were read (retention) since reading began. In a
+    /// [`snapshot`](Self::snapshot), those removed before anything was read were simply the
+    /// oldest, and come with no [`LogEvent::Gap`]; following, every one comes with one.
     pub fn removed_unread(&self) -> u64 {
         self.removed_unread
     }
@@ -422,9 +452,11 @@ impl LogReader {
         let mut at_end = false;
         loop {
             if let Some(pending) = self.pending.pop_front() {
-                return Ok(Some(match pending {
-                    Pending::Gap(files) => LogEvent::Gap { files },
-                    Pending::Damaged(message) => LogEvent::Damaged(message),
+                // Given by reference: kept until the next call.
+                self.given = Some(pending);
+                return Ok(Some(match self.given.as_ref().expect("set above") {
+                    Pending::Gap { files, removed } => LogEvent::Gap { files: *files, removed },
+                    Pending::Damaged { path, line, error } => LogEvent::Damaged { path, line: *line, error },
                     Pending::Late(path) => LogEvent::LateBackup(path),
                 }));
             }
@@ -471,39 +503,56 @@ impl LogReader {
         }
     }
 
-    /// The backups of the family as of `now` that hold something to read (plain or `.gz`).
-    fn list(&self, now: SystemTime) -> io::Result<Vec<Stamp>> {
+    /// The backups of the family as of `now` that hold something to read (plain or `.gz`), with
+    /// the path of each (the `.gz` when both are there).
+    fn list(&self, now: SystemTime) -> io::Result<Vec<(Stamp, PathBuf)>> {
         let (backups, _) = backup::list(&self.dir, &self.name, Filter::Reader { now })?;
-        Ok(backups.into_iter().filter(|(_, files)| files.plain || files.gz).map(|(stamp, _)| stamp).collect())
+        Ok(backups
+            .into_iter()
+            .filter(|(_, files)| files.plain || files.gz)
+            .map(|(stamp, files)| {
+                let path = match files.gz {
+                    true => backup::gz_path(&self.dir, &self.name, stamp),
+                    false => backup::plain_path(&self.dir, &self.name, stamp),
+                };
+                (stamp, path)
+            })
+            .collect())
     }
 
-    /// `files` backups were found removed before they were read.
-    fn gone(&mut self, files: u64) {
+    /// `files` files were found removed before they were read, `removed` of them by name.
+    fn gone(&mut self, files: u64, removed: Vec<PathBuf>) {
         if files == 0 {
             return;
         }
         self.removed_unread += files;
         if self.given_any {
-            self.pending.push_back(Pending::Gap(files));
+            self.pending.push_back(Pending::Gap { files, removed });
         }
     }
 
     /// The follower's skipped files and damaged backups since the last look, as events.
     fn take_reports(&mut self) {
         let (skipped, damaged, debris) = self.reported;
-        for message in &self.followed.damaged[damaged..] {
-            self.pending.push_back(Pending::Damaged(message.clone()));
+        for (path, error) in &self.followed.damaged_at[damaged..] {
+            // The lines of it given before the damage, if it is the file lines came from last.
+            let line = if *path == self.path { self.number } else { 0 };
+            self.pending.push_back(Pending::Damaged { path: path.clone(), line, error: error.clone() });
         }
         // A damaged backup is an event of its own, and a `.gz.tmp` alone had nothing to read.
         let removed = (self.followed.skipped - skipped)
-            .saturating_sub((self.followed.damaged.len() - damaged) as u64)
+            .saturating_sub((self.followed.damaged_at.len() - damaged) as u64)
             .saturating_sub(self.followed.debris - debris);
-        self.gone(removed);
-        self.reported = (self.followed.skipped, self.followed.damaged.len(), self.followed.debris);
+        self.gone(removed, Vec::new());
+        self.reported = (self.followed.skipped, self.followed.damaged_at.len(), self.followed.debris);
     }
 
     /// The follower has begun a file, the first after the backup `after`: backups listed
-    /// before it and after `after` that it passed were removed before they were read.
+    /// before it and after `after` that it passed were removed before they were read, unless one
+    /// was the file it had open as the current file, rotated since and read through its
+    /// descriptor. One that was gone before that could be told is that file if it may be: the
+    /// first listed after `after` (the rotation of the file after `after` made the first backup
+    /// after it).
     fn begin_file(&mut self, after: Option<Stamp>, now: SystemTime) -> io::Result<()> {
         let this = self
             .follower
@@ -513,34 +562,47 @@ impl LogReader {
             .map(|(stamp, _)| stamp);
         let passed: Vec<Stamp> = self
             .known
-            .iter()
-            .copied()
+            .range(..)
+            .map(|(&stamp, _)| stamp)
             .filter(|&stamp| Some(stamp) > after && this.is_none_or(|this| stamp < this))
             .collect();
-        for stamp in &passed {
-            self.known.remove(stamp);
+        let mut removed = Vec::new();
+        for (index, stamp) in passed.iter().enumerate() {
+            let known = self.known.remove(stamp).expect("listed above");
+            let unread = match known.reading {
+                Some(reading) => !reading,
+                None => index > 0,
+            };
+            if unread {
+                removed.push(known.path);
+            }
         }
-        self.gone(passed.len() as u64);
+        self.gone(removed.len() as u64, removed);
         let listed = self.list(now)?;
         self.remember(&listed, after);
         Ok(())
     }
 
     /// Adds `listed` to the backups known, and forgets those at or before `after` that are gone
-    /// (no longer needed to tell a gap). Following, a backup not listed before and older than the
-    /// newest listed before, which the follower is past, was not made by a rotation (rotation only
-    /// makes newer ones): said once, and not read.
-    fn remember(&mut self, listed: &[Stamp], after: Option<Stamp>) {
-        self.known.retain(|stamp| Some(*stamp) > after || listed.binary_search(stamp).is_ok());
-        for &stamp in listed {
-            let passed = Some(stamp) <= after && self.newest.is_some_and(|newest| stamp < newest);
-            if self.known.insert(stamp) && self.until.is_none() && passed {
-                let path = backup::plain_path(&self.dir, &self.name, stamp);
-                let gz = backup::gz_path(&self.dir, &self.name, stamp);
-                self.pending.push_back(Pending::Late(if path.exists() { path } else { gz }));
+    /// (no longer needed to tell a gap). A backup newly listed is looked at at once: is it the
+    /// file the follower has open as the current file (rotated since)? Following, a backup not
+    /// listed before and older than the newest listed before, which the follower is past, was not
+    /// made by a rotation (rotation only makes newer ones): said once, and not read.
+    fn remember(&mut self, listed: &[(Stamp, PathBuf)], after: Option<Stamp>) {
+        self.known.retain(|stamp, _| Some(*stamp) > after || listed.iter().any(|(listed, _)| listed == stamp));
+        for (stamp, path) in listed {
+            let stamp = *stamp;
+            if self.known.contains_key(&stamp) {
+                continue;
             }
+            let passed = Some(stamp) <= after && self.newest.is_some_and(|newest| stamp < newest);
+            if self.until.is_none() && passed {
+                self.pending.push_back(Pending::Late(path.clone()));
+            }
+            let reading = self.follower.is_the_cursors_file(stamp);
+            self.known.insert(stamp, Known { path: path.clone(), reading });
         }
-        self.newest = self.newest.max(listed.last().copied());
+        self.newest = self.newest.max(listed.last().map(|(stamp, _)| *stamp));
     }
 
     /// Following, at the end of what there is: looks for backups put there late.
@@ -564,8 +626,14 @@ mod tests {
                     Some(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
                     None => format!("skipped {}", line.length),
                 },
-                LogEvent::Gap { files } => format!("gap {files}"),
-                LogEvent::Damaged(message) => format!("damaged {}", message.contains(".000003Z.gz")),
+                LogEvent::Gap { files, removed } => {
+                    let names: Vec<String> =
+                        removed.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+                    format!("gap {files} {}", names.join(" "))
+                }
+                LogEvent::Damaged { path, line, .. } => {
+                    format!("damaged {} after line {line}", path.file_name().unwrap().to_string_lossy())
+                }
                 LogEvent::LateBackup(path) => format!("late {}", path.file_name().unwrap().to_string_lossy()),
             });
         }
@@ -591,7 +659,7 @@ mod tests {
         assert_eq!((first.bytes, first.number), (Some(&b"b1"[..]), 1));
         assert_eq!(first.path, backup_path(d, 1));
         std::fs::remove_file(backup_path(d, 2)).unwrap();
-        assert_eq!(events(&mut reader), ["gap 1", "b3", "current"]);
+        assert_eq!(events(&mut reader), ["gap 1 chimera.log.20240101T000000.000002Z", "b3", "current"]);
         assert_eq!(reader.removed_unread(), 2);
     }
 
@@ -608,7 +676,10 @@ mod tests {
         // Rotated while read: the rest of the file read is read, the file after it is not.
         std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 5)).unwrap();
         std::fs::write(d.join(GENERAL_FILE), "after\n").unwrap();
-        assert_eq!(events(&mut reader), ["damaged true", "c1", "c2-torn"]);
+        assert_eq!(
+            events(&mut reader),
+            ["damaged chimera.log.20240101T000000.000003Z.gz after line 0", "c1", "c2-torn"]
+        );
         assert_eq!(reader.removed_unread(), 0);
     }
 
@@ -629,6 +700,96 @@ mod tests {
         std::fs::write(d.join(GENERAL_FILE), "next\n").unwrap();
         assert_eq!(events(&mut reader), ["new", "late chimera.log.20240101T000000.000001Z", "next"]);
         assert_eq!(events(&mut reader), Vec::<String>::new(), "said once");
+    }
+
+    fn append(dir: &Path, text: &str) {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(GENERAL_FILE)).unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    }
+
+    /// `tail -f` kept the file it followed open between two looks: lines written to it, then
+    /// rotated away and the backup deleted by retention before the next look, were still shown.
+    /// The reader does the same, from the file `tail` read (a line half written at a look
+    /// included), and no gap is said: nothing was lost.
+    #[test]
+    fn lines_written_then_rotated_and_deleted_between_two_reads_are_read_through_the_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\n");
+        let current = open_log_file(&d.join(GENERAL_FILE)).unwrap();
+        // Between tail's read of the file and the reader's first look: rotated and deleted.
+        append(d, "a2\n");
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 1)).unwrap();
+        append(d, "b1\n");
+        std::fs::remove_file(backup_path(d, 1)).unwrap();
+        let mut reader = LogReader::follow_from(d, GENERAL_FILE, 64, None, Some((&current, 3))).unwrap();
+        assert_eq!(events(&mut reader), ["a2", "b1"]);
+        // Between two looks, a line half written at the first.
+        append(d, "b2\nb3-half");
+        assert_eq!(events(&mut reader), ["b2"]);
+        append(d, "-done\nb4\n");
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 2)).unwrap();
+        append(d, "c1\n");
+        std::fs::remove_file(backup_path(d, 2)).unwrap();
+        assert_eq!(events(&mut reader), ["b3-half-done", "b4", "c1"]);
+        assert_eq!(reader.removed_unread(), 0);
+    }
+
+    /// The reader's own listing can meet the file the follower reads as current just after its
+    /// rotation, and retention delete that backup before the follower comes back to it: the
+    /// follower reads it to its end through its descriptor, so no gap is said (one was, for a
+    /// backup "listed and gone"). A backup after it removed unread is a gap, named.
+    #[test]
+    fn a_rotation_seen_by_the_readers_listing_then_deleted_is_no_gap_but_a_backup_after_it_removed_unread_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(backup_path(d, 1), "a1\n").unwrap();
+        append(d, "b1\n");
+        let mut reader = LogReader::follow_from(d, GENERAL_FILE, 64, None, None).unwrap();
+        assert_eq!(events(&mut reader), ["a1", "b1"]);
+        append(d, "b2\n");
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 2)).unwrap();
+        append(d, "c1\n");
+        // The rotation lands between the follower's look at the current file and the reader's
+        // listing (at the end of what there is): the reader knows the backup, the follower not yet.
+        reader.look_for_late_backups(SystemTime::now()).unwrap();
+        std::fs::remove_file(backup_path(d, 1)).unwrap();
+        std::fs::remove_file(backup_path(d, 2)).unwrap();
+        assert_eq!(events(&mut reader), ["b2", "c1"]);
+        assert_eq!(reader.removed_unread(), 0);
+        // Now a backup listed, never read, and removed: a gap, named.
+        append(d, "c2\n");
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 3)).unwrap();
+        append(d, "d1\n");
+        std::fs::rename(d.join(GENERAL_FILE), backup_path(d, 4)).unwrap();
+        append(d, "e1\n");
+        reader.look_for_late_backups(SystemTime::now()).unwrap();
+        std::fs::remove_file(backup_path(d, 3)).unwrap();
+        std::fs::remove_file(backup_path(d, 4)).unwrap();
+        assert_eq!(events(&mut reader), ["c2", "gap 1 chimera.log.20240101T000000.000004Z", "e1"]);
+        assert_eq!(reader.removed_unread(), 1);
+    }
+
+    /// A rotation (and retention of the oldest backup, read already) between the follower's
+    /// listing and its open of the next file: the file rotated is read from its backup, and no
+    /// gap is said.
+    #[test]
+    fn a_rotation_between_the_listing_and_the_open_is_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        std::fs::write(backup_path(&d, 1), "a1\n").unwrap();
+        append(&d, "b1\n");
+        let mut reader = LogReader::follow_from(&d, GENERAL_FILE, 64, None, None).unwrap();
+        let Some(LogEvent::Line(_)) = reader.next_event().unwrap() else { panic!("a1 first") };
+        // Between the listing and the open of the file after a1's backup.
+        let hook_dir = d.clone();
+        crate::dir::follow::after_next_listing(move || {
+            std::fs::rename(hook_dir.join(GENERAL_FILE), backup_path(&hook_dir, 2)).unwrap();
+            std::fs::remove_file(backup_path(&hook_dir, 1)).unwrap();
+            append(&hook_dir, "c1\n");
+        });
+        assert_eq!(events(&mut reader), ["b1", "c1"]);
+        assert_eq!(reader.removed_unread(), 0);
     }
 
     #[test]
