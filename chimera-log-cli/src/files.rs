@@ -110,14 +110,20 @@ pub(crate) fn for_each_line_live(
                 each(line.path, number, kept, Part::Line);
             }
             read::LogEvent::Gap { .. } => each(&dir.join(name), 0, Line::Kept(b""), Part::Gap),
-            read::LogEvent::Damaged(message) => {
-                let error = io::Error::new(io::ErrorKind::InvalidData, format!("a damaged backup: {message}"));
-                return Err(ReadError { path: dir.join(name), error });
-            }
+            read::LogEvent::Damaged { path, line, error } => return Err(damaged(path, line, error)),
             _ => {}
         }
     }
     Ok(reader.removed_unread())
+}
+
+/// A damaged gzip backup, `path`, after `line` lines of it were read, as a reader of the file
+/// itself says it: `<path>: after line <n>: <what is wrong>`.
+pub(crate) fn damaged(path: &Path, line: u64, error: &str) -> ReadError {
+    ReadError {
+        path: path.to_owned(),
+        error: io::Error::new(io::ErrorKind::InvalidData, format!("after line {line}: {error}")),
+    }
 }
 
 fn read_lines(
@@ -350,6 +356,29 @@ pub(crate) fn last_lines_of(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A damaged `.gz` backup stops a live read (`verify`) with the words a read of the file
+    /// itself used: `<the .gz>: after line <lines of it read>: <what is wrong>`.
+    #[test]
+    fn a_damaged_gz_backup_is_an_error_naming_it_after_the_lines_of_it_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join(format!("{}.20240101T000000.000001Z.gz", read::AUDIT_FILE));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        for n in 0..100_000 {
+            writeln!(encoder, "{{\"n\":{n}}}").unwrap();
+        }
+        let whole = encoder.finish().unwrap();
+        std::fs::write(&gz, &whole[..whole.len() / 2]).unwrap();
+        let mut read_of_it = 0;
+        let error = for_each_line_live(dir.path(), read::AUDIT_FILE, false, |path, _, _, _| {
+            read_of_it += usize::from(path == gz);
+        })
+        .unwrap_err();
+        assert!(read_of_it > 0);
+        let prefix = format!("{}: after line {read_of_it}: ", gz.display());
+        assert!(error.to_string().starts_with(&prefix), "{error}");
+    }
 
     /// A backup's identity: its file name without `.gz` (the stamp decides it; a backup seen
     /// plain is the same backup once compressed).

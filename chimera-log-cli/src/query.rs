@@ -717,10 +717,10 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
 }
 
 /// Prints what is appended to `name` in `dir`, forever, with the runtime's follower `reader`
-/// (from where `tail` stopped showing): across rotations and compression, backups made between
-/// two looks included. What cannot be shown is said on stderr, and following goes on: backups
-/// removed (retention) before they were read, a damaged `.gz` (the rest of it), a backup
-/// appearing older than those shown (not new), the file missing for a while.
+/// (from where `tail` stopped showing), one look every 200 ms: across rotations and compression,
+/// backups made between two looks included. The reader is the same from one look to the next, and
+/// keeps the file it reads open: lines written, rotated away and deleted by retention between two
+/// looks are still shown. What cannot be shown is said on stderr, and following goes on.
 fn follow_file(dir: &Path, name: &str, mut reader: read::LogReader) -> Result<(), String> {
     let path = dir.join(name);
     let stdout = std::io::stdout();
@@ -728,36 +728,117 @@ fn follow_file(dir: &Path, name: &str, mut reader: read::LogReader) -> Result<()
     // new file, or before the first line).
     let mut missing_said = false;
     loop {
-        let mut out = stdout.lock();
-        while let Some(event) = reader.next_event().map_err(|e| format!("{}: {e}", path.display()))? {
-            match event {
-                read::LogEvent::Line(line) => {
-                    let written = match line.bytes {
-                        Some(bytes) => out.write_all(bytes),
-                        None => out.write_all(crate::files::skipped_line(line.length).as_bytes()),
-                    };
-                    stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
-                }
-                read::LogEvent::Gap { files } => {
-                    eprintln!("chimera-log tail: {files} backup(s) of {name} were removed before they could be shown");
-                }
-                read::LogEvent::Damaged(message) => {
-                    eprintln!("chimera-log tail: {message}; the rest of this backup is not shown");
-                }
-                read::LogEvent::LateBackup(backup) => eprintln!(
-                    "chimera-log tail: {} appeared, but is older than the backups already shown; not shown",
-                    backup.display()
-                ),
-                _ => {}
-            }
-        }
-        stdout_result(out.flush())?;
-        drop(out);
+        show_what_follows(&mut reader, &path, &mut stdout.lock(), &mut std::io::stderr())?;
         let missing = std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
         if missing && !missing_said {
             eprintln!("chimera-log tail: {} is missing; waiting for it", path.display());
         }
         missing_said = missing;
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One look of `tail -f`: prints to `out` every line `reader` has now, and says on `notes` what
+/// cannot be shown: each backup removed (retention) before it could be, a damaged `.gz` (the rest
+/// of it), a backup appearing older than those shown (not new).
+fn show_what_follows(
+    reader: &mut read::LogReader,
+    path: &Path,
+    out: &mut impl Write,
+    notes: &mut impl Write,
+) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    while let Some(event) = reader.next_event().map_err(failed)? {
+        // A note that cannot be written (stderr closed) is no reason to stop showing lines.
+        let _ = match event {
+            read::LogEvent::Line(line) => {
+                let written = match line.bytes {
+                    Some(bytes) => out.write_all(bytes),
+                    None => out.write_all(crate::files::skipped_line(line.length).as_bytes()),
+                };
+                stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
+                Ok(())
+            }
+            read::LogEvent::Gap { files, removed } => {
+                for backup in removed {
+                    let _ =
+                        writeln!(notes, "chimera-log tail: {} was removed before it could be shown", backup.display());
+                }
+                match files.saturating_sub(removed.len() as u64) {
+                    0 => Ok(()),
+                    // Files the reader had begun, gone when it came back (after a read error).
+                    unnamed => writeln!(
+                        notes,
+                        "chimera-log tail: {unnamed} file(s) of {} were removed before they could be shown whole",
+                        path.display()
+                    ),
+                }
+            }
+            read::LogEvent::Damaged { path, line, error } => writeln!(
+                notes,
+                "chimera-log tail: {}; the rest of this backup is not shown",
+                crate::files::damaged(path, line, error)
+            ),
+            read::LogEvent::LateBackup(backup) => writeln!(
+                notes,
+                "chimera-log tail: {} appeared, but is older than the backups already shown; not shown",
+                backup.display()
+            ),
+            _ => Ok(()),
+        };
+    }
+    stdout_result(out.flush())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_removed_before_tail_reads_it_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let gone = d.join(format!("{}.20240101T000000.000001Z", read::AUDIT_FILE));
+        let there = d.join(format!("{}.20240101T000000.000002Z", read::AUDIT_FILE));
+        std::fs::write(&gone, b"{\"gone\":1}\n").unwrap();
+        std::fs::write(&there, b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        // Both appeared after tail began to follow (it showed nothing: there was nothing).
+        let mut reader = read::LogReader::follow_from(d, read::AUDIT_FILE, 1024, None, None).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        assert_eq!(
+            show_what_follows(&mut reader, &d.join(read::AUDIT_FILE), &mut out, &mut notes),
+            Ok(()),
+            "following goes on"
+        );
+        assert_eq!(
+            String::from_utf8(notes).unwrap(),
+            format!("chimera-log tail: {} was removed before it could be shown\n", gone.display())
+        );
+        // A backup that is there is printed whole, each line ending in a newline.
+        assert_eq!(out, b"{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    /// `tail -f` keeps the file it follows open from one look to the next: lines written to it,
+    /// then rotated away and the backup deleted by retention before the next look, are shown.
+    #[test]
+    fn lines_rotated_and_deleted_between_two_looks_of_tail_f_are_shown() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let current = d.join(read::GENERAL_FILE);
+        let backup = d.join(format!("{}.20240101T000000.000001Z", read::GENERAL_FILE));
+        std::fs::write(&current, "shown by -n\n").unwrap();
+        let file = open_regular(&current).unwrap();
+        let mut reader = read::LogReader::follow_from(d, read::GENERAL_FILE, 1024, None, Some((&file, 12))).unwrap();
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(b"a1\na2\n").unwrap();
+        std::fs::rename(&current, &backup).unwrap();
+        std::fs::write(&current, "b1\n").unwrap();
+        std::fs::remove_file(&backup).unwrap();
+        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a1\na2\nb1\n");
+        assert_eq!(String::from_utf8(notes).unwrap(), "", "nothing was lost");
     }
 }
