@@ -58,19 +58,13 @@ fn note_ignored(dir: &Path, ignored: &[read::IgnoredBackup]) {
     }
 }
 
-/// Which part of a live snapshot a line comes from.
+/// What a live read gives: a line, or word of a gap before the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// A backup.
-    Backup,
-    /// The current file, read through the descriptor opened with the listing, and still the
-    /// current file.
-    Current,
-    /// What was the current file when the listing was made, rotated since: its lines may have
-    /// been read already from the backup it became, or that backup removed by retention.
-    RotatedCurrent,
-    /// No line: a listed backup was removed (by retention) while the ones before it were read,
-    /// so the next line does not follow the last one read.
+    /// A line of a backup or of the current file.
+    Line,
+    /// No line: backups were removed (by retention) before or while they were read, so the next
+    /// line does not follow the last one read.
     Gap,
 }
 
@@ -89,62 +83,47 @@ pub(crate) fn directory_is_live(dir: &Path) -> bool {
     read::logger_holds(dir)
 }
 
-/// Reads `name`'s family as it stood when the call began, on a directory a logger is writing to
-/// (`live`: a last line of the current file without its newline may be half written, and is left):
-/// backups listed, the current file opened at once; backups removed since by retention (the
-/// oldest) are skipped and counted; backups made since (rotations during the read) are read in
-/// their place before the current file. Returns how many listed backups were gone.
+/// Reads `name`'s family from its oldest backup to the end of the file that is current when the
+/// call begins, through the runtime's follower ([`read::LogReader::snapshot`]): each line once,
+/// whatever rotation, compression and retention do meanwhile. On a directory a logger is writing
+/// to (`live`), a last line of the current file without its newline may be half written, and is
+/// left. A damaged `.gz` backup is an error naming it. Returns how many backups were found
+/// removed (retention) before they could be read.
 pub(crate) fn for_each_line_live(
     dir: &Path,
     name: &str,
     live: bool,
     mut each: impl FnMut(&Path, usize, Line<'_>, Part),
 ) -> Result<u64, ReadError> {
-    let listed: Vec<PathBuf> =
-        files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
-    let current_path = dir.join(name);
-    let current = match open_regular(&current_path) {
-        Ok(file) => Some(file),
-        Err(error) if error.error.kind() == io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error),
-    };
-    let mut state = Progress::default();
-    read_backups(&listed, &mut state, &mut each)?;
-    let newest_listed = listed.last().map(|p| backup_stamp(p));
-    let relisted: Vec<PathBuf> =
-        files_in_order(dir, name)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != name)).collect();
-    // Retention removes the oldest first: backups made since the listing were removed only if
-    // every listed one is gone too, and then some may be missing between the two lists.
-    state.gap |= state.read_any
-        && newest_listed
-            .as_ref()
-            .is_some_and(|newest| relisted.first().is_some_and(|oldest| backup_stamp(oldest) > *newest));
-    let rotated_since: Vec<PathBuf> = relisted
-        .into_iter()
-        .filter(|f| newest_listed.as_ref().is_none_or(|newest| backup_stamp(f) > *newest))
-        .collect();
-    read_backups(&rotated_since, &mut state, &mut each)?;
-    let (gap, gone) = (state.gap, state.gone);
-    if gap {
-        each(&current_path, 0, Line::Kept(b""), Part::Gap);
+    // Refuses a link or FIFO at the current file's path, and notes the names passed over.
+    files_in_order(dir, name)?;
+    let failed = |error| ReadError { path: dir.join(name), error };
+    let mut reader = read::LogReader::snapshot(dir, name, max_line()).map_err(failed)?.torn_current(!live);
+    while let Some(event) = reader.next_event().map_err(failed)? {
+        match event {
+            read::LogEvent::Line(line) => {
+                let number = usize::try_from(line.number).unwrap_or(usize::MAX);
+                let kept = match line.bytes {
+                    Some(bytes) => Line::Kept(bytes),
+                    None => Line::TooLong(line.length),
+                };
+                each(line.path, number, kept, Part::Line);
+            }
+            read::LogEvent::Gap { .. } => each(&dir.join(name), 0, Line::Kept(b""), Part::Gap),
+            read::LogEvent::Damaged { path, line, error } => return Err(damaged(path, line, error)),
+            _ => {}
+        }
     }
-    if let Some(file) = current {
-        use std::os::unix::fs::MetadataExt;
-        let held = file.metadata().map_err(|error| ReadError { path: current_path.clone(), error })?.ino();
-        let part = match std::fs::symlink_metadata(&current_path) {
-            Ok(metadata) if metadata.ino() == held => Part::Current,
-            _ => Part::RotatedCurrent,
-        };
-        let reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(256 * 1024, file));
-        // The logger may be in the middle of a line: a last line without its newline is left
-        // (a torn line left by a crash is followed by the next start's lines, and is read).
-        let leave = if live && part == Part::Current { Unterminated::Leave } else { Unterminated::Give };
-        read_lines_while(&current_path, reader, leave, |path, number, line| {
-            each(path, number, line, part);
-            true
-        })?;
+    Ok(reader.removed_unread())
+}
+
+/// A damaged gzip backup, `path`, after `line` lines of it were read, as a reader of the file
+/// itself says it: `<path>: after line <n>: <what is wrong>`.
+pub(crate) fn damaged(path: &Path, line: u64, error: &str) -> ReadError {
+    ReadError {
+        path: path.to_owned(),
+        error: io::Error::new(io::ErrorKind::InvalidData, format!("after line {line}: {error}")),
     }
-    Ok(gone)
 }
 
 fn read_lines(
@@ -207,49 +186,6 @@ fn read_lines_while(
             }
         }
     }
-}
-
-/// Where a live read stands: backups found gone, whether anything was read, and whether the
-/// next backup read follows a gap.
-#[derive(Debug, Default)]
-struct Progress {
-    gone: u64,
-    read_any: bool,
-    gap: bool,
-}
-
-/// Reads `paths` in order for [`for_each_line_live`]. A backup gone (retention) before anything
-/// was read was just the oldest; after, rotation outran the reading, and the next backup read is
-/// announced as following a gap that the files themselves do not have.
-fn read_backups(
-    paths: &[PathBuf],
-    state: &mut Progress,
-    each: &mut impl FnMut(&Path, usize, Line<'_>, Part),
-) -> Result<(), ReadError> {
-    for path in paths {
-        match open(path) {
-            Err(error) if error.error.kind() == io::ErrorKind::NotFound => {
-                state.gone += 1;
-                state.gap = state.read_any;
-            }
-            Err(error) => return Err(error),
-            Ok(reader) => {
-                if std::mem::take(&mut state.gap) {
-                    each(path, 0, Line::Kept(b""), Part::Gap);
-                }
-                state.read_any = true;
-                read_lines(path, reader, |path, number, line| each(path, number, line, Part::Backup))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A backup's identity: its file name without `.gz` (the stamp decides it; a backup seen plain
-/// is the same backup once compressed).
-pub(crate) fn backup_stamp(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
 }
 
 /// Opens a log file for reading without following a link and without waiting on a FIFO, checked
@@ -420,6 +356,36 @@ pub(crate) fn last_lines_of(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A damaged `.gz` backup stops a live read (`verify`) with the words a read of the file
+    /// itself used: `<the .gz>: after line <lines of it read>: <what is wrong>`.
+    #[test]
+    fn a_damaged_gz_backup_is_an_error_naming_it_after_the_lines_of_it_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join(format!("{}.20240101T000000.000001Z.gz", read::AUDIT_FILE));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        for n in 0..100_000 {
+            writeln!(encoder, "{{\"n\":{n}}}").unwrap();
+        }
+        let whole = encoder.finish().unwrap();
+        std::fs::write(&gz, &whole[..whole.len() / 2]).unwrap();
+        let mut read_of_it = 0;
+        let error = for_each_line_live(dir.path(), read::AUDIT_FILE, false, |path, _, _, _| {
+            read_of_it += usize::from(path == gz);
+        })
+        .unwrap_err();
+        assert!(read_of_it > 0);
+        let prefix = format!("{}: after line {read_of_it}: ", gz.display());
+        assert!(error.to_string().starts_with(&prefix), "{error}");
+    }
+
+    /// A backup's identity: its file name without `.gz` (the stamp decides it; a backup seen
+    /// plain is the same backup once compressed).
+    fn backup_stamp(path: &Path) -> String {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.strip_suffix(".gz").map(str::to_owned).unwrap_or(name)
+    }
 
     /// Rotation renames the current file away and creates the next one; between the two the
     /// name is absent. A listing or live read that meets that moment sees no current file, and

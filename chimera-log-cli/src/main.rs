@@ -229,7 +229,7 @@ fn run_verify_store(
         if !dir.is_dir() {
             return Err(format!("{}: not a directory", dir.display()));
         }
-        if files::files_in_order(dir, "executions.log").map_err(|e| e.to_string())?.is_empty() {
+        if files::files_in_order(dir, read::AUDIT_FILE).map_err(|e| e.to_string())?.is_empty() {
             return Err(format!("{}: no audit trail here (no executions.log or its backups)", dir.display()));
         }
     }

@@ -2,7 +2,7 @@
 //! reads the audit store's records through the same filters.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,9 +12,9 @@ use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
 use clap::Args;
 use serde_json::Value;
 
-use crate::files::{
-    backup_stamp, files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated,
-};
+use chimera_log_runtime::read;
+
+use crate::files::{files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated};
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -292,7 +292,7 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
     // In the audit trail only sealed records are records: the anchor line that begins each file
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
-    let audit = name == "executions.log";
+    let audit = name == read::AUDIT_FILE;
     for_each_line_while(&files, |path, number, line| match parse_line(line) {
         Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
         Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
@@ -627,9 +627,9 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     }
     // Refuses a FIFO or link at the path before anything opens it (an open would hang).
     files_in_order(dir, name).map_err(|e| e.to_string())?;
-    // The current file is read through the handle that following continues with, so no line
-    // falls between the last lines shown and the first line followed.
-    let mut current = match open_regular(&dir.join(name)) {
+    // Following continues in the file read here, just after the lines shown (it is known by its
+    // first line, under its backup name too), so no line falls between the two.
+    let current = match open_regular(&dir.join(name)) {
         Ok(file) => Some(file),
         Err(error) if error.error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(error.to_string()),
@@ -638,13 +638,11 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     // The current file is read backwards from its end as it stands now; following continues
     // from just after its last whole line.
     let mut gathered: Vec<Vec<u8>> = Vec::new();
-    if let Some(file) = current.as_mut() {
-        use std::io::{Seek, SeekFrom};
+    let mut cut = 0;
+    if let Some(file) = current.as_ref() {
         let end = file.metadata().map_err(|e| e.to_string())?.len();
-        let (last, cut) =
+        (gathered, cut) =
             crate::files::last_lines_of(file, end, lines, Unterminated::Leave).map_err(|e| e.to_string())?;
-        gathered = last;
-        file.seek(SeekFrom::Start(cut)).map_err(|e| e.to_string())?;
     }
     let listed: Vec<_> = files_in_order(dir, name)
         .map_err(|e| e.to_string())?
@@ -689,6 +687,22 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
         older.append(&mut gathered);
         gathered = older;
     }
+    // Following starts just after the lines shown: in the current file as read (which a
+    // rotation may have made a backup since), after the newest backup that is not it. Set up
+    // before they are shown, so that a backup appearing after that is told from those there.
+    let start = if follow {
+        let start = read::LogReader::follow_from(
+            dir,
+            name,
+            crate::files::max_line(),
+            backups.last().map(|backup| backup.as_path()),
+            current.as_ref().map(|file| (file, cut)),
+        )
+        .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+        Some(start)
+    } else {
+        None
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in &gathered {
@@ -696,241 +710,84 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     }
     stdout_result(out.flush())?;
     drop(out);
-    if follow {
-        // Following starts from the backups listed with the lines shown, so that rotations
-        // while they were printed are not mistaken for old ones.
-        follow_file(dir, name, current.zip(current_inode), listed.iter().map(|b| backup_stamp(b)).collect())?;
+    if let Some(start) = start {
+        follow_file(dir, name, start)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints every line of the backup at `path` to `out`. A backup removed before it could be
-/// read (retention, when many rotations come between two looks), or one that cannot be read (a
-/// corrupt `.gz`), is said on stderr, and following goes on: stopping would lose the lines after.
-fn print_backup(out: &mut impl Write, path: &Path) -> Result<(), String> {
-    let mut failed = None;
-    let read = for_each_line(std::slice::from_ref(&path.to_path_buf()), |_, _, line| {
-        if failed.is_none() {
-            failed = out.write_all(line).and_then(|()| out.write_all(b"\n")).err();
-        }
-    });
-    match read {
-        Err(error) if error.error.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("chimera-log tail: {} was removed before it could be shown", path.display());
-        }
-        Err(error) => eprintln!("chimera-log tail: {error}; the rest of this backup is not shown"),
-        Ok(()) => {}
-    }
-    match failed {
-        Some(error) => stdout_result(Err(error)),
-        None => Ok(()),
-    }
-}
-
-/// How much of a first line tells two files apart (it carries a microsecond timestamp).
-const FIRST_LINE_BYTES: usize = 4096;
-
-/// The first line of the open file `file` (read at offset 0, whatever its position), up to
-/// [`FIRST_LINE_BYTES`]; `None` if it cannot be read or is empty.
-fn first_line_of(file: &std::fs::File) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut head = vec![0u8; FIRST_LINE_BYTES];
-    let read = file.read_at(&mut head, 0).ok()?;
-    head.truncate(read);
-    if let Some(end) = head.iter().position(|&b| b == b'\n') {
-        head.truncate(end);
-    }
-    (!head.is_empty()).then_some(head)
-}
-
-/// The first line of the log file at `path` (plain or compressed), as [`first_line_of`].
-fn first_line(path: &Path) -> Option<Vec<u8>> {
-    let mut first = None;
-    for_each_line_while(std::slice::from_ref(&path.to_path_buf()), |_, _, line| {
-        first = Some(line[..line.len().min(FIRST_LINE_BYTES)].to_vec());
-        false
-    })
-    .ok()?;
-    first.filter(|line| !line.is_empty())
-}
-
-/// The line `tail -f` is in the middle of: what of it has been read, never more than
-/// [`max_line`](crate::files::max_line) bytes (a line longer than that is counted, and shown as
-/// the placeholder `tail` shows without -f), so a growing line without a newline cannot make
-/// memory grow with it.
-#[derive(Debug, Default)]
-struct PartialLine {
-    kept: Vec<u8>,
-    length: u64,
-}
-
-impl PartialLine {
-    /// Reads `file` to its current end in bounded chunks, writing each line completed.
-    fn follow(&mut self, file: &mut std::fs::File, out: &mut impl Write) -> Result<(), String> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let read = match file.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error.to_string()),
-            };
-            let mut rest = &chunk[..read];
-            while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-                self.extend(&rest[..at]);
-                self.write_line(out)?;
-                rest = &rest[at + 1..];
-            }
-            self.extend(rest);
-        }
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        self.length += bytes.len() as u64;
-        if self.length <= crate::files::max_line() as u64 {
-            self.kept.extend_from_slice(bytes);
-        } else {
-            self.kept = Vec::new();
-        }
-    }
-
-    /// Writes the line read so far (with its newline) and starts the next.
-    fn write_line(&mut self, out: &mut impl Write) -> Result<(), String> {
-        let written = if self.length > crate::files::max_line() as u64 {
-            out.write_all(crate::files::skipped_line(self.length).as_bytes())
-        } else {
-            out.write_all(&self.kept)
-        };
-        stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
-        self.kept.clear();
-        self.length = 0;
-        Ok(())
-    }
-
-    /// The file is finished (rotated away): a last line without its newline is shown as a line,
-    /// as `tail` shows a backup's.
-    fn finish(&mut self, out: &mut impl Write) -> Result<(), String> {
-        if self.length > 0 {
-            self.write_line(out)?;
-        }
-        Ok(())
-    }
-}
-
-/// Prints what is appended to `name` in `dir`, forever, continuing `current` (a handle at the
-/// point already shown). When the file is rotated, the rest of the old file is printed, then any
-/// backups made since (several rotations can happen between two looks), then the new file.
-fn follow_file(
-    dir: &Path,
-    name: &str,
-    mut current: Option<(std::fs::File, u64)>,
-    mut seen: std::collections::BTreeSet<String>,
-) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
+/// Prints what is appended to `name` in `dir`, forever, with the runtime's follower `reader`
+/// (from where `tail` stopped showing), one look every 200 ms: across rotations and compression,
+/// backups made between two looks included. The reader is the same from one look to the next, and
+/// keeps the file it reads open: lines written, rotated away and deleted by retention between two
+/// looks are still shown. What cannot be shown is said on stderr, and following goes on.
+fn follow_file(dir: &Path, name: &str, mut reader: read::LogReader) -> Result<(), String> {
     let path = dir.join(name);
-    let open = || -> Option<(std::fs::File, u64)> {
-        let file = open_regular(&path).ok()?;
-        let inode = file.metadata().ok()?.ino();
-        Some((file, inode))
-    };
-    let backups = || -> Result<Vec<std::path::PathBuf>, String> {
-        Ok(files_in_order(dir, name)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|f| f.file_name().is_some_and(|n| n != name))
-            .collect())
-    };
-    // Prints the backups made since the last look (oldest first, skipping the one that was the
-    // file just finished, `finished`: its inode and first line; its lines were read through its
-    // handle), and opens the current file. The current file is opened between two listings that
-    // agree: a rotation in between would make it a backup listed after the files printed here,
-    // and its lines would come out of order.
-    let catch_up = |out: &mut std::io::StdoutLock<'_>,
-                    seen: &mut std::collections::BTreeSet<String>,
-                    finished: Option<(u64, Option<Vec<u8>>)>|
-     -> Result<Option<(std::fs::File, u64)>, String> {
-        let mut new: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
-        let mut next = open();
-        for _ in 0..10 {
-            let again: Vec<_> = backups()?.into_iter().filter(|b| !seen.contains(&backup_stamp(b))).collect();
-            if again.len() == new.len() {
-                break;
-            }
-            new = again;
-            next = open();
-        }
-        // Rotation only makes backups newer than every one before: one older than the newest
-        // seen was put there (or restored) by hand, and its lines are not new.
-        if let Some(newest) = seen.last().cloned() {
-            new.retain(|backup| {
-                let stamp = backup_stamp(backup);
-                let newer = stamp > newest;
-                if !newer {
-                    eprintln!(
-                        "chimera-log tail: {} appeared, but is older than the backups already shown; not shown",
-                        backup.display()
-                    );
-                    seen.insert(stamp);
-                }
-                newer
-            });
-        }
-        // A backup is known by its stamp, not its name: one seen plain is the same backup once
-        // compressed. The file just finished is the backup that still has its inode; compressed
-        // (a new inode) it is the oldest new backup, if that one begins with the same line; and
-        // if retention removed it already, none of them is.
-        let finished = finished.and_then(|(old_inode, old_first)| {
-            new.iter().position(|b| std::fs::metadata(b).is_ok_and(|m| m.ino() == old_inode)).or_else(|| {
-                let oldest = new.first()?;
-                (old_first.is_some() && first_line(oldest) == old_first).then_some(0)
-            })
-        });
-        for (index, backup) in new.into_iter().enumerate() {
-            if Some(index) != finished {
-                print_backup(out, &backup)?;
-            }
-            seen.insert(backup_stamp(&backup));
-        }
-        stdout_result(out.flush())?;
-        Ok(next)
-    };
-    let mut line = PartialLine::default();
     let stdout = std::io::stdout();
     // Said once per stretch of time the file is missing (between a rotation's rename and the
     // new file, or before the first line).
     let mut missing_said = false;
     loop {
-        let mut out = stdout.lock();
-        match current.as_mut() {
-            Some((file, inode)) => {
-                line.follow(file, &mut out)?;
-                stdout_result(out.flush())?;
-                let replaced = std::fs::metadata(&path).map_or(true, |m| m.ino() != *inode);
-                if replaced {
-                    // Finish the old file: lines may have reached it after the read above.
-                    line.follow(file, &mut out)?;
-                    line.finish(&mut out)?;
-                    let finished = (*inode, first_line_of(file));
-                    current = catch_up(&mut out, &mut seen, Some(finished))?;
-                    continue;
-                }
-            }
-            None => {
-                // Nothing followed: every backup made since the last look holds lines not
-                // shown yet (the file can be created, filled and rotated away between looks).
-                current = catch_up(&mut out, &mut seen, None)?;
-                if current.is_none() && !missing_said {
-                    eprintln!("chimera-log tail: {} is missing; waiting for it", path.display());
-                }
-                missing_said = current.is_none();
-                if current.is_some() {
-                    continue;
-                }
-            }
+        show_what_follows(&mut reader, &path, &mut stdout.lock(), &mut std::io::stderr())?;
+        let missing = std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing && !missing_said {
+            eprintln!("chimera-log tail: {} is missing; waiting for it", path.display());
         }
-        drop(out);
+        missing_said = missing;
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// One look of `tail -f`: prints to `out` every line `reader` has now, and says on `notes` what
+/// cannot be shown: each backup removed (retention) before it could be, a damaged `.gz` (the rest
+/// of it), a backup appearing older than those shown (not new).
+fn show_what_follows(
+    reader: &mut read::LogReader,
+    path: &Path,
+    out: &mut impl Write,
+    notes: &mut impl Write,
+) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    while let Some(event) = reader.next_event().map_err(failed)? {
+        // A note that cannot be written (stderr closed) is no reason to stop showing lines.
+        let _ = match event {
+            read::LogEvent::Line(line) => {
+                let written = match line.bytes {
+                    Some(bytes) => out.write_all(bytes),
+                    None => out.write_all(crate::files::skipped_line(line.length).as_bytes()),
+                };
+                stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
+                Ok(())
+            }
+            read::LogEvent::Gap { files, removed } => {
+                for backup in removed {
+                    let _ =
+                        writeln!(notes, "chimera-log tail: {} was removed before it could be shown", backup.display());
+                }
+                match files.saturating_sub(removed.len() as u64) {
+                    0 => Ok(()),
+                    // Files the reader had begun, gone when it came back (after a read error).
+                    unnamed => writeln!(
+                        notes,
+                        "chimera-log tail: {unnamed} file(s) of {} were removed before they could be shown whole",
+                        path.display()
+                    ),
+                }
+            }
+            read::LogEvent::Damaged { path, line, error } => writeln!(
+                notes,
+                "chimera-log tail: {}; the rest of this backup is not shown",
+                crate::files::damaged(path, line, error)
+            ),
+            read::LogEvent::LateBackup(backup) => writeln!(
+                notes,
+                "chimera-log tail: {} appeared, but is older than the backups already shown; not shown",
+                backup.display()
+            ),
+            _ => Ok(()),
+        };
+    }
+    stdout_result(out.flush())
 }
 
 #[cfg(test)]
@@ -940,13 +797,48 @@ mod tests {
     #[test]
     fn a_backup_removed_before_tail_reads_it_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        let gone = dir.path().join("executions.log.20240101T000000.000001Z");
-        let mut out = Vec::new();
-        assert_eq!(print_backup(&mut out, &gone), Ok(()), "following goes on");
-        assert!(out.is_empty());
+        let d = dir.path();
+        let gone = d.join(format!("{}.20240101T000000.000001Z", read::AUDIT_FILE));
+        let there = d.join(format!("{}.20240101T000000.000002Z", read::AUDIT_FILE));
+        std::fs::write(&gone, b"{\"gone\":1}\n").unwrap();
+        std::fs::write(&there, b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        // Both appeared after tail began to follow (it showed nothing: there was nothing).
+        let mut reader = read::LogReader::follow_from(d, read::AUDIT_FILE, 1024, None, None).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        assert_eq!(
+            show_what_follows(&mut reader, &d.join(read::AUDIT_FILE), &mut out, &mut notes),
+            Ok(()),
+            "following goes on"
+        );
+        assert_eq!(
+            String::from_utf8(notes).unwrap(),
+            format!("chimera-log tail: {} was removed before it could be shown\n", gone.display())
+        );
         // A backup that is there is printed whole, each line ending in a newline.
-        std::fs::write(&gone, b"{\"a\":1}\n{\"b\":2}\n").unwrap();
-        print_backup(&mut out, &gone).unwrap();
         assert_eq!(out, b"{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    /// `tail -f` keeps the file it follows open from one look to the next: lines written to it,
+    /// then rotated away and the backup deleted by retention before the next look, are shown.
+    #[test]
+    fn lines_rotated_and_deleted_between_two_looks_of_tail_f_are_shown() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let current = d.join(read::GENERAL_FILE);
+        let backup = d.join(format!("{}.20240101T000000.000001Z", read::GENERAL_FILE));
+        std::fs::write(&current, "shown by -n\n").unwrap();
+        let file = open_regular(&current).unwrap();
+        let mut reader = read::LogReader::follow_from(d, read::GENERAL_FILE, 1024, None, Some((&file, 12))).unwrap();
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(b"a1\na2\n").unwrap();
+        std::fs::rename(&current, &backup).unwrap();
+        std::fs::write(&current, "b1\n").unwrap();
+        std::fs::remove_file(&backup).unwrap();
+        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a1\na2\nb1\n");
+        assert_eq!(String::from_utf8(notes).unwrap(), "", "nothing was lost");
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn verify(
 /// Sends every sealed record of `dir`'s audit trail, `(seq, line)`, until the receiver is gone.
 fn send_file_records(dir: &Path, sender: &mpsc::SyncSender<(u64, Vec<u8>)>) -> Result<(), ReadError> {
     let mut open = true;
-    for_each_line_live(dir, "executions.log", directory_is_live(dir), |_, _, line, _| {
+    for_each_line_live(dir, chimera_log_runtime::read::AUDIT_FILE, directory_is_live(dir), |_, _, line, _| {
         // A line too long to keep is no record to compare (`verify DIR` reports it).
         let (true, Line::Kept(line)) = (open, line) else { return };
         if let Some(record) = parse_sealed(line) {

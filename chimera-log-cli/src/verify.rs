@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chimera_log_runtime::audit::{
     is_torn, parse_anchor, parse_sealed, Anchor, ChainHead, ChainKey, TornRun, RESTART_EVENT,
 };
+use chimera_log_runtime::read;
 use serde_json::Value;
 
 use crate::files::{for_each_line_live, Line, Part, ReadError};
@@ -105,14 +106,12 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
     let mut previous: Option<ChainHead> = None;
     let mut chains: Vec<(u64, [u8; 32])> = Vec::new();
     let mut torn: Option<PendingTorn> = None;
-    // While reading what was the current file, rotated since: what of it was read from its backup.
-    let mut skipping_rotated = true;
     // The line before was too long to read: the chain cannot be followed across it.
     let mut after_skipped = false;
     // A logger writing now may be in the middle of the last line; at rest, a last line without
     // its newline is a torn write like any other.
     let live = crate::files::directory_is_live(dir);
-    let gone = for_each_line_live(dir, "executions.log", live, |path, line_number, line, part| {
+    let gone = for_each_line_live(dir, read::AUDIT_FILE, live, |path, line_number, line, part| {
         let at = |message: String| Finding { path: path.to_owned(), line: line_number, message };
         if part == Part::Gap {
             // Retention removed backups faster than verify read them: the trail read begins
@@ -126,11 +125,6 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
         let line = match line {
             Line::Kept(line) => line,
             Line::TooLong(length) => {
-                if part == Part::RotatedCurrent && skipping_rotated && previous.is_some() {
-                    // Read already from the backup the file became, as any line here.
-                    return;
-                }
-                skipping_rotated = false;
                 // Never read, so never a torn line --allow-torn may excuse: it may be a record.
                 report.failures.push(at(format!("line of {length} bytes exceeds --max-line: cannot be verified")));
                 if let Some(pending) = torn.take() {
@@ -146,16 +140,6 @@ pub(crate) fn verify(dir: &Path, key: &ChainKey, allow_torn: bool) -> Result<Rep
             }
         };
         let record = parse_sealed(line);
-        if part == Part::RotatedCurrent && skipping_rotated {
-            // The file that was current at the listing was rotated during the read: what of it
-            // is not newer than the trail read so far was read from its backup (or that backup
-            // was removed by retention). A file still current is never skipped in this way.
-            match (&record, previous) {
-                (Some(record), Some(head)) if record.seq <= head.seq => return,
-                (None, Some(_)) => return,
-                _ => skipping_rotated = false,
-            }
-        }
         if let Some(anchor) = parse_anchor(line) {
             check_anchor(&anchor, (path, line_number), previous, key, &mut report);
             previous = Some(anchor.previous);
@@ -340,7 +324,7 @@ fn check_checkpoints(
     let mut findings = Vec::new();
     let mut checked = 0;
     // The general log rotates under a live verify too; a checkpoint read twice is checked twice.
-    for_each_line_live(dir, "chimera.log", true, |path, line_number, line, _| {
+    for_each_line_live(dir, read::GENERAL_FILE, true, |path, line_number, line, _| {
         // A line too long to keep is not a checkpoint the logger wrote.
         let Line::Kept(line) = line else { return };
         if !line.windows(26).any(|w| w == b"\"event\":\"audit_checkpoint\"") {

@@ -226,10 +226,15 @@ pub(crate) struct Followed {
     /// what follows the damage cannot be read, and reading went on with the next file. Each is
     /// also counted in `skipped`.
     pub(crate) damaged: Vec<String>,
+    /// The same backups as `damaged`, each as its path and what was wrong with it.
+    pub(crate) damaged_at: Vec<(PathBuf, String)>,
     /// The cursor named a place past the end of its file (a cursor moved forward, by damage or
     /// by hand), with what was found: that file is read again from its start, since no line of
     /// it is known to have been read (duplicates rather than loss).
     pub(crate) cursor_damage: Vec<String>,
+    /// Of `skipped`, the backups of which only a `.gz.tmp` was left (a compression cut short
+    /// whose plain file was removed since): nothing of them was there to read.
+    pub(crate) debris: u64,
 }
 
 /// Which file is open.
@@ -239,14 +244,38 @@ enum Reading {
     Backup(Stamp),
     /// The current file, which may still grow or be rotated away.
     Current(Identity),
-    /// What was the current file until a rotation: complete now, read to its end.
-    Rotated,
+    /// What was the current file until a rotation (the identity it had): complete now, read to
+    /// its end.
+    Rotated(Identity),
+}
+
+/// A plain file as the follower reads it (in tests, one that can fail a read on demand).
+#[cfg(not(test))]
+type PlainFile = fs::File;
+#[cfg(test)]
+type PlainFile = tests::FailingRead;
+
+/// An open file's reader: a plain file can go back to a line's start, a gzip stream cannot.
+enum Source {
+    Plain(BufReader<PlainFile>),
+    Gz(BufReader<flate2::read::MultiGzDecoder<fs::File>>),
+}
+
+impl Source {
+    fn reader(&mut self) -> &mut (dyn BufRead + Send) {
+        match self {
+            Source::Plain(reader) => reader,
+            Source::Gz(reader) => reader,
+        }
+    }
 }
 
 /// The file being read, open at the cursor.
 struct Open {
-    reader: Box<dyn BufRead + Send>,
+    reader: Source,
     reading: Reading,
+    /// The file's path as opened (a backup's name, or the current file's).
+    path: PathBuf,
     /// A gzipped backup: a decoding error there is damage, not a failure to read.
     gz: bool,
 }
@@ -269,12 +298,124 @@ pub(crate) struct Follower {
     /// A backup whose `.gz` turned out damaged while its plain file is still there (a crash
     /// between the two, which the start's repair redoes): read from the plain file.
     damaged_gz: Option<Stamp>,
+    /// Lists the backups as a reader does (any owner; [`Filter::Reader`](backup::Filter)), not as
+    /// the logger does: a tool run by another user than the logger's.
+    any_owner: bool,
+    /// For a tool's follower: the next open takes the current file, which the cursor names still,
+    /// rather than a backup that appeared beside it (see `try_open`).
+    hold_current: bool,
+    /// A tool's follower keeps the current file open between reads, at the end of its whole
+    /// lines, as `tail -f` always did: lines written to it, then rotated and deleted by retention
+    /// before the next read, are still read through the open descriptor.
+    keep_open: bool,
 }
 
 impl Follower {
     /// A follower of `dir/name` starting at `cursor`.
     pub(crate) fn new(dir: &Path, name: &str, cursor: Cursor) -> Self {
-        Follower { dir: dir.to_path_buf(), name: name.to_owned(), cursor, open: None, finished: None, damaged_gz: None }
+        Follower {
+            dir: dir.to_path_buf(),
+            name: name.to_owned(),
+            cursor,
+            open: None,
+            finished: None,
+            damaged_gz: None,
+            any_owner: false,
+            hold_current: false,
+            keep_open: false,
+        }
+    }
+
+    /// A tool's follower (see [`of_any_owner`](Self::of_any_owner)) that begins in `file`, open
+    /// already (the current file of `dir/name` as the tool read it, whatever its path names by
+    /// now), at byte `offset`, the file after the backup `after`: it reads on through that
+    /// descriptor, so nothing written to the file after the tool read it is lost to a rotation
+    /// and a deletion before the follower's first read.
+    pub(crate) fn in_open_file(
+        dir: &Path,
+        name: &str,
+        after: Option<Stamp>,
+        mut file: fs::File,
+        offset: u64,
+    ) -> io::Result<Self> {
+        let identity = Identity::of(&file.metadata()?);
+        file.seek(SeekFrom::Start(0))?;
+        let fingerprint = first_line_hash_of(&mut file, false)?;
+        file.seek(SeekFrom::Start(offset))?;
+        #[cfg(test)]
+        let file = tests::FailingRead::wrap(file);
+        let mut follower = Follower::new(dir, name, Cursor { after, offset, fingerprint }).of_any_owner();
+        follower.open = Some(Open {
+            reader: Source::Plain(BufReader::with_capacity(256 * 1024, file)),
+            reading: Reading::Current(identity),
+            path: dir.join(name),
+            gz: false,
+        });
+        Ok(follower)
+    }
+
+    /// A follower for a tool (the `chimera-log` command, through [`crate::read`]), which may run
+    /// as another user than the logger: it takes backups of any owner, as
+    /// [`read::backup_listing`](crate::read::backup_listing) lists them.
+    pub(crate) fn of_any_owner(mut self) -> Self {
+        self.any_owner = true;
+        self.keep_open = true;
+        self
+    }
+
+    /// Whether the backup `stamp` of the family is the file the cursor names: the file this
+    /// follower has open as the current file (or had, until a rotation made it that backup), or,
+    /// with none open, the file its cursor is in the middle of. `None` when that cannot be told
+    /// any more (the backup is gone, or the file has no whole first line to know it by). A
+    /// backup is never the file of a follower reading a backup, or at the start of a file.
+    pub(crate) fn is_the_cursors_file(&self, stamp: Stamp) -> Option<bool> {
+        let identity = match self.open.as_ref().map(|open| open.reading) {
+            Some(Reading::Current(identity) | Reading::Rotated(identity)) => Some(identity),
+            Some(Reading::Backup(_)) => return Some(false),
+            None if self.cursor.fingerprint.is_none() => return Some(false),
+            None => None,
+        };
+        match fs::symlink_metadata(backup::plain_path(&self.dir, &self.name, stamp)) {
+            Ok(metadata) => match identity {
+                Some(identity) => return Some(Identity::of(&metadata) == identity),
+                None => {
+                    let hash = first_line_hash(&backup::plain_path(&self.dir, &self.name, stamp), false);
+                    match hash {
+                        Ok(hash) => return Some(hash.is_some() && hash == self.cursor.fingerprint),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(_) => return None,
+                    }
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+        // Compressed since: a new file, known by its first line.
+        let fingerprint = self.cursor.fingerprint?;
+        match first_line_hash(&backup::gz_path(&self.dir, &self.name, stamp), true) {
+            Ok(hash) => Some(hash == Some(fingerprint)),
+            Err(_) => None,
+        }
+    }
+
+    /// The backups of the family as of `now`, by this follower's listing.
+    fn list(&self, now: SystemTime) -> io::Result<backup::Backups> {
+        if self.any_owner {
+            backup::list(&self.dir, &self.name, backup::Filter::Reader { now }).map(|(backups, _)| backups)
+        } else {
+            backup::list_backups(&self.dir, &self.name, now)
+        }
+    }
+
+    /// Where the follower is: just after the last line it gave.
+    pub(crate) fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// The file the last line given was read from (a backup's path, `.gz` or plain, or the
+    /// current file's); `None` before the first line and between files.
+    pub(crate) fn reading_path(&self) -> Option<&Path> {
+        self.open.as_ref().map(|open| open.path.as_path())
     }
 
     /// A cursor at the end of the whole lines the family holds now (for a follower that starts
@@ -317,11 +458,41 @@ impl Follower {
         followed: &mut Followed,
         now: SystemTime,
     ) -> io::Result<Option<Cursor>> {
+        Ok(self.next(line, Mode::Whole, followed, now)?.map(|got| got.cursor))
+    }
+
+    /// Reads the next line as [`next_line`](Self::next_line) does, but never holds more than
+    /// `cap` bytes of it: a longer line is read through to its newline, counted, and given with
+    /// its length only (`line` left empty), so a damaged file, a gzip bomb or a line growing
+    /// without its newline cannot make memory grow with it. `line` gets the line without its
+    /// newline. Unlike [`next_line`](Self::next_line), the last line of a complete file (a backup,
+    /// or the current file rotated away) without a newline is given (`terminated: false`): no one
+    /// writes to that file any more, so it is a torn line to show, not one being written. The
+    /// current file's is left for the next read unless `torn_current` (a directory no logger
+    /// holds, where it is a torn line too).
+    pub(crate) fn next_line_capped(
+        &mut self,
+        line: &mut Vec<u8>,
+        cap: usize,
+        torn_current: bool,
+        followed: &mut Followed,
+        now: SystemTime,
+    ) -> io::Result<Option<CappedLine>> {
+        self.next(line, Mode::Capped { cap, torn_current }, followed, now)
+    }
+
+    fn next(
+        &mut self,
+        line: &mut Vec<u8>,
+        mode: Mode,
+        followed: &mut Followed,
+        now: SystemTime,
+    ) -> io::Result<Option<CappedLine>> {
         #[cfg(test)]
         if reads_fail_here(&self.dir) {
             return Err(io::Error::other("a read failure injected by a test"));
         }
-        let read = self.read_line(line, followed, now);
+        let read = self.read_line(line, mode, followed, now);
         if read.is_err() {
             // The failed read may have taken the start of a line: the next one opens the file
             // again at the cursor, which is still before it.
@@ -333,16 +504,28 @@ impl Follower {
     fn read_line(
         &mut self,
         line: &mut Vec<u8>,
+        mode: Mode,
         followed: &mut Followed,
         now: SystemTime,
-    ) -> io::Result<Option<Cursor>> {
+    ) -> io::Result<Option<CappedLine>> {
+        let mut head = Vec::new();
         loop {
             if self.open.is_none() && !self.open_file(followed, now)? {
                 return Ok(None);
             }
             let open = self.open.as_mut().expect("opened above");
-            line.clear();
-            let read = match open.reader.read_until(b'\n', line) {
+            let at_start = self.cursor.offset == 0;
+            let read = match mode {
+                Mode::Whole => {
+                    line.clear();
+                    open.reader.reader().read_until(b'\n', line).map(|read| {
+                        let terminated = line.ends_with(b"\n");
+                        (read as u64, terminated, (read - usize::from(terminated)) as u64)
+                    })
+                }
+                Mode::Capped { cap, .. } => read_capped(open.reader.reader(), line, cap, at_start.then_some(&mut head)),
+            };
+            let (read, terminated, length) = match read {
                 Ok(read) => read,
                 Err(error) => match open.reading {
                     Reading::Backup(stamp) if open.gz && is_damage(&error) => {
@@ -352,35 +535,79 @@ impl Follower {
                     _ => return Err(error),
                 },
             };
-            if read > 0 && line.ends_with(b"\n") {
-                if self.cursor.offset == 0 {
-                    self.cursor.fingerprint = Some(line_fingerprint(line));
+            let capped = match mode {
+                Mode::Whole => None,
+                Mode::Capped { cap, torn_current } => Some((cap, torn_current)),
+            };
+            // A first line's fingerprint, once it is whole (or as long as the prefix hashed).
+            let first = match capped {
+                None => terminated.then(|| line_fingerprint(line)),
+                Some(_) => (terminated || head.len() == FINGERPRINT_PREFIX).then(|| fingerprint(&head)),
+            };
+            let give = |follower: &mut Follower| {
+                let start = follower.cursor.offset;
+                if start == 0 && first.is_some() {
+                    follower.cursor.fingerprint = first;
                 }
-                self.cursor.offset += read as u64;
-                return Ok(Some(self.cursor));
+                follower.cursor.offset += read;
+                let kept = capped.is_none_or(|(cap, _)| length <= cap as u64);
+                Some(CappedLine { cursor: follower.cursor, start, length, kept, terminated })
+            };
+            if read > 0 && terminated {
+                return Ok(give(self));
             }
             let reading = open.reading;
             match reading {
                 Reading::Current(identity) if self.still_current(identity)? => {
-                    // A line being written, or nothing yet: read again from the cursor next time.
-                    self.open = None;
+                    if read > 0 && capped.is_some_and(|(_, torn_current)| torn_current) {
+                        return Ok(give(self));
+                    }
+                    // A line being written, or nothing yet: read again from the cursor next time,
+                    // through the same descriptor if this follower keeps it.
+                    if !(self.keep_open && self.back_to_cursor(read)?) {
+                        self.open = None;
+                    }
                     return Ok(None);
                 }
-                Reading::Current(_) if read > 0 => {
+                Reading::Current(identity) if read > 0 => {
                     // Rotated, with the start of a line read: the writer finished it before the
-                    // rename; read it again whole, from the backup the file has become.
-                    self.open = None;
+                    // rename; read it again whole, through the same descriptor if this follower
+                    // keeps it (the backup may be deleted by now), else from the backup the file
+                    // has become.
+                    if self.keep_open && self.back_to_cursor(read)? {
+                        if let Some(open) = self.open.as_mut() {
+                            open.reading = Reading::Rotated(identity);
+                        }
+                    } else {
+                        self.open = None;
+                    }
                 }
-                Reading::Current(_) => {
+                Reading::Current(identity) => {
                     // Rotated since: lines written just before the rename may follow; read on to
                     // the end of the file now that nothing more is written into it.
                     if let Some(open) = self.open.as_mut() {
-                        open.reading = Reading::Rotated;
+                        open.reading = Reading::Rotated(identity);
                     }
                 }
-                Reading::Rotated => self.next_file(None, now)?,
+                // A complete file's torn last line: given by a capped read (a tool shows it).
+                Reading::Rotated(_) | Reading::Backup(_) if read > 0 && capped.is_some() => return Ok(give(self)),
+                Reading::Rotated(_) => self.next_file(None, now)?,
                 Reading::Backup(stamp) => self.next_file(Some(stamp), now)?,
             }
+        }
+    }
+
+    /// Puts the open plain file back at the cursor, before the `read` bytes of a line not finished
+    /// yet; `false` when it cannot be (a gzip stream), and the file must be opened again.
+    fn back_to_cursor(&mut self, read: u64) -> io::Result<bool> {
+        match self.open.as_mut().map(|open| &mut open.reader) {
+            Some(Source::Plain(reader)) => {
+                if read > 0 {
+                    reader.seek(SeekFrom::Start(self.cursor.offset))?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -403,7 +630,7 @@ impl Follower {
             Some(stamp) => Some(stamp),
             None => {
                 let mut found = None;
-                for (candidate, files) in backup::list_backups(&self.dir, &self.name, now)? {
+                for (candidate, files) in self.list(now)? {
                     if self.cursor.after.is_some_and(|after| candidate <= after) {
                         continue;
                     }
@@ -450,13 +677,14 @@ impl Follower {
     }
 
     fn try_open(&mut self, followed: &mut Followed, now: SystemTime) -> io::Result<Opened> {
-        let backups = backup::list_backups(&self.dir, &self.name, now)?;
+        let backups = self.list(now)?;
         #[cfg(test)]
         if let Some(mut hook) = tests::AFTER_LISTING.with(|hook| hook.borrow_mut().take()) {
             hook();
         }
         let newer = |after: Option<Stamp>| backups.iter().filter(move |(stamp, _)| after.is_none_or(|a| *stamp > a));
         let (path, gz, backup_stamp) = match newer(self.cursor.after).next() {
+            _ if std::mem::take(&mut self.hold_current) => (self.dir.join(&self.name), false, None),
             Some((stamp, files)) if files.gz && !(files.plain && self.damaged_gz == Some(*stamp)) => {
                 (backup::gz_path(&self.dir, &self.name, *stamp), true, Some(*stamp))
             }
@@ -468,6 +696,7 @@ impl Follower {
             // nothing readable is left of that backup; count it and go past it.
             Some((stamp, _)) => {
                 followed.skipped += 1;
+                followed.debris += 1;
                 self.cursor = Cursor { after: Some(*stamp), offset: 0, fingerprint: None };
                 return Ok(Opened::LookAgain);
             }
@@ -524,12 +753,24 @@ impl Follower {
         {
             return Ok(Opened::LookAgain);
         }
+        if !same_file
+            && self.any_owner
+            && backup_stamp.is_some()
+            && self.cursor.fingerprint.is_some()
+            && first_line_hash(&self.dir.join(&self.name), false).ok().flatten() == self.cursor.fingerprint
+        {
+            // A tool's follower: the file the cursor names is still the current file, so this
+            // backup was not made by its rotation (it was put there, or a rename is half done):
+            // read on in the current file; the backup comes after it.
+            self.hold_current = true;
+            return Ok(Opened::LookAgain);
+        }
         if !same_file {
             followed.skipped += 1;
             self.cursor.offset = 0;
             self.cursor.fingerprint = None;
         }
-        let reader: Box<dyn BufRead + Send> = if gz {
+        let reader = if gz {
             let mut decoder = flate2::read::MultiGzDecoder::new(file);
             match (io::copy(&mut (&mut decoder).take(self.cursor.offset), &mut io::sink()), backup_stamp) {
                 (Ok(skipped), _) if skipped < self.cursor.offset => {
@@ -540,7 +781,7 @@ impl Follower {
                 (Err(error), Some(stamp)) if is_damage(&error) => return Ok(self.pass_damaged(stamp, &error, followed)),
                 (Err(error), _) => return Err(error),
             }
-            Box::new(BufReader::with_capacity(256 * 1024, decoder))
+            Source::Gz(BufReader::with_capacity(256 * 1024, decoder))
         } else {
             let length = file.metadata()?.len();
             if self.cursor.offset > length {
@@ -550,13 +791,13 @@ impl Follower {
             file.seek(SeekFrom::Start(self.cursor.offset))?;
             #[cfg(test)]
             let file = tests::FailingRead::wrap(file);
-            Box::new(BufReader::with_capacity(256 * 1024, file))
+            Source::Plain(BufReader::with_capacity(256 * 1024, file))
         };
         let reading = match backup_stamp {
             Some(stamp) => Reading::Backup(stamp),
             None => Reading::Current(identity),
         };
-        self.open = Some(Open { reader, reading, gz });
+        self.open = Some(Open { reader, reading, gz, path });
         Ok(Opened::Yes)
     }
 
@@ -577,7 +818,7 @@ impl Follower {
     /// the newest stamp; the count alone can stay the same when retention removed the oldest
     /// meanwhile.
     fn rotated_since(&self, listed: &backup::Backups, now: SystemTime) -> io::Result<bool> {
-        Ok(newest(&backup::list_backups(&self.dir, &self.name, now)?) != newest(listed))
+        Ok(newest(&self.list(now)?) != newest(listed))
     }
 
     /// The gzipped backup `stamp` is damaged. With its plain file still beside it, that is read
@@ -594,7 +835,9 @@ impl Follower {
             return Opened::LookAgain;
         }
         followed.skipped += 1;
-        followed.damaged.push(format!("{}: {error}", backup::gz_path(&self.dir, &self.name, stamp).display()));
+        let path = backup::gz_path(&self.dir, &self.name, stamp);
+        followed.damaged.push(format!("{}: {error}", path.display()));
+        followed.damaged_at.push((path, error.to_string()));
         self.cursor = Cursor { after: Some(stamp), offset: 0, fingerprint: None };
         Opened::LookAgain
     }
@@ -616,6 +859,76 @@ enum Opened {
     NotYet,
     /// The family changed under the attempt, or the cursor moved past a file: try again.
     LookAgain,
+}
+
+/// How [`Follower::read_line`] reads a line.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Whole, however long ([`Follower::next_line`]).
+    Whole,
+    /// At most `cap` bytes kept ([`Follower::next_line_capped`]).
+    Capped { cap: usize, torn_current: bool },
+}
+
+/// What [`Follower::next_line_capped`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CappedLine {
+    /// The cursor just after the line.
+    pub(crate) cursor: Cursor,
+    /// Where in its file (uncompressed) the line begins.
+    pub(crate) start: u64,
+    /// The line's length in bytes, without its newline.
+    pub(crate) length: u64,
+    /// Whether its bytes were kept: no longer than the cap.
+    pub(crate) kept: bool,
+    /// Whether it ended with a newline (otherwise: the torn end of a complete file).
+    pub(crate) terminated: bool,
+}
+
+/// Reads one line from `reader` into `line` (without its newline), keeping its bytes only while
+/// it is at most `cap` bytes long; with `head`, its first [`FINGERPRINT_PREFIX`] bytes (newline
+/// included) go there too, for the fingerprint. Returns the bytes consumed, whether a newline
+/// ended the line, and its length without the newline.
+fn read_capped(
+    reader: &mut (impl BufRead + ?Sized),
+    line: &mut Vec<u8>,
+    cap: usize,
+    mut head: Option<&mut Vec<u8>>,
+) -> io::Result<(u64, bool, u64)> {
+    line.clear();
+    if let Some(head) = head.as_mut() {
+        head.clear();
+    }
+    let (mut consumed, mut length) = (0u64, 0u64);
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((consumed, false, length));
+        }
+        let (text, used, terminated) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (at, at + 1, true),
+            None => (buf.len(), buf.len(), false),
+        };
+        if let Some(head) = head.as_mut() {
+            let room = FINGERPRINT_PREFIX - head.len();
+            head.extend_from_slice(&buf[..used.min(room)]);
+        }
+        length += text as u64;
+        if length <= cap as u64 {
+            line.extend_from_slice(&buf[..text]);
+        } else {
+            line.clear();
+        }
+        reader.consume(used);
+        consumed += used as u64;
+        if terminated {
+            return Ok((consumed, true, length));
+        }
+    }
 }
 
 /// Whether an error reading a gzip stream says the stream is damaged (flate2's words for a
@@ -698,6 +1011,9 @@ fn reads_fail_here(dir: &Path) -> bool {
 }
 
 #[cfg(test)]
+pub(crate) use tests::after_next_listing;
+
+#[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -722,6 +1038,12 @@ mod tests {
     impl FailingRead {
         pub(super) fn wrap(file: fs::File) -> Self {
             FailingRead { file, left: FAIL_READ_AFTER.with(std::cell::Cell::take) }
+        }
+    }
+
+    impl Seek for FailingRead {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.file.seek(to)
         }
     }
 
@@ -975,7 +1297,7 @@ mod tests {
     }
 
     /// Runs `f` once, in the next listing's `try_open`, between its listing and its open.
-    fn after_next_listing(f: impl FnMut() + 'static) {
+    pub(crate) fn after_next_listing(f: impl FnMut() + 'static) {
         AFTER_LISTING.with(|hook| *hook.borrow_mut() = Some(Box::new(f)));
     }
 
@@ -1013,6 +1335,74 @@ mod tests {
             out.push(String::from_utf8(line.clone()).unwrap().trim_end().to_owned());
         }
         out
+    }
+
+    /// The capped read (`chimera-log`'s, through `read::LogReader`): a line over the cap is read
+    /// through and given with its length only, never held; the lines after it, in a gzipped
+    /// backup and in the current file, are read whole; a first line over the cap still names
+    /// its file (the fingerprint), so the file is found again after its rotation.
+    #[test]
+    fn a_capped_read_skips_a_line_over_the_cap_with_its_length_and_reads_on_across_a_gz_backup_and_the_current_file() {
+        fn read_capped_all(follower: &mut Follower, followed: &mut Followed) -> Vec<(u64, bool, String)> {
+            let mut line = Vec::new();
+            let mut out = Vec::new();
+            while let Some(read) = follower.next_line_capped(&mut line, 10, false, followed, now()).unwrap() {
+                assert!(line.len() <= 10, "held {} bytes", line.len());
+                out.push((read.length, read.kept, String::from_utf8(line.clone()).unwrap()));
+            }
+            out
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let long = "x".repeat(100_000);
+        append(d, &format!("a1\n{long}\na2\n"));
+        rotate(d, 1);
+        compress(d, 1);
+        append(d, &format!("{long}{long}\nb1\nb2-partial"));
+        let mut followed = Followed::default();
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        let expected = |text: &str| (text.len() as u64, true, text.to_owned());
+        let skipped = |length: usize| (length as u64, false, String::new());
+        assert_eq!(
+            read_capped_all(&mut follower, &mut followed),
+            [expected("a1"), skipped(100_000), expected("a2"), skipped(200_000), expected("b1")]
+        );
+        // The current file's first line was over the cap: its fingerprint was still taken, so the
+        // cursor goes on in that file once it is a backup, and the partial line is read whole.
+        append(d, "\n");
+        rotate(d, 2);
+        append(d, "c1\n");
+        assert_eq!(read_capped_all(&mut follower, &mut followed), [expected("b2-partial"), expected("c1")]);
+        assert_eq!(followed, Followed::default());
+    }
+
+    /// A complete file's last line without a newline (a torn write) is given by a capped read,
+    /// marked unterminated; the current file's is left unless asked for.
+    #[test]
+    fn a_capped_read_gives_a_backups_torn_last_line_and_the_current_files_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, "a1\na2-torn");
+        rotate(d, 1);
+        append(d, "b1\nb2-torn");
+        let mut followed = Followed::default();
+        let mut line = Vec::new();
+        for torn_current in [false, true] {
+            let mut follower = Follower::new(d, NAME, Cursor::default());
+            let mut out = Vec::new();
+            while let Some(read) = follower.next_line_capped(&mut line, 64, torn_current, &mut followed, now()).unwrap()
+            {
+                out.push((String::from_utf8(line.clone()).unwrap(), read.terminated));
+            }
+            let mut expected = vec![("a1", true), ("a2-torn", false), ("b1", true)];
+            if torn_current {
+                expected.push(("b2-torn", false));
+            }
+            assert_eq!(out, expected.into_iter().map(|(l, t)| (l.to_owned(), t)).collect::<Vec<_>>());
+        }
+        // The runtime's own followers still leave a torn line of a backup.
+        let mut follower = Follower::new(d, NAME, Cursor::default());
+        assert_eq!(read_all(&mut follower, &mut followed), ["a1", "b1"]);
     }
 
     #[test]
