@@ -888,3 +888,35 @@ fn without_a_store_a_start_numbers_on_after_the_newest_checkpoint_when_the_newes
         .collect();
     assert_eq!(new, (newest_checkpoint + 2..newest_checkpoint + 7).collect::<Vec<_>>());
 }
+
+/// With no audit backups kept, retention removes each backup as soon as it is archived, the one
+/// the store's cursor names included (the next start's retention does, on its own thread, while
+/// the archiver starts): a cursor naming a backup that is gone, with none left, is what retention
+/// leaves, not damage. The next start trusts it: nothing is archived again, nothing reported.
+#[test]
+fn with_no_audit_backups_kept_a_restart_after_retention_trusts_the_store_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let start = || config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(0);
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 100, 0);
+    assert!(guard.flush());
+    drop(guard);
+    let cursor = store_cursor(dir.path());
+    assert!(cursor["after"].is_string(), "rotated: the cursor names a backup: {cursor}");
+    // Every backup is archived (the cursor is past them): what the next start's retention
+    // removes, done here before the start so that the test does not race it.
+    let archived = backups(dir.path(), "executions.log");
+    assert!(!archived.is_empty());
+    for backup in archived {
+        std::fs::remove_file(backup).unwrap();
+    }
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 10, 1_000);
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert_eq!(stats.cursor_damaged, 0, "{stats:?}");
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=110).collect::<Vec<_>>(), "{stats:?}");
+}

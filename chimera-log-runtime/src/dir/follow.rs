@@ -92,8 +92,8 @@ impl Cursor {
 
     /// Checks a cursor loaded from a file against the family it names, as of `now`: its stamp
     /// must name a backup there is, or one older than the newest (retention removes the oldest
-    /// first, so a follower's stamp can have been removed under it, never the newest one), and
-    /// no stamp can be later than the logger could have written. A cursor that fails names
+    /// first, so a follower's stamp can have been removed under it, never the newest one while
+    /// any is left), or, when no backup is left at all, one before `now`. A cursor that fails names
     /// backups as read that nobody read: followed, it would pass over every file before its
     /// stamp, silently. `Err` says what is wrong. (An offset past the end of the file it names
     /// is found when that file is opened: [`Followed::cursor_damage`].)
@@ -110,7 +110,17 @@ impl Cursor {
                 after.format(),
                 newest.format()
             )),
-            None => Err(format!("it names the backup {}, and there are no backups", after.format())),
+            // No backups at all: with none kept (`general_backups(0)`, `audit_backups(0)` once
+            // archived), retention removes even the newest, the one the cursor names, and there
+            // is nothing left to pass over. Unless the stamp is later than the clock: rotations
+            // from now on are stamped from the clock (no backup is left to follow), before it, and
+            // a follower behind would pass over them.
+            None if after < Stamp::from_time(now) => Ok(()),
+            None => Err(format!(
+                "it names the backup {}, there are no backups, and that stamp is not before the clock ({})",
+                after.format(),
+                Stamp::from_time(now).format()
+            )),
         })
     }
 
@@ -1171,12 +1181,16 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_naming_a_backup_newer_than_the_newest_is_damaged_and_an_older_missing_one_is_not() {
+    fn a_cursor_naming_a_backup_after_the_newest_is_damaged_an_older_missing_one_is_not_nor_one_before_the_clock() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         append(d, "a\n");
-        let no_backups = Cursor { after: Some(stamp(1)), offset: 0, fingerprint: None };
-        assert!(no_backups.check_against(d, NAME, now()).unwrap().is_err(), "no backup to name");
+        // No backups left: retention with none kept removes the one a cursor names. Only a
+        // stamp not before the clock names what the logger cannot have written.
+        let no_backups = |at: Stamp| Cursor { after: Some(at), offset: 0, fingerprint: None };
+        assert_eq!(no_backups(stamp(1)).check_against(d, NAME, now()).unwrap(), Ok(()), "removed by retention");
+        let ahead = no_backups(Stamp::from_time(now())).check_against(d, NAME, now()).unwrap().unwrap_err();
+        assert!(ahead.contains("not before the clock"), "{ahead}");
         rotate(d, 2);
         append(d, "b\n");
         rotate(d, 4);
