@@ -1167,6 +1167,55 @@ mod tests {
     }
 
     #[test]
+    fn hostile_cursor_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cursor");
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for text in [
+            "",
+            "null",
+            "[]",
+            "7",
+            "\"text\"",
+            "{\"after\":null,\"offset\":-1,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":18446744073709551616,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1e300,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1.5,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":\"1\",\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"zz\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"-1\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"10000000000000000\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":7}",
+            "{\"after\":7,\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":\"99999999T999999.999999Z\",\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":\"\u{e9}\",\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":\"not hex\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":12}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":[]}",
+            &nested,
+        ] {
+            fs::write(&path, text).unwrap();
+            assert!(Cursor::load(&path).is_err(), "{text:.80}");
+            assert!(matches!(Saved::load(&path, dir.path(), NAME, now()), Saved::Damaged(_)), "{text:.80}");
+        }
+        // Not UTF-8.
+        fs::write(&path, b"{\"after\":\"\xff\"}").unwrap();
+        assert!(Cursor::load(&path).is_err());
+        // The largest offset and the earliest and latest stamps, checked: loaded, then distrusted
+        // (no backups, a stamp not before the clock) or found past the end of the file.
+        append(dir.path(), "a\n");
+        for after in [None, Some(Stamp(i64::MIN + 1)), Some(Stamp(i64::MAX))] {
+            let cursor = Cursor { after, offset: u64::MAX, fingerprint: Some(u64::MAX) };
+            cursor.save(&path).unwrap();
+            if let Saved::Trusted(cursor) = Saved::load(&path, dir.path(), NAME, now()) {
+                let mut followed = Followed::default();
+                let mut follower = Follower::new(dir.path(), NAME, cursor);
+                let _ = read_all(&mut follower, &mut followed);
+            }
+        }
+    }
+
+    #[test]
     fn a_cursor_whose_check_does_not_match_is_an_error_and_one_saved_without_a_check_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cursor");
