@@ -888,3 +888,60 @@ fn without_a_store_a_start_numbers_on_after_the_newest_checkpoint_when_the_newes
         .collect();
     assert_eq!(new, (newest_checkpoint + 2..newest_checkpoint + 7).collect::<Vec<_>>());
 }
+
+/// With no audit backups kept, retention removes each backup as soon as it is archived, the one
+/// the store's cursor names included (the next start's retention does, on its own thread, while
+/// the archiver starts): a cursor naming a backup that is gone, with none left, is what retention
+/// leaves, not damage. The next start trusts it: nothing is archived again, nothing reported.
+#[test]
+fn with_no_audit_backups_kept_a_restart_after_retention_trusts_the_store_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let start = || config(dir.path(), AuditStore::sqlite(&db)).max_bytes(16 * 1024).audit_backups(0);
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 100, 0);
+    assert!(guard.flush());
+    drop(guard);
+    let cursor = store_cursor(dir.path());
+    assert!(cursor["after"].is_string(), "rotated: the cursor names a backup: {cursor}");
+    // Every backup is archived (the cursor is past them): what the next start's retention
+    // removes, done here before the start so that the test does not race it.
+    let archived = backups(dir.path(), "executions.log");
+    assert!(!archived.is_empty());
+    for backup in archived {
+        std::fs::remove_file(backup).unwrap();
+    }
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 10, 1_000);
+    assert!(guard.flush());
+    let stats = guard.stats().audit_store.unwrap();
+    drop(guard);
+    assert_eq!(stats.cursor_damaged, 0, "{stats:?}");
+    let stored: Vec<u64> = store_records(&format!("sqlite:{}", db.display())).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=110).collect::<Vec<_>>(), "{stats:?}");
+}
+
+/// The application's own lines cannot stand in for the logger's checkpoints: an event that looks
+/// like one (module `chimera_log`, event `audit_checkpoint`, the same context) moves nothing at
+/// the next start; the chain numbers on from its records.
+#[test]
+#[ignore = "open defect (review): any line with module chimera_log and event audit_checkpoint is taken for a checkpoint"]
+fn an_application_event_dressed_as_a_checkpoint_does_not_move_the_chain_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || config(dir.path(), AuditStore::none());
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 3, 0);
+    guard.logger("chimera_log").info(
+        "audit_checkpoint",
+        json!({ "file": "executions.log", "seq": u64::MAX, "chain": "00".repeat(32), "reason": "interval" }),
+    );
+    assert!(guard.flush());
+    drop(guard);
+    let guard = start().build().unwrap();
+    emit_from_threads(&guard, 1, 2, 1_000);
+    drop(guard);
+    let lines = audit_lines(dir.path());
+    assert!(lines.iter().all(|line| line["event"] != "audit_restart"), "{lines:?}");
+    let seqs: Vec<u64> = lines.iter().filter_map(|line| line["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=5).collect::<Vec<_>>());
+}

@@ -92,8 +92,8 @@ impl Cursor {
 
     /// Checks a cursor loaded from a file against the family it names, as of `now`: its stamp
     /// must name a backup there is, or one older than the newest (retention removes the oldest
-    /// first, so a follower's stamp can have been removed under it, never the newest one), and
-    /// no stamp can be later than the logger could have written. A cursor that fails names
+    /// first, so a follower's stamp can have been removed under it, never the newest one while
+    /// any is left), or, when no backup is left at all, one before `now`. A cursor that fails names
     /// backups as read that nobody read: followed, it would pass over every file before its
     /// stamp, silently. `Err` says what is wrong. (An offset past the end of the file it names
     /// is found when that file is opened: [`Followed::cursor_damage`].)
@@ -110,7 +110,17 @@ impl Cursor {
                 after.format(),
                 newest.format()
             )),
-            None => Err(format!("it names the backup {}, and there are no backups", after.format())),
+            // No backups at all: with none kept (`general_backups(0)`, `audit_backups(0)` once
+            // archived), retention removes even the newest, the one the cursor names, and there
+            // is nothing left to pass over. Unless the stamp is later than the clock: rotations
+            // from now on are stamped from the clock (no backup is left to follow), before it, and
+            // a follower behind would pass over them.
+            None if after < Stamp::from_time(now) => Ok(()),
+            None => Err(format!(
+                "it names the backup {}, there are no backups, and that stamp is not before the clock ({})",
+                after.format(),
+                Stamp::from_time(now).format()
+            )),
         })
     }
 
@@ -1547,6 +1557,55 @@ mod tests {
     }
 
     #[test]
+    fn hostile_cursor_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cursor");
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for text in [
+            "",
+            "null",
+            "[]",
+            "7",
+            "\"text\"",
+            "{\"after\":null,\"offset\":-1,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":18446744073709551616,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1e300,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1.5,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":\"1\",\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"zz\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"-1\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":\"10000000000000000\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":7}",
+            "{\"after\":7,\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":\"99999999T999999.999999Z\",\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":\"\u{e9}\",\"offset\":1,\"fingerprint\":null}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":\"not hex\"}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":12}",
+            "{\"after\":null,\"offset\":1,\"fingerprint\":null,\"check\":[]}",
+            &nested,
+        ] {
+            fs::write(&path, text).unwrap();
+            assert!(Cursor::load(&path).is_err(), "{text:.80}");
+            assert!(matches!(Saved::load(&path, dir.path(), NAME, now()), Saved::Damaged(_)), "{text:.80}");
+        }
+        // Not UTF-8.
+        fs::write(&path, b"{\"after\":\"\xff\"}").unwrap();
+        assert!(Cursor::load(&path).is_err());
+        // The largest offset and the earliest and latest stamps, checked: loaded, then distrusted
+        // (no backups, a stamp not before the clock) or found past the end of the file.
+        append(dir.path(), "a\n");
+        for after in [None, Some(Stamp(i64::MIN + 1)), Some(Stamp(i64::MAX))] {
+            let cursor = Cursor { after, offset: u64::MAX, fingerprint: Some(u64::MAX) };
+            cursor.save(&path).unwrap();
+            if let Saved::Trusted(cursor) = Saved::load(&path, dir.path(), NAME, now()) {
+                let mut followed = Followed::default();
+                let mut follower = Follower::new(dir.path(), NAME, cursor);
+                let _ = read_all(&mut follower, &mut followed);
+            }
+        }
+    }
+
+    #[test]
     fn a_cursor_whose_check_does_not_match_is_an_error_and_one_saved_without_a_check_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cursor");
@@ -1561,12 +1620,16 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_naming_a_backup_newer_than_the_newest_is_damaged_and_an_older_missing_one_is_not() {
+    fn a_cursor_naming_a_backup_after_the_newest_is_damaged_an_older_missing_one_is_not_nor_one_before_the_clock() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         append(d, "a\n");
-        let no_backups = Cursor { after: Some(stamp(1)), offset: 0, fingerprint: None };
-        assert!(no_backups.check_against(d, NAME, now()).unwrap().is_err(), "no backup to name");
+        // No backups left: retention with none kept removes the one a cursor names. Only a
+        // stamp not before the clock names what the logger cannot have written.
+        let no_backups = |at: Stamp| Cursor { after: Some(at), offset: 0, fingerprint: None };
+        assert_eq!(no_backups(stamp(1)).check_against(d, NAME, now()).unwrap(), Ok(()), "removed by retention");
+        let ahead = no_backups(Stamp::from_time(now())).check_against(d, NAME, now()).unwrap().unwrap_err();
+        assert!(ahead.contains("not before the clock"), "{ahead}");
         rotate(d, 2);
         append(d, "b\n");
         rotate(d, 4);
