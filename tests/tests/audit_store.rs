@@ -925,7 +925,6 @@ fn with_no_audit_backups_kept_a_restart_after_retention_trusts_the_store_cursor(
 /// like one (module `chimera_log`, event `audit_checkpoint`, the same context) moves nothing at
 /// the next start; the chain numbers on from its records.
 #[test]
-#[ignore = "open defect (review): any line with module chimera_log and event audit_checkpoint is taken for a checkpoint"]
 fn an_application_event_dressed_as_a_checkpoint_does_not_move_the_chain_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let start = || config(dir.path(), AuditStore::none());

@@ -157,10 +157,17 @@ struct Gap {
 /// current file deleted, a crash between a rotation's rename and the next file) or unreadable
 /// (a damaged newest backup): numbering again from the newest readable one would give records
 /// seqs that the store, and checkpoints shipped elsewhere, already hold for other records.
+///
+/// The store is asked at every start (it is the destination; what it holds was sealed here).
+/// Checkpoints are read only when the files show a loss (`files_incomplete`: the current file
+/// gone, or a file that could not be read whole): `chimera.log` has no chain, and any
+/// application can write a line that looks like a checkpoint, so on an intact trail the files
+/// are the truth. A checkpoint past half of `u64` is not one this logger wrote.
 fn newest_known_head(
     config: &LogConfig,
     dir: &Path,
     readable: crate::audit::ChainHead,
+    files_incomplete: bool,
 ) -> (crate::audit::ChainHead, Option<Gap>) {
     let mut newest = (readable, None);
     if let Some(target) = config.audit_store.resolve(dir) {
@@ -174,7 +181,10 @@ fn newest_known_head(
             ),
         }
     }
-    if let Some(checkpoint) = crate::audit::last_checkpoint(dir, GENERAL_FILE, AUDIT_FILE, config.clock.now()) {
+    let checkpoint = files_incomplete
+        .then(|| crate::audit::last_checkpoint(dir, GENERAL_FILE, AUDIT_FILE, config.clock.now()))
+        .flatten();
+    if let Some(checkpoint) = checkpoint.filter(|checkpoint| checkpoint.seq < u64::MAX / 2) {
         if checkpoint.seq > newest.0.seq {
             newest = (checkpoint, Some("audit_checkpoint"));
         }
@@ -227,7 +237,13 @@ impl Files<'_> {
         let dir = &config.log_dir;
         let recovered = crate::audit::recover_head(dir, AUDIT_FILE, config.clock.now())
             .map_err(|source| Error::OpenFile { path: dir.join(AUDIT_FILE), source })?;
-        let (head, gap) = newest_known_head(config, dir, recovered.head);
+        // The current file gone (deleted, or a crash between a rotation's rename and the next
+        // file), or a file not read whole: the files may not hold the newest records.
+        let current_gone = std::fs::symlink_metadata(dir.join(AUDIT_FILE))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            && recovered.head.seq > 0;
+        let files_incomplete = current_gone || !recovered.skipped.is_empty();
+        let (head, gap) = newest_known_head(config, dir, recovered.head, files_incomplete);
         for (path, error) in &recovered.skipped {
             diag!(
                 "chimera-log: {} is damaged or unreadable ({error}); the newest record that could be read is seq \
