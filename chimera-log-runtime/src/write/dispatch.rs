@@ -382,26 +382,12 @@ impl Dispatcher {
             torn.bytes,
             crate::audit::RESTART_EVENT
         );
-        let mut line = Vec::with_capacity(256);
-        let envelope = crate::json::Envelope {
-            time: self.now(),
-            level: Level::Warning,
-            module_json: "\"chimera_log\"",
-            event: crate::audit::RESTART_EVENT.into(),
-            exception: None,
-            audit_key: None,
-        };
-        crate::json::encode_line(&mut line, envelope, |buf| {
-            let mut context = crate::json::ContextWriter::open(buf);
+        self.record_audit_restart(|context| {
             context.field("reason", "unclean_end");
             context.field("torn_lines", &torn.lines);
             context.field("torn_bytes", &torn.bytes);
             context.field("torn_sha256", &crate::audit::hex(&torn.sha256()));
-            context.finish();
         });
-        let general = Level::Warning >= self.levels.level_for("chimera_log");
-        let destinations = Destinations { general, audit: true, route: None };
-        self.dispatch(Level::Warning, destinations, &line);
     }
 
     /// Accounts, in the audit trail itself, for records known to exist past the newest one the
@@ -419,6 +405,18 @@ impl Dispatcher {
             gap.last_readable + 1,
             gap.resumed_after
         );
+        self.record_audit_restart(|context| {
+            context.field("reason", "records_unreadable");
+            context.field("last_readable_seq", &gap.last_readable);
+            context.field("resumed_after_seq", &gap.resumed_after);
+            context.field("unreadable_records", &(gap.resumed_after - gap.last_readable));
+            context.field("known_from", gap.source);
+        });
+    }
+
+    /// An `audit_restart` record with the context `fill` writes, sealed into the audit trail
+    /// and written as a warning to the general sinks (whatever the level of the audit file).
+    fn record_audit_restart(&self, fill: impl FnOnce(&mut crate::json::ContextWriter<'_>)) {
         let mut line = Vec::with_capacity(256);
         let envelope = crate::json::Envelope {
             time: self.now(),
@@ -430,11 +428,7 @@ impl Dispatcher {
         };
         crate::json::encode_line(&mut line, envelope, |buf| {
             let mut context = crate::json::ContextWriter::open(buf);
-            context.field("reason", "records_unreadable");
-            context.field("last_readable_seq", &gap.last_readable);
-            context.field("resumed_after_seq", &gap.resumed_after);
-            context.field("unreadable_records", &(gap.resumed_after - gap.last_readable));
-            context.field("known_from", gap.source);
+            fill(&mut context);
             context.finish();
         });
         let general = Level::Warning >= self.levels.level_for("chimera_log");
