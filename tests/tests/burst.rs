@@ -87,6 +87,43 @@ fn a_million_event_burst_from_four_threads_with_the_default_overflow_loses_no_li
     }
 }
 
+/// The default overflow waits while the writer makes progress and drops only after 100 ms in
+/// which it gave nothing back (a stalled disk): a writer starved of CPU by a busy machine is not
+/// stalled. Four threads spin beside the four emitters (and the writer) on this machine's two
+/// cores for the whole burst, through the small queue; no line may be lost.
+#[test]
+fn a_million_event_burst_beside_four_busy_threads_loses_no_line_with_the_default_overflow() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .max_bytes(u64::MAX)
+        .queue_capacity(16 * 1024)
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut spins = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            });
+        }
+        liquidation_burst(&guard, 0, 4, 250_000);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(guard.flush());
+    let stats = guard.stats();
+    drop(guard);
+    let sink = stats.sink("chimera.log").unwrap();
+    assert_eq!((sink.lines, sink.dropped), (1_000_000, 0), "{sink:?}");
+    let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
+    assert_eq!(lines_per_thread_in_order(&text, 4), [250_000; 4]);
+}
+
 #[test]
 fn threads_that_come_and_go_lose_no_line_and_keep_their_order() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

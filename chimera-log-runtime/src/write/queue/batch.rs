@@ -169,7 +169,8 @@ impl BatchQueue {
     #[cold]
     #[inline(never)]
     fn push_without_room(&self, shard: &Shard, lanes: LaneSet, line: &[u8], mut no_room: NoRoom) -> Pushed {
-        let mut deadline = None;
+        // The writer's progress this caller last saw, and when (see `Pool::wait_for_room`).
+        let mut since = None;
         loop {
             match no_room {
                 NoRoom::Closed => return Pushed::Closed,
@@ -179,13 +180,11 @@ impl BatchQueue {
                     }
                     // Full: the writer may be dozing rather than waiting for a signal; wake it.
                     self.wake_writer();
-                    let deadline = *deadline.get_or_insert_with(|| {
-                        // `Duration::MAX` waits as long as it takes; any other bound is one.
-                        (self.wait != Duration::MAX).then(|| crate::thread::deadline_after(self.wait))
-                    });
+                    // `Duration::MAX` waits as long as it takes; any other bound is one.
+                    let patience = (self.wait != Duration::MAX).then_some(self.wait);
                     let copies = lanes.0.count_ones() as usize;
                     let slots = self.pool.slots_for(line.len(), copies) * copies;
-                    if !self.pool.wait_for_room(slots, deadline) {
+                    if !self.pool.wait_for_room(slots, patience, &mut since) {
                         return self.count_drop_in(shard, lanes);
                     }
                 }

@@ -9,7 +9,7 @@
 //! through alone).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The largest chunk: few enough pool visits per thread (one per 64 KiB of lines), small enough
 /// that a thread's partly filled chunk is not much memory.
@@ -60,6 +60,8 @@ struct State {
     closed: bool,
     /// Callers waiting for room: only then does a returned chunk signal `room`.
     waiting: usize,
+    /// Times the writer gave chunks back: its progress, which a waiting caller watches.
+    returns: u64,
     /// The most bytes of chunks ever held at once (in shards or being written).
     high_water: usize,
 }
@@ -112,7 +114,15 @@ impl Pool {
             free.push(chunk);
         }
         Ok(Pool {
-            state: Mutex::new(State { free, slots: total, stalled: false, closed: false, waiting: 0, high_water: 0 }),
+            state: Mutex::new(State {
+                free,
+                slots: total,
+                stalled: false,
+                closed: false,
+                waiting: 0,
+                returns: 0,
+                high_water: 0,
+            }),
             room: Condvar::new(),
             chunk_bytes,
             total,
@@ -189,6 +199,7 @@ impl Pool {
         }
         if returned {
             state.stalled = false;
+            state.returns += 1;
             let waiting = state.waiting > 0;
             drop(state);
             if waiting {
@@ -197,22 +208,38 @@ impl Pool {
         }
     }
 
-    /// Waits until `slots` slots are free, the pool closes or `deadline` (`None`: as long as it
-    /// takes); `false` when the caller should drop its line. A caller that waited until its
-    /// deadline marks the pool stalled (the writer makes no progress: a dead disk, a terminal
-    /// nobody reads), and until the writer returns chunks others drop without waiting.
-    pub(crate) fn wait_for_room(&self, slots: usize, deadline: Option<Instant>) -> bool {
+    /// Waits until `slots` slots are free or the pool closes, as long as the writer makes
+    /// progress: `false` (the caller drops its line) once `patience` has passed without the
+    /// writer giving a chunk back (`None`: wait as long as it takes). A writer starved of CPU by
+    /// a busy machine still gives chunks back now and then, and the caller waits on; a writer
+    /// that gives nothing back for `patience` is stalled (a dead disk, a terminal nobody reads),
+    /// the caller that saw it marks the pool stalled, and until the writer returns chunks others
+    /// drop without waiting. `since` carries the caller's watch across calls for one line: the
+    /// writer's progress it last saw, and when.
+    pub(crate) fn wait_for_room(
+        &self,
+        slots: usize,
+        patience: Option<Duration>,
+        since: &mut Option<(u64, Instant)>,
+    ) -> bool {
         let mut state = self.lock();
         state.waiting += 1;
         let room = loop {
             if state.closed || state.slots >= slots {
                 break true;
             }
-            let Some(deadline) = deadline else {
+            let Some(patience) = patience else {
                 state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             };
             let now = Instant::now();
+            let (seen, at) = since.get_or_insert((state.returns, now));
+            if *seen != state.returns {
+                // The writer made progress since: patience counts from now.
+                *seen = state.returns;
+                *at = now;
+            }
+            let deadline = at.checked_add(patience).unwrap_or(now);
             if state.stalled || now >= deadline {
                 state.stalled = true;
                 break false;
@@ -254,6 +281,42 @@ impl Pool {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// A writer that gives chunks back one at a time, each well within the caller's patience,
+    /// but all of them only after more than it: the caller waits as long as the writer makes
+    /// progress, and gets its room (with a bound fixed at the first wait, it dropped its line
+    /// although the writer was writing: a writer slowed by a busy machine is not stalled).
+    #[test]
+    fn a_caller_waits_past_its_patience_while_the_writer_keeps_giving_chunks_back() {
+        let pool = Pool::new(32).unwrap();
+        let total = pool.total();
+        let chunks: Vec<Chunk> = (0..total).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
+        let patience = Duration::from_millis(900);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| pool.wait_for_room(total, Some(patience), &mut None));
+            while pool.lock().waiting == 0 {
+                std::thread::yield_now();
+            }
+            let started = Instant::now();
+            for chunk in chunks {
+                // A slow writer: a chunk every 300 ms, the last one long past the patience.
+                std::thread::sleep(Duration::from_millis(300));
+                pool.give_back([chunk]);
+            }
+            assert!(started.elapsed() > patience);
+            assert!(waiter.join().unwrap(), "the caller got its room, not a drop");
+        });
+        assert!(!pool.is_stalled());
+    }
+
+    /// No chunk given back for the whole patience: the writer is stalled, the caller drops.
+    #[test]
+    fn a_caller_drops_once_its_patience_passes_without_any_chunk_given_back() {
+        let pool = Pool::new(32).unwrap();
+        let _held: Vec<Chunk> = (0..pool.total()).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
+        assert!(!pool.wait_for_room(1, Some(Duration::from_millis(50)), &mut None));
+        assert!(pool.is_stalled());
+    }
 
     /// Whether every page of `bytes` bytes at `start` is mapped (`mincore`).
     fn resident(start: *const u8, bytes: usize) -> bool {
