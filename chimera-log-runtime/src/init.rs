@@ -64,3 +64,30 @@ fn install_capture() {
         });
     }
 }
+
+/// A build without the `sqlite` feature (run by scripts/test-all.sh, filtered to these tests).
+#[cfg(all(test, not(feature = "sqlite")))]
+mod without_sqlite {
+    use super::*;
+    use crate::AuditStore;
+
+    /// The default store is SQLite in `log_dir`: without the feature a start is refused, naming
+    /// the feature and the setting that turns the store off, and creates nothing. An explicit
+    /// SQLite store likewise; `AuditStore::none()` starts.
+    #[test]
+    fn without_the_sqlite_feature_an_sqlite_store_is_refused_at_start_and_none_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("logs");
+        let config = || LogConfig::new(&log_dir).console(false).capture(false).panic_hook(false);
+        for store in [AuditStore::default(), AuditStore::sqlite(dir.path().join("audit.db"))] {
+            let error = init_logging(config().audit_store(store)).err().unwrap();
+            assert!(matches!(error, Error::InvalidSetting { setting: "audit_store", .. }), "{error}");
+            let text = error.to_string();
+            assert!(text.contains("`sqlite` feature") && text.contains("AuditStore::none()"), "{text}");
+            assert!(!log_dir.exists() && !dir.path().join("audit.db").exists(), "nothing is created");
+        }
+        let guard = init_logging(config().audit_store(AuditStore::none())).unwrap();
+        drop(guard);
+        assert!(log_dir.join(crate::dir::layout::AUDIT_FILE).exists());
+    }
+}

@@ -482,6 +482,8 @@ impl LogConfig {
     /// inserted, once, into this database by a background thread that follows the file. SQLite
     /// at `log_dir/audit.db` by default; [`AuditStore::none`] turns it off. While the store is
     /// behind or down, audit backups are kept past `audit_backups` until their records are in.
+    /// A build without the `sqlite` feature must set a store other than SQLite (the default
+    /// included), or `init_logging` refuses to start.
     pub fn audit_store(mut self, store: AuditStore) -> Self {
         self.audit_store = store;
         self
@@ -526,14 +528,28 @@ impl LogConfig {
         if self.audit_retention.is_zero() {
             return Err(Error::invalid("audit_retention", "0s", "rows must be kept for some time"));
         }
-        if let super::store::Target::Postgres(_) = &self.audit_store.0 {
-            if !cfg!(feature = "postgres") {
+        match &self.audit_store.0 {
+            super::store::Target::Postgres(_) if !cfg!(feature = "postgres") => {
                 return Err(Error::invalid(
                     "audit_store",
                     format!("{:?}", self.audit_store),
                     "PostgreSQL needs the `postgres` feature of chimera-log",
                 ));
             }
+            // The default store too: a build without SQLite does not quietly keep the audit
+            // trail in the files alone (docs/decisions.md, "Crate shape and build").
+            super::store::Target::Default | super::store::Target::Sqlite(_) if !cfg!(feature = "sqlite") => {
+                return Err(Error::invalid(
+                    "audit_store",
+                    format!("{:?}", self.audit_store),
+                    format!(
+                        "{}; without it, set `AuditStore::none()` (CHIMERA_LOG_AUDIT_STORE=none) or a \
+                         PostgreSQL store",
+                        super::store::SQLITE_NEEDED
+                    ),
+                ));
+            }
+            _ => {}
         }
         if self.queue_capacity == 0 {
             return Err(Error::invalid("queue_capacity", "0", "a queue must hold at least one byte"));

@@ -24,7 +24,8 @@ pub(crate) enum Target {
 
 impl AuditStore {
     /// An SQLite database at `path` (created if missing; WAL mode). A relative path is relative
-    /// to the working directory, as for any file.
+    /// to the working directory, as for any file. Needs the `sqlite` feature, on by default (an
+    /// error at start without it).
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
         AuditStore(Target::Sqlite(path.into()))
     }
@@ -68,7 +69,8 @@ impl AuditStore {
 }
 
 impl Default for AuditStore {
-    /// SQLite at `log_dir/audit.db`.
+    /// SQLite at `log_dir/audit.db`. A build without the `sqlite` feature refuses it at start,
+    /// as it does any SQLite store: such a build names its store (often [`none`](Self::none)).
     fn default() -> Self {
         AuditStore(Target::Default)
     }
@@ -101,6 +103,10 @@ pub(crate) fn redact_password(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+/// What a build without the `sqlite` feature says when asked for an SQLite store (the default
+/// one included).
+pub(crate) const SQLITE_NEEDED: &str = "SQLite needs the `sqlite` feature of chimera-log (on by default)";
 
 /// Rows older than this are deleted: three years and a day (the original's "Database: 3 years").
 pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(1_096 * 24 * 60 * 60);

@@ -142,6 +142,7 @@ fn check_single_link(path: &Path, metadata: &fs::Metadata) -> io::Result<()> {
 }
 
 /// Whose files [`check_unshared_or_absent`] accepts.
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owner {
     /// Only the effective user's: what a writer made (a file someone else planted could carry
@@ -155,7 +156,8 @@ pub(crate) enum Owner {
 /// name: a regular file (not a link), with no other hard link, owned as `owner` says. For files
 /// another library opens by name itself (SQLite's database and journals), which cannot be
 /// opened here with `O_NOFOLLOW` and checked through the descriptor; call it before that
-/// library opens them.
+/// library opens them. Only the SQLite store has such files (feature `sqlite`).
+#[cfg(feature = "sqlite")]
 pub(crate) fn check_unshared_or_absent(path: &Path, owner: Owner) -> io::Result<()> {
     let metadata = match fs::symlink_metadata(path) {
         Ok(metadata) => metadata,

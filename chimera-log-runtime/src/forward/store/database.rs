@@ -114,7 +114,10 @@ impl ScanFilter {
 /// Opens the database at `target`, creating its table when missing.
 pub(crate) fn open(target: &Target) -> Result<Box<dyn Database>, StoreError> {
     match target {
+        #[cfg(feature = "sqlite")]
         Target::Sqlite(path) => Ok(Box::new(super::sqlite::Sqlite::open(path)?)),
+        #[cfg(not(feature = "sqlite"))]
+        Target::Sqlite(_) => Err(StoreError(crate::config::store::SQLITE_NEEDED.into())),
         #[cfg(feature = "postgres")]
         Target::Postgres(url) => Ok(Box::new(super::postgres::Postgres::connect(url)?)),
         #[cfg(not(feature = "postgres"))]
@@ -135,23 +138,25 @@ impl fmt::Debug for StoreReader {
 }
 
 impl StoreReader {
-    /// Opens the store named by `url`: `sqlite:PATH`, a path to an SQLite file, or
-    /// `postgres://…` (with the `postgres` feature).
+    /// Opens the store named by `url`: `sqlite:PATH`, a path to an SQLite file (with the
+    /// `sqlite` feature, on by default), or `postgres://…` (with the `postgres` feature).
     ///
-    /// Errors: the database cannot be opened or reached (the reason says which), or an SQLite
-    /// path that does not exist (a reader never creates a store).
+    /// Errors: the database cannot be opened or reached (the reason says which), an SQLite
+    /// path that does not exist (a reader never creates a store), or a store whose feature is
+    /// off (naming it).
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let target = match AuditStore::from_url(url) {
             Ok(AuditStore(Target::None)) | Err(_) => Target::Sqlite(PathBuf::from(url)),
             Ok(AuditStore(target)) => target,
         };
-        if let Target::Sqlite(path) = &target {
-            if !path.is_file() {
-                return Err(StoreError(format!("{}: no such SQLite file", path.display())));
-            }
-        }
         let database: Box<dyn Database> = match &target {
-            Target::Sqlite(path) => Box::new(super::sqlite::Sqlite::open_read_only(path)?),
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite(path) => {
+                if !path.is_file() {
+                    return Err(StoreError(format!("{}: no such SQLite file", path.display())));
+                }
+                Box::new(super::sqlite::Sqlite::open_read_only(path)?)
+            }
             #[cfg(feature = "postgres")]
             Target::Postgres(url) => Box::new(super::postgres::Postgres::connect_reader(url)?),
             other => open(other)?,
@@ -279,9 +284,24 @@ mod tests {
         assert_eq!(stored_time_form("not a time"), "not a time");
     }
 
+    /// A build without `sqlite` refuses an SQLite store with the feature's name, whether it is
+    /// opened to write or to read (the file need not exist: the feature is what is missing).
+    #[cfg(not(feature = "sqlite"))]
+    #[test]
+    fn without_the_sqlite_feature_an_sqlite_store_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let error = open(&Target::Sqlite(path.clone())).err().unwrap().to_string();
+        assert!(error.contains("`sqlite` feature"), "{error}");
+        let error = StoreReader::open(path.to_str().unwrap()).unwrap_err().to_string();
+        assert!(error.contains("`sqlite` feature"), "{error}");
+        assert!(!path.exists(), "nothing is created");
+    }
+
     /// `max_record` is applied by the query itself: a row over it comes back without its record
     /// (never fetched from the database), with its length, and a derived column over it as a
     /// value no record gives.
+    #[cfg(feature = "sqlite")]
     #[test]
     fn a_scan_never_fetches_a_record_or_column_longer_than_max_record() {
         use crate::audit::{seal, ChainHead, ChainKey};

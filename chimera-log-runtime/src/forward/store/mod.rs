@@ -7,20 +7,25 @@
 //! locked or full delays the rows; the file keeps them, and retention keeps the backups whose
 //! records are not stored yet.
 //!
-//! SQLite (embedded, the default, at `log_dir/audit.db`) and PostgreSQL (feature `postgres`, for
-//! a fleet of bots writing one database) implement one `Database` interface.
+//! SQLite (embedded, the default, at `log_dir/audit.db`; feature `sqlite`, on by default) and
+//! PostgreSQL (feature `postgres`, for a fleet of bots writing one database) implement one
+//! `Database` interface. A store whose feature is off is an error at start, never a no-op.
 
 mod archiver;
 mod database;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod row;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub(crate) use archiver::{Archiver, ArchiverConfig};
 pub use database::*;
+pub(crate) use row::Row;
 pub use row::StoredRecord;
-pub(crate) use row::{DerivedColumns, Inserted, Row};
+// What the databases build their answers from.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use row::{DerivedColumns, Inserted};
 
 pub use crate::config::store::AuditStore;
 pub(crate) use crate::config::store::Target;
