@@ -113,18 +113,40 @@ pub(crate) struct Control<R> {
     pub(crate) changed: Condvar,
 }
 
-/// The requests every forwarder answers: flushes (counted tickets), a stop, and its end.
+/// A forwarder thread's life as its requests record it: the stop asked of it, and its end.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Lifecycle {
+    /// The instant to stop by, once asked.
+    stop: Option<Instant>,
+    /// The thread has ended (every request is then as answered as it will be).
+    finished: bool,
+}
+
+/// The requests every forwarder answers: flushes (counted tickets), a stop, and its end. A
+/// forwarder's own requests say how many flushes were asked and hold a [`Lifecycle`]; the rest
+/// is the same for all.
 pub(crate) trait Requests {
     /// The number of flushes asked for so far.
     fn flushes_asked(&self) -> u64;
+    fn lifecycle(&self) -> &Lifecycle;
+    fn lifecycle_mut(&mut self) -> &mut Lifecycle;
+
     /// The instant to stop by, once asked.
-    fn stop(&self) -> Option<Instant>;
+    fn stop(&self) -> Option<Instant> {
+        self.lifecycle().stop
+    }
     /// Whether the thread has ended (every request is then as answered as it will be).
-    fn finished(&self) -> bool;
+    fn finished(&self) -> bool {
+        self.lifecycle().finished
+    }
     /// Records that the thread has ended.
-    fn set_finished(&mut self);
+    fn set_finished(&mut self) {
+        self.lifecycle_mut().finished = true;
+    }
     /// Asks the thread to stop by `at`.
-    fn set_stop(&mut self, at: Instant);
+    fn set_stop(&mut self, at: Instant) {
+        self.lifecycle_mut().stop = Some(at);
+    }
 }
 
 /// A forwarder's thread as the application's threads hold it: the control it shares with them
@@ -287,24 +309,20 @@ mod tests {
         assert!(!is_own());
     }
 
-    /// Requests with nothing but the end.
+    /// Requests with nothing but the lifecycle.
     #[derive(Debug, Default)]
-    struct Ended(bool);
+    struct Ended(Lifecycle);
 
     impl Requests for Ended {
         fn flushes_asked(&self) -> u64 {
             0
         }
-        fn stop(&self) -> Option<std::time::Instant> {
-            None
+        fn lifecycle(&self) -> &Lifecycle {
+            &self.0
         }
-        fn finished(&self) -> bool {
-            self.0
+        fn lifecycle_mut(&mut self) -> &mut Lifecycle {
+            &mut self.0
         }
-        fn set_finished(&mut self) {
-            self.0 = true;
-        }
-        fn set_stop(&mut self, _: std::time::Instant) {}
     }
 
     #[test]

@@ -898,8 +898,9 @@ pub(crate) struct CappedLine {
 /// Reads one line from `reader` into `line` (without its newline), keeping its bytes only while
 /// it is at most `cap` bytes long; with `head`, its first [`FINGERPRINT_PREFIX`] bytes (newline
 /// included) go there too, for the fingerprint. Returns the bytes consumed, whether a newline
-/// ended the line, and its length without the newline.
-fn read_capped(
+/// ended the line, and its length without the newline (0 bytes consumed: the end). The one
+/// capped line reader: `read::read_line_capped` is this without the head.
+pub(crate) fn read_capped(
     reader: &mut (impl BufRead + ?Sized),
     line: &mut Vec<u8>,
     cap: usize,

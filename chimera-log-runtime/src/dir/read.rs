@@ -175,34 +175,9 @@ pub fn read_line_capped(
     line: &mut Vec<u8>,
     cap: usize,
 ) -> io::Result<Option<LineRead>> {
-    line.clear();
-    let mut length = 0;
-    let mut any = false;
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(any.then_some(LineRead { length, terminated: false }));
-        }
-        any = true;
-        let (chunk, used, terminated) = match buf.iter().position(|&b| b == b'\n') {
-            Some(at) => (&buf[..at], at + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        length += chunk.len();
-        if length <= cap {
-            line.extend_from_slice(chunk);
-        } else {
-            line.clear();
-        }
-        reader.consume(used);
-        if terminated {
-            return Ok(Some(LineRead { length, terminated }));
-        }
-    }
+    let (consumed, terminated, length) = super::follow::read_capped(reader, line, cap, None)?;
+    // A line of more than `usize::MAX` bytes cannot have been kept, whatever the cap.
+    Ok((consumed > 0).then(|| LineRead { length: usize::try_from(length).unwrap_or(usize::MAX), terminated }))
 }
 
 /// A JSON object's members in the order they were written, each value read as `V`

@@ -24,7 +24,7 @@ use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
 use crate::report::{FailureReporter, Outage};
 use crate::stats::CloudWatchCounters;
-use crate::thread::ForwarderThread;
+use crate::thread::{ForwarderThread, Lifecycle, Requests as _};
 
 pub(crate) use crate::dir::layout::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
 
@@ -156,26 +156,19 @@ struct Requests {
     /// Look tickets: read to the end of the file (sending only what is due).
     look_asked: u64,
     look_done: u64,
-    /// Shut down by this instant, after shipping what can be shipped.
-    stop: Option<Instant>,
-    finished: bool,
+    /// Shut down by a given instant, after shipping what can be shipped; the thread's end.
+    lifecycle: Lifecycle,
 }
 
 impl crate::thread::Requests for Requests {
     fn flushes_asked(&self) -> u64 {
         self.flush_asked
     }
-    fn stop(&self) -> Option<Instant> {
-        self.stop
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn set_finished(&mut self) {
-        self.finished = true;
-    }
-    fn set_stop(&mut self, at: Instant) {
-        self.stop = Some(at);
+    fn lifecycle_mut(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
     }
 }
 
@@ -185,7 +178,7 @@ impl Control {
     /// The earliest deadline the shipper must give up by, if any.
     fn give_up_at(&self) -> Option<Instant> {
         let requests = self.lock();
-        match (requests.flush_deadline.filter(|_| requests.flush_pending()), requests.stop) {
+        match (requests.flush_deadline.filter(|_| requests.flush_pending()), requests.stop()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -380,7 +373,7 @@ impl Worker {
                 }
                 let flush = requests.flush_pending().then_some(requests.flush_asked);
                 let look = (requests.look_asked > requests.look_done).then_some(requests.look_asked);
-                (flush, look, requests.stop)
+                (flush, look, requests.stop())
             };
             if let Some(ticket) = flush {
                 if flush_target.is_none_or(|(seen, _)| seen < ticket) {
@@ -434,7 +427,7 @@ impl Worker {
             requests.flush_done = requests.flush_asked;
             requests.look_done = requests.look_asked;
             self.control.changed.notify_all();
-            if requests.stop.is_some() {
+            if requests.stop().is_some() {
                 return;
             }
             requests = self.control.changed.wait(requests).unwrap_or_else(|e| e.into_inner());
@@ -602,7 +595,7 @@ impl Worker {
             let mut put = std::pin::pin!(self.put(client, events));
             loop {
                 let now = Instant::now();
-                let stop = control.lock().stop;
+                let stop = control.lock().stop();
                 if stop.is_some_and(|at| now >= at) {
                     return Err(Failure::Retry("the shutdown deadline came first".into()));
                 }

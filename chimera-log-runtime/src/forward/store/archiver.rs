@@ -19,8 +19,7 @@ use crate::dir::layout::AUDIT_FILE;
 use crate::error::Error;
 use crate::report::{FailureReporter, Outage};
 use crate::stats::AuditStoreCounters;
-use crate::thread::ForwarderThread;
-use crate::thread::Requests as ForwarderRequests;
+use crate::thread::{ForwarderThread, Lifecycle, Requests as ForwarderRequests};
 
 /// Rows per transaction.
 const BATCH: usize = 2_000;
@@ -66,26 +65,19 @@ struct Requests {
     /// Flush tickets: store everything `executions.log` holds now.
     flush_asked: u64,
     flush_done: u64,
-    /// Shut down by this instant, after storing what can be stored.
-    stop: Option<Instant>,
-    finished: bool,
+    /// Shut down by a given instant, after storing what can be stored; the thread's end.
+    lifecycle: Lifecycle,
 }
 
 impl ForwarderRequests for Requests {
     fn flushes_asked(&self) -> u64 {
         self.flush_asked
     }
-    fn stop(&self) -> Option<Instant> {
-        self.stop
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
-    fn finished(&self) -> bool {
-        self.finished
-    }
-    fn set_finished(&mut self) {
-        self.finished = true;
-    }
-    fn set_stop(&mut self, at: Instant) {
-        self.stop = Some(at);
+    fn lifecycle_mut(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
     }
 }
 
@@ -214,11 +206,11 @@ impl Worker {
         loop {
             let (flush, stop) = {
                 let requests = self.control.lock();
-                (requests.flush_asked, requests.stop)
+                (requests.flush_asked, requests.stop())
             };
             let pass = self.archive_available();
             // A shutdown asked during the pass counts from now, not from the next pass.
-            let stop = self.control.lock().stop.or(stop);
+            let stop = self.control.lock().stop().or(stop);
             match pass {
                 Ok(Pass::Interrupted) => {
                     self.rewind();
@@ -233,7 +225,7 @@ impl Worker {
                     let mut requests = self.control.lock();
                     requests.flush_done = requests.flush_done.max(flush);
                     self.control.changed.notify_all();
-                    if requests.stop.is_some() {
+                    if requests.stop().is_some() {
                         return;
                     }
                     if requests.flush_asked == flush {
@@ -327,7 +319,7 @@ impl Worker {
                 // Not the end of the records: no flush is answered by this pass.
                 Reading::Failed => return Ok(Pass::Interrupted),
                 // Read at each batch: a shutdown may be asked during a long catch-up.
-                Reading::Full if self.control.lock().stop.is_some_and(|at| Instant::now() >= at) => {
+                Reading::Full if self.control.lock().stop().is_some_and(|at| Instant::now() >= at) => {
                     return Ok(Pass::Complete)
                 }
                 Reading::Full => {}
