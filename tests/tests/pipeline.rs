@@ -413,3 +413,52 @@ fn a_flush_a_shutdown_and_stats_return_within_their_timeout_while_an_audit_write
         .count();
     assert_eq!(executed, 1, "the stalled audit line is in the file once the disk is back");
 }
+
+/// A stalled disk (the writer held inside a write) with the default overflow: callers do not wait
+/// with it. Four threads each emit 5,000 lines into a 16 KiB queue while the write is held: every
+/// one of them returns while it is still held (each waited for room about 100 ms once, then the
+/// queue was stalled and later lines dropped at once), and once the disk is back every line is
+/// written or counted and reported as dropped.
+#[test]
+fn a_stalled_disk_with_the_default_overflow_returns_every_caller_and_counts_every_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(chimera_log_runtime::testing::FaultInjector::new());
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .queue_capacity(16 * 1024)
+        .fault_injector(Arc::clone(&faults))
+        .build()
+        .unwrap();
+    let logger = guard.logger("m");
+    faults.hold_writes();
+    logger.info("tick", json!({"seq": 0}));
+    faults.wait_until_a_write_is_held();
+    let (finished, done) = std::sync::mpsc::channel();
+    for thread in 0..4u64 {
+        let (logger, finished) = (logger.clone(), finished.clone());
+        std::thread::spawn(move || {
+            for seq in 0..5_000u64 {
+                logger.info("tick", json!({"thread": thread, "seq": seq}));
+            }
+            let _ = finished.send(());
+        });
+    }
+    // Every emitter returns while the write is still held: no caller waits for the disk. (A
+    // minute is the bound of a test that failed, not a measurement: the wait is ~100 ms.)
+    for _ in 0..4 {
+        if done.recv_timeout(Duration::from_secs(60)).is_err() {
+            faults.release_writes();
+            panic!("a caller was still waiting for the stalled disk after a minute");
+        }
+    }
+    faults.release_writes();
+    assert!(guard.flush());
+    let stats = guard.stats();
+    drop(guard);
+    let (ticks, reported) = ticks_and_reported_drops(dir.path());
+    let counted = stats.sink("chimera.log").unwrap().dropped;
+    assert!(counted > 0, "a 16 KiB queue cannot hold 20,000 lines: some were dropped");
+    assert_eq!(reported, counted, "every counted drop is reported in the log");
+    assert_eq!(ticks + counted, 20_001, "every line written or counted as dropped");
+}

@@ -72,12 +72,14 @@ pub enum Overflow {
     /// most [`Overflow::DEFAULT_WAIT`]: a terminal or pipe nobody reads drops console lines
     /// rather than stop every caller, and the files behind them.
     Block,
-    /// The caller waits for room as long as the writer makes progress, and drops the line only
-    /// once this long has passed in which the writer freed no room at all (a stalled disk, a
-    /// terminal nobody reads); from then until the writer makes progress again, new lines are
-    /// dropped without waiting. A writer slowed by a busy CPU still frees room now and then, so
-    /// a burst on a healthy disk loses nothing however busy the machine; a stall costs each
-    /// caller about this long, once per stall. The default, with [`Overflow::DEFAULT_WAIT`].
+    /// The caller waits for room as long as the writer is not stalled, and drops the line only
+    /// once the writer has freed no room for this long *and* has been blocked in one write (or
+    /// flush) for this long, asleep rather than running: a stalled disk, a terminal nobody
+    /// reads. From then until the writer frees room again, new lines are dropped without
+    /// waiting. A writer that a busy CPU gives little time to is between writes or runnable, not
+    /// blocked, so a burst on a healthy disk loses nothing however busy the machine; a stall
+    /// costs each caller about this long, once per stall. The default, with
+    /// [`Overflow::DEFAULT_WAIT`].
     WaitUpTo(Duration),
 }
 

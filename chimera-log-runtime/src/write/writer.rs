@@ -145,6 +145,7 @@ impl Writer {
                     let _dir_lock = dir_lock;
                     crate::thread::set_thread_role(crate::thread::ThreadRole::Writer);
                     crate::thread::mark();
+                    queue.writer_started();
                     let mut finish = Finish { queue: &queue, finished: &finished, counters, taken: Vec::new() };
                     let outcome = priority.map_or(Ok(()), set_own_priority);
                     let go_on = outcome.is_ok();
@@ -287,25 +288,31 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
     loop {
         let Some(taken) = queue.take(chunks, IDLE) else {
             // Idle: sinks retry what a fault held back, and send batches that came due.
+            let output = queue.output();
             if ticked_clear(&mut lanes) && owed > 0 {
                 queue.mark_written(std::mem::take(&mut owed), 0);
             }
             for lane in &mut lanes {
                 lane.report_drops(0, clock, &mut report_line);
             }
+            drop(output);
             continue;
         };
         for chunk in chunks.iter_mut() {
+            let output = queue.output();
             lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
+            drop(output);
             // Handed to the sink: not lost if a later write of this pass panics.
             chunk.lens.clear();
         }
         queue.give_back(chunks);
+        let output = queue.output();
         for (lane, dropped) in lanes.iter_mut().zip(&taken.dropped) {
             lane.report_drops(*dropped, clock, &mut report_line);
         }
         let mut flushed = taken.flush;
         let clear = if taken.flush > 0 || taken.last { flush_all(&mut lanes) } else { ticked_clear(&mut lanes) };
+        drop(output);
         if clear {
             flushed = flushed.max(std::mem::take(&mut owed));
         } else {

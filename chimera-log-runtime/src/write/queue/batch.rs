@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::lanes::{LaneSet, Pushed};
-use super::pool::{Chunk, NoRoom, Pool};
+use super::pool::{Chunk, NoRoom, Output, Pool};
 use super::shard::{with_own_shard, Shard, ShardState};
 
 /// How long a busy writer waits before looking at the queue again, unsignalled.
@@ -308,6 +308,19 @@ impl BatchQueue {
         bytes
     }
 
+    /// Called on the writer thread as it starts (see [`Pool::writer_started`]).
+    pub(crate) fn writer_started(&self) {
+        self.pool.writer_started();
+    }
+
+    /// Marks the writer as inside a sink call until the result is dropped: a caller that finds
+    /// no room tells a stalled output from a writer short of CPU by it (see
+    /// [`Pool::wait_for_room`]).
+    #[inline]
+    pub(crate) fn output(&self) -> Output<'_> {
+        self.pool.output()
+    }
+
     /// For the writer: the chunks of a pass are written; their memory is free for new lines.
     pub(crate) fn give_back(&self, chunks: &mut Vec<Chunk>) {
         self.pool.give_back(chunks.drain(..));
@@ -448,12 +461,15 @@ mod tests {
         // 32 bytes: two-byte chunks, 16 of them.
         let queue = BatchQueue::new(1, 32, Duration::from_millis(20)).unwrap();
         assert_eq!(queue.push(LaneSet(1), &[b'a'; 30]), Pushed::Accepted, "15 of 16 slots");
-        // No writer takes anything: the bound passes, the line is dropped, the queue is stalled.
+        // The writer is blocked in a sink call and takes nothing: the bound passes, the line is
+        // dropped, the queue is stalled.
+        let output = queue.output();
         assert_eq!(queue.push(LaneSet(1), b"bbbb"), Pushed::Dropped);
         assert!(queue.pool.is_stalled(), "later lines are dropped without waiting");
         let started = Instant::now();
         assert_eq!(queue.push(LaneSet(1), b"cccc"), Pushed::Dropped);
         assert!(started.elapsed() < Duration::from_millis(20), "a stalled queue does not make callers wait");
+        drop(output);
         let (lines, taken) = take_lines(&queue);
         assert_eq!(taken.dropped, [2], "every drop counted");
         assert_eq!(lines[0], [vec![b'a'; 30]]);

@@ -8,6 +8,7 @@
 //! as its size is worth (all of them when it is larger than the whole capacity: it then goes
 //! through alone).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,64 @@ pub(crate) struct Pool {
     room: Condvar,
     chunk_bytes: usize,
     total: usize,
+    /// What the writer is doing, for a caller deciding whether it is stalled.
+    writer: WriterWatch,
+}
+
+/// Whether the writer is blocked on its output (a stalled disk, a terminal nobody reads) or only
+/// slow to get the CPU, which a caller that waited its patience must tell apart: the first drops
+/// lines, the second must not (a busy machine loses nothing).
+#[derive(Debug)]
+struct WriterWatch {
+    epoch: Instant,
+    /// When the writer entered the sink call it is in, in nanoseconds since `epoch` plus one;
+    /// `0`: it is in none (it is taking lines, or waiting for the CPU to do so).
+    output_since: AtomicU64,
+    /// The writer thread's id (Linux), to read its scheduling state; `0` until it says.
+    tid: AtomicU64,
+}
+
+impl WriterWatch {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Since when the writer has been blocked in one sink call, if it is: `None` while it is
+    /// between calls or running (a writer waiting for the CPU is not stalled).
+    fn blocked_since(&self) -> Option<Instant> {
+        let since = self.output_since.load(Ordering::Acquire);
+        if since == 0 || self.is_running() {
+            return None;
+        }
+        Some(self.epoch + Duration::from_nanos(since - 1))
+    }
+
+    /// Whether the writer thread is running or waiting only for a CPU (Linux: state `R` in
+    /// `/proc`), rather than asleep in its sink call. `false` where that cannot be read.
+    fn is_running(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            let tid = self.tid.load(Ordering::Relaxed);
+            if tid != 0 {
+                if let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) {
+                    // `pid (comm) S ...`: the state follows the last `)` (comm may hold one).
+                    let state = stat.iter().rposition(|&b| b == b')').and_then(|end| stat.get(end + 2));
+                    return state == Some(&b'R');
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The writer's sink call, from [`Pool::output`] until dropped.
+#[must_use]
+pub(crate) struct Output<'a>(&'a WriterWatch);
+
+impl Drop for Output<'_> {
+    fn drop(&mut self) {
+        self.0.output_since.store(0, Ordering::Release);
+    }
 }
 
 /// Why a caller gets no chunk.
@@ -126,6 +185,7 @@ impl Pool {
             room: Condvar::new(),
             chunk_bytes,
             total,
+            writer: WriterWatch { epoch: Instant::now(), output_since: AtomicU64::new(0), tid: AtomicU64::new(0) },
         })
     }
 
@@ -208,14 +268,32 @@ impl Pool {
         }
     }
 
-    /// Waits until `slots` slots are free or the pool closes, as long as the writer makes
-    /// progress: `false` (the caller drops its line) once `patience` has passed without the
-    /// writer giving a chunk back (`None`: wait as long as it takes). A writer starved of CPU by
-    /// a busy machine still gives chunks back now and then, and the caller waits on; a writer
-    /// that gives nothing back for `patience` is stalled (a dead disk, a terminal nobody reads),
-    /// the caller that saw it marks the pool stalled, and until the writer returns chunks others
-    /// drop without waiting. `since` carries the caller's watch across calls for one line: the
-    /// writer's progress it last saw, and when.
+    /// Called on the writer thread as it starts: callers may look at its scheduling state.
+    pub(crate) fn writer_started(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `gettid` takes nothing and cannot fail.
+            let tid = unsafe { libc::gettid() };
+            self.writer.tid.store(u64::try_from(tid).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the writer as inside a sink call (a write, a flush) until the result is dropped.
+    #[inline]
+    pub(crate) fn output(&self) -> Output<'_> {
+        self.writer.output_since.store(self.writer.now(), Ordering::Release);
+        Output(&self.writer)
+    }
+
+    /// Waits until `slots` slots are free or the pool closes, as long as the writer is not
+    /// stalled: `false` (the caller drops its line) once the writer has given nothing back for
+    /// `patience` and has been blocked in one sink call for `patience` (`None`: wait as long as
+    /// it takes). That is a stalled output (a dead disk, a terminal nobody reads); the caller that
+    /// saw it marks the pool stalled, and until the writer returns chunks others drop without
+    /// waiting. A writer that is slow only because a busy machine gives it little CPU is between
+    /// sink calls or runnable when the patience runs out, and the caller waits on: a busy machine
+    /// loses no line. `since` carries the caller's watch across calls for one line: the writer's
+    /// progress it last saw, and when.
     pub(crate) fn wait_for_room(
         &self,
         slots: usize,
@@ -239,7 +317,18 @@ impl Pool {
                 *seen = state.returns;
                 *at = now;
             }
-            let deadline = at.checked_add(patience).unwrap_or(now);
+            let mut deadline = at.checked_add(patience).unwrap_or(now);
+            if now >= deadline && !state.stalled {
+                // No progress for the whole patience: stalled only if blocked on its output
+                // for as long; otherwise a patience from when it is seen blocked.
+                match self.writer.blocked_since() {
+                    Some(blocked) => deadline = deadline.max(blocked.checked_add(patience).unwrap_or(now)),
+                    None => {
+                        *at = now;
+                        deadline = now.checked_add(patience).unwrap_or(now);
+                    }
+                }
+            }
             if state.stalled || now >= deadline {
                 state.stalled = true;
                 break false;
@@ -309,13 +398,96 @@ mod tests {
         assert!(!pool.is_stalled());
     }
 
-    /// No chunk given back for the whole patience: the writer is stalled, the caller drops.
+    /// No chunk given back for the whole patience, the writer blocked in its sink call all that
+    /// time: its output is stalled, the caller drops.
     #[test]
-    fn a_caller_drops_once_its_patience_passes_without_any_chunk_given_back() {
+    fn a_caller_drops_once_its_patience_passes_with_the_writer_blocked_in_its_output() {
         let pool = Pool::new(32).unwrap();
         let _held: Vec<Chunk> = (0..pool.total()).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
-        assert!(!pool.wait_for_room(1, Some(Duration::from_millis(50)), &mut None));
-        assert!(pool.is_stalled());
+        let (blocked, release) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let pool = &pool;
+            scope.spawn(move || {
+                pool.writer_started();
+                let _output = pool.output();
+                entered.send(()).unwrap();
+                // Asleep in its write, as on a dead disk.
+                let _ = release.recv();
+            });
+            inside.recv().unwrap();
+            assert!(!pool.wait_for_room(1, Some(Duration::from_millis(50)), &mut None));
+            assert!(pool.is_stalled());
+            drop(blocked);
+        });
+    }
+
+    /// A writer that gives nothing back for longer than the caller's patience, but is between
+    /// sink calls all that time (it waits for the CPU to take lines, on a busy machine): not
+    /// stalled, the caller waits for its room (it used to drop: no verdict may depend on how busy
+    /// the machine is).
+    #[test]
+    fn a_caller_waits_past_its_patience_while_the_writer_is_between_sink_calls() {
+        let pool = Pool::new(32).unwrap();
+        let held: Vec<Chunk> = (0..pool.total()).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
+        let patience = Duration::from_millis(50);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| pool.wait_for_room(1, Some(patience), &mut None));
+            std::thread::sleep(patience * 6);
+            pool.give_back(held);
+            assert!(waiter.join().unwrap(), "the caller got its room, not a drop");
+        });
+        assert!(!pool.is_stalled());
+    }
+
+    /// A writer inside its sink call for longer than the patience, but running all that time
+    /// (on the CPU or waiting only for it): not stalled, the caller waits for its room.
+    #[test]
+    fn a_caller_waits_past_its_patience_while_the_writer_runs_inside_its_sink_call() {
+        let pool = Pool::new(32).unwrap();
+        let held: Vec<Chunk> = (0..pool.total()).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
+        let patience = Duration::from_millis(50);
+        let (entered, inside) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let pool = &pool;
+            scope.spawn(move || {
+                pool.writer_started();
+                let output = pool.output();
+                entered.send(()).unwrap();
+                let started = Instant::now();
+                // Busy in the call (a slow encoder, a CPU-bound sink): runnable all along.
+                while started.elapsed() < patience * 6 {
+                    std::hint::spin_loop();
+                }
+                drop(output);
+                pool.give_back(held);
+            });
+            inside.recv().unwrap();
+            assert!(pool.wait_for_room(1, Some(patience), &mut None), "the caller got its room, not a drop");
+        });
+        assert!(!pool.is_stalled());
+    }
+
+    /// The writer was between calls for most of the patience, then blocked in a sink call: the
+    /// patience counts from when it blocked, not from its last chunk given back.
+    #[test]
+    fn the_patience_counts_from_when_the_writer_blocked_in_its_output() {
+        let pool = Pool::new(32).unwrap();
+        let held: Vec<Chunk> = (0..pool.total()).map(|_| pool.try_take(0, 1, 1).unwrap()).collect();
+        let patience = Duration::from_millis(200);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| pool.wait_for_room(1, Some(patience), &mut None));
+            while pool.lock().waiting == 0 {
+                std::thread::yield_now();
+            }
+            // Between calls for most of the patience, then in one call (asleep) for less than it.
+            std::thread::sleep(patience * 3 / 4);
+            let output = pool.output();
+            std::thread::sleep(patience * 3 / 4);
+            drop(output);
+            pool.give_back(held);
+            assert!(waiter.join().unwrap(), "blocked for less than the patience: the caller waited");
+        });
     }
 
     /// Whether every page of `bytes` bytes at `start` is mapped (`mincore`).
