@@ -2003,3 +2003,29 @@ fn verify_accepts_a_trail_whose_shutdown_dropped_a_record_held_back_after_a_rota
     let output = verify(dir.path());
     assert!(output.status.success(), "{}", text(&output));
 }
+
+/// Issue 28: audit records written inside `tracing` spans carry the span stack in the sealed
+/// line; the chain covers it, and `verify` accepts the trail (and catches an edit of the stack).
+#[test]
+fn a_trail_written_inside_spans_verifies_and_an_edited_span_field_is_caught() {
+    use tracing_subscriber::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).build().unwrap();
+    let subscriber = tracing_subscriber::registry().with(chimera_log_runtime::ChimeraLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("liquidation", borrower = "0x5a6b");
+        let _entered = span.enter();
+        write_trail(&guard);
+    });
+    drop(guard);
+    let current = dir.path().join("executions.log");
+    let trail = fs::read_to_string(&current).unwrap();
+    assert!(trail.contains(r#""span":[{"name":"liquidation","borrower":"0x5a6b"}]"#), "{trail}");
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    edit_lines(&current, |lines| {
+        let at = lines.iter().position(|line| line.contains("\"borrower\":\"0x5a6b\"")).unwrap();
+        lines[at] = lines[at].replace("0x5a6b", "0x0000");
+    });
+    assert!(!verify(dir.path()).status.success(), "an edited span field breaks the chain");
+}

@@ -12,7 +12,7 @@
 //! captured, so logging never feeds on itself.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use tracing::field::{Field, Visit};
@@ -140,6 +140,73 @@ impl Visit for SpanRecorder<'_> {
     }
 }
 
+/// Writes `key: [{span}, …]`, outermost span first, into the context being written; nothing when
+/// no span has fields recorded by a [`ChimeraLayer`].
+fn write_span_stack<'a, R: LookupSpan<'a> + 'a>(
+    writer: &mut ContextWriter<'_>,
+    key: &str,
+    spans: impl Iterator<Item = tracing_subscriber::registry::SpanRef<'a, R>>,
+) {
+    let mut first = true;
+    for span in spans {
+        if let Some(fields) = span.extensions().get::<SpanFields>() {
+            writer.raw_list_item(key, first);
+            first = false;
+            fields.write(span.name(), writer.buf_mut());
+        }
+    }
+    if !first {
+        writer.raw(b"]");
+    }
+}
+
+thread_local! {
+    /// How many spans this thread is in (entered, not yet exited), as a [`ChimeraLayer`] saw
+    /// them: a typed or ad-hoc event looks for the span stack only when this is not zero, so
+    /// outside any span it costs one thread-local read.
+    static ENTERED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside a span a [`ChimeraLayer`] saw entered.
+#[inline]
+pub(crate) fn in_span() -> bool {
+    ENTERED.try_with(|entered| entered.get() > 0).unwrap_or(false)
+}
+
+/// Adds the current span stack, as a captured event carries it (`"span": [{"name": …, fields…},
+/// …]`, outermost first), to the context object just written at `buf[at..]` by a typed or
+/// ad-hoc event: under `span`, or `span_2` (…) when the event has a field of that name. Nothing
+/// when the current subscriber is not a `tracing_subscriber::Registry` with a [`ChimeraLayer`]
+/// (only its spans have fields recorded), or the current span has none.
+pub(crate) fn add_span_stack(buf: &mut Vec<u8>, at: usize) {
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else { return };
+        let current = Subscriber::current_span(registry);
+        let Some(span) = current.id().and_then(|id| registry.span(id)) else { return };
+        // The context object is `{…}`: reopen it, add the stack as its last member, close it.
+        if buf.len() < at + 2 || buf.last() != Some(&b'}') {
+            return;
+        }
+        let end = buf.len();
+        buf.truncate(end - 1);
+        let empty = buf.len() == at + 1;
+        let mut stack = Vec::new();
+        let mut writer = ContextWriter::open(&mut stack);
+        write_span_stack(&mut writer, "span", span.scope().from_root());
+        writer.finish();
+        if stack.len() <= 2 {
+            buf.push(b'}');
+            return;
+        }
+        // `{"span":[…]}` → `,"span":[…]}` (or `"span":[…]}` into an empty object).
+        if !empty {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(&stack[1..]);
+        crate::json::make_keys_unique(buf, at);
+    });
+}
+
 fn level_of(level: &tracing::Level) -> Level {
     match *level {
         tracing::Level::TRACE | tracing::Level::DEBUG => Level::Debug,
@@ -166,6 +233,14 @@ where
         if let Some(fields) = extensions.get_mut::<SpanFields>() {
             values.record(&mut SpanRecorder(fields));
         }
+    }
+
+    fn on_enter(&self, _id: &Id, _ctx: Context<'_, S>) {
+        let _ = ENTERED.try_with(|entered| entered.set(entered.get().saturating_add(1)));
+    }
+
+    fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {
+        let _ = ENTERED.try_with(|entered| entered.set(entered.get().saturating_sub(1)));
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -210,19 +285,8 @@ where
                 context.clear();
                 let mut writer = ContextWriter::open(context);
                 event.record(&mut FieldWriter { writer: &mut writer, bridged, renamed: &renamed });
-                let key = &*stack_key;
                 if let Some(scope) = ctx.event_scope(event) {
-                    let mut first = true;
-                    for span in scope.from_root() {
-                        if let Some(fields) = span.extensions().get::<SpanFields>() {
-                            writer.raw_list_item(key, first);
-                            first = false;
-                            fields.write(span.name(), writer.buf_mut());
-                        }
-                    }
-                    if !first {
-                        writer.raw(b"]");
-                    }
+                    write_span_stack(&mut writer, &stack_key, scope.from_root());
                 }
                 writer.finish();
                 module.clear();
@@ -417,6 +481,14 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         self.0.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

@@ -305,3 +305,42 @@ fn a_repeated_field_or_a_field_named_like_the_span_stack_is_kept_once_the_later_
     assert_eq!(stacked.get("span_2"), Some(&json!(0)));
     assert!(lines[1].contains(r#""span_3":[{"name":"request","b":1,"b_2":2}]"#), "{}", lines[1]);
 }
+
+#[derive(chimera_log_runtime::LogEvent)]
+#[log(audit, level = "info")]
+struct LiquidationExecuted<'a> {
+    block_number: u64,
+    borrower: &'a str,
+}
+
+#[tracing::instrument(skip(logger))]
+fn liquidate(logger: &chimera_log_runtime::Logger, block_number: u64, borrower: &str) {
+    chimera_log_runtime::emit!(logger, LiquidationExecuted { block_number, borrower });
+}
+
+/// Issue 28: a typed `emit!` inside an `#[instrument]`ed function, under the capture that
+/// `init_logging` installs, carries the function's span in `chimera.log` and in the audit file,
+/// in the representation captured events have.
+#[test]
+fn a_typed_emit_inside_an_instrumented_function_carries_its_span_under_the_installed_capture() {
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        let logger = guard.logger("executor");
+        let request = tracing::info_span!("request", id = 7u64);
+        request.in_scope(|| liquidate(&logger, 42, "0x5a6b"));
+        tracing::info!(parent: &request, "captured");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_typed_emit_inside_an_instrumented_function_carries_its_span_under_the_installed_capture", dir.path());
+    let stack = json!([{"name": "request", "id": 7}, {"name": "liquidate", "block_number": 42, "borrower": "0x5a6b"}]);
+    let lines = lines(dir.path());
+    let typed = lines.iter().find(|line| line["event"] == "liquidation_executed").expect("the typed line");
+    assert_eq!(typed["context"], json!({"block_number": 42, "borrower": "0x5a6b", "span": stack}));
+    let audit = common::json_lines(&dir.path().join(chimera_log_runtime::AUDIT_FILE));
+    let record = audit.iter().find(|line| line["event"] == "liquidation_executed").expect("the audit record");
+    assert_eq!(record["context"]["span"], stack);
+    let captured = lines.iter().find(|line| line["event"] == "captured").expect("the captured line");
+    assert_eq!(captured["context"]["span"], json!([{"name": "request", "id": 7}]), "one representation for both");
+}

@@ -186,6 +186,7 @@ pub struct LogConfig {
     pub(crate) audit_durability: AuditDurability,
     pub(crate) panic_hook: bool,
     pub(crate) capture: bool,
+    pub(crate) span_context: bool,
     pub(crate) health_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
@@ -218,6 +219,7 @@ impl LogConfig {
             audit_durability: AuditDurability::Sync,
             panic_hook: true,
             capture: true,
+            span_context: true,
             health_interval: None,
             faults: None,
             cloudwatch: None,
@@ -439,6 +441,18 @@ impl LogConfig {
     /// leaves it alone: add `ChimeraLayer` to yours). Without the feature it does nothing.
     pub fn capture(mut self, on: bool) -> Self {
         self.capture = on;
+        self
+    }
+
+    /// Whether a line written inside a `tracing` span carries the span stack in its context
+    /// (`"span": [{"name": …, fields…}, …]`, outermost first), for typed and ad-hoc events as
+    /// for captured ones (feature `tracing`; on by default). Spans are seen through
+    /// [`ChimeraLayer`](crate::ChimeraLayer) on a `tracing_subscriber::Registry`: the capture
+    /// [`init_logging`](crate::init_logging) installs, or your registry with the layer added.
+    /// Outside any span a line pays one thread-local read for it. Captured events carry their
+    /// spans whatever this says (they always have).
+    pub fn span_context(mut self, on: bool) -> Self {
+        self.span_context = on;
         self
     }
 

@@ -118,6 +118,16 @@ impl Logger {
                 let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
                 let time = dispatcher.now();
                 with_line_buffer(|buf| {
+                    #[cfg(feature = "tracing")]
+                    if dispatcher.span_context() && crate::capture::in_span() {
+                        json::encode_line(buf, envelope(time), |buf| {
+                            let at = buf.len();
+                            write_context(buf);
+                            crate::capture::add_span_stack(buf, at);
+                        });
+                        dispatcher.dispatch(level, destinations, buf);
+                        return;
+                    }
                     json::encode_line(buf, envelope(time), write_context);
                     dispatcher.dispatch(level, destinations, buf);
                 });

@@ -81,6 +81,9 @@ pub(crate) struct Dispatcher {
     /// Whether the `tracing` capture installed by `init_logging` writes through this instance.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     capture: bool,
+    /// Whether typed and ad-hoc lines written inside a span carry its stack.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    span_context: bool,
     console: Option<(Writer, Arc<SinkCounters>)>,
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
@@ -345,6 +348,7 @@ impl Dispatcher {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             levels: config.levels,
             capture: config.capture,
+            span_context: config.span_context,
             console,
             files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
@@ -455,6 +459,13 @@ impl Dispatcher {
     #[cfg(feature = "tracing")]
     pub(crate) fn captures(&self) -> bool {
         self.capture
+    }
+
+    /// Whether a typed or ad-hoc line written inside a span carries the span stack.
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(crate) fn span_context(&self) -> bool {
+        self.span_context
     }
 
     pub(crate) fn id(&self) -> u64 {
