@@ -23,7 +23,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::event::{Level, Routes};
-use crate::json::{encode_line, quoted_into, rename_repeats, ContextWriter, Envelope};
+use crate::json::{encode_line, quoted_into, rename_repeats, ContextWriter, Envelope, TraceIds};
 
 /// A `tracing_subscriber::Layer` writing `tracing` events as chimera lines through the
 /// process-wide logger ([`init_logging`](crate::init_logging)); with no logger running, events
@@ -43,15 +43,32 @@ use crate::json::{encode_line, quoted_into, rename_repeats, ContextWriter, Envel
 ///
 /// Levels: TRACE and DEBUG are `DEBUG`, INFO `INFO`, WARN `WARNING`, ERROR `ERROR`; the logger's
 /// level for the event's target (`LogConfig::level_for`) applies as for any event.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ChimeraLayer {
+    /// The subscriber this layer is part of, once registered: a captured event's span is looked
+    /// up in it for its OpenTelemetry ids (inside the event's dispatch, `get_default` answers
+    /// with no subscriber when a scoped one is set).
+    #[cfg(feature = "opentelemetry")]
+    dispatch: std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
     _private: (),
 }
 
 impl ChimeraLayer {
     /// The layer.
     pub fn new() -> Self {
-        ChimeraLayer { _private: () }
+        ChimeraLayer::default()
+    }
+
+    /// The OpenTelemetry ids of span `id` of the subscriber this layer is part of.
+    #[cfg(feature = "opentelemetry")]
+    fn trace_ids(&self, id: &Id) -> Option<TraceIds> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        otel_ids(id, &dispatch)
+    }
+
+    #[cfg(not(feature = "opentelemetry"))]
+    fn trace_ids(&self, _id: &Id) -> Option<TraceIds> {
+        None
     }
 }
 
@@ -173,38 +190,66 @@ pub(crate) fn in_span() -> bool {
     ENTERED.try_with(|entered| entered.get() > 0).unwrap_or(false)
 }
 
-/// Adds the current span stack, as a captured event carries it (`"span": [{"name": …, fields…},
-/// …]`, outermost first), to the context object just written at `buf[at..]` by a typed or
-/// ad-hoc event: under `span`, or `span_2` (…) when the event has a field of that name. Nothing
-/// when the current subscriber is not a `tracing_subscriber::Registry` with a [`ChimeraLayer`]
-/// (only its spans have fields recorded), or the current span has none.
-pub(crate) fn add_span_stack(buf: &mut Vec<u8>, at: usize) {
-    tracing::dispatcher::get_default(|dispatch| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else { return };
-        let current = Subscriber::current_span(registry);
-        let Some(span) = current.id().and_then(|id| registry.span(id)) else { return };
-        // The context object is `{…}`: reopen it, add the stack as its last member, close it.
-        if buf.len() < at + 2 || buf.last() != Some(&b'}') {
+/// What a typed or ad-hoc line written inside spans adds: the span stack, as a captured event
+/// carries it (`"span": [{"name": …, fields…}, …]`, outermost first), and the OpenTelemetry ids
+/// of the current span when it has them.
+pub(crate) struct SpanContext {
+    /// `{"span":[…]}`, or empty when no span has recorded fields.
+    stack: Vec<u8>,
+    pub(crate) trace: Option<TraceIds>,
+}
+
+impl SpanContext {
+    /// Adds the stack to the context object just written at `buf[at..]`, as its last member:
+    /// under `span`, or `span_2` (…) when the event has a field of that name.
+    pub(crate) fn add_stack(&self, buf: &mut Vec<u8>, at: usize) {
+        if self.stack.len() <= 2 || buf.len() < at + 2 || buf.last() != Some(&b'}') {
             return;
         }
-        let end = buf.len();
-        buf.truncate(end - 1);
-        let empty = buf.len() == at + 1;
-        let mut stack = Vec::new();
-        let mut writer = ContextWriter::open(&mut stack);
-        write_span_stack(&mut writer, "span", span.scope().from_root());
-        writer.finish();
-        if stack.len() <= 2 {
-            buf.push(b'}');
-            return;
-        }
+        buf.pop();
         // `{"span":[…]}` → `,"span":[…]}` (or `"span":[…]}` into an empty object).
-        if !empty {
+        if buf.len() > at + 1 {
             buf.push(b',');
         }
-        buf.extend_from_slice(&stack[1..]);
+        buf.extend_from_slice(&self.stack[1..]);
         crate::json::make_keys_unique(buf, at);
-    });
+    }
+}
+
+/// The span context of a line written now on this thread: `None` when the current subscriber
+/// is not a `tracing_subscriber::Registry` (only its spans have fields recorded by a
+/// [`ChimeraLayer`]) or there is no current span.
+pub(crate) fn current_span_context() -> Option<SpanContext> {
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let current = Subscriber::current_span(registry);
+        let id = current.id()?;
+        let mut stack = Vec::new();
+        {
+            let span = registry.span(id)?;
+            let mut writer = ContextWriter::open(&mut stack);
+            write_span_stack(&mut writer, "span", span.scope().from_root());
+            writer.finish();
+        }
+        // No extension of the span is borrowed any more: the OpenTelemetry layer may take them.
+        Some(SpanContext { stack, trace: otel_ids(id, dispatch) })
+    })
+}
+
+/// The OpenTelemetry trace and span ids of span `id`, when `tracing-opentelemetry`'s layer in
+/// `dispatch` gave it a valid span context.
+#[cfg(feature = "opentelemetry")]
+fn otel_ids(id: &Id, dispatch: &tracing::Dispatch) -> Option<TraceIds> {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing_opentelemetry::get_otel_context(id, dispatch)?;
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| TraceIds { trace_id: ids.trace_id().to_bytes(), span_id: ids.span_id().to_bytes() })
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+fn otel_ids(_id: &Id, _dispatch: &tracing::Dispatch) -> Option<TraceIds> {
+    None
 }
 
 fn level_of(level: &tracing::Level) -> Level {
@@ -233,6 +278,11 @@ where
         if let Some(fields) = extensions.get_mut::<SpanFields>() {
             values.record(&mut SpanRecorder(fields));
         }
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
     }
 
     fn on_enter(&self, _id: &Id, _ctx: Context<'_, S>) {
@@ -282,6 +332,8 @@ where
                         None => stack_key = Cow::Owned(key),
                     }
                 }
+                // Before any of the span's extensions is borrowed below.
+                let trace = ctx.event_span(event).and_then(|span| self.trace_ids(&span.id()));
                 context.clear();
                 let mut writer = ContextWriter::open(context);
                 event.record(&mut FieldWriter { writer: &mut writer, bridged, renamed: &renamed });
@@ -299,6 +351,7 @@ where
                     event: name.into(),
                     exception: None,
                     audit_key: None,
+                    trace,
                 };
                 line.clear();
                 encode_line(line, envelope, |buf| buf.extend_from_slice(context));
@@ -481,6 +534,10 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         self.0.on_record(id, values, ctx);
+    }
+
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        Layer::<S>::on_register_dispatch(&self.0, subscriber);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {

@@ -96,9 +96,13 @@ fn a_field_named_span_keeps_its_name_and_the_stack_is_written_as_span_2() {
     assert!(guard.flush());
     drop(guard);
     let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
-    let context: common::Ordered = serde_json::from_value(serde_json::from_str::<Value>(&text).unwrap()["context"].clone()).unwrap();
+    let context: common::Ordered =
+        serde_json::from_value(serde_json::from_str::<Value>(&text).unwrap()["context"].clone()).unwrap();
     assert_eq!(context.keys(), ["span", "span_2"]);
-    assert_eq!(lines(dir.path(), "chimera.log")[0]["context"], json!({"span": "mine", "span_2": [{"name": "request", "id": 7}]}));
+    assert_eq!(
+        lines(dir.path(), "chimera.log")[0]["context"],
+        json!({"span": "mine", "span_2": [{"name": "request", "id": 7}]})
+    );
 }
 
 #[test]
@@ -115,7 +119,8 @@ fn a_span_field_recorded_after_the_span_began_is_on_the_lines_written_after_it()
     });
     assert!(guard.flush());
     drop(guard);
-    let contexts: Vec<Value> = lines(dir.path(), "chimera.log").into_iter().map(|line| line["context"].clone()).collect();
+    let contexts: Vec<Value> =
+        lines(dir.path(), "chimera.log").into_iter().map(|line| line["context"].clone()).collect();
     assert_eq!(contexts, [json!({"span": [{"name": "bundle"}]}), json!({"span": [{"name": "bundle", "tx": "0xab"}]})]);
 }
 

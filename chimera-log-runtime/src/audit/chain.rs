@@ -128,6 +128,7 @@ pub(crate) fn anchor_line(time: SystemTime, previous: &ChainHead, key: &ChainKey
         event: ANCHOR_EVENT.into(),
         exception: None,
         audit_key: None,
+        trace: None,
     };
     out.clear();
     crate::json::encode_line(out, envelope, |buf| {

@@ -1,4 +1,4 @@
-//! One whole line: the envelope `timestamp, level, module, event, context[, exception][, audit_key]`,
+//! One whole line: the envelope `timestamp, level, module, event, context[, trace_id, span_id][, exception][, audit_key]`,
 //! in the contract's order, and the `exception` object.
 //!
 //! This module fixes the order and names of the envelope's keys; the context object is written
@@ -22,6 +22,24 @@ pub(crate) struct Envelope<'a> {
     pub(crate) exception: Option<Exception<'a>>,
     /// The audit identity field's key, when it is not `block_number`.
     pub(crate) audit_key: Option<&'a str>,
+    /// The OpenTelemetry ids of the span the line was written in, if it has them.
+    pub(crate) trace: Option<TraceIds>,
+}
+
+/// A span's OpenTelemetry trace and span ids, written as W3C hex (`trace_id`: 32 digits,
+/// `span_id`: 16) after the line's `context`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TraceIds {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+}
+
+fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        buf.push(DIGITS[usize::from(byte >> 4)]);
+        buf.push(DIGITS[usize::from(byte & 0xf)]);
+    }
 }
 
 /// A line's `event`, and whether it has nothing to escape: known at compile time for a typed
@@ -69,6 +87,13 @@ pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_conte
     }
     buf.extend_from_slice(b",\"context\":");
     write_context(buf);
+    if let Some(trace) = envelope.trace {
+        buf.extend_from_slice(b",\"trace_id\":\"");
+        push_hex(buf, &trace.trace_id);
+        buf.extend_from_slice(b"\",\"span_id\":\"");
+        push_hex(buf, &trace.span_id);
+        buf.push(b'"');
+    }
     if let Some(exception) = envelope.exception {
         buf.extend_from_slice(b",\"exception\":");
         write_exception(buf, exception);

@@ -109,6 +109,7 @@ impl Logger {
             event,
             exception,
             audit_key: routes.audit_key(),
+            trace: None,
         };
         self.with_dispatcher(|dispatcher| match dispatcher {
             Some(dispatcher) => {
@@ -120,13 +121,16 @@ impl Logger {
                 with_line_buffer(|buf| {
                     #[cfg(feature = "tracing")]
                     if dispatcher.span_context() && crate::capture::in_span() {
-                        json::encode_line(buf, envelope(time), |buf| {
-                            let at = buf.len();
-                            write_context(buf);
-                            crate::capture::add_span_stack(buf, at);
-                        });
-                        dispatcher.dispatch(level, destinations, buf);
-                        return;
+                        if let Some(spans) = crate::capture::current_span_context() {
+                            let envelope = Envelope { trace: spans.trace, ..envelope(time) };
+                            json::encode_line(buf, envelope, |buf| {
+                                let at = buf.len();
+                                write_context(buf);
+                                spans.add_stack(buf, at);
+                            });
+                            dispatcher.dispatch(level, destinations, buf);
+                            return;
+                        }
                     }
                     json::encode_line(buf, envelope(time), write_context);
                     dispatcher.dispatch(level, destinations, buf);

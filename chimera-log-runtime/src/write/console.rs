@@ -169,6 +169,7 @@ mod tests {
             event: hostile.into(),
             exception: None,
             audit_key: None,
+            trace: None,
         };
         let mut line = Vec::new();
         crate::json::encode_line(&mut line, envelope, |buf| {

@@ -429,6 +429,7 @@ impl Dispatcher {
             event: crate::audit::RESTART_EVENT.into(),
             exception: None,
             audit_key: None,
+            trace: None,
         };
         crate::json::encode_line(&mut line, envelope, |buf| {
             let mut context = crate::json::ContextWriter::open(buf);
@@ -590,6 +591,7 @@ impl Dispatcher {
             event: "audit_checkpoint".into(),
             exception: None,
             audit_key: None,
+            trace: None,
         };
         crate::json::encode_line(&mut line, envelope, |buf| {
             let mut context = crate::json::ContextWriter::open(buf);

@@ -94,6 +94,7 @@ impl Lane {
             event: "log_events_dropped".into(),
             exception: None,
             audit_key: None,
+            trace: None,
         };
         json::encode_line(line, envelope, |buf| {
             let mut context = ContextWriter::open(buf);
