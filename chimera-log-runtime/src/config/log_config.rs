@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dir::layout;
 use crate::error::Error;
 use crate::event::Level;
-use crate::levels::Levels;
+use crate::levels::{Directives, Levels};
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -123,8 +123,8 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | setting | default | environment (`from_env`) |
 /// |---|---|---|
 /// | `log_dir` (`new`) | required; `logs` from the environment | `CHIMERA_LOG_DIR` |
-/// | `level` | `Info` | `CHIMERA_LOG_LEVEL` (`info`, or `info,hyper=warning,state_engine=debug`) |
-/// | `level_for` | none | (in `CHIMERA_LOG_LEVEL`) |
+/// | `level` | `Info` | `CHIMERA_LOG_LEVEL`, else `RUST_LOG` (`info`, or `info,hyper=warning,tower=off`) |
+/// | `level_for` | none | (in `CHIMERA_LOG_LEVEL` / `RUST_LOG`) |
 /// | `console` | on | `CHIMERA_LOG_CONSOLE` (`true`/`false`) |
 /// | `console_target` | stderr | `CHIMERA_LOG_CONSOLE_TARGET` (`stderr`/`stdout`) |
 /// | `console_format` | JSON | `CHIMERA_LOG_CONSOLE_FORMAT` (`json`/`pretty`) |
@@ -161,11 +161,21 @@ pub(crate) const MAX_ROUTES: usize = 63;
 ///     .route("metrics", "metrics.log");
 /// assert_eq!(config.log_dir(), std::path::Path::new("logs"));
 /// ```
+///
+/// Levels from the environment win over levels set in code, whatever the order of the calls:
+/// `LogConfig::from_env()?.level(Level::Debug)` keeps the default of `CHIMERA_LOG_LEVEL=warning`,
+/// and a directive of the environment (`hyper=info`) replaces what code set for that module and
+/// the modules under it; what the environment does not name stays as code set it
+/// (docs/decisions.md, "Levels").
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct LogConfig {
     pub(crate) log_dir: PathBuf,
+    /// The levels set in code (`level`, `level_for`).
     pub(crate) levels: Levels,
+    /// The levels the environment named (`CHIMERA_LOG_LEVEL`, else `RUST_LOG`), applied over
+    /// `levels` when the logger starts ([`effective_levels`](Self::effective_levels)).
+    pub(crate) env_levels: Directives,
     pub(crate) console: bool,
     pub(crate) console_target: ConsoleTarget,
     pub(crate) console_format: ConsoleFormat,
@@ -199,6 +209,7 @@ impl LogConfig {
         LogConfig {
             log_dir: log_dir.into(),
             levels: Levels::new(Level::Info),
+            env_levels: Directives::default(),
             console: true,
             console_target: ConsoleTarget::Stderr,
             console_format: ConsoleFormat::Json,
@@ -226,9 +237,10 @@ impl LogConfig {
         }
     }
 
-    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above). Other
-    /// variables are ignored, whatever their names and values hold; a `CHIMERA_LOG_*` variable
-    /// whose value is not valid UTF-8 is an [`Error::InvalidSetting`] naming it.
+    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above), and
+    /// `RUST_LOG` when `CHIMERA_LOG_LEVEL` is not set. Other variables are ignored, whatever their
+    /// names and values hold; a variable read whose value is not valid UTF-8 is an
+    /// [`Error::InvalidSetting`] naming it.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars_os(std::env::vars_os())
     }
@@ -241,7 +253,12 @@ impl LogConfig {
         I: IntoIterator<Item = (OsString, OsString)>,
     {
         let mut ours = Vec::new();
+        let mut rust_log = None;
         for (name, value) in vars {
+            if name == RUST_LOG {
+                rust_log = Some(value);
+                continue;
+            }
             if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
                 continue;
             }
@@ -254,12 +271,20 @@ impl LogConfig {
                 .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
             ours.push((setting, value));
         }
+        // Read only in place of CHIMERA_LOG_LEVEL: unset, nothing of it is checked.
+        if let Some(value) = rust_log.filter(|_| !ours.iter().any(|(name, _)| *name == LEVEL_VARIABLE)) {
+            let value = value
+                .into_string()
+                .map_err(|value| Error::invalid(RUST_LOG, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+            ours.push((RUST_LOG, value));
+        }
         Self::from_vars(ours)
     }
 
     /// Like [`from_env`](Self::from_env), from the given variables: for tests and for settings kept
-    /// in a file. Variables not named `CHIMERA_LOG_*` are ignored; an unknown `CHIMERA_LOG_*`
-    /// variable is an error, so a misspelt setting is not silently ignored.
+    /// in a file. Variables not named `CHIMERA_LOG_*` are ignored, except `RUST_LOG`, read when
+    /// `CHIMERA_LOG_LEVEL` is not given; an unknown `CHIMERA_LOG_*` variable is an error, so a
+    /// misspelt setting is not silently ignored.
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -267,11 +292,19 @@ impl LogConfig {
         V: AsRef<str>,
     {
         let mut config = LogConfig::new("logs");
+        let (mut level_given, mut rust_log) = (false, None);
         for (key, value) in vars {
             let (key, value) = (key.as_ref(), value.as_ref());
             config = match key {
                 "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..config },
-                "CHIMERA_LOG_LEVEL" => LogConfig { levels: Levels::parse("CHIMERA_LOG_LEVEL", value)?, ..config },
+                LEVEL_VARIABLE => {
+                    level_given = true;
+                    LogConfig { env_levels: Directives::parse(LEVEL_VARIABLE, value)?, ..config }
+                }
+                RUST_LOG => {
+                    rust_log = Some(value.to_owned());
+                    config
+                }
                 "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
                 "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
                     "stderr" => ConsoleTarget::Stderr,
@@ -307,11 +340,15 @@ impl LogConfig {
                 _ => config,
             };
         }
+        if let (false, Some(rust_log)) = (level_given, rust_log) {
+            config.env_levels = Directives::parse(RUST_LOG, &rust_log)?;
+        }
         Ok(config)
     }
 
     /// Minimum level for the console and the general file; audit and route files take every
-    /// event of their types regardless.
+    /// event of their types regardless. A default level from the environment
+    /// (`CHIMERA_LOG_LEVEL=warning`, read by [`from_env`](Self::from_env)) wins over this one.
     pub fn level(mut self, level: Level) -> Self {
         self.levels.set_default(level);
         self
@@ -320,7 +357,8 @@ impl LogConfig {
     /// The minimum level of the modules under `prefix` (`hyper` covers `hyper::client` and
     /// `hyper.client`; `::` and `.` both separate parts), for typed, ad-hoc and captured events
     /// alike; the longest matching prefix wins over [`level`](Self::level). The environment form
-    /// is `CHIMERA_LOG_LEVEL=info,hyper=warning,state_engine=debug`.
+    /// is `CHIMERA_LOG_LEVEL=info,hyper=warning,state_engine=debug`; a directive of the
+    /// environment for `prefix`, or for a prefix above it, wins over this one.
     pub fn level_for(mut self, prefix: &str, level: Level) -> Self {
         self.levels.set(prefix, level);
         self
@@ -508,6 +546,13 @@ impl LogConfig {
         &self.log_dir
     }
 
+    /// The levels the logger starts with: those set in code, the environment's over them.
+    pub(crate) fn effective_levels(&self) -> Levels {
+        let mut levels = self.levels.clone();
+        levels.overlay(&self.env_levels);
+        levels
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.log_dir.as_os_str().is_empty() {
@@ -522,8 +567,12 @@ impl LogConfig {
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
         }
-        if self.levels.has_empty_prefix() {
-            return Err(Error::invalid("level_for", "", "a directive names a module prefix"));
+        if let Some(prefix) = self.levels.invalid_prefix() {
+            return Err(Error::invalid(
+                "level_for",
+                prefix,
+                "a directive names a module prefix (span and regex filters are not supported)",
+            ));
         }
         if self.audit_retention.is_zero() {
             return Err(Error::invalid("audit_retention", "0s", "rows must be kept for some time"));
@@ -623,6 +672,12 @@ impl LogConfig {
 /// What every variable [`LogConfig::from_env`] reads starts with.
 const ENV_PREFIX: &str = "CHIMERA_LOG_";
 
+/// The levels' variable.
+const LEVEL_VARIABLE: &str = "CHIMERA_LOG_LEVEL";
+
+/// The levels' variable of env_logger and tracing-subscriber, read when [`LEVEL_VARIABLE`] is not set.
+const RUST_LOG: &str = "RUST_LOG";
+
 /// The variables [`LogConfig::from_env`] reads; any other `CHIMERA_LOG_*` is an error.
 const ENV_VARIABLES: [&str; 12] = [
     "CHIMERA_LOG_DIR",
@@ -667,6 +722,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::levels::Threshold;
 
     #[test]
     fn from_vars_reads_every_setting() {
@@ -684,7 +740,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.log_dir, Path::new("/var/log/chimera"));
-        assert_eq!(config.levels, crate::levels::Levels::new(Level::Warning));
+        assert_eq!(config.effective_levels(), crate::levels::Levels::new(Level::Warning));
         assert!(!config.console && !config.compress);
         assert_eq!(config.console_target, ConsoleTarget::Stdout);
         assert_eq!(config.console_format, ConsoleFormat::Pretty);
@@ -696,6 +752,63 @@ mod tests {
         let error = LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "loud")]).unwrap_err();
         assert!(matches!(&error, Error::InvalidSetting { setting: "CHIMERA_LOG_LEVEL", value, .. } if value == "loud"));
         assert!(error.to_string().contains("CHIMERA_LOG_LEVEL"), "{error}");
+    }
+
+    #[test]
+    fn from_vars_reads_rust_log_when_chimera_log_level_is_not_set_and_ignores_it_when_it_is() {
+        let threshold = |config: &LogConfig, module: &str| config.effective_levels().level_for(module);
+        let config = LogConfig::from_vars([("RUST_LOG", "warn,hyper=trace")]).unwrap();
+        assert_eq!(threshold(&config, "executor"), Threshold::at(Level::Warning));
+        assert_eq!(threshold(&config, "hyper::client"), Threshold::at(Level::Trace));
+        for vars in [
+            [("RUST_LOG", "tower[request]=debug"), ("CHIMERA_LOG_LEVEL", "error")],
+            [("CHIMERA_LOG_LEVEL", "error"), ("RUST_LOG", "tower[request]=debug")],
+        ] {
+            let config = LogConfig::from_vars(vars).unwrap();
+            assert_eq!(
+                threshold(&config, "tower"),
+                Threshold::at(Level::Error),
+                "CHIMERA_LOG_LEVEL wins, in any order"
+            );
+        }
+        let error = LogConfig::from_vars([("RUST_LOG", "info,tower[request]=debug")]).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidSetting { setting: "RUST_LOG", value, .. } if value == "tower[request]=debug"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn from_vars_os_reads_rust_log_and_checks_its_bytes_only_when_it_is_read() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let config = LogConfig::from_vars_os([(bytes(b"RUST_LOG"), bytes(b"off"))]).unwrap();
+        assert_eq!(config.effective_levels().level_for("any"), Threshold::OFF);
+        let error = LogConfig::from_vars_os([(bytes(b"RUST_LOG"), bytes(b"inf\xffo"))]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "RUST_LOG", .. }), "{error}");
+        let config = LogConfig::from_vars_os([
+            (bytes(b"RUST_LOG"), bytes(b"inf\xffo")),
+            (bytes(b"CHIMERA_LOG_LEVEL"), bytes(b"debug")),
+        ])
+        .unwrap();
+        assert_eq!(config.effective_levels().level_for("any"), Threshold::at(Level::Debug));
+    }
+
+    #[test]
+    fn levels_from_the_environment_win_over_levels_set_in_code_after_it() {
+        let config = LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "warning,hyper=info")])
+            .unwrap()
+            .level(Level::Debug)
+            .level_for("hyper::client", Level::Trace)
+            .level_for("noisy", Level::Error);
+        let levels = config.effective_levels();
+        assert_eq!(levels.level_for("executor"), Threshold::at(Level::Warning), "the environment's default");
+        assert_eq!(levels.level_for("hyper::client"), Threshold::at(Level::Info), "under the environment's hyper");
+        assert_eq!(levels.level_for("noisy"), Threshold::at(Level::Error), "not named by the environment");
+        let levels =
+            LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "hyper=info")]).unwrap().level(Level::Debug).effective_levels();
+        assert_eq!(levels.level_for("executor"), Threshold::at(Level::Debug), "no default named: the code's");
     }
 
     #[test]

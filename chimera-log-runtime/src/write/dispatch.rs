@@ -37,7 +37,7 @@ use crate::file::maintenance::Maintenance;
 use crate::file::rotating::{FilePolicy, FileSink};
 use crate::forward::{self, Forwarder};
 use crate::json::UnixTime;
-use crate::levels::Levels;
+use crate::levels::{LiveLevels, Threshold};
 use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
 use crate::thread::{deadline_after, DirLock};
 use crate::write::console::ConsoleSink;
@@ -49,9 +49,6 @@ pub(crate) struct Destinations {
     audit: bool,
     route: Option<usize>,
 }
-
-/// Ids of started instances.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The sinks that refused a line because they were closed (shutdown, or a writer thread that
 /// died); the usual line has none.
@@ -75,9 +72,9 @@ type NamedCounters = (String, Arc<SinkCounters>);
 /// A started logger: its queues, writer threads, audit writer, clock and counters.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
-    levels: Levels,
-    /// Tells this instance from any other (a logger caches its module's level per instance).
-    id: u64,
+    /// Each version's epoch tells this instance from any other, and a reloaded version from the
+    /// one before (a logger caches its module's level under it).
+    levels: LiveLevels,
     /// Whether the `tracing` capture installed by `init_logging` writes through this instance.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     capture: bool,
@@ -342,8 +339,7 @@ impl Dispatcher {
                 .saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
         let dispatcher = Dispatcher {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            levels: config.levels,
+            levels: LiveLevels::new(config.effective_levels()),
             capture: config.capture,
             console,
             files: general,
@@ -431,7 +427,7 @@ impl Dispatcher {
             fill(&mut context);
             context.finish();
         });
-        let general = Level::Warning >= self.levels.level_for("chimera_log");
+        let general = self.levels.level_for("chimera_log").1.allows(Level::Warning);
         let destinations = Destinations { general, audit: true, route: None };
         self.dispatch(Level::Warning, destinations, &line);
     }
@@ -440,14 +436,21 @@ impl Dispatcher {
         &self.log_dir
     }
 
-    /// The minimum level of `module` (computed; callers cache it, see `Logger`).
-    pub(crate) fn level_for(&self, module: &str) -> Level {
-        self.levels.level_for(module)
+    /// The levels of each module, replaceable while the instance runs (a logger caches its
+    /// module's under their epoch, see `Logger`).
+    pub(crate) fn levels(&self) -> &LiveLevels {
+        &self.levels
     }
 
-    /// The lowest level any module logs at.
+    /// The minimum level of `module` now.
     #[cfg(feature = "tracing")]
-    pub(crate) fn lowest_level(&self) -> Level {
+    pub(crate) fn level_for(&self, module: &str) -> Threshold {
+        self.levels.level_for(module).1
+    }
+
+    /// The lowest threshold of any module now.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn lowest_level(&self) -> Threshold {
         self.levels.lowest()
     }
 
@@ -455,10 +458,6 @@ impl Dispatcher {
     #[cfg(feature = "tracing")]
     pub(crate) fn captures(&self) -> bool {
         self.capture
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
     }
 
     /// The time for a line's timestamp.
@@ -472,7 +471,7 @@ impl Dispatcher {
 
     /// Whether an event of this level and type, from a module whose minimum level is
     /// `module_level`, goes anywhere; `None` means it need not be encoded.
-    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Level) -> Option<Destinations> {
+    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Threshold) -> Option<Destinations> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.closed.load(Ordering::Acquire) {
             self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
@@ -485,7 +484,7 @@ impl Dispatcher {
             }
             index
         });
-        let destinations = Destinations { general: level >= module_level, audit: routes.is_audit(), route };
+        let destinations = Destinations { general: module_level.allows(level), audit: routes.is_audit(), route };
         (destinations.general || destinations.audit || destinations.route.is_some()).then_some(destinations)
     }
 
