@@ -94,10 +94,10 @@ impl LogGuard {
     pub fn set_levels(&self, directives: &str) -> Result<(), Error> {
         let directives = Directives::parse("set_levels", directives)?;
         self.dispatcher.levels().replace(Levels::from_directives(&directives));
-        // Captured callsites cache whether they are enabled, and `log` its maximum level.
-        #[cfg(feature = "tracing")]
+        // Captured callsites cache whether they are enabled, and `log` its maximum level: the
+        // capture registered to hear of it (`global::on_change`).
         if self.installed {
-            crate::capture::levels_changed();
+            global::notify_change();
         }
         Ok(())
     }
