@@ -126,6 +126,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `level` | `Info` | `CHIMERA_LOG_LEVEL`, else `RUST_LOG` (`info`, or `info,hyper=warning,tower=off`) |
 /// | `level_for` | none | (in `CHIMERA_LOG_LEVEL` / `RUST_LOG`) |
 /// | `console` | on | `CHIMERA_LOG_CONSOLE` (`true`/`false`) |
+/// | `console_level` | none (the module levels alone) | `CHIMERA_LOG_CONSOLE_LEVEL` (`trace`…`critical`) |
 /// | `console_target` | stderr | `CHIMERA_LOG_CONSOLE_TARGET` (`stderr`/`stdout`) |
 /// | `console_format` | JSON | `CHIMERA_LOG_CONSOLE_FORMAT` (`json`/`pretty`) |
 /// | `max_bytes` | 100 MiB | `CHIMERA_LOG_MAX_BYTES` |
@@ -147,6 +148,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
 /// | `health_interval` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
+/// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -176,6 +178,12 @@ pub struct LogConfig {
     /// The levels the environment named (`CHIMERA_LOG_LEVEL`, else `RUST_LOG`), applied over
     /// `levels` when the logger starts ([`effective_levels`](Self::effective_levels)).
     pub(crate) env_levels: Directives,
+    /// The console's minimum, set in code and from the environment (which wins).
+    pub(crate) console_level: Level,
+    pub(crate) env_console_level: Option<Level>,
+    /// CloudWatch's minimum, set in code and from the environment (which wins).
+    pub(crate) cloudwatch_level: Level,
+    pub(crate) env_cloudwatch_level: Option<Level>,
     pub(crate) console: bool,
     pub(crate) console_target: ConsoleTarget,
     pub(crate) console_format: ConsoleFormat,
@@ -210,6 +218,10 @@ impl LogConfig {
             log_dir: log_dir.into(),
             levels: Levels::new(Level::Info),
             env_levels: Directives::default(),
+            console_level: Level::Trace,
+            env_console_level: None,
+            cloudwatch_level: Level::Trace,
+            env_cloudwatch_level: None,
             console: true,
             console_target: ConsoleTarget::Stderr,
             console_format: ConsoleFormat::Json,
@@ -306,6 +318,13 @@ impl LogConfig {
                     config
                 }
                 "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
+                "CHIMERA_LOG_CONSOLE_LEVEL" => {
+                    LogConfig { env_console_level: Some(parse_level("CHIMERA_LOG_CONSOLE_LEVEL", value)?), ..config }
+                }
+                "CHIMERA_LOG_CLOUDWATCH_LEVEL" => LogConfig {
+                    env_cloudwatch_level: Some(parse_level("CHIMERA_LOG_CLOUDWATCH_LEVEL", value)?),
+                    ..config
+                },
                 "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
                     "stderr" => ConsoleTarget::Stderr,
                     "stdout" => ConsoleTarget::Stdout,
@@ -367,6 +386,14 @@ impl LogConfig {
     /// Turns the console sink on or off.
     pub fn console(mut self, on: bool) -> Self {
         self.console = on;
+        self
+    }
+
+    /// The console's own minimum level, on top of the module levels: an event below it is not
+    /// written to the console, and still reaches `chimera.log` (and CloudWatch) if the module
+    /// levels let it through. None by default. `CHIMERA_LOG_CONSOLE_LEVEL` wins over this.
+    pub fn console_level(mut self, level: Level) -> Self {
+        self.console_level = level;
         self
     }
 
@@ -500,6 +527,15 @@ impl LogConfig {
         self
     }
 
+    /// CloudWatch's own minimum level, on top of the module levels: the shipper reads
+    /// `chimera.log` and leaves out the lines whose `level` is below it (they stay in the file).
+    /// None by default; without [`cloudwatch`](Self::cloudwatch) it has no effect.
+    /// `CHIMERA_LOG_CLOUDWATCH_LEVEL` wins over this.
+    pub fn cloudwatch_level(mut self, level: Level) -> Self {
+        self.cloudwatch_level = level;
+        self
+    }
+
     /// Keys the audit chain: HMAC-SHA-256 with `key` instead of SHA-256, so that nobody without
     /// the key can recompute a valid chain after editing a record. Keep the key out of the log
     /// directory; `verify` needs it too.
@@ -544,6 +580,17 @@ impl LogConfig {
     /// The directory holding every log file; created (with parents) if missing.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// The console's minimum: the environment's, else the code's.
+    pub(crate) fn effective_console_level(&self) -> Level {
+        self.env_console_level.unwrap_or(self.console_level)
+    }
+
+    /// CloudWatch's minimum: the environment's, else the code's.
+    #[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
+    pub(crate) fn effective_cloudwatch_level(&self) -> Level {
+        self.env_cloudwatch_level.unwrap_or(self.cloudwatch_level)
     }
 
     /// The levels the logger starts with: those set in code, the environment's over them.
@@ -679,10 +726,12 @@ const LEVEL_VARIABLE: &str = "CHIMERA_LOG_LEVEL";
 const RUST_LOG: &str = "RUST_LOG";
 
 /// The variables [`LogConfig::from_env`] reads; any other `CHIMERA_LOG_*` is an error.
-const ENV_VARIABLES: [&str; 12] = [
+const ENV_VARIABLES: [&str; 14] = [
     "CHIMERA_LOG_DIR",
     "CHIMERA_LOG_LEVEL",
     "CHIMERA_LOG_CONSOLE",
+    "CHIMERA_LOG_CONSOLE_LEVEL",
+    "CHIMERA_LOG_CLOUDWATCH_LEVEL",
     "CHIMERA_LOG_CONSOLE_TARGET",
     "CHIMERA_LOG_CONSOLE_FORMAT",
     "CHIMERA_LOG_MAX_BYTES",
@@ -710,6 +759,10 @@ fn parse_bool(setting: &'static str, value: &str) -> Result<bool, Error> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(Error::invalid(setting, value, "expected true or false")),
     }
+}
+
+fn parse_level(setting: &'static str, value: &str) -> Result<Level, Error> {
+    value.parse().map_err(|e| Error::invalid(setting, value, format!("{e}")))
 }
 
 fn parse_number<T: std::str::FromStr>(setting: &'static str, value: &str) -> Result<T, Error>
@@ -812,6 +865,26 @@ mod tests {
     }
 
     #[test]
+    fn console_and_cloudwatch_levels_are_read_from_the_environment_which_wins_over_code() {
+        let config =
+            LogConfig::from_vars([("CHIMERA_LOG_CONSOLE_LEVEL", "warning"), ("CHIMERA_LOG_CLOUDWATCH_LEVEL", "ERROR")])
+                .unwrap()
+                .console_level(Level::Debug)
+                .cloudwatch_level(Level::Info);
+        assert_eq!(
+            (config.effective_console_level(), config.effective_cloudwatch_level()),
+            (Level::Warning, Level::Error)
+        );
+        let config = LogConfig::new("l").console_level(Level::Info).cloudwatch_level(Level::Critical);
+        assert_eq!(
+            (config.effective_console_level(), config.effective_cloudwatch_level()),
+            (Level::Info, Level::Critical)
+        );
+        let error = LogConfig::from_vars([("CHIMERA_LOG_CLOUDWATCH_LEVEL", "loud")]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_CLOUDWATCH_LEVEL", .. }), "{error}");
+    }
+
+    #[test]
     fn from_vars_rejects_an_unknown_chimera_variable() {
         let error = LogConfig::from_vars([("CHIMERA_LOG_LEVLE", "info")]).unwrap_err();
         assert!(error.to_string().contains("CHIMERA_LOG_LEVLE"), "{error}");
@@ -820,7 +893,7 @@ mod tests {
     #[test]
     fn every_variable_from_env_knows_is_read_by_from_vars() {
         let value = |name: &str| match name {
-            "CHIMERA_LOG_LEVEL" => "info",
+            "CHIMERA_LOG_LEVEL" | "CHIMERA_LOG_CONSOLE_LEVEL" | "CHIMERA_LOG_CLOUDWATCH_LEVEL" => "info",
             "CHIMERA_LOG_CONSOLE" | "CHIMERA_LOG_COMPRESS" | "CHIMERA_LOG_CAPTURE" => "true",
             "CHIMERA_LOG_CONSOLE_TARGET" => "stdout",
             "CHIMERA_LOG_CONSOLE_FORMAT" => "json",

@@ -45,6 +45,8 @@ use crate::write::console::ConsoleSink;
 /// The sinks a line goes to, decided from the event's level and type.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Destinations {
+    /// The console: `general`, and at or above the console's own minimum.
+    console: bool,
     general: bool,
     audit: bool,
     route: Option<usize>,
@@ -79,6 +81,8 @@ pub(crate) struct Dispatcher {
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     capture: bool,
     console: Option<(Writer, Arc<SinkCounters>)>,
+    /// The console's own minimum, on top of the module levels (`LogConfig::console_level`).
+    console_level: Level,
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
     /// File name and counters of each lane of `files`.
@@ -342,6 +346,7 @@ impl Dispatcher {
             levels: LiveLevels::new(config.effective_levels()),
             capture: config.capture,
             console,
+            console_level: config.effective_console_level(),
             files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
             file_counters,
@@ -428,7 +433,12 @@ impl Dispatcher {
             context.finish();
         });
         let general = self.levels.level_for("chimera_log").1.allows(Level::Warning);
-        let destinations = Destinations { general, audit: true, route: None };
+        let destinations = Destinations {
+            console: general && Level::Warning >= self.console_level,
+            general,
+            audit: true,
+            route: None,
+        };
         self.dispatch(Level::Warning, destinations, &line);
     }
 
@@ -484,7 +494,9 @@ impl Dispatcher {
             }
             index
         });
-        let destinations = Destinations { general: module_level.allows(level), audit: routes.is_audit(), route };
+        let general = module_level.allows(level);
+        let console = general && level >= self.console_level;
+        let destinations = Destinations { console, general, audit: routes.is_audit(), route };
         (destinations.general || destinations.audit || destinations.route.is_some()).then_some(destinations)
     }
 
@@ -494,7 +506,7 @@ impl Dispatcher {
         // stores before it, and after the line's copy into the queue (memory the writer last
         // touched, on another core) that wait was the costliest part of an emit on 4 threads.
         self.counters.count_event(level);
-        let mut refusals = self.push_general(line, destinations.general, destinations.route);
+        let mut refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
         if destinations.audit {
             match self.audit.write(line, self.clock.now()) {
                 Ok(None) => {}
@@ -515,7 +527,7 @@ impl Dispatcher {
     #[cold]
     fn count_refusals(&self, level: Level, destinations: Destinations, refusals: Refusals) {
         use std::sync::atomic::Ordering::Relaxed;
-        let console = destinations.general && self.console.is_some();
+        let console = destinations.console && self.console.is_some();
         let files = destinations.general || destinations.route.is_some();
         let taken = (console && !refusals.console)
             || (files && refusals.files.is_empty())
@@ -536,12 +548,12 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `line` for the console, CloudWatch and `chimera.log` (`general`) and the route
-    /// file `route`.
-    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> Refusals {
+    /// Queues `line` for the console (`console`), CloudWatch and `chimera.log` (`general`) and
+    /// the route file `route`.
+    fn push_general(&self, line: &[u8], console: bool, general: bool, route: Option<usize>) -> Refusals {
         use std::sync::atomic::Ordering::Relaxed;
         let mut refusals = Refusals::default();
-        if general {
+        if console {
             if let Some((console, counters)) = &self.console {
                 match console.queue().push(LaneSet(1), line) {
                     Pushed::Accepted => {}
@@ -587,7 +599,7 @@ impl Dispatcher {
             context.field("reason", if checkpoint.rotated { "rotation" } else { "interval" });
             context.finish();
         });
-        self.push_general(&line, true, None);
+        self.push_general(&line, Level::Info >= self.console_level, true, None);
     }
 
     pub(crate) fn record_latency(&self, elapsed: Duration) {
