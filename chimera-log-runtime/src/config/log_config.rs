@@ -168,7 +168,12 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// `LogConfig::from_env()?.level(Level::Debug)` keeps the default of `CHIMERA_LOG_LEVEL=warning`,
 /// and a directive of the environment (`hyper=info`) replaces what code set for that module and
 /// the modules under it; what the environment does not name stays as code set it
-/// (docs/decisions.md, "Levels").
+/// (docs/decisions.md, "Capture and levels").
+///
+/// `LogConfig` is also `serde::Deserialize`, for a configuration file: each key is a variable's
+/// name without `CHIMERA_LOG_`, lowercased (`level = "info,hyper=warning"`, `dir`, `max_bytes`);
+/// an unknown key is an error naming it. [`with_env`](Self::with_env) lays the environment over
+/// what the file says (docs/configuration.md).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct LogConfig {
@@ -257,6 +262,15 @@ impl LogConfig {
         Self::from_vars_os(std::env::vars_os())
     }
 
+    /// Applies the process environment over this configuration, as [`from_env`](Self::from_env)
+    /// reads it: every setting the environment names replaces the configuration's (levels per
+    /// module as the table's note says). For a configuration read from a file:
+    /// `toml::from_str::<LogConfig>(text)?.with_env()?` — the operator's environment wins over
+    /// the file, as it does over code.
+    pub fn with_env(self) -> Result<Self, Error> {
+        self.apply_env(environment_variables(std::env::vars_os())?)
+    }
+
     /// [`from_env`](Self::from_env) over the given variables, as the operating system holds
     /// them: a name is ours when its bytes start with `CHIMERA_LOG_`, so a name or value of
     /// someone else's that is not UTF-8 is no concern of ours.
@@ -264,33 +278,7 @@ impl LogConfig {
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
-        let mut ours = Vec::new();
-        let mut rust_log = None;
-        for (name, value) in vars {
-            if name == RUST_LOG {
-                rust_log = Some(value);
-                continue;
-            }
-            if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
-                continue;
-            }
-            let name = name.into_string().map_err(|name| unknown_variable(&name.to_string_lossy()))?;
-            let Some(&setting) = ENV_VARIABLES.iter().find(|known| **known == name) else {
-                return Err(unknown_variable(&name));
-            };
-            let value = value
-                .into_string()
-                .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
-            ours.push((setting, value));
-        }
-        // Read only in place of CHIMERA_LOG_LEVEL: unset, nothing of it is checked.
-        if let Some(value) = rust_log.filter(|_| !ours.iter().any(|(name, _)| *name == LEVEL_VARIABLE)) {
-            let value = value
-                .into_string()
-                .map_err(|value| Error::invalid(RUST_LOG, value.to_string_lossy(), "the value is not valid UTF-8"))?;
-            ours.push((RUST_LOG, value));
-        }
-        Self::from_vars(ours)
+        LogConfig::new("logs").apply_env(environment_variables(vars)?)
     }
 
     /// Like [`from_env`](Self::from_env), from the given variables: for tests and for settings kept
@@ -303,66 +291,77 @@ impl LogConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut config = LogConfig::new("logs");
+        LogConfig::new("logs").apply_env(vars)
+    }
+
+    /// Applies the variables over this configuration, as from the environment.
+    pub(super) fn apply_env<I, K, V>(mut self, vars: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let (mut level_given, mut rust_log) = (false, None);
         for (key, value) in vars {
             let (key, value) = (key.as_ref(), value.as_ref());
-            config = match key {
-                "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..config },
-                LEVEL_VARIABLE => {
-                    level_given = true;
-                    LogConfig { env_levels: Directives::parse(LEVEL_VARIABLE, value)?, ..config }
-                }
-                RUST_LOG => {
-                    rust_log = Some(value.to_owned());
-                    config
-                }
-                "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
-                "CHIMERA_LOG_CONSOLE_LEVEL" => {
-                    LogConfig { env_console_level: Some(parse_level("CHIMERA_LOG_CONSOLE_LEVEL", value)?), ..config }
-                }
-                "CHIMERA_LOG_CLOUDWATCH_LEVEL" => LogConfig {
-                    env_cloudwatch_level: Some(parse_level("CHIMERA_LOG_CLOUDWATCH_LEVEL", value)?),
-                    ..config
-                },
-                "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
-                    "stderr" => ConsoleTarget::Stderr,
-                    "stdout" => ConsoleTarget::Stdout,
-                    _ => {
-                        return Err(Error::invalid(
-                            "CHIMERA_LOG_CONSOLE_TARGET",
-                            value,
-                            "expected `stderr` or `stdout`",
-                        ))
-                    }
-                }),
-                "CHIMERA_LOG_CONSOLE_FORMAT" => config.console_format(match value.to_ascii_lowercase().as_str() {
-                    "json" => ConsoleFormat::Json,
-                    "pretty" => ConsoleFormat::Pretty,
-                    _ => {
-                        return Err(Error::invalid("CHIMERA_LOG_CONSOLE_FORMAT", value, "expected `json` or `pretty`"))
-                    }
-                }),
-                "CHIMERA_LOG_MAX_BYTES" => config.max_bytes(parse_number("CHIMERA_LOG_MAX_BYTES", value)?),
-                "CHIMERA_LOG_GENERAL_BACKUPS" => {
-                    config.general_backups(parse_number("CHIMERA_LOG_GENERAL_BACKUPS", value)?)
-                }
-                "CHIMERA_LOG_AUDIT_BACKUPS" => config.audit_backups(parse_number("CHIMERA_LOG_AUDIT_BACKUPS", value)?),
-                "CHIMERA_LOG_COMPRESS" => config.compress(parse_bool("CHIMERA_LOG_COMPRESS", value)?),
-                "CHIMERA_LOG_CAPTURE" => config.capture(parse_bool("CHIMERA_LOG_CAPTURE", value)?),
-                "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
-                    return Err(Error::invalid("CHIMERA_LOG_AUDIT_KEY", "", "an empty key protects nothing"))
-                }
-                "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
-                "CHIMERA_LOG_AUDIT_STORE" => config.audit_store(AuditStore::from_url(value)?),
-                other if other.starts_with(ENV_PREFIX) => return Err(unknown_variable(other)),
-                _ => config,
-            };
+            if key == RUST_LOG {
+                rust_log = Some(value.to_owned());
+            } else if key.starts_with(ENV_PREFIX) {
+                let Some(&(variable, _)) = SETTINGS.iter().find(|(variable, _)| *variable == key) else {
+                    return Err(unknown_variable(key));
+                };
+                level_given |= variable == LEVEL_VARIABLE;
+                self = self.apply_setting(variable, value, Source::Environment)?;
+            }
         }
         if let (false, Some(rust_log)) = (level_given, rust_log) {
-            config.env_levels = Directives::parse(RUST_LOG, &rust_log)?;
+            self.env_levels = Directives::parse(RUST_LOG, &rust_log)?;
         }
-        Ok(config)
+        Ok(self)
+    }
+
+    /// Sets the setting of the environment variable `variable` (one of [`SETTINGS`]) from its
+    /// text; errors name `variable`. The levels given by the environment are kept apart, to win
+    /// over code; a configuration file's are set as code sets them.
+    pub(super) fn apply_setting(self, variable: &'static str, value: &str, source: Source) -> Result<Self, Error> {
+        let environment = source == Source::Environment;
+        Ok(match variable {
+            "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..self },
+            LEVEL_VARIABLE if environment => LogConfig { env_levels: Directives::parse(variable, value)?, ..self },
+            LEVEL_VARIABLE => {
+                LogConfig { levels: Levels::from_directives(&Directives::parse(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CONSOLE" => self.console(parse_bool(variable, value)?),
+            "CHIMERA_LOG_CONSOLE_LEVEL" if environment => {
+                LogConfig { env_console_level: Some(parse_level(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CONSOLE_LEVEL" => self.console_level(parse_level(variable, value)?),
+            "CHIMERA_LOG_CLOUDWATCH_LEVEL" if environment => {
+                LogConfig { env_cloudwatch_level: Some(parse_level(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CLOUDWATCH_LEVEL" => self.cloudwatch_level(parse_level(variable, value)?),
+            "CHIMERA_LOG_CONSOLE_TARGET" => self.console_target(match value.to_ascii_lowercase().as_str() {
+                "stderr" => ConsoleTarget::Stderr,
+                "stdout" => ConsoleTarget::Stdout,
+                _ => return Err(Error::invalid(variable, value, "expected `stderr` or `stdout`")),
+            }),
+            "CHIMERA_LOG_CONSOLE_FORMAT" => self.console_format(match value.to_ascii_lowercase().as_str() {
+                "json" => ConsoleFormat::Json,
+                "pretty" => ConsoleFormat::Pretty,
+                _ => return Err(Error::invalid(variable, value, "expected `json` or `pretty`")),
+            }),
+            "CHIMERA_LOG_MAX_BYTES" => self.max_bytes(parse_number(variable, value)?),
+            "CHIMERA_LOG_GENERAL_BACKUPS" => self.general_backups(parse_number(variable, value)?),
+            "CHIMERA_LOG_AUDIT_BACKUPS" => self.audit_backups(parse_number(variable, value)?),
+            "CHIMERA_LOG_COMPRESS" => self.compress(parse_bool(variable, value)?),
+            "CHIMERA_LOG_CAPTURE" => self.capture(parse_bool(variable, value)?),
+            "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
+                return Err(Error::invalid(variable, "", "an empty key protects nothing"))
+            }
+            "CHIMERA_LOG_AUDIT_KEY" => self.audit_key(value.as_bytes()),
+            "CHIMERA_LOG_AUDIT_STORE" => self.audit_store(AuditStore::from_url(value)?),
+            other => unreachable!("{other} is not in SETTINGS: callers look the name up there first"),
+        })
     }
 
     /// Minimum level for the console and the general file; audit and route files take every
@@ -725,31 +724,76 @@ const LEVEL_VARIABLE: &str = "CHIMERA_LOG_LEVEL";
 /// The levels' variable of env_logger and tracing-subscriber, read when [`LEVEL_VARIABLE`] is not set.
 const RUST_LOG: &str = "RUST_LOG";
 
-/// The variables [`LogConfig::from_env`] reads; any other `CHIMERA_LOG_*` is an error.
-const ENV_VARIABLES: [&str; 14] = [
-    "CHIMERA_LOG_DIR",
-    "CHIMERA_LOG_LEVEL",
-    "CHIMERA_LOG_CONSOLE",
-    "CHIMERA_LOG_CONSOLE_LEVEL",
-    "CHIMERA_LOG_CLOUDWATCH_LEVEL",
-    "CHIMERA_LOG_CONSOLE_TARGET",
-    "CHIMERA_LOG_CONSOLE_FORMAT",
-    "CHIMERA_LOG_MAX_BYTES",
-    "CHIMERA_LOG_GENERAL_BACKUPS",
-    "CHIMERA_LOG_AUDIT_BACKUPS",
-    "CHIMERA_LOG_COMPRESS",
-    "CHIMERA_LOG_AUDIT_KEY",
-    "CHIMERA_LOG_AUDIT_STORE",
-    "CHIMERA_LOG_CAPTURE",
+/// Whether a setting's text came from the environment or from a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Environment,
+    File,
+}
+
+/// Each setting read from text: its environment variable ([`LogConfig::from_env`]; any other
+/// `CHIMERA_LOG_*` is an error) and its key in a configuration file (`Deserialize`): the
+/// variable's name without `CHIMERA_LOG_`, lowercased.
+pub(super) const SETTINGS: [(&str, &str); 14] = [
+    ("CHIMERA_LOG_DIR", "dir"),
+    (LEVEL_VARIABLE, "level"),
+    ("CHIMERA_LOG_CONSOLE", "console"),
+    ("CHIMERA_LOG_CONSOLE_LEVEL", "console_level"),
+    ("CHIMERA_LOG_CLOUDWATCH_LEVEL", "cloudwatch_level"),
+    ("CHIMERA_LOG_CONSOLE_TARGET", "console_target"),
+    ("CHIMERA_LOG_CONSOLE_FORMAT", "console_format"),
+    ("CHIMERA_LOG_MAX_BYTES", "max_bytes"),
+    ("CHIMERA_LOG_GENERAL_BACKUPS", "general_backups"),
+    ("CHIMERA_LOG_AUDIT_BACKUPS", "audit_backups"),
+    ("CHIMERA_LOG_COMPRESS", "compress"),
+    ("CHIMERA_LOG_AUDIT_KEY", "audit_key"),
+    ("CHIMERA_LOG_AUDIT_STORE", "audit_store"),
+    ("CHIMERA_LOG_CAPTURE", "capture"),
 ];
 
-/// A `CHIMERA_LOG_*` variable that is none of [`ENV_VARIABLES`]: most likely a misspelt one,
+/// The variables of `vars` that [`LogConfig::apply_env`] reads, as UTF-8: ours by the bytes of
+/// their names, and `RUST_LOG` when `CHIMERA_LOG_LEVEL` is not among them (unset, nothing of it
+/// is checked).
+fn environment_variables<I>(vars: I) -> Result<Vec<(&'static str, String)>, Error>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut ours = Vec::new();
+    let mut rust_log = None;
+    for (name, value) in vars {
+        if name == RUST_LOG {
+            rust_log = Some(value);
+            continue;
+        }
+        if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = name.into_string().map_err(|name| unknown_variable(&name.to_string_lossy()))?;
+        let Some(&(setting, _)) = SETTINGS.iter().find(|(known, _)| *known == name) else {
+            return Err(unknown_variable(&name));
+        };
+        let value = value
+            .into_string()
+            .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+        ours.push((setting, value));
+    }
+    if let Some(value) = rust_log.filter(|_| !ours.iter().any(|(name, _)| *name == LEVEL_VARIABLE)) {
+        let value = value
+            .into_string()
+            .map_err(|value| Error::invalid(RUST_LOG, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+        ours.push((RUST_LOG, value));
+    }
+    Ok(ours)
+}
+
+/// A `CHIMERA_LOG_*` variable that is none of [`SETTINGS`]: most likely a misspelt one,
 /// which must not be ignored silently.
 fn unknown_variable(name: &str) -> Error {
+    let known: Vec<&str> = SETTINGS.iter().map(|(variable, _)| *variable).collect();
     Error::InvalidSetting {
         setting: "CHIMERA_LOG_*",
         value: name.to_owned(),
-        reason: format!("unknown variable; known: {}", ENV_VARIABLES.join(", ")),
+        reason: format!("unknown variable; known: {}", known.join(", ")),
     }
 }
 
@@ -901,7 +945,7 @@ mod tests {
             "CHIMERA_LOG_AUDIT_STORE" => "none",
             _ => "x",
         };
-        for name in ENV_VARIABLES {
+        for (name, _) in SETTINGS {
             if let Err(error) = LogConfig::from_vars([(name, value(name))]) {
                 panic!("{name}: {error}");
             }
