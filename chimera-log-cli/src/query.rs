@@ -22,7 +22,7 @@ pub(crate) struct Filter {
     /// Event name.
     #[arg(long)]
     event: Option<String>,
-    /// Minimum level: debug, info, warning, error, critical.
+    /// Minimum level: trace, debug, info, warning, error, critical.
     #[arg(long)]
     level: Option<chimera_log_runtime::Level>,
     /// Module name.
@@ -382,7 +382,7 @@ impl Color {
 /// The level as printed by `table` and `pretty`, in its colour when `color`.
 fn level_text(level: &str, color: bool) -> String {
     let code = match level {
-        "DEBUG" => "2",
+        "TRACE" | "DEBUG" => "2",
         "INFO" => "32",
         "WARNING" => "33",
         "ERROR" => "31",

@@ -13,11 +13,12 @@ use crate::ctxt::Ctxt;
 
 const CONTAINER_KEYS: &str = "`name`, `level`, `audit`, `key`, `route`, `crate`";
 const FIELD_KEYS: &str = "`rename`, `skip`, `redact`, `display`";
-const LEVELS: &str = "`debug`, `info`, `warning` (or `warn`), `error`, `critical`";
+const LEVELS: &str = "`trace`, `debug`, `info`, `warning` (or `warn`), `error`, `critical`";
 
 /// The level written by `#[log(level = "...")]`.
 #[derive(Clone, Copy)]
 pub(crate) enum Level {
+    Trace,
     Debug,
     Info,
     Warning,
@@ -28,6 +29,7 @@ pub(crate) enum Level {
 impl Level {
     fn parse(s: &str) -> Option<Level> {
         match s.to_ascii_lowercase().as_str() {
+            "trace" => Some(Level::Trace),
             "debug" => Some(Level::Debug),
             "info" => Some(Level::Info),
             "warning" | "warn" => Some(Level::Warning),
@@ -40,6 +42,7 @@ impl Level {
     /// Name of the runtime's `Level` variant.
     pub(crate) fn variant(self) -> &'static str {
         match self {
+            Level::Trace => "Trace",
             Level::Debug => "Debug",
             Level::Info => "Info",
             Level::Warning => "Warning",

@@ -41,8 +41,9 @@ use crate::json::{encode_line, quoted_into, rename_repeats, ContextWriter, Envel
 /// tracing::info!(block = 42, "block_seen"); // one line in chimera.log, once logging is started
 /// ```
 ///
-/// Levels: TRACE and DEBUG are `DEBUG`, INFO `INFO`, WARN `WARNING`, ERROR `ERROR`; the logger's
-/// level for the event's target (`LogConfig::level_for`) applies as for any event.
+/// Levels: TRACE is `TRACE`, DEBUG `DEBUG`, INFO `INFO`, WARN `WARNING`, ERROR `ERROR`; the
+/// logger's level for the event's target (`LogConfig::level_for`, `CHIMERA_LOG_LEVEL`,
+/// `LogGuard::set_levels`) applies as for any event.
 #[derive(Debug, Default, Clone)]
 pub struct ChimeraLayer {
     /// The subscriber this layer is part of, once registered: a captured event's span is looked
@@ -254,7 +255,8 @@ fn otel_ids(_id: &Id, _dispatch: &tracing::Dispatch) -> Option<TraceIds> {
 
 fn level_of(level: &tracing::Level) -> Level {
     match *level {
-        tracing::Level::TRACE | tracing::Level::DEBUG => Level::Debug,
+        tracing::Level::TRACE => Level::Trace,
+        tracing::Level::DEBUG => Level::Debug,
         tracing::Level::INFO => Level::Info,
         tracing::Level::WARN => Level::Warning,
         _ => Level::Error,
@@ -514,7 +516,7 @@ where
         }
         crate::logger::with_global_dispatcher(|dispatcher| match dispatcher {
             // Spans too: a span below its target's level is not recorded (as EnvFilter does).
-            Some(dispatcher) if dispatcher.captures() && level >= dispatcher.level_for(metadata.target()) => {
+            Some(dispatcher) if dispatcher.captures() && dispatcher.level_for(metadata.target()).allows(level) => {
                 Interest::always()
             }
             Some(_) => Interest::never(),
@@ -562,11 +564,13 @@ fn max_level() -> tracing::level_filters::LevelFilter {
     use tracing::level_filters::LevelFilter;
     crate::logger::with_global_dispatcher(|dispatcher| match dispatcher {
         Some(dispatcher) if !dispatcher.captures() => LevelFilter::OFF,
-        Some(dispatcher) => match dispatcher.lowest_level() {
-            Level::Debug => LevelFilter::TRACE,
-            Level::Info => LevelFilter::INFO,
-            Level::Warning => LevelFilter::WARN,
-            Level::Error | Level::Critical => LevelFilter::ERROR,
+        Some(dispatcher) => match dispatcher.lowest_level().level() {
+            None => LevelFilter::OFF,
+            Some(Level::Trace) => LevelFilter::TRACE,
+            Some(Level::Debug) => LevelFilter::DEBUG,
+            Some(Level::Info) => LevelFilter::INFO,
+            Some(Level::Warning) => LevelFilter::WARN,
+            Some(Level::Error | Level::Critical) => LevelFilter::ERROR,
         },
         None => LevelFilter::WARN,
     })
@@ -586,6 +590,7 @@ pub(crate) fn levels_changed() {
         Some(tracing::Level::ERROR) => log::LevelFilter::Error,
         Some(tracing::Level::WARN) => log::LevelFilter::Warn,
         Some(tracing::Level::INFO) => log::LevelFilter::Info,
+        Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
         Some(_) => log::LevelFilter::Trace,
     });
 }

@@ -28,6 +28,9 @@ pub trait LogEvent {
 /// Severity of an event, from the least to the most severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// The finest detail (`tracing`'s and `log`'s TRACE, `#[log(level = "trace")]`): written as
+    /// `"level":"TRACE"`, and only where a directive lets it through (the default is INFO).
+    Trace,
     /// Detailed diagnostic information, usually off in production.
     Debug,
     /// Normal operations.
@@ -42,11 +45,14 @@ pub enum Level {
 
 impl Level {
     /// Every level, least severe first.
-    pub const ALL: [Level; 5] = [Level::Debug, Level::Info, Level::Warning, Level::Error, Level::Critical];
+    pub const ALL: [Level; 6] =
+        [Level::Trace, Level::Debug, Level::Info, Level::Warning, Level::Error, Level::Critical];
 
-    /// The string written in the line's `level` key: `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`.
+    /// The string written in the line's `level` key: `TRACE`, `DEBUG`, `INFO`, `WARNING`, `ERROR`,
+    /// `CRITICAL`.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Level::Trace => "TRACE",
             Level::Debug => "DEBUG",
             Level::Info => "INFO",
             Level::Warning => "WARNING",
@@ -68,7 +74,7 @@ impl fmt::Display for Level {
 
 /// The error of parsing a [`Level`] from a string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown level {0:?}; expected one of debug, info, warning (or warn), error, critical")]
+#[error("unknown level {0:?}; expected one of trace, debug, info, warning (or warn), error, critical")]
 pub struct ParseLevelError(String);
 
 impl FromStr for Level {
@@ -77,6 +83,7 @@ impl FromStr for Level {
     /// Case-insensitive; `warn` is accepted for `warning`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "trace" => Ok(Level::Trace),
             "debug" => Ok(Level::Debug),
             "info" => Ok(Level::Info),
             "warning" | "warn" => Ok(Level::Warning),
@@ -147,13 +154,15 @@ mod tests {
     #[test]
     fn level_parses_case_insensitively_and_accepts_warn() {
         assert_eq!("WARN".parse::<Level>(), Ok(Level::Warning));
+        assert_eq!("trace".parse::<Level>(), Ok(Level::Trace));
         assert_eq!("Critical".parse::<Level>(), Ok(Level::Critical));
         assert!("verbose".parse::<Level>().is_err());
     }
 
     #[test]
     fn levels_are_ordered_by_severity() {
-        assert!(Level::Debug < Level::Info && Level::Error < Level::Critical);
-        assert_eq!(Level::ALL.map(Level::as_str), ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]);
+        assert!(Level::Trace < Level::Debug && Level::Debug < Level::Info && Level::Error < Level::Critical);
+        assert_eq!(Level::ALL.map(Level::as_str), ["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]);
+        assert!(Level::ALL.iter().enumerate().all(|(index, level)| level.index() == index));
     }
 }

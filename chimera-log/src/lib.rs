@@ -48,7 +48,7 @@
 /// | key | meaning |
 /// |---|---|
 /// | `name = "x"` | event name (default: snake_case of the type name: `HTTPError` → `http_error`) |
-/// | `level = "warning"` | `debug`, `info` (default), `warning` (or `warn`), `error`, `critical` |
+/// | `level = "warning"` | `trace`, `debug`, `info` (default), `warning` (or `warn`), `error`, `critical` |
 /// | `audit` | also write every event of this type to `executions.log`, at any level; needs a `block_number` field |
 /// | `audit, key = "f"` | as `audit`, with `f` as the identity field instead of `block_number` |
 /// | `route = "name"` | also write every event of this type to the route `name` (`LogConfig::route`) |

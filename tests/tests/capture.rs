@@ -40,7 +40,7 @@ fn lines(dir: &Path) -> Vec<Value> {
 #[test]
 fn tracing_events_and_log_records_become_lines_of_the_contracts_shape_with_their_spans() {
     if let Some(dir) = child_dir() {
-        let guard = init_logging(config(&dir).level(chimera_log_runtime::Level::Debug)).unwrap();
+        let guard = init_logging(config(&dir).level(chimera_log_runtime::Level::Trace)).unwrap();
         let outer = tracing::info_span!("handle_block", block = 42u64);
         let _outer = outer.enter();
         let inner = tracing::debug_span!("liquidate", protocol = "moonwell");
@@ -78,7 +78,7 @@ fn tracing_events_and_log_records_become_lines_of_the_contracts_shape_with_their
     assert_eq!((retrying["level"].as_str(), retrying["module"].as_str()), (Some("WARNING"), Some("reqwest::connect")));
     assert!(retrying["context"].as_object().unwrap().keys().all(|k| !k.starts_with("log.")), "{retrying}");
     assert_eq!(find("plain log error")["level"], "ERROR");
-    assert_eq!(find("a_trace")["level"], "DEBUG", "TRACE is DEBUG");
+    assert_eq!(find("a_trace")["level"], "TRACE", "TRACE is TRACE");
     assert!(!common::json_lines(&dir.path().join("executions.log"))
         .iter()
         .any(|l| l.get("event").is_some_and(|e| e != "audit_anchor")));

@@ -1200,3 +1200,38 @@ fn a_cloudwatch_cursor_that_fails_its_check_ships_from_the_oldest_retained_line(
     assert_eq!(seqs, (0..400).collect::<Vec<_>>(), "every line arrives; {stats:?}");
     assert_eq!(stats.cursor_damaged, 1, "{stats:?}");
 }
+
+/// CloudWatch's own minimum (issue 26): the shipper reads `chimera.log` and leaves out the lines
+/// below it; they stay in the file.
+#[test]
+fn cloudwatch_level_ships_only_lines_at_or_above_it_and_the_file_keeps_them_all() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("ChimeraLevel");
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .level(chimera_log_runtime::Level::Debug)
+        .cloudwatch_level(chimera_log_runtime::Level::Warning)
+        .cloudwatch(cloudwatch(&group, "levels"))
+        .build()
+        .unwrap();
+    let logger = guard.logger("state_engine");
+    for seq in 0..3u64 {
+        logger.debug("debug_event", json!({ "seq": seq }));
+        logger.info("info_event", json!({ "seq": seq }));
+        logger.warning("warning_event", json!({ "seq": seq }));
+        logger.error("error_event", json!({ "seq": seq }));
+    }
+    // Lines below the minimum last: the flush must not wait for them to be shipped.
+    logger.info("info_last", json!({}));
+    assert!(guard.flush(), "flush returns once every line at or above the minimum is shipped");
+    drop(guard);
+    let shipped: Vec<String> = read_stream(&client, &runtime, &group, "levels")
+        .iter()
+        .map(|(_, m)| serde_json::from_str::<Value>(m).unwrap()["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shipped, ["warning_event", "error_event"].repeat(3));
+    let in_file =
+        common::json_lines(&dir.path().join("chimera.log")).iter().filter(|l| l["module"] == "state_engine").count();
+    assert_eq!(in_file, 13, "the file keeps every line");
+}

@@ -131,3 +131,48 @@ fn from_env_rejects_a_chimera_log_level_that_is_not_utf8_naming_it() {
     );
     assert!(success, "the child did not get the error it expects: {stderr}");
 }
+
+/// `from_env` reads `RUST_LOG` from the real process environment when `CHIMERA_LOG_LEVEL` is
+/// not set, and `with_env` applies the environment over a configuration made in code (or read
+/// from a file), the environment winning (issue 26). In a child process with those variables.
+#[test]
+fn from_env_reads_rust_log_and_with_env_lays_the_environment_over_a_configuration() {
+    use chimera_log_runtime::Level;
+    const CHILD: &str = "CHIMERA_CONFIG_TEST_WITH_ENV";
+    if std::env::var_os(CHILD).is_some() {
+        let guard = LogConfig::from_env().unwrap().build().unwrap();
+        assert!(guard.logger("executor").enabled(Level::Trace), "from_env: RUST_LOG's default");
+        assert!(!guard.logger("hyper::client").enabled(Level::Critical), "from_env: RUST_LOG's hyper=off");
+        drop(guard);
+        let guard = LogConfig::new("not-this-dir")
+            .level(Level::Error)
+            .console(true)
+            .with_env()
+            .unwrap()
+            .level_for("hyper", Level::Trace)
+            .build()
+            .unwrap();
+        assert_eq!(
+            guard.log_dir().file_name(),
+            std::path::Path::new(&std::env::var_os("CHIMERA_LOG_DIR").unwrap()).file_name()
+        );
+        assert!(guard.logger("executor").enabled(Level::Trace), "with_env: RUST_LOG's default over the code's");
+        assert!(
+            !guard.logger("hyper::client").enabled(Level::Critical),
+            "with_env: RUST_LOG's hyper=off, in any order"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["from_env_reads_rust_log_and_with_env_lays_the_environment_over_a_configuration", "--exact"])
+        .env(CHILD, "1")
+        .env("RUST_LOG", "trace,hyper=off")
+        .env("CHIMERA_LOG_DIR", dir.path())
+        .env("CHIMERA_LOG_CONSOLE", "false")
+        .env("CHIMERA_LOG_AUDIT_STORE", "none")
+        .env_remove("CHIMERA_LOG_LEVEL")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stdout));
+}

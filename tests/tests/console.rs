@@ -15,6 +15,7 @@ fn child_main(mode: &str) {
         "json-stderr" => (ConsoleTarget::Stderr, ConsoleFormat::Json),
         "json-stdout" => (ConsoleTarget::Stdout, ConsoleFormat::Json),
         "pretty-stderr" => (ConsoleTarget::Stderr, ConsoleFormat::Pretty),
+        "console-level" | "console-level-env" => return console_level_child(mode),
         other => panic!("unknown child mode {other}"),
     };
     let guard =
@@ -83,4 +84,50 @@ fn pretty_console_renders_one_readable_line_per_event() {
         "{}",
         rendered[1]
     );
+}
+
+/// In the child: the module levels let DEBUG through, the console's own minimum is WARNING (in
+/// code) or ERROR (from the environment, over a DEBUG set in code after it); every event is
+/// still in `chimera.log`.
+fn console_level_child(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = match mode {
+        "console-level" => LogConfig::new(dir.path()).console_level(Level::Warning),
+        _ => LogConfig::from_vars([
+            ("CHIMERA_LOG_DIR", dir.path().to_str().unwrap()),
+            ("CHIMERA_LOG_CONSOLE_LEVEL", "error"),
+        ])
+        .unwrap()
+        .console_level(Level::Debug),
+    };
+    let guard = config
+        .console_target(ConsoleTarget::Stdout)
+        .audit_store(chimera_log_runtime::AuditStore::none())
+        .level(Level::Debug)
+        .build()
+        .unwrap();
+    let logger = guard.logger("console_test");
+    logger.debug("debug_event", json!({}));
+    logger.info("info_event", json!({}));
+    logger.warning("warning_event", json!({}));
+    logger.error("error_event", json!({}));
+    drop(guard);
+    let file = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let events: Vec<String> = log_lines(&file).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["debug_event", "info_event", "warning_event", "error_event"], "the file takes them all");
+}
+
+#[test]
+fn console_level_keeps_lower_events_off_the_console_and_in_the_file_and_the_environment_wins() {
+    if let Ok(mode) = std::env::var(CHILD) {
+        return child_main(&mode);
+    }
+    let test = "console_level_keeps_lower_events_off_the_console_and_in_the_file_and_the_environment_wins";
+    for (mode, expected) in
+        [("console-level", &["warning_event", "error_event"][..]), ("console-level-env", &["error_event"][..])]
+    {
+        let (stdout, _) = run_child(test, mode);
+        let events: Vec<String> = log_lines(&stdout).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(events, expected, "{mode}: {stdout}");
+    }
 }

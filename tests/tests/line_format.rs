@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn start(dir: &tempfile::TempDir) -> LogGuard {
     LogConfig::new(dir.path())
         .console(false)
-        .level(Level::Debug)
+        .level(Level::Trace)
         .clock(Arc::new(ManualClock::at_micros(1_705_314_645_123_456)))
         .build()
         .unwrap()
@@ -83,6 +83,7 @@ fn every_level_is_written_with_its_contract_string() {
     let dir = tempfile::tempdir().unwrap();
     let guard = start(&dir);
     let logger = guard.logger("m");
+    logger.trace("t", json!({}));
     logger.debug("d", json!({}));
     logger.info("i", json!({}));
     logger.warning("w", json!({}));
@@ -90,7 +91,7 @@ fn every_level_is_written_with_its_contract_string() {
     logger.critical("c", json!({}));
     drop(guard);
     let levels: Vec<Value> = json_lines(&dir.path().join("chimera.log")).iter().map(|l| l["level"].clone()).collect();
-    assert_eq!(levels, ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]);
+    assert_eq!(levels, ["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]);
 }
 
 #[derive(LogEvent)]

@@ -45,6 +45,8 @@ pub struct CloudWatchConfig {
     pub(crate) max_event_bytes: usize,
     pub(crate) operation_timeout: Duration,
     pub(crate) endpoint_url: Option<String>,
+    /// Lines below this level are not shipped (`LogConfig::cloudwatch_level`, set at start).
+    pub(crate) min_level: crate::event::Level,
 }
 
 impl CloudWatchConfig {
@@ -61,6 +63,7 @@ impl CloudWatchConfig {
             max_event_bytes: 1024 * 1024,
             operation_timeout: Duration::from_secs(10),
             endpoint_url: None,
+            min_level: crate::event::Level::Trace,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dir::layout;
 use crate::error::Error;
 use crate::event::Level;
-use crate::levels::Levels;
+use crate::levels::{Directives, Levels};
 use crate::testing::FaultInjector;
 
 /// Where the console sink writes.
@@ -125,9 +125,10 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | setting | default | environment (`from_env`) |
 /// |---|---|---|
 /// | `log_dir` (`new`) | required; `logs` from the environment | `CHIMERA_LOG_DIR` |
-/// | `level` | `Info` | `CHIMERA_LOG_LEVEL` (`info`, or `info,hyper=warning,state_engine=debug`) |
-/// | `level_for` | none | (in `CHIMERA_LOG_LEVEL`) |
+/// | `level` | `Info` | `CHIMERA_LOG_LEVEL`, else `RUST_LOG` (`info`, or `info,hyper=warning,tower=off`) |
+/// | `level_for` | none | (in `CHIMERA_LOG_LEVEL` / `RUST_LOG`) |
 /// | `console` | on | `CHIMERA_LOG_CONSOLE` (`true`/`false`) |
+/// | `console_level` | none (the module levels alone) | `CHIMERA_LOG_CONSOLE_LEVEL` (`trace`…`critical`) |
 /// | `console_target` | stderr | `CHIMERA_LOG_CONSOLE_TARGET` (`stderr`/`stdout`) |
 /// | `console_format` | JSON | `CHIMERA_LOG_CONSOLE_FORMAT` (`json`/`pretty`) |
 /// | `max_bytes` | 100 MiB | `CHIMERA_LOG_MAX_BYTES` |
@@ -149,6 +150,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
 /// | `health_interval` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
+/// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -163,11 +165,32 @@ pub(crate) const MAX_ROUTES: usize = 63;
 ///     .route("metrics", "metrics.log");
 /// assert_eq!(config.log_dir(), std::path::Path::new("logs"));
 /// ```
+///
+/// Levels from the environment win over levels set in code, whatever the order of the calls:
+/// `LogConfig::from_env()?.level(Level::Debug)` keeps the default of `CHIMERA_LOG_LEVEL=warning`,
+/// and a directive of the environment (`hyper=info`) replaces what code set for that module and
+/// the modules under it; what the environment does not name stays as code set it
+/// (docs/decisions.md, "Capture and levels").
+///
+/// `LogConfig` is also `serde::Deserialize`, for a configuration file: each key is a variable's
+/// name without `CHIMERA_LOG_`, lowercased (`level = "info,hyper=warning"`, `dir`, `max_bytes`);
+/// an unknown key is an error naming it. [`with_env`](Self::with_env) lays the environment over
+/// what the file says (docs/configuration.md).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct LogConfig {
     pub(crate) log_dir: PathBuf,
+    /// The levels set in code (`level`, `level_for`).
     pub(crate) levels: Levels,
+    /// The levels the environment named (`CHIMERA_LOG_LEVEL`, else `RUST_LOG`), applied over
+    /// `levels` when the logger starts ([`effective_levels`](Self::effective_levels)).
+    pub(crate) env_levels: Directives,
+    /// The console's minimum, set in code and from the environment (which wins).
+    pub(crate) console_level: Level,
+    pub(crate) env_console_level: Option<Level>,
+    /// CloudWatch's minimum, set in code and from the environment (which wins).
+    pub(crate) cloudwatch_level: Level,
+    pub(crate) env_cloudwatch_level: Option<Level>,
     pub(crate) console: bool,
     pub(crate) console_target: ConsoleTarget,
     pub(crate) console_format: ConsoleFormat,
@@ -202,6 +225,11 @@ impl LogConfig {
         LogConfig {
             log_dir: log_dir.into(),
             levels: Levels::new(Level::Info),
+            env_levels: Directives::default(),
+            console_level: Level::Trace,
+            env_console_level: None,
+            cloudwatch_level: Level::Trace,
+            env_cloudwatch_level: None,
             console: true,
             console_target: ConsoleTarget::Stderr,
             console_format: ConsoleFormat::Json,
@@ -230,11 +258,21 @@ impl LogConfig {
         }
     }
 
-    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above). Other
-    /// variables are ignored, whatever their names and values hold; a `CHIMERA_LOG_*` variable
-    /// whose value is not valid UTF-8 is an [`Error::InvalidSetting`] naming it.
+    /// Reads the `CHIMERA_LOG_*` variables of the process environment (table above), and
+    /// `RUST_LOG` when `CHIMERA_LOG_LEVEL` is not set. Other variables are ignored, whatever their
+    /// names and values hold; a variable read whose value is not valid UTF-8 is an
+    /// [`Error::InvalidSetting`] naming it.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars_os(std::env::vars_os())
+    }
+
+    /// Applies the process environment over this configuration, as [`from_env`](Self::from_env)
+    /// reads it: every setting the environment names replaces the configuration's (levels per
+    /// module as the table's note says). For a configuration read from a file:
+    /// `toml::from_str::<LogConfig>(text)?.with_env()?` — the operator's environment wins over
+    /// the file, as it does over code.
+    pub fn with_env(self) -> Result<Self, Error> {
+        self.apply_env(environment_variables(std::env::vars_os())?)
     }
 
     /// [`from_env`](Self::from_env) over the given variables, as the operating system holds
@@ -244,78 +282,95 @@ impl LogConfig {
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
-        let mut ours = Vec::new();
-        for (name, value) in vars {
-            if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
-                continue;
-            }
-            let name = name.into_string().map_err(|name| unknown_variable(&name.to_string_lossy()))?;
-            let Some(&setting) = ENV_VARIABLES.iter().find(|known| **known == name) else {
-                return Err(unknown_variable(&name));
-            };
-            let value = value
-                .into_string()
-                .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
-            ours.push((setting, value));
-        }
-        Self::from_vars(ours)
+        LogConfig::new("logs").apply_env(environment_variables(vars)?)
     }
 
     /// Like [`from_env`](Self::from_env), from the given variables: for tests and for settings kept
-    /// in a file. Variables not named `CHIMERA_LOG_*` are ignored; an unknown `CHIMERA_LOG_*`
-    /// variable is an error, so a misspelt setting is not silently ignored.
+    /// in a file. Variables not named `CHIMERA_LOG_*` are ignored, except `RUST_LOG`, read when
+    /// `CHIMERA_LOG_LEVEL` is not given; an unknown `CHIMERA_LOG_*` variable is an error, so a
+    /// misspelt setting is not silently ignored.
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut config = LogConfig::new("logs");
+        LogConfig::new("logs").apply_env(vars)
+    }
+
+    /// Applies the variables over this configuration, as from the environment.
+    pub(super) fn apply_env<I, K, V>(mut self, vars: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let (mut level_given, mut rust_log) = (false, None);
         for (key, value) in vars {
             let (key, value) = (key.as_ref(), value.as_ref());
-            config = match key {
-                "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..config },
-                "CHIMERA_LOG_LEVEL" => LogConfig { levels: Levels::parse("CHIMERA_LOG_LEVEL", value)?, ..config },
-                "CHIMERA_LOG_CONSOLE" => config.console(parse_bool("CHIMERA_LOG_CONSOLE", value)?),
-                "CHIMERA_LOG_CONSOLE_TARGET" => config.console_target(match value.to_ascii_lowercase().as_str() {
-                    "stderr" => ConsoleTarget::Stderr,
-                    "stdout" => ConsoleTarget::Stdout,
-                    _ => {
-                        return Err(Error::invalid(
-                            "CHIMERA_LOG_CONSOLE_TARGET",
-                            value,
-                            "expected `stderr` or `stdout`",
-                        ))
-                    }
-                }),
-                "CHIMERA_LOG_CONSOLE_FORMAT" => config.console_format(match value.to_ascii_lowercase().as_str() {
-                    "json" => ConsoleFormat::Json,
-                    "pretty" => ConsoleFormat::Pretty,
-                    _ => {
-                        return Err(Error::invalid("CHIMERA_LOG_CONSOLE_FORMAT", value, "expected `json` or `pretty`"))
-                    }
-                }),
-                "CHIMERA_LOG_MAX_BYTES" => config.max_bytes(parse_number("CHIMERA_LOG_MAX_BYTES", value)?),
-                "CHIMERA_LOG_GENERAL_BACKUPS" => {
-                    config.general_backups(parse_number("CHIMERA_LOG_GENERAL_BACKUPS", value)?)
-                }
-                "CHIMERA_LOG_AUDIT_BACKUPS" => config.audit_backups(parse_number("CHIMERA_LOG_AUDIT_BACKUPS", value)?),
-                "CHIMERA_LOG_COMPRESS" => config.compress(parse_bool("CHIMERA_LOG_COMPRESS", value)?),
-                "CHIMERA_LOG_CAPTURE" => config.capture(parse_bool("CHIMERA_LOG_CAPTURE", value)?),
-                "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
-                    return Err(Error::invalid("CHIMERA_LOG_AUDIT_KEY", "", "an empty key protects nothing"))
-                }
-                "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
-                "CHIMERA_LOG_AUDIT_STORE" => config.audit_store(AuditStore::from_url(value)?),
-                other if other.starts_with(ENV_PREFIX) => return Err(unknown_variable(other)),
-                _ => config,
-            };
+            if key == RUST_LOG {
+                rust_log = Some(value.to_owned());
+            } else if key.starts_with(ENV_PREFIX) {
+                let Some(&(variable, _)) = SETTINGS.iter().find(|(variable, _)| *variable == key) else {
+                    return Err(unknown_variable(key));
+                };
+                level_given |= variable == LEVEL_VARIABLE;
+                self = self.apply_setting(variable, value, Source::Environment)?;
+            }
         }
-        Ok(config)
+        if let (false, Some(rust_log)) = (level_given, rust_log) {
+            self.env_levels = Directives::parse(RUST_LOG, &rust_log)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets the setting of the environment variable `variable` (one of [`SETTINGS`]) from its
+    /// text; errors name `variable`. The levels given by the environment are kept apart, to win
+    /// over code; a configuration file's are set as code sets them.
+    pub(super) fn apply_setting(self, variable: &'static str, value: &str, source: Source) -> Result<Self, Error> {
+        let environment = source == Source::Environment;
+        Ok(match variable {
+            "CHIMERA_LOG_DIR" => LogConfig { log_dir: value.into(), ..self },
+            LEVEL_VARIABLE if environment => LogConfig { env_levels: Directives::parse(variable, value)?, ..self },
+            LEVEL_VARIABLE => {
+                LogConfig { levels: Levels::from_directives(&Directives::parse(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CONSOLE" => self.console(parse_bool(variable, value)?),
+            "CHIMERA_LOG_CONSOLE_LEVEL" if environment => {
+                LogConfig { env_console_level: Some(parse_level(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CONSOLE_LEVEL" => self.console_level(parse_level(variable, value)?),
+            "CHIMERA_LOG_CLOUDWATCH_LEVEL" if environment => {
+                LogConfig { env_cloudwatch_level: Some(parse_level(variable, value)?), ..self }
+            }
+            "CHIMERA_LOG_CLOUDWATCH_LEVEL" => self.cloudwatch_level(parse_level(variable, value)?),
+            "CHIMERA_LOG_CONSOLE_TARGET" => self.console_target(match value.to_ascii_lowercase().as_str() {
+                "stderr" => ConsoleTarget::Stderr,
+                "stdout" => ConsoleTarget::Stdout,
+                _ => return Err(Error::invalid(variable, value, "expected `stderr` or `stdout`")),
+            }),
+            "CHIMERA_LOG_CONSOLE_FORMAT" => self.console_format(match value.to_ascii_lowercase().as_str() {
+                "json" => ConsoleFormat::Json,
+                "pretty" => ConsoleFormat::Pretty,
+                _ => return Err(Error::invalid(variable, value, "expected `json` or `pretty`")),
+            }),
+            "CHIMERA_LOG_MAX_BYTES" => self.max_bytes(parse_number(variable, value)?),
+            "CHIMERA_LOG_GENERAL_BACKUPS" => self.general_backups(parse_number(variable, value)?),
+            "CHIMERA_LOG_AUDIT_BACKUPS" => self.audit_backups(parse_number(variable, value)?),
+            "CHIMERA_LOG_COMPRESS" => self.compress(parse_bool(variable, value)?),
+            "CHIMERA_LOG_CAPTURE" => self.capture(parse_bool(variable, value)?),
+            "CHIMERA_LOG_AUDIT_KEY" if value.is_empty() => {
+                return Err(Error::invalid(variable, "", "an empty key protects nothing"))
+            }
+            "CHIMERA_LOG_AUDIT_KEY" => self.audit_key(value.as_bytes()),
+            "CHIMERA_LOG_AUDIT_STORE" => self.audit_store(AuditStore::from_url(value)?),
+            other => unreachable!("{other} is not in SETTINGS: callers look the name up there first"),
+        })
     }
 
     /// Minimum level for the console and the general file; audit and route files take every
-    /// event of their types regardless.
+    /// event of their types regardless. A default level from the environment
+    /// (`CHIMERA_LOG_LEVEL=warning`, read by [`from_env`](Self::from_env)) wins over this one.
     pub fn level(mut self, level: Level) -> Self {
         self.levels.set_default(level);
         self
@@ -324,7 +379,8 @@ impl LogConfig {
     /// The minimum level of the modules under `prefix` (`hyper` covers `hyper::client` and
     /// `hyper.client`; `::` and `.` both separate parts), for typed, ad-hoc and captured events
     /// alike; the longest matching prefix wins over [`level`](Self::level). The environment form
-    /// is `CHIMERA_LOG_LEVEL=info,hyper=warning,state_engine=debug`.
+    /// is `CHIMERA_LOG_LEVEL=info,hyper=warning,state_engine=debug`; a directive of the
+    /// environment for `prefix`, or for a prefix above it, wins over this one.
     pub fn level_for(mut self, prefix: &str, level: Level) -> Self {
         self.levels.set(prefix, level);
         self
@@ -333,6 +389,14 @@ impl LogConfig {
     /// Turns the console sink on or off.
     pub fn console(mut self, on: bool) -> Self {
         self.console = on;
+        self
+    }
+
+    /// The console's own minimum level, on top of the module levels: an event below it is not
+    /// written to the console, and still reaches `chimera.log` (and CloudWatch) if the module
+    /// levels let it through. None by default. `CHIMERA_LOG_CONSOLE_LEVEL` wins over this.
+    pub fn console_level(mut self, level: Level) -> Self {
+        self.console_level = level;
         self
     }
 
@@ -478,6 +542,15 @@ impl LogConfig {
         self
     }
 
+    /// CloudWatch's own minimum level, on top of the module levels: the shipper reads
+    /// `chimera.log` and leaves out the lines whose `level` is below it (they stay in the file).
+    /// None by default; without [`cloudwatch`](Self::cloudwatch) it has no effect.
+    /// `CHIMERA_LOG_CLOUDWATCH_LEVEL` wins over this.
+    pub fn cloudwatch_level(mut self, level: Level) -> Self {
+        self.cloudwatch_level = level;
+        self
+    }
+
     /// Keys the audit chain: HMAC-SHA-256 with `key` instead of SHA-256, so that nobody without
     /// the key can recompute a valid chain after editing a record. Keep the key out of the log
     /// directory; `verify` needs it too.
@@ -524,6 +597,24 @@ impl LogConfig {
         &self.log_dir
     }
 
+    /// The console's minimum: the environment's, else the code's.
+    pub(crate) fn effective_console_level(&self) -> Level {
+        self.env_console_level.unwrap_or(self.console_level)
+    }
+
+    /// CloudWatch's minimum: the environment's, else the code's.
+    #[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
+    pub(crate) fn effective_cloudwatch_level(&self) -> Level {
+        self.env_cloudwatch_level.unwrap_or(self.cloudwatch_level)
+    }
+
+    /// The levels the logger starts with: those set in code, the environment's over them.
+    pub(crate) fn effective_levels(&self) -> Levels {
+        let mut levels = self.levels.clone();
+        levels.overlay(&self.env_levels);
+        levels
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.log_dir.as_os_str().is_empty() {
@@ -538,8 +629,12 @@ impl LogConfig {
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
         }
-        if self.levels.has_empty_prefix() {
-            return Err(Error::invalid("level_for", "", "a directive names a module prefix"));
+        if let Some(prefix) = self.levels.invalid_prefix() {
+            return Err(Error::invalid(
+                "level_for",
+                prefix,
+                "a directive names a module prefix (span and regex filters are not supported)",
+            ));
         }
         if self.audit_retention.is_zero() {
             return Err(Error::invalid("audit_retention", "0s", "rows must be kept for some time"));
@@ -639,29 +734,82 @@ impl LogConfig {
 /// What every variable [`LogConfig::from_env`] reads starts with.
 const ENV_PREFIX: &str = "CHIMERA_LOG_";
 
-/// The variables [`LogConfig::from_env`] reads; any other `CHIMERA_LOG_*` is an error.
-const ENV_VARIABLES: [&str; 12] = [
-    "CHIMERA_LOG_DIR",
-    "CHIMERA_LOG_LEVEL",
-    "CHIMERA_LOG_CONSOLE",
-    "CHIMERA_LOG_CONSOLE_TARGET",
-    "CHIMERA_LOG_CONSOLE_FORMAT",
-    "CHIMERA_LOG_MAX_BYTES",
-    "CHIMERA_LOG_GENERAL_BACKUPS",
-    "CHIMERA_LOG_AUDIT_BACKUPS",
-    "CHIMERA_LOG_COMPRESS",
-    "CHIMERA_LOG_AUDIT_KEY",
-    "CHIMERA_LOG_AUDIT_STORE",
-    "CHIMERA_LOG_CAPTURE",
+/// The levels' variable.
+const LEVEL_VARIABLE: &str = "CHIMERA_LOG_LEVEL";
+
+/// The levels' variable of env_logger and tracing-subscriber, read when [`LEVEL_VARIABLE`] is not set.
+const RUST_LOG: &str = "RUST_LOG";
+
+/// Whether a setting's text came from the environment or from a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Environment,
+    File,
+}
+
+/// Each setting read from text: its environment variable ([`LogConfig::from_env`]; any other
+/// `CHIMERA_LOG_*` is an error) and its key in a configuration file (`Deserialize`): the
+/// variable's name without `CHIMERA_LOG_`, lowercased.
+pub(super) const SETTINGS: [(&str, &str); 14] = [
+    ("CHIMERA_LOG_DIR", "dir"),
+    (LEVEL_VARIABLE, "level"),
+    ("CHIMERA_LOG_CONSOLE", "console"),
+    ("CHIMERA_LOG_CONSOLE_LEVEL", "console_level"),
+    ("CHIMERA_LOG_CLOUDWATCH_LEVEL", "cloudwatch_level"),
+    ("CHIMERA_LOG_CONSOLE_TARGET", "console_target"),
+    ("CHIMERA_LOG_CONSOLE_FORMAT", "console_format"),
+    ("CHIMERA_LOG_MAX_BYTES", "max_bytes"),
+    ("CHIMERA_LOG_GENERAL_BACKUPS", "general_backups"),
+    ("CHIMERA_LOG_AUDIT_BACKUPS", "audit_backups"),
+    ("CHIMERA_LOG_COMPRESS", "compress"),
+    ("CHIMERA_LOG_AUDIT_KEY", "audit_key"),
+    ("CHIMERA_LOG_AUDIT_STORE", "audit_store"),
+    ("CHIMERA_LOG_CAPTURE", "capture"),
 ];
 
-/// A `CHIMERA_LOG_*` variable that is none of [`ENV_VARIABLES`]: most likely a misspelt one,
+/// The variables of `vars` that [`LogConfig::apply_env`] reads, as UTF-8: ours by the bytes of
+/// their names, and `RUST_LOG` when `CHIMERA_LOG_LEVEL` is not among them (unset, nothing of it
+/// is checked).
+fn environment_variables<I>(vars: I) -> Result<Vec<(&'static str, String)>, Error>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut ours = Vec::new();
+    let mut rust_log = None;
+    for (name, value) in vars {
+        if name == RUST_LOG {
+            rust_log = Some(value);
+            continue;
+        }
+        if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = name.into_string().map_err(|name| unknown_variable(&name.to_string_lossy()))?;
+        let Some(&(setting, _)) = SETTINGS.iter().find(|(known, _)| *known == name) else {
+            return Err(unknown_variable(&name));
+        };
+        let value = value
+            .into_string()
+            .map_err(|value| Error::invalid(setting, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+        ours.push((setting, value));
+    }
+    if let Some(value) = rust_log.filter(|_| !ours.iter().any(|(name, _)| *name == LEVEL_VARIABLE)) {
+        let value = value
+            .into_string()
+            .map_err(|value| Error::invalid(RUST_LOG, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+        ours.push((RUST_LOG, value));
+    }
+    Ok(ours)
+}
+
+/// A `CHIMERA_LOG_*` variable that is none of [`SETTINGS`]: most likely a misspelt one,
 /// which must not be ignored silently.
 fn unknown_variable(name: &str) -> Error {
+    let known: Vec<&str> = SETTINGS.iter().map(|(variable, _)| *variable).collect();
     Error::InvalidSetting {
         setting: "CHIMERA_LOG_*",
         value: name.to_owned(),
-        reason: format!("unknown variable; known: {}", ENV_VARIABLES.join(", ")),
+        reason: format!("unknown variable; known: {}", known.join(", ")),
     }
 }
 
@@ -671,6 +819,10 @@ fn parse_bool(setting: &'static str, value: &str) -> Result<bool, Error> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(Error::invalid(setting, value, "expected true or false")),
     }
+}
+
+fn parse_level(setting: &'static str, value: &str) -> Result<Level, Error> {
+    value.parse().map_err(|e| Error::invalid(setting, value, format!("{e}")))
 }
 
 fn parse_number<T: std::str::FromStr>(setting: &'static str, value: &str) -> Result<T, Error>
@@ -683,6 +835,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::levels::Threshold;
 
     #[test]
     fn from_vars_reads_every_setting() {
@@ -700,7 +853,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.log_dir, Path::new("/var/log/chimera"));
-        assert_eq!(config.levels, crate::levels::Levels::new(Level::Warning));
+        assert_eq!(config.effective_levels(), crate::levels::Levels::new(Level::Warning));
         assert!(!config.console && !config.compress);
         assert_eq!(config.console_target, ConsoleTarget::Stdout);
         assert_eq!(config.console_format, ConsoleFormat::Pretty);
@@ -715,6 +868,83 @@ mod tests {
     }
 
     #[test]
+    fn from_vars_reads_rust_log_when_chimera_log_level_is_not_set_and_ignores_it_when_it_is() {
+        let threshold = |config: &LogConfig, module: &str| config.effective_levels().level_for(module);
+        let config = LogConfig::from_vars([("RUST_LOG", "warn,hyper=trace")]).unwrap();
+        assert_eq!(threshold(&config, "executor"), Threshold::at(Level::Warning));
+        assert_eq!(threshold(&config, "hyper::client"), Threshold::at(Level::Trace));
+        for vars in [
+            [("RUST_LOG", "tower[request]=debug"), ("CHIMERA_LOG_LEVEL", "error")],
+            [("CHIMERA_LOG_LEVEL", "error"), ("RUST_LOG", "tower[request]=debug")],
+        ] {
+            let config = LogConfig::from_vars(vars).unwrap();
+            assert_eq!(
+                threshold(&config, "tower"),
+                Threshold::at(Level::Error),
+                "CHIMERA_LOG_LEVEL wins, in any order"
+            );
+        }
+        let error = LogConfig::from_vars([("RUST_LOG", "info,tower[request]=debug")]).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidSetting { setting: "RUST_LOG", value, .. } if value == "tower[request]=debug"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn from_vars_os_reads_rust_log_and_checks_its_bytes_only_when_it_is_read() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let config = LogConfig::from_vars_os([(bytes(b"RUST_LOG"), bytes(b"off"))]).unwrap();
+        assert_eq!(config.effective_levels().level_for("any"), Threshold::OFF);
+        let error = LogConfig::from_vars_os([(bytes(b"RUST_LOG"), bytes(b"inf\xffo"))]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "RUST_LOG", .. }), "{error}");
+        let config = LogConfig::from_vars_os([
+            (bytes(b"RUST_LOG"), bytes(b"inf\xffo")),
+            (bytes(b"CHIMERA_LOG_LEVEL"), bytes(b"debug")),
+        ])
+        .unwrap();
+        assert_eq!(config.effective_levels().level_for("any"), Threshold::at(Level::Debug));
+    }
+
+    #[test]
+    fn levels_from_the_environment_win_over_levels_set_in_code_after_it() {
+        let config = LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "warning,hyper=info")])
+            .unwrap()
+            .level(Level::Debug)
+            .level_for("hyper::client", Level::Trace)
+            .level_for("noisy", Level::Error);
+        let levels = config.effective_levels();
+        assert_eq!(levels.level_for("executor"), Threshold::at(Level::Warning), "the environment's default");
+        assert_eq!(levels.level_for("hyper::client"), Threshold::at(Level::Info), "under the environment's hyper");
+        assert_eq!(levels.level_for("noisy"), Threshold::at(Level::Error), "not named by the environment");
+        let levels =
+            LogConfig::from_vars([("CHIMERA_LOG_LEVEL", "hyper=info")]).unwrap().level(Level::Debug).effective_levels();
+        assert_eq!(levels.level_for("executor"), Threshold::at(Level::Debug), "no default named: the code's");
+    }
+
+    #[test]
+    fn console_and_cloudwatch_levels_are_read_from_the_environment_which_wins_over_code() {
+        let config =
+            LogConfig::from_vars([("CHIMERA_LOG_CONSOLE_LEVEL", "warning"), ("CHIMERA_LOG_CLOUDWATCH_LEVEL", "ERROR")])
+                .unwrap()
+                .console_level(Level::Debug)
+                .cloudwatch_level(Level::Info);
+        assert_eq!(
+            (config.effective_console_level(), config.effective_cloudwatch_level()),
+            (Level::Warning, Level::Error)
+        );
+        let config = LogConfig::new("l").console_level(Level::Info).cloudwatch_level(Level::Critical);
+        assert_eq!(
+            (config.effective_console_level(), config.effective_cloudwatch_level()),
+            (Level::Info, Level::Critical)
+        );
+        let error = LogConfig::from_vars([("CHIMERA_LOG_CLOUDWATCH_LEVEL", "loud")]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_CLOUDWATCH_LEVEL", .. }), "{error}");
+    }
+
+    #[test]
     fn from_vars_rejects_an_unknown_chimera_variable() {
         let error = LogConfig::from_vars([("CHIMERA_LOG_LEVLE", "info")]).unwrap_err();
         assert!(error.to_string().contains("CHIMERA_LOG_LEVLE"), "{error}");
@@ -723,7 +953,7 @@ mod tests {
     #[test]
     fn every_variable_from_env_knows_is_read_by_from_vars() {
         let value = |name: &str| match name {
-            "CHIMERA_LOG_LEVEL" => "info",
+            "CHIMERA_LOG_LEVEL" | "CHIMERA_LOG_CONSOLE_LEVEL" | "CHIMERA_LOG_CLOUDWATCH_LEVEL" => "info",
             "CHIMERA_LOG_CONSOLE" | "CHIMERA_LOG_COMPRESS" | "CHIMERA_LOG_CAPTURE" => "true",
             "CHIMERA_LOG_CONSOLE_TARGET" => "stdout",
             "CHIMERA_LOG_CONSOLE_FORMAT" => "json",
@@ -731,7 +961,7 @@ mod tests {
             "CHIMERA_LOG_AUDIT_STORE" => "none",
             _ => "x",
         };
-        for name in ENV_VARIABLES {
+        for (name, _) in SETTINGS {
             if let Err(error) = LogConfig::from_vars([(name, value(name))]) {
                 panic!("{name}: {error}");
             }

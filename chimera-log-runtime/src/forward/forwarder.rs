@@ -57,7 +57,10 @@ pub(crate) fn start(
     #[cfg(feature = "cloudwatch")]
     if let Some(cloudwatch) = &config.cloudwatch {
         let shipper = crate::forward::cloudwatch::Shipper::start(
-            cloudwatch.clone(),
+            crate::config::cloudwatch::CloudWatchConfig {
+                min_level: config.effective_cloudwatch_level(),
+                ..cloudwatch.clone()
+            },
             dir,
             config.clock.clone(),
             Arc::clone(dir_lock),

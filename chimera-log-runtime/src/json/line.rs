@@ -70,6 +70,7 @@ pub(crate) fn encode_line(buf: &mut Vec<u8>, envelope: Envelope<'_>, write_conte
     write_timestamp(buf, envelope.time);
     // One constant per level: each a copy of known length, compiled to a few stores.
     match envelope.level {
+        Level::Trace => buf.extend_from_slice(b"\",\"level\":\"TRACE\",\"module\":"),
         Level::Debug => buf.extend_from_slice(b"\",\"level\":\"DEBUG\",\"module\":"),
         Level::Info => buf.extend_from_slice(b"\",\"level\":\"INFO\",\"module\":"),
         Level::Warning => buf.extend_from_slice(b"\",\"level\":\"WARNING\",\"module\":"),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::AsDynError;
 use crate::event::{Level, LogEvent, Routes};
 use crate::json::{self, ContextWriter, Envelope, EventName, Exception};
+use crate::levels::Threshold;
 use crate::stats::Stats;
 use crate::write::dispatch::Dispatcher;
 
@@ -43,8 +44,9 @@ struct LoggerInner {
     module_json: Box<str>,
     /// `None`: the process-wide instance, looked up at each event.
     bound: Option<Arc<Dispatcher>>,
-    /// This module's minimum level, for the instance it was computed for: `id << 8 | level`
-    /// (0: not computed). One load and a compare on each event.
+    /// This module's minimum level, for the version of the levels it was computed from:
+    /// `epoch << 8 | threshold` (0: not computed; see `LiveLevels`). Two `Relaxed` loads (this
+    /// and the current epoch) and a compare on each event.
     level_cache: AtomicU64,
 }
 
@@ -69,15 +71,17 @@ impl Logger {
         }
     }
 
-    /// This module's minimum level in `dispatcher`, computed once per instance.
-    pub(super) fn module_level(&self, dispatcher: &Dispatcher) -> Level {
+    /// This module's minimum level in `dispatcher`, computed once per instance and per version
+    /// of its levels (`LogGuard::set_levels` makes a new one).
+    pub(super) fn module_level(&self, dispatcher: &Dispatcher) -> Threshold {
+        let levels = dispatcher.levels();
         let cached = self.inner.level_cache.load(Relaxed);
-        if cached >> 8 == dispatcher.id() {
-            return Level::ALL[(cached & 0xff) as usize];
+        if cached >> 8 == levels.epoch() {
+            return Threshold::from_bits(cached as u8);
         }
-        let level = dispatcher.level_for(&self.inner.module);
-        self.inner.level_cache.store(dispatcher.id() << 8 | level.index() as u64, Relaxed);
-        level
+        let (epoch, threshold) = levels.level_for(&self.inner.module);
+        self.inner.level_cache.store(epoch << 8 | u64::from(threshold.bits()), Relaxed);
+        threshold
     }
 
     /// The module name written in every line.
@@ -183,6 +187,11 @@ impl Logger {
         });
     }
 
+    /// An ad-hoc TRACE event.
+    pub fn trace<C: Serialize>(&self, event: &str, context: C) {
+        self.log(Level::Trace, event, &context);
+    }
+
     /// An ad-hoc DEBUG event.
     pub fn debug<C: Serialize>(&self, event: &str, context: C) {
         self.log(Level::Debug, event, &context);
@@ -211,7 +220,7 @@ impl Logger {
     /// Whether an ad-hoc event at `level` would be written anywhere.
     pub fn enabled(&self, level: Level) -> bool {
         self.with_dispatcher(|dispatcher| match dispatcher {
-            Some(dispatcher) => level >= self.module_level(dispatcher),
+            Some(dispatcher) => self.module_level(dispatcher).allows(level),
             None => level >= Level::Warning,
         })
     }

@@ -55,14 +55,20 @@ pub(crate) fn replace_global(current: Option<&Arc<Dispatcher>>, next: Option<Arc
         *global = next;
         GENERATION.fetch_add(1, Release);
         drop(global);
-        if let Some(changed) = ON_CHANGE.get() {
-            changed();
-        }
+        notify_change();
     }
     is_current
 }
 
-/// Called after every change of the process-wide instance, once set.
+/// Tells whoever registered with [`on_change`] that the process-wide instance, or its levels
+/// (`LogGuard::set_levels`), changed.
+pub(crate) fn notify_change() {
+    if let Some(changed) = ON_CHANGE.get() {
+        changed();
+    }
+}
+
+/// Called after every change of the process-wide instance or of its levels, once set.
 static ON_CHANGE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
 /// Has `changed` called after every change of the process-wide instance from now on (once per

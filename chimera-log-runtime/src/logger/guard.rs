@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::{global, Logger};
 use crate::config::LogConfig;
 use crate::error::Error;
+use crate::levels::{Directives, Levels};
 use crate::stats::Stats;
 use crate::write::dispatch::Dispatcher;
 
@@ -73,6 +74,32 @@ impl LogGuard {
     #[doc(hidden)]
     pub fn wait_processed(&self) -> bool {
         self.dispatcher.wait_processed()
+    }
+
+    /// Replaces every level directive of the running instance with `directives`, in the form of
+    /// `CHIMERA_LOG_LEVEL` (`info,hyper=warn,tower=off`; a string naming no default level leaves
+    /// INFO as the default), for typed, ad-hoc and captured `tracing`/`log` events alike: the
+    /// directives set in code and those from the environment are all replaced. Events emitted
+    /// after the call returns are filtered by the new levels, on every thread. A bad string is an
+    /// [`Error::InvalidSetting`] naming `set_levels` and the directive, and changes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let guard = chimera_log_runtime::LogConfig::new(dir.path()).console(false)
+    /// #     .audit_store(chimera_log_runtime::AuditStore::none()).build().unwrap();
+    /// guard.set_levels("info,hyper=warn")?;
+    /// assert!(guard.set_levels("tower[request]=debug").is_err());
+    /// # Ok::<(), chimera_log_runtime::Error>(())
+    /// ```
+    pub fn set_levels(&self, directives: &str) -> Result<(), Error> {
+        let directives = Directives::parse("set_levels", directives)?;
+        self.dispatcher.levels().replace(Levels::from_directives(&directives));
+        // Captured callsites cache whether they are enabled, and `log` its maximum level: the
+        // capture registered to hear of it (`global::on_change`).
+        if self.installed {
+            global::notify_change();
+        }
+        Ok(())
     }
 
     /// The directory the files are written to: the configured `log_dir`, resolved when the

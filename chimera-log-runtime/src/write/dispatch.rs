@@ -37,7 +37,7 @@ use crate::file::maintenance::Maintenance;
 use crate::file::rotating::{FilePolicy, FileSink};
 use crate::forward::{self, Forwarder};
 use crate::json::UnixTime;
-use crate::levels::Levels;
+use crate::levels::{LiveLevels, Threshold};
 use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
 use crate::thread::{deadline_after, DirLock};
 use crate::write::console::ConsoleSink;
@@ -45,13 +45,12 @@ use crate::write::console::ConsoleSink;
 /// The sinks a line goes to, decided from the event's level and type.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Destinations {
+    /// The console: `general`, and at or above the console's own minimum.
+    console: bool,
     general: bool,
     audit: bool,
     route: Option<usize>,
 }
-
-/// Ids of started instances.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The sinks that refused a line because they were closed (shutdown, or a writer thread that
 /// died); the usual line has none.
@@ -75,9 +74,9 @@ type NamedCounters = (String, Arc<SinkCounters>);
 /// A started logger: its queues, writer threads, audit writer, clock and counters.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
-    levels: Levels,
-    /// Tells this instance from any other (a logger caches its module's level per instance).
-    id: u64,
+    /// Each version's epoch tells this instance from any other, and a reloaded version from the
+    /// one before (a logger caches its module's level under it).
+    levels: LiveLevels,
     /// Whether the `tracing` capture installed by `init_logging` writes through this instance.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     capture: bool,
@@ -85,6 +84,8 @@ pub(crate) struct Dispatcher {
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     span_context: bool,
     console: Option<(Writer, Arc<SinkCounters>)>,
+    /// The console's own minimum, on top of the module levels (`LogConfig::console_level`).
+    console_level: Level,
     /// Lane 0 is `chimera.log`, lane `1 + i` the route `i`.
     files: Writer,
     /// File name and counters of each lane of `files`.
@@ -345,11 +346,11 @@ impl Dispatcher {
                 .saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX))
         });
         let dispatcher = Dispatcher {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            levels: config.levels,
+            levels: LiveLevels::new(config.effective_levels()),
             capture: config.capture,
             span_context: config.span_context,
             console,
+            console_level: config.effective_console_level(),
             files: general,
             route_names: config.routes.iter().map(|route| route.name.clone()).collect(),
             file_counters,
@@ -436,8 +437,13 @@ impl Dispatcher {
             fill(&mut context);
             context.finish();
         });
-        let general = Level::Warning >= self.levels.level_for("chimera_log");
-        let destinations = Destinations { general, audit: true, route: None };
+        let general = self.levels.level_for("chimera_log").1.allows(Level::Warning);
+        let destinations = Destinations {
+            console: general && Level::Warning >= self.console_level,
+            general,
+            audit: true,
+            route: None,
+        };
         self.dispatch(Level::Warning, destinations, &line);
     }
 
@@ -445,14 +451,21 @@ impl Dispatcher {
         &self.log_dir
     }
 
-    /// The minimum level of `module` (computed; callers cache it, see `Logger`).
-    pub(crate) fn level_for(&self, module: &str) -> Level {
-        self.levels.level_for(module)
+    /// The levels of each module, replaceable while the instance runs (a logger caches its
+    /// module's under their epoch, see `Logger`).
+    pub(crate) fn levels(&self) -> &LiveLevels {
+        &self.levels
     }
 
-    /// The lowest level any module logs at.
+    /// The minimum level of `module` now.
     #[cfg(feature = "tracing")]
-    pub(crate) fn lowest_level(&self) -> Level {
+    pub(crate) fn level_for(&self, module: &str) -> Threshold {
+        self.levels.level_for(module).1
+    }
+
+    /// The lowest threshold of any module now.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn lowest_level(&self) -> Threshold {
         self.levels.lowest()
     }
 
@@ -469,10 +482,6 @@ impl Dispatcher {
         self.span_context
     }
 
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
     /// The time for a line's timestamp.
     pub(crate) fn now(&self) -> UnixTime {
         if self.system_clock {
@@ -484,7 +493,7 @@ impl Dispatcher {
 
     /// Whether an event of this level and type, from a module whose minimum level is
     /// `module_level`, goes anywhere; `None` means it need not be encoded.
-    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Level) -> Option<Destinations> {
+    pub(crate) fn destinations(&self, level: Level, routes: Routes, module_level: Threshold) -> Option<Destinations> {
         use std::sync::atomic::Ordering::Relaxed;
         if self.closed.load(Ordering::Acquire) {
             self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
@@ -497,7 +506,9 @@ impl Dispatcher {
             }
             index
         });
-        let destinations = Destinations { general: level >= module_level, audit: routes.is_audit(), route };
+        let general = module_level.allows(level);
+        let console = general && level >= self.console_level;
+        let destinations = Destinations { console, general, audit: routes.is_audit(), route };
         (destinations.general || destinations.audit || destinations.route.is_some()).then_some(destinations)
     }
 
@@ -507,7 +518,7 @@ impl Dispatcher {
         // stores before it, and after the line's copy into the queue (memory the writer last
         // touched, on another core) that wait was the costliest part of an emit on 4 threads.
         self.counters.count_event(level);
-        let mut refusals = self.push_general(line, destinations.general, destinations.route);
+        let mut refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
         if destinations.audit {
             match self.audit.write(line, self.clock.now()) {
                 Ok(None) => {}
@@ -528,7 +539,7 @@ impl Dispatcher {
     #[cold]
     fn count_refusals(&self, level: Level, destinations: Destinations, refusals: Refusals) {
         use std::sync::atomic::Ordering::Relaxed;
-        let console = destinations.general && self.console.is_some();
+        let console = destinations.console && self.console.is_some();
         let files = destinations.general || destinations.route.is_some();
         let taken = (console && !refusals.console)
             || (files && refusals.files.is_empty())
@@ -549,12 +560,12 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `line` for the console, CloudWatch and `chimera.log` (`general`) and the route
-    /// file `route`.
-    fn push_general(&self, line: &[u8], general: bool, route: Option<usize>) -> Refusals {
+    /// Queues `line` for the console (`console`), CloudWatch and `chimera.log` (`general`) and
+    /// the route file `route`.
+    fn push_general(&self, line: &[u8], console: bool, general: bool, route: Option<usize>) -> Refusals {
         use std::sync::atomic::Ordering::Relaxed;
         let mut refusals = Refusals::default();
-        if general {
+        if console {
             if let Some((console, counters)) = &self.console {
                 match console.queue().push(LaneSet(1), line) {
                     Pushed::Accepted => {}
@@ -601,7 +612,7 @@ impl Dispatcher {
             context.field("reason", if checkpoint.rotated { "rotation" } else { "interval" });
             context.finish();
         });
-        self.push_general(&line, true, None);
+        self.push_general(&line, Level::Info >= self.console_level, true, None);
     }
 
     pub(crate) fn record_latency(&self, elapsed: Duration) {

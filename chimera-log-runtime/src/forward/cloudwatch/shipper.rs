@@ -22,6 +22,7 @@ use crate::config::cloudwatch::CloudWatchConfig;
 use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
+use crate::event::Level;
 use crate::report::{FailureReporter, Outage};
 use crate::stats::CloudWatchCounters;
 use crate::thread::{ForwarderThread, Lifecycle, Requests as _};
@@ -448,7 +449,9 @@ impl Worker {
                     }
                     let line = String::from_utf8_lossy(&self.line);
                     let line = line.trim_end_matches('\n');
-                    if line.is_empty() {
+                    // Below CloudWatch's own minimum: left in the file. A line whose level cannot
+                    // be read is shipped: nothing is left out on a guess.
+                    if line.is_empty() || line_level(line).is_some_and(|level| level < self.config.min_level) {
                         continue;
                     }
                     let timestamp = line_timestamp_ms(line).unwrap_or_else(|| super::batch::millis(now));
@@ -821,6 +824,15 @@ fn generated_stream_name(now: SystemTime) -> String {
 }
 
 /// The line's own timestamp, in milliseconds: every line starts `{"timestamp":"<RFC 3339>"`.
+/// The `level` of a line as the encoder writes it (`{"timestamp":"…","level":"INFO",…`), if
+/// it reads as one.
+fn line_level(line: &str) -> Option<Level> {
+    let rest = line.strip_prefix("{\"timestamp\":\"")?;
+    let rest = &rest[rest.find('"')? + 1..];
+    let rest = rest.strip_prefix(",\"level\":\"")?;
+    rest[..rest.find('"')?].parse().ok()
+}
+
 fn line_timestamp_ms(line: &str) -> Option<i64> {
     let rest = line.strip_prefix("{\"timestamp\":\"")?;
     let end = rest.find('"')?;
@@ -831,6 +843,17 @@ fn line_timestamp_ms(line: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lines_level_is_read_from_its_envelope_and_anything_else_reads_as_none() {
+        let line =
+            |level: &str| format!(r#"{{"timestamp":"2024-01-15T10:30:45.123456Z","level":"{level}","module":"m"}}"#);
+        assert_eq!(line_level(&line("TRACE")), Some(Level::Trace));
+        assert_eq!(line_level(&line("WARNING")), Some(Level::Warning));
+        assert_eq!(line_level(&line("LOUD")), None);
+        assert_eq!(line_level(r#"{"level":"ERROR"}"#), None);
+        assert_eq!(line_level("not json"), None);
+    }
 
     #[test]
     fn generated_stream_names_use_only_accepted_characters() {
