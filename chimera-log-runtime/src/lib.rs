@@ -86,6 +86,8 @@ mod thread;
 mod write;
 pub use dir::read;
 mod sink;
+#[cfg(feature = "tracing")]
+mod spans;
 mod stats;
 pub use forward::store;
 #[doc(hidden)]

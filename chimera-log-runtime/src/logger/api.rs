@@ -124,8 +124,8 @@ impl Logger {
                 let time = dispatcher.now();
                 with_line_buffer(|buf| {
                     #[cfg(feature = "tracing")]
-                    if dispatcher.span_context() && crate::capture::in_span() {
-                        if let Some(spans) = crate::capture::current_span_context() {
+                    if dispatcher.span_context() && crate::spans::in_span() {
+                        if let Some(spans) = crate::spans::current_span_context() {
                             let envelope = Envelope { trace: spans.trace, ..envelope(time) };
                             json::encode_line(buf, envelope, |buf| {
                                 let at = buf.len();
