@@ -108,7 +108,7 @@ pub use events::{
 pub use init::init_logging;
 pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, AsDynError, LogGuard, Logger};
-pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats};
+pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats, WriteLatencyStats};
 pub use store::AuditStore;
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {

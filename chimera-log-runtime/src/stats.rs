@@ -70,6 +70,15 @@ pub struct Stats {
     pub queue_high_water_bytes: u64,
     /// Time `emit!` takes on the caller's thread, sampled.
     pub emit_latency: LatencyStats,
+    /// How long lines waited between the caller's queue and `chimera.log` or a route file, over
+    /// the last window of `watch_interval` (zero before the first window closes).
+    pub write_latency: WriteLatencyStats,
+    /// Free bytes on the log directory's file system at the last reading (`None`: unreadable).
+    pub disk_free_bytes: Option<u64>,
+    /// Windows whose write-latency p99 passed `slow_write_warning` (each one `log_write_slow`).
+    pub slow_write_warnings: u64,
+    /// Readings of the free space below `disk_low_warning` (each one `log_disk_low`).
+    pub disk_low_warnings: u64,
     /// The CloudWatch sink's figures, when it is configured.
     pub cloudwatch: Option<CloudWatchStats>,
     /// The audit store's figures, when it is on.
@@ -170,6 +179,24 @@ pub struct LatencyStats {
     pub samples: u64,
 }
 
+/// The write latency of one window: a line's wait from the caller's queue to the file (each
+/// figure is a chunk's oldest line). Serializes in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct WriteLatencyStats {
+    /// The median.
+    #[serde(rename = "median_ns", serialize_with = "as_nanos")]
+    pub median: std::time::Duration,
+    /// The 99th percentile.
+    #[serde(rename = "p99_ns", serialize_with = "as_nanos")]
+    pub p99: std::time::Duration,
+    /// The longest.
+    #[serde(rename = "max_ns", serialize_with = "as_nanos")]
+    pub max: std::time::Duration,
+    /// Chunks measured.
+    pub samples: u64,
+}
+
 impl Stats {
     /// Events accepted at `level`.
     pub fn events(&self, level: Level) -> u64 {
@@ -236,6 +263,10 @@ impl Counters {
             audit_syncs: 0,
             queue_high_water_bytes: 0,
             emit_latency: LatencyStats::default(),
+            write_latency: WriteLatencyStats::default(),
+            disk_free_bytes: None,
+            slow_write_warnings: 0,
+            disk_low_warnings: 0,
             cloudwatch: None,
             audit_store: None,
             audit_backups_kept_for_store: maintenance.kept_for_store.load(Relaxed),

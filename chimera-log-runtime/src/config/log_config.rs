@@ -149,6 +149,9 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `panic_hook` | on | — |
 /// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
 /// | `health_interval` | off | — |
+/// | `slow_write_warning` | 10 ms (p99 of a window of `watch_interval`) | — |
+/// | `disk_low_warning` | room for two rotations of every file | — |
+/// | `watch_interval` | 10 s | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 /// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 ///
@@ -211,6 +214,9 @@ pub struct LogConfig {
     pub(crate) capture: bool,
     pub(crate) span_context: bool,
     pub(crate) health_interval: Option<Duration>,
+    pub(crate) slow_write: Duration,
+    pub(crate) disk_low: Option<u64>,
+    pub(crate) watch_interval: Duration,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
     pub(crate) audit_key: Option<SecretKey>,
@@ -249,6 +255,9 @@ impl LogConfig {
             capture: true,
             span_context: true,
             health_interval: None,
+            slow_write: Duration::from_millis(10),
+            disk_low: None,
+            watch_interval: Duration::from_secs(10),
             faults: None,
             cloudwatch: None,
             audit_key: None,
@@ -535,6 +544,42 @@ impl LogConfig {
         self
     }
 
+    /// The write latency (a line's wait from the caller's queue to `chimera.log` or a route
+    /// file) above which a window of [`watch_interval`](Self::watch_interval) is reported: when
+    /// the window's p99 passes it, the writer writes a `log_write_slow` WARNING with the
+    /// window's median, p99 and maximum. 10 ms by default (the design's "log write latency
+    /// should be < 10 ms"). The figures of the last window are in `stats().write_latency`.
+    pub fn slow_write_warning(mut self, threshold: Duration) -> Self {
+        self.slow_write = threshold;
+        self
+    }
+
+    /// The free space (bytes an unprivileged process may still write) on the log directory's
+    /// file system below which the writer writes a `log_disk_low` WARNING, once every
+    /// [`watch_interval`](Self::watch_interval) while it lasts. By default room for two
+    /// rotations of every file (`2 × max_bytes × (2 + routes)`). The last reading is in
+    /// `stats().disk_free_bytes`.
+    pub fn disk_low_warning(mut self, bytes: u64) -> Self {
+        self.disk_low = Some(bytes);
+        self
+    }
+
+    /// How often the files' writer closes a window of write-latency figures and reads the free
+    /// space (see [`slow_write_warning`](Self::slow_write_warning) and
+    /// [`disk_low_warning`](Self::disk_low_warning)). 10 s by default.
+    pub fn watch_interval(mut self, every: Duration) -> Self {
+        self.watch_interval = every;
+        self
+    }
+
+    /// The free-space threshold in effect: the one set, or room for two rotations of every file.
+    pub(crate) fn effective_disk_low(&self) -> u64 {
+        self.disk_low.unwrap_or_else(|| {
+            let files = 2 + self.routes.len() as u64;
+            self.max_bytes.saturating_mul(2).saturating_mul(files)
+        })
+    }
+
     /// Ships every event at or above the level to CloudWatch Logs as well. Needs the cargo
     /// feature `cloudwatch`: without it, `init_logging` returns [`Error::CloudWatchUnavailable`].
     pub fn cloudwatch(mut self, cloudwatch: CloudWatchConfig) -> Self {
@@ -676,6 +721,9 @@ impl LogConfig {
                     "a thread's own priority can be set on Linux only",
                 ));
             }
+        }
+        if self.watch_interval.is_zero() {
+            return Err(Error::invalid("watch_interval", "0s", "the interval must be positive"));
         }
         if self.health_interval == Some(Duration::ZERO) {
             return Err(Error::invalid("health_interval", "0s", "the interval must be positive"));

@@ -23,6 +23,7 @@ use crate::config::{AuditDurability, Overflow};
 
 use super::latency::LatencyHistogram;
 use super::queue::{LaneSet, Pushed};
+use super::watch::{Watch, WatchConfig, WatchFigures};
 use super::writer::{Lane, Writer};
 use crate::audit::writer::{AuditWriter, Checkpoint};
 use crate::audit::{ChainKey, TornRun};
@@ -38,7 +39,7 @@ use crate::file::rotating::{FilePolicy, FileSink};
 use crate::forward::{self, Forwarder};
 use crate::json::UnixTime;
 use crate::levels::{LiveLevels, Threshold};
-use crate::stats::{Counters, LatencyStats, SinkCounters, Stats};
+use crate::stats::{Counters, LatencyStats, SinkCounters, Stats, WriteLatencyStats};
 use crate::thread::{deadline_after, DirLock};
 use crate::write::console::ConsoleSink;
 
@@ -97,6 +98,8 @@ pub(crate) struct Dispatcher {
     system_clock: bool,
     counters: Counters,
     latency: LatencyHistogram,
+    /// The files' writer's watch: write latency and free space.
+    watch: Arc<WatchFigures>,
     closed: AtomicBool,
     /// The configured `log_dir`, resolved at start (`resolve_dir`).
     log_dir: PathBuf,
@@ -202,6 +205,8 @@ struct Files<'a> {
     config: &'a LogConfig,
     maintenance: &'a Maintenance,
     dir_lock: &'a DirLock,
+    /// What the files' writer publishes of its watch (write latency, free space).
+    watch: &'a Arc<WatchFigures>,
 }
 
 impl Files<'_> {
@@ -293,6 +298,15 @@ impl Files<'_> {
             Arc::clone(&config.clock),
             config.writer_priority,
             Some(Arc::clone(self.dir_lock)),
+            Some(Watch::new(
+                WatchConfig {
+                    slow: config.slow_write,
+                    every: config.watch_interval,
+                    dir: config.log_dir.clone(),
+                    disk_low: config.effective_disk_low(),
+                },
+                Arc::clone(self.watch),
+            )),
         )?;
         Ok((writer, counters))
     }
@@ -320,6 +334,7 @@ fn start_console(config: &LogConfig) -> Result<Option<(Writer, Arc<SinkCounters>
         Arc::clone(&config.clock),
         config.writer_priority,
         None,
+        None,
     )?;
     Ok(Some((writer, counters)))
 }
@@ -335,7 +350,8 @@ impl Dispatcher {
         config.log_dir = dir.clone();
         let maintenance = Maintenance::start(dir.clone(), Arc::clone(&lock))
             .map_err(|source| Error::CreateDir { path: dir.clone(), source })?;
-        let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock };
+        let watch = Arc::new(WatchFigures::default());
+        let files = Files { config: &config, maintenance: &maintenance, dir_lock: &lock, watch: &watch };
         let OpenedAudit { writer: audit, torn_tail, archived, gap } = files.start_audit()?;
         let (general, file_counters) = files.start_general()?;
         let console = start_console(&config)?;
@@ -359,6 +375,7 @@ impl Dispatcher {
             system_clock: config.system_clock,
             counters: Counters::default(),
             latency: LatencyHistogram::default(),
+            watch,
             closed: AtomicBool::new(false),
             log_dir: config.log_dir,
             maintenance,
@@ -725,6 +742,17 @@ impl Dispatcher {
                 as u64;
         let ([median, p99, p999], samples) = self.latency.quantiles([0.5, 0.99, 0.999]);
         stats.emit_latency = LatencyStats { median, p99, p999, samples };
+        let watch = &*self.watch;
+        let nanos = |figure: &AtomicU64| Duration::from_nanos(figure.load(Ordering::Relaxed));
+        stats.write_latency = WriteLatencyStats {
+            median: nanos(&watch.window_median_ns),
+            p99: nanos(&watch.window_p99_ns),
+            max: nanos(&watch.window_max_ns),
+            samples: watch.window_samples.load(Ordering::Relaxed),
+        };
+        stats.disk_free_bytes = Some(watch.disk_free.load(Ordering::Relaxed)).filter(|&free| free != u64::MAX);
+        stats.slow_write_warnings = watch.slow_warnings.load(Ordering::Relaxed);
+        stats.disk_low_warnings = watch.disk_low_warnings.load(Ordering::Relaxed);
         stats
     }
 }

@@ -62,6 +62,13 @@ impl LatencyHistogram {
         self.buckets[bucket_of(nanos).min(BUCKETS - 1)].fetch_add(1, Relaxed);
     }
 
+    /// Forgets every value (a new window).
+    pub(crate) fn reset(&self) {
+        for bucket in self.buckets.iter() {
+            bucket.store(0, Relaxed);
+        }
+    }
+
     /// The value at each quantile (bucket upper bound), and the number of samples.
     pub(crate) fn quantiles<const N: usize>(&self, quantiles: [f64; N]) -> ([Duration; N], u64) {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();

@@ -6,4 +6,5 @@ pub(crate) mod console;
 pub(crate) mod dispatch;
 pub(crate) mod latency;
 pub(crate) mod queue;
+pub(crate) mod watch;
 pub(crate) mod writer;

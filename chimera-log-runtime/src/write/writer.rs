@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use super::queue::{BatchQueue, Chunk};
 use crate::clock::Clock;
+use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
 use crate::event::Level;
 use crate::json::{self, ContextWriter, Envelope};
 use crate::report::FailureReporter;
 use crate::sink::Sink;
 use crate::stats::SinkCounters;
+
+use super::watch::{Warning, Watch};
 
 /// How long an idle writer sleeps before retrying sinks with unwritten bytes.
 const IDLE: Duration = Duration::from_secs(1);
@@ -86,23 +89,60 @@ impl Lane {
             return;
         }
         let dropped = std::mem::take(&mut self.unreported_drops);
+        let sink = self.name.clone();
+        self.write_own_event(clock, line, "log_events_dropped", |context| {
+            context.field("sink", &sink);
+            context.field("dropped", &dropped);
+        });
+    }
+
+    /// Writes one of the logger's own WARNING lines (module `chimera_log`) to this sink.
+    fn write_own_event(
+        &mut self,
+        clock: &dyn Clock,
+        line: &mut Vec<u8>,
+        event: &'static str,
+        fill: impl FnOnce(&mut ContextWriter<'_>),
+    ) {
         line.clear();
         let envelope = Envelope {
             time: clock.now().into(),
             level: Level::Warning,
             module_json: "\"chimera_log\"",
-            event: "log_events_dropped".into(),
+            event: event.into(),
             exception: None,
             audit_key: None,
             trace: None,
         };
         json::encode_line(line, envelope, |buf| {
             let mut context = ContextWriter::open(buf);
-            context.field("sink", &self.name);
-            context.field("dropped", &dropped);
+            fill(&mut context);
             context.finish();
         });
         self.write(line, &[line.len() as u32]);
+    }
+
+    /// Writes a warning of the writer's watch (`log_write_slow`, `log_disk_low`).
+    fn report_watch(&mut self, warning: &Warning, clock: &dyn Clock, line: &mut Vec<u8>) {
+        let millis = |d: &Duration| d.as_secs_f64() * 1e3;
+        match warning {
+            Warning::Slow { median, p99, max, samples, threshold } => {
+                self.write_own_event(clock, line, "log_write_slow", |context| {
+                    context.field("sink", GENERAL_FILE);
+                    context.field("median_ms", &millis(median));
+                    context.field("p99_ms", &millis(p99));
+                    context.field("max_ms", &millis(max));
+                    context.field("samples", samples);
+                    context.field("threshold_ms", &millis(threshold));
+                });
+            }
+            Warning::DiskLow { free, threshold } => {
+                self.write_own_event(clock, line, "log_disk_low", |context| {
+                    context.field("free_bytes", free);
+                    context.field("threshold_bytes", threshold);
+                });
+            }
+        }
     }
 }
 
@@ -123,6 +163,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         priority: Option<i32>,
         dir_lock: Option<crate::thread::DirLock>,
+        watch: Option<Watch>,
     ) -> Result<Self, Error> {
         let unreservable = |source: std::collections::TryReserveError| {
             Error::invalid(
@@ -152,7 +193,7 @@ impl Writer {
                     let go_on = outcome.is_ok();
                     let _ = started.send(outcome);
                     if go_on {
-                        run(&queue, lanes, &*clock, &mut finish.taken);
+                        run(&queue, lanes, &*clock, &mut finish.taken, watch);
                     }
                 }
             })
@@ -275,7 +316,7 @@ fn set_own_priority(_nice: i32) -> io::Result<()> {
 }
 
 /// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
-fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>) {
+fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>, mut watch: Option<Watch>) {
     let mut report_line = Vec::new();
     // The newest flush whose lines a fault still holds back in a sink: answered once no sink
     // holds lines any more, after a retry (or never, and the flush says `false` at its deadline).
@@ -296,6 +337,11 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
             for lane in &mut lanes {
                 lane.report_drops(0, clock, &mut report_line);
             }
+            if let Some(watch) = &mut watch {
+                for warning in watch.check(Instant::now()) {
+                    lanes[0].report_watch(&warning, clock, &mut report_line);
+                }
+            }
             drop(output);
             continue;
         };
@@ -303,6 +349,9 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
             let output = queue.output();
             lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
             drop(output);
+            if let (Some(watch), Some(first_at)) = (&mut watch, chunk.first_at.take()) {
+                watch.written(first_at);
+            }
             // Handed to the sink: not lost if a later write of this pass panics.
             chunk.lens.clear();
         }
@@ -310,6 +359,11 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
         let output = queue.output();
         for (lane, dropped) in lanes.iter_mut().zip(&taken.dropped) {
             lane.report_drops(*dropped, clock, &mut report_line);
+        }
+        if let Some(watch) = &mut watch {
+            for warning in watch.check(Instant::now()) {
+                lanes[0].report_watch(&warning, clock, &mut report_line);
+            }
         }
         let mut flushed = taken.flush;
         let clear = if taken.flush > 0 || taken.last { flush_all(&mut lanes) } else { ticked_clear(&mut lanes) };
@@ -385,6 +439,7 @@ mod tests {
             Arc::new(SystemClock),
             None,
             Some(Arc::clone(&dir_lock)),
+            None,
         )
         .unwrap();
         assert_eq!(writer.queue().push(LaneSet(1), b"line\n"), Pushed::Accepted);
@@ -409,6 +464,7 @@ mod tests {
             Arc::new(SystemClock),
             None,
             Some(Arc::clone(&dir_lock)),
+            None,
         )
         .unwrap();
         assert_eq!(Arc::strong_count(&dir_lock), 2);
@@ -423,9 +479,17 @@ mod tests {
         let sink = Gated { entered, go: Mutex::new(gate), panics: true };
         let counters = Arc::new(SinkCounters::default());
         let lane = Lane::new("gated", Box::new(sink), Arc::clone(&counters));
-        let writer =
-            Writer::start("test-gated-writer", vec![lane], 64 * 1024, Duration::MAX, Arc::new(SystemClock), None, None)
-                .unwrap();
+        let writer = Writer::start(
+            "test-gated-writer",
+            vec![lane],
+            64 * 1024,
+            Duration::MAX,
+            Arc::new(SystemClock),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(writer.queue().push(LaneSet(1), b"first\n"), Pushed::Accepted);
         has_entered.recv().unwrap(); // the writer took "first" and is inside the sink
         assert_eq!(writer.queue().push(LaneSet(1), b"second\n"), Pushed::Accepted, "the writer is alive");
@@ -459,8 +523,17 @@ mod tests {
         let lane = Lane::new("panicking", Box::new(Panicking), Arc::default());
         // A tiny queue whose callers wait as long as it takes for room (`Overflow::Block`).
         let writer = Arc::new(
-            Writer::start("test-panicking-writer", vec![lane], 64, Duration::MAX, Arc::new(SystemClock), None, None)
-                .unwrap(),
+            Writer::start(
+                "test-panicking-writer",
+                vec![lane],
+                64,
+                Duration::MAX,
+                Arc::new(SystemClock),
+                None,
+                None,
+                None,
+            )
+            .unwrap(),
         );
         let (sent, outcome) = std::sync::mpsc::channel();
         let caller = std::thread::spawn({

@@ -32,6 +32,9 @@ pub(crate) struct Chunk {
     limit: usize,
     /// Pool slots it holds: 1, or more for a line larger than a chunk.
     slots: usize,
+    /// When its first line was queued: the writer measures how long lines wait (the write
+    /// latency) from it, once per chunk.
+    pub(crate) first_at: Option<Instant>,
 }
 
 impl Chunk {
@@ -40,6 +43,9 @@ impl Chunk {
     }
 
     pub(crate) fn append(&mut self, line: &[u8]) {
+        if self.lens.is_empty() {
+            self.first_at = Some(Instant::now());
+        }
         self.bytes.extend_from_slice(line);
         self.lens.push(line.len() as u32);
     }
@@ -191,7 +197,7 @@ impl Pool {
 
     /// An empty chunk that takes `bytes` bytes.
     fn buffer(bytes: usize) -> Result<Chunk, std::collections::TryReserveError> {
-        let mut chunk = Chunk { lane: 0, bytes: Vec::new(), lens: Vec::new(), limit: bytes, slots: 1 };
+        let mut chunk = Chunk { lane: 0, bytes: Vec::new(), lens: Vec::new(), limit: bytes, slots: 1, first_at: None };
         chunk.bytes.try_reserve_exact(bytes)?;
         chunk.lens.try_reserve_exact(bytes / 64 + 16)?;
         Ok(chunk)
@@ -254,6 +260,7 @@ impl Pool {
                 chunk.bytes.clear();
                 chunk.lens.clear();
                 chunk.slots = 1;
+                chunk.first_at = None;
                 state.free.push(chunk);
             }
         }
