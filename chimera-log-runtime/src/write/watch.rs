@@ -147,7 +147,10 @@ pub(crate) fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     }
     // SAFETY: `statvfs` returned 0, so it wrote the whole struct.
     let stat = unsafe { stat.assume_init() };
-    Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    // `fsblkcnt_t` and `c_ulong` are 32 bits on some targets.
+    #[allow(clippy::useless_conversion)]
+    let (available, block) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Some(available.saturating_mul(block))
 }
 
 #[cfg(not(unix))]

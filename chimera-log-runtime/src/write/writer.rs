@@ -155,6 +155,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    // Each argument is one fact about this writer; the two callers name them at the call.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         name: &str,
         lanes: Vec<Lane>,
