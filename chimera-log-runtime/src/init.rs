@@ -28,6 +28,7 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
         return Err(Error::AlreadyInitialized);
     }
     let dispatcher = Arc::new(Dispatcher::start(config)?);
+    dispatcher.start_publishing();
     if !replace_global(None, Some(Arc::clone(&dispatcher))) {
         dispatcher.close();
         return Err(Error::AlreadyInitialized);

@@ -68,6 +68,8 @@ pub struct Stats {
     /// The most memory one queue (console, or files) ever held for lines waiting or being
     /// written, counted in whole chunks (up to 64 KiB each).
     pub queue_high_water_bytes: u64,
+    /// The memory the queues hold now, in whole chunks.
+    pub queue_bytes: u64,
     /// Time `emit!` takes on the caller's thread, sampled.
     pub emit_latency: LatencyStats,
     /// How long lines waited between the caller's queue and `chimera.log` or a route file, over
@@ -132,7 +134,12 @@ statistics! {
     /// What the CloudWatch sink did.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
     #[non_exhaustive]
-    pub struct CloudWatchStats,
+    pub struct CloudWatchStats(
+        /// Lines written to `chimera.log` since the logger started that are not in CloudWatch yet
+        /// (nor left out by `cloudwatch_level`, nor refused); lines an earlier run left unshipped
+        /// are not counted. Grows during an outage.
+        lag_lines: u64,
+    ),
     counted in CloudWatchCounters {
         /// `PutLogEvents` requests accepted.
         batches_sent,
@@ -151,6 +158,8 @@ statistics! {
         events_truncated,
         /// Events refused for good by the service (bad parameters): not retried, never sent.
         events_dropped,
+        /// Lines of `chimera.log` left out for being below `cloudwatch_level`.
+        events_below_level,
         /// `chimera.log` backups that retention removed before they were shipped: their unshipped
         /// lines never reach CloudWatch (the number of lines cannot be known once the file is
         /// gone).
@@ -264,6 +273,7 @@ impl Counters {
             queue_high_water_bytes: 0,
             emit_latency: LatencyStats::default(),
             write_latency: WriteLatencyStats::default(),
+            queue_bytes: 0,
             disk_free_bytes: None,
             slow_write_warnings: 0,
             disk_low_warnings: 0,

@@ -152,6 +152,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `slow_write_warning` | 10 ms (p99 of a window of `watch_interval`) | — |
 /// | `disk_low_warning` | room for two rotations of every file | — |
 /// | `watch_interval` | 10 s | — |
+/// | `metrics_interval` | 1 s (feature `metrics`) | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 /// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 ///
@@ -217,6 +218,7 @@ pub struct LogConfig {
     pub(crate) slow_write: Duration,
     pub(crate) disk_low: Option<u64>,
     pub(crate) watch_interval: Duration,
+    pub(crate) metrics_interval: Option<Duration>,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
     pub(crate) audit_key: Option<SecretKey>,
@@ -258,6 +260,7 @@ impl LogConfig {
             slow_write: Duration::from_millis(10),
             disk_low: None,
             watch_interval: Duration::from_secs(10),
+            metrics_interval: Some(Duration::from_secs(1)),
             faults: None,
             cloudwatch: None,
             audit_key: None,
@@ -572,6 +575,15 @@ impl LogConfig {
         self
     }
 
+    /// How often the logger publishes its figures through the `metrics` facade (feature
+    /// `metrics`): counters set to their absolute values, gauges to their readings, the latency
+    /// histograms' gains; also at every `flush()`, on the caller's thread. `None` publishes at
+    /// flushes only. 1 s by default. Without the feature, nothing is published.
+    pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics_interval = every;
+        self
+    }
+
     /// The free-space threshold in effect: the one set, or room for two rotations of every file.
     pub(crate) fn effective_disk_low(&self) -> u64 {
         self.disk_low.unwrap_or_else(|| {
@@ -721,6 +733,13 @@ impl LogConfig {
                     "a thread's own priority can be set on Linux only",
                 ));
             }
+        }
+        if self.metrics_interval == Some(Duration::ZERO) {
+            return Err(Error::invalid(
+                "metrics_interval",
+                "0s",
+                "the interval must be positive (None: at flushes only)",
+            ));
         }
         if self.watch_interval.is_zero() {
             return Err(Error::invalid("watch_interval", "0s", "the interval must be positive"));

@@ -20,7 +20,9 @@ impl LogConfig {
     /// [`LogGuard::logger`]. Useful for tests and for libraries that keep their own logs. No
     /// panic hook is installed for such an instance.
     pub fn build(self) -> Result<LogGuard, Error> {
-        Ok(LogGuard { dispatcher: Arc::new(Dispatcher::start(self)?), installed: false })
+        let dispatcher = Arc::new(Dispatcher::start(self)?);
+        dispatcher.start_publishing();
+        Ok(LogGuard { dispatcher, installed: false })
     }
 }
 

@@ -100,6 +100,11 @@ pub(crate) struct Dispatcher {
     latency: LatencyHistogram,
     /// The files' writer's watch: write latency and free space.
     watch: Arc<WatchFigures>,
+    /// Publishes the figures through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    metrics: super::metrics::Publisher,
+    #[cfg(feature = "metrics")]
+    metrics_interval: Option<Duration>,
     closed: AtomicBool,
     /// The configured `log_dir`, resolved at start (`resolve_dir`).
     log_dir: PathBuf,
@@ -376,6 +381,10 @@ impl Dispatcher {
             counters: Counters::default(),
             latency: LatencyHistogram::default(),
             watch,
+            #[cfg(feature = "metrics")]
+            metrics: super::metrics::Publisher::new(config.metrics_interval.unwrap_or(Duration::MAX)),
+            #[cfg(feature = "metrics")]
+            metrics_interval: config.metrics_interval,
             closed: AtomicBool::new(false),
             log_dir: config.log_dir,
             maintenance,
@@ -666,9 +675,29 @@ impl Dispatcher {
         self.files.flush(deadline) && audit
     }
 
-    /// Flushes, bounded by the shutdown timeout.
+    /// Flushes, bounded by the shutdown timeout; then publishes the figures (feature `metrics`).
     pub(crate) fn flush(&self) -> bool {
-        self.flush_until(deadline_after(self.shutdown_timeout))
+        let flushed = self.flush_until(deadline_after(self.shutdown_timeout));
+        #[cfg(feature = "metrics")]
+        self.publish_metrics();
+        flushed
+    }
+
+    /// Starts publishing the figures through the `metrics` facade every interval (feature
+    /// `metrics`; nothing without it). Called once the instance is shared.
+    pub(crate) fn start_publishing(self: &Arc<Self>) {
+        #[cfg(feature = "metrics")]
+        if self.metrics_interval.is_some() {
+            // Weakly: the thread never keeps the instance alive.
+            let dispatcher = Arc::downgrade(self);
+            self.metrics.start(move || dispatcher.upgrade().map(|d| d.publish_metrics()).is_some());
+        }
+    }
+
+    /// Publishes the figures through the `metrics` facade now.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_metrics(&self) {
+        self.metrics.publish(&self.stats(), &self.watch.latency, &self.latency, &self.log_dir);
     }
 
     /// Stops accepting events, writes out everything accepted, stops the threads; all within
@@ -677,6 +706,8 @@ impl Dispatcher {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        #[cfg(feature = "metrics")]
+        self.metrics.stop();
         let deadline = deadline_after(self.shutdown_timeout);
         let files = self.files.shutdown(deadline);
         let mut complete = files;
@@ -698,6 +729,9 @@ impl Dispatcher {
         if let (false, Some(lock)) = (audit, lock) {
             self.audit.keep_until_written(lock);
         }
+        // The final figures, with everything written.
+        #[cfg(feature = "metrics")]
+        self.publish_metrics();
         if !complete {
             diag!(
                 "chimera-log: shutdown did not finish within {:?}; unwritten lines may be lost, and \
@@ -736,12 +770,22 @@ impl Dispatcher {
         for forwarder in &self.forwarders {
             forwarder.report(&mut stats, audit_seq);
         }
+        let written = self.file_counters[0].1.lines.load(Ordering::Relaxed);
+        if let Some(cloudwatch) = &mut stats.cloudwatch {
+            let settled = cloudwatch.events_sent
+                + cloudwatch.events_rejected
+                + cloudwatch.events_dropped
+                + cloudwatch.events_below_level;
+            cloudwatch.lag_lines = written.saturating_sub(settled);
+        }
         stats.audit_syncs = self.audit.syncs();
         stats.queue_high_water_bytes =
             self.files.queue().high_water().max(self.console.as_ref().map_or(0, |(c, _)| c.queue().high_water()))
                 as u64;
         let ([median, p99, p999], samples) = self.latency.quantiles([0.5, 0.99, 0.999]);
         stats.emit_latency = LatencyStats { median, p99, p999, samples };
+        stats.queue_bytes =
+            (self.files.queue().held() + self.console.as_ref().map_or(0, |(c, _)| c.queue().held())) as u64;
         let watch = &*self.watch;
         let nanos = |figure: &AtomicU64| Duration::from_nanos(figure.load(Ordering::Relaxed));
         stats.write_latency = WriteLatencyStats {

@@ -62,6 +62,18 @@ impl LatencyHistogram {
         self.buckets[bucket_of(nanos).min(BUCKETS - 1)].fetch_add(1, Relaxed);
     }
 
+    /// Each bucket's count now (bucket `i`'s values are at most [`upper_bound(i)`](Self::upper_bound)).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+
+    /// The largest value bucket `bucket` holds.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn upper_bound(bucket: usize) -> Duration {
+        Duration::from_nanos(bucket_upper(bucket))
+    }
+
     /// Forgets every value (a new window).
     pub(crate) fn reset(&self) {
         for bucket in self.buckets.iter() {

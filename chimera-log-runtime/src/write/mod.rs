@@ -5,6 +5,8 @@
 pub(crate) mod console;
 pub(crate) mod dispatch;
 pub(crate) mod latency;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
 pub(crate) mod queue;
 pub(crate) mod watch;
 pub(crate) mod writer;

@@ -273,6 +273,8 @@ struct Worker {
     follower: Follower,
     /// The last cursor the service acknowledged (and that is saved).
     acked: Cursor,
+    /// The furthest line read: a line read again after a put-back is not counted again.
+    read_frontier: Cursor,
     cursor_path: PathBuf,
     /// The follower reached the end of what the file holds.
     at_end: bool,
@@ -324,6 +326,7 @@ impl Worker {
             dir: dir.to_path_buf(),
             follower: Follower::new(dir, GENERAL_FILE, cursor),
             acked: cursor,
+            read_frontier: cursor,
             cursor_path,
             at_end: false,
             read_failed: false,
@@ -447,11 +450,18 @@ impl Worker {
                     if self.followed.skipped > 0 {
                         self.passed.push_back((cursor, std::mem::take(&mut self.followed)));
                     }
+                    let first_read = !reached(self.read_frontier, cursor);
+                    if first_read {
+                        self.read_frontier = cursor;
+                    }
                     let line = String::from_utf8_lossy(&self.line);
                     let line = line.trim_end_matches('\n');
                     // Below CloudWatch's own minimum: left in the file. A line whose level cannot
                     // be read is shipped: nothing is left out on a guess.
                     if line.is_empty() || line_level(line).is_some_and(|level| level < self.config.min_level) {
+                        if first_read && !line.is_empty() {
+                            self.counters.events_below_level.fetch_add(1, Relaxed);
+                        }
                         continue;
                     }
                     let timestamp = line_timestamp_ms(line).unwrap_or_else(|| super::batch::millis(now));

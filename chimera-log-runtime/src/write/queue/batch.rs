@@ -434,6 +434,11 @@ impl BatchQueue {
     pub(crate) fn high_water(&self) -> usize {
         self.pool.high_water()
     }
+
+    /// The bytes of chunks held now: lines waiting in the shards or being written.
+    pub(crate) fn held(&self) -> usize {
+        self.pool.held()
+    }
 }
 
 #[cfg(test)]

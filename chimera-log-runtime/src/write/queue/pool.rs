@@ -352,6 +352,11 @@ impl Pool {
         self.lock().high_water
     }
 
+    /// The bytes of chunks held now (in shards or being written), in whole chunks.
+    pub(crate) fn held(&self) -> usize {
+        (self.total - self.lock().slots.min(self.total)) * self.chunk_bytes
+    }
+
     /// No more chunks are handed out; waiting callers return.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
