@@ -338,6 +338,59 @@ impl SinkCounters {
     }
 }
 
+/// The metrics a `log_health` line carries in CloudWatch Embedded Metric Format: each a root
+/// member of the EMF document, declared in its `_aws` metadata with its unit.
+const EMF_METRICS: [(&str, &str); 9] = [
+    ("EventsTotal", "Count"),
+    ("LinesDropped", "Count"),
+    ("WriteErrors", "Count"),
+    ("QueueHighWaterBytes", "Bytes"),
+    ("WriteLatencyP99", "Milliseconds"),
+    ("DiskFreeBytes", "Bytes"),
+    ("CloudWatchLagLines", "Count"),
+    ("AuditStoreLagRecords", "Count"),
+    ("AuditStoreDown", "Count"),
+];
+
+impl Stats {
+    /// The figures as a CloudWatch Embedded Metric Format document (namespace `chimera-log`,
+    /// dimension `LogDir`): the `_aws` metadata, the metrics as root members, then every member
+    /// of `stats()` as it serializes anyway (properties CloudWatch keeps with the event). Counts
+    /// are totals since start, as in `stats()`.
+    pub(crate) fn emf_document(&self, timestamp_ms: u64, log_dir: &str) -> serde_json::Value {
+        let sum = |figure: fn(&SinkStats) -> u64| self.sinks.iter().map(figure).sum::<u64>();
+        let values: [f64; 9] = [
+            self.events_by_level.iter().sum::<u64>() as f64,
+            sum(|sink| sink.dropped) as f64,
+            sum(|sink| sink.write_errors) as f64,
+            self.queue_high_water_bytes as f64,
+            self.write_latency.p99.as_secs_f64() * 1e3,
+            self.disk_free_bytes.unwrap_or(0) as f64,
+            self.cloudwatch.map_or(0, |cloudwatch| cloudwatch.lag_lines) as f64,
+            self.audit_store.map_or(0, |store| store.lag_records) as f64,
+            self.audit_store.map_or(0.0, |store| if store.down { 1.0 } else { 0.0 }),
+        ];
+        let metrics: Vec<serde_json::Value> =
+            EMF_METRICS.iter().map(|(name, unit)| serde_json::json!({ "Name": name, "Unit": unit })).collect();
+        let mut document = serde_json::Map::new();
+        document.insert(
+            "_aws".into(),
+            serde_json::json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{ "Namespace": "chimera-log", "Dimensions": [["LogDir"]], "Metrics": metrics }],
+            }),
+        );
+        document.insert("LogDir".into(), log_dir.into());
+        for ((name, _), value) in EMF_METRICS.iter().zip(values) {
+            document.insert((*name).into(), value.into());
+        }
+        if let Ok(serde_json::Value::Object(stats)) = serde_json::to_value(self) {
+            document.extend(stats);
+        }
+        serde_json::Value::Object(document)
+    }
+}
+
 fn as_nanos<S: serde::Serializer>(duration: &std::time::Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u128(duration.as_nanos())
 }

@@ -1235,3 +1235,40 @@ fn cloudwatch_level_ships_only_lines_at_or_above_it_and_the_file_keeps_them_all(
         common::json_lines(&dir.path().join("chimera.log")).iter().filter(|l| l["module"] == "state_engine").count();
     assert_eq!(in_file, 13, "the file keeps every line");
 }
+
+/// With `health_emf(true)`, the shipper sends a `log_health` line's context, an Embedded Metric
+/// Format document with `_aws` at its root (where CloudWatch looks for it), as the event; other
+/// lines go as written. And `stats().cloudwatch` counts the lines left out below
+/// `cloudwatch_level` and the lag in lines (zero once everything is shipped).
+#[test]
+fn a_health_line_in_embedded_metric_format_reaches_cloudwatch_as_its_document_and_the_lag_settles_at_zero() {
+    let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
+    let client = client(&runtime);
+    let group = unique("ChimeraEmf");
+    let guard = LogConfig::new(dir.path())
+        .console(false)
+        .level(chimera_log_runtime::Level::Debug)
+        .cloudwatch_level(chimera_log_runtime::Level::Info)
+        .health_interval(Duration::from_millis(1))
+        .health_emf(true)
+        .cloudwatch(cloudwatch(&group, "emf"))
+        .build()
+        .unwrap();
+    let logger = guard.logger("state_engine");
+    logger.debug("below", json!({}));
+    logger.info("first", json!({}));
+    std::thread::sleep(Duration::from_millis(2));
+    logger.info("second", json!({}));
+    assert!(guard.flush());
+    let stats = guard.stats().cloudwatch.unwrap();
+    assert_eq!(stats.events_below_level, 1, "{stats:?}");
+    assert_eq!(stats.lag_lines, 0, "everything written is shipped or left out: {stats:?}");
+    drop(guard);
+    let shipped: Vec<Value> =
+        read_stream(&client, &runtime, &group, "emf").iter().map(|(_, m)| serde_json::from_str(m).unwrap()).collect();
+    let health = shipped.iter().find(|event| event.get("_aws").is_some()).expect("the EMF document was shipped");
+    assert_eq!(health["_aws"]["CloudWatchMetrics"][0]["Namespace"], "chimera-log");
+    assert!(health["EventsTotal"].is_number(), "{health}");
+    assert!(health.get("timestamp").is_none(), "the document, not the line around it: {health}");
+    assert!(shipped.iter().any(|event| event["event"] == "second"), "other lines go as written");
+}

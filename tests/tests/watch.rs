@@ -116,3 +116,38 @@ fn the_last_windows_write_latency_is_in_stats_and_in_the_health_line() {
     assert!(last["context"]["write_latency"]["samples"].is_u64(), "{last}");
     assert!(last["context"]["disk_free_bytes"].as_u64().unwrap() > 0, "{last}");
 }
+
+/// With `health_emf(true)` the `log_health` line's context is a CloudWatch Embedded Metric
+/// Format document: `_aws` metadata declaring each metric, the metrics as root members of the
+/// context, and the members of `stats()` beside them; the line keeps the contract's shape.
+#[test]
+fn with_health_emf_the_health_lines_context_is_an_embedded_metric_format_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = config(dir.path()).health_interval(Duration::from_millis(1)).health_emf(true).build().unwrap();
+    let logger = guard.logger("m");
+    logger.info("first", json!({}));
+    std::thread::sleep(Duration::from_millis(2));
+    logger.warning("second", json!({}));
+    drop(guard);
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let raw = text.lines().find(|line| line.contains("\"log_health\"")).expect("a log_health line");
+    let ordered: common::Ordered = serde_json::from_str(raw).unwrap();
+    assert_eq!(ordered.keys(), ["timestamp", "level", "module", "event", "context"]);
+    let line: Value = serde_json::from_str(raw).unwrap();
+    let context = &line["context"];
+    let aws = &context["_aws"];
+    assert!(aws["Timestamp"].as_u64().unwrap() > 1_600_000_000_000, "milliseconds since the epoch: {aws}");
+    let directive = &aws["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "chimera-log");
+    assert_eq!(directive["Dimensions"], json!([["LogDir"]]));
+    assert!(context["LogDir"].is_string(), "the dimension's value is a root member");
+    let metrics = directive["Metrics"].as_array().unwrap();
+    assert!(metrics.len() >= 9);
+    for metric in metrics {
+        let name = metric["Name"].as_str().unwrap();
+        assert!(context[name].is_number(), "{name} is a number at the document's root: {context}");
+        assert!(["Count", "Bytes", "Milliseconds"].contains(&metric["Unit"].as_str().unwrap()), "{metric}");
+    }
+    assert_eq!(context["EventsTotal"], 2.0, "the two events before the health line (it follows the second)");
+    assert!(context["events_by_level"].is_array(), "stats() members are kept: {context}");
+}

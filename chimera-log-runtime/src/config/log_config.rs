@@ -153,6 +153,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `disk_low_warning` | room for two rotations of every file | — |
 /// | `watch_interval` | 10 s | — |
 /// | `metrics_interval` | 1 s (feature `metrics`) | — |
+/// | `health_emf` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 /// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 ///
@@ -219,6 +220,7 @@ pub struct LogConfig {
     pub(crate) disk_low: Option<u64>,
     pub(crate) watch_interval: Duration,
     pub(crate) metrics_interval: Option<Duration>,
+    pub(crate) health_emf: bool,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
     pub(crate) audit_key: Option<SecretKey>,
@@ -261,6 +263,7 @@ impl LogConfig {
             disk_low: None,
             watch_interval: Duration::from_secs(10),
             metrics_interval: Some(Duration::from_secs(1)),
+            health_emf: false,
             faults: None,
             cloudwatch: None,
             audit_key: None,
@@ -572,6 +575,19 @@ impl LogConfig {
     /// [`disk_low_warning`](Self::disk_low_warning)). 10 s by default.
     pub fn watch_interval(mut self, every: Duration) -> Self {
         self.watch_interval = every;
+        self
+    }
+
+    /// Writes the `log_health` line's context as a CloudWatch Embedded Metric Format document
+    /// (namespace `chimera-log`, dimension `LogDir`): the `_aws` metadata and the metrics
+    /// (`EventsTotal`, `LinesDropped`, `WriteErrors`, `QueueHighWaterBytes`, `WriteLatencyP99`,
+    /// `DiskFreeBytes`, `CloudWatchLagLines`, `AuditStoreLagRecords`, `AuditStoreDown`) as its
+    /// root members, then every member of `stats()`. The line keeps the contract's shape; the
+    /// CloudWatch shipper sends a `log_health` line's context as the event, so CloudWatch turns
+    /// it into metrics with no agent. Off by default; takes effect with
+    /// [`health_interval`](Self::health_interval).
+    pub fn health_emf(mut self, on: bool) -> Self {
+        self.health_emf = on;
         self
     }
 

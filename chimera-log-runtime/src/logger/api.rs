@@ -268,7 +268,13 @@ fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
 fn emit_health(dispatcher: &Arc<Dispatcher>) {
     let stats = dispatcher.stats();
     let logger = Logger::new("chimera_log", Some(Arc::clone(dispatcher)));
-    logger.info("log_health", &stats);
+    if dispatcher.health_emf() {
+        let time_ms = dispatcher.now().micros() / 1_000;
+        let log_dir = dispatcher.log_dir().to_string_lossy();
+        logger.info("log_health", &stats.emf_document(time_ms, &log_dir));
+    } else {
+        logger.info("log_health", &stats);
+    }
 }
 
 /// A logger for `module`, writing through the process-wide logging instance.

@@ -111,6 +111,8 @@ pub(crate) struct Dispatcher {
     maintenance: Maintenance,
     shutdown_timeout: Duration,
     health_interval: Option<Duration>,
+    /// Whether the `log_health` line's context is a CloudWatch Embedded Metric Format document.
+    health_emf: bool,
     /// When the next `log_health` event is due, in microseconds since the epoch.
     next_health: AtomicU64,
     /// Outputs fed from the files rather than the queues (CloudWatch).
@@ -390,6 +392,7 @@ impl Dispatcher {
             maintenance,
             shutdown_timeout: config.shutdown_timeout,
             health_interval: config.health_interval,
+            health_emf: config.health_emf,
             next_health: AtomicU64::new(first_health),
             forwarders,
             lock: Mutex::new(Some(lock)),
@@ -740,6 +743,11 @@ impl Dispatcher {
                 self.shutdown_timeout
             );
         }
+    }
+
+    /// Whether the `log_health` line's context is an EMF document.
+    pub(crate) fn health_emf(&self) -> bool {
+        self.health_emf
     }
 
     /// Whether a `log_health` event is due at `now`; `true` for exactly one caller per interval.

@@ -466,7 +466,10 @@ impl Worker {
                     }
                     let timestamp = line_timestamp_ms(line).unwrap_or_else(|| super::batch::millis(now));
                     // Counted with the batch that carries it, once acknowledged (below).
-                    self.batcher.push(timestamp, line, cursor);
+                    match emf_document(line) {
+                        Some(document) => self.batcher.push(timestamp, &document, cursor),
+                        None => self.batcher.push(timestamp, line, cursor),
+                    };
                 }
                 Ok(None) => {
                     self.at_end = true;
@@ -785,6 +788,18 @@ impl Worker {
 }
 
 /// The batch's events as the SDK sends them.
+/// A `log_health` line written with `health_emf(true)`: its context, an Embedded Metric Format
+/// document, is what CloudWatch must receive as the event to turn it into metrics (EMF wants
+/// `_aws` at the event's root).
+fn emf_document(line: &str) -> Option<String> {
+    if !line.contains("\"event\":\"log_health\"") || !line.contains("\"_aws\":") {
+        return None;
+    }
+    let parsed: serde_json::Value = serde_json::from_str(line).ok()?;
+    let context = parsed.get("context").filter(|context| context.get("_aws").is_some())?;
+    serde_json::to_string(context).ok()
+}
+
 fn input_events(batch: &Batch) -> Vec<InputLogEvent> {
     batch
         .events
