@@ -271,7 +271,7 @@ fn emit_health(dispatcher: &Arc<Dispatcher>) {
     if dispatcher.health_emf() {
         let time_ms = dispatcher.now().micros() / 1_000;
         let log_dir = dispatcher.log_dir().to_string_lossy();
-        logger.info("log_health", &stats.emf_document(time_ms, &log_dir));
+        logger.info("log_health", stats.emf_document(time_ms, &log_dir));
     } else {
         logger.info("log_health", &stats);
     }
