@@ -124,15 +124,24 @@ impl<T: LogEvent + ?Sized> LogEvent for &T {
 ///
 /// `logger` is a [`Logger`] or a reference to one; the event is any [`LogEvent`], usually a
 /// struct literal, so a missing field is a compile error at the call site. `error` is a
-/// reference to a `std::error::Error` (for a `Box<dyn Error>`, pass `&*e`).
+/// reference to an error: any `std::error::Error`, a `dyn Error`, or something that derefs to
+/// one, such as `Box<dyn Error + Send + Sync>` and `anyhow::Error` (`error = &e` for all).
+///
+/// The `exception`'s `type` is the error's type as Rust names it
+/// (`std::any::type_name`, e.g. `std::io::error::Error`, `my_crate::RpcError`). Behind a
+/// `Box<dyn Error>` or an `anyhow::Error` the concrete type is erased, and no name of it exists
+/// at run time: `type` is then what you passed (`anyhow::Error`, `Box<dyn Error + Send + Sync>`),
+/// and `message` and `causes` say what happened. Pass the concrete error to get its name.
 #[macro_export]
 macro_rules! emit {
     ($logger:expr, $event:expr $(,)?) => {
         $crate::__private::emit(&$logger, &$event)
     };
-    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {
-        $crate::__private::emit_with_error(&$logger, &$event, $error)
-    };
+    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{AttachDeref as _, AttachError as _};
+        $crate::__private::emit_attached(&$logger, &$event, (&$crate::__private::Attach($error)).__chimera_attached())
+    }};
 }
 
 /// The `LogEvent` trait alone (without the derive of the same name), for the facade crate
@@ -150,7 +159,7 @@ pub mod __private {
     pub use core::unreachable;
     pub use serde::Serialize;
 
-    use crate::{AsDynError, ContextWriter, LogEvent, Logger};
+    use crate::{ContextWriter, LogEvent, Logger};
 
     #[inline]
     pub fn write_raw(writer: &mut ContextWriter<'_>, bytes: &'static [u8]) {
@@ -193,13 +202,14 @@ pub mod __private {
         crate::logger::emit(logger, event);
     }
 
+    pub use crate::logger::{Attach, AttachDeref, AttachError, Attached};
+
     #[inline]
-    pub fn emit_with_error<L, E, X>(logger: &L, event: &E, error: &X)
+    pub fn emit_attached<L, E>(logger: &L, event: &E, error: Attached<'_>)
     where
         L: core::borrow::Borrow<Logger> + ?Sized,
         E: LogEvent + ?Sized,
-        X: AsDynError + ?Sized,
     {
-        crate::logger::emit_with_error(logger, event, error);
+        crate::logger::emit_attached(logger, event, error);
     }
 }

@@ -24,5 +24,9 @@ fn main() {
     emit!(logger, RpcFailed { provider: "quicknode" }, error = &*sendable);
     let plain: Box<dyn std::error::Error> = Box::new(std::io::Error::other("closed"));
     emit!(logger, RpcFailed { provider: "quicknode" }, error = &*plain);
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &plain);
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &sendable);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other("eof"));
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &boxed);
     by_reference(&logger, &RpcFailed { provider: "alchemy" });
 }

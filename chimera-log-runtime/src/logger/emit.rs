@@ -3,7 +3,8 @@
 
 use std::borrow::Borrow;
 
-use super::{as_dyn_error, AsDynError, Logger};
+use super::as_dyn_error::{self, Attached};
+use super::Logger;
 use crate::event::LogEvent;
 
 /// What `emit!` expands to.
@@ -15,12 +16,11 @@ where
     logger.borrow().emit_event(event, None);
 }
 
-/// What `emit!(.., error = &e)` expands to.
-pub(crate) fn emit_with_error<L, E, X>(logger: &L, event: &E, error: &X)
+/// What `emit!(.., error = &e)` expands to: the error as `as_dyn_error::Attach` read it.
+pub(crate) fn emit_attached<L, E>(logger: &L, event: &E, error: Attached<'_>)
 where
     L: Borrow<Logger> + ?Sized,
     E: LogEvent + ?Sized,
-    X: AsDynError + ?Sized,
 {
-    logger.borrow().emit_event(event, Some(as_dyn_error::exception(error)));
+    logger.borrow().emit_event(event, Some(as_dyn_error::attached(error)));
 }
