@@ -31,5 +31,5 @@ pub use api::*;
 pub use as_dyn_error::AsDynError;
 #[doc(hidden)]
 pub use as_dyn_error::{Attach, AttachDeref, AttachError, Attached};
-pub(crate) use emit::{emit, emit_attached};
+pub(crate) use emit::{emit, emit_async, emit_async_attached, emit_attached};
 pub use guard::LogGuard;
