@@ -125,7 +125,6 @@ fn emit_async_never_writes_or_syncs_the_audit_file_on_the_executors_thread() {
     let mut blocks: Vec<u64> = records(&dir).iter().map(|(_, block)| *block).collect();
     blocks.sort_unstable();
     assert_eq!(blocks, (0..500).collect::<Vec<_>>());
-    assert!(guard.stats().audit_syncs < 500, "group commit: fewer syncs than records");
 
     current_thread_runtime().block_on(async { emit!(logger, BundleSent { block_number: 500 }) });
     let io = audit_io(&faults);
