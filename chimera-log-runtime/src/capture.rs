@@ -416,6 +416,41 @@ pub(crate) fn levels_changed() {
     });
 }
 
+/// The process's global `tracing` subscriber, as far as capture is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GlobalSubscriber {
+    /// None yet: [`install`] may set up its own.
+    Absent,
+    /// The one [`install`] set up.
+    Ours,
+    /// The application's, holding a [`ChimeraLayer`]: its layer is the capture.
+    Composed,
+    /// The application's, without a [`ChimeraLayer`].
+    Foreign,
+}
+
+/// Which global subscriber the process has. Read on a thread of its own: the caller's thread may
+/// have a scoped default (`tracing::subscriber::set_default`) that hides the global one.
+pub(crate) fn global_subscriber() -> std::io::Result<GlobalSubscriber> {
+    if INSTALLED.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(GlobalSubscriber::Ours);
+    }
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new().name("chimera-log-probe".into()).spawn_scoped(scope, || {
+            tracing::dispatcher::get_default(|dispatch| {
+                if dispatch.is::<tracing::subscriber::NoSubscriber>() {
+                    GlobalSubscriber::Absent
+                } else if dispatch.is::<ChimeraLayer>() {
+                    GlobalSubscriber::Composed
+                } else {
+                    GlobalSubscriber::Foreign
+                }
+            })
+        })?;
+        Ok(reader.join().unwrap_or(GlobalSubscriber::Foreign))
+    })
+}
+
 /// Whether [`install`] set up the global subscriber.
 static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -64,6 +64,17 @@ pub enum Error {
          enable it in Cargo.toml (features = [\"cloudwatch\"]) or remove LogConfig::cloudwatch"
     )]
     CloudWatchUnavailable,
+    /// `LogConfig::capture` is on (the default), but the process has a global `tracing`
+    /// subscriber already, and it holds no `ChimeraLayer`: what the rest of the program logs
+    /// through `tracing` and `log` would miss `chimera.log`. A global subscriber cannot be
+    /// replaced, so the application decides: compose, or start without capture.
+    #[error(
+        "a global tracing subscriber is installed already and it has no ChimeraLayer, so events logged \
+         through tracing and log cannot reach chimera.log: add chimera_log::ChimeraLayer to your subscriber \
+         (tracing_subscriber::registry().with(ChimeraLayer::new()).with(fmt::layer()).init()), or set \
+         LogConfig::capture(false) (CHIMERA_LOG_CAPTURE=false) to start without capture"
+    )]
+    SubscriberInstalled,
     /// `init_logging` was called while the guard of an earlier call is still alive.
     #[error("logging is already initialized: drop the first LogGuard before calling init_logging again")]
     AlreadyInitialized,

@@ -18,8 +18,17 @@ use crate::write::dispatch::Dispatcher;
 /// chaining the previous hook) that logs a CRITICAL `panic` event through the process-wide
 /// instance and flushes before the previous hook runs.
 ///
+/// Capture of `tracing` and `log` ([`LogConfig::capture`], on by default) needs the process's
+/// global `tracing` subscriber: with none yet, `init_logging` installs its own; with the
+/// application's, that one must hold a [`ChimeraLayer`](crate::ChimeraLayer) (it is then the
+/// capture), else the start is refused with [`Error::SubscriberInstalled`]. Installing a global
+/// subscriber of your own *after* `init_logging` fails as `tracing` always does when one is set
+/// (`try_init` returns an error, `init` panics): install yours first, or start with
+/// `capture(false)` and add the layer to yours, in either order.
+///
 /// Errors: a setting that cannot be used (named in the error), a log directory that cannot be
-/// created or a file that cannot be opened (path and OS reason), or logging already initialized.
+/// created or a file that cannot be opened (path and OS reason), a global `tracing` subscriber
+/// without `ChimeraLayer` while capture is on, or logging already initialized.
 pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     let panic_hook = config.panic_hook;
     let capture = config.capture;
@@ -27,6 +36,20 @@ pub fn init_logging(config: LogConfig) -> Result<LogGuard, Error> {
     if is_installed() {
         return Err(Error::AlreadyInitialized);
     }
+    // Refused before anything is opened: a subscriber of the application's without the layer
+    // would let its dependencies' events miss the files, and it cannot be replaced.
+    #[cfg(feature = "tracing")]
+    let capture = if capture {
+        use crate::capture::GlobalSubscriber;
+        match crate::capture::global_subscriber().map_err(|source| Error::Thread { source })? {
+            GlobalSubscriber::Foreign => return Err(Error::SubscriberInstalled),
+            // The application's subscriber holds the layer: it is the capture.
+            GlobalSubscriber::Composed => false,
+            GlobalSubscriber::Absent | GlobalSubscriber::Ours => true,
+        }
+    } else {
+        false
+    };
     let dispatcher = Arc::new(Dispatcher::start(config)?);
     dispatcher.start_publishing();
     if !replace_global(None, Some(Arc::clone(&dispatcher))) {
@@ -55,10 +78,12 @@ fn install_capture() {
             // Callsites cache whether they are enabled: asked again whenever a logger starts
             // or stops (its levels decide, and without one only warnings count).
             crate::logger::global::on_change(crate::capture::levels_changed);
+            // `init_logging` found no subscriber of the application's: one installed since then
+            // (by another thread) is left alone, and the application is told.
             if !crate::capture::install() {
                 diag!(
-                    "chimera-log: a global tracing subscriber is installed already: events logged through \
-                     tracing and log are not captured; add chimera_log::ChimeraLayer to your subscriber, or \
+                    "chimera-log: a global tracing subscriber was installed while logging started: events logged \
+                     through tracing and log are not captured; add chimera_log::ChimeraLayer to your subscriber, or \
                      set LogConfig::capture(false) to silence this"
                 );
             }

@@ -110,6 +110,7 @@ pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, AsDynError, LogGuard, Logger};
 pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats, WriteLatencyStats};
 pub use store::AuditStore;
+pub use write::completion::Emitted;
 
 impl<T: LogEvent + ?Sized> LogEvent for &T {
     const NAME: &'static str = T::NAME;
@@ -126,15 +127,83 @@ impl<T: LogEvent + ?Sized> LogEvent for &T {
 ///
 /// `logger` is a [`Logger`] or a reference to one; the event is any [`LogEvent`], usually a
 /// struct literal, so a missing field is a compile error at the call site. `error` is a
-/// reference to a `std::error::Error` (for a `Box<dyn Error>`, pass `&*e`).
+/// reference to an error: any `std::error::Error`, a `dyn Error`, or something that derefs to
+/// one, such as `Box<dyn Error + Send + Sync>` and `anyhow::Error` (`error = &e` for all).
+///
+/// The `exception`'s `type` is the error's type as Rust names it
+/// (`std::any::type_name`, e.g. `std::io::error::Error`, `my_crate::RpcError`). Behind a
+/// `Box<dyn Error>` or an `anyhow::Error` the concrete type is erased, and no name of it exists
+/// at run time: `type` is then what you passed (`anyhow::Error`, `Box<dyn Error + Send + Sync>`),
+/// and `message` and `causes` say what happened. Pass the concrete error to get its name.
 #[macro_export]
 macro_rules! emit {
     ($logger:expr, $event:expr $(,)?) => {
         $crate::__private::emit(&$logger, &$event)
     };
-    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {
-        $crate::__private::emit_with_error(&$logger, &$event, $error)
+    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{AttachDeref as _, AttachError as _};
+        $crate::__private::emit_attached(&$logger, &$event, (&$crate::__private::Attach($error)).__chimera_attached())
+    }};
+}
+
+/// Emits a typed event from async code: `emit_async!(logger, Event { .. }).await`, or with an
+/// error attached, `emit_async!(logger, Event { .. }, error = &e).await` (the forms of
+/// [`emit!`]).
+///
+/// The event is emitted when the macro runs; the returned [`Emitted`] future resolves once it is
+/// where `emit!` would have left it, without the calling thread waiting on a disk:
+///
+/// - an audit event (`#[log(audit)]`) is sealed into the audit chain and written by the audit
+///   thread, and synced with group commit (unless `AuditDurability::OsBuffer`): when the future
+///   resolves, the record is in `executions.log` and durable, as when `emit!` returns;
+/// - any other event is queued for its sinks exactly as `emit!` queues it, and the future is
+///   resolved already.
+///
+/// A tokio worker that calls `emit!` for an audit event waits for the write and the `fdatasync`
+/// (typically a millisecond or two, tens of milliseconds at the tail), and so does every task on
+/// that worker; `emit_async!` does not. Order: one thread's records are sealed in the order it
+/// emitted them, with `emit!` and `emit_async!` mixed (an `emit!` after an `emit_async!` whose
+/// record is not written yet hands its record to the same thread, behind it). A task that moves
+/// between threads keeps its order by awaiting each `emit_async!` before its next emit.
+///
+/// ```
+/// use chimera_log_runtime::{emit_async, get_logger, init_logging, LogConfig, LogEvent};
+///
+/// #[derive(LogEvent)]
+/// #[log(audit)]
+/// struct BundleSent<'a> {
+///     block_number: u64,
+///     tx_hash: &'a str,
+/// }
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let guard = init_logging(LogConfig::new(dir.path()).console(false).capture(false))?;
+/// let logger = get_logger("executor");
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// runtime.block_on(async {
+///     emit_async!(logger, BundleSent { block_number: 42, tx_hash: "0xab" }).await;
+///     // durable in executions.log here; the runtime's thread never waited on the disk
+/// });
+/// # let audit = std::fs::read_to_string(dir.path().join("executions.log")).unwrap();
+/// # assert!(audit.contains(r#""event":"bundle_sent""#));
+/// # drop(guard);
+/// # Ok::<(), chimera_log_runtime::Error>(())
+/// ```
+#[macro_export]
+macro_rules! emit_async {
+    ($logger:expr, $event:expr $(,)?) => {
+        $crate::__private::emit_async(&$logger, &$event)
     };
+    ($logger:expr, $event:expr, error = $error:expr $(,)?) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{AttachDeref as _, AttachError as _};
+        $crate::__private::emit_async_attached(
+            &$logger,
+            &$event,
+            (&$crate::__private::Attach($error)).__chimera_attached(),
+        )
+    }};
 }
 
 /// The `LogEvent` trait alone (without the derive of the same name), for the facade crate
@@ -152,7 +221,7 @@ pub mod __private {
     pub use core::unreachable;
     pub use serde::Serialize;
 
-    use crate::{AsDynError, ContextWriter, LogEvent, Logger};
+    use crate::{ContextWriter, LogEvent, Logger};
 
     #[inline]
     pub fn write_raw(writer: &mut ContextWriter<'_>, bytes: &'static [u8]) {
@@ -195,13 +264,32 @@ pub mod __private {
         crate::logger::emit(logger, event);
     }
 
+    pub use crate::logger::{Attach, AttachDeref, AttachError, Attached};
+
     #[inline]
-    pub fn emit_with_error<L, E, X>(logger: &L, event: &E, error: &X)
+    pub fn emit_async<L, E>(logger: &L, event: &E) -> crate::Emitted
     where
         L: core::borrow::Borrow<Logger> + ?Sized,
         E: LogEvent + ?Sized,
-        X: AsDynError + ?Sized,
     {
-        crate::logger::emit_with_error(logger, event, error);
+        crate::logger::emit_async(logger, event)
+    }
+
+    #[inline]
+    pub fn emit_async_attached<L, E>(logger: &L, event: &E, error: Attached<'_>) -> crate::Emitted
+    where
+        L: core::borrow::Borrow<Logger> + ?Sized,
+        E: LogEvent + ?Sized,
+    {
+        crate::logger::emit_async_attached(logger, event, error)
+    }
+
+    #[inline]
+    pub fn emit_attached<L, E>(logger: &L, event: &E, error: Attached<'_>)
+    where
+        L: core::borrow::Borrow<Logger> + ?Sized,
+        E: LogEvent + ?Sized,
+    {
+        crate::logger::emit_attached(logger, event, error);
     }
 }

@@ -14,6 +14,19 @@ pub struct FaultInjector {
     held: Condvar,
     /// Writes panic: to every file (`Some(None)`) or to the one named.
     panic: Mutex<Option<Option<String>>>,
+    /// The threads that wrote to or synced a file, in order, once asked to record them: see
+    /// [`io_threads`](Self::io_threads).
+    io_threads: Mutex<Option<Vec<(String, Io, std::thread::ThreadId)>>>,
+}
+
+/// What a thread did to a file, as [`FaultInjector::io_threads`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Io {
+    /// A `write` (each attempt, whole or partial).
+    Write,
+    /// An `fdatasync` of the audit file (group commit).
+    Sync,
 }
 
 #[derive(Debug, Default)]
@@ -82,8 +95,32 @@ impl FaultInjector {
         let _held = self.held.wait_while(hold, |hold| hold.waiting == 0).unwrap_or_else(|e| e.into_inner());
     }
 
+    /// From now on, records each write to a file and each sync of the audit file, with the
+    /// file's name and the thread that did it (see [`io_threads`](Self::io_threads)).
+    pub fn record_io_threads(&self) {
+        self.io_threads.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new);
+    }
+
+    /// The writes and syncs recorded since [`record_io_threads`](Self::record_io_threads), in
+    /// order: which threads waited on the disk.
+    pub fn io_threads(&self) -> Vec<(String, Io, std::thread::ThreadId)> {
+        self.io_threads.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()
+    }
+
+    fn record(&self, name: &str, io: Io) {
+        if let Some(recorded) = self.io_threads.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            recorded.push((name.to_owned(), io, std::thread::current().id()));
+        }
+    }
+
+    /// The audit file `name` is about to be synced, on this thread.
+    pub(crate) fn syncing(&self, name: &str) {
+        self.record(name, Io::Sync);
+    }
+
     /// How many of `len` bytes the next write to the file `name` may write, or the injected error.
     pub(crate) fn allow(&self, name: &str, len: usize) -> io::Result<usize> {
+        self.record(name, Io::Write);
         let panics = match &*self.panic.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(only) => only.as_ref().is_none_or(|only| only == name),
             None => false,

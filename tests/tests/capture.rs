@@ -109,24 +109,140 @@ fn chimera_layer_composes_with_env_filter_and_per_module_levels_apply_to_capture
     assert_eq!(events, ["kept", "noisy_error_kept"]);
 }
 
+/// The application's own `fmt` layer, writing into `theirs.txt` beside the logs.
+fn their_fmt_layer<S>(dir: &Path) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let file = std::fs::File::create(dir.join("theirs.txt")).unwrap();
+    tracing_subscriber::fmt::layer().with_writer(std::sync::Mutex::new(file))
+}
+
+fn theirs(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("theirs.txt")).unwrap()
+}
+
+fn events(dir: &Path) -> Vec<String> {
+    lines(dir).iter().map(|l| l["event"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Order: the application's subscriber, then `init_logging`. Without `ChimeraLayer` in it, what
+/// the dependencies log could never reach `chimera.log`: the start is refused, with what to do,
+/// before anything is created; with `capture(false)` it starts and leaves the subscriber alone.
 #[test]
-fn an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_alone() {
+fn a_subscriber_without_chimera_layer_installed_first_is_an_error_saying_what_to_do_and_capture_off_starts() {
     if let Some(dir) = child_dir() {
-        let theirs = tracing_subscriber::registry();
-        tracing::subscriber::set_global_default(theirs).unwrap();
-        let guard = init_logging(config(&dir)).unwrap();
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry().with(their_fmt_layer(&dir)).init();
+        let error = init_logging(config(&dir)).expect_err("refused");
+        assert!(matches!(error, chimera_log_runtime::Error::SubscriberInstalled), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("ChimeraLayer") && text.contains("capture(false)"), "{text}");
+        assert!(!dir.join("chimera.log").exists() && !dir.join("executions.log").exists(), "nothing is created");
+        let guard = init_logging(config(&dir).capture(false)).unwrap();
         tracing::warn!("their_event");
         assert!(guard.flush());
-        drop(guard);
-        let guard = init_logging(config(&dir)).unwrap(); // a second start says nothing more
-        drop(guard);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = in_child(
+        "a_subscriber_without_chimera_layer_installed_first_is_an_error_saying_what_to_do_and_capture_off_starts",
+        dir.path(),
+    );
+    assert!(!stderr.contains("chimera-log:"), "nothing to tell: {stderr}");
+    assert!(theirs(dir.path()).contains("their_event"));
+    assert!(!events(dir.path()).contains(&"their_event".to_owned()));
+}
+
+/// Order: the application's subscriber holding `ChimeraLayer` beside its `fmt` layer, then
+/// `init_logging` with capture on (the default): that subscriber is the capture, nothing is said,
+/// and every event, `log` records too, reaches both `chimera.log` and the `fmt` output.
+#[test]
+fn a_subscriber_with_chimera_layer_installed_first_is_the_capture_and_both_outputs_get_each_event() {
+    if let Some(dir) = child_dir() {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(chimera_log_runtime::ChimeraLayer::new())
+            .with(their_fmt_layer(&dir))
+            .init();
+        let guard = init_logging(config(&dir)).unwrap();
+        tracing::warn!(target: "hyper::client", "dependency_event");
+        log::warn!(target: "reqwest::connect", "log_record");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = in_child(
+        "a_subscriber_with_chimera_layer_installed_first_is_the_capture_and_both_outputs_get_each_event",
+        dir.path(),
+    );
+    assert!(!stderr.contains("chimera-log:"), "nothing to tell: {stderr}");
+    assert_eq!(events(dir.path()), ["dependency_event", "log_record"]);
+    let theirs = theirs(dir.path());
+    assert!(theirs.contains("dependency_event") && theirs.contains("log_record"), "{theirs}");
+}
+
+/// A scoped default on the caller's thread (`set_default`, `with_default`) is not the global
+/// subscriber: starting inside one installs the capture, which then sees the events outside it.
+#[test]
+fn a_scoped_subscriber_on_the_callers_thread_is_not_taken_for_a_global_one() {
+    if let Some(dir) = child_dir() {
+        let guard = tracing::subscriber::with_default(tracing_subscriber::registry(), || init_logging(config(&dir)))
+            .expect("no global subscriber: the start installs the capture");
+        tracing::warn!("captured_outside_the_scope");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("a_scoped_subscriber_on_the_callers_thread_is_not_taken_for_a_global_one", dir.path());
+    assert_eq!(events(dir.path()), ["captured_outside_the_scope"]);
+}
+
+/// Order: `init_logging` with capture on, then the application's subscriber. A global subscriber
+/// can be set once per process: `tracing`'s `try_init` says so (its `init` panics), never
+/// chimera-log, and the capture goes on.
+#[test]
+fn a_subscriber_installed_after_init_logging_with_capture_on_is_refused_by_tracing_and_capture_goes_on() {
+    if let Some(dir) = child_dir() {
+        use tracing_subscriber::prelude::*;
+        let guard = init_logging(config(&dir)).unwrap();
+        assert!(tracing_subscriber::registry().with(their_fmt_layer(&dir)).try_init().is_err());
+        tracing::warn!(target: "hyper::client", "dependency_event");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child(
+        "a_subscriber_installed_after_init_logging_with_capture_on_is_refused_by_tracing_and_capture_goes_on",
+        dir.path(),
+    );
+    assert_eq!(events(dir.path()), ["dependency_event"]);
+    assert!(theirs(dir.path()).is_empty());
+}
+
+/// Order: `init_logging` with `capture(false)`, then the application's subscriber holding
+/// `ChimeraLayer` beside its `fmt` layer (the composition the README shows, in this order).
+#[test]
+fn with_capture_off_chimera_layer_composes_into_a_subscriber_installed_after_init_logging() {
+    if let Some(dir) = child_dir() {
+        use tracing_subscriber::prelude::*;
+        let guard = init_logging(config(&dir).capture(false)).unwrap();
+        tracing_subscriber::registry()
+            .with(chimera_log_runtime::ChimeraLayer::new())
+            .with(their_fmt_layer(&dir))
+            .init();
+        tracing::warn!(target: "hyper::client", "dependency_event");
+        log::warn!(target: "reqwest::connect", "log_record");
+        assert!(guard.flush());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let stderr =
-        in_child("an_application_that_installed_its_own_subscriber_first_is_told_once_and_left_alone", dir.path());
-    assert_eq!(stderr.matches("a global tracing subscriber is installed already").count(), 1, "{stderr}");
-    assert!(lines(dir.path()).iter().all(|l| l["event"] != "their_event"));
+        in_child("with_capture_off_chimera_layer_composes_into_a_subscriber_installed_after_init_logging", dir.path());
+    assert!(!stderr.contains("chimera-log:"), "nothing to tell: {stderr}");
+    assert_eq!(events(dir.path()), ["dependency_event", "log_record"]);
+    let theirs = theirs(dir.path());
+    assert!(theirs.contains("dependency_event") && theirs.contains("log_record"), "{theirs}");
 }
 
 /// The system clock, which also logs through `tracing` when a thread other than `caller` reads

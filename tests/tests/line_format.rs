@@ -211,6 +211,68 @@ fn error_attached_to_an_event_is_written_as_exception_with_its_causes() {
     assert_eq!(second["exception"]["causes"].as_array().unwrap().len(), 2);
 }
 
+fn outer_error() -> Outer {
+    Outer(Middle(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))
+}
+
+/// `error = &e` takes a concrete error, a `dyn Error`, a `Box<dyn Error (+ Send (+ Sync))>` and
+/// an `anyhow::Error` alike. `type` is the concrete type where Rust knows it; where it is erased,
+/// the type that was passed, spelt without the standard library's paths — never
+/// `dyn core::error::Error + …`. The message and causes are the error's whatever the form.
+#[test]
+fn error_takes_concrete_boxed_and_anyhow_errors_and_type_names_the_concrete_type_where_known() {
+    use anyhow::Context;
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let dir = tempfile::tempdir().unwrap();
+    let guard = start(&dir);
+    let logger = guard.logger("rpc");
+    let event = RpcFailed { provider: "quicknode" };
+    let concrete = outer_error();
+    emit!(logger, event, error = &concrete);
+    let boxed: BoxError = Box::new(outer_error());
+    emit!(logger, event, error = &boxed);
+    emit!(logger, event, error = &*boxed);
+    let sendable: Box<dyn std::error::Error + Send> = Box::new(outer_error());
+    emit!(logger, event, error = &sendable);
+    let plain: Box<dyn std::error::Error> = Box::new(outer_error());
+    emit!(logger, event, error = &plain);
+    let boxed_concrete: Box<Outer> = Box::new(outer_error());
+    emit!(logger, event, error = &boxed_concrete);
+    let from_question_mark: anyhow::Error = outer_error().into();
+    emit!(logger, event, error = &from_question_mark);
+    let with_context = Err::<(), _>(outer_error()).context("reading the position").unwrap_err();
+    emit!(logger, event, error = &with_context);
+    drop(guard);
+    let exceptions: Vec<Value> =
+        json_lines(&dir.path().join("chimera.log")).iter().map(|l| l["exception"].clone()).collect();
+    let types: Vec<&str> = exceptions.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "line_format::Outer",
+            "Box<dyn Error + Send + Sync>",
+            "dyn Error + Send + Sync",
+            "Box<dyn Error + Send>",
+            "Box<dyn Error>",
+            "Box<line_format::Outer>",
+            "anyhow::Error",
+            "anyhow::Error",
+        ]
+    );
+    let whole = json!({
+        "message": "fetching position failed",
+        "causes": ["rpc call \"eth_call\" failed", "timed out"],
+    });
+    for exception in &exceptions[..7] {
+        assert_eq!((&exception["message"], &exception["causes"]), (&whole["message"], &whole["causes"]), "{exception}");
+    }
+    assert_eq!(exceptions[7]["message"], "reading the position");
+    assert_eq!(
+        exceptions[7]["causes"],
+        json!(["fetching position failed", "rpc call \"eth_call\" failed", "timed out"])
+    );
+}
+
 #[allow(dead_code)] // never written by the logger: that is the point
 struct Secret(String);
 

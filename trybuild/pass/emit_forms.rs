@@ -1,6 +1,6 @@
 #![deny(warnings)]
 
-use chimera_log_runtime::{emit, get_logger, Logger, LogEvent};
+use chimera_log_runtime::{emit, emit_async, get_logger, Emitted, Logger, LogEvent};
 
 #[derive(LogEvent)]
 #[log(level = "error", route = "rpc")]
@@ -24,5 +24,13 @@ fn main() {
     emit!(logger, RpcFailed { provider: "quicknode" }, error = &*sendable);
     let plain: Box<dyn std::error::Error> = Box::new(std::io::Error::other("closed"));
     emit!(logger, RpcFailed { provider: "quicknode" }, error = &*plain);
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &plain);
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &sendable);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other("eof"));
+    emit!(logger, RpcFailed { provider: "quicknode" }, error = &boxed);
     by_reference(&logger, &RpcFailed { provider: "alchemy" });
+    let emitted: Emitted = emit_async!(logger, RpcFailed { provider: "quicknode" });
+    drop(emitted);
+    drop(emit_async!(&logger, RpcFailed { provider: "quicknode" }, error = &boxed,));
+    drop(emit_async!(logger, RpcFailed { provider: "quicknode" }, error = &*plain));
 }

@@ -240,6 +240,14 @@ impl AuditWriter {
     /// `Err(())` if the writer is closed; `Ok(Some(_))` when the chain head is due to be recorded
     /// in the general log (the file rotated, or the checkpoint interval passed).
     pub(crate) fn write(&self, line: &[u8], now: SystemTime) -> Result<Option<Checkpoint>, ()> {
+        let (written, checkpoint) = self.write_unsynced(line, now)?;
+        self.make_durable(written);
+        Ok(checkpoint)
+    }
+
+    /// [`write`](Self::write) without the sync: the record is in the file; it is durable once
+    /// [`make_durable`](Self::make_durable) is called with the returned number (or a later one).
+    pub(crate) fn write_unsynced(&self, line: &[u8], now: SystemTime) -> Result<(u64, Option<Checkpoint>), ()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(());
         }
@@ -286,19 +294,27 @@ impl AuditWriter {
             });
             (inner.written, checkpoint)
         };
+        Ok((seq, checkpoint))
+    }
+
+    /// With `AuditDurability::Sync`, returns once every record up to the `written`-th is synced
+    /// (group commit: one sync covers every record written before it began).
+    pub(crate) fn make_durable(&self, written: u64) {
         if self.durability == AuditDurability::Sync {
-            let synced = self.commit.wait_synced(seq, || {
-                let (target, file) = {
+            let synced = self.commit.wait_synced(written, || {
+                let (target, file, faults) = {
                     let inner = self.lock();
-                    (inner.written, inner.sink.current_file())
+                    (inner.written, inner.sink.current_file(), inner.sink.faults())
                 };
+                if let Some(faults) = faults {
+                    faults.syncing(crate::dir::layout::AUDIT_FILE);
+                }
                 (target, file.map_or(Ok(()), |file: Arc<File>| file.sync_data()))
             });
             if let Err(error) = synced {
                 self.report(&error);
             }
         }
-        Ok(checkpoint)
     }
 
     /// Writes out anything a fault held back (a fault still there is reported and counted as

@@ -515,9 +515,11 @@ impl LogConfig {
 
     /// Whether [`init_logging`](crate::init_logging) captures what the rest of the program logs
     /// through `tracing` and `log` (feature `tracing`, on by default): it installs a global
-    /// `tracing` subscriber with [`ChimeraLayer`](crate::ChimeraLayer) and the `log` bridge,
-    /// unless the application installed a subscriber already (then it says so once on stderr and
-    /// leaves it alone: add `ChimeraLayer` to yours). Without the feature it does nothing.
+    /// `tracing` subscriber with [`ChimeraLayer`](crate::ChimeraLayer) and the `log` bridge.
+    /// When the application installed a global subscriber first, that subscriber is the capture
+    /// if it holds a `ChimeraLayer`; if it does not, `init_logging` returns
+    /// [`Error::SubscriberInstalled`](crate::Error::SubscriberInstalled) (add the layer, or set
+    /// `capture(false)`). Without the feature it does nothing.
     pub fn capture(mut self, on: bool) -> Self {
         self.capture = on;
         self

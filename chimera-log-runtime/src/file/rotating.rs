@@ -493,6 +493,11 @@ impl FileSink {
     }
 
     /// The open file, for a sync outside the sink's lock.
+    /// The fault injector of a test, if one was given.
+    pub(crate) fn faults(&self) -> Option<Arc<FaultInjector>> {
+        self.faults.clone()
+    }
+
     pub(crate) fn current_file(&self) -> Option<Arc<File>> {
         self.current.as_ref().map(|current| Arc::clone(&current.file))
     }

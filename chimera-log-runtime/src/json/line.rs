@@ -4,6 +4,7 @@
 //! This module fixes the order and names of the envelope's keys; the context object is written
 //! by the caller's closure (see `context`).
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 
@@ -119,11 +120,34 @@ impl fmt::Debug for Exception<'_> {
     }
 }
 
+/// A type name as `std::any::type_name` gives it, with the standard library's paths that only
+/// make an erased error's name long taken out: `Box<dyn Error + Send + Sync>`, not
+/// `alloc::boxed::Box<dyn core::error::Error + core::marker::Send + core::marker::Sync>`.
+/// Concrete types keep their full path.
+fn readable_type_name(name: &str) -> Cow<'_, str> {
+    const SHORTER: [(&str, &str); 6] = [
+        ("alloc::boxed::Box<", "Box<"),
+        ("alloc::sync::Arc<", "Arc<"),
+        ("alloc::rc::Rc<", "Rc<"),
+        ("dyn core::error::Error", "dyn Error"),
+        ("core::marker::Send", "Send"),
+        ("core::marker::Sync", "Sync"),
+    ];
+    if !SHORTER.iter().any(|(long, _)| name.contains(long)) {
+        return Cow::Borrowed(name);
+    }
+    let mut name = name.to_owned();
+    for (long, short) in SHORTER {
+        name = name.replace(long, short);
+    }
+    Cow::Owned(name)
+}
+
 /// Appends `{"type":"…","message":"…","causes":["…", …]}`: the message is the error's
 /// `Display`, the causes its `source()` chain, outermost first.
 fn write_exception(buf: &mut Vec<u8>, exception: Exception<'_>) {
     buf.extend_from_slice(b"{\"type\":");
-    quoted_into(buf, exception.type_name);
+    quoted_into(buf, &readable_type_name(exception.type_name));
     buf.extend_from_slice(b",\"message\":");
     write_display_string(buf, exception.error);
     buf.extend_from_slice(b",\"causes\":[");

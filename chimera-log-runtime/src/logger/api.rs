@@ -14,7 +14,8 @@ use crate::event::{Level, LogEvent, Routes};
 use crate::json::{self, ContextWriter, Envelope, EventName, Exception};
 use crate::levels::Threshold;
 use crate::stats::Stats;
-use crate::write::dispatch::Dispatcher;
+use crate::write::completion::Emitted;
+use crate::write::dispatch::{Destinations, Dispatcher};
 
 /// Runs `f` with the process-wide instance, if any (for the `tracing` layer).
 #[cfg(feature = "tracing")]
@@ -106,6 +107,38 @@ impl Logger {
         exception: Option<Exception<'_>>,
         write_context: impl FnOnce(&mut Vec<u8>),
     ) {
+        self.log_line_through(level, routes, event, exception, write_context, |dispatcher, destinations, line| {
+            dispatcher.dispatch(level, destinations, line);
+        });
+    }
+
+    /// [`log_line`](Self::log_line) for `emit_async!`: the future resolves once the event is
+    /// where `log_line` would have left it.
+    pub(super) fn log_line_async(
+        &self,
+        level: Level,
+        routes: Routes,
+        event: EventName<'_>,
+        exception: Option<Exception<'_>>,
+        write_context: impl FnOnce(&mut Vec<u8>),
+    ) -> Emitted {
+        self.log_line_through(level, routes, event, exception, write_context, |dispatcher, destinations, line| {
+            dispatcher.dispatch_async(level, destinations, line)
+        })
+        .unwrap_or_else(Emitted::ready)
+    }
+
+    /// Encodes one event and hands it to `send` with its destinations, or writes it to stderr
+    /// when there is no instance (`None` then, and when no sink takes it).
+    fn log_line_through<R>(
+        &self,
+        level: Level,
+        routes: Routes,
+        event: EventName<'_>,
+        exception: Option<Exception<'_>>,
+        write_context: impl FnOnce(&mut Vec<u8>),
+        send: impl FnOnce(&Arc<Dispatcher>, Destinations, &[u8]) -> R,
+    ) -> Option<R> {
         let envelope = |time| Envelope {
             time,
             level,
@@ -117,11 +150,10 @@ impl Logger {
         };
         self.with_dispatcher(|dispatcher| match dispatcher {
             Some(dispatcher) => {
-                let Some(destinations) = dispatcher.destinations(level, routes, self.module_level(dispatcher)) else {
-                    return;
-                };
+                let destinations = dispatcher.destinations(level, routes, self.module_level(dispatcher))?;
                 let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
                 let time = dispatcher.now();
+                let mut sent = None;
                 with_line_buffer(|buf| {
                     #[cfg(feature = "tracing")]
                     if dispatcher.span_context() && crate::spans::in_span() {
@@ -137,7 +169,7 @@ impl Logger {
                         }
                     }
                     json::encode_line(buf, envelope(time), write_context);
-                    dispatcher.dispatch(level, destinations, buf);
+                    sent = Some(send(dispatcher, destinations, buf));
                 });
                 if let Some(started) = started {
                     dispatcher.record_latency(started.elapsed());
@@ -145,18 +177,20 @@ impl Logger {
                 if dispatcher.health_due(time) {
                     emit_health(dispatcher);
                 }
+                sent
             }
             None => {
                 super::global::EVENTS_WITHOUT_LOGGER.fetch_add(1, Relaxed);
                 if level < Level::Warning && !routes.is_audit() {
-                    return;
+                    return None;
                 }
                 with_line_buffer(|buf| {
                     json::encode_line(buf, envelope(json::UnixTime::now()), write_context);
                     let _ = std::io::stderr().lock().write_all(buf);
                 });
+                None
             }
-        });
+        })
     }
 
     pub(crate) fn emit_event<E: LogEvent + ?Sized>(&self, event: &E, exception: Option<Exception<'_>>) {
@@ -165,6 +199,18 @@ impl Logger {
             event.write_context(&mut writer);
             writer.finish();
         });
+    }
+
+    pub(crate) fn emit_event_async<E: LogEvent + ?Sized>(
+        &self,
+        event: &E,
+        exception: Option<Exception<'_>>,
+    ) -> Emitted {
+        self.log_line_async(E::LEVEL, E::ROUTES, const { EventName::checked(E::NAME) }, exception, |buf| {
+            let mut writer = ContextWriter::open(buf);
+            event.write_context(&mut writer);
+            writer.finish();
+        })
     }
 
     /// Logs an ad-hoc event (no type): `context` is any `Serialize` value, normally an object such

@@ -54,3 +54,53 @@ impl AsDynError for dyn StdError + Send + Sync + '_ {
 pub(super) fn exception<X: AsDynError + ?Sized>(error: &X) -> Exception<'_> {
     Exception { type_name: std::any::type_name::<X>(), error: error.as_dyn_error() }
 }
+
+/// What `emit!(.., error = $error)` wraps `$error` (a reference) in, to pick by method resolution
+/// how the error is read: [`AttachError`] when it is an error itself (its type names the
+/// `exception`), else [`AttachDeref`] when it points at one (`Box<dyn Error + Send + Sync>`,
+/// `anyhow::Error`: the type is erased there, so the pointer's type is named). The two are
+/// separate traits on `Attach` and `&Attach`, so they never overlap and the first step of
+/// method resolution that finds one wins (autoref specialization).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Attach<'a, X: ?Sized>(pub &'a X);
+
+/// An error's type name and the error, as `emit!` hands them to the logger.
+#[doc(hidden)]
+pub type Attached<'a> = (&'static str, &'a (dyn StdError + 'a));
+
+/// `emit!(.., error = &e)` with `e` an error: any `std::error::Error` or a `dyn Error`.
+#[doc(hidden)]
+pub trait AttachError<'a> {
+    fn __chimera_attached(&self) -> Attached<'a>;
+}
+
+impl<'a, X: AsDynError + ?Sized> AttachError<'a> for Attach<'a, X> {
+    fn __chimera_attached(&self) -> Attached<'a> {
+        (std::any::type_name::<X>(), self.0.as_dyn_error())
+    }
+}
+
+/// `emit!(.., error = &e)` with `e` pointing at an error without being one: a
+/// `Box<dyn Error + Send + Sync>` (std implements `Error` for `Box<T>` with `T` sized only), an
+/// `anyhow::Error` (which derefs to `dyn Error + Send + Sync`).
+#[doc(hidden)]
+pub trait AttachDeref<'a> {
+    fn __chimera_attached(&self) -> Attached<'a>;
+}
+
+impl<'a, D> AttachDeref<'a> for &Attach<'a, D>
+where
+    D: std::ops::Deref + ?Sized,
+    D::Target: AsDynError,
+{
+    fn __chimera_attached(&self) -> Attached<'a> {
+        let error: &'a D = self.0;
+        (std::any::type_name::<D>(), (**error).as_dyn_error())
+    }
+}
+
+/// An attached error's `exception`.
+pub(crate) fn attached((type_name, error): Attached<'_>) -> Exception<'_> {
+    Exception { type_name, error }
+}

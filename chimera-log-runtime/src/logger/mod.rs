@@ -29,5 +29,7 @@ pub(crate) mod panic;
 
 pub use api::*;
 pub use as_dyn_error::AsDynError;
-pub(crate) use emit::{emit, emit_with_error};
+#[doc(hidden)]
+pub use as_dyn_error::{Attach, AttachDeref, AttachError, Attached};
+pub(crate) use emit::{emit, emit_async, emit_async_attached, emit_attached};
 pub use guard::LogGuard;

@@ -5,7 +5,8 @@
 //!   up the files;
 //! - `chimera.log` and the route files share one queue and one writer thread;
 //! - `executions.log` is written through on the caller's thread and synced with group commit
-//!   (`audit.rs`), so an audit line is in the file when `emit!` returns;
+//!   (`audit.rs`), so an audit line is in the file when `emit!` returns; for `emit_async!`, on
+//!   the audit thread (`completion.rs`), a batch at a time, the caller told by a future;
 //! - forwarders (CloudWatch) follow the files from their own cursors (`forward.rs`).
 //!
 //! A full queue drops the line for that sink only, counts it, and its writer later logs one
@@ -15,7 +16,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 pub(crate) use super::latency::sample_this_emit;
@@ -41,6 +42,7 @@ use crate::json::UnixTime;
 use crate::levels::{LiveLevels, Threshold};
 use crate::stats::{Counters, LatencyStats, SinkCounters, Stats, WriteLatencyStats};
 use crate::thread::{deadline_after, DirLock};
+use crate::write::completion::{AsyncWorker, Emitted};
 use crate::write::console::ConsoleSink;
 
 /// The sinks a line goes to, decided from the event's level and type.
@@ -119,6 +121,19 @@ pub(crate) struct Dispatcher {
     forwarders: Vec<Box<dyn Forwarder>>,
     /// The instance's share of the log directory's lock, given up in `close`.
     lock: Mutex<Option<DirLock>>,
+    /// The audit thread of `emit_async!`, started by its first audit event (`None`: it could
+    /// not be started, and those events are written on the caller's thread as `emit!` does).
+    audit_thread: OnceLock<Option<Arc<AsyncWorker<AsyncAudit>>>>,
+}
+
+/// An audit line handed to the audit thread, with what its emit knows already.
+#[derive(Debug)]
+struct AsyncAudit {
+    line: Vec<u8>,
+    level: Level,
+    destinations: Destinations,
+    /// The general sinks' refusals, found on the caller's thread.
+    refusals: Refusals,
 }
 
 /// Creates the log directory and resolves its path: absolute, without links (see
@@ -396,6 +411,7 @@ impl Dispatcher {
             next_health: AtomicU64::new(first_health),
             forwarders,
             lock: Mutex::new(Some(lock)),
+            audit_thread: OnceLock::new(),
         };
         if let Some(torn) = torn_tail {
             dispatcher.record_restart(&torn);
@@ -543,12 +559,25 @@ impl Dispatcher {
 
     /// Gives `line` to every sink in `destinations`.
     pub(crate) fn dispatch(&self, level: Level, destinations: Destinations, line: &[u8]) {
+        // A record this thread handed to the audit thread (`emit_async!`) and not yet written
+        // goes first: this one follows it there, so one thread's records stay in the order it
+        // emitted them. Decided before the event is counted (a test waits for the count).
+        let behind_async = match self.audit_thread.get() {
+            Some(Some(worker)) if destinations.audit && worker.pending_from_this_thread() => Some(worker),
+            _ => None,
+        };
         // Counted first, taken back if shutdown refuses the line: an atomic add waits for the
         // stores before it, and after the line's copy into the queue (memory the writer last
         // touched, on another core) that wait was the costliest part of an emit on 4 threads.
         self.counters.count_event(level);
         let mut refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
         if destinations.audit {
+            if let Some(worker) = behind_async {
+                // Stopping (shutdown): written here instead, and refused as closed.
+                if let Ok(emitted) = worker.push(AsyncAudit { line: line.to_vec(), level, destinations, refusals }) {
+                    return emitted.wait();
+                }
+            }
             match self.audit.write(line, self.clock.now()) {
                 Ok(None) => {}
                 Ok(Some(checkpoint)) => self.record_checkpoint(checkpoint),
@@ -558,6 +587,54 @@ impl Dispatcher {
         if refusals.any() {
             self.count_refusals(level, destinations, refusals);
         }
+    }
+
+    /// [`dispatch`](Self::dispatch) for `emit_async!`: the general sinks' part on the caller's
+    /// thread as ever; an audit line goes to the audit thread, and the future resolves once it is
+    /// written (and synced, by default). Without an audit line it is resolved already.
+    pub(crate) fn dispatch_async(self: &Arc<Self>, level: Level, destinations: Destinations, line: &[u8]) -> Emitted {
+        if destinations.audit {
+            if let Some(worker) = self.audit_thread() {
+                self.counters.count_event(level);
+                let refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
+                match worker.push(AsyncAudit { line: line.to_vec(), level, destinations, refusals }) {
+                    Ok(emitted) => return emitted,
+                    Err(job) => {
+                        // Stopping (shutdown): refused as a closed sink would.
+                        let refusals = Refusals { audit: true, ..job.refusals };
+                        self.count_refusals(level, destinations, refusals);
+                        return Emitted::ready();
+                    }
+                }
+            }
+        }
+        self.dispatch(level, destinations, line);
+        Emitted::ready()
+    }
+
+    /// The audit thread, started on first use; `None` if it cannot be started (said once).
+    fn audit_thread(self: &Arc<Self>) -> Option<&Arc<AsyncWorker<AsyncAudit>>> {
+        self.audit_thread
+            .get_or_init(|| {
+                if self.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+                // A key no other worker of this process has (workers outlive a logger's levels).
+                static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
+                let key = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
+                let instance = Arc::downgrade(self);
+                match AsyncWorker::start("chimera-log-audit", key, move |jobs| write_audit_batch(&instance, jobs)) {
+                    Ok(worker) => Some(worker),
+                    Err(error) => {
+                        diag!(
+                            "chimera-log: cannot start the audit thread of emit_async! ({error}); its audit \
+                             records are written on the caller's thread, as emit! does"
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// Counts a line some sinks refused because they were closed: shutdown raced with the
@@ -721,6 +798,10 @@ impl Dispatcher {
         for forwarder in &self.forwarders {
             complete &= forwarder.shutdown(deadline);
         }
+        // Records handed to the audit thread before the close are written first.
+        if let Some(Some(worker)) = self.audit_thread.get() {
+            complete &= worker.shutdown(deadline);
+        }
         let audit = self.audit.close(deadline);
         complete &= audit;
         complete &= self.maintenance.shutdown(deadline.saturating_duration_since(Instant::now()));
@@ -806,5 +887,31 @@ impl Dispatcher {
         stats.slow_write_warnings = watch.slow_warnings.load(Ordering::Relaxed);
         stats.disk_low_warnings = watch.disk_low_warnings.load(Ordering::Relaxed);
         stats
+    }
+}
+
+/// The audit thread's work: the batch's records sealed and written in the order handed in, as
+/// `dispatch` writes one, then made durable with one sync (group commit with the callers of
+/// `emit!` too). With the instance gone there is nowhere to write.
+fn write_audit_batch(instance: &Weak<Dispatcher>, jobs: Vec<AsyncAudit>) {
+    let Some(dispatcher) = instance.upgrade() else { return };
+    let mut last_written = None;
+    for job in jobs {
+        let mut refusals = job.refusals;
+        match dispatcher.audit.write_unsynced(&job.line, dispatcher.clock.now()) {
+            Ok((written, checkpoint)) => {
+                last_written = Some(written);
+                if let Some(checkpoint) = checkpoint {
+                    dispatcher.record_checkpoint(checkpoint);
+                }
+            }
+            Err(()) => refusals.audit = true,
+        }
+        if refusals.any() {
+            dispatcher.count_refusals(job.level, job.destinations, refusals);
+        }
+    }
+    if let Some(written) = last_written {
+        dispatcher.audit.make_durable(written);
     }
 }
