@@ -574,7 +574,8 @@ impl LogConfig {
 
     /// How often the files' writer closes a window of write-latency figures and reads the free
     /// space (see [`slow_write_warning`](Self::slow_write_warning) and
-    /// [`disk_low_warning`](Self::disk_low_warning)). 10 s by default.
+    /// [`disk_low_warning`](Self::disk_low_warning)). 10 s by default; `Duration::MAX` turns
+    /// both warnings off (and `stats().write_latency` stays empty).
     pub fn watch_interval(mut self, every: Duration) -> Self {
         self.watch_interval = every;
         self

@@ -76,12 +76,13 @@ pub(crate) struct Watch {
     figures: Arc<WatchFigures>,
     window: LatencyHistogram,
     window_max: Duration,
-    closes_at: Instant,
+    /// `None`: an interval too long to end (`Duration::MAX` turns the warnings off).
+    closes_at: Option<Instant>,
 }
 
 impl Watch {
     pub(crate) fn new(config: WatchConfig, figures: Arc<WatchFigures>) -> Self {
-        let closes_at = Instant::now() + config.every;
+        let closes_at = Instant::now().checked_add(config.every);
         let watch =
             Watch { config, figures, window: LatencyHistogram::default(), window_max: Duration::ZERO, closes_at };
         // A first reading at start, so `stats()` shows the free space at once.
@@ -101,10 +102,10 @@ impl Watch {
     /// what to warn about.
     pub(crate) fn check(&mut self, now: Instant) -> Vec<Warning> {
         let mut warnings = Vec::new();
-        if now < self.closes_at {
+        if self.closes_at.is_none_or(|closes_at| now < closes_at) {
             return warnings;
         }
-        self.closes_at = now + self.config.every;
+        self.closes_at = now.checked_add(self.config.every);
         let ([median, p99], samples) = self.window.quantiles([0.5, 0.99]);
         // A quantile is its bucket's upper bound (within 25%); the maximum is exact and bounds it.
         let (median, p99) = (median.min(self.window_max), p99.min(self.window_max));
@@ -185,6 +186,17 @@ mod tests {
         watch.written(Instant::now());
         assert_eq!(watch.check(Instant::now()), []);
         assert_eq!(watch.figures.window_samples.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn an_interval_too_long_to_end_never_closes_a_window_and_does_not_overflow() {
+        let mut watch = Watch::new(
+            WatchConfig { slow: Duration::ZERO, every: Duration::MAX, dir: std::env::temp_dir(), disk_low: u64::MAX },
+            Arc::default(),
+        );
+        watch.written(Instant::now() - Duration::from_secs(1));
+        assert_eq!(watch.check(Instant::now()), []);
+        assert_eq!(watch.figures.window_samples.load(Relaxed), 0);
     }
 
     #[test]
