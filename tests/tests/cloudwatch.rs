@@ -1279,3 +1279,52 @@ fn a_health_line_in_embedded_metric_format_reaches_cloudwatch_as_its_document_an
     assert!(health.get("timestamp").is_none(), "the document, not the line around it: {health}");
     assert!(shipped.iter().any(|event| event["event"] == "second"), "other lines go as written");
 }
+
+/// Issue 29: CloudWatch's errors reach a `metrics` recorder as the stats count them: throttling
+/// and 503s through the proxy are retried requests, the accepted ones sent, and the lag gauge
+/// settles at zero once everything is shipped.
+#[cfg(feature = "metrics")]
+#[test]
+fn cloudwatch_retries_through_the_proxy_are_published_as_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("Metrics");
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let (guard, proxy) = through_proxy(dir.path(), &group);
+        let logger = guard.logger("m");
+        logger.info("tick", json!({ "seq": 0 }));
+        assert!(guard.flush());
+        proxy.set_mode(common::proxy::Mode::Throttle(2));
+        for seq in 1..150u64 {
+            logger.info("tick", json!({ "seq": seq }));
+        }
+        assert!(guard.flush());
+        proxy.set_mode(common::proxy::Mode::Unavailable(1));
+        logger.info("tick", json!({ "seq": 150 }));
+        // The flush publishes on this thread, after the lines are shipped.
+        assert!(guard.flush());
+        let stats = guard.stats().cloudwatch.unwrap();
+        let snapshot = snapshotter.snapshot().into_vec();
+        let find = |name: &str, outcome: Option<&str>| {
+            snapshot.iter().find_map(|(key, _, _, value)| {
+                let labelled = key.key().labels().any(|l| l.key() == "outcome" && Some(l.value()) == outcome);
+                let plain = outcome.is_none() && key.key().labels().next().is_none();
+                (key.key().name() == name && (labelled || plain)).then_some(value)
+            })
+        };
+        assert_eq!(stats.batches_retried, 3, "{stats:?}");
+        assert_eq!(find("chimera_log_cloudwatch_requests_total", Some("retried")), Some(&DebugValue::Counter(3)));
+        assert_eq!(
+            find("chimera_log_cloudwatch_requests_total", Some("sent")),
+            Some(&DebugValue::Counter(stats.batches_sent))
+        );
+        assert_eq!(find("chimera_log_cloudwatch_requests_total", Some("failed")), Some(&DebugValue::Counter(0)));
+        match find("chimera_log_cloudwatch_lag_lines", None) {
+            Some(DebugValue::Gauge(lag)) => assert_eq!(lag.into_inner(), 0.0),
+            other => panic!("the lag gauge: {other:?}"),
+        }
+        drop(guard);
+    });
+}
