@@ -83,7 +83,8 @@ pub use chimera_log_runtime::__facade::LogEvent;
 pub use chimera_log_runtime::{
     emit, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, AuditStore, AuditStoreStats,
     Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Error, LatencyStats, Level,
-    LogConfig, LogGuard, Logger, Overflow, ParseLevelError, Routes, SinkStats, Stats, SystemClock,
+    LogConfig, LogGuard, Logger, OtlpConfig, OtlpStats, Overflow, ParseLevelError, Routes, SinkStats, Stats,
+    SystemClock,
 };
 
 /// The Chimera bot's standard events (DESIGN §5) and the functions that log them: execution

@@ -22,7 +22,7 @@ pub use context::ContextWriter;
 pub(crate) use escape::quoted_into;
 #[cfg(feature = "tracing")]
 pub(crate) use keys::{make_keys_unique, rename_repeats};
-pub(crate) use line::{encode_line, Envelope, EventName, Exception};
 #[cfg(feature = "tracing")]
 pub(crate) use line::TraceIds;
+pub(crate) use line::{encode_line, Envelope, EventName, Exception};
 pub(crate) use timestamp::{write_timestamp, UnixTime};

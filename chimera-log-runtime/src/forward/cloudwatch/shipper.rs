@@ -15,7 +15,6 @@ use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
-use super::backoff::{Backoff, Jitter, Pace};
 use super::batch::{Batch, Batcher, Limits};
 use crate::clock::Clock;
 use crate::config::cloudwatch::CloudWatchConfig;
@@ -23,6 +22,8 @@ use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
 use crate::event::Level;
+use crate::forward::backoff::{Backoff, Jitter, Pace};
+use crate::forward::reached::reached;
 use crate::report::{FailureReporter, Outage};
 use crate::stats::CloudWatchCounters;
 use crate::thread::{ForwarderThread, Lifecycle, Requests as _};
@@ -124,17 +125,6 @@ fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     text
-}
-
-/// Whether the acknowledged cursor `acked` is at or past `end` in the file family.
-fn reached(acked: Cursor, end: Cursor) -> bool {
-    match (acked.after, end.after) {
-        (a, e) if a == e => acked.offset >= end.offset,
-        (Some(a), Some(e)) => a > e,
-        (Some(_), None) => true,
-        (None, Some(_)) => false,
-        (None, None) => unreachable!("equal, matched above"),
-    }
 }
 
 impl Requests {
@@ -860,21 +850,6 @@ mod tests {
         let name = generated_stream_name(SystemTime::UNIX_EPOCH + Duration::from_secs(1_705_314_645));
         assert!(name.ends_with("-20240115T103045Z"), "{name}");
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{name}");
-    }
-
-    #[test]
-    fn a_flush_target_is_reached_in_its_file_or_past_it_and_not_before() {
-        let at = |after: Option<i64>, offset| Cursor {
-            after: after.map(crate::dir::backup::Stamp),
-            offset,
-            fingerprint: None,
-        };
-        assert!(reached(at(Some(5), 100), at(Some(5), 100)));
-        assert!(!reached(at(Some(5), 99), at(Some(5), 100)));
-        // The target was in the current file, which has since become backup 7 and been read past.
-        assert!(reached(at(Some(7), 0), at(Some(5), 100)));
-        assert!(reached(at(Some(1), 0), at(None, 100)));
-        assert!(!reached(at(None, 100), at(Some(1), 0)));
     }
 
     /// A read of `chimera.log` that fails is not the end of its lines: a flush asked while the
