@@ -141,3 +141,8 @@ pub struct AuditStoreDoctests;
 #[doc = include_str!("../../docs/cloudwatch.md")]
 #[cfg(doctest)]
 pub struct CloudWatchDoctests;
+
+/// The Rust blocks of `docs/otlp.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/otlp.md")]
+#[cfg(doctest)]
+pub struct OtlpDoctests;
