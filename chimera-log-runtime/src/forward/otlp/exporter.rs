@@ -22,7 +22,7 @@ use crate::dir::backup;
 use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::{GENERAL_FILE, OTLP_CURSOR_FILE};
 use crate::error::Error;
-use crate::forward::backoff::{Backoff, Jitter};
+use crate::forward::backoff::{Backoff, Jitter, Pace};
 use crate::forward::reached::reached;
 use crate::report::{FailureReporter, Outage};
 use crate::stats::{OtlpCounters, OtlpStats};
@@ -490,11 +490,7 @@ impl Worker {
         body: &Bytes,
         give_up: Option<Instant>,
     ) -> Result<Accepted, Failure> {
-        let retry = |reason: &str| Failure::Retry {
-            reason: reason.to_owned(),
-            pace: super::super::backoff::Pace::Outage,
-            after: None,
-        };
+        let retry = |reason: &str| Failure::Retry { reason: reason.to_owned(), pace: Pace::Outage, after: None };
         let limit = self.config.timeout;
         let timeout = give_up.map_or(limit, |at| limit.min(at.saturating_duration_since(Instant::now())));
         if timeout.is_zero() {
