@@ -18,6 +18,8 @@ mod forwarder;
 pub(crate) mod otlp;
 #[cfg(any(feature = "cloudwatch", feature = "otlp"))]
 mod reached;
+#[cfg(any(feature = "cloudwatch", feature = "otlp"))]
+mod ship;
 pub mod store;
 
 pub(crate) use forwarder::{start, Forwarder};
