@@ -180,7 +180,8 @@ statistics! {
         /// Records the receiver rejected in a partial success (`rejected_log_records`): counted,
         /// not sent again.
         events_rejected,
-        /// Records of batches refused for good (a 4xx other than 401, 403, 408 and 429): dropped.
+        /// Records of batches refused for good (a 4xx other than 401, 403, 404, 405, 408 and 429):
+        /// dropped.
         events_refused,
         /// `chimera.log` backups that retention removed before they were shipped.
         files_skipped,

@@ -136,10 +136,16 @@ pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>) -> Res
         429 => Err(Failure::Retry { reason, pace: Pace::Throttled, after: retry_after }),
         // The receiver's or a proxy's trouble, not the batch's: the file holds the lines.
         500..=599 | 408 => Err(Failure::Retry { reason, pace: Pace::Outage, after: retry_after }),
-        // Credentials missing or refused, or a redirect (the endpoint is misconfigured): retried
-        // slowly while someone fixes it, the lines waiting in the file.
+        // Credentials missing or refused, a wrong path or a redirect (the endpoint is
+        // misconfigured, not the batch wrong): retried slowly while someone fixes it, the lines
+        // waiting in the file.
         401 | 403 => Err(Failure::Retry {
             reason: format!("{reason}: the receiver refused the credentials (headers)"),
+            pace: Pace::Credentials,
+            after: retry_after,
+        }),
+        404 | 405 => Err(Failure::Retry {
+            reason: format!("{reason}: no OTLP logs receiver at this URL (the base endpoint gets /v1/logs appended)"),
             pace: Pace::Credentials,
             after: retry_after,
         }),
@@ -233,8 +239,10 @@ mod tests {
         for code in [502, 503, 504, 500, 408] {
             assert_eq!(retried(code), Some(Pace::Outage), "{code}");
         }
-        assert_eq!(retried(401), Some(Pace::Credentials));
-        for code in [400, 404, 413, 415] {
+        for code in [401, 403, 404, 405, 307] {
+            assert_eq!(retried(code), Some(Pace::Credentials), "{code}: misconfigured, not the batch's fault");
+        }
+        for code in [400, 413, 415, 422] {
             assert!(matches!(classify(StatusCode::from_u16(code).unwrap(), None), Err(Failure::Refused(_))), "{code}");
         }
         let after = Some(Duration::from_secs(7));
