@@ -659,7 +659,7 @@ impl LogConfig {
             if !cfg!(feature = "otlp") {
                 return Err(Error::invalid(
                     "otlp",
-                    &otlp.endpoint,
+                    otlp.shown_endpoint(),
                     "the OTLP forwarder needs the `otlp` feature of chimera-log",
                 ));
             }

@@ -34,7 +34,7 @@ pub(crate) const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 ///
 /// `OTEL_SDK_DISABLED=true` turns the forwarder off, and `OTEL_EXPORTER_OTLP_PROTOCOL` (or
 /// `…_LOGS_PROTOCOL`), when set, must be `http/protobuf`: gRPC and JSON are not spoken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[must_use]
 pub struct OtlpConfig {
     /// The full URL requests are posted to (`…/v1/logs`).
@@ -49,7 +49,37 @@ pub struct OtlpConfig {
     pub(crate) max_batch_bytes: usize,
 }
 
+/// Header values (an `Authorization` token) and the endpoint's user info never reach a `Debug`
+/// rendering: a configuration printed in a log or a panic message must not leak them.
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(name, _)| (name.as_str(), "[REDACTED]")).collect();
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.shown_endpoint())
+            .field("headers", &headers)
+            .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("timeout", &self.timeout)
+            .field("batch_events", &self.batch_events)
+            .field("batch_interval", &self.batch_interval)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .finish()
+    }
+}
+
 impl OtlpConfig {
+    /// The endpoint as stderr lines and `Debug` show it: user info (`https://user:secret@host`)
+    /// replaced by `[REDACTED]`.
+    pub(crate) fn shown_endpoint(&self) -> String {
+        let Some((scheme, rest)) = self.endpoint.split_once("://") else { return self.endpoint.clone() };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => format!("{scheme}://[REDACTED]@{}", &rest[at + 1..]),
+            None => self.endpoint.clone(),
+        }
+    }
+
     /// Ships to the OTLP/HTTP receiver at `endpoint` (`http://127.0.0.1:4318`, a collector's
     /// default): requests go to `<endpoint>/v1/logs`, as with `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn new(endpoint: impl Into<String>) -> Self {
@@ -148,7 +178,7 @@ impl OtlpConfig {
         {
             return Err(Error::invalid(
                 "otlp.endpoint",
-                &self.endpoint,
+                self.shown_endpoint(),
                 "an http:// or https:// URL with a host, e.g. http://127.0.0.1:4318",
             ));
         }
@@ -416,6 +446,19 @@ mod tests {
         assert!(config.resource_attributes.contains(&("deployment.environment.name".into(), "prod=blue".into())));
         let named = env(&[(SERVICE_NAME, "named"), (RESOURCE_ATTRIBUTES, "service.name=bot")]).over(Some(&code));
         assert_eq!(named.unwrap().effective_service_name(), "named", "OTEL_SERVICE_NAME wins");
+    }
+
+    #[test]
+    fn debug_never_shows_header_values_or_the_endpoints_user_info() {
+        let config = OtlpConfig::new("https://user:s3cret@otlp.example:4318")
+            .header("authorization", "Bearer t0ken")
+            .service_name("bot");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("t0ken") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("authorization") && shown.contains("otlp.example:4318/v1/logs"), "{shown}");
+        assert_eq!(OtlpConfig::new("http://c:4318").shown_endpoint(), "http://c:4318/v1/logs");
+        let at_in_path = OtlpConfig::new("http://c:4318").logs_endpoint("http://c/a@b");
+        assert_eq!(at_in_path.shown_endpoint(), "http://c/a@b", "an @ after the host is not user info");
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(crate) enum Failure {
 pub(crate) struct Client {
     http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
+    /// The endpoint as stderr shows it (no user info).
+    shown: String,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -60,8 +62,10 @@ impl Client {
     /// A client for `config`'s endpoint; the error says why none can be made (an endpoint that
     /// does not parse, no root certificates for `https://`).
     pub(crate) fn new(config: &OtlpConfig) -> Result<Client, String> {
-        let uri: Uri =
-            config.endpoint.parse().map_err(|e| format!("the endpoint {} is not a URL: {e}", config.endpoint))?;
+        let uri: Uri = config
+            .endpoint
+            .parse()
+            .map_err(|e| format!("the endpoint {} is not a URL: {e}", config.shown_endpoint()))?;
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
@@ -91,7 +95,7 @@ impl Client {
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Client { http, uri, headers })
+        Ok(Client { http, uri, shown: config.shown_endpoint(), headers })
     }
 
     /// Posts `body` (an encoded, gzipped request) and reads the answer. Call on the exporter's
@@ -106,7 +110,7 @@ impl Client {
         }
         let request = request.body(Full::new(body)).map_err(|e| Failure::Refused(format!("request: {e}")))?;
         let response = self.http.request(request).await.map_err(|error| Failure::Retry {
-            reason: format!("could not reach {}: {}", self.uri, source_chain(&error)),
+            reason: format!("could not reach {}: {}", self.shown, source_chain(&error)),
             pace: Pace::Outage,
             after: None,
         })?;

@@ -176,7 +176,8 @@ impl Destination for Otlp {
 
     fn push(&mut self, line: &str, cursor: Cursor, now: SystemTime) {
         let timestamp = line_timestamp_ms(line).unwrap_or_else(|| millis(now));
-        self.batcher.push(line, timestamp, SystemTime::now(), cursor);
+        // Observed by the logger's clock, as every other time it reads.
+        self.batcher.push(line, timestamp, now, cursor);
     }
 
     fn is_empty(&self) -> bool {
@@ -251,7 +252,7 @@ impl Destination for Otlp {
         format!(
             "chimera-log: OTLP delivery to {} stopped ({reason}); retrying with backoff, the lines wait in \
              {GENERAL_FILE}, console and files continue",
-            self.config.endpoint
+            self.config.shown_endpoint()
         )
     }
 
