@@ -329,3 +329,41 @@ fn a_dead_endpoint_costs_one_stderr_line_never_holds_up_the_files_and_frees_the_
     assert_eq!(ours.len(), 1, "one line for the whole outage: {stderr}");
     assert!(ours[0].contains("delivery to http://127.0.0.1:") && ours[0].contains("stopped"), "{ours:?}");
 }
+
+/// The span stack and the OpenTelemetry ids a line carries (issue 28, item 1) arrive as the
+/// record's `span` attribute and its `trace_id`/`span_id` bytes.
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn a_line_inside_a_span_arrives_with_the_spans_trace_and_span_ids_as_bytes() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::prelude::*;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(chimera_log_runtime::ChimeraLayer::new())
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("chimera-log-test")));
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_| Reply::Accept);
+    let guard = start(dir.path(), OtlpConfig::new(receiver.endpoint()));
+    let logger = guard.logger("executor");
+    let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("request", id = 7u64);
+        let _entered = span.enter();
+        logger.info("in_span", json!({ "k": 1 }));
+        let context = span.context();
+        let otel = context.span();
+        let ids = otel.span_context();
+        (format!("{:032x}", ids.trace_id()), format!("{:016x}", ids.span_id()))
+    });
+    assert!(guard.flush());
+    drop(guard);
+    let records = receiver.records();
+    let (_, record) = records.iter().find(|(_, r)| r.event_name == "in_span").expect("the line arrived");
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!((hex(&record.trace_id), hex(&record.span_id)), (trace_id, span_id));
+    let Some(Value::ArrayValue(spans)) = attribute(record, "span") else { panic!("{record:?}") };
+    let Some(Value::KvlistValue(request)) = spans.values[0].value.as_ref() else { panic!("{spans:?}") };
+    let name = request.values.iter().find(|kv| kv.key == "name").and_then(|kv| kv.value.clone()?.value);
+    assert_eq!(name, Some(Value::StringValue("request".into())));
+}
