@@ -6,7 +6,7 @@ be checked by building with the old compiler. What can be checked is the next be
 crate the published crates build with, as resolved in Cargo.lock, declares a `rust-version` no
 newer than ours. Two graphs are checked:
 
-- the default features of `chimera-log`, and with `postgres`, against the workspace's `rust-version`;
+- the default features of `chimera-log`, and with `postgres` or `otlp`, against the workspace's `rust-version`;
 - with `cloudwatch`, against the version the README states for that feature.
 
 A dependency that declares no `rust-version` is listed, not failed (most old crates declare none).
@@ -66,7 +66,7 @@ def main():
     if readme_core != ours:
         print(f"check-msrv: README says {readme_core}, Cargo.toml declares {ours}")
         failed = True
-    for features, limit in (("", ours), ("postgres", ours), ("cloudwatch", readme_cloudwatch)):
+    for features, limit in (("", ours), ("postgres", ours), ("otlp", ours), ("cloudwatch", readme_cloudwatch)):
         packages = graph(features)
         undeclared = sorted(f"{n} {v}" for n, v in packages if not versions.get((n, v)))
         worst = max(

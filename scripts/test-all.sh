@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: unit, integration, trybuild UI and doc tests of
-# every workspace member, without and with the `cloudwatch`, `postgres`, `opentelemetry` and `metrics` features, and the
+# every workspace member, without and with the `cloudwatch`, `postgres`, `opentelemetry`, `metrics` and `otlp` features, and the
 # runtime's tests of a build without `sqlite`. Needs only the Rust toolchain and Python 3: it
 # installs moto (a local CloudWatch Logs API) into .venv and starts it on 127.0.0.1 for the
 # CloudWatch tests, which fail, saying so, if it is not reachable; and it starts a throwaway
@@ -52,5 +52,5 @@ cargo test --workspace --locked
 echo "== cargo test of the runtime without the sqlite feature (an SQLite store, the default one included, is refused)"
 cargo test --locked -p chimera-log-runtime --no-default-features --features tracing --lib without_the_sqlite_feature
 
-echo "== cargo test with the cloudwatch, postgres, opentelemetry and metrics features (moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT, PostgreSQL at $CHIMERA_TEST_POSTGRES_URL)"
-cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch,chimera-log-tests/postgres,chimera-log-tests/opentelemetry,chimera-log-tests/metrics
+echo "== cargo test with the cloudwatch, postgres, opentelemetry, metrics and otlp features (moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT, PostgreSQL at $CHIMERA_TEST_POSTGRES_URL; the OTLP receiver is the tests' own)"
+cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch,chimera-log-tests/postgres,chimera-log-tests/opentelemetry,chimera-log-tests/metrics,chimera-log-tests/otlp

@@ -98,6 +98,7 @@ pub use capture::ChimeraLayer;
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
 pub use config::cloudwatch::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
+pub use config::otlp::OtlpConfig;
 pub use config::{AuditDurability, ConsoleFormat, ConsoleTarget, LogConfig, Overflow, AUDIT_FILE, GENERAL_FILE};
 pub use error::Error;
 pub use event::{Level, LogEvent, ParseLevelError, Routes};
@@ -108,7 +109,7 @@ pub use events::{
 pub use init::init_logging;
 pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, AsDynError, LogGuard, Logger};
-pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, SinkStats, Stats, WriteLatencyStats};
+pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, OtlpStats, SinkStats, Stats, WriteLatencyStats};
 pub use store::AuditStore;
 pub use write::completion::Emitted;
 

@@ -85,6 +85,8 @@ pub struct Stats {
     pub cloudwatch: Option<CloudWatchStats>,
     /// The audit store's figures, when it is on.
     pub audit_store: Option<AuditStoreStats>,
+    /// The OTLP forwarder's figures, when it is on.
+    pub otlp: Option<OtlpStats>,
     /// Audit backups past `audit_backups` that retention kept because their records were not in
     /// the audit store yet (the newest count; they go once stored).
     pub audit_backups_kept_for_store: u64,
@@ -168,6 +170,47 @@ statistics! {
         /// service cannot be asked what it holds, so shipping went back to the oldest retained
         /// line (duplicates rather than loss).
         cursor_damaged,
+    }
+}
+
+statistics! {
+    /// What the OTLP forwarder did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+    #[non_exhaustive]
+    pub struct OtlpStats(
+        /// Bytes of `chimera.log` (and of its backups not yet shipped, as they are on disk)
+        /// after the last acknowledged request: what waits to be shipped.
+        lag_bytes: u64,
+        /// Whether delivery is failing now (an outage reported on stderr, not yet over).
+        down: bool,
+    ),
+    counted in OtlpCounters {
+        /// Requests the receiver accepted.
+        batches_sent,
+        /// Attempts that failed and were tried again (429, 5xx, connection failures, timeouts).
+        batches_retried,
+        /// Batches given up: refused for good (a 4xx), or still failing at a flush's or the
+        /// shutdown's deadline (those lines stay in the file, and the next attempt or start sends
+        /// them).
+        batches_failed,
+        /// Records the receiver accepted.
+        events_sent,
+        /// Records the receiver rejected in a partial success (`rejected_log_records`): counted,
+        /// not sent again.
+        events_rejected,
+        /// Records of batches refused for good (a 4xx other than 401, 403, 404, 405, 408 and 429):
+        /// dropped.
+        events_refused,
+        /// `chimera.log` backups that retention removed before they were shipped.
+        files_skipped,
+        /// Times the saved cursor could not be trusted: shipping went back to the oldest retained
+        /// line (duplicates rather than loss).
+        cursor_damaged,
+    }
+    kept {
+        /// Set by the exporter while an outage lasts.
+        #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+        down: std::sync::atomic::AtomicBool,
     }
 }
 
@@ -279,6 +322,7 @@ impl Counters {
             disk_low_warnings: 0,
             cloudwatch: None,
             audit_store: None,
+            otlp: None,
             audit_backups_kept_for_store: maintenance.kept_for_store.load(Relaxed),
         }
     }

@@ -83,8 +83,8 @@ pub use chimera_log_runtime::__facade::LogEvent;
 pub use chimera_log_runtime::{
     emit, emit_async, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, AuditStore,
     AuditStoreStats, Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Emitted,
-    Error, LatencyStats, Level, LogConfig, LogGuard, Logger, Overflow, ParseLevelError, Routes, SinkStats, Stats,
-    SystemClock,
+    Error, LatencyStats, Level, LogConfig, LogGuard, Logger, OtlpConfig, OtlpStats, Overflow, ParseLevelError, Routes,
+    SinkStats, Stats, SystemClock,
 };
 
 /// The Chimera bot's standard events (DESIGN §5) and the functions that log them: execution
@@ -141,3 +141,8 @@ pub struct AuditStoreDoctests;
 #[doc = include_str!("../../docs/cloudwatch.md")]
 #[cfg(doctest)]
 pub struct CloudWatchDoctests;
+
+/// The Rust blocks of `docs/otlp.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/otlp.md")]
+#[cfg(doctest)]
+pub struct OtlpDoctests;

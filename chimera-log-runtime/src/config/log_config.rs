@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cloudwatch::CloudWatchConfig;
+use super::otlp::{OtlpConfig, OtlpEnv};
 use super::store::AuditStore;
 use crate::clock::{Clock, SystemClock};
 use crate::dir::layout;
@@ -156,6 +157,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `health_emf` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 /// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
+/// | `otlp` | off (feature `otlp`); on when an endpoint is configured | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and the rest of [`OtlpConfig`]'s table |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -223,6 +225,9 @@ pub struct LogConfig {
     pub(crate) health_emf: bool,
     pub(crate) faults: Option<Arc<FaultInjector>>,
     pub(crate) cloudwatch: Option<CloudWatchConfig>,
+    /// The OTLP forwarder as code configured it, and what the environment said (which wins).
+    pub(crate) otlp: Option<OtlpConfig>,
+    pub(crate) env_otlp: OtlpEnv,
     pub(crate) audit_key: Option<SecretKey>,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) audit_store: AuditStore,
@@ -266,6 +271,8 @@ impl LogConfig {
             health_emf: false,
             faults: None,
             cloudwatch: None,
+            otlp: None,
+            env_otlp: OtlpEnv::default(),
             audit_key: None,
             checkpoint_interval: Duration::from_secs(15 * 60),
             audit_store: AuditStore::default(),
@@ -325,6 +332,8 @@ impl LogConfig {
             let (key, value) = (key.as_ref(), value.as_ref());
             if key == RUST_LOG {
                 rust_log = Some(value.to_owned());
+            } else if let Some(variable) = otlp_variable(key) {
+                self.env_otlp.set(variable, value)?;
             } else if key.starts_with(ENV_PREFIX) {
                 let Some(&(variable, _)) = SETTINGS.iter().find(|(variable, _)| *variable == key) else {
                     return Err(unknown_variable(key));
@@ -678,6 +687,23 @@ impl LogConfig {
         self.env_console_level.unwrap_or(self.console_level)
     }
 
+    /// Ships `chimera.log` to an OTLP/HTTP receiver (an OpenTelemetry Collector, Grafana, any
+    /// OTLP backend) as well. Needs the cargo feature `otlp`: without it, `init_logging` returns
+    /// an [`Error::InvalidSetting`] naming `otlp`. The standard `OTEL_EXPORTER_OTLP_*` variables,
+    /// read by [`from_env`](Self::from_env), win over what is set here, and configure the
+    /// forwarder on their own when this is not called (docs/otlp.md).
+    pub fn otlp(mut self, otlp: OtlpConfig) -> Self {
+        self.otlp = Some(otlp);
+        self
+    }
+
+    /// The OTLP forwarder's configuration: the environment's over the code's; `None` when no
+    /// endpoint is configured.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn effective_otlp(&self) -> Option<OtlpConfig> {
+        self.env_otlp.over(self.otlp.as_ref())
+    }
+
     /// CloudWatch's minimum: the environment's, else the code's.
     #[cfg_attr(not(feature = "cloudwatch"), allow(dead_code))]
     pub(crate) fn effective_cloudwatch_level(&self) -> Level {
@@ -700,6 +726,18 @@ impl LogConfig {
             cloudwatch.validate()?;
             if !cfg!(feature = "cloudwatch") {
                 return Err(Error::CloudWatchUnavailable);
+            }
+        }
+        if let Some(otlp) = self.effective_otlp() {
+            otlp.validate()?;
+            // Asked for in code: an error without the feature. The environment alone (set for
+            // the application's own OpenTelemetry SDK) is not read in such a build.
+            if !cfg!(feature = "otlp") {
+                return Err(Error::invalid(
+                    "otlp",
+                    otlp.shown_endpoint(),
+                    "the OTLP forwarder needs the `otlp` feature of chimera-log",
+                ));
             }
         }
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
@@ -796,7 +834,12 @@ impl LogConfig {
             if !files.insert(route.file.as_str()) {
                 return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
             }
-            let own = [layout::LOCK_FILE, layout::CLOUDWATCH_CURSOR_FILE, layout::STORE_CURSOR_FILE];
+            let own = [
+                layout::LOCK_FILE,
+                layout::CLOUDWATCH_CURSOR_FILE,
+                layout::STORE_CURSOR_FILE,
+                layout::OTLP_CURSOR_FILE,
+            ];
             if own.contains(&route.file.as_str()) || route.file.starts_with(layout::STORE_FILE) {
                 return Err(Error::invalid("route", &route.file, "this name is kept for chimera-log's own state"));
             }
@@ -867,6 +910,13 @@ where
             rust_log = Some(value);
             continue;
         }
+        if let Some(variable) = name.to_str().and_then(otlp_variable) {
+            let value = value
+                .into_string()
+                .map_err(|value| Error::invalid(variable, value.to_string_lossy(), "the value is not valid UTF-8"))?;
+            ours.push((variable, value));
+            continue;
+        }
         if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
             continue;
         }
@@ -886,6 +936,15 @@ where
         ours.push((RUST_LOG, value));
     }
     Ok(ours)
+}
+
+/// The OpenTelemetry variable `name` is, when the forwarder is built in (`otlp`): a build without
+/// it leaves them to the application's own OpenTelemetry SDK, unread and unchecked.
+fn otlp_variable(name: &str) -> Option<&'static str> {
+    if !cfg!(feature = "otlp") {
+        return None;
+    }
+    super::otlp::VARIABLES.iter().copied().find(|variable| *variable == name)
 }
 
 /// A `CHIMERA_LOG_*` variable that is none of [`SETTINGS`]: most likely a misspelt one,

@@ -7,6 +7,7 @@
 pub(crate) mod cloudwatch;
 mod file;
 mod log_config;
+pub(crate) mod otlp;
 pub(crate) mod store;
 
 pub use log_config::*;

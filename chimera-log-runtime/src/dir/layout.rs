@@ -12,6 +12,8 @@ pub const AUDIT_FILE: &str = "executions.log";
 pub const LOCK_FILE: &str = ".chimera-log.lock";
 /// Where the CloudWatch shipper keeps its cursor in the log directory.
 pub const CLOUDWATCH_CURSOR_FILE: &str = ".chimera-log.cloudwatch.cursor";
+/// Where the OTLP forwarder keeps its cursor in the log directory.
+pub(crate) const OTLP_CURSOR_FILE: &str = ".chimera-log.otlp.cursor";
 /// The audit store's default SQLite file inside the log directory.
 pub const STORE_FILE: &str = "audit.db";
 /// The audit store archiver's cursor in `executions.log`'s family, beside the logs.

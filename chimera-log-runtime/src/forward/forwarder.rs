@@ -67,6 +67,11 @@ pub(crate) fn start(
         )?;
         forwarders.push(Box::new(shipper));
     }
+    #[cfg(feature = "otlp")]
+    if let Some(otlp) = config.effective_otlp() {
+        let exporter = crate::forward::otlp::Exporter::start(otlp, dir, config.clock.clone(), Arc::clone(dir_lock))?;
+        forwarders.push(Box::new(exporter));
+    }
     Ok(forwarders)
 }
 
@@ -106,5 +111,24 @@ impl Forwarder for crate::forward::cloudwatch::Shipper {
     fn report(&self, stats: &mut Stats, _: u64) {
         // The lag is worked out by the dispatcher, which knows the lines written.
         stats.cloudwatch = Some(self.counters.snapshot_with(0));
+    }
+}
+
+#[cfg(feature = "otlp")]
+impl Forwarder for crate::forward::otlp::Exporter {
+    fn flush(&self, deadline: Instant) -> bool {
+        crate::forward::otlp::Exporter::flush(self, deadline)
+    }
+
+    fn wait_processed(&self, deadline: Instant) -> bool {
+        crate::forward::otlp::Exporter::wait_processed(self, deadline)
+    }
+
+    fn shutdown(&self, deadline: Instant) -> bool {
+        crate::forward::otlp::Exporter::shutdown(self, deadline)
+    }
+
+    fn report(&self, stats: &mut Stats, _: u64) {
+        stats.otlp = Some(self.snapshot());
     }
 }

@@ -22,6 +22,9 @@
 //! | `chimera_log_cloudwatch_lag_lines` | gauge | — |
 //! | `chimera_log_audit_store_lag_records` | gauge | — |
 //! | `chimera_log_audit_store_down` | gauge | — |
+//! | `chimera_log_otlp_requests_total` | counter | `outcome` (`sent`, `retried`, `failed`) |
+//! | `chimera_log_otlp_lag_bytes` | gauge | — |
+//! | `chimera_log_otlp_down` | gauge | — |
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -121,6 +124,13 @@ impl Publisher {
             counter!("chimera_log_cloudwatch_requests_total", "outcome" => "failed")
                 .absolute(cloudwatch.batches_failed);
             gauge!("chimera_log_cloudwatch_lag_lines").set(cloudwatch.lag_lines as f64);
+        }
+        if let Some(otlp) = &stats.otlp {
+            counter!("chimera_log_otlp_requests_total", "outcome" => "sent").absolute(otlp.batches_sent);
+            counter!("chimera_log_otlp_requests_total", "outcome" => "retried").absolute(otlp.batches_retried);
+            counter!("chimera_log_otlp_requests_total", "outcome" => "failed").absolute(otlp.batches_failed);
+            gauge!("chimera_log_otlp_lag_bytes").set(otlp.lag_bytes as f64);
+            gauge!("chimera_log_otlp_down").set(if otlp.down { 1.0 } else { 0.0 });
         }
         if let Some(store) = &stats.audit_store {
             gauge!("chimera_log_audit_store_lag_records").set(store.lag_records as f64);

@@ -16,7 +16,6 @@
 //! once when it starts and once when it ends. The SDK logs through `tracing`, which this logger
 //! does not capture from its own threads: nothing the SDK, hyper or rustls log feeds back.
 
-mod backoff;
 mod batch;
 mod shipper;
 

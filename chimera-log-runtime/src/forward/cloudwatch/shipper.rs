@@ -1,8 +1,10 @@
-//! The shipper: the thread that follows `chimera.log` and puts its lines to CloudWatch Logs (see the folder's table of contents).
+//! The shipper: CloudWatch Logs as a destination of the loop that follows `chimera.log`
+//! (`forward::ship`): which lines it takes, its batches, `PutLogEvents` and what its errors mean
+//! (see the folder's table of contents).
 
-use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,22 +17,19 @@ use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_cloudwatchlogs::Client;
 
-use super::backoff::{Backoff, Jitter, Pace};
 use super::batch::{Batch, Batcher, Limits};
 use crate::clock::Clock;
 use crate::config::cloudwatch::CloudWatchConfig;
-use crate::dir::follow::{Cursor, Followed, Follower, Saved};
+use crate::dir::follow::Cursor;
 use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
 use crate::event::Level;
-use crate::report::{FailureReporter, Outage};
+use crate::forward::backoff::Pace;
+use crate::forward::ship::{line_timestamp_ms, load_cursor, Attempt, Destination, ShipCounters, Shipping};
+use crate::report::FailureReporter;
 use crate::stats::CloudWatchCounters;
-use crate::thread::{ForwarderThread, Lifecycle, Requests as _};
 
 pub(crate) use crate::dir::layout::CLOUDWATCH_CURSOR_FILE as CURSOR_FILE;
-
-/// How often an idle shipper looks at the file for new lines.
-const POLL: Duration = Duration::from_millis(50);
 
 /// How a failed request is handled.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,70 +125,10 @@ fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Whether the acknowledged cursor `acked` is at or past `end` in the file family.
-fn reached(acked: Cursor, end: Cursor) -> bool {
-    match (acked.after, end.after) {
-        (a, e) if a == e => acked.offset >= end.offset,
-        (Some(a), Some(e)) => a > e,
-        (Some(_), None) => true,
-        (None, Some(_)) => false,
-        (None, None) => unreachable!("equal, matched above"),
-    }
-}
-
-impl Requests {
-    /// Whether a flush ticket is neither done nor given up.
-    fn flush_pending(&self) -> bool {
-        self.flush_asked > self.flush_done.max(self.flush_abandoned)
-    }
-}
-
-/// What the application's threads ask of the shipper thread.
-#[derive(Debug, Default)]
-struct Requests {
-    /// Flush tickets: ship everything in the file now (`flush_deadline` bounds the retries).
-    flush_asked: u64,
-    flush_done: u64,
-    /// Flush tickets up to this one were given up at their deadline (their callers returned
-    /// `false`): no longer pending, and not done either.
-    flush_abandoned: u64,
-    flush_deadline: Option<Instant>,
-    /// Look tickets: read to the end of the file (sending only what is due).
-    look_asked: u64,
-    look_done: u64,
-    /// Shut down by a given instant, after shipping what can be shipped; the thread's end.
-    lifecycle: Lifecycle,
-}
-
-impl crate::thread::Requests for Requests {
-    fn flushes_asked(&self) -> u64 {
-        self.flush_asked
-    }
-    fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-    fn lifecycle_mut(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-}
-
-type Control = crate::thread::Control<Requests>;
-
-impl Control {
-    /// The earliest deadline the shipper must give up by, if any.
-    fn give_up_at(&self) -> Option<Instant> {
-        let requests = self.lock();
-        match (requests.flush_deadline.filter(|_| requests.flush_pending()), requests.stop()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
 /// The running shipper: its thread and what the dispatcher needs of it.
 #[derive(Debug)]
 pub(crate) struct Shipper {
-    thread: ForwarderThread<Requests>,
+    shipping: Shipping,
     pub(crate) counters: Arc<CloudWatchCounters>,
 }
 
@@ -202,451 +141,182 @@ impl Shipper {
         clock: Arc<dyn Clock>,
         dir_lock: crate::thread::DirLock,
     ) -> Result<Shipper, Error> {
-        let cursor_path = dir.join(CURSOR_FILE);
-        let open_error = |source| Error::OpenFile { path: cursor_path.clone(), source };
-        crate::dir::follow::remove_stale_temporaries(&cursor_path);
         let counters = Arc::new(CloudWatchCounters::default());
-        let cursor = match Saved::load(&cursor_path, dir, GENERAL_FILE, clock.now()) {
-            Saved::Trusted(cursor) => cursor,
-            Saved::None => {
-                let cursor = Follower::cursor_at_end(dir, GENERAL_FILE, clock.now()).map_err(open_error)?;
-                cursor.save(&cursor_path).map_err(open_error)?;
-                cursor
-            }
-            Saved::Damaged(why) => {
-                // The service cannot be asked what it holds: nothing is known to be shipped, so
-                // shipping starts again from the oldest retained line (duplicates, not loss).
-                counters.cursor_damaged.fetch_add(1, Relaxed);
-                diag!(
-                    "chimera-log: CloudWatch: the cursor cannot be trusted ({why}); shipping starts again from the \
-                     oldest retained line of {GENERAL_FILE}: lines shipped already are sent again (counted in \
-                     stats().cloudwatch.cursor_damaged)"
-                );
-                Cursor::default()
-            }
-        };
-        let control = Arc::new(Control::default());
-        let worker = Worker::new(config, dir, cursor, cursor_path, clock, Arc::clone(&counters), Arc::clone(&control));
-        let thread = ForwarderThread::start("chimera-log-cloudwatch", move || worker.run(), control, Some(dir_lock))?;
-        Ok(Shipper { thread, counters })
+        let cursor = load_cursor::<CloudWatch>(dir, clock.now(), &counters)?;
+        let destination = CloudWatch::new(config, clock.now(), Arc::clone(&counters));
+        let shipping = Shipping::start("chimera-log-cloudwatch", destination, dir, cursor, clock, dir_lock)?;
+        Ok(Shipper { shipping, counters })
     }
 
     /// Ships everything `chimera.log` holds now; `false` if not all of it was acknowledged by
     /// `deadline`. Call after the file writer has written what the flush covers.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        self.thread.control.ticket(
-            deadline,
-            |requests| {
-                requests.flush_asked += 1;
-                requests.flush_deadline = Some(requests.flush_deadline.map_or(deadline, |d| d.max(deadline)));
-                requests.flush_asked
-            },
-            |requests, asked| requests.flush_done >= *asked,
-        )
+        self.shipping.flush(deadline)
     }
 
     /// Waits until the shipper has read what `chimera.log` holds now, sending only what is due.
     pub(crate) fn wait_processed(&self, deadline: Instant) -> bool {
-        self.thread.control.ticket(
-            deadline,
-            |requests| {
-                requests.look_asked += 1;
-                requests.look_asked
-            },
-            |requests, asked| requests.look_done >= *asked,
-        )
+        self.shipping.wait_processed(deadline)
     }
 
     /// Ships what it can by `deadline`, saves the cursor and stops; `false` if the thread had not
     /// finished by then (it is left to end on its own; the next start sends the rest).
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
-        self.thread.shutdown(deadline)
+        self.shipping.shutdown(deadline)
     }
 }
 
-/// The shipper thread's state.
+impl ShipCounters for CloudWatchCounters {
+    fn batches_retried(&self) -> &AtomicU64 {
+        &self.batches_retried
+    }
+    fn batches_failed(&self) -> &AtomicU64 {
+        &self.batches_failed
+    }
+    fn files_skipped(&self) -> &AtomicU64 {
+        &self.files_skipped
+    }
+    fn cursor_damaged(&self) -> &AtomicU64 {
+        &self.cursor_damaged
+    }
+}
+
+/// CloudWatch Logs as a destination: the group and stream, the batcher, and what was said once.
 #[derive(Debug)]
-struct Worker {
+struct CloudWatch {
     config: CloudWatchConfig,
     stream: String,
-    dir: PathBuf,
-    follower: Follower,
-    /// The last cursor the service acknowledged (and that is saved).
-    acked: Cursor,
-    /// The furthest line read: a line read again after a put-back is not counted again.
-    read_frontier: Cursor,
-    cursor_path: PathBuf,
-    /// The follower reached the end of what the file holds.
-    at_end: bool,
-    /// The last read failed (reported): not the end of the lines, and worth a pause before the
-    /// next attempt even while a flush waits.
-    read_failed: bool,
-    line: Vec<u8>,
-    followed: Followed,
-    /// Files found gone or damaged before the line read at each cursor: counted and reported
-    /// once a cursor at or past it is acknowledged (a batch put back reads them, and finds the
-    /// same files gone, again).
-    passed: VecDeque<(Cursor, Followed)>,
-    /// The last cursor damage reported (a put-back finds it again).
-    cursor_damage_reported: Option<String>,
     batcher: Batcher,
+    /// The group and stream are set up.
     ready: bool,
-    clock: Arc<dyn Clock>,
     counters: Arc<CloudWatchCounters>,
-    control: Arc<Control>,
-    /// Delivery is failing; reported once when it started, and once when it recovers.
-    outage: Outage,
     reported_rejections: bool,
     reported_setup: bool,
     refusals: FailureReporter,
-    cursor_failures: FailureReporter,
-    jitter: Jitter,
+    /// The furthest line pushed: a line read again after a put-back is not counted again.
+    read_frontier: Option<Cursor>,
 }
 
-impl Worker {
-    fn new(
-        config: CloudWatchConfig,
-        dir: &Path,
-        cursor: Cursor,
-        cursor_path: PathBuf,
-        clock: Arc<dyn Clock>,
-        counters: Arc<CloudWatchCounters>,
-        control: Arc<Control>,
-    ) -> Self {
-        let stream = config.log_stream.clone().unwrap_or_else(|| generated_stream_name(clock.now()));
+impl CloudWatch {
+    fn new(config: CloudWatchConfig, now: SystemTime, counters: Arc<CloudWatchCounters>) -> Self {
+        let stream = config.log_stream.clone().unwrap_or_else(|| generated_stream_name(now));
         let limits = Limits {
             batch_events: config.batch_events,
             batch_interval: config.batch_interval,
             max_event_bytes: config.max_event_bytes,
             retention_days: config.retention_days,
         };
-        Worker {
+        CloudWatch {
             config,
             stream,
-            dir: dir.to_path_buf(),
-            follower: Follower::new(dir, GENERAL_FILE, cursor),
-            acked: cursor,
-            read_frontier: cursor,
-            cursor_path,
-            at_end: false,
-            read_failed: false,
-            line: Vec::new(),
-            followed: Followed::default(),
-            passed: VecDeque::new(),
-            cursor_damage_reported: None,
             batcher: Batcher::new(limits),
             ready: false,
-            clock,
             counters,
-            control,
-            outage: Outage::default(),
             reported_rejections: false,
             reported_setup: false,
             refusals: FailureReporter::default(),
-            cursor_failures: FailureReporter::default(),
-            jitter: Jitter::new(),
+            read_frontier: None,
         }
     }
+}
 
-    fn run(mut self) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_start(crate::thread::mark)
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                diag!("chimera-log: CloudWatch is disabled: its runtime could not start ({error}); console and files continue");
-                return self.idle_until_stopped();
+impl Destination for CloudWatch {
+    type Client = Client;
+    type Batch = Batch;
+    type Request = Vec<InputLogEvent>;
+    type Answer = PutLogEventsOutput;
+    type Counters = CloudWatchCounters;
+
+    const NAME: &'static str = "CloudWatch";
+    const STATS: &'static str = "cloudwatch";
+    const CURSOR_FILE: &'static str = CURSOR_FILE;
+
+    fn counters(&self) -> &CloudWatchCounters {
+        &self.counters
+    }
+
+    async fn connect(&mut self) -> Option<Client> {
+        make_client(&self.config).await
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.config.operation_timeout
+    }
+
+    fn push(&mut self, line: &str, cursor: Cursor, now: SystemTime) {
+        let first_read = self.read_frontier.is_none_or(|frontier| !crate::forward::reached::reached(frontier, cursor));
+        if first_read {
+            self.read_frontier = Some(cursor);
+        }
+        // Below CloudWatch's own minimum: left in the file (counted once, for the lag). A line
+        // whose level cannot be read is shipped: nothing is left out on a guess.
+        if line_level(line).is_some_and(|level| level < self.config.min_level) {
+            if first_read {
+                self.counters.events_below_level.fetch_add(1, Relaxed);
             }
+            return;
+        }
+        let timestamp = line_timestamp_ms(line).unwrap_or_else(|| super::batch::millis(now));
+        match emf_document(line) {
+            Some(document) => self.batcher.push(timestamp, &document, cursor),
+            None => self.batcher.push(timestamp, line, cursor),
         };
-        let Some(client) = runtime.block_on(make_client(&self.config)) else {
-            return self.idle_until_stopped();
-        };
-        // The newest flush ticket seen, and the end of chimera.log when it was seen: the flush is
-        // done once the acknowledged cursor reaches that point (lines written later do not make
-        // it chase the file's end).
-        let mut flush_target: Option<(u64, Option<Cursor>)> = None;
-        loop {
-            let (flush, look, stop) = {
-                let mut requests = self.control.lock();
-                // A flush whose deadline passed has already returned `false` to its caller.
-                if requests.flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    requests.flush_abandoned = requests.flush_asked;
-                    requests.flush_deadline = None;
-                }
-                let flush = requests.flush_pending().then_some(requests.flush_asked);
-                let look = (requests.look_asked > requests.look_done).then_some(requests.look_asked);
-                (flush, look, requests.stop())
-            };
-            if let Some(ticket) = flush {
-                if flush_target.is_none_or(|(seen, _)| seen < ticket) {
-                    // The files writer flushed before the ticket was taken: this is what it covers.
-                    let end = Follower::cursor_at_end(&self.dir, GENERAL_FILE, self.clock.now()).ok();
-                    flush_target = Some((ticket, end));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batcher.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.batcher.full()
+    }
+
+    fn due(&self, now: SystemTime) -> bool {
+        self.batcher.due(now)
+    }
+
+    fn clear(&mut self) {
+        self.batcher.clear();
+    }
+
+    fn take(&mut self, now: SystemTime) -> (Batch, Option<Cursor>, Option<Vec<InputLogEvent>>) {
+        let batch = self.batcher.take_batch(now);
+        let cursor = batch.cursor;
+        let request = (!batch.events.is_empty()).then(|| input_events(&batch));
+        (batch, cursor, request)
+    }
+
+    async fn send(&mut self, client: &Client, events: &Vec<InputLogEvent>) -> Attempt<PutLogEventsOutput> {
+        match self.put(client, events).await {
+            Ok(output) => Attempt::Delivered(output),
+            Err(Failure::Fatal(reason)) => Attempt::Refused(reason),
+            // The group or stream was deleted under us: create them and send again now, once; found
+            // missing again right after, it is an outage like any other (no tight loop of requests).
+            Err(Failure::Missing) => {
+                self.ready = false;
+                Attempt::Again {
+                    pace: Pace::Outage,
+                    reason: "the log group or stream is missing even after it was created".to_owned(),
                 }
             }
-            let target = flush.and(flush_target).and_then(|(_, end)| end);
-            let flushing = |acked: Cursor| flush.is_some() && target.is_none_or(|end| !reached(acked, end));
-            self.read_ahead();
-            let mut complete = true;
-            while !self.batcher.is_empty()
-                && (stop.is_some() || flushing(self.acked) || self.batcher.due(self.clock.now()))
-            {
-                if !self.send_one(&runtime, &client) {
-                    complete = false;
-                    break;
-                }
-                self.read_ahead();
-            }
-            {
-                let mut requests = self.control.lock();
-                if let Some(look) = look {
-                    requests.look_done = requests.look_done.max(look);
-                }
-                if let Some(flush) = flush {
-                    let shipped = target.is_some_and(|end| reached(self.acked, end));
-                    if complete && (shipped || (self.batcher.is_empty() && self.at_end)) {
-                        requests.flush_done = requests.flush_done.max(flush);
-                        requests.flush_deadline = None;
-                    }
-                }
-                self.control.changed.notify_all();
-                if stop.is_some() {
-                    return;
-                }
-                if self.read_failed || (!requests.flush_pending() && requests.look_asked == requests.look_done) {
-                    let _ = self.control.changed.wait_timeout(requests, POLL);
-                }
-            }
+            Err(Failure::Retry(reason)) => Attempt::Retry { reason, pace: Pace::Outage, after: None },
+            Err(Failure::Throttled(reason)) => Attempt::Retry { reason, pace: Pace::Throttled, after: None },
+            Err(Failure::Credentials(reason)) => Attempt::Retry { reason, pace: Pace::Credentials, after: None },
         }
     }
 
-    /// Without a client (no region, no runtime): answer requests at once, ship nothing, and
-    /// leave the cursor where it is so that a later start with a working configuration sends
-    /// these lines.
-    fn idle_until_stopped(self) {
-        let mut requests = self.control.lock();
-        loop {
-            requests.flush_done = requests.flush_asked;
-            requests.look_done = requests.look_asked;
-            self.control.changed.notify_all();
-            if requests.stop().is_some() {
-                return;
-            }
-            requests = self.control.changed.wait(requests).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// Reads lines after the cursor until a full request waits or the file ends for now.
-    fn read_ahead(&mut self) {
-        self.at_end = false;
-        self.read_failed = false;
-        while !self.batcher.full() {
-            let now = self.clock.now();
-            match self.follower.next_line(&mut self.line, &mut self.followed, now) {
-                Ok(Some(cursor)) => {
-                    self.report_cursor_damage();
-                    if self.followed.skipped > 0 {
-                        self.passed.push_back((cursor, std::mem::take(&mut self.followed)));
-                    }
-                    let first_read = !reached(self.read_frontier, cursor);
-                    if first_read {
-                        self.read_frontier = cursor;
-                    }
-                    let line = String::from_utf8_lossy(&self.line);
-                    let line = line.trim_end_matches('\n');
-                    // Below CloudWatch's own minimum: left in the file. A line whose level cannot
-                    // be read is shipped: nothing is left out on a guess.
-                    if line.is_empty() || line_level(line).is_some_and(|level| level < self.config.min_level) {
-                        if first_read && !line.is_empty() {
-                            self.counters.events_below_level.fetch_add(1, Relaxed);
-                        }
-                        continue;
-                    }
-                    let timestamp = line_timestamp_ms(line).unwrap_or_else(|| super::batch::millis(now));
-                    // Counted with the batch that carries it, once acknowledged (below).
-                    match emf_document(line) {
-                        Some(document) => self.batcher.push(timestamp, &document, cursor),
-                        None => self.batcher.push(timestamp, line, cursor),
-                    };
-                }
-                Ok(None) => {
-                    self.at_end = true;
-                    break;
-                }
-                Err(error) => {
-                    self.refusals.report(&format_args!("reading {GENERAL_FILE} to ship it to CloudWatch"), &error);
-                    // Lines may follow that could not be read: a flush is not answered by this.
-                    self.read_failed = true;
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Moves the saved cursor to `cursor`: the lines before it are in the service.
-    fn acknowledge(&mut self, cursor: Option<Cursor>) {
-        let Some(cursor) = cursor else { return };
-        self.acked = cursor;
-        if let Err(error) = cursor.save(&self.cursor_path) {
-            self.cursor_failures
-                .report(&format_args!("saving the CloudWatch cursor {}", self.cursor_path.display()), &error);
-        }
-        while self.passed.front().is_some_and(|&(at, _)| reached(cursor, at)) {
-            let (_, passed) = self.passed.pop_front().expect("front exists");
-            self.report_passed(&passed);
-        }
-    }
-
-    /// Counts and reports a cursor found past the end of its file (the follower reads that file
-    /// again from its start), once however often a put-back reads it again.
-    fn report_cursor_damage(&mut self) {
-        for damage in std::mem::take(&mut self.followed.cursor_damage) {
-            if self.cursor_damage_reported.as_ref() == Some(&damage) {
-                continue;
-            }
-            self.counters.cursor_damaged.fetch_add(1, Relaxed);
-            diag!(
-                "chimera-log: CloudWatch: {damage}: the cursor was moved (by damage or by hand); that file is \
-                 shipped again from its start (duplicates, not loss; counted in stats().cloudwatch.cursor_damaged)"
-            );
-            self.cursor_damage_reported = Some(damage);
-        }
-    }
-
-    /// Counts and reports files the follower found gone or damaged, once the cursor past them is
-    /// saved.
-    fn report_passed(&self, passed: &Followed) {
-        self.counters.files_skipped.fetch_add(passed.skipped, Relaxed);
-        for damaged in &passed.damaged {
-            diag!(
-                "chimera-log: CloudWatch: a backup of {GENERAL_FILE} is damaged ({damaged}); its lines after the \
-                 damage cannot be read and are not shipped"
-            );
-        }
-        let removed = passed.skipped - passed.damaged.len() as u64;
-        if removed > 0 {
-            diag!(
-                "chimera-log: CloudWatch: {removed} {GENERAL_FILE} backup(s) were removed by retention before they \
-                 were shipped; their unshipped lines are lost to CloudWatch (keep more backups, or fix the outage \
-                 sooner)"
-            );
-        }
-    }
-
-    /// Sends the next batch, retrying until it is accepted or refused for good (`true`), or the
-    /// flush or shutdown deadline passes (`false`: the batch is put back, to be read again from
-    /// the acknowledged cursor).
-    fn send_one(&mut self, runtime: &tokio::runtime::Runtime, client: &Client) -> bool {
-        let batch: Batch = self.batcher.take_batch(self.clock.now());
-        if batch.events.is_empty() {
-            self.settle(&batch);
-            return true;
-        }
-        let events = input_events(&batch);
-        let mut backoff = Backoff::new();
-        // A group or stream found missing is created and the batch sent again at once, once; found
-        // missing again right after, it is an outage like any other (no tight loop of requests).
-        let mut recreated = false;
-        loop {
-            let give_up = self.control.give_up_at();
-            let (pace, reason) = match self.attempt(runtime, client, &events, give_up) {
-                Ok(output) => {
-                    self.count_delivered(&output, events.len());
-                    self.settle(&batch);
-                    return true;
-                }
-                Err(Failure::Fatal(reason)) => {
-                    self.count_refused(events.len(), reason);
-                    self.settle(&batch);
-                    return true;
-                }
-                Err(Failure::Missing) if !recreated => {
-                    // The group or stream was deleted under us: create them and send again now.
-                    recreated = true;
-                    self.ready = false;
-                    self.counters.batches_retried.fetch_add(1, Relaxed);
-                    continue;
-                }
-                Err(Failure::Missing) => {
-                    self.ready = false;
-                    (Pace::Outage, "the log group or stream is missing even after it was created".to_owned())
-                }
-                Err(Failure::Retry(reason)) => (Pace::Outage, reason),
-                Err(Failure::Throttled(reason)) => (Pace::Throttled, reason),
-                Err(Failure::Credentials(reason)) => (Pace::Credentials, reason),
-            };
-            // Read again: a stop or a flush may have been asked during the attempt.
-            let give_up = self.control.give_up_at();
-            if give_up.is_some_and(|at| Instant::now() >= at) {
-                self.put_back();
-                return false;
-            }
-            self.report_down(&reason);
-            self.counters.batches_retried.fetch_add(1, Relaxed);
-            let wait = self.jitter.jittered(backoff.next_wait(pace));
-            self.control.back_off(&*self.clock, wait, give_up);
-        }
-    }
-
-    /// One `PutLogEvents` of `events` (after setting up the group and stream if due), cut off
-    /// at the operation timeout or at `give_up`, whichever comes first, or at the stop's
-    /// deadline when a shutdown is asked while it runs.
-    fn attempt(
-        &mut self,
-        runtime: &tokio::runtime::Runtime,
-        client: &Client,
-        events: &[InputLogEvent],
-        give_up: Option<Instant>,
-    ) -> Result<PutLogEventsOutput, Failure> {
-        let limit = self.config.operation_timeout;
-        let timeout = give_up.map_or(limit, |at| limit.min(at.saturating_duration_since(Instant::now())));
-        if timeout.is_zero() {
-            return Err(Failure::Retry("the shutdown or flush deadline came first".into()));
-        }
-        let control = Arc::clone(&self.control);
-        let until = Instant::now() + timeout;
-        runtime.block_on(async {
-            let mut put = std::pin::pin!(self.put(client, events));
-            loop {
-                let now = Instant::now();
-                let stop = control.lock().stop();
-                if stop.is_some_and(|at| now >= at) {
-                    return Err(Failure::Retry("the shutdown deadline came first".into()));
-                }
-                if now >= until {
-                    return Err(Failure::Retry("request timed out".into()));
-                }
-                // Looks at the stop again every POLL while the request runs.
-                let step = until.min(stop.unwrap_or(until)).min(now + POLL) - now;
-                if let Ok(result) = tokio::time::timeout(step, &mut put).await {
-                    return result;
-                }
-            }
-        })
-    }
-
-    /// Done with `batch`: what it set aside is counted and the cursor after it saved. Only
-    /// now, not when read: a batch put back is read, and would be counted, again.
-    fn settle(&mut self, batch: &Batch) {
-        self.counters.events_truncated.fetch_add(batch.truncated, Relaxed);
-        self.count_window_rejections(batch);
-        self.acknowledge(batch.cursor);
-    }
-
-    /// Counts a batch of `sent` events the service accepted, less those it rejected in
-    /// `rejectedLogEventsInfo`, and reports the end of an outage.
-    fn count_delivered(&mut self, output: &PutLogEventsOutput, sent: usize) {
+    /// Counts a batch the service accepted, less the events it rejected in
+    /// `rejectedLogEventsInfo`.
+    fn delivered(&mut self, output: PutLogEventsOutput, batch: &Batch) {
+        let sent = batch.events.len();
         self.counters.batches_sent.fetch_add(1, Relaxed);
         let rejected = output.rejected_log_events_info().map_or(0, |info| self.count_rejected(info, sent));
         self.counters.events_sent.fetch_add(sent as u64 - rejected, Relaxed);
-        self.report_up();
     }
 
-    /// Counts and reports a batch of `sent` events the service refused for good: dropped.
-    fn count_refused(&mut self, sent: usize, reason: String) {
-        self.counters.batches_failed.fetch_add(1, Relaxed);
+    /// Counts and reports a batch the service refused for good: dropped.
+    fn refused(&mut self, reason: String, batch: &Batch) {
+        let sent = batch.events.len();
         self.counters.events_dropped.fetch_add(sent as u64, Relaxed);
         // Rate-limited: a setting the service refuses would refuse every batch.
         self.refusals.report(
@@ -655,33 +325,22 @@ impl Worker {
         );
     }
 
-    /// Gives up a batch at the flush or shutdown deadline. Not lost: its lines stay in the
-    /// file after the acknowledged cursor, and are read again from there.
-    fn put_back(&mut self) {
-        self.counters.batches_failed.fetch_add(1, Relaxed);
-        self.batcher.clear();
-        self.follower = Follower::new(&self.dir, GENERAL_FILE, self.acked);
-        // Read again from the acknowledged cursor, which finds the same files gone again.
-        self.passed.clear();
-        self.followed = Followed::default();
+    /// What the batch set aside is counted only now, not when read: a batch put back is read,
+    /// and would be counted, again.
+    fn settle(&mut self, batch: &Batch) {
+        self.counters.events_truncated.fetch_add(batch.truncated, Relaxed);
+        self.count_window_rejections(batch);
     }
 
-    /// Reports an outage once, when it starts.
-    fn report_down(&mut self, reason: &str) {
-        self.outage.down(self.clock.now(), || {
-            format!(
-                "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, the lines wait in \
-                 {GENERAL_FILE}, console and files continue"
-            )
-        });
+    fn down_line(&self, reason: &str) -> String {
+        format!(
+            "chimera-log: CloudWatch delivery stopped ({reason}); retrying with backoff, the lines wait in \
+             {GENERAL_FILE}, console and files continue"
+        )
     }
+}
 
-    /// Reports the end of an outage, once.
-    fn report_up(&mut self) {
-        self.outage
-            .up(self.clock.now(), |outage| format!("chimera-log: CloudWatch delivery recovered after {outage:.1?}"));
-    }
-
+impl CloudWatch {
     /// Sets up the group and stream if not done yet, then sends `events`.
     async fn put(&mut self, client: &Client, events: &[InputLogEvent]) -> Result<PutLogEventsOutput, Failure> {
         if !self.ready {
@@ -848,7 +507,6 @@ fn generated_stream_name(now: SystemTime) -> String {
     format!("{}-{stamp}", if host.is_empty() { "host" } else { &host })
 }
 
-/// The line's own timestamp, in milliseconds: every line starts `{"timestamp":"<RFC 3339>"`.
 /// The `level` of a line as the encoder writes it (`{"timestamp":"…","level":"INFO",…`), if
 /// it reads as one.
 fn line_level(line: &str) -> Option<Level> {
@@ -856,13 +514,6 @@ fn line_level(line: &str) -> Option<Level> {
     let rest = &rest[rest.find('"')? + 1..];
     let rest = rest.strip_prefix(",\"level\":\"")?;
     rest[..rest.find('"')?].parse().ok()
-}
-
-fn line_timestamp_ms(line: &str) -> Option<i64> {
-    let rest = line.strip_prefix("{\"timestamp\":\"")?;
-    let end = rest.find('"')?;
-    let time = chrono::DateTime::parse_from_rfc3339(&rest[..end]).ok()?;
-    Some(time.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -887,21 +538,6 @@ mod tests {
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{name}");
     }
 
-    #[test]
-    fn a_flush_target_is_reached_in_its_file_or_past_it_and_not_before() {
-        let at = |after: Option<i64>, offset| Cursor {
-            after: after.map(crate::dir::backup::Stamp),
-            offset,
-            fingerprint: None,
-        };
-        assert!(reached(at(Some(5), 100), at(Some(5), 100)));
-        assert!(!reached(at(Some(5), 99), at(Some(5), 100)));
-        // The target was in the current file, which has since become backup 7 and been read past.
-        assert!(reached(at(Some(7), 0), at(Some(5), 100)));
-        assert!(reached(at(Some(1), 0), at(None, 100)));
-        assert!(!reached(at(None, 100), at(Some(1), 0)));
-    }
-
     /// A read of `chimera.log` that fails is not the end of its lines: a flush asked while the
     /// lines after the cursor cannot be read is not answered as done. (No request is needed to
     /// see it, so the endpoint is a closed port.)
@@ -922,58 +558,5 @@ mod tests {
         *crate::dir::follow::READS_FAIL_IN.lock().unwrap() = None;
         assert!(!flushed, "the line after the cursor was never read, let alone shipped");
         assert_eq!(guard.stats().cloudwatch.unwrap().events_sent, 0);
-    }
-
-    /// Records the waits asked of it, and says none of them takes real time.
-    #[derive(Debug, Default)]
-    struct RecordingClock {
-        waits: std::sync::Mutex<Vec<Duration>>,
-    }
-
-    impl Clock for RecordingClock {
-        fn now(&self) -> SystemTime {
-            SystemTime::UNIX_EPOCH
-        }
-
-        fn begin_wait(&self, wait: Duration) -> Duration {
-            self.waits.lock().unwrap().push(wait);
-            Duration::ZERO
-        }
-    }
-
-    #[test]
-    fn a_retry_backoff_waits_as_long_as_the_injected_clock_says() {
-        let clock = RecordingClock::default();
-        // An hour by this clock, which says it takes no real time: back at once.
-        Control::default().back_off(&clock, Duration::from_secs(3600), None);
-        assert_eq!(*clock.waits.lock().unwrap(), [Duration::from_secs(3600)]);
-    }
-
-    #[test]
-    fn a_retry_backoff_never_outlasts_the_give_up_deadline() {
-        Control::default().back_off(&crate::clock::SystemClock, Duration::from_secs(3600), Some(Instant::now()));
-    }
-
-    #[test]
-    fn a_retry_backoff_on_the_system_clock_ends_when_a_flush_is_asked_for() {
-        let control = Arc::new(Control::default());
-        let waiter = std::thread::spawn({
-            let control = Arc::clone(&control);
-            move || control.back_off(&crate::clock::SystemClock, Duration::from_secs(3600), None)
-        });
-        // The waiter notes the requests when it starts waiting: ask until one lands after that.
-        while !waiter.is_finished() {
-            control.lock().flush_asked += 1;
-            control.changed.notify_all();
-            std::thread::yield_now();
-        }
-        waiter.join().unwrap();
-    }
-
-    #[test]
-    fn the_line_timestamp_is_read_from_the_line() {
-        let line = r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO"}"#;
-        assert_eq!(line_timestamp_ms(line), Some(1_705_314_645_123));
-        assert_eq!(line_timestamp_ms("not a line"), None);
     }
 }

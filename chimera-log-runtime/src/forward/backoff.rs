@@ -1,24 +1,24 @@
-//! How long the shipper waits before sending a failed request again: an exponential backoff
+//! How long a forwarder (CloudWatch, OTLP) waits before sending a failed request again: an exponential backoff
 //! whose cap depends on why the request failed, spread by per-process jitter. Pure arithmetic:
-//! no waiting, no clock and no I/O here (the shipper waits, through its `Clock`).
+//! no waiting, no clock and no I/O here (the forwarder waits, through its `Clock`).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime};
 
 /// The first wait of a batch's retries, and the first after throttling begins.
-pub(super) const BACKOFF_START: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Throttling and 5xx are retried at least this often: once an outage ends, delivery resumes
 /// within this (jittered) wait, and one request every two seconds per process is nothing to
 /// the service's quota (thousands of `PutLogEvents` a second per account).
-pub(super) const BACKOFF_CAP: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Missing or refused credentials are retried this often at most: a role attached later still
 /// delivers, without hammering the credential chain.
-pub(super) const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub(crate) const CREDENTIALS_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// Why a request is sent again, which sets how the waits grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pace {
+pub(crate) enum Pace {
     /// 5xx, timeouts, connection failures: capped at [`BACKOFF_CAP`].
     Outage,
     /// Throttled: capped at [`BACKOFF_CAP`], and restarted from [`BACKOFF_START`] when it
@@ -32,21 +32,21 @@ pub(super) enum Pace {
 /// The waits between the attempts to send one batch, before jitter: each is twice the one
 /// before, up to the cap of the failure's [`Pace`].
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     throttled: bool,
 }
 
 impl Backoff {
     /// A batch's first retry waits [`BACKOFF_START`].
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Backoff { next: BACKOFF_START, throttled: false }
     }
 
     /// The wait before sending again after a failure paced by `pace`. The cap applies to the
     /// waits that follow: a wait that grew under the credentials cap is used once more when an
     /// outage follows, and the next is back under the outage's cap.
-    pub(super) fn next_wait(&mut self, pace: Pace) -> Duration {
+    pub(crate) fn next_wait(&mut self, pace: Pace) -> Duration {
         let cap = match pace {
             Pace::Credentials => CREDENTIALS_BACKOFF_CAP,
             Pace::Throttled => {
@@ -75,12 +75,12 @@ impl Backoff {
 /// injected `Clock`: a test clock reads the same time in every process, and every process would
 /// jitter the same.
 #[derive(Debug)]
-pub(super) struct Jitter {
+pub(crate) struct Jitter {
     state: u64,
 }
 
 impl Jitter {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::seeded_at(SystemTime::now())
     }
 
@@ -95,7 +95,7 @@ impl Jitter {
 
     /// `wait` shortened by a pseudo-random amount: uniform in `[wait / 2, wait)` (to the
     /// nanosecond; a zero wait stays zero). Half the wait is kept so the backoff still grows.
-    pub(super) fn jittered(&mut self, wait: Duration) -> Duration {
+    pub(crate) fn jittered(&mut self, wait: Duration) -> Duration {
         let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
         let half = nanos / 2;
         let span = nanos - half;
