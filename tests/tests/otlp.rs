@@ -16,8 +16,10 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use receiver::{Receiver, Reply};
 use serde_json::json;
 
+/// These tests count every line shipped: the writer's health warnings (a slow window on a busy
+/// machine) would be lines too, so the watch is off (tests/tests/watch.rs tests it).
 fn config(dir: &std::path::Path, otlp: OtlpConfig) -> LogConfig {
-    LogConfig::new(dir).console(false).audit_store(AuditStore::none()).otlp(otlp)
+    LogConfig::new(dir).console(false).audit_store(AuditStore::none()).watch_interval(Duration::MAX).otlp(otlp)
 }
 
 fn start(dir: &std::path::Path, otlp: OtlpConfig) -> LogGuard {
