@@ -562,8 +562,9 @@ impl Dispatcher {
         // A record this thread handed to the audit thread (`emit_async!`) and not yet written
         // goes first: this one follows it there, so one thread's records stay in the order it
         // emitted them. Decided before the event is counted (a test waits for the count).
-        let behind_async = match self.audit_thread.get() {
-            Some(Some(worker)) if destinations.audit && worker.pending_from_this_thread() => Some(worker),
+        // Only an audit line can be behind one: a general line reads nothing more.
+        let behind_async = match destinations.audit.then(|| self.audit_thread.get()).flatten() {
+            Some(Some(worker)) if worker.pending_from_this_thread() => Some(worker),
             _ => None,
         };
         // Counted first, taken back if shutdown refuses the line: an atomic add waits for the
