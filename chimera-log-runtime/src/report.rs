@@ -170,3 +170,16 @@ impl FailureReporter {
         }
     }
 }
+
+/// An error and its `source()` chain, outermost first, as one line (`a: b: c`).
+#[cfg_attr(not(any(feature = "cloudwatch", feature = "otlp")), allow(dead_code))]
+pub(crate) fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}

@@ -49,6 +49,23 @@ fn watch_lines(dir: &std::path::Path) -> u64 {
     text.lines().filter(|line| common::is_watch_line(line)).count() as u64
 }
 
+/// Runs `work` with `busy` threads spinning beside it, at the normal priority, until it returns.
+fn beside_busy_threads(busy: usize, work: impl FnOnce()) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..busy {
+            scope.spawn(|| {
+                let mut spins = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            });
+        }
+        work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
 /// `threads` threads, numbered from `first`, each emitting `per_thread` events.
 fn liquidation_burst(guard: &chimera_log_runtime::LogGuard, first: u64, threads: u64, per_thread: u64) {
     std::thread::scope(|scope| {
@@ -119,19 +136,7 @@ fn a_million_event_burst_beside_four_busy_threads_loses_no_line_with_the_default
         .queue_capacity(16 * 1024)
         .build()
         .unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                let mut spins = 0u64;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    spins = std::hint::black_box(spins.wrapping_add(1));
-                }
-            });
-        }
-        liquidation_burst(&guard, 0, 4, 250_000);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
+    beside_busy_threads(4, || liquidation_burst(&guard, 0, 4, 250_000));
     assert!(guard.flush());
     let stats = guard.stats();
     drop(guard);
@@ -157,19 +162,7 @@ fn a_writer_starved_of_cpu_at_the_lowest_priority_loses_no_line_with_the_default
         .writer_priority(19)
         .build()
         .unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                let mut spins = 0u64;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    spins = std::hint::black_box(spins.wrapping_add(1));
-                }
-            });
-        }
-        liquidation_burst(&guard, 0, 4, 25_000);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
+    beside_busy_threads(4, || liquidation_burst(&guard, 0, 4, 25_000));
     assert!(guard.flush());
     let stats = guard.stats();
     drop(guard);

@@ -2,6 +2,7 @@
 //! (`forward::ship`): which lines it takes, its batches, `PutLogEvents` and what its errors mean
 //! (see the folder's table of contents).
 
+use crate::report::source_chain;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -112,17 +113,6 @@ fn credentials_missing(error: &(dyn std::error::Error + 'static)) -> bool {
         next = error.source();
     }
     false
-}
-
-fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 /// The running shipper: its thread and what the dispatcher needs of it.

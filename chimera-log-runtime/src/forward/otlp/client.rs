@@ -6,6 +6,7 @@
 //! The client is hyper's (hyper-util's pooling client), with rustls on aws-lc-rs and the system's
 //! root certificates for `https://`: the stack the AWS SDK already brings into the build.
 
+use crate::report::source_chain;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -203,17 +204,6 @@ pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         SystemTime::from(at).duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
-}
-
-fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
