@@ -64,3 +64,8 @@ cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chime
 
 echo "== the S3 server enforces Object Lock as S3 does (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT): first, since the archive's lock tests prove nothing otherwise"
 cargo test --locked -p chimera-log-tests --features s3 --test s3_contract
+
+echo "== cargo test with the s3 feature (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT)"
+# Only the archive's own tests: everything else ran above, and the s3 feature changes nothing else.
+cargo test --locked -p chimera-log-runtime --features s3 --lib archive
+cargo test --locked -p chimera-log-tests --features s3 --test s3_archive

@@ -81,9 +81,10 @@ pub use chimera_log_macros::LogEventInFacade as LogEvent;
 pub use chimera_log_runtime::__facade::LogEvent;
 
 pub use chimera_log_runtime::{
-    emit, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, AuditStore, AuditStoreStats,
-    Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Error, LatencyStats, Level,
-    LogConfig, LogGuard, Logger, Overflow, ParseLevelError, Routes, SinkStats, Stats, SystemClock,
+    emit, events_without_logger, get_logger, init_logging, ArchiveStats, AsDynError, AuditDurability, AuditStore,
+    AuditStoreStats, Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Error,
+    LatencyStats, Level, LogConfig, LogGuard, Logger, Overflow, ParseLevelError, Routes, S3Archive, SinkStats, Stats,
+    SystemClock,
 };
 
 /// The Chimera bot's standard events (DESIGN §5) and the functions that log them: execution
@@ -140,3 +141,8 @@ pub struct AuditStoreDoctests;
 #[doc = include_str!("../../docs/cloudwatch.md")]
 #[cfg(doctest)]
 pub struct CloudWatchDoctests;
+
+/// The Rust blocks of `docs/archive.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/archive.md")]
+#[cfg(doctest)]
+pub struct ArchiveDoctests;

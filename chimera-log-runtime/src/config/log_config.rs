@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::archive::S3Archive;
 use super::cloudwatch::CloudWatchConfig;
 use super::store::AuditStore;
 use crate::clock::{Clock, SystemClock};
@@ -149,6 +150,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `capture` | on (feature `tracing`) | `CHIMERA_LOG_CAPTURE` (`true`/`false`) |
 /// | `health_interval` | off | — |
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
+/// | `archive` | off (feature `s3`) | `CHIMERA_LOG_ARCHIVE` (`s3://bucket/prefix`), `CHIMERA_LOG_ARCHIVE_SIGNING_KEY` (a PEM file) |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -193,6 +195,7 @@ pub struct LogConfig {
     pub(crate) checkpoint_interval: Duration,
     pub(crate) audit_store: AuditStore,
     pub(crate) audit_retention: Duration,
+    pub(crate) archive: Option<S3Archive>,
 }
 
 impl LogConfig {
@@ -225,6 +228,7 @@ impl LogConfig {
             checkpoint_interval: Duration::from_secs(15 * 60),
             audit_store: AuditStore::default(),
             audit_retention: super::store::DEFAULT_RETENTION,
+            archive: None,
         }
     }
 
@@ -269,6 +273,8 @@ impl LogConfig {
         V: AsRef<str>,
     {
         let mut config = LogConfig::new("logs");
+        // Applied after the loop: it may come before CHIMERA_LOG_ARCHIVE.
+        let mut archive_signing_key: Option<String> = None;
         for (key, value) in vars {
             let (key, value) = (key.as_ref(), value.as_ref());
             config = match key {
@@ -305,9 +311,24 @@ impl LogConfig {
                 }
                 "CHIMERA_LOG_AUDIT_KEY" => config.audit_key(value.as_bytes()),
                 "CHIMERA_LOG_AUDIT_STORE" => config.audit_store(AuditStore::from_url(value)?),
+                "CHIMERA_LOG_ARCHIVE" => config.archive(S3Archive::from_url(value)?),
+                "CHIMERA_LOG_ARCHIVE_SIGNING_KEY" => {
+                    archive_signing_key = Some(value.to_owned());
+                    config
+                }
                 other if other.starts_with(ENV_PREFIX) => return Err(unknown_variable(other)),
                 _ => config,
             };
+        }
+        if let Some(key) = archive_signing_key {
+            let Some(archive) = config.archive.take() else {
+                return Err(Error::invalid(
+                    "CHIMERA_LOG_ARCHIVE_SIGNING_KEY",
+                    key,
+                    "signs the S3 archive's digests: set CHIMERA_LOG_ARCHIVE too",
+                ));
+            };
+            config.archive = Some(archive.signing_key(key));
         }
         Ok(config)
     }
@@ -498,6 +519,16 @@ impl LogConfig {
         self
     }
 
+    /// Keeps a copy of every sealed audit record in an S3 bucket under Object Lock (COMPLIANCE,
+    /// for `audit_retention`), uploaded from `executions.log` by a background thread; while the
+    /// archive is behind or down, audit backups are kept past `audit_backups` until uploaded. A
+    /// bucket without Object Lock is reported at start and the archive stays off. Needs the cargo
+    /// feature `s3` (an error at start without it). See `docs/archive.md`.
+    pub fn archive(mut self, archive: S3Archive) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
     /// Makes file writes fail on demand, for tests of write faults.
     #[doc(hidden)]
     pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
@@ -520,6 +551,9 @@ impl LogConfig {
             if !cfg!(feature = "cloudwatch") {
                 return Err(Error::CloudWatchUnavailable);
             }
+        }
+        if let Some(archive) = &self.archive {
+            archive.validate()?;
         }
         if self.audit_key.as_ref().is_some_and(|key| key.0.is_empty()) {
             return Err(Error::invalid("audit_key", "", "an empty key protects nothing"));
@@ -601,7 +635,13 @@ impl LogConfig {
             if !files.insert(route.file.as_str()) {
                 return Err(Error::invalid("route", &route.file, "this file is already written by another sink"));
             }
-            let own = [layout::LOCK_FILE, layout::CLOUDWATCH_CURSOR_FILE, layout::STORE_CURSOR_FILE];
+            let own = [
+                layout::LOCK_FILE,
+                layout::CLOUDWATCH_CURSOR_FILE,
+                layout::STORE_CURSOR_FILE,
+                layout::ARCHIVE_CURSOR_FILE,
+                layout::ARCHIVE_STATE_FILE,
+            ];
             if own.contains(&route.file.as_str()) || route.file.starts_with(layout::STORE_FILE) {
                 return Err(Error::invalid("route", &route.file, "this name is kept for chimera-log's own state"));
             }

@@ -40,3 +40,55 @@ pub fn create_bucket(client: &Client, runtime: &tokio::runtime::Runtime, bucket:
         .block_on(client.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(locked).send())
         .unwrap_or_else(|error| panic!("CreateBucket {bucket}: {error:?}"));
 }
+
+/// Every object under `prefix` in `bucket`, `(key, bytes)`, in key order.
+pub fn objects(
+    client: &Client,
+    runtime: &tokio::runtime::Runtime,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = client.list_objects_v2().bucket(bucket).prefix(prefix);
+        if let Some(token) = &token {
+            request = request.continuation_token(token);
+        }
+        let page = runtime.block_on(request.send()).unwrap();
+        keys.extend(page.contents().iter().map(|object| object.key().unwrap().to_owned()));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    keys.into_iter()
+        .map(|key| {
+            let got = runtime.block_on(client.get_object().bucket(bucket).key(&key).send()).unwrap();
+            let bytes = runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec();
+            (key, bytes)
+        })
+        .collect()
+}
+
+/// The record objects (`.../records/<first>-<last>.log.gz`) under `prefix`, `(key, first,
+/// last, lines gunzipped)`, in key order (seq order).
+pub fn record_objects(
+    client: &Client,
+    runtime: &tokio::runtime::Runtime,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, u64, u64, Vec<u8>)> {
+    use std::io::Read;
+    objects(client, runtime, bucket, prefix)
+        .into_iter()
+        .filter(|(key, _)| key.contains("/records/"))
+        .map(|(key, gz)| {
+            let name = key.rsplit('/').next().unwrap().strip_suffix(".log.gz").unwrap();
+            let (first, last) = name.split_once('-').unwrap();
+            let mut lines = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut lines).unwrap();
+            (key.clone(), first.parse().unwrap(), last.parse().unwrap(), lines)
+        })
+        .collect()
+}
