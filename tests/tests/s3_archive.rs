@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +17,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockRetentionMode;
 use chimera_log_runtime::{emit, AuditDurability, AuditStore, LogConfig, S3Archive};
 use common::audit_load::{emit_from_threads, Executed};
-use common::s3::{client, create_bucket, endpoint, record_objects, runtime, unique_bucket};
+use common::s3::{
+    check_digests, client, create_bucket, digests, endpoint, objects, record_objects, runtime, signing_key,
+    unique_bucket,
+};
 use common::{backups, ManualClock};
 
 const PREFIX: &str = "chimera";
@@ -98,7 +102,8 @@ fn kill_9_during_uploads_then_a_restart_archives_every_record_exactly_once() {
         // A short interval: objects are cut and uploaded all the time the child runs.
         let config = config(Path::new(&dir), &bucket)
             .archive(archive(&bucket).archive_interval(Duration::from_millis(1)))
-            .max_bytes(128 * 1024);
+            .max_bytes(128 * 1024)
+            .audit_backups(100_000); // the whole family stays, to compare with the bucket
         let guard = config.build().unwrap();
         let logger = guard.logger("executor");
         let mut block_number = 0;
@@ -140,7 +145,12 @@ fn kill_9_during_uploads_then_a_restart_archives_every_record_exactly_once() {
         child.kill().unwrap(); // SIGKILL, mid-upload most likely
         child.wait().unwrap();
         // The restart archives the rest, and skips what the killed one uploaded.
-        let guard = config(dir.path(), &bucket).max_bytes(128 * 1024).build().unwrap();
+        let guard = config(dir.path(), &bucket)
+            .max_bytes(128 * 1024)
+            .audit_backups(100_000)
+            .shutdown_timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
         assert!(guard.flush(), "round {round}");
         let stats = guard.stats().archive.unwrap();
         drop(guard);
@@ -149,6 +159,8 @@ fn kill_9_during_uploads_then_a_restart_archives_every_record_exactly_once() {
         let archived = archived_exactly_once(&objects, newest, &format!("round {round}"));
         assert!(archived == family_bytes(dir.path()), "round {round}: byte for byte ({stats:?})");
         assert_eq!(stats.conflicts, 0, "round {round}");
+        // The killed run made no digest: the restart's (at its shutdown) lists what it uploaded too.
+        check_digests(&digests(&client, &runtime, &bucket, PREFIX), &objects, &gz(&client, &runtime, &bucket), None);
     }
 }
 
@@ -181,6 +193,72 @@ fn a_crash_between_an_upload_and_the_cursors_save_uploads_nothing_twice_however_
     assert_eq!(ranges, [(1, 10), (11, 20), (21, 25)], "records 11..=20 are not uploaded again in a wider object");
     let archived = archived_exactly_once(&objects, 25, "after the crash");
     assert!(archived == family_bytes(dir.path()));
+}
+
+/// Every object's bytes, by key.
+fn gz(client: &aws_sdk_s3::Client, runtime: &tokio::runtime::Runtime, bucket: &str) -> HashMap<String, Vec<u8>> {
+    objects(client, runtime, bucket, "").into_iter().collect()
+}
+
+#[test]
+fn digests_every_interval_and_at_shutdown_list_each_object_once_chained_and_signed() {
+    let runtime = runtime();
+    let client = client(&runtime);
+    let bucket = unique_bucket("archive-digests");
+    create_bucket(&client, &runtime, &bucket, true);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = signing_key(keys.path(), "archive", 7);
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let clock = Arc::new(ManualClock::at_micros(start.as_micros() as u64));
+    let hour = Duration::from_secs(3600);
+    let guard = config(dir.path(), &bucket)
+        .clock(clock.clone())
+        .archive(archive(&bucket).signing_key(&key).digest_interval(hour))
+        .build()
+        .unwrap();
+    let logger = guard.logger("executor");
+    let mut block_number = 0;
+    let mut emit = |count: u64| {
+        for _ in 0..count {
+            emit!(logger, Executed { block_number, pad: "digest" });
+            block_number += 1;
+        }
+    };
+    emit(5);
+    assert!(guard.flush());
+    clock.set(UNIX_EPOCH + start + hour);
+    assert!(guard.wait_processed());
+    emit(5);
+    assert!(guard.flush());
+    clock.set(UNIX_EPOCH + start + hour * 2);
+    assert!(guard.wait_processed());
+    // An hour with nothing uploaded has its digest too.
+    clock.set(UNIX_EPOCH + start + hour * 3);
+    assert!(guard.wait_processed());
+    assert_eq!(guard.stats().archive.unwrap().digests, 3);
+    emit(3);
+    drop(guard);
+
+    let found = digests(&client, &runtime, &bucket, PREFIX);
+    let counts: Vec<usize> = found.iter().map(|d| d.json["objects"].as_array().unwrap().len()).collect();
+    assert_eq!(counts, [1, 1, 0, 1], "three intervals, then the shutdown's digest with the last object");
+    let records = record_objects(&client, &runtime, &bucket, &format!("{PREFIX}/"));
+    check_digests(&found, &records, &gz(&client, &runtime, &bucket), Some(&public));
+    // Locked like the objects.
+    let head = runtime.block_on(client.head_object().bucket(&bucket).key(&found[0].key).send()).unwrap();
+    assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"));
+}
+
+#[test]
+fn a_signing_key_that_is_not_a_pkcs8_ed25519_pem_is_an_error_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n").unwrap();
+    let error =
+        config(dir.path(), "some-bucket").archive(archive("some-bucket").signing_key(&key)).build().unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("archive.signing_key") && message.contains("key.pem"), "{message}");
 }
 
 #[test]

@@ -84,11 +84,21 @@ pub(crate) fn start(
     }
     #[cfg(feature = "s3")]
     if let (Some(archive), Some(mark)) = (&config.archive, &archived) {
+        // A key that cannot be used is an error now, not a digest that never comes.
+        let signer = match &archive.signing_key {
+            Some(path) => {
+                let key = crate::forward::archive::Ed25519::from_pem_file(path)
+                    .map_err(|why| Error::invalid("archive.signing_key", path.display().to_string(), why))?;
+                Some(Arc::new(key) as Arc<dyn crate::forward::archive::Signer>)
+            }
+            None => None,
+        };
         let uploader = crate::forward::archive::Uploader::start(
             crate::forward::archive::UploaderConfig {
                 archive: archive.clone(),
                 stream: crate::forward::store::default_stream(dir),
                 retention: config.audit_retention,
+                signer,
             },
             dir,
             Arc::clone(&config.clock),

@@ -20,6 +20,9 @@ use crate::config::archive::S3Archive;
 /// ignores it; AWS redirects a wrong one with an error that names the right one).
 const FALLBACK_REGION: &str = "us-east-1";
 
+/// An object's user metadata (`x-amz-meta-*`, without the prefix).
+pub(crate) type Metadata = std::collections::HashMap<String, String>;
+
 /// What a conditional PUT found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Put {
@@ -84,28 +87,38 @@ impl Bucket {
     /// PUTs `body` at `key` unless an object is there already (`If-None-Match: *`), with its
     /// SHA-256 for the server to check, under a COMPLIANCE lock until `retain_until`. An object
     /// already there is read back and compared, never overwritten.
-    pub(crate) fn put_locked(&self, key: &str, body: &[u8], retain_until: SystemTime) -> Result<Put, ArchiveError> {
+    pub(crate) fn put_locked(
+        &self,
+        key: &str,
+        body: &[u8],
+        retain_until: SystemTime,
+        content_type: &str,
+        metadata: Option<(&str, &str)>,
+    ) -> Result<Put, ArchiveError> {
         let sha256: [u8; 32] = Sha256::digest(body).into();
         let until = retain_until.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let request = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.name)
             .key(key)
             .body(ByteStream::from(body.to_vec()))
-            .content_type("application/gzip")
+            .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(super::base64(&sha256))
             .if_none_match("*")
             .object_lock_mode(ObjectLockMode::Compliance)
             .object_lock_retain_until_date(DateTime::from_secs(i64::try_from(until.as_secs()).unwrap_or(i64::MAX)));
+        if let Some((name, value)) = metadata {
+            request = request.metadata(name, value);
+        }
         match self.runtime.block_on(request.send()) {
             Ok(_) => Ok(Put::Stored),
             // 412: the key is taken. 409: another conditional write to it is under way (S3
             // says to retry; the retry finds it taken, or free).
             Err(error) if status(&error) == Some(412) || code(&error) == Some("PreconditionFailed") => {
                 match self.get(key)? {
-                    Some(there) if Sha256::digest(&there).as_slice() == sha256 => Ok(Put::AlreadyThere),
+                    Some((there, _)) if Sha256::digest(&there).as_slice() == sha256 => Ok(Put::AlreadyThere),
                     Some(_) => Ok(Put::Conflict),
                     // Gone between the two requests: only a delete marker hides it (the
                     // version is locked); a retry puts it again.
@@ -119,12 +132,12 @@ impl Bucket {
         }
     }
 
-    /// The object at `key`, `None` if there is none.
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
+    /// The object at `key` and its user metadata, `None` if there is none.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Metadata)>, ArchiveError> {
         let answer = self.runtime.block_on(self.client.get_object().bucket(&self.name).key(key).send());
         match answer {
-            Ok(answer) => match self.runtime.block_on(answer.body.collect()) {
-                Ok(bytes) => Ok(Some(bytes.into_bytes().to_vec())),
+            Ok(mut answer) => match self.runtime.block_on(std::mem::take(&mut answer.body).collect()) {
+                Ok(bytes) => Ok(Some((bytes.into_bytes().to_vec(), answer.metadata.take().unwrap_or_default()))),
                 Err(error) => Err(ArchiveError::Request { operation: "GetObject", message: error.to_string() }),
             },
             Err(error) if code(&error) == Some("NoSuchKey") || status(&error) == Some(404) => Ok(None),

@@ -5,13 +5,17 @@
 //! - `uploader.rs`: the thread, a follower of the family with a persisted cursor (like the audit
 //!   store's archiver), cutting objects and uploading them;
 //! - `segment.rs`: the objects (lines byte for byte, gzip) and their keys;
+//! - `digest.rs`: the signed, chained digests listing the objects; `sign.rs`: who signs them;
 //! - `bucket.rs`: the S3 requests; `error.rs`: their failures, classified.
 
 mod bucket;
+mod digest;
 mod error;
 mod segment;
+mod sign;
 mod uploader;
 
+pub(crate) use sign::{Ed25519, Signer};
 pub(crate) use uploader::{Uploader, UploaderConfig};
 
 /// Standard base64 (with padding), as S3's checksum headers want it.

@@ -62,6 +62,23 @@ fn line_time(line: &[u8]) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_micros(micros))
 }
 
+/// What a digest lists of a record object: its seq range and the chain at its last record, read
+/// from its bytes (for an object found in the bucket rather than cut here).
+pub(crate) fn listed(key: &str, gz: &[u8]) -> Option<super::digest::Listed> {
+    use sha2::Digest;
+    let (first_seq, last_seq) = key_range(key)?;
+    let mut lines = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut lines).ok()?;
+    let last = lines.split(|&b| b == b'\n').filter_map(parse_sealed).last()?;
+    Some(super::digest::Listed {
+        key: key.to_owned(),
+        sha256: hex(&sha2::Sha256::digest(gz)),
+        first_seq,
+        last_seq,
+        chain: hex(&last.chain),
+    })
+}
+
 /// A segment ready to upload.
 #[derive(Debug, Clone)]
 pub(crate) struct Sealed {

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::bucket::{Bucket, Put};
+use super::digest::{self, DigestBody, Listed, Previous, SignedDigest, DIGESTS, SIGNATURE_METADATA};
 use super::error::ArchiveError;
 use super::segment::{self, Builder, Sealed, RECORDS};
+use super::sign::Signer;
 use crate::clock::Clock;
 use crate::config::archive::S3Archive;
 use crate::dir::backup::MarkSlot;
@@ -43,6 +45,8 @@ pub(crate) struct UploaderConfig {
     pub(crate) stream: String,
     /// How long an object stays locked after its last record's time.
     pub(crate) retention: Duration,
+    /// Signs the digests (none: they are chained, unsigned).
+    pub(crate) signer: Option<Arc<dyn Signer>>,
 }
 
 /// How a pass over the available records ended.
@@ -129,6 +133,13 @@ impl Uploader {
             skipped_to: None,
             check_resume,
             cursor_damage_reported: None,
+            period: Vec::new(),
+            period_start: String::new(),
+            next_digest_at: SystemTime::UNIX_EPOCH,
+            next_digest_number: 1,
+            previous_digest: None,
+            archived_through: None,
+            pending_digest: None,
         };
         let thread = ForwarderThread::start("chimera-log-s3-archive", move || worker.run(), control, Some(dir_lock))?;
         Ok(Uploader { thread, counters })
@@ -185,11 +196,21 @@ fn load_cursor(path: &Path, dir: &Path, now: SystemTime, counters: &ArchiveCount
     }
 }
 
-/// The last object saved in the state file: its key and last seq.
-fn load_state(path: &Path) -> Option<(String, u64)> {
+/// The state file's content (an empty object when there is none or it cannot be read: the
+/// bucket is then listed whole).
+fn load_state_value(path: &Path) -> serde_json::Value {
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut crate::dir::safe_fs::open_read(path).ok()?, &mut text).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let read =
+        crate::dir::safe_fs::open_read(path).and_then(|mut file| std::io::Read::read_to_string(&mut file, &mut text));
+    match read.ok().and_then(|_| serde_json::from_str::<serde_json::Value>(&text).ok()) {
+        Some(value @ serde_json::Value::Object(_)) => value,
+        _ => serde_json::json!({}),
+    }
+}
+
+/// The last record object saved in the state file: its key and last seq.
+fn load_state(path: &Path) -> Option<(String, u64)> {
+    let value = load_state_value(path);
     let key = value["key"].as_str()?.to_owned();
     let last_seq = value["last_seq"].as_u64()?;
     Some((key, last_seq))
@@ -231,6 +252,17 @@ struct Worker {
     /// moved past records never uploaded (or saved for another bucket).
     check_resume: bool,
     cursor_damage_reported: Option<String>,
+    /// The record objects uploaded since the last digest.
+    period: Vec<Listed>,
+    /// RFC 3339: when the period began (the last digest's end).
+    period_start: String,
+    next_digest_at: SystemTime,
+    next_digest_number: u64,
+    previous_digest: Option<Previous>,
+    /// The newest record object in the bucket.
+    archived_through: Option<String>,
+    /// A digest made and not uploaded yet (retried as it is).
+    pending_digest: Option<SignedDigest>,
 }
 
 impl Worker {
@@ -245,7 +277,11 @@ impl Worker {
         let mut backoff = FIRST_BACKOFF;
         // The bucket must keep what it is given locked; what earlier runs uploaded is found.
         loop {
-            match bucket.check_object_lock().and_then(|()| self.find_high_water(&bucket)) {
+            let found = bucket
+                .check_object_lock()
+                .and_then(|()| self.find_high_water(&bucket))
+                .and_then(|()| self.find_last_digest(&bucket));
+            match found {
                 Ok(()) => break,
                 Err(ArchiveError::Unusable(why)) => {
                     self.disable(&why);
@@ -269,7 +305,11 @@ impl Worker {
                 (requests.flush_asked, requests.look_asked, requests.stop())
             };
             let force = stop.is_some() || flush > self.control.lock().flush_done;
-            let pass = self.archive_available(&bucket, force);
+            let pass = self.archive_available(&bucket, force).and_then(|pass| match pass {
+                // The last digest, at a clean shutdown, lists what was uploaded since the last.
+                Pass::Complete => self.digest_if_due(&bucket, stop.is_some()).map(|()| pass),
+                other => Ok(other),
+            });
             match pass {
                 Ok(Pass::Abandoned) => return,
                 Ok(Pass::Interrupted) => {
@@ -389,7 +429,19 @@ impl Worker {
     fn upload(&mut self, bucket: &Bucket, sealed: &Sealed) -> Result<(), ArchiveError> {
         let time = sealed.last_time.unwrap_or_else(|| self.clock.now());
         let retain_until = time + self.config.retention;
-        match bucket.put_locked(&sealed.key, &sealed.body, retain_until)? {
+        let put = bucket.put_locked(&sealed.key, &sealed.body, retain_until, "application/gzip", None)?;
+        if put != Put::Conflict {
+            use sha2::Digest;
+            self.period.push(Listed {
+                key: sealed.key.clone(),
+                sha256: crate::audit::hex(&sha2::Sha256::digest(&sealed.body)),
+                first_seq: sealed.first_seq,
+                last_seq: sealed.last_seq,
+                chain: sealed.last_chain.clone(),
+            });
+            self.archived_through = Some(sealed.key.clone());
+        }
+        match put {
             Put::Stored => {
                 self.counters.objects.fetch_add(1, Relaxed);
                 self.counters.records.fetch_add(sealed.records, Relaxed);
@@ -412,12 +464,132 @@ impl Worker {
         }
         self.high_water = self.high_water.max(sealed.last_seq);
         self.counters.archived_seq.fetch_max(sealed.last_seq, Relaxed);
-        let state = serde_json::json!({ "key": sealed.key, "last_seq": sealed.last_seq, "chain": sealed.last_chain })
-            .to_string();
-        if let Err(error) = crate::dir::follow::save_atomically(&self.state_path, state.as_bytes()) {
+        self.save_state(Some((&sealed.key, sealed.last_seq)));
+        self.acknowledge(sealed.end);
+        Ok(())
+    }
+
+    /// Saves the last record object uploaded (when `record` says one was) and the last digest:
+    /// where a start looks in the bucket for what came after them.
+    fn save_state(&mut self, record: Option<(&str, u64)>) {
+        let mut state = load_state_value(&self.state_path);
+        if let Some((key, last_seq)) = record {
+            state["key"] = key.into();
+            state["last_seq"] = last_seq.into();
+        }
+        if let Some(previous) = &self.previous_digest {
+            state["digest"] = previous.key.clone().into();
+        }
+        if let Err(error) = crate::dir::follow::save_atomically(&self.state_path, state.to_string().as_bytes()) {
             self.failures.report(&format_args!("saving the S3 archive state {}", self.state_path.display()), &error);
         }
-        self.acknowledge(sealed.end);
+    }
+
+    /// Makes and uploads a digest when `digest_interval` has passed since the last (by the
+    /// clock), also when nothing was uploaded since, and at a clean shutdown (`stopping`).
+    fn digest_if_due(&mut self, bucket: &Bucket, stopping: bool) -> Result<(), ArchiveError> {
+        let now = self.clock.now();
+        if self.pending_digest.is_none() && (stopping || now >= self.next_digest_at) {
+            let end = digest::timestamp(now);
+            let body = DigestBody {
+                version: 1,
+                stream: self.config.stream.clone(),
+                number: self.next_digest_number,
+                period_start: std::mem::replace(&mut self.period_start, end.clone()),
+                period_end: end,
+                objects: std::mem::take(&mut self.period),
+                archived_through: self.archived_through.clone(),
+                previous: self.previous_digest.clone(),
+                signature_algorithm: None,
+                public_key_fingerprint: None,
+            };
+            self.pending_digest = Some(digest::sign(&self.stream_prefix, body, self.config.signer.as_deref()));
+            self.next_digest_at = now + self.config.archive.digest_interval;
+        }
+        let Some(signed) = self.pending_digest.take() else { return Ok(()) };
+        let metadata = signed.signature.as_deref().map(|signature| (SIGNATURE_METADATA, signature));
+        match bucket.put_locked(&signed.key, &signed.body, now + self.config.retention, "application/json", metadata) {
+            Ok(Put::Stored | Put::AlreadyThere) => {
+                self.counters.digests.fetch_add(1, Relaxed);
+                self.previous_digest = Some(signed.as_previous());
+                self.next_digest_number += 1;
+                self.save_state(None);
+                Ok(())
+            }
+            Ok(Put::Conflict) => {
+                // Another writer's digest under this number: ours goes under the next one (its
+                // objects are listed again, not lost).
+                self.counters.conflicts.fetch_add(1, Relaxed);
+                diag!(
+                    "chimera-log: S3 archive: s3://{}/{} holds another digest; it is kept, and this one is made                      again under the next number (counted in stats().archive.conflicts)",
+                    self.config.archive.bucket,
+                    signed.key
+                );
+                let body: DigestBody = serde_json::from_slice(&signed.body).expect("made here");
+                self.period = body.objects;
+                self.period_start = body.period_start;
+                self.next_digest_number += 1;
+                self.next_digest_at = now;
+                Ok(())
+            }
+            Err(error) => {
+                self.pending_digest = Some(signed);
+                Err(error)
+            }
+        }
+    }
+
+    /// The newest digest of the stream (from the one the state names, listing what came after
+    /// it), which the next one chains to, and the record objects uploaded after the newest one
+    /// it knew of: no digest lists them yet (a crash came first), so the next one does.
+    fn find_last_digest(&mut self, bucket: &Bucket) -> Result<(), ArchiveError> {
+        let digests = format!("{}{DIGESTS}/", self.stream_prefix);
+        let hint = load_state_value(&self.state_path)["digest"]
+            .as_str()
+            .filter(|key| key.starts_with(&digests))
+            .map(str::to_owned);
+        let hint = match hint {
+            Some(key) if bucket.keys_after(&key, None)?.contains(&key) => Some(key),
+            _ => None,
+        };
+        let newest = bucket.keys_after(&digests, hint.as_deref())?.pop().or(hint);
+        let now = self.clock.now();
+        self.period_start = digest::timestamp(now);
+        self.next_digest_at = now + self.config.archive.digest_interval;
+        if let Some(key) = newest {
+            let Some((body, metadata)) = bucket.get(&key)? else {
+                return Err(ArchiveError::Request { operation: "GetObject", message: format!("{key} vanished") });
+            };
+            let number =
+                key.rsplit('/').next().and_then(|name| name.strip_suffix(".json")).and_then(|n| n.parse().ok());
+            let parsed: Option<DigestBody> = serde_json::from_slice(&body).ok();
+            let signed = SignedDigest { key: key.clone(), body, signature: metadata.get(SIGNATURE_METADATA).cloned() };
+            self.previous_digest = Some(signed.as_previous());
+            self.next_digest_number = number.unwrap_or(0) + 1;
+            match parsed {
+                Some(parsed) => {
+                    self.period_start = parsed.period_end;
+                    self.archived_through = parsed.archived_through;
+                }
+                None => diag!(
+                    "chimera-log: S3 archive: the newest digest s3://{}/{key} cannot be read as one; the next digest                      chains to it and lists every record object of the stream again",
+                    self.config.archive.bucket
+                ),
+            }
+        }
+        let records = format!("{}{RECORDS}/", self.stream_prefix);
+        self.period.clear();
+        for key in bucket.keys_after(&records, self.archived_through.as_deref())? {
+            if segment::key_range(&key).is_none() {
+                continue;
+            }
+            if let Some((body, _)) = bucket.get(&key)? {
+                if let Some(listed) = segment::listed(&key, &body) {
+                    self.archived_through = Some(key);
+                    self.period.push(listed);
+                }
+            }
+        }
         Ok(())
     }
 
