@@ -69,7 +69,7 @@ pub(crate) fn listed(key: &str, gz: &[u8]) -> Option<super::digest::Listed> {
     let (first_seq, last_seq) = key_range(key)?;
     let mut lines = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut lines).ok()?;
-    let last = lines.split(|&b| b == b'\n').filter_map(parse_sealed).last()?;
+    let last = lines.split(|&b| b == b'\n').rev().find_map(parse_sealed)?;
     Some(super::digest::Listed {
         key: key.to_owned(),
         sha256: hex(&sha2::Sha256::digest(gz)),
