@@ -69,3 +69,4 @@ echo "== cargo test with the s3 feature (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT)
 # Only the archive's own tests: everything else ran above, and the s3 feature changes nothing else.
 cargo test --locked -p chimera-log-runtime --features s3 --lib archive
 cargo test --locked -p chimera-log-tests --features s3 --test s3_archive
+cargo test --locked -p chimera-log-cli --features s3 --test archive

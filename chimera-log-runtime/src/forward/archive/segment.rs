@@ -67,15 +67,23 @@ fn line_time(line: &[u8]) -> Option<SystemTime> {
 pub(crate) fn listed(key: &str, gz: &[u8]) -> Option<super::digest::Listed> {
     use sha2::Digest;
     let (first_seq, last_seq) = key_range(key)?;
-    let mut lines = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut lines).ok()?;
-    let last = lines.split(|&b| b == b'\n').rev().find_map(parse_sealed)?;
+    // Line by line, each held only up to a cap: an object in the bucket is not ours to trust
+    // (a gzip bomb planted under the stream's prefix must not take the logger's memory).
+    let mut reader = std::io::BufReader::new(flate2::read::GzDecoder::new(gz));
+    let (mut line, mut chain) = (Vec::new(), None);
+    while let Some(read) =
+        crate::dir::read::read_line_capped(&mut reader, &mut line, MAX_SEGMENT_BYTES as usize).ok()?
+    {
+        if let Some(record) = read.kept(MAX_SEGMENT_BYTES as usize).then(|| parse_sealed(&line)).flatten() {
+            chain = Some(record.chain);
+        }
+    }
     Some(super::digest::Listed {
         key: key.to_owned(),
         sha256: hex(&sha2::Sha256::digest(gz)),
         first_seq,
         last_seq,
-        chain: hex(&last.chain),
+        chain: hex(&chain?),
     })
 }
 
