@@ -70,3 +70,5 @@ echo "== cargo test with the s3 feature (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT)
 cargo test --locked -p chimera-log-runtime --features s3 --lib archive
 cargo test --locked -p chimera-log-tests --features s3 --test s3_archive
 cargo test --locked -p chimera-log-cli --features s3 --test archive
+# Last: it stops the server for a while (and starts it again).
+cargo test --locked -p chimera-log-tests --features s3 --test s3_outage
