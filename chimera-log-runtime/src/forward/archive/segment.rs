@@ -15,8 +15,9 @@ use crate::dir::backup::Stamp;
 use crate::dir::follow::Cursor;
 
 /// A segment is cut once it holds this many bytes (uncompressed), whatever the interval: the
-/// compressed object is held in memory until the bucket has it.
-pub(crate) const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// compressed object is held in memory until the bucket has it. Above the default `max_bytes`
+/// (100 MiB), so that a backup of the default size is one object.
+pub(crate) const MAX_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The folder of the record objects under the stream.
 pub(crate) const RECORDS: &str = "records";
