@@ -93,9 +93,9 @@ cd '$_chimera_s3_dir'
 case "\$1" in
     start)
         # Every bucket is a collection with volumes of its own, and the tests make many buckets:
-        # one volume per collection (not 7), small ones, as many as the disk holds (max=0).
+        # one volume per collection (not 7), small ones, up to 1,000 (not preallocated: sparse files).
         WEED_MASTER_VOLUME_GROWTH_COPY_1=1 '$weed' server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir='$_chimera_s3_dir/data' \\
-            -master.telemetry=false -master.volumeSizeLimitMB=64 -volume.max=0 \\
+            -master.telemetry=false -master.volumeSizeLimitMB=64 -volume.max=1000 \\
             -master.port=${ports[0]} -master.port.grpc=${ports[1]} \\
             -volume.port=${ports[2]} -volume.port.grpc=${ports[3]} \\
             -filer -filer.port=${ports[4]} -filer.port.grpc=${ports[5]} \\
