@@ -290,7 +290,8 @@ impl Worker {
                 Err(error) => {
                     self.failed(&error);
                     let stop = self.control.lock().stop();
-                    if stop.is_some_and(|at| Instant::now() >= at) {
+                    // Nothing was read yet: a stop has nothing to upload (the next start does).
+                    if stop.is_some() {
                         return;
                     }
                     self.back_off(backoff, stop);
