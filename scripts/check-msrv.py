@@ -7,7 +7,8 @@ crate the published crates build with, as resolved in Cargo.lock, declares a `ru
 newer than ours. Two graphs are checked:
 
 - the default features of `chimera-log`, and with `postgres` or `otlp`, against the workspace's `rust-version`;
-- with `cloudwatch`, against the version the README states for that feature.
+- with `cloudwatch`, and with `s3` (the same AWS SDK), against the version the README states for
+  them.
 
 A dependency that declares no `rust-version` is listed, not failed (most old crates declare none).
 Exit status 1 with each offending crate named when a declared version is exceeded.
@@ -66,7 +67,7 @@ def main():
     if readme_core != ours:
         print(f"check-msrv: README says {readme_core}, Cargo.toml declares {ours}")
         failed = True
-    for features, limit in (("", ours), ("postgres", ours), ("otlp", ours), ("cloudwatch", readme_cloudwatch)):
+    for features, limit in (("", ours), ("postgres", ours), ("otlp", ours), ("cloudwatch", readme_cloudwatch), ("s3", readme_cloudwatch)):
         packages = graph(features)
         undeclared = sorted(f"{n} {v}" for n, v in packages if not versions.get((n, v)))
         worst = max(

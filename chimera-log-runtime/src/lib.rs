@@ -97,6 +97,7 @@ pub mod testing;
 pub use capture::ChimeraLayer;
 pub use chimera_log_macros::LogEvent;
 pub use clock::{Clock, SystemClock};
+pub use config::archive::S3Archive;
 pub use config::cloudwatch::{CloudWatchConfig, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RETENTION_DAYS};
 pub use config::otlp::OtlpConfig;
 pub use config::{AuditDurability, ConsoleFormat, ConsoleTarget, LogConfig, Overflow, AUDIT_FILE, GENERAL_FILE};
@@ -109,7 +110,9 @@ pub use events::{
 pub use init::init_logging;
 pub use json::ContextWriter;
 pub use logger::{events_without_logger, get_logger, AsDynError, LogGuard, Logger};
-pub use stats::{AuditStoreStats, CloudWatchStats, LatencyStats, OtlpStats, SinkStats, Stats, WriteLatencyStats};
+pub use stats::{
+    ArchiveStats, AuditStoreStats, CloudWatchStats, LatencyStats, OtlpStats, SinkStats, Stats, WriteLatencyStats,
+};
 pub use store::AuditStore;
 pub use write::completion::Emitted;
 

@@ -87,8 +87,10 @@ pub struct Stats {
     pub audit_store: Option<AuditStoreStats>,
     /// The OTLP forwarder's figures, when it is on.
     pub otlp: Option<OtlpStats>,
+    /// The S3 archive's figures, when it is configured.
+    pub archive: Option<ArchiveStats>,
     /// Audit backups past `audit_backups` that retention kept because their records were not in
-    /// the audit store yet (the newest count; they go once stored).
+    /// the audit store or the S3 archive yet (the newest count; they go once archived).
     pub audit_backups_kept_for_store: u64,
 }
 
@@ -131,6 +133,69 @@ impl AuditStoreCounters {
         self.snapshot_with(head_seq.saturating_sub(self.stored_seq.load(Relaxed)), self.down.load(Relaxed))
     }
 }
+
+/// The S3 archive's figures: counted only in a build with the `s3` feature.
+mod archive {
+    #![cfg_attr(not(feature = "s3"), allow(dead_code))]
+
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    statistics! {
+        /// What the S3 archive did.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+        #[non_exhaustive]
+        pub struct ArchiveStats(
+            /// Audit records written to the file and not yet in the bucket.
+            lag_records: u64,
+            /// Whether the bucket is failing now.
+            down: bool,
+            /// Whether the archive is off because it could not start (a bucket without Object Lock,
+            /// an unreadable signing key): reported once on stderr; logging goes on without it.
+            disabled: bool,
+        ),
+        counted in ArchiveCounters {
+            /// Objects of records uploaded (backups and segments).
+            objects,
+            /// Records in those objects.
+            records,
+            /// Bytes uploaded in them (compressed).
+            bytes,
+            /// Digests uploaded.
+            digests,
+            /// Failed requests (unreachable, refused, timed out); each is retried.
+            errors,
+            /// Objects found in the bucket under the key being uploaded with other content: kept
+            /// there, never overwritten.
+            conflicts,
+            /// Audit files deleted by hand (or damaged) before they were archived.
+            files_skipped,
+            /// Times the saved cursor could not be trusted: archiving went back to the oldest
+            /// retained record, skipping what the bucket already holds.
+            cursor_damaged,
+        }
+        kept {
+            /// The highest seq known to be in the bucket.
+            archived_seq: AtomicU64,
+            down: std::sync::atomic::AtomicBool,
+            disabled: std::sync::atomic::AtomicBool,
+        }
+    }
+
+    impl ArchiveCounters {
+        /// The snapshot, with the lag behind the audit file's newest record `head_seq`.
+        pub(crate) fn snapshot(&self, head_seq: u64) -> ArchiveStats {
+            self.snapshot_with(
+                head_seq.saturating_sub(self.archived_seq.load(Relaxed)),
+                self.down.load(Relaxed),
+                self.disabled.load(Relaxed),
+            )
+        }
+    }
+}
+
+#[cfg(feature = "s3")]
+pub(crate) use archive::ArchiveCounters;
+pub use archive::ArchiveStats;
 
 statistics! {
     /// What the CloudWatch sink did.
@@ -323,6 +388,7 @@ impl Counters {
             cloudwatch: None,
             audit_store: None,
             otlp: None,
+            archive: None,
             audit_backups_kept_for_store: maintenance.kept_for_store.load(Relaxed),
         }
     }

@@ -81,10 +81,10 @@ pub use chimera_log_macros::LogEventInFacade as LogEvent;
 pub use chimera_log_runtime::__facade::LogEvent;
 
 pub use chimera_log_runtime::{
-    emit, emit_async, events_without_logger, get_logger, init_logging, AsDynError, AuditDurability, AuditStore,
-    AuditStoreStats, Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter, Emitted,
-    Error, LatencyStats, Level, LogConfig, LogGuard, Logger, OtlpConfig, OtlpStats, Overflow, ParseLevelError, Routes,
-    SinkStats, Stats, SystemClock,
+    emit, emit_async, events_without_logger, get_logger, init_logging, ArchiveStats, AsDynError, AuditDurability,
+    AuditStore, AuditStoreStats, Clock, CloudWatchConfig, CloudWatchStats, ConsoleFormat, ConsoleTarget, ContextWriter,
+    Emitted, Error, LatencyStats, Level, LogConfig, LogGuard, Logger, OtlpConfig, OtlpStats, Overflow, ParseLevelError,
+    Routes, S3Archive, SinkStats, Stats, SystemClock,
 };
 
 /// The Chimera bot's standard events (DESIGN §5) and the functions that log them: execution
@@ -146,3 +146,7 @@ pub struct CloudWatchDoctests;
 #[doc = include_str!("../../docs/otlp.md")]
 #[cfg(doctest)]
 pub struct OtlpDoctests;
+/// The Rust blocks of `docs/archive.md`, compiled as doc tests against this crate.
+#[doc = include_str!("../../docs/archive.md")]
+#[cfg(doctest)]
+pub struct ArchiveDoctests;

@@ -54,7 +54,9 @@ impl<'de> Visitor<'de> for SettingsVisitor {
                 .apply_setting(variable, &text, Source::File)
                 .map_err(|error| de::Error::custom(named_by_key(error, variable, key)))?;
         }
-        Ok(config)
+        config.settings_complete().map_err(|error| {
+            de::Error::custom(named_by_key(error, "CHIMERA_LOG_ARCHIVE_SIGNING_KEY", "archive_signing_key"))
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::archive::S3Archive;
 use super::cloudwatch::CloudWatchConfig;
 use super::otlp::{OtlpConfig, OtlpEnv};
 use super::store::AuditStore;
@@ -158,6 +159,7 @@ pub(crate) const MAX_ROUTES: usize = 63;
 /// | `cloudwatch` | off (feature `cloudwatch`) | — |
 /// | `cloudwatch_level` | none (the module levels alone) | `CHIMERA_LOG_CLOUDWATCH_LEVEL` (`trace`…`critical`) |
 /// | `otlp` | off (feature `otlp`); on when an endpoint is configured | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and the rest of [`OtlpConfig`]'s table |
+/// | `archive` | off (feature `s3`) | `CHIMERA_LOG_ARCHIVE` (`s3://bucket/prefix`), `CHIMERA_LOG_ARCHIVE_SIGNING_KEY` (a PEM file) |
 ///
 /// ```
 /// use chimera_log_runtime::{Level, LogConfig};
@@ -232,6 +234,9 @@ pub struct LogConfig {
     pub(crate) checkpoint_interval: Duration,
     pub(crate) audit_store: AuditStore,
     pub(crate) audit_retention: Duration,
+    pub(crate) archive: Option<S3Archive>,
+    /// `CHIMERA_LOG_ARCHIVE_SIGNING_KEY` read before `CHIMERA_LOG_ARCHIVE`.
+    pub(crate) archive_key_pending: Option<String>,
 }
 
 impl LogConfig {
@@ -277,6 +282,8 @@ impl LogConfig {
             checkpoint_interval: Duration::from_secs(15 * 60),
             audit_store: AuditStore::default(),
             audit_retention: super::store::DEFAULT_RETENTION,
+            archive: None,
+            archive_key_pending: None,
         }
     }
 
@@ -345,6 +352,19 @@ impl LogConfig {
         if let (false, Some(rust_log)) = (level_given, rust_log) {
             self.env_levels = Directives::parse(RUST_LOG, &rust_log)?;
         }
+        self.settings_complete()
+    }
+
+    /// An error for a setting that needs another one that was not given: the archive's signing
+    /// key without the archive.
+    pub(super) fn settings_complete(self) -> Result<Self, Error> {
+        if let (Some(key), None) = (&self.archive_key_pending, &self.archive) {
+            return Err(Error::invalid(
+                "CHIMERA_LOG_ARCHIVE_SIGNING_KEY",
+                key.clone(),
+                "signs the S3 archive's digests: set CHIMERA_LOG_ARCHIVE too",
+            ));
+        }
         Ok(self)
     }
 
@@ -388,6 +408,19 @@ impl LogConfig {
             }
             "CHIMERA_LOG_AUDIT_KEY" => self.audit_key(value.as_bytes()),
             "CHIMERA_LOG_AUDIT_STORE" => self.audit_store(AuditStore::from_url(value)?),
+            // The signing key may come before the archive it signs for (any order of variables).
+            "CHIMERA_LOG_ARCHIVE" => {
+                let archive = S3Archive::from_url(value)?;
+                let archive = match &self.archive_key_pending {
+                    Some(key) => archive.signing_key(key.clone()),
+                    None => archive,
+                };
+                LogConfig { archive: Some(archive), archive_key_pending: None, ..self }
+            }
+            "CHIMERA_LOG_ARCHIVE_SIGNING_KEY" => match self.archive.clone() {
+                Some(archive) => LogConfig { archive: Some(archive.signing_key(value.to_owned())), ..self },
+                None => LogConfig { archive_key_pending: Some(value.to_owned()), ..self },
+            },
             other => unreachable!("{other} is not in SETTINGS: callers look the name up there first"),
         })
     }
@@ -670,6 +703,16 @@ impl LogConfig {
         self
     }
 
+    /// Keeps a copy of every sealed audit record in an S3 bucket under Object Lock (COMPLIANCE,
+    /// for `audit_retention`), uploaded from `executions.log` by a background thread; while the
+    /// archive is behind or down, audit backups are kept past `audit_backups` until uploaded. A
+    /// bucket without Object Lock is reported at start and the archive stays off. Needs the cargo
+    /// feature `s3` (an error at start without it). See `docs/archive.md`.
+    pub fn archive(mut self, archive: S3Archive) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
     /// Makes file writes fail on demand, for tests of write faults.
     #[doc(hidden)]
     pub fn fault_injector(mut self, faults: Arc<FaultInjector>) -> Self {
@@ -727,6 +770,9 @@ impl LogConfig {
             if !cfg!(feature = "cloudwatch") {
                 return Err(Error::CloudWatchUnavailable);
             }
+        }
+        if let Some(archive) = &self.archive {
+            archive.validate()?;
         }
         if let Some(otlp) = self.effective_otlp() {
             otlp.validate()?;
@@ -839,6 +885,8 @@ impl LogConfig {
                 layout::CLOUDWATCH_CURSOR_FILE,
                 layout::STORE_CURSOR_FILE,
                 layout::OTLP_CURSOR_FILE,
+                layout::ARCHIVE_CURSOR_FILE,
+                layout::ARCHIVE_STATE_FILE,
             ];
             if own.contains(&route.file.as_str()) || route.file.starts_with(layout::STORE_FILE) {
                 return Err(Error::invalid("route", &route.file, "this name is kept for chimera-log's own state"));
@@ -879,7 +927,7 @@ pub(super) enum Source {
 /// Each setting read from text: its environment variable ([`LogConfig::from_env`]; any other
 /// `CHIMERA_LOG_*` is an error) and its key in a configuration file (`Deserialize`): the
 /// variable's name without `CHIMERA_LOG_`, lowercased.
-pub(super) const SETTINGS: [(&str, &str); 14] = [
+pub(super) const SETTINGS: [(&str, &str); 16] = [
     ("CHIMERA_LOG_DIR", "dir"),
     (LEVEL_VARIABLE, "level"),
     ("CHIMERA_LOG_CONSOLE", "console"),
@@ -894,6 +942,8 @@ pub(super) const SETTINGS: [(&str, &str); 14] = [
     ("CHIMERA_LOG_AUDIT_KEY", "audit_key"),
     ("CHIMERA_LOG_AUDIT_STORE", "audit_store"),
     ("CHIMERA_LOG_CAPTURE", "capture"),
+    ("CHIMERA_LOG_ARCHIVE", "archive"),
+    ("CHIMERA_LOG_ARCHIVE_SIGNING_KEY", "archive_signing_key"),
 ];
 
 /// The variables of `vars` that [`LogConfig::apply_env`] reads, as UTF-8: ours by the bytes of

@@ -4,6 +4,7 @@
 //! This module owns validation: a bad value is an [`Error::InvalidSetting`] naming the setting,
 //! found when the logger is built, never a panic and never a silent default.
 
+pub(crate) mod archive;
 pub(crate) mod cloudwatch;
 mod file;
 mod log_config;

@@ -371,29 +371,61 @@ pub(crate) fn apply_retention(
     Ok((removed, excess - removed))
 }
 
-/// How far the audit store has archived a file's backups: every backup stamped at or before the
-/// mark has all its records in the database. Shared by the archiver, which advances it, and
-/// retention, which deletes only what it covers.
+/// How far the followers that keep the audit trail elsewhere (the audit store, the S3 archive)
+/// have archived a file's backups: every backup stamped at or before the mark has all its
+/// records in every one of them. One slot per follower, each advanced by its own; retention, which
+/// deletes only what the mark covers, reads the oldest.
 #[derive(Debug)]
-pub(crate) struct ArchiveMark(std::sync::atomic::AtomicI64);
+pub(crate) struct ArchiveMark(Vec<std::sync::atomic::AtomicI64>);
 
 impl ArchiveMark {
-    pub(crate) fn new(archived: Option<Stamp>) -> Self {
-        ArchiveMark(std::sync::atomic::AtomicI64::new(archived.map_or(i64::MIN, |stamp| stamp.0)))
+    /// A mark with one slot per follower, each at how far that follower's saved cursor says it
+    /// has archived (`None`: nothing yet).
+    pub(crate) fn new(slots: &[Option<Stamp>]) -> Self {
+        ArchiveMark(
+            slots
+                .iter()
+                .map(|slot| std::sync::atomic::AtomicI64::new(slot.map_or(i64::MIN, |stamp| stamp.0)))
+                .collect(),
+        )
     }
 
+    /// How far every follower has archived.
     pub(crate) fn get(&self) -> Option<Stamp> {
-        let value = self.0.load(std::sync::atomic::Ordering::Acquire);
+        let value = self.0.iter().map(|slot| slot.load(std::sync::atomic::Ordering::Acquire)).min()?;
         (value != i64::MIN).then_some(Stamp(value))
     }
 
+    /// The slot `slot`, for the follower that advances it.
+    pub(crate) fn slot(self: &std::sync::Arc<Self>, slot: usize) -> MarkSlot {
+        assert!(slot < self.0.len(), "a mark has one slot per archiving follower (forward::archive_mark)");
+        MarkSlot { mark: std::sync::Arc::clone(self), slot }
+    }
+}
+
+/// One follower's slot of an [`ArchiveMark`].
+#[derive(Debug, Clone)]
+pub(crate) struct MarkSlot {
+    mark: std::sync::Arc<ArchiveMark>,
+    slot: usize,
+}
+
+impl MarkSlot {
+    /// Every backup stamped at or before `to` is archived by this follower.
     pub(crate) fn advance(&self, to: Stamp) {
-        self.0.fetch_max(to.0, std::sync::atomic::Ordering::AcqRel);
+        self.mark.0[self.slot].fetch_max(to.0, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Nothing is archived (the store was replaced by an empty one).
+    /// Nothing is archived by this follower (the store was replaced by an empty one).
     pub(crate) fn reset(&self) {
-        self.0.store(i64::MIN, std::sync::atomic::Ordering::Release);
+        self.mark.0[self.slot].store(i64::MIN, std::sync::atomic::Ordering::Release);
+    }
+
+    /// This follower keeps nothing (an archive that cannot start): retention no longer waits for
+    /// it.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub(crate) fn release(&self) {
+        self.mark.0[self.slot].store(i64::MAX, std::sync::atomic::Ordering::Release);
     }
 }
 

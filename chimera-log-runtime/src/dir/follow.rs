@@ -135,21 +135,26 @@ impl Cursor {
             "check": self.check(),
         })
         .to_string();
-        let (tmp, mut file) = create_temporary(path)?;
-        let written =
-            file.write_all(text.as_bytes()).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&tmp, path));
-        if let Err(error) = written {
-            let _ = safe_fs::remove_regular(&tmp);
-            return Err(error);
-        }
-        // The rename itself must survive a power loss, or the cursor moves back.
-        if let Some(dir) = path.parent() {
-            if let Ok(dir) = fs::File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
+        save_atomically(path, text.as_bytes())
     }
+}
+
+/// Writes `text` to `path` atomically (a temporary file of its own, created exclusively, fsync,
+/// rename, then the directory synced), `0640`: what a follower keeps beside the logs.
+pub(crate) fn save_atomically(path: &Path, text: &[u8]) -> io::Result<()> {
+    let (tmp, mut file) = create_temporary(path)?;
+    let written = file.write_all(text).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&tmp, path));
+    if let Err(error) = written {
+        let _ = safe_fs::remove_regular(&tmp);
+        return Err(error);
+    }
+    // The rename itself must survive a power loss, or the cursor moves back.
+    if let Some(dir) = path.parent() {
+        if let Ok(dir) = fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// A follower's saved cursor, as loaded and checked at its start.

@@ -18,3 +18,8 @@ pub(crate) const OTLP_CURSOR_FILE: &str = ".chimera-log.otlp.cursor";
 pub const STORE_FILE: &str = "audit.db";
 /// The audit store archiver's cursor in `executions.log`'s family, beside the logs.
 pub const STORE_CURSOR_FILE: &str = ".audit-store.cursor";
+/// The S3 archive's cursor in `executions.log`'s family, beside the logs.
+pub const ARCHIVE_CURSOR_FILE: &str = ".s3-archive.cursor";
+/// The S3 archive's last uploaded object (its key and seq range), beside the logs: where a start
+/// looks in the bucket for what an interrupted run uploaded after it.
+pub const ARCHIVE_STATE_FILE: &str = ".s3-archive.state";

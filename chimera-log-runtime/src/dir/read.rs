@@ -19,7 +19,8 @@ use crate::dir::safe_fs;
 
 /// The names of the files a logger keeps in its directory (each written once, in `dir::layout`).
 pub use crate::dir::layout::{
-    AUDIT_FILE, CLOUDWATCH_CURSOR_FILE, GENERAL_FILE, LOCK_FILE, STORE_CURSOR_FILE, STORE_FILE,
+    ARCHIVE_CURSOR_FILE, ARCHIVE_STATE_FILE, AUDIT_FILE, CLOUDWATCH_CURSOR_FILE, GENERAL_FILE, LOCK_FILE,
+    STORE_CURSOR_FILE, STORE_FILE,
 };
 
 /// One backup of a log, as found in its directory.

@@ -141,8 +141,9 @@ fn run(dir: &std::path::Path, jobs: Receiver<Job>, counters: &MaintenanceCounter
                         if kept > 0 && before == 0 {
                             diag!(
                                 "chimera-log: keeping {kept} {name} backup(s) beyond the {keep} configured: their \
-                                 records are not in the audit store yet (see stats().audit_store); retention removes \
-                                 them at the first rotation or start after they are stored"
+                                 records are not in the audit store or the S3 archive yet (see stats().audit_store, \
+                                 stats().archive); retention removes them at the first rotation or start after \
+                                 they are"
                             );
                         }
                     }

@@ -1,7 +1,7 @@
 //! Forwarders: outputs that take their lines from a file the logger has written, not from the
 //! caller. A forwarder follows the file from a cursor it persists, so the local file is its buffer:
-//! an outage or a restart delays lines, it does not lose them (DESIGN §10). CloudWatch, OTLP and
-//! the audit store are forwarders.
+//! an outage or a restart delays lines, it does not lose them (DESIGN §10). CloudWatch, OTLP,
+//! the audit store and the S3 archive are forwarders.
 //!
 //! The pipeline has two kinds of output, and a new one is written as one of them:
 //! - a [`Sink`](crate::sink::Sink), handed finished lines by a writer thread (console, files);
@@ -9,6 +9,8 @@
 //!
 //! Only [`start`] knows which forwarders exist; the dispatcher drives them all alike.
 
+#[cfg(feature = "s3")]
+pub(crate) mod archive;
 #[cfg(any(feature = "cloudwatch", feature = "otlp"))]
 mod backoff;
 #[cfg(feature = "cloudwatch")]
@@ -22,4 +24,4 @@ mod reached;
 mod ship;
 pub mod store;
 
-pub(crate) use forwarder::{start, Forwarder};
+pub(crate) use forwarder::{archive_mark, start, Forwarder};

@@ -285,10 +285,7 @@ impl Files<'_> {
             );
         }
         let key = config.audit_key.clone().map_or_else(ChainKey::unkeyed, |key| ChainKey::keyed(key.0));
-        let archived = config
-            .audit_store
-            .resolve(dir)
-            .map(|_| Arc::new(crate::forward::store::archive_mark(dir, config.clock.now())));
+        let archived = crate::forward::archive_mark(config, dir, config.clock.now());
         let (mut sink, counters) = self.open(AUDIT_FILE, config.audit_backups, true, archived.clone())?;
         sink.anchor_with(key.clone(), head);
         let writer = AuditWriter::new(

@@ -4,6 +4,8 @@
 
 pub mod audit_load;
 pub mod proxy;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::path::Path;
 use std::sync::Mutex;

@@ -4,7 +4,7 @@
 //! database committed the rows before it; a crash between the commit and the save repeats at
 //! most one batch, which the database recognises as duplicates (same `(stream, seq)`, same chain).
 //! Backups the cursor has passed are archived; retention may delete them from then on
-//! ([`ArchiveMark`]). Everything here runs off the logging path: `emit!` never waits for it.
+//! ([`ArchiveMark`](crate::dir::backup::ArchiveMark)). Everything here runs off the logging path: `emit!` never waits for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{open, Database, Row, StoreError, Target, CURSOR_FILE};
 use crate::clock::Clock;
-use crate::dir::backup::ArchiveMark;
+use crate::dir::backup::MarkSlot;
 use crate::dir::follow::{Cursor, Followed, Follower, Saved};
 use crate::dir::layout::AUDIT_FILE;
 use crate::error::Error;
@@ -97,7 +97,7 @@ impl Archiver {
         config: ArchiverConfig,
         dir: &Path,
         clock: Arc<dyn Clock>,
-        mark: Arc<ArchiveMark>,
+        mark: MarkSlot,
         dir_lock: crate::thread::DirLock,
     ) -> Result<Archiver, Error> {
         let cursor_path = dir.join(CURSOR_FILE);
@@ -177,7 +177,7 @@ struct Worker {
     cursor_path: PathBuf,
     config: ArchiverConfig,
     clock: Arc<dyn Clock>,
-    mark: Arc<ArchiveMark>,
+    mark: MarkSlot,
     counters: Arc<AuditStoreCounters>,
     control: Arc<Control>,
     database: Option<Box<dyn Database>>,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use super::row::{Inserted, Row, StoredRecord};
 
 use crate::config::store::{AuditStore, Target};
-use crate::dir::layout::STORE_CURSOR_FILE as CURSOR_FILE;
 
 /// A failure of the database.
 #[derive(Debug)]
@@ -184,18 +183,6 @@ impl StoreReader {
         };
         self.database.scan(stream, &filter, &mut each)
     }
-}
-
-/// How far the archiver's saved cursor says the backups of `executions.log` in `dir` are
-/// archived, as of `now`; nothing when there is no cursor yet, or one that cannot be trusted
-/// (`follow::Saved`): retention then keeps every backup until the archiver has stored it.
-pub(crate) fn archive_mark(dir: &Path, now: std::time::SystemTime) -> crate::dir::backup::ArchiveMark {
-    let after = match crate::dir::follow::Saved::load(&dir.join(CURSOR_FILE), dir, crate::dir::layout::AUDIT_FILE, now)
-    {
-        crate::dir::follow::Saved::Trusted(cursor) => cursor.after,
-        crate::dir::follow::Saved::None | crate::dir::follow::Saved::Damaged(_) => None,
-    };
-    crate::dir::backup::ArchiveMark::new(after)
 }
 
 /// The newest record of `stream` in the store `target`, asked on a thread of its own and waited
