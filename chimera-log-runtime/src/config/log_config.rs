@@ -1154,13 +1154,32 @@ mod tests {
             "CHIMERA_LOG_CONSOLE_FORMAT" => "json",
             "CHIMERA_LOG_MAX_BYTES" | "CHIMERA_LOG_GENERAL_BACKUPS" | "CHIMERA_LOG_AUDIT_BACKUPS" => "3",
             "CHIMERA_LOG_AUDIT_STORE" => "none",
+            "CHIMERA_LOG_ARCHIVE" => "s3://bucket/prefix",
             _ => "x",
         };
         for (name, _) in SETTINGS {
-            if let Err(error) = LogConfig::from_vars([(name, value(name))]) {
+            // The signing key signs for an archive: given with one.
+            let mut vars = vec![(name, value(name))];
+            if name == "CHIMERA_LOG_ARCHIVE_SIGNING_KEY" {
+                vars.push(("CHIMERA_LOG_ARCHIVE", value("CHIMERA_LOG_ARCHIVE")));
+            }
+            if let Err(error) = LogConfig::from_vars(vars) {
                 panic!("{name}: {error}");
             }
         }
+    }
+
+    #[test]
+    fn the_archives_signing_key_may_come_before_the_archive_and_alone_is_an_error_naming_it() {
+        let key = ("CHIMERA_LOG_ARCHIVE_SIGNING_KEY", "/keys/digest.pem");
+        let archive = ("CHIMERA_LOG_ARCHIVE", "s3://audit/chimera");
+        for vars in [[key, archive], [archive, key]] {
+            let config = LogConfig::from_vars(vars).unwrap();
+            let expected = S3Archive::from_url("s3://audit/chimera").unwrap().signing_key("/keys/digest.pem");
+            assert_eq!(config.archive, Some(expected), "{vars:?}");
+        }
+        let error = LogConfig::from_vars([key]).unwrap_err();
+        assert!(matches!(error, Error::InvalidSetting { setting: "CHIMERA_LOG_ARCHIVE_SIGNING_KEY", .. }), "{error}");
     }
 
     #[cfg(unix)]
