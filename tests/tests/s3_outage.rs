@@ -64,13 +64,17 @@ fn an_outage_under_load_keeps_the_backups_and_the_archive_catches_up_exactly_onc
 
     let mut restart = Restart(true);
     ctl("stop");
-    // The server stays down for 30 s while the application goes on: rounds of 10,000 records
-    // until then (the outage's length is the condition under test, not a wait for the archive).
+    // The server stays down for 30 s while the application goes on logging: a burst of 40,000
+    // records, then 100 a second until the 30 s have passed (the outage's length is the
+    // condition under test, not a wait for the archive; the load is bounded so that a debug
+    // build catches up within the flushes below).
     let stopped = std::time::Instant::now();
-    let mut during_records = 0;
-    while during_records == 0 || stopped.elapsed() < Duration::from_secs(30) {
-        emit_from_threads(&guard, 4, 2_500, 10_000_000 + during_records);
-        during_records += 10_000;
+    emit_from_threads(&guard, 4, 10_000, 10_000_000);
+    let mut during_records = 40_000;
+    while stopped.elapsed() < Duration::from_secs(30) {
+        emit_from_threads(&guard, 4, 25, 10_000_000 + during_records);
+        during_records += 100;
+        std::thread::sleep(Duration::from_secs(1));
     }
     assert!(!guard.flush(), "nothing reaches a stopped server");
     let during = guard.stats().archive.unwrap();
