@@ -19,7 +19,7 @@ mod timestamp;
 
 pub(crate) use context::write_adhoc_context;
 pub use context::ContextWriter;
-pub(crate) use escape::quoted_into;
+pub(crate) use escape::{is_plain, quoted_into};
 #[cfg(feature = "tracing")]
 pub(crate) use keys::{make_keys_unique, rename_repeats};
 #[cfg(feature = "tracing")]
