@@ -38,7 +38,7 @@ pub(crate) struct Filter {
     until: Option<DateTime<Utc>>,
     /// A field compared with a value: `key=value`, `key!=value`, `key<value`, `key<=value`,
     /// `key>value`, `key>=value`, `key~regex`, `key!~regex`. Numbers compare as numbers
-    /// (integers exactly, up to 128 bits), anything else as text; `=` also takes JSON
+    /// (exactly, at any size), anything else as text; `=` also takes JSON
     /// (`ok=true`); a regex matches a string's text or any other value's JSON. The key is a context field
     /// (`protocol`), a nested one (`context.metrics.latency_ms` or `metrics.latency_ms`), or a
     /// top-level key (`event`, `level`, `module`, `timestamp`); `span.0.block` goes through an
