@@ -185,3 +185,48 @@ fn a_deferred_line_carries_the_time_of_its_emit_not_of_its_encoding() {
     let lines = raw_lines(&dir.path().join("chimera.log"));
     assert!(lines[0].starts_with(r#"{"timestamp":"2024-01-15T10:30:45.123456Z""#), "{}", lines[0]);
 }
+
+/// Records the thread its `Serialize` and `Display` run on.
+struct Witness;
+
+static SERIALIZED_ON: std::sync::Mutex<Vec<std::thread::ThreadId>> = std::sync::Mutex::new(Vec::new());
+
+impl serde::Serialize for Witness {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SERIALIZED_ON.lock().unwrap().push(std::thread::current().id());
+        serializer.serialize_str("witness")
+    }
+}
+
+impl fmt::Display for Witness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SERIALIZED_ON.lock().unwrap().push(std::thread::current().id());
+        f.write_str("shown")
+    }
+}
+
+#[derive(LogEvent)]
+struct WithUserTypes {
+    seq: u64,
+    value: Witness,
+    #[log(display)]
+    shown: Witness,
+}
+
+#[test]
+fn a_fields_own_serialize_and_display_run_on_the_callers_thread_never_the_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    for seq in 0..100 {
+        emit!(logger, WithUserTypes { seq, value: Witness, shown: Witness });
+    }
+    drop(guard);
+    let caller = std::thread::current().id();
+    let threads = SERIALIZED_ON.lock().unwrap().clone();
+    assert_eq!(threads.len(), 200, "each user impl ran once per event");
+    assert!(threads.iter().all(|thread| *thread == caller), "user code ran on another thread");
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 100);
+    assert!(lines[99].ends_with(r#""context":{"seq":99,"value":"witness","shown":"shown"}}"#), "{}", lines[99]);
+}
