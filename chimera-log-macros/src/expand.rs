@@ -202,7 +202,7 @@ fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> 
     match fast_path(ty) {
         FastPath::Str => (
             quote_spanned!(ty.span()=> __capture.str(self.#ident);),
-            quote!(#p::write_str(__writer, __replayer.str());),
+            quote!(#p::write_str_bytes(__writer, __replayer.str_bytes());),
         ),
         FastPath::Integer => (
             quote_spanned!(ty.span()=> __capture.scalar(self.#ident);),

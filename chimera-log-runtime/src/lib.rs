@@ -255,6 +255,12 @@ pub mod __private {
         writer.integer(value);
     }
 
+    /// The fast path for fields declared `&str`, replayed from deferred encoding's record.
+    #[inline]
+    pub fn write_str_bytes(writer: &mut ContextWriter<'_>, value: &[u8]) {
+        writer.str_bytes_value(value);
+    }
+
     #[inline]
     pub fn write_redacted(writer: &mut ContextWriter<'_>) {
         writer.redacted();

@@ -261,6 +261,14 @@ impl<'a> Replayer<'a> {
         usize::take(bytes)
     }
 
+    /// A field written by [`Capture::str`], as its bytes (UTF-8, from a `&str`), for the
+    /// string fast path's escaper, which reads bytes and need not check them again.
+    #[inline]
+    pub fn str_bytes(&mut self) -> &'a [u8] {
+        let len = self.len();
+        self.bytes(len)
+    }
+
     /// A field written by [`Capture::str`].
     #[inline]
     pub fn str(&mut self) -> &'a str {

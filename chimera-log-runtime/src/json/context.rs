@@ -9,7 +9,9 @@ use std::fmt::{self, Display};
 
 use serde::Serialize;
 
-use super::escape::{escape_into, quoted_into, serialize_into, write_display_string, write_unwritable};
+use super::escape::{
+    escape_into, quoted_bytes_into, quoted_into, serialize_into, write_display_string, write_unwritable,
+};
 use super::keys::make_keys_unique;
 
 /// Writes the members of an event's `context` object into the line being encoded.
@@ -124,6 +126,12 @@ impl<'a> ContextWriter<'a> {
     #[inline]
     pub(crate) fn str_value(&mut self, value: &str) {
         quoted_into(self.buf, value);
+    }
+
+    /// A string's bytes, as [`str_value`](Self::str_value) writes the string.
+    #[inline]
+    pub(crate) fn str_bytes_value(&mut self, bytes: &[u8]) {
+        quoted_bytes_into(self.buf, bytes);
     }
 
     #[inline]

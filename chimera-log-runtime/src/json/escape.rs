@@ -22,7 +22,13 @@ use serde::Serialize;
 /// block that may need escaping, the rest goes through [`escape_from`].
 #[inline]
 pub(super) fn escape_into(buf: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
+    escape_bytes_into(buf, s.as_bytes());
+}
+
+/// [`escape_into`] for the bytes of a string (UTF-8 that was a `&str`: deferred encoding's
+/// record keeps a string's bytes, and reading them back as `&str` would check them again).
+/// Bytes that are not UTF-8 come out as they went in, unescaped but for ASCII.
+pub(super) fn escape_bytes_into(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();
     let start = buf.len();
     // Room for the string and the padding a string shorter than a word is stored with.
@@ -260,6 +266,14 @@ fn needs_escape(word: u64) -> bool {
 pub(crate) fn quoted_into(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     escape_into(buf, s);
+    buf.push(b'"');
+}
+
+/// [`quoted_into`] for a string's bytes (see [`escape_bytes_into`]).
+#[inline]
+pub(crate) fn quoted_bytes_into(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.push(b'"');
+    escape_bytes_into(buf, bytes);
     buf.push(b'"');
 }
 
