@@ -558,3 +558,33 @@ fn captured_lines_are_byte_for_byte_what_the_capture_wrote_before_its_rewrite() 
         assert_eq!(*line, expected);
     }
 }
+
+/// Each thread keeps what a line needs of a callsite (keys, module) in a small table by address;
+/// 81 callsites, each with a target and a key of its own, twice over, take slots from one another
+/// and every line still has its own callsite's module and key.
+#[test]
+fn events_of_more_callsites_than_a_thread_keeps_each_get_their_own_module_and_keys() {
+    macro_rules! grid {
+        ($($target:literal)*; $keys:tt) => { $( grid!(@row $target; $keys); )* };
+        (@row $target:literal; [$($key:literal)*]) => { $( tracing::info!(target: $target, { $key = 1u64 }, "cell"); )* };
+    }
+    const TARGETS: [&str; 9] = ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"];
+    const KEYS: [&str; 9] = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        for _ in 0..2 {
+            grid!("t1" "t2" "t3" "t4" "t5" "t6" "t7" "t8" "t9"; ["k1" "k2" "k3" "k4" "k5" "k6" "k7" "k8" "k9"]);
+        }
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("events_of_more_callsites_than_a_thread_keeps_each_get_their_own_module_and_keys", dir.path());
+    let lines = lines(dir.path());
+    let expected: Vec<(&str, Value)> = (0..2)
+        .flat_map(|_| TARGETS.iter().flat_map(|target| KEYS.iter().map(move |key| (*target, json!({ *key: 1 })))))
+        .collect();
+    let written: Vec<(&str, Value)> =
+        lines.iter().map(|line| (line["module"].as_str().unwrap(), line["context"].clone())).collect();
+    assert_eq!(written, expected);
+}

@@ -64,10 +64,12 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        // The current logger may have been started with `capture(false)`.
-        if crate::logger::with_global_dispatcher(|dispatcher| dispatcher.is_none_or(|d| d.captures())) {
-            self.0.on_event(event, ctx);
-        }
+        crate::logger::with_global_dispatcher(|dispatcher| {
+            // The current logger may have been started with `capture(false)`.
+            if dispatcher.is_none_or(|d| d.captures()) {
+                self.0.write_event(event, &ctx, dispatcher);
+            }
+        });
     }
 }
 

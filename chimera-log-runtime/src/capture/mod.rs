@@ -11,11 +11,13 @@
 //! Events from the logger's own threads (the CloudWatch SDK logs through `tracing`) are not
 //! captured, so logging never feeds on itself.
 //!
-//! - `layer`: [`ChimeraLayer`], what it records of spans and how it writes an event;
+//! - `layer`: [`ChimeraLayer`], what it records of spans and which events it writes;
+//! - `line`: one captured event's `context` and name, as bytes;
 //! - `install`: the subscriber `init_logging` installs, and the callsite interest it decides.
 
 mod install;
 mod layer;
+mod line;
 
 pub(crate) use install::{global_subscriber, install, levels_changed, GlobalSubscriber};
 pub use layer::ChimeraLayer;
