@@ -146,7 +146,11 @@ impl ChimeraLayer {
             event.record(&mut FieldEncoder { callsite, context, message });
             // The span the event happened in: before any of its extensions is borrowed for the
             // stack, its OpenTelemetry ids.
-            let span = ctx.event_span(event);
+            // An event in the current span is in none when no span is entered on this thread as
+            // far as this layer knows (`spans::in_span`): the registry need not be asked. That
+            // holds behind a per-layer filter too: the filtered lookup looks only among the
+            // entered spans the filter enables, and this layer hears of each of those entered.
+            let span = if event.is_contextual() && !crate::spans::in_span() { None } else { ctx.event_span(event) };
             let trace = span.as_ref().and_then(|span| self.trace_ids(&span.id()));
             if let Some(span) = span {
                 let mut writer = ContextWriter::reopened(context);
