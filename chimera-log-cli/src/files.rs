@@ -290,12 +290,14 @@ pub(crate) fn for_each_line_while(
 /// after the last newline before `end`. Bytes after it are, in the current file, a line still
 /// being written (not shown: `Unterminated::Leave`); in a backup, which no one writes to any
 /// more, its torn last line, given like any other (`Unterminated::Give`). A line longer than
-/// [`max_line`] is given as a placeholder, never read into memory.
+/// [`max_line`] is given as a placeholder, never read into memory. Only lines `keep` takes count
+/// and are given (`tail --filter`).
 pub(crate) fn last_lines_of(
     file: &File,
     end: u64,
     wanted: usize,
     unterminated: Unterminated,
+    keep: &dyn Fn(&[u8]) -> bool,
 ) -> io::Result<(Vec<Vec<u8>>, u64)> {
     use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 64 * 1024;
@@ -314,11 +316,14 @@ pub(crate) fn last_lines_of(
         if length == 0 {
             return Ok(());
         }
-        if length > max_line() as u64 {
-            lines.push(skipped_line(length).into_bytes());
+        let line = if length > max_line() as u64 {
+            skipped_line(length).into_bytes()
         } else {
             let mut line = vec![0u8; length as usize];
             file.read_exact_at(&mut line, start)?;
+            line
+        };
+        if keep(&line) {
             lines.push(line);
         }
         Ok(())

@@ -11,6 +11,7 @@
 #[cfg(feature = "s3")]
 mod archive;
 mod files;
+mod filter;
 mod query;
 mod store;
 mod verify;
@@ -67,6 +68,10 @@ enum Command {
         /// `general` (chimera.log), `audit` (executions.log), or a route's file name.
         #[arg(long, default_value = "general")]
         file: String,
+        /// Only lines matching this expression (as `query --filter`), shown and followed.
+        /// Repeatable: all must hold.
+        #[arg(long = "filter", value_name = "EXPR", value_parser = filter::parse)]
+        expressions: Vec<filter::Expr>,
     },
     /// Lines matching every filter given, oldest first.
     Query {
@@ -135,13 +140,23 @@ enum Command {
         #[arg(long, value_name = "PEM", requires = "archive")]
         public_key: Option<PathBuf>,
     },
-    /// Counts per event, level and module, time range, file sizes and backups.
+    /// Counts per event, level and module (or the fields of --by), time range, file sizes and
+    /// backups, of the lines matching every filter given.
     Stats {
         /// The log directory.
         dir: PathBuf,
         /// `general`, `audit`, or a route's file name.
         #[arg(long, default_value = "general")]
         file: String,
+        #[command(flatten)]
+        filter: query::Filter,
+        /// Count by this field instead of level, module and event: a top-level key or a context
+        /// path, as --where takes it (`event`, `protocol`, `context.span.0.block`). Repeatable.
+        #[arg(long, value_name = "FIELD", value_parser = query::parse_by)]
+        by: Vec<String>,
+        /// One JSON document instead of text (its keys in a fixed order).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -158,7 +173,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     files::set_max_line(cli.max_line);
     let outcome = match cli.command {
-        Command::Tail { dir, lines, follow, file } => query::tail(&dir, file_name(&file), lines, follow),
+        Command::Tail { dir, lines, follow, file, expressions } => {
+            query::tail(&dir, file_name(&file), lines, follow, &expressions)
+        }
         Command::Query { dir, filter, file, store, stream, output, table, color } => {
             let output = if table { query::Output::Table } else { output };
             match (store, dir) {
@@ -167,7 +184,7 @@ fn main() -> ExitCode {
                 (None, None) => unreachable!("clap requires DIR unless --store is given"),
             }
         }
-        Command::Stats { dir, file } => query::stats(&dir, file_name(&file)),
+        Command::Stats { dir, file, filter, by, json } => query::stats(&dir, file_name(&file), &filter, &by, json),
         Command::Verify { dir, key_env, allow_torn, store, stream, archive, public_key } => match (store, archive, dir)
         {
             (_, Some(url), dir) => run_verify_archive(

@@ -15,8 +15,9 @@ use serde_json::Value;
 use chimera_log_runtime::read;
 
 use crate::files::{files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated};
+use crate::filter::{self, Expr, FieldSet, Json, Op};
 
-/// The filters of `query`; every one given must match.
+/// The filters of `query` and `stats`; every one given must match.
 #[derive(Debug, Args, Default)]
 pub(crate) struct Filter {
     /// Event name.
@@ -25,7 +26,7 @@ pub(crate) struct Filter {
     /// Minimum level: trace, debug, info, warning, error, critical.
     #[arg(long)]
     level: Option<chimera_log_runtime::Level>,
-    /// Module name.
+    /// Module, with its children: `hyper` is `hyper` and `hyper::client`, not `hyperx`.
     #[arg(long)]
     module: Option<String>,
     /// From this time: RFC 3339, `today`, `yesterday`, `now`, or an age such as 90s, 30m,
@@ -37,12 +38,19 @@ pub(crate) struct Filter {
     until: Option<DateTime<Utc>>,
     /// A field compared with a value: `key=value`, `key!=value`, `key<value`, `key<=value`,
     /// `key>value`, `key>=value`, `key~regex`, `key!~regex`. Numbers compare as numbers
-    /// (integers exactly, up to 128 bits), anything else as text; `=` also takes JSON
+    /// (exactly, at any size), anything else as text; `=` also takes JSON
     /// (`ok=true`); a regex matches a string's text or any other value's JSON. The key is a context field
     /// (`protocol`), a nested one (`context.metrics.latency_ms` or `metrics.latency_ms`), or a
-    /// top-level key (`event`, `level`, `module`, `timestamp`). Repeatable: all must hold.
+    /// top-level key (`event`, `level`, `module`, `timestamp`); `span.0.block` goes through an
+    /// array by index. A string of digits compares as a number against a number. Repeatable:
+    /// all must hold.
     #[arg(long = "where", value_name = "KEY<OP>VALUE", value_parser = parse_where)]
     conditions: Vec<Condition>,
+    /// A boolean expression: comparisons as --where takes them (`=`, `!=`, `<`, `<=`, `>`, `>=`,
+    /// `~`, `!~`) joined by `and`, `or`, `not` and parentheses, strings quoted:
+    /// `protocol = "aave" and (amount > 1000 or not ok = true)`. Repeatable: all must hold.
+    #[arg(long = "filter", value_name = "EXPR", value_parser = crate::filter::parse)]
+    expressions: Vec<Expr>,
     /// Stop after this many matching lines.
     #[arg(long)]
     limit: Option<u64>,
@@ -86,21 +94,9 @@ pub(crate) struct Condition {
     value: String,
     /// The compiled pattern of `~` and `!~`.
     pattern: Option<regex_lite::Regex>,
+    /// `value` read as JSON, when it is (`ok=true`: `=` also compares JSON values).
+    json: Option<Value>,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Matches,
-    NotMatches,
-}
-
-const TOP_LEVEL: [&str; 6] = ["timestamp", "level", "module", "event", "context", "exception"];
 
 fn parse_where(text: &str) -> Result<Condition, String> {
     // The first operator in the text; two-character ones before their one-character prefixes.
@@ -122,14 +118,8 @@ fn parse_where(text: &str) -> Result<Condition, String> {
     .find(|(symbol, _)| rest.starts_with(symbol))
     .map(|(symbol, op)| (op, symbol.len()))
     .ok_or_else(|| format!("{text:?}: unknown operator; use =, !=, <, <=, >, >=, ~, !~"))?;
-    let key = &text[..at];
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(format!("{text:?}: the key is empty or has an empty part"));
-    }
-    let mut path: Vec<String> = key.split('.').map(str::to_owned).collect();
-    if !TOP_LEVEL.contains(&path[0].as_str()) {
-        path.insert(0, "context".to_owned());
-    }
+    let path =
+        filter::field_path(&text[..at]).ok_or_else(|| format!("{text:?}: the key is empty or has an empty part"))?;
     let value = text[at + len..].to_owned();
     let pattern = match op {
         Op::Matches | Op::NotMatches => Some(
@@ -137,7 +127,8 @@ fn parse_where(text: &str) -> Result<Condition, String> {
         ),
         _ => None,
     };
-    Ok(Condition { path, op, value, pattern })
+    let json = serde_json::from_str(&value).ok();
+    Ok(Condition { path, op, value, pattern, json })
 }
 
 /// The exact JSON text of the field at `path` in the line `raw` (numbers keep every digit, which
@@ -152,50 +143,36 @@ fn raw_field<'a>(raw: &'a str, path: &[String]) -> Option<&'a str> {
     Some(current)
 }
 
-/// `a` against `b`: as integers when both are (exactly, signed or up to u128), else as numbers
-/// when both are, else as text.
+/// `a` against `b`: as numbers when `numeric` and both are (exactly, whatever their size: see
+/// [`filter::Decimal`]), else as text.
 fn compare(a: &str, b: &str, numeric: bool) -> std::cmp::Ordering {
-    if numeric {
-        if let (Ok(x), Ok(y)) = (a.parse::<i128>(), b.parse::<i128>()) {
-            return x.cmp(&y);
-        }
-        if let (Ok(x), Ok(y)) = (a.parse::<u128>(), b.parse::<u128>()) {
-            return x.cmp(&y);
-        }
-        // A negative integer against one beyond i128, either way round.
-        if let (Ok(_), Ok(_)) = (a.parse::<i128>(), b.parse::<u128>()) {
-            return std::cmp::Ordering::Less;
-        }
-        if let (Ok(_), Ok(_)) = (a.parse::<u128>(), b.parse::<i128>()) {
-            return std::cmp::Ordering::Greater;
-        }
-        if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
-            return x.total_cmp(&y);
-        }
-    }
-    a.cmp(b)
+    numeric.then(|| filter::compare_numbers(a, b)).flatten().unwrap_or_else(|| a.cmp(b))
 }
 
 impl Condition {
-    fn holds(&self, raw: &[u8], line: &Value) -> bool {
-        let Some(field) = std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &self.path)) else {
+    /// Whether it holds for the field's raw JSON text (`None`: the line has no such field).
+    fn holds(&self, field: Option<&str>) -> bool {
+        let Some(field) = field else {
             return matches!(self.op, Op::Ne | Op::NotMatches);
         };
-        let numeric = field.starts_with(|c: char| c == '-' || c.is_ascii_digit());
-        let text = if field.starts_with('"') {
-            serde_json::from_str::<String>(field).unwrap_or_default()
-        } else {
-            field.to_owned()
+        let (text, numeric) = match Json::of(field) {
+            Json::Number(_) => (std::borrow::Cow::Borrowed(field), true),
+            // A string that spells a number is one against a number (a U256 written as text).
+            Json::String(text) => {
+                let numeric = filter::Decimal::parse(&text).is_some() && filter::Decimal::parse(&self.value).is_some();
+                (text, numeric)
+            }
+            _ => (std::borrow::Cow::Borrowed(field), false),
         };
         if let Some(pattern) = &self.pattern {
             return pattern.is_match(&text) == (self.op == Op::Matches);
         }
         let ordering = compare(&text, &self.value, numeric);
         let equal = ordering.is_eq()
-            || serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| {
-                let mut value = line;
-                self.path.iter().all(|part| value.get(part).map(|next| value = next).is_some()) && &wanted == value
-            });
+            || self
+                .json
+                .as_ref()
+                .is_some_and(|wanted| serde_json::from_str::<Value>(field).is_ok_and(|value| *wanted == value));
         match self.op {
             Op::Eq => equal,
             Op::Ne => !equal,
@@ -249,41 +226,134 @@ impl Filter {
         scan
     }
 
-    fn matches(&self, raw: &[u8], line: &Value) -> bool {
-        let text = |key: &str| line[key].as_str().unwrap_or("");
-        if self.event.as_deref().is_some_and(|event| text("event") != event) {
+    /// Whether any filter is given (`--limit` is none).
+    fn selects(&self) -> bool {
+        self.event.is_some()
+            || self.level.is_some()
+            || self.module.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+            || !self.conditions.is_empty()
+            || !self.expressions.is_empty()
+    }
+
+    /// The filter ready to decide on lines.
+    pub(crate) fn matcher(&self) -> Matcher<'_> {
+        let mut fields = FieldSet::default();
+        let mut top = |key: &str| fields.slot(&[key.to_owned()]);
+        let (event, module, level, timestamp) = (top("event"), top("module"), top("level"), top("timestamp"));
+        let conditions = self.conditions.iter().map(|condition| fields.slot(&condition.path)).collect();
+        let expressions = self.expressions.iter().map(|expr| expr.bind(&mut fields)).collect();
+        // Texts a match holds as written (in a line without escapes): --event, --module (a
+        // child's name begins with it), `=` of --where on text no number or JSON equals, and the
+        // string equalities every --filter requires.
+        let mut required: Vec<&str> = self.event.iter().chain(&self.module).map(String::as_str).collect();
+        for condition in &self.conditions {
+            if condition.op == Op::Eq && condition.json.is_none() {
+                required.push(&condition.value);
+            }
+        }
+        required.extend(self.expressions.iter().flat_map(Expr::required_texts));
+        required.retain(|text| filter::needle_is_literal(text));
+        Matcher { filter: self, fields, event, module, level, timestamp, conditions, expressions, required }
+    }
+}
+
+/// A [`Filter`] ready to decide on lines: the fields it reads, each with its slot, taken from a
+/// line in one pass ([`FieldSet::extract`]) without building the line's `Value`.
+#[derive(Debug)]
+pub(crate) struct Matcher<'f> {
+    filter: &'f Filter,
+    fields: FieldSet,
+    event: usize,
+    module: usize,
+    level: usize,
+    timestamp: usize,
+    /// The slot of each --where condition's field.
+    conditions: Vec<usize>,
+    expressions: Vec<filter::Bound<'f>>,
+    /// Texts every matching line holds as written when it holds no backslash.
+    required: Vec<&'f str>,
+}
+
+impl Matcher<'_> {
+    /// The slot of another field [`fields`](Self::fields) is to give (`stats --by`).
+    pub(crate) fn slot(&mut self, path: &[String]) -> usize {
+        self.fields.slot(path)
+    }
+
+    /// The line's fields by slot; `None` when it is not JSON.
+    pub(crate) fn fields<'a>(&self, raw: &'a [u8]) -> Option<Vec<Option<&'a str>>> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut values = Vec::new();
+        self.fields.extract(text, &mut values).ok()?;
+        Some(values)
+    }
+
+    /// Whether a line whose fields are `values` matches every filter.
+    pub(crate) fn matches_fields(&self, values: &[Option<&str>]) -> bool {
+        let filter = self.filter;
+        let text = |slot: usize| match values[slot].map(Json::of) {
+            Some(Json::String(text)) => text,
+            _ => std::borrow::Cow::Borrowed(""),
+        };
+        if filter.event.as_deref().is_some_and(|event| text(self.event) != event) {
             return false;
         }
-        if self.module.as_deref().is_some_and(|module| text("module") != module) {
+        // A module's children are its: `hyper` is `hyper::client` too, as in level directives.
+        if filter.module.as_deref().is_some_and(|module| {
+            let written = text(self.module);
+            written != module && written.strip_prefix(module).is_none_or(|rest| !rest.starts_with("::"))
+        }) {
             return false;
         }
-        if let Some(minimum) = self.level {
-            match text("level").parse::<chimera_log_runtime::Level>() {
+        if let Some(minimum) = filter.level {
+            match text(self.level).parse::<chimera_log_runtime::Level>() {
                 Ok(level) if level >= minimum => {}
                 _ => return false,
             }
         }
-        if self.since.is_some() || self.until.is_some() {
-            let Ok(time) = DateTime::parse_from_rfc3339(text("timestamp")) else { return false };
+        if filter.since.is_some() || filter.until.is_some() {
+            let Ok(time) = DateTime::parse_from_rfc3339(&text(self.timestamp)) else { return false };
             let time = time.with_timezone(&Utc);
-            if self.since.is_some_and(|since| time < since) || self.until.is_some_and(|until| time > until) {
+            if filter.since.is_some_and(|since| time < since) || filter.until.is_some_and(|until| time > until) {
                 return false;
             }
         }
-        self.conditions.iter().all(|condition| condition.holds(raw, line))
+        filter.conditions.iter().zip(&self.conditions).all(|(condition, &slot)| condition.holds(values[slot]))
+            && self.expressions.iter().all(|expr| expr.matches(values))
+    }
+
+    /// Whether the line matches every filter (a line that is not JSON never does).
+    pub(crate) fn matches(&self, raw: &[u8]) -> bool {
+        self.fields(raw).is_some_and(|values| self.matches_fields(&values))
+    }
+
+    /// Whether `raw` can be passed over without parsing it further: it lacks a text every match
+    /// holds (looked for only in a line without backslashes, where every string is as written),
+    /// or it is JSON and does not match. A line that is not JSON is never passed over on its own
+    /// account, so that it is reported as unreadable.
+    pub(crate) fn passes_over(&self, raw: &[u8]) -> bool {
+        if !self.required.is_empty() && !raw.contains(&b'\\') {
+            if let Ok(text) = std::str::from_utf8(raw) {
+                if self.required.iter().any(|required| !text.contains(required)) {
+                    return true;
+                }
+            }
+        }
+        self.fields(raw).is_some_and(|values| !self.matches_fields(&values))
     }
 }
 
-/// Runs `each` on every line of `name` that parses; reports the others on stderr.
-fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
-    scan_while(dir, name, |raw, value| {
-        each(raw, value);
-        true
-    })
-}
-
-/// As [`scan`], stopping once `each` returns `false`.
-fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> bool) -> Result<u64, String> {
+/// Runs `each` on every line of `name` that parses, until it returns `false`; reports the others
+/// on stderr. Lines for which `pass_over` is true are passed over unparsed (not in the audit
+/// trail, where every unsealed line is reported).
+fn scan_while(
+    dir: &Path,
+    name: &str,
+    pass_over: impl Fn(&[u8]) -> bool,
+    mut each: impl FnMut(&[u8], &Value) -> bool,
+) -> Result<u64, String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
@@ -293,7 +363,7 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
     let audit = name == read::AUDIT_FILE;
-    for_each_line_while(&files, |path, number, line| match parse_line(line) {
+    let mut read_line = |path: &Path, number: usize, line: &[u8]| match parse_line(line) {
         Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
         Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
             unreadable += 1;
@@ -318,8 +388,9 @@ fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> boo
             }
             true
         }
-    })
-    .map_err(|e| e.to_string())?;
+    };
+    for_each_line_while(&files, |path, number, line| (!audit && pass_over(line)) || read_line(path, number, line))
+        .map_err(|e| e.to_string())?;
     if unreadable > NAMED_UNREADABLE {
         eprintln!("chimera-log: {} more unreadable line(s) skipped", unreadable - NAMED_UNREADABLE);
     }
@@ -474,21 +545,28 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, col
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut matched = 0u64;
-    scan_while(dir, name, |raw, value| {
-        // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
-        if filter.limit.is_some_and(|limit| matched >= limit) {
-            return false;
-        }
-        if !filter.matches(raw, value) {
-            return true;
-        }
-        matched += 1;
-        if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color)) {
-            write_error.get_or_insert(error);
-            return false;
-        }
-        filter.limit.is_none_or(|limit| matched < limit)
-    })?;
+    let matcher = filter.matcher();
+    // A line is read into a `Value` only when it matches (or is not JSON, to be reported).
+    scan_while(
+        dir,
+        name,
+        |raw| matcher.passes_over(raw),
+        |raw, value| {
+            // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
+            if filter.limit.is_some_and(|limit| matched >= limit) {
+                return false;
+            }
+            if !matcher.matches(raw) {
+                return true;
+            }
+            matched += 1;
+            if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color)) {
+                write_error.get_or_insert(error);
+                return false;
+            }
+            filter.limit.is_none_or(|limit| matched < limit)
+        },
+    )?;
     if let Some(error) = write_error {
         return Err(error);
     }
@@ -510,6 +588,7 @@ pub(crate) fn query_store(
     let color = color.enabled();
     // A record longer than --max-line is not read, as a line of the files is not.
     let selected = filter.scan_filter().max_record(crate::files::max_line() as u64);
+    let matcher = filter.matcher();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
@@ -553,7 +632,7 @@ pub(crate) fn query_store(
                         return true;
                     }
                 };
-                if !filter.matches(raw, &value) {
+                if !matcher.matches(raw) {
                     return true;
                 }
                 matched += 1;
@@ -575,53 +654,153 @@ pub(crate) fn query_store(
     Ok(if matched > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
-    let mut events: BTreeMap<String, u64> = BTreeMap::new();
-    let mut levels: BTreeMap<String, u64> = BTreeMap::new();
-    let mut modules: BTreeMap<String, u64> = BTreeMap::new();
+/// `stats --by`: a field as --where and --filter write it.
+pub(crate) fn parse_by(key: &str) -> Result<String, String> {
+    filter::field_path(key)
+        .map(|_| key.to_owned())
+        .ok_or_else(|| format!("{key:?}: the field is empty or has an empty part"))
+}
+
+/// The fields `stats` counts by when no --by is given.
+const STATS_BY: [&str; 3] = ["level", "module", "event"];
+
+/// The lines of one `stats --by` field: how many hold each value (a string by its text, any other
+/// value by its JSON as written), and how many have no such field.
+#[derive(Debug, Default)]
+struct Counts {
+    values: BTreeMap<String, u64>,
+    missing: u64,
+}
+
+/// `stats`: counts of the lines that match `filter` by each field of `by` (level, module and
+/// event when empty), their time range, the file sizes and the backups; as text, or as one JSON
+/// document.
+pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json: bool) -> Result<ExitCode, String> {
+    let mut matcher = filter.matcher();
+    let mut keys: Vec<&str> = if by.is_empty() { STATS_BY.to_vec() } else { by.iter().map(String::as_str).collect() };
+    // A field given twice is counted once.
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|key| seen.insert(*key));
+    let slots: Vec<usize> =
+        keys.iter().map(|key| matcher.slot(&filter::field_path(key).expect("checked by parse_by"))).collect();
+    let timestamp = matcher.slot(&["timestamp".to_owned()]);
+    let mut tables: Vec<Counts> = keys.iter().map(|_| Counts::default()).collect();
     // Each as written, with its instant: text order is not time order across offsets.
     type Seen = Option<(DateTime<Utc>, String)>;
     let (mut first, mut last): (Seen, Seen) = (None, None);
-    let mut total = 0u64;
-    let unreadable = scan(dir, name, |_, value| {
-        total += 1;
-        let text = |key: &str| value[key].as_str().unwrap_or("?").to_owned();
-        *events.entry(text("event")).or_default() += 1;
-        *levels.entry(text("level")).or_default() += 1;
-        *modules.entry(text("module")).or_default() += 1;
-        // A line without a timestamp that parses has no place in the time range.
-        let Some(time) = value["timestamp"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
-            return;
-        };
-        let time = (time.with_timezone(&Utc), text("timestamp"));
-        if first.as_ref().is_none_or(|f| time.0 < f.0) {
-            first = Some(time.clone());
-        }
-        if last.as_ref().is_none_or(|l| time.0 > l.0) {
-            last = Some(time);
-        }
-    })?;
+    let (mut total, mut matched) = (0u64, 0u64);
+    let unreadable = scan_while(
+        dir,
+        name,
+        |_| false,
+        |raw, _| {
+            total += 1;
+            let Some(values) = matcher.fields(raw) else { return true };
+            if !matcher.matches_fields(&values) {
+                return true;
+            }
+            if filter.limit.is_some_and(|limit| matched >= limit) {
+                return false;
+            }
+            matched += 1;
+            for (counts, &slot) in tables.iter_mut().zip(&slots) {
+                match values[slot] {
+                    None => counts.missing += 1,
+                    Some(raw) => {
+                        let key = match Json::of(raw) {
+                            Json::String(text) => text.into_owned(),
+                            _ => raw.to_owned(),
+                        };
+                        *counts.values.entry(key).or_default() += 1;
+                    }
+                }
+            }
+            // A line without a timestamp that parses has no place in the time range.
+            if let Some(Json::String(written)) = values[timestamp].map(Json::of) {
+                if let Ok(time) = DateTime::parse_from_rfc3339(&written) {
+                    let time = (time.with_timezone(&Utc), written.into_owned());
+                    if first.as_ref().is_none_or(|f| time.0 < f.0) {
+                        first = Some(time.clone());
+                    }
+                    if last.as_ref().is_none_or(|l| time.0 > l.0) {
+                        last = Some(time);
+                    }
+                }
+            }
+            filter.limit.is_none_or(|limit| matched < limit)
+        },
+    )?;
     let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
     let mut out = std::io::stdout().lock();
+    if json {
+        let string = |text: &str| serde_json::to_string(text).expect("a string is JSON");
+        let written = |seen: &Seen| seen.as_ref().map_or("null".to_owned(), |(_, text)| string(text));
+        let tables: Vec<String> = keys
+            .iter()
+            .zip(&tables)
+            .map(|(key, counts)| {
+                let values: Vec<String> =
+                    counts.values.iter().map(|(value, count)| format!("{}:{count}", string(value))).collect();
+                format!("{}:{{\"counts\":{{{}}},\"missing\":{}}}", string(key), values.join(","), counts.missing)
+            })
+            .collect();
+        stdout_result(writeln!(
+            out,
+            "{{\"file\":{},\"lines\":{total},\"matched\":{matched},\"unreadable\":{unreadable},\"backups\":{backups},\"bytes\":{bytes},\"from\":{},\"to\":{},\"by\":{{{}}}}}",
+            string(name),
+            written(&first),
+            written(&last),
+            tables.join(",")
+        ))?;
+        return Ok(exit_for(unreadable));
+    }
+    let matching = if filter.selects() { format!(", {matched} matching") } else { String::new() };
     stdout_result(writeln!(
         out,
-        "{name}: {total} lines, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
+        "{name}: {total} lines{matching}, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
     ))?;
     let written = |seen: &Seen| seen.as_ref().map_or("-", |(_, text)| text.as_str()).to_owned();
     stdout_result(writeln!(out, "from {} to {}", written(&first), written(&last)))?;
-    for (title, counts) in [("level", &levels), ("module", &modules), ("event", &events)] {
-        stdout_result(writeln!(out, "by {title}:"))?;
-        for (key, count) in counts {
-            stdout_result(writeln!(out, "  {key:<32} {count}"))?;
+    for (key, counts) in keys.iter().zip(&tables) {
+        stdout_result(writeln!(out, "by {key}:"))?;
+        for (value, count) in &counts.values {
+            stdout_result(writeln!(out, "  {value:<32} {count}"))?;
+        }
+        if counts.missing > 0 {
+            stdout_result(writeln!(out, "  {:<32} {}", "?", counts.missing))?;
         }
     }
     Ok(exit_for(unreadable))
 }
 
-pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result<ExitCode, String> {
+/// Whether a line matches every expression of `tail --filter` (a line that is not JSON, a
+/// skipped one's placeholder among them, matches none); every line when there are none.
+fn line_filter(expressions: &[Expr]) -> impl Fn(&[u8]) -> bool + '_ {
+    let mut fields = FieldSet::default();
+    let bound: Vec<filter::Bound<'_>> = expressions.iter().map(|expr| expr.bind(&mut fields)).collect();
+    move |line| {
+        if bound.is_empty() {
+            return true;
+        }
+        let mut values = Vec::new();
+        std::str::from_utf8(line).is_ok_and(|line| fields.extract(line, &mut values).is_ok())
+            && bound.iter().all(|expr| expr.matches(&values))
+    }
+}
+
+/// The last `lines` lines of `name` (those matching every `--filter` expression), oldest first;
+/// with `follow`, then every line written after them, forever.
+pub(crate) fn tail(
+    dir: &Path,
+    name: &str,
+    lines: usize,
+    follow: bool,
+    expressions: &[Expr],
+) -> Result<ExitCode, String> {
     use std::os::unix::fs::MetadataExt;
+    let keep = line_filter(expressions);
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
@@ -642,7 +821,7 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     if let Some(file) = current.as_ref() {
         let end = file.metadata().map_err(|e| e.to_string())?.len();
         (gathered, cut) =
-            crate::files::last_lines_of(file, end, lines, Unterminated::Leave).map_err(|e| e.to_string())?;
+            crate::files::last_lines_of(file, end, lines, Unterminated::Leave, &keep).map_err(|e| e.to_string())?;
     }
     let listed: Vec<_> = files_in_order(dir, name)
         .map_err(|e| e.to_string())?
@@ -662,8 +841,8 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
             // from its `.gz` below.
             if let Ok(file) = open_regular(path) {
                 let end = file.metadata().map_err(|e| e.to_string())?.len();
-                let (mut older, _) =
-                    crate::files::last_lines_of(&file, end, wanted, Unterminated::Give).map_err(|e| e.to_string())?;
+                let (mut older, _) = crate::files::last_lines_of(&file, end, wanted, Unterminated::Give, &keep)
+                    .map_err(|e| e.to_string())?;
                 older.append(&mut gathered);
                 gathered = older;
                 continue;
@@ -672,7 +851,7 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
         // Only the last lines still wanted are kept: a file of millions of lines costs no memory.
         let mut file_lines = std::collections::VecDeque::with_capacity(wanted.min(1 << 16));
         for_each_line(std::slice::from_ref(path), |_, _, line| {
-            if line.is_empty() || wanted == 0 {
+            if line.is_empty() || wanted == 0 || !keep(line) {
                 return;
             }
             if file_lines.len() == wanted {
@@ -711,7 +890,7 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
     stdout_result(out.flush())?;
     drop(out);
     if let Some(start) = start {
-        follow_file(dir, name, start)?;
+        follow_file(dir, name, start, &keep)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -721,14 +900,19 @@ pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result
 /// backups made between two looks included. The reader is the same from one look to the next, and
 /// keeps the file it reads open: lines written, rotated away and deleted by retention between two
 /// looks are still shown. What cannot be shown is said on stderr, and following goes on.
-fn follow_file(dir: &Path, name: &str, mut reader: read::LogReader) -> Result<(), String> {
+fn follow_file(
+    dir: &Path,
+    name: &str,
+    mut reader: read::LogReader,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Result<(), String> {
     let path = dir.join(name);
     let stdout = std::io::stdout();
     // Said once per stretch of time the file is missing (between a rotation's rename and the
     // new file, or before the first line).
     let mut missing_said = false;
     loop {
-        show_what_follows(&mut reader, &path, &mut stdout.lock(), &mut std::io::stderr())?;
+        show_what_follows(&mut reader, &path, &mut stdout.lock(), &mut std::io::stderr(), keep)?;
         let missing = std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
         if missing && !missing_said {
             eprintln!("chimera-log tail: {} is missing; waiting for it", path.display());
@@ -740,23 +924,31 @@ fn follow_file(dir: &Path, name: &str, mut reader: read::LogReader) -> Result<()
 
 /// One look of `tail -f`: prints to `out` every line `reader` has now, and says on `notes` what
 /// cannot be shown: each backup removed (retention) before it could be, a damaged `.gz` (the rest
-/// of it), a backup appearing older than those shown (not new).
+/// of it), a backup appearing older than those shown (not new). Only lines `keep` takes are
+/// printed (`tail -f --filter`).
 fn show_what_follows(
     reader: &mut read::LogReader,
     path: &Path,
     out: &mut impl Write,
     notes: &mut impl Write,
+    keep: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("{}: {e}", path.display());
     while let Some(event) = reader.next_event().map_err(failed)? {
         // A note that cannot be written (stderr closed) is no reason to stop showing lines.
         let _ = match event {
             read::LogEvent::Line(line) => {
-                let written = match line.bytes {
-                    Some(bytes) => out.write_all(bytes),
-                    None => out.write_all(crate::files::skipped_line(line.length).as_bytes()),
+                let placeholder;
+                let bytes = match line.bytes {
+                    Some(bytes) => bytes,
+                    None => {
+                        placeholder = crate::files::skipped_line(line.length);
+                        placeholder.as_bytes()
+                    }
                 };
-                stdout_result(written.and_then(|()| out.write_all(b"\n")))?;
+                if keep(bytes) {
+                    stdout_result(out.write_all(bytes).and_then(|()| out.write_all(b"\n")))?;
+                }
                 Ok(())
             }
             read::LogEvent::Gap { files, removed } => {
@@ -807,7 +999,7 @@ mod tests {
         std::fs::remove_file(&gone).unwrap();
         let (mut out, mut notes) = (Vec::new(), Vec::new());
         assert_eq!(
-            show_what_follows(&mut reader, &d.join(read::AUDIT_FILE), &mut out, &mut notes),
+            show_what_follows(&mut reader, &d.join(read::AUDIT_FILE), &mut out, &mut notes, &|_| true),
             Ok(()),
             "following goes on"
         );
@@ -832,12 +1024,12 @@ mod tests {
         let file = open_regular(&current).unwrap();
         let mut reader = read::LogReader::follow_from(d, read::GENERAL_FILE, 1024, None, Some((&file, 12))).unwrap();
         let (mut out, mut notes) = (Vec::new(), Vec::new());
-        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        show_what_follows(&mut reader, &current, &mut out, &mut notes, &|_| true).unwrap();
         std::fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(b"a1\na2\n").unwrap();
         std::fs::rename(&current, &backup).unwrap();
         std::fs::write(&current, "b1\n").unwrap();
         std::fs::remove_file(&backup).unwrap();
-        show_what_follows(&mut reader, &current, &mut out, &mut notes).unwrap();
+        show_what_follows(&mut reader, &current, &mut out, &mut notes, &|_| true).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a1\na2\nb1\n");
         assert_eq!(String::from_utf8(notes).unwrap(), "", "nothing was lost");
     }

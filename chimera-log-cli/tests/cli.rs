@@ -2029,3 +2029,242 @@ fn a_trail_written_inside_spans_verifies_and_an_edited_span_field_is_caught() {
     });
     assert!(!verify(dir.path()).status.success(), "an edited span field breaks the chain");
 }
+
+/// Writes `chimera.log`'s family in `dir`, one line per `(module, event, context)`, a second
+/// apart from 2024-01-15T10:00:00Z: the first two lines in a gzip backup, the third in a plain
+/// backup, the rest in the current file.
+fn write_family(dir: &Path, lines: &[(&str, &str, &str)]) {
+    use std::io::Write;
+    let line = |i: usize| {
+        let (module, event, context) = lines[i];
+        format!(
+            "{{\"timestamp\":\"2024-01-15T10:00:{i:02}Z\",\"level\":\"{}\",\"module\":\"{module}\",\"event\":\"{event}\",\"context\":{context}}}\n",
+            if i.is_multiple_of(2) { "INFO" } else { "WARNING" }
+        )
+    };
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all((0..2.min(lines.len())).map(line).collect::<String>().as_bytes()).unwrap();
+    fs::write(dir.join("chimera.log.20240101T000000.000001Z.gz"), encoder.finish().unwrap()).unwrap();
+    fs::write(dir.join("chimera.log.20240101T000000.000002Z"), (2..3.min(lines.len())).map(line).collect::<String>())
+        .unwrap();
+    fs::write(dir.join("chimera.log"), (3..lines.len()).map(line).collect::<String>()).unwrap();
+}
+
+const FAMILY: [(&str, &str, &str); 5] = [
+    ("hyper", "sent", r#"{"n":1,"protocol":"aave","bps":150,"span":[{"block":7},{"block":9}]}"#),
+    ("hyper::client", "sent", r#"{"n":2,"protocol":"moonwell","bps":50,"span":[{"block":8}]}"#),
+    ("hyperx", "recv", r#"{"n":3,"protocol":"aave","bps":20}"#),
+    ("db", "recv", r#"{"n":4,"protocol":"compound","bps":300,"ok":true}"#),
+    ("db", "sent", r#"{"n":5,"tags":["urgent","x"]}"#),
+];
+
+#[test]
+fn filter_combines_comparisons_with_and_or_not_and_parentheses_on_query_tail_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    write_family(dir.path(), &FAMILY);
+    let d = dir.path().to_str().unwrap();
+    let ns = |filter: &str| query_ns(&["query", d, "--filter", filter]);
+    assert_eq!(ns(r#"protocol = "aave" and bps > 100"#), [1]);
+    assert_eq!(ns(r#"protocol = "aave" or bps >= 300"#), [1, 3, 4]);
+    assert_eq!(ns(r#"not (protocol = "aave" or protocol = "moonwell")"#), [4, 5], "a missing field is null");
+    assert_eq!(ns(r#"(bps < 100 and event = 'recv') or ok = true"#), [3, 4]);
+    assert_eq!(ns(r#"event = "sent" and not module ~ "^hyper""#), [5]);
+    assert_eq!(ns("span.0.block = 8 or span.1.block = 9"), [1, 2], "array elements by index");
+    assert_eq!(ns(r#"tags.0 = "urgent" and context.tags.1 != "y""#), [5]);
+    assert_eq!(ns(r#"level = "WARNING" and timestamp >= "2024-01-15T10:00:02Z""#), [4]);
+    // Repeated, and beside the other filters: all must hold.
+    assert_eq!(query_ns(&["query", d, "--filter", r#"event = "sent""#, "--filter", "bps > 100"]), [1]);
+    assert_eq!(query_ns(&["query", d, "--event", "recv", "--filter", "bps > 100 or n = 3", "--limit", "1"]), [3]);
+    // tail: the last lines that match, across the gzip and the plain backup.
+    assert_eq!(query_ns(&["tail", d, "-n", "2", "--filter", r#"event = "sent""#]), [2, 5]);
+    assert_eq!(query_ns(&["tail", d, "-n", "9", "--filter", r#"protocol = "aave""#]), [1, 3]);
+    assert_eq!(query_ns(&["tail", d, "-n", "9", "--filter", "n > 99"]), Vec::<u64>::new());
+    let stats = chimera_log(&["stats", d, "--filter", r#"event = "sent" and bps < 100"#]);
+    assert!(stdout_of(&stats).starts_with("chimera.log: 5 lines, 1 matching, 0 unreadable;"), "{}", text(&stats));
+    assert!(
+        stdout_of(&stats).contains("by module:\n  hyper::client                    1\nby event:"),
+        "{}",
+        text(&stats)
+    );
+}
+
+#[test]
+fn filter_and_where_compare_integers_written_as_decimal_strings_exactly_at_u256_size() {
+    const MAX: &str = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+    const BELOW: &str = "115792089237316195423570985008687907853269984665640564039457584007913129639934";
+    let dir = tempfile::tempdir().unwrap();
+    let contexts = [
+        format!(r#"{{"n":1,"amount":"{MAX}"}}"#),
+        format!(r#"{{"n":2,"amount":"{BELOW}"}}"#),
+        r#"{"n":3,"amount":"5"}"#.to_owned(),
+        r#"{"n":4,"amount":340282366920938463463374607431768211455}"#.to_owned(),
+        r#"{"n":5,"amount":"five"}"#.to_owned(),
+    ];
+    write_family(dir.path(), &contexts.iter().map(|c| ("m", "e", c.as_str())).collect::<Vec<_>>());
+    let d = dir.path().to_str().unwrap();
+    let filter = |expr: &str| query_ns(&["query", d, "--filter", expr]);
+    assert_eq!(filter(&format!("amount > {BELOW}")), [1]);
+    assert_eq!(filter(&format!("amount = {MAX}")), [1]);
+    assert_eq!(filter(&format!("amount < {BELOW} and amount >= 5")), [3, 4]);
+    assert_eq!(filter("amount < 10"), [3], "\"5\" is 5, not text after \"10\"");
+    assert_eq!(filter(r#"amount = "5" and amount != "05""#), [3], "two strings compare as text");
+    assert_eq!(filter(r#"amount = "340282366920938463463374607431768211455""#), [4], "a number equals a string of it");
+    assert_eq!(filter(r#"amount = "five" or amount ~ "^11""#), [1, 2, 5]);
+    // --where too: a string of digits is a number against a number.
+    let condition = |condition: &str| query_ns(&["query", d, "--where", condition]);
+    // (`five` is no number: --where compares it as text, after "115…", as it always did.)
+    assert_eq!(condition(&format!("amount>{BELOW}")), [1, 5]);
+    assert_eq!(condition("amount<10"), [3]);
+    assert_eq!(condition("amount>=340282366920938463463374607431768211455"), [1, 2, 4, 5]);
+    assert_eq!(condition("amount=five"), [5]);
+}
+
+#[test]
+fn where_and_stats_by_reach_array_elements_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    write_family(dir.path(), &FAMILY);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(query_ns(&["query", d, "--where", "span.0.block=8"]), [2]);
+    assert_eq!(query_ns(&["query", d, "--where", "context.span.1.block>=9", "--where", "tags.1!=x"]), [1]);
+    assert_eq!(query_ns(&["query", d, "--where", "tags.0~^urg"]), [5]);
+    let stats = chimera_log(&["stats", d, "--by", "span.0.block", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&stats)).unwrap();
+    assert_eq!(report["by"]["span.0.block"], json!({"counts": {"7": 1, "8": 1}, "missing": 3}));
+}
+
+#[test]
+fn a_filter_that_does_not_parse_is_exit_2_naming_the_column_under_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    write_family(dir.path(), &FAMILY);
+    let d = dir.path().to_str().unwrap();
+    for subcommand in ["query", "tail", "stats"] {
+        let output = chimera_log(&[subcommand, d, "--filter", "protocol = 1 and (n ="]);
+        assert_eq!(output.status.code(), Some(2), "{subcommand}: {}", text(&output));
+        let message = text(&output);
+        assert!(
+            message.contains("--filter: expected a value (a quoted string, a number, true, false or null) at column 22\n  protocol = 1 and (n =\n                       ^"),
+            "{subcommand}: {message}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    for (expr, wanted) in [
+        ("(a = 1", "expected `)` to close the `(` of column 1 at column 7"),
+        ("a = \"open", "unterminated string at column 5"),
+        ("a => 1", "unknown operator `=>` (use =, !=, <, <=, >, >=, ~, !~) at column 3"),
+        ("", "the expression is empty at column 1"),
+    ] {
+        let output = chimera_log(&["query", d, "--filter", expr]);
+        assert_eq!(output.status.code(), Some(2), "{expr}: {}", text(&output));
+        assert!(text(&output).contains(wanted), "{expr}: {}", text(&output));
+    }
+    let deep = format!("{}a = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let output = chimera_log(&["query", d, "--filter", &deep]);
+    assert_eq!(output.status.code(), Some(2), "an error, not a stack overflow");
+    assert!(text(&output).contains("nested deeper than 100 levels at column 101"));
+}
+
+#[test]
+fn stats_json_is_one_document_in_a_fixed_key_order_counting_by_any_field_under_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    write_family(dir.path(), &FAMILY);
+    let d = dir.path().to_str().unwrap();
+    let bytes: u64 = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let output = chimera_log(&["stats", d, "--json", "--by", "event", "--by", "context.protocol", "--by", "event"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        stdout_of(&output),
+        format!(
+            concat!(
+                r#"{{"file":"chimera.log","lines":5,"matched":5,"unreadable":0,"backups":2,"bytes":{},"#,
+                r#""from":"2024-01-15T10:00:00Z","to":"2024-01-15T10:00:04Z","by":{{"#,
+                r#""event":{{"counts":{{"recv":2,"sent":3}},"missing":0}},"#,
+                r#""context.protocol":{{"counts":{{"aave":2,"compound":1,"moonwell":1}},"missing":1}}}}}}"#,
+                "\n"
+            ),
+            bytes
+        )
+    );
+    // The filters of query, and level, module and event when no --by is given.
+    let output = chimera_log(&["stats", d, "--json", "--module", "hyper", "--filter", "bps < 100"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!((report["lines"].as_u64(), report["matched"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(
+        (report["from"].as_str(), report["to"].as_str()),
+        (Some("2024-01-15T10:00:01Z"), Some("2024-01-15T10:00:01Z"))
+    );
+    assert_eq!(
+        report["by"],
+        json!({
+            "level": {"counts": {"WARNING": 1}, "missing": 0},
+            "module": {"counts": {"hyper::client": 1}, "missing": 0},
+            "event": {"counts": {"sent": 1}, "missing": 0},
+        })
+    );
+    let keys: Vec<&String> = report["by"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 3);
+    // Nothing matched: the range is null, the counts empty.
+    let output = chimera_log(&["stats", d, "--json", "--where", "n>99", "--by", "event"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(report["from"], serde_json::Value::Null);
+    assert_eq!(report["by"], json!({"event": {"counts": {}, "missing": 0}}));
+}
+
+#[test]
+fn module_matches_the_module_and_its_children_not_a_longer_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write_family(dir.path(), &FAMILY);
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(query_ns(&["query", d, "--module", "hyper"]), [1, 2], "hyper and hyper::client, not hyperx");
+    assert_eq!(query_ns(&["query", d, "--module", "hyper::client"]), [2]);
+    assert_eq!(query_ns(&["query", d, "--module", "hyperx"]), [3]);
+    assert_eq!(query_ns(&["query", d, "--module", "hyp"]), Vec::<u64>::new());
+    let stats = chimera_log(&["stats", d, "--module", "hyper", "--by", "module"]);
+    assert!(stdout_of(&stats).contains("2 matching"), "{}", text(&stats));
+    assert!(stdout_of(&stats)
+        .ends_with("by module:\n  hyper                            1\n  hyper::client                    1\n"));
+}
+
+/// The pre-check that passes over lines lacking a text the filter requires looks only in lines
+/// without backslashes: a line that writes the text with escapes still matches.
+#[test]
+fn a_match_written_with_escapes_is_found_by_every_filter_that_requires_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"timestamp":"2024-01-15T10:00:00Z","level":"INFO","module":"hyp\u0065r::client","event":"se\u006et","context":{"n":1,"protocol":"a\u0061ve"}}"#,
+        r#"{"timestamp":"2024-01-15T10:00:01Z","level":"INFO","module":"db","event":"recv","context":{"n":2,"protocol":"compound"}}"#,
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(query_ns(&["query", d, "--filter", r#"event = "sent" and protocol = "aave""#]), [1]);
+    assert_eq!(query_ns(&["query", d, "--event", "sent"]), [1]);
+    assert_eq!(query_ns(&["query", d, "--module", "hyper"]), [1]);
+    assert_eq!(query_ns(&["query", d, "--where", "protocol=aave"]), [1]);
+}
+
+#[test]
+fn tail_follow_with_a_filter_prints_only_the_lines_that_match_as_they_are_written() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("chimera.log");
+    let line = |n: u64, event: &str| format!("{{\"event\":\"{event}\",\"context\":{{\"n\":{n}}}}}\n");
+    fs::write(&current, line(1, "keep") + &line(2, "drop")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(["tail", dir.path().to_str().unwrap(), "-n", "1", "-f", "--filter", r#"event = "keep""#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let received = lines_as_they_come(child.stdout.take().unwrap());
+    let next_n = || {
+        let line = received.recv_timeout(Duration::from_secs(30)).expect("tail -f printed nothing for 30 s");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["context"]["n"].as_u64().unwrap()
+    };
+    // The last matching line, though a line that does not match follows it.
+    assert_eq!(next_n(), 1);
+    let mut file = fs::OpenOptions::new().append(true).open(&current).unwrap();
+    file.write_all((line(3, "drop") + &line(4, "keep") + "not json\n" + &line(5, "keep")).as_bytes()).unwrap();
+    let seen = [next_n(), next_n()];
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(seen, [4, 5]);
+}

@@ -92,6 +92,8 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
         .chain(generics.const_params().map(|param| param.ident.to_string()))
         .collect();
     let mut writes = Vec::new();
+    let mut captures = Vec::new();
+    let mut replays = Vec::new();
     let mut bounds = Vec::new();
     let mut first = true;
     for field in input.fields.iter().filter(|field| field.is_written()) {
@@ -101,6 +103,11 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
         let prefix = Literal::byte_string(prefix.as_bytes());
         writes.push(quote!(#krate::__private::write_raw(__writer, #prefix);));
         writes.push(write_value(krate, field));
+        replays.push(quote!(#krate::__private::write_raw(__writer, #prefix);));
+        let generic = mentions_any(field.ty.to_token_stream(), &type_params);
+        let (capture, replay) = capture_and_replay(krate, field, generic);
+        captures.push(capture);
+        replays.push(replay);
         if field.attrs.redact.is_set() {
             continue;
         }
@@ -122,9 +129,40 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
+    // Deferred encoding (the runtime's `deferred` module): general events leave a record of
+    // their fields, and the writer thread replays it into the line `write_context` would write.
+    // The replay function reads only the record, so it names none of the type's parameters.
+    // Audit events are sealed on the caller's thread and never deferred.
+    let (replay_items, deferred) = if input.attrs.audit.is_set() {
+        (TokenStream::new(), TokenStream::new())
+    } else {
+        let items = quote! {
+            fn __chimera_replay(
+                __replayer: &mut #krate::__private::Replayer<'_>,
+                __writer: &mut #krate::ContextWriter<'_>,
+            ) {
+                #(#replays)*
+            }
+            static __CHIMERA_REPLAY: #krate::__private::Replay =
+                #krate::__private::Replay::new(#name, __chimera_replay);
+        };
+        let methods = quote! {
+            const __REPLAY: ::core::option::Option<&'static #krate::__private::Replay> =
+                ::core::option::Option::Some(&__CHIMERA_REPLAY);
+
+            #[inline]
+            fn __capture(&self, __capture: &mut #krate::__private::Capture<'_>) {
+                #(#captures)*
+            }
+        };
+        (items, methods)
+    };
+
     quote! {
         #[allow(unused_qualifications, non_upper_case_globals, deprecated, clippy::all)]
         const _: () = {
+            #replay_items
+
             #[automatically_derived]
             impl #impl_generics #krate::LogEvent for #ident #ty_generics #where_clause {
                 const NAME: &'static #krate::__private::str = #name;
@@ -135,8 +173,49 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
                 fn write_context(&self, __writer: &mut #krate::ContextWriter<'_>) {
                     #(#writes)*
                 }
+
+                #deferred
             }
         };
+    }
+}
+
+/// For deferred encoding: the statement copying one field into the record, and the one that
+/// reads it back and writes its value exactly as [`write_value`] does. Fields on the fast paths
+/// are copied bare; any other is given to the runtime's `Value`, which copies a type it knows
+/// and otherwise encodes the field now with the very call `write_context` makes (so a type
+/// missing `Serialize` or `Display` is one error, not two). A field whose type names one of the
+/// struct's type parameters is always encoded now: which impl applies is decided where the
+/// capture is compiled, and there the parameter's type is not known.
+fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> (TokenStream, TokenStream) {
+    let ident: &Ident = field.ident;
+    let ty: &Type = field.ty;
+    let p = quote!(#krate::__private);
+    if field.attrs.redact.is_set() {
+        return (TokenStream::new(), quote!(#p::write_redacted(__writer);));
+    }
+    let replay_value = quote!(__replayer.value(__writer););
+    let write = write_value(krate, field);
+    if field.attrs.display.is_set() || generic {
+        return (quote!(__capture.encoded(|__writer| { #write });), replay_value);
+    }
+    match fast_path(ty) {
+        FastPath::Str => (
+            quote_spanned!(ty.span()=> __capture.str(self.#ident);),
+            quote!(#p::write_str(__writer, __replayer.str());),
+        ),
+        FastPath::Integer => (
+            quote_spanned!(ty.span()=> __capture.scalar(self.#ident);),
+            quote!(#p::write_integer(__writer, __replayer.scalar::<#ty>());),
+        ),
+        FastPath::Serialize => (
+            quote! {{
+                #[allow(unused_imports)]
+                use #p::{CaptureEncoded as _, CaptureValue as _};
+                (&#p::Value(&self.#ident)).__chimera_capture(__capture, |__writer| { #write });
+            }},
+            replay_value,
+        ),
     }
 }
 

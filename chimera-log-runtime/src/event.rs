@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::deferred::{Capture, Replay};
 use crate::json::ContextWriter;
 
 /// A typed domain event, usually written with `#[derive(LogEvent)]`.
@@ -23,6 +24,19 @@ pub trait LogEvent {
 
     /// Writes the event's fields as the members of the `context` object.
     fn write_context(&self, writer: &mut ContextWriter<'_>);
+
+    /// Set by the derive: how the writer thread encodes this type's line from the record
+    /// [`__capture`](Self::__capture) leaves (deferred encoding). `None` (a hand-written impl):
+    /// the line is encoded on the caller's thread by [`write_context`](Self::write_context).
+    #[doc(hidden)]
+    const __REPLAY: Option<&'static Replay> = None;
+
+    /// Set by the derive: copies the fields into the event's record, for [`Self::__REPLAY`].
+    #[doc(hidden)]
+    #[inline]
+    fn __capture(&self, capture: &mut Capture<'_>) {
+        let _ = capture;
+    }
 }
 
 /// Severity of an event, from the least to the most severe.

@@ -70,6 +70,7 @@ pub mod audit;
 mod capture;
 mod clock;
 mod config;
+mod deferred;
 mod error;
 mod event;
 mod fast_clock;
@@ -258,6 +259,8 @@ pub mod __private {
     pub fn write_redacted(writer: &mut ContextWriter<'_>) {
         writer.redacted();
     }
+
+    pub use crate::deferred::{Capture, CaptureEncoded, CaptureValue, Replay, Replayer, Scalar, Value};
 
     #[inline]
     pub fn emit<L, E>(logger: &L, event: &E)

@@ -56,6 +56,14 @@ impl<'a> ContextWriter<'a> {
         ContextWriter { buf, start: 1 }
     }
 
+    /// A writer of one value into `buf`, not a whole object (deferred encoding's record of a
+    /// field encoded on the caller).
+    #[inline]
+    pub(crate) fn value_only(buf: &'a mut Vec<u8>) -> Self {
+        let start = buf.len();
+        ContextWriter { buf, start }
+    }
+
     #[inline]
     pub(crate) fn finish(self) {
         self.buf.push(b'}');

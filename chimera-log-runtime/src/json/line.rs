@@ -56,6 +56,11 @@ impl<'a> EventName<'a> {
     pub(crate) const fn checked(name: &'a str) -> Self {
         EventName { name, plain: is_plain(name) }
     }
+
+    /// `name`, looked at already: `plain` is what [`is_plain`] said of it.
+    pub(crate) const fn known(name: &'a str, plain: bool) -> Self {
+        EventName { name, plain }
+    }
 }
 
 /// A name escaped as it is written.

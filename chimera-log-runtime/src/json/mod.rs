@@ -21,7 +21,7 @@ mod timestamp;
 pub(crate) use context::float_into;
 pub(crate) use context::write_adhoc_context;
 pub use context::ContextWriter;
-pub(crate) use escape::quoted_into;
+pub(crate) use escape::{is_plain, quoted_into};
 #[cfg(feature = "tracing")]
 pub(crate) use escape::{push_short, quoted_as_serde_json_into, write_display_string};
 #[cfg(feature = "tracing")]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::AsDynError;
+use crate::deferred::{self, Capture, Replay};
 use crate::event::{Level, LogEvent, Routes};
 use crate::json::{self, ContextWriter, Envelope, EventName, Exception};
 use crate::levels::Threshold;
@@ -194,6 +195,11 @@ impl Logger {
     }
 
     pub(crate) fn emit_event<E: LogEvent + ?Sized>(&self, event: &E, exception: Option<Exception<'_>>) {
+        if let (Some(replay), None, false) = (E::__REPLAY, &exception, E::ROUTES.is_audit()) {
+            if self.emit_record(E::LEVEL, E::ROUTES, replay, |capture| event.__capture(capture)) {
+                return;
+            }
+        }
         self.log_line(E::LEVEL, E::ROUTES, const { EventName::checked(E::NAME) }, exception, |buf| {
             let mut writer = ContextWriter::open(buf);
             event.write_context(&mut writer);
@@ -201,11 +207,54 @@ impl Logger {
         });
     }
 
+    /// Queues a typed general event's record for its writers to encode (`deferred`); `false`,
+    /// having done nothing, when the line must be encoded here: no instance (the line goes to
+    /// stderr), or span context to add.
+    #[inline]
+    fn emit_record(
+        &self,
+        level: Level,
+        routes: Routes,
+        replay: &'static Replay,
+        capture: impl FnOnce(&mut Capture<'_>),
+    ) -> bool {
+        self.with_dispatcher(|dispatcher| {
+            let Some(dispatcher) = dispatcher else {
+                return false;
+            };
+            let Some(destinations) = dispatcher.destinations(level, routes, self.module_level(dispatcher)) else {
+                return true;
+            };
+            #[cfg(feature = "tracing")]
+            if dispatcher.span_context() && crate::spans::in_span() {
+                return false;
+            }
+            let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
+            let time = dispatcher.now();
+            with_line_buffer(|buf| {
+                deferred::write_record(buf, replay, level, time, &self.inner.module_json, capture);
+                dispatcher.dispatch_record(level, destinations, buf);
+            });
+            if let Some(started) = started {
+                dispatcher.record_latency(started.elapsed());
+            }
+            if dispatcher.health_due(time) {
+                emit_health(dispatcher);
+            }
+            true
+        })
+    }
+
     pub(crate) fn emit_event_async<E: LogEvent + ?Sized>(
         &self,
         event: &E,
         exception: Option<Exception<'_>>,
     ) -> Emitted {
+        if let (Some(replay), None, false) = (E::__REPLAY, &exception, E::ROUTES.is_audit()) {
+            if self.emit_record(E::LEVEL, E::ROUTES, replay, |capture| event.__capture(capture)) {
+                return Emitted::ready();
+            }
+        }
         self.log_line_async(E::LEVEL, E::ROUTES, const { EventName::checked(E::NAME) }, exception, |buf| {
             let mut writer = ContextWriter::open(buf);
             event.write_context(&mut writer);

@@ -23,7 +23,7 @@ pub(crate) use super::latency::sample_this_emit;
 use crate::config::{AuditDurability, Overflow};
 
 use super::latency::LatencyHistogram;
-use super::queue::{LaneSet, Pushed};
+use super::queue::{Entry, LaneSet, Pushed};
 use super::watch::{Watch, WatchConfig, WatchFigures};
 use super::writer::{Lane, Writer};
 use crate::audit::writer::{AuditWriter, Checkpoint};
@@ -568,7 +568,8 @@ impl Dispatcher {
         // stores before it, and after the line's copy into the queue (memory the writer last
         // touched, on another core) that wait was the costliest part of an emit on 4 threads.
         self.counters.count_event(level);
-        let mut refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
+        let mut refusals =
+            self.push_general(Entry::line(line), destinations.console, destinations.general, destinations.route);
         if destinations.audit {
             if let Some(worker) = behind_async {
                 // Stopping (shutdown): written here instead, and refused as closed.
@@ -587,6 +588,18 @@ impl Dispatcher {
         }
     }
 
+    /// [`dispatch`](Self::dispatch) for a typed event's record (`deferred`): general sinks only,
+    /// encoded by their writers.
+    pub(crate) fn dispatch_record(&self, level: Level, destinations: Destinations, record: &[u8]) {
+        debug_assert!(!destinations.audit, "audit events are encoded on the caller's thread");
+        self.counters.count_event(level);
+        let refusals =
+            self.push_general(Entry::record(record), destinations.console, destinations.general, destinations.route);
+        if refusals.any() {
+            self.count_refusals(level, destinations, refusals);
+        }
+    }
+
     /// [`dispatch`](Self::dispatch) for `emit_async!`: the general sinks' part on the caller's
     /// thread as ever; an audit line goes to the audit thread, and the future resolves once it is
     /// written (and synced, by default). Without an audit line it is resolved already.
@@ -594,7 +607,12 @@ impl Dispatcher {
         if destinations.audit {
             if let Some(worker) = self.audit_thread() {
                 self.counters.count_event(level);
-                let refusals = self.push_general(line, destinations.console, destinations.general, destinations.route);
+                let refusals = self.push_general(
+                    Entry::line(line),
+                    destinations.console,
+                    destinations.general,
+                    destinations.route,
+                );
                 match worker.push(AsyncAudit { line: line.to_vec(), level, destinations, refusals }) {
                     Ok(emitted) => return emitted,
                     Err(job) => {
@@ -666,12 +684,12 @@ impl Dispatcher {
 
     /// Queues `line` for the console (`console`), CloudWatch and `chimera.log` (`general`) and
     /// the route file `route`.
-    fn push_general(&self, line: &[u8], console: bool, general: bool, route: Option<usize>) -> Refusals {
+    fn push_general(&self, line: Entry<'_>, console: bool, general: bool, route: Option<usize>) -> Refusals {
         use std::sync::atomic::Ordering::Relaxed;
         let mut refusals = Refusals::default();
         if console {
             if let Some((console, counters)) = &self.console {
-                match console.queue().push(LaneSet(1), line) {
+                match console.queue().push_entry(LaneSet(1), line) {
                     Pushed::Accepted => {}
                     Pushed::Dropped => {
                         counters.dropped.fetch_add(1, Relaxed);
@@ -682,7 +700,7 @@ impl Dispatcher {
         }
         let lanes = LaneSet(u64::from(general) | route.map_or(0, |route| 2 << route));
         if !lanes.is_empty() {
-            match self.files.queue().push(lanes, line) {
+            match self.files.queue().push_entry(lanes, line) {
                 Pushed::Accepted => {}
                 Pushed::Dropped => {
                     for lane in lanes.lanes() {
@@ -716,7 +734,7 @@ impl Dispatcher {
             context.field("reason", if checkpoint.rotated { "rotation" } else { "interval" });
             context.finish();
         });
-        self.push_general(&line, Level::Info >= self.console_level, true, None);
+        self.push_general(Entry::line(&line), Level::Info >= self.console_level, true, None);
     }
 
     pub(crate) fn record_latency(&self, elapsed: Duration) {

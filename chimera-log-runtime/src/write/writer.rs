@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{BatchQueue, Chunk};
 use crate::clock::Clock;
+use crate::deferred;
 use crate::dir::layout::GENERAL_FILE;
 use crate::error::Error;
 use crate::event::Level;
@@ -320,6 +321,9 @@ fn set_own_priority(_nice: i32) -> io::Result<()> {
 /// The writer's loop; `chunks` holds the lines of the current pass (see [`Finish`]).
 fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut Vec<Chunk>, mut watch: Option<Watch>) {
     let mut report_line = Vec::new();
+    // Typed events' records are encoded here (`deferred`), into lines written from `encoded`.
+    let mut encoder = deferred::Encoder::default();
+    let (mut encoded, mut encoded_lens) = (Vec::new(), Vec::new());
     // The newest flush whose lines a fault still holds back in a sink: answered once no sink
     // holds lines any more, after a retry (or never, and the flush says `false` at its deadline).
     // The retries keep the sinks' own pace (a tick), not one forced write per pass.
@@ -349,7 +353,14 @@ fn run(queue: &BatchQueue, mut lanes: Vec<Lane>, clock: &dyn Clock, chunks: &mut
         };
         for chunk in chunks.iter_mut() {
             let output = queue.output();
-            lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
+            if chunk.records {
+                encoded.clear();
+                encoded_lens.clear();
+                deferred::encode_entries(&mut encoder, &chunk.bytes, &chunk.lens, &mut encoded, &mut encoded_lens);
+                lanes[chunk.lane].write(&encoded, &encoded_lens);
+            } else {
+                lanes[chunk.lane].write(&chunk.bytes, &chunk.lens);
+            }
             drop(output);
             if let (Some(watch), Some(first_at)) = (&mut watch, chunk.first_at.take()) {
                 watch.written(first_at);

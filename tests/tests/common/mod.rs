@@ -27,6 +27,10 @@ impl ManualClock {
     pub fn set(&self, time: SystemTime) {
         *self.0.lock().unwrap() = time;
     }
+    #[allow(dead_code)] // not every test moves the clock
+    pub fn advance_micros(&self, micros: u64) {
+        *self.0.lock().unwrap() += Duration::from_micros(micros);
+    }
 }
 
 impl Clock for ManualClock {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::lanes::{LaneSet, Pushed};
-use super::pool::{Chunk, NoRoom, Output, Pool};
+use super::pool::{Chunk, Entry, NoRoom, Output, Pool};
 use super::shard::{with_own_shard, Shard, ShardState};
 
 /// How long a busy writer waits before looking at the queue again, unsignalled.
@@ -114,11 +114,22 @@ impl BatchQueue {
         Some(shard)
     }
 
-    /// Appends `line` to each lane in `lanes`. A line that finds no room waits for it, up to the
-    /// queue's bound, or is dropped (a single line larger than the capacity goes through once
-    /// the queue is empty). Once a caller has waited its whole bound the queue is stalled, and
-    /// lines are dropped without waiting until the writer gives chunks back.
+    /// Appends a line (for the tests: see [`push_entry`](Self::push_entry)).
+    #[cfg(test)]
     pub(crate) fn push(&self, lanes: LaneSet, line: &[u8]) -> Pushed {
+        self.push_entry(lanes, Entry::line(line))
+    }
+
+    /// Appends a line or a record to each lane in `lanes`. One that finds no room waits for it,
+    /// up to the queue's bound, or is dropped (a single line larger than the capacity goes
+    /// through once the queue is empty). Once a caller has waited its whole bound the queue is
+    /// stalled, and lines are dropped without waiting until the writer gives chunks back. An
+    /// entry of 2 GiB or more is dropped (counted and reported as any drop): its length would
+    /// not fit the chunk's.
+    pub(crate) fn push_entry(&self, lanes: LaneSet, line: Entry<'_>) -> Pushed {
+        if !line.fits() {
+            return self.count_oversized(lanes);
+        }
         let pushed = with_own_shard(self.id, || self.register(), |shard| self.push_into(shard, lanes, line));
         match pushed {
             Some(pushed) => pushed,
@@ -132,7 +143,7 @@ impl BatchQueue {
     }
 
     #[inline]
-    fn push_into(&self, shard: &Shard, lanes: LaneSet, line: &[u8]) -> Pushed {
+    fn push_into(&self, shard: &Shard, lanes: LaneSet, line: Entry<'_>) -> Pushed {
         match shard.with(|state| self.append(state, lanes, line)) {
             Ok(wake) => self.accepted(wake),
             Err(no_room) => self.push_without_room(shard, lanes, line, no_room),
@@ -150,7 +161,7 @@ impl BatchQueue {
 
     /// Appends `line` under the shard's lock; `Ok(true)` if the writer must be woken.
     #[inline]
-    fn append(&self, state: &mut ShardState, lanes: LaneSet, line: &[u8]) -> Result<bool, NoRoom> {
+    fn append(&self, state: &mut ShardState, lanes: LaneSet, line: Entry<'_>) -> Result<bool, NoRoom> {
         if state.closed {
             return Err(NoRoom::Closed);
         }
@@ -168,7 +179,7 @@ impl BatchQueue {
     /// bound, or is dropped. Kept out of line: the usual line never comes here.
     #[cold]
     #[inline(never)]
-    fn push_without_room(&self, shard: &Shard, lanes: LaneSet, line: &[u8], mut no_room: NoRoom) -> Pushed {
+    fn push_without_room(&self, shard: &Shard, lanes: LaneSet, line: Entry<'_>, mut no_room: NoRoom) -> Pushed {
         // The writer's progress this caller last saw, and when (see `Pool::wait_for_room`).
         let mut since = None;
         loop {
@@ -194,6 +205,17 @@ impl BatchQueue {
                 Err(again) => no_room = again,
             }
         }
+    }
+
+    #[cold]
+    fn count_oversized(&self, lanes: LaneSet) -> Pushed {
+        if self.closed.load(Ordering::Acquire) {
+            return Pushed::Closed;
+        }
+        for lane in lanes.lanes() {
+            self.dropped[lane].fetch_add(1, Ordering::Relaxed);
+        }
+        Pushed::Dropped
     }
 
     /// Counts a dropped line, under the lock of its shard, unless the shard is closed: the

@@ -21,4 +21,4 @@ mod shard;
 
 pub(crate) use batch::BatchQueue;
 pub(crate) use lanes::{LaneSet, Pushed};
-pub(crate) use pool::Chunk;
+pub(crate) use pool::{Chunk, Entry};

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::deferred::RECORD;
+
 /// The largest chunk: few enough pool visits per thread (one per 64 KiB of lines), small enough
 /// that a thread's partly filled chunk is not much memory.
 pub(crate) const CHUNK_BYTES_MAX: usize = 64 * 1024;
@@ -21,6 +23,33 @@ const TOUCHED_MAX: usize = 64 * 1024 * 1024;
 /// A queue has at least this many chunks (a small capacity gets small chunks), so that a few
 /// threads each holding one still leave room.
 const CHUNKS_MIN: usize = 16;
+
+/// One thing a caller queues: an encoded line, or a typed event's record (`deferred`), which the
+/// writer encodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) record: bool,
+}
+
+impl<'a> Entry<'a> {
+    pub(crate) fn line(bytes: &'a [u8]) -> Self {
+        Entry { bytes, record: false }
+    }
+
+    pub(crate) fn record(bytes: &'a [u8]) -> Self {
+        Entry { bytes, record: true }
+    }
+
+    pub(crate) fn len(self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether its length leaves the bit that marks a record free (under 2 GiB).
+    pub(crate) fn fits(self) -> bool {
+        self.bytes.len() < RECORD as usize
+    }
+}
 
 /// The lines of one lane, back to back, and each line's length.
 #[derive(Debug)]
@@ -35,6 +64,8 @@ pub(crate) struct Chunk {
     /// When its first line was queued: the writer measures how long lines wait (the write
     /// latency) from it, once per chunk.
     pub(crate) first_at: Option<Instant>,
+    /// Some entries are records (their length has [`RECORD`] set), which the writer encodes.
+    pub(crate) records: bool,
 }
 
 impl Chunk {
@@ -42,12 +73,19 @@ impl Chunk {
         self.bytes.len() + len <= self.limit
     }
 
-    pub(crate) fn append(&mut self, line: &[u8]) {
+    pub(crate) fn append(&mut self, entry: Entry<'_>) {
         if self.lens.is_empty() {
             self.first_at = Some(Instant::now());
         }
-        self.bytes.extend_from_slice(line);
-        self.lens.push(line.len() as u32);
+        self.bytes.extend_from_slice(entry.bytes);
+        // The queue refuses entries of 2 GiB or more (`Entry::fits`).
+        let len = entry.bytes.len() as u32;
+        if entry.record {
+            self.records = true;
+            self.lens.push(len | RECORD);
+        } else {
+            self.lens.push(len);
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -197,7 +235,15 @@ impl Pool {
 
     /// An empty chunk that takes `bytes` bytes.
     fn buffer(bytes: usize) -> Result<Chunk, std::collections::TryReserveError> {
-        let mut chunk = Chunk { lane: 0, bytes: Vec::new(), lens: Vec::new(), limit: bytes, slots: 1, first_at: None };
+        let mut chunk = Chunk {
+            lane: 0,
+            bytes: Vec::new(),
+            lens: Vec::new(),
+            limit: bytes,
+            slots: 1,
+            first_at: None,
+            records: false,
+        };
         chunk.bytes.try_reserve_exact(bytes)?;
         chunk.lens.try_reserve_exact(bytes / 64 + 16)?;
         Ok(chunk)
@@ -261,6 +307,7 @@ impl Pool {
                 chunk.lens.clear();
                 chunk.slots = 1;
                 chunk.first_at = None;
+                chunk.records = false;
                 state.free.push(chunk);
             }
         }

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use super::lanes::LaneSet;
-use super::pool::{Chunk, NoRoom, Pool};
+use super::pool::{Chunk, Entry, NoRoom, Pool};
 
 #[derive(Debug, Default)]
 pub(crate) struct ShardState {
@@ -81,7 +81,7 @@ impl ShardState {
     /// Appends `line` to the chunk of its one lane if that has room (the usual line), without
     /// [`make_room`](Self::make_room)'s bookkeeping; `false` when the line needs it.
     #[inline]
-    pub(crate) fn append_if_room(&mut self, lanes: LaneSet, line: &[u8]) -> bool {
+    pub(crate) fn append_if_room(&mut self, lanes: LaneSet, line: Entry<'_>) -> bool {
         if !lanes.0.is_power_of_two() {
             return false;
         }
@@ -95,7 +95,7 @@ impl ShardState {
     }
 
     /// Appends `line` to each lane in `lanes`, after [`make_room`](Self::make_room).
-    pub(crate) fn append(&mut self, lanes: LaneSet, line: &[u8]) {
+    pub(crate) fn append(&mut self, lanes: LaneSet, line: Entry<'_>) {
         for lane in lanes.lanes() {
             if let Some(chunk) = &mut self.current[lane] {
                 chunk.append(line);
