@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Two builds of the peers package's `chimera-log` child side by side, runs interleaved.
+"""Two builds of one of the peers package's children side by side, runs interleaved.
 
     python3 bench/interleave.py OLD_BINARY NEW_BINARY [--rounds 5] [--events 1000000] [--threads 1 4 8]
         [--child chimera-log|chimera-layer]
 
-Per round and thread count it runs the old binary's child (`chimera-log`, the typed `emit!`, unless
-`--child` names another, such as `chimera-layer`: `tracing::info!` into `ChimeraLayer`), the new
-one's, and the new one's `raw-bufwriter` child (the physical reference), each in a fresh directory, and prints the
+Per round and thread count it runs the old binary's child (`chimera-log`, the typed `emit!`;
+`--child chimera-layer` for `tracing::info!` into `ChimeraLayer`), the new one's, and the new
+one's `raw-bufwriter` child (the physical reference), each in a fresh directory, and prints the
 medians in events/s with new/old. This machine's speed drifts by tens of percent over minutes;
 interleaving puts both builds in the same drift, so compare builds only within one run.
 """
