@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Two builds of the peers package's `chimera-log` child side by side, runs interleaved.
+"""Two builds of one of the peers package's children side by side, runs interleaved.
 
     python3 bench/interleave.py OLD_BINARY NEW_BINARY [--rounds 5] [--events 1000000] [--threads 1 4 8]
+        [--child chimera-log|chimera-layer]
 
-Per round and thread count it runs the old binary, the new one and the new one's
-`raw-bufwriter` child (the physical reference), each in a fresh directory, and prints the
+Per round and thread count it runs the old binary's child (`chimera-log`, the typed `emit!`;
+`--child chimera-layer` for `tracing::info!` into `ChimeraLayer`), the new one's, and the new
+one's `raw-bufwriter` child (the physical reference), each in a fresh directory, and prints the
 medians in events/s with new/old. This machine's speed drifts by tens of percent over minutes;
 interleaving puts both builds in the same drift, so compare builds only within one run.
 """
@@ -32,12 +34,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--child", default="chimera-log")
     args = parser.parse_args()
     for threads in args.threads:
         times = {"old": [], "new": [], "raw": []}
         for _ in range(args.rounds):
-            times["old"].append(run(args.old, "chimera-log", threads, args.events))
-            times["new"].append(run(args.new, "chimera-log", threads, args.events))
+            times["old"].append(run(args.old, args.child, threads, args.events))
+            times["new"].append(run(args.new, args.child, threads, args.events))
             times["raw"].append(run(args.new, "raw-bufwriter", threads, args.events))
         rate = {who: args.events / (statistics.median(ns) / 1e9) for who, ns in times.items()}
         print(

@@ -460,3 +460,131 @@ fn a_typed_emit_inside_an_instrumented_function_carries_its_span_under_the_insta
     let captured = lines.iter().find(|line| line["event"] == "captured").expect("the captured line");
     assert_eq!(captured["context"]["span"], json!([{"name": "request", "id": 7}]), "one representation for both");
 }
+
+/// An error with a cause, for the `record_error` path (`err = &e as &dyn Error`).
+#[derive(Debug)]
+struct Refused(std::io::Error);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused: \"nonce\"\ttoo low")
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Issue 30 item 2: the captured path was rewritten for speed, and its lines must not change.
+/// The expected bytes are the lines the capture wrote before the rewrite (main at 1a4b9d9), for
+/// events holding every kind of value `tracing` records: `&str` with every escape (serde_json's
+/// short `\b` and `\f` for a `&str`, `\u0008` for `Display` and `Debug` text, as ever), the
+/// integer kinds, floats (a NaN is `null`), bools, `?Debug`, `%Display`, an error, bytes, a
+/// message given as a value, a callsite's name standing for a missing message, a target to
+/// escape, keys that repeat, a `log` record, and span stacks (entered, and an explicit parent).
+#[test]
+fn captured_lines_are_byte_for_byte_what_the_capture_wrote_before_its_rewrite() {
+    if let Some(dir) = child_dir() {
+        // 2024-01-15T10:30:45.123456Z
+        let clock = std::sync::Arc::new(common::ManualClock::at_micros(1_705_314_645_123_456));
+        let guard = init_logging(config(&dir).level(chimera_log_runtime::Level::Trace).clock(clock)).unwrap();
+        let error = Refused(std::io::Error::other("inner"));
+        tracing::info!(
+            s = "q\"b\\s\n\t\r\u{8}\u{c}\u{1}\u{1f}\u{7f} é\u{2028}\u{2029}\u{85}😀",
+            i = -5i64,
+            u = 7u64,
+            small = -3i32,
+            big = i128::MIN,
+            ubig = u128::MAX,
+            f = 1.5f64,
+            tiny = 1e-7f64,
+            huge = 1e21f64,
+            neg_zero = -0.0f64,
+            nan = f64::NAN,
+            inf = f64::INFINITY,
+            b = true,
+            d = ?vec!["x\"y\u{8}"],
+            disp = %"a\u{8}b\u{c}\u{2028}",
+            err = &error as &(dyn std::error::Error + 'static),
+            bytes = &b"\x00ab"[..],
+            "msg \"quoted\"\u{8} {}",
+            1
+        );
+        tracing::info!(message = 42u64, k = "v");
+        tracing::event!(name: "custom\"name", tracing::Level::WARN, only = 1u64);
+        tracing::error!(target: "we\"ird::t\u{2028}", a = 1u64, a = "again", a_2 = false, "repeats");
+        tracing::event!(name: "", target: "", tracing::Level::TRACE, "");
+        log::warn!(target: "bridged::x", "hello {} \u{8}", "w\"orld");
+        log::info!("plain log");
+        let outer = tracing::info_span!("outer", name = "n\"1", n = 1u64, n = -2i64, f = 0.25f64);
+        let inner = tracing::debug_span!(parent: &outer, "inner\u{8}", d = ?Some(3), s = "x\u{8}y", later = tracing::field::Empty);
+        inner.record("later", 9u64);
+        {
+            let _outer = outer.enter();
+            let _inner = inner.enter();
+            tracing::info!(span = "mine", span_2 = 0u64, x = 1u64, "in_spans");
+            log::info!("log_in_spans");
+        }
+        tracing::info!(parent: &inner, "explicit_parent");
+        tracing::info!(parent: None, "root_event");
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("captured_lines_are_byte_for_byte_what_the_capture_wrote_before_its_rewrite", dir.path());
+    let text = std::fs::read_to_string(dir.path().join("chimera.log")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|line| !common::is_watch_line(line)).collect();
+    let expected = [
+        concat!(
+            r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"msg \"quoted\"\u0008 1","context":{"s":"q\"b\\s\n\t\r\b\f\u0001\u001f"#,
+            "\u{7f}",
+            r#" é\u2028\u2029\u0085😀","i":-5,"u":7,"small":-3,"big":-170141183460469231731687303715884105728,"ubig":340282366920938463463374607431768211455,"f":1.5,"tiny":1e-7,"huge":1e+21,"neg_zero":-0.0,"nan":null,"inf":null,"b":true,"d":"[\"x\\\"y\\u{8}\"]","disp":"a\u0008b\u000c\u2028","err":"refused: \"nonce\"\ttoo low","bytes":"[00 61 62]"}}"#
+        ),
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"42","context":{"k":"v"}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"WARNING","module":"capture","event":"custom\"name","context":{"only":1}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"ERROR","module":"we\"ird::t\u2028","event":"repeats","context":{"a":1,"a_3":"again","a_2":false}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"TRACE","module":"","event":"","context":{}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"WARNING","module":"bridged::x","event":"hello w\"orld \u0008","context":{}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"plain log","context":{}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"in_spans","context":{"span":"mine","span_2":0,"x":1,"span_3":[{"name":"outer","name_2":"n\"1","n":1,"n_2":-2,"f":0.25},{"name":"inner\b","d":"Some(3)","s":"x\by","later":9}]}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"log_in_spans","context":{"span":[{"name":"outer","name_2":"n\"1","n":1,"n_2":-2,"f":0.25},{"name":"inner\b","d":"Some(3)","s":"x\by","later":9}]}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"explicit_parent","context":{"span":[{"name":"outer","name_2":"n\"1","n":1,"n_2":-2,"f":0.25},{"name":"inner\b","d":"Some(3)","s":"x\by","later":9}]}}"#,
+        r#"{"timestamp":"2024-01-15T10:30:45.123456Z","level":"INFO","module":"capture","event":"root_event","context":{}}"#,
+    ];
+    assert_eq!(lines.len(), expected.len(), "{text}");
+    for (line, expected) in lines.iter().zip(expected) {
+        assert_eq!(*line, expected);
+    }
+}
+
+/// Each thread keeps what a line needs of a callsite (keys, module) in a small table by address;
+/// 81 callsites, each with a target and a key of its own, twice over, take slots from one another
+/// and every line still has its own callsite's module and key.
+#[test]
+fn events_of_more_callsites_than_a_thread_keeps_each_get_their_own_module_and_keys() {
+    macro_rules! grid {
+        ($($target:literal)*; $keys:tt) => { $( grid!(@row $target; $keys); )* };
+        (@row $target:literal; [$($key:literal)*]) => { $( tracing::info!(target: $target, { $key = 1u64 }, "cell"); )* };
+    }
+    const TARGETS: [&str; 9] = ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"];
+    const KEYS: [&str; 9] = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+    if let Some(dir) = child_dir() {
+        let guard = init_logging(config(&dir)).unwrap();
+        for _ in 0..2 {
+            grid!("t1" "t2" "t3" "t4" "t5" "t6" "t7" "t8" "t9"; ["k1" "k2" "k3" "k4" "k5" "k6" "k7" "k8" "k9"]);
+        }
+        assert!(guard.flush());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("events_of_more_callsites_than_a_thread_keeps_each_get_their_own_module_and_keys", dir.path());
+    let lines = lines(dir.path());
+    let expected: Vec<(&str, Value)> = (0..2)
+        .flat_map(|_| TARGETS.iter().flat_map(|target| KEYS.iter().map(move |key| (*target, json!({ *key: 1 })))))
+        .collect();
+    let written: Vec<(&str, Value)> =
+        lines.iter().map(|line| (line["module"].as_str().unwrap(), line["context"].clone())).collect();
+    assert_eq!(written, expected);
+}

@@ -49,6 +49,15 @@ impl<'a> ContextWriter<'a> {
         ContextWriter { buf, start }
     }
 
+    /// Goes on with the context object `buf` holds from its first byte, still open (its `{` and
+    /// the members written so far, no `}`); [`ContextWriter::finish`] is not needed if the
+    /// caller closes it.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn reopened(buf: &'a mut Vec<u8>) -> Self {
+        debug_assert_eq!(buf.first(), Some(&b'{'));
+        ContextWriter { buf, start: 1 }
+    }
+
     /// A writer of one value into `buf`, not a whole object (deferred encoding's record of a
     /// field encoded on the caller).
     #[inline]
@@ -160,6 +169,13 @@ fn write_serialized<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
             write_unwritable(buf, &error);
         }
     }
+}
+
+/// Appends `value` as serde_json writes an `f64` (what a captured float has always been): the
+/// shortest text that reads back as the same number, `null` when it is not finite.
+#[cfg(feature = "tracing")]
+pub(crate) fn float_into(buf: &mut Vec<u8>, value: f64) {
+    write_serialized(buf, &value);
 }
 
 /// Writes an ad-hoc context: a value serializing to an object is the context itself; `()`,

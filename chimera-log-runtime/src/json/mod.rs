@@ -17,9 +17,13 @@ mod keys;
 mod line;
 mod timestamp;
 
+#[cfg(feature = "tracing")]
+pub(crate) use context::float_into;
 pub(crate) use context::write_adhoc_context;
 pub use context::ContextWriter;
 pub(crate) use escape::{is_plain, quoted_into};
+#[cfg(feature = "tracing")]
+pub(crate) use escape::{push_short, quoted_as_serde_json_into, write_display_string};
 #[cfg(feature = "tracing")]
 pub(crate) use keys::{make_keys_unique, rename_repeats};
 #[cfg(feature = "tracing")]
