@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use chimera_log_runtime::read;
 
-use crate::files::{files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated};
+use crate::files::{
+    files_in_order, for_each_line, open_regular, stdout_result, with_placeholder, Input, LineSource, Unterminated,
+};
+use crate::merge::for_each_merged;
 
 /// The filters of `query`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -275,49 +278,59 @@ impl Filter {
 }
 
 /// Runs `each` on every line of `name` that parses; reports the others on stderr.
-fn scan(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
-    scan_while(dir, name, |raw, value| {
+fn scan(input: &Input, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
+    scan_while(std::slice::from_ref(input), name, |_, raw, value| {
         each(raw, value);
         true
     })
 }
 
-/// As [`scan`], stopping once `each` returns `false`.
-fn scan_while(dir: &Path, name: &str, mut each: impl FnMut(&[u8], &Value) -> bool) -> Result<u64, String> {
-    if !dir.is_dir() {
-        return Err(format!("{}: not a directory", dir.display()));
-    }
-    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+/// Whether `input` holds the audit trail, whose unsealed lines are not records: a directory's
+/// when `name` is the audit file, a file's when `name` is or its own name begins with it.
+fn is_audit(input: &Input, name: &str) -> bool {
+    name == read::AUDIT_FILE
+        || matches!(input, Input::File(path) if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(read::AUDIT_FILE)))
+}
+
+/// As [`scan`] over several inputs merged by time ([`for_each_merged`]), `each` told which input
+/// (its index) a line is from, stopping once `each` returns `false`.
+fn scan_while(inputs: &[Input], name: &str, mut each: impl FnMut(usize, &[u8], &Value) -> bool) -> Result<u64, String> {
+    let sources = inputs
+        .iter()
+        .map(|input| LineSource::new(input, name).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let audit: Vec<bool> = inputs.iter().map(|input| is_audit(input, name)).collect();
     let mut unreadable = 0;
     // In the audit trail only sealed records are records: the anchor line that begins each file
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
-    let audit = name == read::AUDIT_FILE;
-    for_each_line_while(&files, |path, number, line| match parse_line(line) {
-        Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
-        Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
-            unreadable += 1;
-            if unreadable <= NAMED_UNREADABLE {
-                eprintln!(
-                    "chimera-log: {}:{number}: not a sealed audit record (no seq/chain); skipped, see `verify`",
-                    path.display()
-                );
-            }
-            true
-        }
-        Ok(value) => each(line, &value),
-        Err(error) => {
-            unreadable += 1;
-            // The first few are named; a file full of damage must not flood stderr.
-            if unreadable <= NAMED_UNREADABLE {
-                if line.starts_with(crate::files::SKIPPED_PREFIX.as_bytes()) {
-                    eprintln!("chimera-log: {}:{number}: {}", path.display(), String::from_utf8_lossy(line));
-                } else {
-                    eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+    for_each_merged(sources, |index, path, number, line| {
+        with_placeholder(line, |line| match parse_line(line) {
+            Ok(_) if audit[index] && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
+            Ok(_) if audit[index] && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
+                unreadable += 1;
+                if unreadable <= NAMED_UNREADABLE {
+                    eprintln!(
+                        "chimera-log: {}:{number}: not a sealed audit record (no seq/chain); skipped, see `verify`",
+                        path.display()
+                    );
                 }
+                true
             }
-            true
-        }
+            Ok(value) => each(index, line, &value),
+            Err(error) => {
+                unreadable += 1;
+                // The first few are named; a file full of damage must not flood stderr.
+                if unreadable <= NAMED_UNREADABLE {
+                    if line.starts_with(crate::files::SKIPPED_PREFIX.as_bytes()) {
+                        eprintln!("chimera-log: {}:{number}: {}", path.display(), String::from_utf8_lossy(line));
+                    } else {
+                        eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+                    }
+                }
+                true
+            }
+        })
     })
     .map_err(|e| e.to_string())?;
     if unreadable > NAMED_UNREADABLE {
@@ -427,14 +440,53 @@ fn pretty_value(raw: &serde_json::value::RawValue) -> String {
 /// A JSON object's members in the order written (serde_json's map sorts them), as written.
 type InOrder = chimera_log_runtime::read::InOrder<Box<serde_json::value::RawValue>>;
 
-fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, color: bool) -> std::io::Result<()> {
+/// The line `raw` (the JSON object `value`) with `"source":<label>` added as its last member:
+/// last, so that a reader keeping the last of two equal keys (jq, serde_json) takes this one.
+/// A JSON line that is not an object cannot carry it, and is written as it is.
+fn write_with_source(out: &mut impl Write, raw: &[u8], value: &Value, label: &str) -> std::io::Result<()> {
+    let close = raw.iter().rposition(|b| !b.is_ascii_whitespace());
+    match (value.as_object(), close) {
+        (Some(members), Some(close)) if raw[close] == b'}' => {
+            out.write_all(&raw[..close])?;
+            out.write_all(if members.is_empty() { b"\"source\":" } else { b",\"source\":" })?;
+            serde_json::to_writer(&mut *out, label)?;
+            out.write_all(b"}\n")
+        }
+        _ => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+    }
+}
+
+/// Where a line is from, for `--source`: the input's label and the width of the longest label
+/// (the `table` column).
+#[derive(Debug, Clone, Copy)]
+struct SourceMark<'a> {
+    label: &'a str,
+    width: usize,
+}
+
+fn write_line(
+    out: &mut impl Write,
+    raw: &[u8],
+    value: &Value,
+    output: Output,
+    color: bool,
+    source: Option<SourceMark<'_>>,
+) -> std::io::Result<()> {
     let text = |key: &str| escape_controls(value[key].as_str().unwrap_or("")).into_owned();
     // The JSON text as written: a number beyond 2^53 parsed into `value` would print rounded.
     let raw_text = |key: &str| {
         std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &[key.to_owned()])).map(escape_controls)
     };
+    if output != Output::Json {
+        if let Some(SourceMark { label, width }) = source {
+            write!(out, "{:<width$}  ", escape_controls(label))?;
+        }
+    }
     match output {
-        Output::Json => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+        Output::Json => match source {
+            Some(SourceMark { label, .. }) => write_with_source(out, raw, value, label),
+            None => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+        },
         Output::Table => writeln!(
             out,
             "{}  {} {:<16} {:<24} {}",
@@ -468,13 +520,24 @@ fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, c
     }
 }
 
-pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, color: Color) -> Result<ExitCode, String> {
+/// `query INPUT...`: the lines of `inputs` (merged by time when several) that match `filter`;
+/// with `source`, each marked with its input's label.
+pub(crate) fn query(
+    inputs: &[Input],
+    name: &str,
+    filter: &Filter,
+    output: Output,
+    color: Color,
+    source: bool,
+) -> Result<ExitCode, String> {
     let color = color.enabled();
+    let labels: Vec<String> = inputs.iter().map(Input::label).collect();
+    let width = labels.iter().map(|label| label.chars().count()).max().unwrap_or(0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut matched = 0u64;
-    scan_while(dir, name, |raw, value| {
+    scan_while(inputs, name, |index, raw, value| {
         // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
         if filter.limit.is_some_and(|limit| matched >= limit) {
             return false;
@@ -483,7 +546,8 @@ pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, col
             return true;
         }
         matched += 1;
-        if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color)) {
+        let mark = source.then(|| SourceMark { label: &labels[index], width });
+        if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color, mark)) {
             write_error.get_or_insert(error);
             return false;
         }
@@ -557,7 +621,7 @@ pub(crate) fn query_store(
                     return true;
                 }
                 matched += 1;
-                if let Err(error) = stdout_result(write_line(&mut out, raw, &value, output, color)) {
+                if let Err(error) = stdout_result(write_line(&mut out, raw, &value, output, color, None)) {
                     write_error.get_or_insert(error);
                     return false;
                 }
@@ -575,7 +639,7 @@ pub(crate) fn query_store(
     Ok(if matched > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
+pub(crate) fn stats(input: &Input, name: &str) -> Result<ExitCode, String> {
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
     let mut levels: BTreeMap<String, u64> = BTreeMap::new();
     let mut modules: BTreeMap<String, u64> = BTreeMap::new();
@@ -583,7 +647,7 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
     type Seen = Option<(DateTime<Utc>, String)>;
     let (mut first, mut last): (Seen, Seen) = (None, None);
     let mut total = 0u64;
-    let unreadable = scan(dir, name, |_, value| {
+    let unreadable = scan(input, name, |_, value| {
         total += 1;
         let text = |key: &str| value[key].as_str().unwrap_or("?").to_owned();
         *events.entry(text("event")).or_default() += 1;
@@ -601,14 +665,25 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
             last = Some(time);
         }
     })?;
-    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
+    // A directory's files, one file's size, or nothing known of standard input.
+    let on_disk = match input {
+        Input::Dir(dir) => {
+            let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+            let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+            let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
+            format!("; {backups} backup(s); {bytes} bytes on disk")
+        }
+        Input::File(path) => {
+            std::fs::metadata(path).map(|m| format!("; {} bytes on disk", m.len())).unwrap_or_default()
+        }
+        Input::Stdin => String::new(),
+    };
+    let title = match input {
+        Input::Dir(_) => name.to_owned(),
+        other => other.path().display().to_string(),
+    };
     let mut out = std::io::stdout().lock();
-    stdout_result(writeln!(
-        out,
-        "{name}: {total} lines, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
-    ))?;
+    stdout_result(writeln!(out, "{title}: {total} lines, {unreadable} unreadable{on_disk}"))?;
     let written = |seen: &Seen| seen.as_ref().map_or("-", |(_, text)| text.as_str()).to_owned();
     stdout_result(writeln!(out, "from {} to {}", written(&first), written(&last)))?;
     for (title, counts) in [("level", &levels), ("module", &modules), ("event", &events)] {
@@ -618,6 +693,56 @@ pub(crate) fn stats(dir: &Path, name: &str) -> Result<ExitCode, String> {
         }
     }
     Ok(exit_for(unreadable))
+}
+
+/// `tail INPUT`: a log directory as [`tail`] reads it; a file or standard input, its last `lines`
+/// lines (a plain file read backwards from its end, a gzip file or a pipe streamed, keeping only
+/// those lines). `-f` follows a directory only: a file named on its own has no rotation to follow.
+pub(crate) fn tail_input(input: &Input, name: &str, lines: usize, follow: bool) -> Result<ExitCode, String> {
+    let path = match input {
+        Input::Dir(dir) => return tail(dir, name, lines, follow),
+        _ if follow => {
+            return Err(format!("{}: `tail -f` follows a log directory, not a file", input.path().display()))
+        }
+        Input::File(path) => Some(path),
+        Input::Stdin => None,
+    };
+    let plain = path.and_then(|path| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).ok()?;
+        let metadata = file.metadata().ok()?;
+        let mut head = [0u8; 2];
+        let gzip = metadata.len() >= 2 && file.read_exact_at(&mut head, 0).is_ok() && head == [0x1f, 0x8b];
+        (metadata.is_file() && !gzip).then_some((file, metadata.len()))
+    });
+    let gathered: Vec<Vec<u8>> = if let Some((file, end)) = plain {
+        crate::files::last_lines_of(&file, end, lines, Unterminated::Give)
+            .map_err(|e| format!("{}: {e}", input.path().display()))?
+            .0
+    } else {
+        let mut kept = std::collections::VecDeque::with_capacity(lines.min(1 << 16));
+        let source = LineSource::new(input, name).map_err(|e| e.to_string())?;
+        for_each_merged(vec![source], |_, _, _, line| {
+            with_placeholder(line, |line| {
+                if line.is_empty() || lines == 0 {
+                    return true;
+                }
+                if kept.len() == lines {
+                    kept.pop_front();
+                }
+                kept.push_back(line.to_vec());
+                true
+            })
+        })
+        .map_err(|e| e.to_string())?;
+        kept.into()
+    };
+    let mut out = std::io::stdout().lock();
+    for line in &gathered {
+        stdout_result(out.write_all(line).and_then(|()| out.write_all(b"\n")))?;
+    }
+    stdout_result(out.flush())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn tail(dir: &Path, name: &str, lines: usize, follow: bool) -> Result<ExitCode, String> {
