@@ -279,7 +279,7 @@ impl Filter {
 
 /// Runs `each` on every line of `name` that parses; reports the others on stderr.
 fn scan(input: &Input, name: &str, mut each: impl FnMut(&[u8], &Value)) -> Result<u64, String> {
-    scan_while(std::slice::from_ref(input), name, |_, raw, value| {
+    scan_while(std::slice::from_ref(input), name, &Prefilter::default(), |_, raw, value| {
         each(raw, value);
         true
     })
@@ -293,8 +293,16 @@ fn is_audit(input: &Input, name: &str) -> bool {
 }
 
 /// As [`scan`] over several inputs merged by time ([`for_each_merged`]), `each` told which input
-/// (its index) a line is from, stopping once `each` returns `false`.
-fn scan_while(inputs: &[Input], name: &str, mut each: impl FnMut(usize, &[u8], &Value) -> bool) -> Result<u64, String> {
+/// (its index) a line is from, stopping once `each` returns `false`. A line `prefilter` rules out
+/// is not given to `each`, and only checked to be JSON (so that damage is still counted and
+/// named), without building its value; lines of the audit trail are always parsed, since an
+/// unsealed one is reported whatever the filter.
+fn scan_while(
+    inputs: &[Input],
+    name: &str,
+    prefilter: &Prefilter,
+    mut each: impl FnMut(usize, &[u8], &Value) -> bool,
+) -> Result<u64, String> {
     let sources = inputs
         .iter()
         .map(|input| LineSource::new(input, name).map_err(|e| e.to_string()))
@@ -305,9 +313,12 @@ fn scan_while(inputs: &[Input], name: &str, mut each: impl FnMut(usize, &[u8], &
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
     for_each_merged(sources, |index, path, number, line| {
-        with_placeholder(line, |line| match parse_line(line) {
-            Ok(_) if audit[index] && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
-            Ok(_) if audit[index] && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
+        with_placeholder(line, |line| match parse_unless_ruled_out(line, !audit[index] && prefilter.rules_out(line)) {
+            Ok(None) => true,
+            Ok(Some(_)) if audit[index] && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => {
+                true
+            }
+            Ok(Some(_)) if audit[index] && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
                 unreadable += 1;
                 if unreadable <= NAMED_UNREADABLE {
                     eprintln!(
@@ -317,7 +328,7 @@ fn scan_while(inputs: &[Input], name: &str, mut each: impl FnMut(usize, &[u8], &
                 }
                 true
             }
-            Ok(value) => each(index, line, &value),
+            Ok(Some(value)) => each(index, line, &value),
             Err(error) => {
                 unreadable += 1;
                 // The first few are named; a file full of damage must not flood stderr.
@@ -337,6 +348,40 @@ fn scan_while(inputs: &[Input], name: &str, mut each: impl FnMut(usize, &[u8], &
         eprintln!("chimera-log: {} more unreadable line(s) skipped", unreadable - NAMED_UNREADABLE);
     }
     Ok(unreadable)
+}
+
+/// Byte strings a line must contain to match, looked for before the line is parsed (the event
+/// name: most queries name one, and most lines are other events). A line is ruled out only when
+/// its bytes say so for certain: it is UTF-8 and has no backslash (no escape could spell the name
+/// another way), and the name as JSON writes it, quotes included, is not in it.
+#[derive(Debug, Default)]
+struct Prefilter {
+    needles: Vec<String>,
+}
+
+impl Prefilter {
+    fn of(filter: &Filter) -> Prefilter {
+        Prefilter { needles: filter.event.iter().filter_map(|event| serde_json::to_string(event).ok()).collect() }
+    }
+
+    fn rules_out(&self, line: &[u8]) -> bool {
+        if self.needles.is_empty() || line.contains(&b'\\') {
+            return false;
+        }
+        std::str::from_utf8(line).is_ok_and(|text| self.needles.iter().any(|needle| !text.contains(needle.as_str())))
+    }
+}
+
+/// [`parse_line`], or when the line is `ruled_out` only the check that it is JSON (`None`), which
+/// builds nothing.
+fn parse_unless_ruled_out(line: &[u8], ruled_out: bool) -> Result<Option<Value>, String> {
+    if !ruled_out {
+        return parse_line(line).map(Some);
+    }
+    if line.is_empty() {
+        return Err("an empty line".to_owned());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| None).map_err(|error| error.to_string())
 }
 
 /// A line parsed as JSON; an empty line fails at once (a file of millions of them must not cost
@@ -537,7 +582,7 @@ pub(crate) fn query(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut matched = 0u64;
-    scan_while(inputs, name, |index, raw, value| {
+    scan_while(inputs, name, &Prefilter::of(filter), |index, raw, value| {
         // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
         if filter.limit.is_some_and(|limit| matched >= limit) {
             return false;

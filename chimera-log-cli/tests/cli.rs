@@ -2218,3 +2218,27 @@ fn query_on_a_torn_gzip_garbage_or_missing_file_gives_a_clear_error_and_never_pa
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(text(&missing).contains("missing.log: No such file"), "{}", text(&missing));
 }
+
+/// `--event` looks for the name in a line's bytes before parsing it; that never changes what is
+/// found or reported: a name spelled with escapes still matches, an unreadable line of another
+/// event is still counted and named, a name inside another field does not match.
+#[test]
+fn query_event_finds_escaped_names_and_still_reports_unreadable_lines_it_does_not_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaped =
+        r#"{"timestamp":"2024-01-15T10:00:02.000000Z","level":"INFO","module":"m","event":"ti\u0063k","context":{}}"#;
+    let lines = [
+        line_at(1, "tick", "plain"),
+        escaped.to_owned(),
+        line_at(3, "tock", "tick"),
+        r#"{"timestamp":"2024-01-15T10:00:04.000000Z","event":"tock","#.to_owned(),
+        "\u{1}binary\u{2}".to_owned(),
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let output = chimera_log(&["query", dir.path().to_str().unwrap(), "--event", "tick"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(stdout_of(&output), format!("{}\n{escaped}\n", line_at(1, "tick", "plain")));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chimera.log:4: not a JSON line"), "{stderr}");
+    assert!(stderr.contains("chimera.log:5: not a JSON line"), "{stderr}");
+}
