@@ -12,6 +12,8 @@
 #   CLI_FILTER  default: --event state_divergence --where 'divergence_bps>=200' (words as a shell splits them)
 #               with issue 31's --filter: CLI_FILTER="--filter 'event = \"state_divergence\" and divergence_bps >= 200'"
 #   JQ_FILTER   default: select(.event == "state_divergence" and .context.divergence_bps >= 200)
+#   CLI_WHERE   a filter without an event name (default: --where 'divergence_bps>=200')
+#   JQ_WHERE    the same for jq (default: select(.context.divergence_bps >= 200))
 #   EVENT       the event name of the plain match against grep -F (default state_divergence)
 # Needs Python 3, gzip, jq and GNU time (/usr/bin/time); installs jq and time with apt-get when
 # missing (as root).
@@ -22,8 +24,11 @@ runs=${2:-3}
 data=${3:-}
 CLI_FILTER=${CLI_FILTER:-"--event state_divergence --where 'divergence_bps>=200'"}
 JQ_FILTER=${JQ_FILTER:-'select(.event == "state_divergence" and .context.divergence_bps >= 200)'}
+CLI_WHERE=${CLI_WHERE:-"--where 'divergence_bps>=200'"}
+JQ_WHERE=${JQ_WHERE:-'select(.context.divergence_bps >= 200)'}
 EVENT=${EVENT:-state_divergence}
 eval "cli_filter=($CLI_FILTER)"
+eval "cli_where=($CLI_WHERE)"
 
 for tool in jq:jq time:/usr/bin/time; do
     if ! command -v "${tool#*:}" > /dev/null; then
@@ -67,6 +72,8 @@ for run in $(seq 1 "$runs"); do
     echo "run $run"
     time_it cli-filter "$out/cli-filter" "$bin" query . "${cli_filter[@]}"
     time_it jq "$out/jq" bash -c "zcat -f $files | jq -c '$JQ_FILTER'"
+    time_it cli-where "$out/cli-where" "$bin" query . "${cli_where[@]}"
+    time_it jq-where "$out/jq-where" bash -c "zcat -f $files | jq -c '$JQ_WHERE'"
     time_it cli-event "$out/cli-event" "$bin" query . --event "$EVENT"
     time_it grep "$out/grep" bash -c "zcat -f $files | grep -F '$EVENT'"
 done
@@ -78,10 +85,13 @@ echo "| command | median of $runs (s) | peak RSS (KiB) | lines |"
 echo "|---|---|---|---|"
 echo "| \`chimera-log query . $CLI_FILTER\` | $(median cli-filter) | $(peak cli-filter) | $(wc -l < "$out/cli-filter") |"
 echo "| \`zcat -f … \\| jq -c '$JQ_FILTER'\` | $(median jq) | $(peak jq) | $(wc -l < "$out/jq") |"
+echo "| \`chimera-log query . $CLI_WHERE\` | $(median cli-where) | $(peak cli-where) | $(wc -l < "$out/cli-where") |"
+echo "| \`zcat -f … \\| jq -c '$JQ_WHERE'\` | $(median jq-where) | $(peak jq-where) | $(wc -l < "$out/jq-where") |"
 echo "| \`chimera-log query . --event $EVENT\` | $(median cli-event) | $(peak cli-event) | $(wc -l < "$out/cli-event") |"
 echo "| \`zcat -f … \\| grep -F $EVENT\` | $(median grep) | $(peak grep) | $(wc -l < "$out/grep") |"
-python3 -c "import sys; a, b, c, d = map(float, sys.argv[1:]); print(f'jq / chimera-log: {b / a:.1f}x; grep / chimera-log: {d / c:.1f}x')" \
-    "$(median cli-filter)" "$(median jq)" "$(median cli-event)" "$(median grep)"
+python3 -c "import sys; a, b, e, f, c, d = map(float, sys.argv[1:]); print(f'jq / chimera-log: {b / a:.1f}x (with an event), {f / e:.1f}x (without); grep / chimera-log: {d / c:.1f}x')" \
+    "$(median cli-filter)" "$(median jq)" "$(median cli-where)" "$(median jq-where)" "$(median cli-event)" "$(median grep)"
 # The same lines on both sides (jq re-encodes what it prints, so ours go through jq -c too).
 if cmp -s <(jq -c . "$out/cli-filter") "$out/jq"; then echo "filter: identical results"; else echo "filter: RESULTS DIFFER"; exit 1; fi
+if cmp -s <(jq -c . "$out/cli-where") "$out/jq-where"; then echo "where: identical results"; else echo "where: RESULTS DIFFER"; exit 1; fi
 if cmp -s "$out/cli-event" "$out/grep"; then echo "event: identical results"; else echo "event: RESULTS DIFFER"; exit 1; fi

@@ -350,10 +350,13 @@ fn scan_while(
     Ok(unreadable)
 }
 
-/// Byte strings a line must contain to match, looked for before the line is parsed (the event
-/// name: most queries name one, and most lines are other events). A line is ruled out only when
-/// its bytes say so for certain: it is UTF-8 and has no backslash (no escape could spell the name
-/// another way), and the name as JSON writes it, quotes included, is not in it.
+/// Byte strings a line must contain to match, looked for before the line is parsed: the event
+/// name (most queries name one, and most lines are other events), and the key of each `--where`
+/// field that must be present for its condition to hold (all but `!=` and `!~`, which a missing
+/// field satisfies): its last part that is not a number (an array index is not written as a
+/// key). A line is ruled out only when its bytes say so for certain: it is UTF-8 and has no
+/// backslash (no escape could spell a name another way), and a needle as JSON writes it, quotes
+/// included, is not in it.
 #[derive(Debug, Default)]
 struct Prefilter {
     needles: Vec<String>,
@@ -361,7 +364,11 @@ struct Prefilter {
 
 impl Prefilter {
     fn of(filter: &Filter) -> Prefilter {
-        Prefilter { needles: filter.event.iter().filter_map(|event| serde_json::to_string(event).ok()).collect() }
+        let keys = filter.conditions.iter().filter(|c| !matches!(c.op, Op::Ne | Op::NotMatches)).filter_map(|c| {
+            c.path.iter().rev().find(|part| !part.bytes().all(|b| b.is_ascii_digit())).map(String::as_str)
+        });
+        let needles = filter.event.iter().map(String::as_str).chain(keys);
+        Prefilter { needles: needles.filter_map(|needle| serde_json::to_string(needle).ok()).collect() }
     }
 
     fn rules_out(&self, line: &[u8]) -> bool {

@@ -2242,3 +2242,40 @@ fn query_event_finds_escaped_names_and_still_reports_unreadable_lines_it_does_no
     assert!(stderr.contains("chimera.log:4: not a JSON line"), "{stderr}");
     assert!(stderr.contains("chimera.log:5: not a JSON line"), "{stderr}");
 }
+
+/// `--where` looks for its field's key in a line's bytes before parsing it; that never changes
+/// what matches: a key spelled with escapes is found, `!=` and `!~` still match a line without
+/// the field, and a key inside an array path is looked for by its name, not its index.
+#[test]
+fn query_where_finds_escaped_keys_and_lines_without_the_field_for_not_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |second: u32, context: &str| {
+        format!(
+            r#"{{"timestamp":"2024-01-15T10:00:{second:02}.000000Z","level":"INFO","module":"m","event":"e","context":{context}}}"#
+        )
+    };
+    let lines = [
+        with(1, r#"{"bps":300}"#),
+        with(2, r#"{"b\u0070s":400}"#),
+        with(3, r#"{"other":1}"#),
+        with(4, r#"{"bps":100,"spans":{"0":{"block":7}}}"#),
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let seconds = |args: &[&str]| -> Vec<u64> {
+        let output = chimera_log(&[&["query", d][..], args].concat());
+        assert!(output.status.code().is_some_and(|c| c <= 1), "{}", text(&output));
+        stdout_of(&output)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"].as_str().unwrap()[17..19]
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(seconds(&["--where", "bps>=200"]), [1, 2]);
+    assert_eq!(seconds(&["--where", "bps!=300"]), [2, 3, 4]);
+    assert_eq!(seconds(&["--where", "bps!~^3"]), [2, 3, 4]);
+    assert_eq!(seconds(&["--where", "spans.0.block=7"]), [4]);
+}
