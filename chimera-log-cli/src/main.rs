@@ -12,6 +12,7 @@
 mod archive;
 mod files;
 mod filter;
+mod merge;
 mod query;
 mod store;
 mod verify;
@@ -57,8 +58,8 @@ fn parse_size(text: &str) -> Result<usize, String> {
 enum Command {
     /// The last lines of a log, oldest first; with -f, keep following across rotations.
     Tail {
-        /// The log directory.
-        dir: PathBuf,
+        /// The log directory, or a file (plain or gzip), or `-` for standard input.
+        input: PathBuf,
         /// Lines to show.
         #[arg(short = 'n', long, default_value_t = 10)]
         lines: usize,
@@ -75,9 +76,15 @@ enum Command {
     },
     /// Lines matching every filter given, oldest first.
     Query {
-        /// The log directory (not with --store).
-        #[arg(required_unless_present = "store", conflicts_with = "store")]
-        dir: Option<PathBuf>,
+        /// Log directories, files (plain or gzip, told by their first bytes) or `-` (standard
+        /// input), not with --store. Several are merged by each line's timestamp; a line without
+        /// one stays after the line before it in its input.
+        #[arg(value_name = "INPUT", required_unless_present = "store", conflicts_with = "store")]
+        inputs: Vec<PathBuf>,
+        /// Mark each line with the input it is from (the argument as given): a last `"source"`
+        /// key in JSON output, a first column in `table` and `pretty`.
+        #[arg(long, conflicts_with = "store")]
+        source: bool,
         #[command(flatten)]
         filter: query::Filter,
         /// `general`, `audit`, or a route's file name.
@@ -143,8 +150,8 @@ enum Command {
     /// Counts per event, level and module (or the fields of --by), time range, file sizes and
     /// backups, of the lines matching every filter given.
     Stats {
-        /// The log directory.
-        dir: PathBuf,
+        /// The log directory, or a file (plain or gzip), or `-` for standard input.
+        input: PathBuf,
         /// `general`, `audit`, or a route's file name.
         #[arg(long, default_value = "general")]
         file: String,
@@ -173,18 +180,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     files::set_max_line(cli.max_line);
     let outcome = match cli.command {
-        Command::Tail { dir, lines, follow, file, expressions } => {
-            query::tail(&dir, file_name(&file), lines, follow, &expressions)
+        Command::Tail { input, lines, follow, file, expressions } => {
+            query::tail_input(&files::Input::of(&input), file_name(&file), lines, follow, &expressions)
         }
-        Command::Query { dir, filter, file, store, stream, output, table, color } => {
+        Command::Query { inputs, source, filter, file, store, stream, output, table, color } => {
             let output = if table { query::Output::Table } else { output };
-            match (store, dir) {
-                (Some(url), _) => run_query_store(&url, stream.as_deref(), &filter, output, color),
-                (None, Some(dir)) => query::query(&dir, file_name(&file), &filter, output, color),
-                (None, None) => unreachable!("clap requires DIR unless --store is given"),
+            match store {
+                Some(url) => run_query_store(&url, stream.as_deref(), &filter, output, color),
+                None => match inputs_of(&inputs) {
+                    Ok(inputs) => query::query(&inputs, file_name(&file), &filter, output, color, source),
+                    Err(message) => Err(message),
+                },
             }
         }
-        Command::Stats { dir, file, filter, by, json } => query::stats(&dir, file_name(&file), &filter, &by, json),
+        Command::Stats { input, file, filter, by, json } => {
+            query::stats(&files::Input::of(&input), file_name(&file), &filter, &by, json)
+        }
         Command::Verify { dir, key_env, allow_torn, store, stream, archive, public_key } => match (store, archive, dir)
         {
             (_, Some(url), dir) => run_verify_archive(
@@ -205,6 +216,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What each argument of `query` names; standard input at most once (it can be read only once).
+fn inputs_of(args: &[PathBuf]) -> Result<Vec<files::Input>, String> {
+    let inputs: Vec<files::Input> = args.iter().map(|arg| files::Input::of(arg)).collect();
+    if inputs.iter().filter(|input| **input == files::Input::Stdin).count() > 1 {
+        return Err(format!("`{}` (standard input) can be given only once", files::STDIN_ARG));
+    }
+    Ok(inputs)
 }
 
 /// The chain's key: the bytes of the variable `--key-env` names (any bytes, UTF-8 or not, as the

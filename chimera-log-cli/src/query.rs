@@ -14,8 +14,11 @@ use serde_json::Value;
 
 use chimera_log_runtime::read;
 
-use crate::files::{files_in_order, for_each_line, for_each_line_while, open_regular, stdout_result, Unterminated};
+use crate::files::{
+    files_in_order, for_each_line, open_regular, stdout_result, with_placeholder, Input, LineSource, Unterminated,
+};
 use crate::filter::{self, Expr, FieldSet, Json, Op};
+use crate::merge::for_each_merged;
 
 /// The filters of `query` and `stats`; every one given must match.
 #[derive(Debug, Args, Default)]
@@ -345,56 +348,112 @@ impl Matcher<'_> {
     }
 }
 
-/// Runs `each` on every line of `name` that parses, until it returns `false`; reports the others
-/// on stderr. Lines for which `pass_over` is true are passed over unparsed (not in the audit
-/// trail, where every unsealed line is reported).
+/// Whether `input` holds the audit trail, whose unsealed lines are not records: a directory's
+/// when `name` is the audit file, a file's when `name` is or its own name begins with it.
+fn is_audit(input: &Input, name: &str) -> bool {
+    name == read::AUDIT_FILE
+        || matches!(input, Input::File(path) if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(read::AUDIT_FILE)))
+}
+
+/// Runs `each` on every line of `name` that parses (reporting the others on stderr), over
+/// several inputs merged by time ([`for_each_merged`]), `each` told which input
+/// (its index) a line is from, stopping once `each` returns `false`. A line `rules_out` says
+/// cannot match (the byte checks of [`Prefilter`] and of `--filter`) is not given to `each`, and
+/// only checked to be JSON (so that damage is still counted and named), without building its
+/// value; lines of the audit trail are always parsed, since an unsealed one is reported whatever
+/// the filter.
 fn scan_while(
-    dir: &Path,
+    inputs: &[Input],
     name: &str,
-    pass_over: impl Fn(&[u8]) -> bool,
-    mut each: impl FnMut(&[u8], &Value) -> bool,
+    rules_out: impl Fn(&[u8]) -> bool,
+    mut each: impl FnMut(usize, &[u8], &Value) -> bool,
 ) -> Result<u64, String> {
-    if !dir.is_dir() {
-        return Err(format!("{}: not a directory", dir.display()));
-    }
-    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+    let sources = inputs
+        .iter()
+        .map(|input| LineSource::new(input, name).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let audit: Vec<bool> = inputs.iter().map(|input| is_audit(input, name)).collect();
     let mut unreadable = 0;
     // In the audit trail only sealed records are records: the anchor line that begins each file
     // is passed over; any other unsealed line, well-formed or not, was put there (or torn) and is
     // never shown as real.
-    let audit = name == read::AUDIT_FILE;
-    let mut read_line = |path: &Path, number: usize, line: &[u8]| match parse_line(line) {
-        Ok(_) if audit && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => true,
-        Ok(_) if audit && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
-            unreadable += 1;
-            if unreadable <= NAMED_UNREADABLE {
-                eprintln!(
-                    "chimera-log: {}:{number}: not a sealed audit record (no seq/chain); skipped, see `verify`",
-                    path.display()
-                );
+    for_each_merged(sources, |index, path, number, line| {
+        with_placeholder(line, |line| match parse_unless_ruled_out(line, !audit[index] && rules_out(line)) {
+            Ok(None) => true,
+            Ok(Some(_)) if audit[index] && number == 1 && chimera_log_runtime::audit::parse_anchor(line).is_some() => {
+                true
             }
-            true
-        }
-        Ok(value) => each(line, &value),
-        Err(error) => {
-            unreadable += 1;
-            // The first few are named; a file full of damage must not flood stderr.
-            if unreadable <= NAMED_UNREADABLE {
-                if line.starts_with(crate::files::SKIPPED_PREFIX.as_bytes()) {
-                    eprintln!("chimera-log: {}:{number}: {}", path.display(), String::from_utf8_lossy(line));
-                } else {
-                    eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+            Ok(Some(_)) if audit[index] && chimera_log_runtime::audit::parse_sealed(line).is_none() => {
+                unreadable += 1;
+                if unreadable <= NAMED_UNREADABLE {
+                    eprintln!(
+                        "chimera-log: {}:{number}: not a sealed audit record (no seq/chain); skipped, see `verify`",
+                        path.display()
+                    );
                 }
+                true
             }
-            true
-        }
-    };
-    for_each_line_while(&files, |path, number, line| (!audit && pass_over(line)) || read_line(path, number, line))
-        .map_err(|e| e.to_string())?;
+            Ok(Some(value)) => each(index, line, &value),
+            Err(error) => {
+                unreadable += 1;
+                // The first few are named; a file full of damage must not flood stderr.
+                if unreadable <= NAMED_UNREADABLE {
+                    if line.starts_with(crate::files::SKIPPED_PREFIX.as_bytes()) {
+                        eprintln!("chimera-log: {}:{number}: {}", path.display(), String::from_utf8_lossy(line));
+                    } else {
+                        eprintln!("chimera-log: {}:{number}: not a JSON line ({error}); skipped", path.display());
+                    }
+                }
+                true
+            }
+        })
+    })
+    .map_err(|e| e.to_string())?;
     if unreadable > NAMED_UNREADABLE {
         eprintln!("chimera-log: {} more unreadable line(s) skipped", unreadable - NAMED_UNREADABLE);
     }
     Ok(unreadable)
+}
+
+/// Byte strings a line must contain to match, looked for before the line is parsed: the event
+/// name (most queries name one, and most lines are other events), and the key of each `--where`
+/// field that must be present for its condition to hold (all but `!=` and `!~`, which a missing
+/// field satisfies): its last part that is not a number (an array index is not written as a
+/// key). A line is ruled out only when its bytes say so for certain: it is UTF-8 and has no
+/// backslash (no escape could spell a name another way), and a needle as JSON writes it, quotes
+/// included, is not in it.
+#[derive(Debug, Default)]
+struct Prefilter {
+    needles: Vec<String>,
+}
+
+impl Prefilter {
+    fn of(filter: &Filter) -> Prefilter {
+        let keys = filter.conditions.iter().filter(|c| !matches!(c.op, Op::Ne | Op::NotMatches)).filter_map(|c| {
+            c.path.iter().rev().find(|part| !part.bytes().all(|b| b.is_ascii_digit())).map(String::as_str)
+        });
+        let needles = filter.event.iter().map(String::as_str).chain(keys);
+        Prefilter { needles: needles.filter_map(|needle| serde_json::to_string(needle).ok()).collect() }
+    }
+
+    fn rules_out(&self, line: &[u8]) -> bool {
+        if self.needles.is_empty() || line.contains(&b'\\') {
+            return false;
+        }
+        std::str::from_utf8(line).is_ok_and(|text| self.needles.iter().any(|needle| !text.contains(needle.as_str())))
+    }
+}
+
+/// [`parse_line`], or when the line is `ruled_out` only the check that it is JSON (`None`), which
+/// builds nothing.
+fn parse_unless_ruled_out(line: &[u8], ruled_out: bool) -> Result<Option<Value>, String> {
+    if !ruled_out {
+        return parse_line(line).map(Some);
+    }
+    if line.is_empty() {
+        return Err("an empty line".to_owned());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| None).map_err(|error| error.to_string())
 }
 
 /// A line parsed as JSON; an empty line fails at once (a file of millions of them must not cost
@@ -498,14 +557,53 @@ fn pretty_value(raw: &serde_json::value::RawValue) -> String {
 /// A JSON object's members in the order written (serde_json's map sorts them), as written.
 type InOrder = chimera_log_runtime::read::InOrder<Box<serde_json::value::RawValue>>;
 
-fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, color: bool) -> std::io::Result<()> {
+/// The line `raw` (the JSON object `value`) with `"source":<label>` added as its last member:
+/// last, so that a reader keeping the last of two equal keys (jq, serde_json) takes this one.
+/// A JSON line that is not an object cannot carry it, and is written as it is.
+fn write_with_source(out: &mut impl Write, raw: &[u8], value: &Value, label: &str) -> std::io::Result<()> {
+    let close = raw.iter().rposition(|b| !b.is_ascii_whitespace());
+    match (value.as_object(), close) {
+        (Some(members), Some(close)) if raw[close] == b'}' => {
+            out.write_all(&raw[..close])?;
+            out.write_all(if members.is_empty() { b"\"source\":" } else { b",\"source\":" })?;
+            serde_json::to_writer(&mut *out, label)?;
+            out.write_all(b"}\n")
+        }
+        _ => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+    }
+}
+
+/// Where a line is from, for `--source`: the input's label and the width of the longest label
+/// (the `table` column).
+#[derive(Debug, Clone, Copy)]
+struct SourceMark<'a> {
+    label: &'a str,
+    width: usize,
+}
+
+fn write_line(
+    out: &mut impl Write,
+    raw: &[u8],
+    value: &Value,
+    output: Output,
+    color: bool,
+    source: Option<SourceMark<'_>>,
+) -> std::io::Result<()> {
     let text = |key: &str| escape_controls(value[key].as_str().unwrap_or("")).into_owned();
     // The JSON text as written: a number beyond 2^53 parsed into `value` would print rounded.
     let raw_text = |key: &str| {
         std::str::from_utf8(raw).ok().and_then(|raw| raw_field(raw, &[key.to_owned()])).map(escape_controls)
     };
+    if output != Output::Json {
+        if let Some(SourceMark { label, width }) = source {
+            write!(out, "{:<width$}  ", escape_controls(label))?;
+        }
+    }
     match output {
-        Output::Json => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+        Output::Json => match source {
+            Some(SourceMark { label, .. }) => write_with_source(out, raw, value, label),
+            None => out.write_all(raw).and_then(|()| out.write_all(b"\n")),
+        },
         Output::Table => writeln!(
             out,
             "{}  {} {:<16} {:<24} {}",
@@ -539,34 +637,43 @@ fn write_line(out: &mut impl Write, raw: &[u8], value: &Value, output: Output, c
     }
 }
 
-pub(crate) fn query(dir: &Path, name: &str, filter: &Filter, output: Output, color: Color) -> Result<ExitCode, String> {
+/// `query INPUT...`: the lines of `inputs` (merged by time when several) that match `filter`;
+/// with `source`, each marked with its input's label.
+pub(crate) fn query(
+    inputs: &[Input],
+    name: &str,
+    filter: &Filter,
+    output: Output,
+    color: Color,
+    source: bool,
+) -> Result<ExitCode, String> {
     let color = color.enabled();
+    let labels: Vec<String> = inputs.iter().map(Input::label).collect();
+    let width = labels.iter().map(|label| label.chars().count()).max().unwrap_or(0);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut matched = 0u64;
     let matcher = filter.matcher();
-    // A line is read into a `Value` only when it matches (or is not JSON, to be reported).
-    scan_while(
-        dir,
-        name,
-        |raw| matcher.passes_over(raw),
-        |raw, value| {
-            // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
-            if filter.limit.is_some_and(|limit| matched >= limit) {
-                return false;
-            }
-            if !matcher.matches(raw) {
-                return true;
-            }
-            matched += 1;
-            if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color)) {
-                write_error.get_or_insert(error);
-                return false;
-            }
-            filter.limit.is_none_or(|limit| matched < limit)
-        },
-    )?;
+    let prefilter = Prefilter::of(filter);
+    // A line is read into a `Value` only when it may match (or is not JSON, to be reported).
+    let rules_out = |raw: &[u8]| prefilter.rules_out(raw) || matcher.passes_over(raw);
+    scan_while(inputs, name, rules_out, |index, raw, value| {
+        // Checked before anything is written, so `--limit 0` prints nothing (as with --store).
+        if filter.limit.is_some_and(|limit| matched >= limit) {
+            return false;
+        }
+        if !matcher.matches(raw) {
+            return true;
+        }
+        matched += 1;
+        let mark = source.then(|| SourceMark { label: &labels[index], width });
+        if let Err(error) = stdout_result(write_line(&mut out, raw, value, output, color, mark)) {
+            write_error.get_or_insert(error);
+            return false;
+        }
+        filter.limit.is_none_or(|limit| matched < limit)
+    })?;
     if let Some(error) = write_error {
         return Err(error);
     }
@@ -636,7 +743,7 @@ pub(crate) fn query_store(
                     return true;
                 }
                 matched += 1;
-                if let Err(error) = stdout_result(write_line(&mut out, raw, &value, output, color)) {
+                if let Err(error) = stdout_result(write_line(&mut out, raw, &value, output, color, None)) {
                     write_error.get_or_insert(error);
                     return false;
                 }
@@ -675,7 +782,7 @@ struct Counts {
 /// `stats`: counts of the lines that match `filter` by each field of `by` (level, module and
 /// event when empty), their time range, the file sizes and the backups; as text, or as one JSON
 /// document.
-pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json: bool) -> Result<ExitCode, String> {
+pub(crate) fn stats(input: &Input, name: &str, filter: &Filter, by: &[String], json: bool) -> Result<ExitCode, String> {
     let mut matcher = filter.matcher();
     let mut keys: Vec<&str> = if by.is_empty() { STATS_BY.to_vec() } else { by.iter().map(String::as_str).collect() };
     // A field given twice is counted once.
@@ -690,10 +797,10 @@ pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json
     let (mut first, mut last): (Seen, Seen) = (None, None);
     let (mut total, mut matched) = (0u64, 0u64);
     let unreadable = scan_while(
-        dir,
+        std::slice::from_ref(input),
         name,
         |_| false,
-        |raw, _| {
+        |_, raw, _| {
             total += 1;
             let Some(values) = matcher.fields(raw) else { return true };
             if !matcher.matches_fields(&values) {
@@ -730,9 +837,20 @@ pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json
             filter.limit.is_none_or(|limit| matched < limit)
         },
     )?;
-    let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let backups = files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count();
+    // A directory's files, one file's size, or nothing known of standard input.
+    let (backups, bytes) = match input {
+        Input::Dir(dir) => {
+            let files = files_in_order(dir, name).map_err(|e| e.to_string())?;
+            let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+            (files.iter().filter(|f| f.file_name().is_some_and(|n| n != name)).count(), Some(bytes))
+        }
+        Input::File(path) => (0, std::fs::metadata(path).ok().map(|m| m.len())),
+        Input::Stdin => (0, None),
+    };
+    let title = match input {
+        Input::Dir(_) => name.to_owned(),
+        other => other.path().display().to_string(),
+    };
     let mut out = std::io::stdout().lock();
     if json {
         let string = |text: &str| serde_json::to_string(text).expect("a string is JSON");
@@ -748,8 +866,9 @@ pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json
             .collect();
         stdout_result(writeln!(
             out,
-            "{{\"file\":{},\"lines\":{total},\"matched\":{matched},\"unreadable\":{unreadable},\"backups\":{backups},\"bytes\":{bytes},\"from\":{},\"to\":{},\"by\":{{{}}}}}",
-            string(name),
+            "{{\"file\":{},\"lines\":{total},\"matched\":{matched},\"unreadable\":{unreadable},\"backups\":{backups},\"bytes\":{},\"from\":{},\"to\":{},\"by\":{{{}}}}}",
+            string(&title),
+            bytes.map_or("null".to_owned(), |bytes| bytes.to_string()),
             written(&first),
             written(&last),
             tables.join(",")
@@ -757,10 +876,12 @@ pub(crate) fn stats(dir: &Path, name: &str, filter: &Filter, by: &[String], json
         return Ok(exit_for(unreadable));
     }
     let matching = if filter.selects() { format!(", {matched} matching") } else { String::new() };
-    stdout_result(writeln!(
-        out,
-        "{name}: {total} lines{matching}, {unreadable} unreadable; {backups} backup(s); {bytes} bytes on disk"
-    ))?;
+    let on_disk = match (input, bytes) {
+        (Input::Dir(_), Some(bytes)) => format!("; {backups} backup(s); {bytes} bytes on disk"),
+        (_, Some(bytes)) => format!("; {bytes} bytes on disk"),
+        (_, None) => String::new(),
+    };
+    stdout_result(writeln!(out, "{title}: {total} lines{matching}, {unreadable} unreadable{on_disk}"))?;
     let written = |seen: &Seen| seen.as_ref().map_or("-", |(_, text)| text.as_str()).to_owned();
     stdout_result(writeln!(out, "from {} to {}", written(&first), written(&last)))?;
     for (key, counts) in keys.iter().zip(&tables) {
@@ -788,6 +909,63 @@ fn line_filter(expressions: &[Expr]) -> impl Fn(&[u8]) -> bool + '_ {
         std::str::from_utf8(line).is_ok_and(|line| fields.extract(line, &mut values).is_ok())
             && bound.iter().all(|expr| expr.matches(&values))
     }
+}
+
+/// `tail INPUT`: a log directory as [`tail`] reads it; a file or standard input, its last `lines`
+/// lines matching every `--filter` expression (a plain file read backwards from its end, a gzip file or a pipe streamed, keeping only
+/// those lines). `-f` follows a directory only: a file named on its own has no rotation to follow.
+pub(crate) fn tail_input(
+    input: &Input,
+    name: &str,
+    lines: usize,
+    follow: bool,
+    expressions: &[Expr],
+) -> Result<ExitCode, String> {
+    let path = match input {
+        Input::Dir(dir) => return tail(dir, name, lines, follow, expressions),
+        _ if follow => {
+            return Err(format!("{}: `tail -f` follows a log directory, not a file", input.path().display()))
+        }
+        Input::File(path) => Some(path),
+        Input::Stdin => None,
+    };
+    let plain = path.and_then(|path| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).ok()?;
+        let metadata = file.metadata().ok()?;
+        let mut head = [0u8; 2];
+        let gzip = metadata.len() >= 2 && file.read_exact_at(&mut head, 0).is_ok() && head == [0x1f, 0x8b];
+        (metadata.is_file() && !gzip).then_some((file, metadata.len()))
+    });
+    let keep = line_filter(expressions);
+    let gathered: Vec<Vec<u8>> = if let Some((file, end)) = plain {
+        crate::files::last_lines_of(&file, end, lines, Unterminated::Give, &keep)
+            .map_err(|e| format!("{}: {e}", input.path().display()))?
+            .0
+    } else {
+        let mut kept = std::collections::VecDeque::with_capacity(lines.min(1 << 16));
+        let source = LineSource::new(input, name).map_err(|e| e.to_string())?;
+        for_each_merged(vec![source], |_, _, _, line| {
+            with_placeholder(line, |line| {
+                if line.is_empty() || lines == 0 || !keep(line) {
+                    return true;
+                }
+                if kept.len() == lines {
+                    kept.pop_front();
+                }
+                kept.push_back(line.to_vec());
+                true
+            })
+        })
+        .map_err(|e| e.to_string())?;
+        kept.into()
+    };
+    let mut out = std::io::stdout().lock();
+    for line in &gathered {
+        stdout_result(out.write_all(line).and_then(|()| out.write_all(b"\n")))?;
+    }
+    stdout_result(out.flush())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The last `lines` lines of `name` (those matching every `--filter` expression), oldest first;

@@ -1336,10 +1336,15 @@ fn every_subcommand_stays_under_64_mib_on_a_huge_line_and_a_gzip_bomb_of_newline
     // Measured from a small child process: Linux counts the memory of the process that spawns a
     // program towards its peak (exec keeps it), and this test binary runs other tests at once.
     if let Ok(dir) = std::env::var(MEASURE_DIR) {
-        let cases: [&[&str]; 6] = [
+        let current = format!("{dir}/chimera.log");
+        let cases: [&[&str]; 9] = [
             &["tail", &dir, "-n", "3"],
             &["tail", &dir, "-n", "1000"],
             &["query", &dir, "--where", "event=last"],
+            // Merged, each input holds one line at most; a file path read as a directory is.
+            &["query", &dir, &dir, "--source"],
+            &["query", &current, "--where", "event=last"],
+            &["tail", &current, "-n", "3"],
             &["stats", &dir],
             &["verify", &dir],
             &["query", &dir, "--max-line", "1MiB"],
@@ -1381,7 +1386,7 @@ fn every_subcommand_stays_under_64_mib_on_a_huge_line_and_a_gzip_bomb_of_newline
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(text(&output).matches("peak").count(), 6, "{}", text(&output));
+    assert_eq!(text(&output).matches("peak").count(), 9, "{}", text(&output));
 }
 
 #[test]
@@ -2267,4 +2272,249 @@ fn tail_follow_with_a_filter_prints_only_the_lines_that_match_as_they_are_writte
     child.kill().unwrap();
     let _ = child.wait();
     assert_eq!(seen, [4, 5]);
+}
+
+/// A chimera line at second `second` of 2024-01-15T10:00, with `event` and `host` in its context.
+fn line_at(second: u32, event: &str, host: &str) -> String {
+    format!(
+        r#"{{"timestamp":"2024-01-15T10:00:{second:02}.000000Z","level":"INFO","module":"m","event":"{event}","context":{{"host":"{host}"}}}}"#
+    )
+}
+
+fn gzipped(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `chimera-log` with `args`, `input` on its standard input.
+fn chimera_log_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimera-log"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written from a thread: a child that prints before it has read everything must not block us.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+/// The `context.host` and `source` of each JSON line of `output`, in order.
+fn hosts_and_sources(output: &Output) -> Vec<(String, String)> {
+    stdout_of(output)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+            (text(&value["context"]["host"]), text(&value["source"]))
+        })
+        .collect()
+}
+
+/// Two hosts' directories, each with a backup (plain on one, gzip on the other) and a current
+/// file, their times interleaved: `query a/ b/` gives every line once in time order, each marked
+/// with the argument it came from when asked (`--source`); a line that is not JSON stays in its
+/// place after the line before it in its own directory, and is reported, not shown.
+#[test]
+fn query_merges_several_directories_by_time_and_marks_each_line_with_its_source() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("host-a"), root.path().join("host-b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let backup = "chimera.log.20240115T100010.000000Z";
+    let lines =
+        |seconds: &[u32], host: &str| seconds.iter().map(|s| line_at(*s, "tick", host) + "\n").collect::<String>();
+    fs::write(a.join(backup), lines(&[1, 4, 5], "a")).unwrap();
+    fs::write(a.join("chimera.log"), lines(&[7], "a") + "not json\n" + &lines(&[12], "a")).unwrap();
+    fs::write(b.join(format!("{backup}.gz")), gzipped(&lines(&[2, 3, 6], "b"))).unwrap();
+    fs::write(b.join("chimera.log"), lines(&[8, 9, 11], "b")).unwrap();
+    let (a_arg, b_arg) = (format!("{}/", a.display()), b.display().to_string());
+    let output = chimera_log(&["query", &a_arg, &b_arg, "--source"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let merged = hosts_and_sources(&output);
+    let hosts: String = merged.iter().map(|(host, _)| host.as_str()).collect();
+    assert_eq!(hosts, "abbaababbba", "{}", stdout_of(&output));
+    for (host, source) in &merged {
+        let expected = if host == "a" { a.display().to_string() } else { b_arg.clone() };
+        assert_eq!(source, &expected, "the label is the argument without its trailing slash");
+    }
+    assert!(String::from_utf8_lossy(&output.stderr).contains("chimera.log:2: not a JSON line"), "{}", text(&output));
+    // Without --source the lines are as written, byte for byte.
+    let plain = chimera_log(&["query", &a_arg, &b_arg, "--event", "tick"]);
+    assert!(stdout_of(&plain).lines().all(|line| !line.contains("\"source\"")), "{}", text(&plain));
+    assert_eq!(stdout_of(&plain).lines().next(), Some(line_at(1, "tick", "a").as_str()));
+    // A table has the source as its first column.
+    let table = chimera_log(&["query", &a_arg, &b_arg, "--source", "--table", "--limit", "2"]);
+    let rows: Vec<String> = stdout_of(&table).lines().map(str::to_owned).collect();
+    assert_eq!(rows.len(), 2, "{}", text(&table));
+    assert!(rows[1].starts_with(&format!("{b_arg}  2024-01-15T10:00:02.000000Z")), "{rows:?}");
+    // Where a line's time goes back (the clock was set back), its input's order is kept: c's line
+    // of second 0 follows its line of second 10, before a's of second 12.
+    let c = root.path().join("host-c");
+    fs::create_dir_all(&c).unwrap();
+    fs::write(c.join("chimera.log"), lines(&[10, 0], "c")).unwrap();
+    let output = chimera_log(&["query", &a_arg, c.to_str().unwrap()]);
+    let hosts: String = hosts_and_sources(&output).iter().map(|(host, _)| host.as_str()).collect();
+    assert_eq!(hosts, "aaaacca", "{}", stdout_of(&output));
+}
+
+/// `-` reads JSON lines from standard input, plain or gzipped (told by the magic bytes), alone or
+/// merged with a directory; it can be named only once.
+#[test]
+fn query_reads_json_lines_from_stdin_plain_or_gzipped() {
+    let input: String = [line_at(1, "tick", "in"), line_at(3, "tock", "in"), line_at(5, "tick", "in")]
+        .iter()
+        .map(|l| l.clone() + "\n")
+        .collect();
+    for bytes in [input.as_bytes().to_vec(), gzipped(&input)] {
+        let output = chimera_log_with_stdin(&["query", "-", "--event", "tick"], &bytes);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert_eq!(stdout_of(&output), format!("{}\n{}\n", line_at(1, "tick", "in"), line_at(5, "tick", "in")));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("chimera.log"), line_at(2, "tick", "dir") + "\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let output = chimera_log_with_stdin(&["query", d, "-", "--source", "--event", "tick"], input.as_bytes());
+    assert_eq!(
+        hosts_and_sources(&output),
+        [("in", "-"), ("dir", d), ("in", "-")].map(|(h, s)| (h.to_owned(), s.to_owned())),
+        "{}",
+        text(&output)
+    );
+    let twice = chimera_log_with_stdin(&["query", "-", "-"], b"");
+    assert_eq!(twice.status.code(), Some(2), "{}", text(&twice));
+    assert!(text(&twice).contains("can be given only once"), "{}", text(&twice));
+}
+
+/// A file path works where a directory does, for `query`, `tail` and `stats`: plain or gzip, told
+/// by its first bytes and not its name (a mailed `.txt` that is gzip, a `.gz` that is plain).
+#[test]
+fn query_tail_and_stats_read_a_plain_or_gzip_file_path_told_by_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let content: String = (1..=5).map(|s| line_at(s, if s % 2 == 0 { "even" } else { "odd" }, "f") + "\n").collect();
+    let gzip_named_txt = dir.path().join("mailed.txt");
+    let plain_named_gz = dir.path().join("plain.log.gz");
+    let plain = dir.path().join("chimera.log.copy");
+    fs::write(&gzip_named_txt, gzipped(&content)).unwrap();
+    fs::write(&plain_named_gz, &content).unwrap();
+    fs::write(&plain, &content).unwrap();
+    for file in [&gzip_named_txt, &plain_named_gz, &plain] {
+        let f = file.to_str().unwrap();
+        let output = chimera_log(&["query", f, "--event", "even"]);
+        assert_eq!(output.status.code(), Some(0), "{f}: {}", text(&output));
+        assert_eq!(stdout_of(&output), format!("{}\n{}\n", line_at(2, "even", "f"), line_at(4, "even", "f")), "{f}");
+        let tail = chimera_log(&["tail", f, "-n", "2"]);
+        assert_eq!(tail.status.code(), Some(0), "{f}: {}", text(&tail));
+        assert_eq!(stdout_of(&tail), format!("{}\n{}\n", line_at(4, "even", "f"), line_at(5, "odd", "f")), "{f}");
+        let stats = chimera_log(&["stats", f]);
+        assert_eq!(stats.status.code(), Some(0), "{f}: {}", text(&stats));
+        assert!(stdout_of(&stats).starts_with(&format!("{f}: 5 lines, 0 unreadable")), "{}", text(&stats));
+        assert!(stdout_of(&stats).contains("  odd                              3"), "{}", text(&stats));
+    }
+    let follow = chimera_log(&["tail", plain.to_str().unwrap(), "-f"]);
+    assert_eq!(follow.status.code(), Some(2), "{}", text(&follow));
+    assert!(text(&follow).contains("follows a log directory"), "{}", text(&follow));
+    let stats = chimera_log_with_stdin(&["stats", "-"], &gzipped(&content));
+    assert!(stdout_of(&stats).starts_with("<stdin>: 5 lines, 0 unreadable\n"), "{}", text(&stats));
+    let tail = chimera_log_with_stdin(&["tail", "-", "-n", "1"], content.as_bytes());
+    assert_eq!(stdout_of(&tail), format!("{}\n", line_at(5, "odd", "f")), "{}", text(&tail));
+}
+
+/// Hostile files named on their own: a torn gzip stops with an error naming it and the line
+/// reached (exit 2), binary garbage is unreadable lines (exit 1 when nothing matched), a missing
+/// file is named; none panics.
+#[test]
+fn query_on_a_torn_gzip_garbage_or_missing_file_gives_a_clear_error_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let content: String = (0..20_000).map(|n| line_at(n % 60, "tick", &n.to_string()) + "\n").collect();
+    let whole = gzipped(&content);
+    let torn = dir.path().join("torn");
+    fs::write(&torn, &whole[..whole.len() / 2]).unwrap();
+    let output = chimera_log(&["query", torn.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}: after line ", torn.display())), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let garbage = dir.path().join("garbage");
+    let bytes: Vec<u8> = (0..200_000u32).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(&garbage, &bytes).unwrap();
+    let output = chimera_log(&["query", garbage.to_str().unwrap(), dir.path().join("torn").to_str().unwrap()]);
+    assert!(!text(&output).contains("panicked"), "{}", text(&output));
+    let output = chimera_log(&["query", garbage.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("not a JSON line"), "{}", text(&output));
+    let missing = chimera_log(&["query", dir.path().join("missing.log").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("missing.log: No such file"), "{}", text(&missing));
+}
+
+/// `--event` looks for the name in a line's bytes before parsing it; that never changes what is
+/// found or reported: a name spelled with escapes still matches, an unreadable line of another
+/// event is still counted and named, a name inside another field does not match.
+#[test]
+fn query_event_finds_escaped_names_and_still_reports_unreadable_lines_it_does_not_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaped =
+        r#"{"timestamp":"2024-01-15T10:00:02.000000Z","level":"INFO","module":"m","event":"ti\u0063k","context":{}}"#;
+    let lines = [
+        line_at(1, "tick", "plain"),
+        escaped.to_owned(),
+        line_at(3, "tock", "tick"),
+        r#"{"timestamp":"2024-01-15T10:00:04.000000Z","event":"tock","#.to_owned(),
+        "\u{1}binary\u{2}".to_owned(),
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let output = chimera_log(&["query", dir.path().to_str().unwrap(), "--event", "tick"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(stdout_of(&output), format!("{}\n{escaped}\n", line_at(1, "tick", "plain")));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chimera.log:4: not a JSON line"), "{stderr}");
+    assert!(stderr.contains("chimera.log:5: not a JSON line"), "{stderr}");
+}
+
+/// `--where` looks for its field's key in a line's bytes before parsing it; that never changes
+/// what matches: a key spelled with escapes is found, `!=` and `!~` still match a line without
+/// the field, and a key inside an array path is looked for by its name, not its index.
+#[test]
+fn query_where_finds_escaped_keys_and_lines_without_the_field_for_not_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |second: u32, context: &str| {
+        format!(
+            r#"{{"timestamp":"2024-01-15T10:00:{second:02}.000000Z","level":"INFO","module":"m","event":"e","context":{context}}}"#
+        )
+    };
+    let lines = [
+        with(1, r#"{"bps":300}"#),
+        with(2, r#"{"b\u0070s":400}"#),
+        with(3, r#"{"other":1}"#),
+        with(4, r#"{"bps":100,"spans":{"0":{"block":7}}}"#),
+    ];
+    fs::write(dir.path().join("chimera.log"), lines.join("\n") + "\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let seconds = |args: &[&str]| -> Vec<u64> {
+        let output = chimera_log(&[&["query", d][..], args].concat());
+        assert!(output.status.code().is_some_and(|c| c <= 1), "{}", text(&output));
+        stdout_of(&output)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"].as_str().unwrap()[17..19]
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(seconds(&["--where", "bps>=200"]), [1, 2]);
+    assert_eq!(seconds(&["--where", "bps!=300"]), [2, 3, 4]);
+    assert_eq!(seconds(&["--where", "bps!~^3"]), [2, 3, 4]);
+    assert_eq!(seconds(&["--where", "spans.0.block=7"]), [4]);
 }
