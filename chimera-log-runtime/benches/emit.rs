@@ -71,6 +71,24 @@ fn caller_cost(c: &mut Criterion) {
     assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0, "no timed emit may be a drop");
 }
 
+/// Prints the percentiles of per-emit `samples` (ns), with the timer's own median (`overhead`)
+/// and the median net of it.
+fn print_latency(label: &str, samples: &mut [u64], overhead: &mut [u64]) {
+    samples.sort_unstable();
+    overhead.sort_unstable();
+    let at = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    println!(
+        "{label} over {} emits: median {} ns, p99 {} ns, p99.9 {} ns, max {} ns (Instant pair alone: median {} ns; median net {} ns)",
+        samples.len(),
+        at(samples, 0.5),
+        at(samples, 0.99),
+        at(samples, 0.999),
+        samples.last().unwrap(),
+        at(overhead, 0.5),
+        at(samples, 0.5).saturating_sub(at(overhead, 0.5)),
+    );
+}
+
 /// Times each emit on its own (`Instant` pairs, whose own cost is measured and reported).
 fn tail_latency() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,18 +108,7 @@ fn tail_latency() {
         }
         assert!(guard.flush(), "flush timed out");
     }
-    samples.sort_unstable();
-    overhead.sort_unstable();
-    let at = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    println!(
-        "per-emit latency over {} emits: median {} ns, p99 {} ns, p99.9 {} ns, max {} ns (Instant pair alone: median {} ns)",
-        samples.len(),
-        at(&samples, 0.5),
-        at(&samples, 0.99),
-        at(&samples, 0.999),
-        samples.last().unwrap(),
-        at(&overhead, 0.5)
-    );
+    print_latency("per-emit latency", &mut samples, &mut overhead);
     let stats = guard.stats();
     println!(
         "logger's own sampled histogram: median {:?}, p99 {:?}, p99.9 {:?} ({} samples)",
@@ -152,19 +159,7 @@ fn spaced_latency() {
         }
         assert!(guard.flush(), "flush timed out");
     }
-    samples.sort_unstable();
-    overhead.sort_unstable();
-    let at = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    println!(
-        "spaced 2 us, 7 fields, {} emits: median {} ns, p99 {} ns, p99.9 {} ns, max {} ns (Instant pair alone: median {} ns; median net {} ns)",
-        samples.len(),
-        at(&samples, 0.5),
-        at(&samples, 0.99),
-        at(&samples, 0.999),
-        samples.last().unwrap(),
-        at(&overhead, 0.5),
-        at(&samples, 0.5).saturating_sub(at(&overhead, 0.5)),
-    );
+    print_latency("spaced 2 us, 7 fields,", &mut samples, &mut overhead);
     let stats = guard.stats();
     assert_eq!(stats.sink("chimera.log").unwrap().dropped, 0, "no timed emit may be a drop");
 }
