@@ -93,6 +93,7 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
         .collect();
     let mut writes = Vec::new();
     let mut captures = Vec::new();
+    let mut capture_lens = Vec::new();
     let mut replays = Vec::new();
     let mut bounds = Vec::new();
     let mut first = true;
@@ -106,6 +107,7 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
         replays.push(quote!(#krate::__private::write_raw(__writer, #prefix);));
         let generic = mentions_any(field.ty.to_token_stream(), &type_params);
         let (capture, replay) = capture_and_replay(krate, field, generic);
+        capture_lens.push(capture_len(krate, field, generic));
         captures.push(capture);
         replays.push(replay);
         if field.attrs.redact.is_set() {
@@ -146,6 +148,16 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
             static __CHIMERA_REPLAY: #krate::__private::Replay =
                 #krate::__private::Replay::new(#name, __chimera_replay);
         };
+        // A capture that runs no code of the user's (every field on a fast path) says how many
+        // bytes it writes, and is written straight into the queue.
+        let capture_len = capture_lens.into_iter().collect::<Option<Vec<_>>>().map(|lens| {
+            quote! {
+                #[inline]
+                fn __capture_len(&self) -> ::core::option::Option<usize> {
+                    ::core::option::Option::Some(0 #(+ #lens)*)
+                }
+            }
+        });
         let methods = quote! {
             const __REPLAY: ::core::option::Option<&'static #krate::__private::Replay> =
                 ::core::option::Option::Some(&__CHIMERA_REPLAY);
@@ -154,6 +166,8 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
             fn __capture(&self, __capture: &mut #krate::__private::Capture<'_>) {
                 #(#captures)*
             }
+
+            #capture_len
         };
         (items, methods)
     };
@@ -216,6 +230,25 @@ fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> 
             }},
             replay_value,
         ),
+    }
+}
+
+/// The bytes one field's capture writes, when the capture runs none of the user's code: `&str`
+/// and primitive integers (copied by the capture's own code), redacted fields (nothing). `None`
+/// for any other field, whose capture may call `Serialize` or `Display`.
+fn capture_len(krate: &TokenStream, field: &Field<'_>, generic: bool) -> Option<TokenStream> {
+    let ident: &Ident = field.ident;
+    let ty: &Type = field.ty;
+    if field.attrs.redact.is_set() {
+        return Some(quote!(0));
+    }
+    if field.attrs.display.is_set() || generic {
+        return None;
+    }
+    match fast_path(ty) {
+        FastPath::Str => Some(quote!((::core::mem::size_of::<usize>() + #krate::__private::str::len(self.#ident)))),
+        FastPath::Integer => Some(quote!(<#ty as #krate::__private::Scalar>::SIZE)),
+        FastPath::Serialize => None,
     }
 }
 

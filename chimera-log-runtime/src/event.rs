@@ -37,6 +37,16 @@ pub trait LogEvent {
     fn __capture(&self, capture: &mut Capture<'_>) {
         let _ = capture;
     }
+
+    /// Set by the derive when capturing the fields runs no code but the capture's own (every
+    /// field a `&str` or a primitive integer, or redacted): the bytes
+    /// [`__capture`](Self::__capture) will write. The record is then written straight into the
+    /// queue, under its lock; `None` (the default) captures into a buffer first.
+    #[doc(hidden)]
+    #[inline]
+    fn __capture_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Severity of an event, from the least to the most severe.

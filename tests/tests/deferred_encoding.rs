@@ -65,6 +65,25 @@ struct EveryKind<'a> {
     renamed: i8,
 }
 
+/// Every field one the capture copies with its own code: written straight into the queue.
+#[derive(LogEvent)]
+#[log(level = "warning")]
+struct FastOnly<'a> {
+    text: &'a str,
+    big: u128,
+    negative: i64,
+    small: u8,
+    size: usize,
+    #[log(redact)]
+    secret: &'a str,
+    #[log(skip)]
+    #[allow(dead_code)]
+    skipped: u64,
+    #[log(rename = "a\"b")]
+    renamed: i8,
+    last: &'a str,
+}
+
 #[derive(LogEvent)]
 #[log(name = "generic_event")]
 struct Generic<T: serde::Serialize> {
@@ -123,6 +142,10 @@ impl Random {
 fn the_writers_line_from_a_record_is_byte_identical_to_the_callers_over_random_events() {
     assert!(<EveryKind<'_> as LogEvent>::__REPLAY.is_some(), "the derive gives the event a record");
     assert!(<OnCaller<EveryKind<'_>> as LogEvent>::__REPLAY.is_none());
+    let fast =
+        FastOnly { text: "", big: 0, negative: 0, small: 0, size: 0, secret: "", skipped: 0, renamed: 0, last: "" };
+    assert!(fast.__capture_len().is_some(), "a capture of the user's code-free fields is written in place");
+    assert!(OnCaller(fast).__capture_len().is_none());
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_micros(1_705_314_645_123_456));
     let guard = LogConfig::new(dir.path()).console(false).level(Level::Trace).clock(clock.clone()).build().unwrap();
@@ -162,10 +185,26 @@ fn the_writers_line_from_a_record_is_byte_identical_to_the_callers_over_random_e
         let generic = Generic { value: random.maybe(Random::text), seq: random.next() as u32 };
         emit!(logger, generic);
         emit!(logger, OnCaller(generic));
+        // Now and then a string larger than a chunk (64 KiB): a chunk of its own.
+        let long = if random.below(500) == 0 { "é".repeat(40_000) } else { random.text() };
+        let (text, secret) = (random.text(), random.text());
+        let fast = FastOnly {
+            text: &text,
+            big: u128::from(random.next()) << random.below(65),
+            negative: random.next() as i64,
+            small: random.next() as u8,
+            size: random.next() as usize,
+            secret: &secret,
+            skipped: random.next(),
+            renamed: random.next() as i8,
+            last: &long,
+        };
+        emit!(logger, fast);
+        emit!(logger, OnCaller(fast));
     }
     drop(guard);
     let lines = raw_lines(&dir.path().join("chimera.log"));
-    assert_eq!(lines.len(), 4 * EVENTS);
+    assert_eq!(lines.len(), 6 * EVENTS);
     for pair in lines.chunks(2) {
         assert_eq!(pair[0], pair[1], "the deferred line (first) against the caller's (second)");
         serde_json::from_str::<serde_json::Value>(&pair[0]).expect("a line is JSON");
@@ -229,4 +268,82 @@ fn a_fields_own_serialize_and_display_run_on_the_callers_thread_never_the_writer
     let lines = raw_lines(&dir.path().join("chimera.log"));
     assert_eq!(lines.len(), 100);
     assert!(lines[99].ends_with(r#""context":{"seq":99,"value":"witness","shown":"shown"}}"#), "{}", lines[99]);
+}
+
+#[test]
+fn records_written_in_place_are_counted_once_each_even_from_threads_that_have_exited() {
+    const THREADS: u64 = 6;
+    const EACH: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let event = |seq: u64| FastOnly {
+        text: "t",
+        big: 1,
+        negative: -1,
+        small: 1,
+        size: seq as usize,
+        secret: "s",
+        skipped: 0,
+        renamed: 0,
+        last: "l",
+    };
+    for round in 0..2 {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let logger = guard.logger("counted");
+                std::thread::spawn(move || {
+                    for seq in 0..EACH {
+                        emit!(logger, event(seq));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // The writer's pass drops the exited threads' shards; their counts stay.
+        assert!(guard.flush());
+        let counted = guard.stats().events_by_level[Level::Warning as usize];
+        assert_eq!(counted, (round + 1) * THREADS * EACH, "round {round}");
+    }
+    // And from this thread, whose shard lives on.
+    let logger = guard.logger("counted");
+    emit!(logger, event(0));
+    assert_eq!(guard.stats().events_by_level[Level::Warning as usize], 2 * THREADS * EACH + 1);
+    drop(guard);
+    assert_eq!(raw_lines(&dir.path().join("chimera.log")).len() as u64, 2 * THREADS * EACH + 1);
+}
+
+#[test]
+fn a_record_written_in_place_larger_than_the_whole_queue_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).queue_capacity(64 * 1024).build().unwrap();
+    let logger = guard.logger("big");
+    let long = "x".repeat(300_000);
+    for seq in 0..3 {
+        emit!(
+            logger,
+            FastOnly {
+                text: "a",
+                big: seq,
+                negative: 0,
+                small: 0,
+                size: 0,
+                secret: "",
+                skipped: 0,
+                renamed: 0,
+                last: &long
+            }
+        );
+    }
+    assert!(guard.flush());
+    assert_eq!(guard.stats().events_by_level[Level::Warning as usize], 3);
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 3);
+    for (seq, line) in lines.iter().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["context"]["big"], seq as u64);
+        assert_eq!(value["context"]["last"].as_str().map(str::len), Some(300_000));
+    }
 }

@@ -28,6 +28,18 @@ pub(crate) fn write_record(
     capture(&mut fields);
 }
 
+/// The bytes [`write_record`] writes for an event whose capture writes `fields` bytes.
+#[inline]
+pub(crate) fn record_len(module_json: &str, fields: usize) -> usize {
+    size_of::<u32>()
+        + size_of::<u8>()
+        + size_of::<i64>()
+        + size_of::<u32>()
+        + size_of::<usize>()
+        + module_json.len()
+        + fields
+}
+
 /// The writer thread's side: turns records into lines, with its own copy of the registry.
 #[derive(Debug, Default)]
 pub(crate) struct Encoder {

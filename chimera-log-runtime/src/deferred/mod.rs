@@ -22,7 +22,7 @@ mod encode;
 mod record;
 mod replay;
 
-pub(crate) use encode::{write_record, Encoder};
+pub(crate) use encode::{record_len, write_record, Encoder};
 pub use record::{Capture, CaptureEncoded, CaptureValue, Replayer, Scalar, Value};
 pub use replay::Replay;
 

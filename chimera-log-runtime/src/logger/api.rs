@@ -196,7 +196,8 @@ impl Logger {
 
     pub(crate) fn emit_event<E: LogEvent + ?Sized>(&self, event: &E, exception: Option<Exception<'_>>) {
         if let (Some(replay), None, false) = (E::__REPLAY, &exception, E::ROUTES.is_audit()) {
-            if self.emit_record(E::LEVEL, E::ROUTES, replay, |capture| event.__capture(capture)) {
+            if self.emit_record(E::LEVEL, E::ROUTES, replay, event.__capture_len(), |capture| event.__capture(capture))
+            {
                 return;
             }
         }
@@ -216,6 +217,7 @@ impl Logger {
         level: Level,
         routes: Routes,
         replay: &'static Replay,
+        capture_len: Option<usize>,
         capture: impl FnOnce(&mut Capture<'_>),
     ) -> bool {
         self.with_dispatcher(|dispatcher| {
@@ -231,10 +233,22 @@ impl Logger {
             }
             let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
             let time = dispatcher.now();
-            with_line_buffer(|buf| {
-                deferred::write_record(buf, replay, level, time, &self.inner.module_json, capture);
-                dispatcher.dispatch_record(level, destinations, buf);
-            });
+            let module_json = &*self.inner.module_json;
+            let write = |buf: &mut Vec<u8>| deferred::write_record(buf, replay, level, time, module_json, capture);
+            // A capture that runs none of the user's code is written straight into the queue.
+            let unwritten = match capture_len {
+                Some(len) => {
+                    let len = deferred::record_len(module_json, len);
+                    dispatcher.dispatch_record_with(level, destinations, len, write).err()
+                }
+                None => Some(write),
+            };
+            if let Some(write) = unwritten {
+                with_line_buffer(|buf| {
+                    write(buf);
+                    dispatcher.dispatch_record(level, destinations, buf);
+                });
+            }
             if let Some(started) = started {
                 dispatcher.record_latency(started.elapsed());
             }
@@ -251,7 +265,8 @@ impl Logger {
         exception: Option<Exception<'_>>,
     ) -> Emitted {
         if let (Some(replay), None, false) = (E::__REPLAY, &exception, E::ROUTES.is_audit()) {
-            if self.emit_record(E::LEVEL, E::ROUTES, replay, |capture| event.__capture(capture)) {
+            if self.emit_record(E::LEVEL, E::ROUTES, replay, event.__capture_len(), |capture| event.__capture(capture))
+            {
                 return Emitted::ready();
             }
         }

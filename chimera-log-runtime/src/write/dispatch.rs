@@ -600,6 +600,39 @@ impl Dispatcher {
         }
     }
 
+    /// [`dispatch_record`](Self::dispatch_record) for a record of `len` bytes that `write`
+    /// writes straight into the queue (see `BatchQueue::push_record_with`), when the event goes
+    /// to one file lane only; otherwise `write` is handed back unused, for a buffer.
+    #[inline]
+    pub(crate) fn dispatch_record_with<F: FnOnce(&mut Vec<u8>)>(
+        &self,
+        level: Level,
+        destinations: Destinations,
+        len: usize,
+        write: F,
+    ) -> Result<(), F> {
+        debug_assert!(!destinations.audit, "audit events are encoded on the caller's thread");
+        let lanes = LaneSet(u64::from(destinations.general) | destinations.route.map_or(0, |route| 2 << route));
+        if (destinations.console && self.console.is_some()) || !lanes.0.is_power_of_two() {
+            return Err(write);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let lane = lanes.0.trailing_zeros() as usize;
+        // An accepted record is counted in the caller's shard, under the lock it takes anyway
+        // (an atomic add costs as much as the rest of the capture); see `stats`.
+        match self.files.queue().push_record_with(lane, level.index(), len, write) {
+            Pushed::Accepted => {}
+            Pushed::Dropped => {
+                self.counters.count_event(level);
+                self.file_counters[lane].1.dropped.fetch_add(1, Relaxed);
+            }
+            Pushed::Closed => {
+                self.counters.emitted_after_shutdown.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     /// [`dispatch`](Self::dispatch) for `emit_async!`: the general sinks' part on the caller's
     /// thread as ever; an audit line goes to the audit thread, and the future resolves once it is
     /// written (and synced, by default). Without an audit line it is resolved already.
@@ -871,6 +904,10 @@ impl Dispatcher {
         sinks.push(self.audit.counters.snapshot(AUDIT_FILE));
         sinks.extend(self.file_counters[1..].iter().map(|(file, counters)| counters.snapshot(file)));
         let mut stats = self.counters.snapshot(sinks, &self.maintenance.counters);
+        // Records written in place are counted in the queue's shards (`dispatch_record_with`).
+        for (count, taken) in stats.events_by_level.iter_mut().zip(self.files.queue().tallies()) {
+            *count = count.wrapping_add(taken);
+        }
         let audit_seq = self.audit.head_seq();
         for forwarder in &self.forwarders {
             forwarder.report(&mut stats, audit_seq);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::lanes::{LaneSet, Pushed};
 use super::pool::{Chunk, Entry, NoRoom, Output, Pool};
-use super::shard::{with_own_shard, Shard, ShardState};
+use super::shard::{with_own_shard, Shard, ShardState, TALLIES};
 
 /// How long a busy writer waits before looking at the queue again, unsignalled.
 const DOZE: Duration = Duration::from_millis(1);
@@ -57,6 +57,8 @@ pub(crate) struct BatchQueue {
     abandoned: AtomicBool,
     /// Drops per lane not yet reported in the log by the writer.
     dropped: Vec<AtomicU64>,
+    /// The tallies of shards whose thread has exited (see [`tallies`](Self::tallies)).
+    retired_tallies: [AtomicU64; TALLIES],
     /// How long a caller waits for room when the queue is full (`ZERO`: it drops at once;
     /// `Duration::MAX`: it waits as long as it takes).
     wait: Duration,
@@ -99,6 +101,7 @@ impl BatchQueue {
             closed: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             dropped: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
+            retired_tallies: Default::default(),
             wait,
         })
     }
@@ -138,6 +141,77 @@ impl BatchQueue {
             None => {
                 let shared = Arc::clone(&lock(&self.shards)[0]);
                 self.push_into(&shared, lanes, line)
+            }
+        }
+    }
+
+    /// Appends a record of `len` bytes to `lane`, which `write` writes straight into the lane's
+    /// chunk, under the shard's lock: no copy, and no buffer of the caller's. `write` must
+    /// neither log nor wait (a capture that runs none of the user's code). Without room it is
+    /// written into a buffer instead, which waits for room or is dropped as any line is.
+    ///
+    /// An accepted record adds one to the shard's `tally` (see [`tallies`](Self::tallies)).
+    pub(crate) fn push_record_with(
+        &self,
+        lane: usize,
+        tally: usize,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Pushed {
+        if !Entry::fits_len(len) {
+            return self.count_oversized(LaneSet(1 << lane));
+        }
+        let mut write = Some(write);
+        let pushed = with_own_shard(
+            self.id,
+            || self.register(),
+            |shard| self.push_record_into(shard, lane, tally, len, &mut write),
+        );
+        match pushed {
+            Some(pushed) => pushed,
+            None if self.closed.load(Ordering::Acquire) => Pushed::Closed,
+            None => {
+                let shared = Arc::clone(&lock(&self.shards)[0]);
+                self.push_record_into(&shared, lane, tally, len, &mut write)
+            }
+        }
+    }
+
+    #[inline]
+    fn push_record_into(
+        &self,
+        shard: &Shard,
+        lane: usize,
+        tally: usize,
+        len: usize,
+        write: &mut Option<impl FnOnce(&mut Vec<u8>)>,
+    ) -> Pushed {
+        let lanes = LaneSet(1 << lane);
+        let appended = shard.with(|state| {
+            if state.closed {
+                return Err(NoRoom::Closed);
+            }
+            if !state.append_record_if_room(lane, len, write) {
+                state.make_room(&self.pool, lanes, len)?;
+                state.append_record_if_room(lane, len, write);
+            }
+            state.tallies[tally] += 1;
+            // As in `append`: read under the shard's lock.
+            Ok(self.writer_asleep.load(Ordering::Relaxed))
+        });
+        match appended {
+            Ok(wake) => self.accepted(wake),
+            Err(no_room) => {
+                // `write` has not run: the record goes the way of any line without room.
+                let mut record = Vec::with_capacity(len);
+                if let Some(write) = write.take() {
+                    write(&mut record);
+                }
+                let pushed = self.push_without_room(shard, lanes, Entry::record(&record), no_room);
+                if let Pushed::Accepted = pushed {
+                    shard.with(|state| state.tallies[tally] += 1);
+                }
+                pushed
             }
         }
     }
@@ -311,6 +385,10 @@ impl BatchQueue {
                 state.closed |= last;
                 if exited {
                     state.take_empty(&mut empties);
+                    // Under the list's lock, as `tallies` reads them: counted once, always.
+                    for (retired, tally) in self.retired_tallies.iter().zip(state.tallies) {
+                        retired.fetch_add(tally, Ordering::Relaxed);
+                    }
                 }
             });
             if exited {
@@ -328,6 +406,21 @@ impl BatchQueue {
             self.pool.give_back(empties);
         }
         bytes
+    }
+
+    /// How many records [`push_record_with`](Self::push_record_with) has accepted, per tally:
+    /// every shard's, and those of shards gone with their thread.
+    pub(crate) fn tallies(&self) -> [u64; TALLIES] {
+        let shards = lock(&self.shards);
+        let mut sums: [u64; TALLIES] = std::array::from_fn(|i| self.retired_tallies[i].load(Ordering::Relaxed));
+        for shard in shards.iter() {
+            shard.with(|state| {
+                for (sum, tally) in sums.iter_mut().zip(state.tallies) {
+                    *sum += tally;
+                }
+            });
+        }
+        sums
     }
 
     /// Called on the writer thread as it starts (see [`Pool::writer_started`]).

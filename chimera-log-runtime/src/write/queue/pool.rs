@@ -47,7 +47,11 @@ impl<'a> Entry<'a> {
 
     /// Whether its length leaves the bit that marks a record free (under 2 GiB).
     pub(crate) fn fits(self) -> bool {
-        self.bytes.len() < RECORD as usize
+        Self::fits_len(self.bytes.len())
+    }
+
+    pub(crate) fn fits_len(len: usize) -> bool {
+        len < RECORD as usize
     }
 }
 
@@ -86,6 +90,22 @@ impl Chunk {
         } else {
             self.lens.push(len);
         }
+    }
+
+    /// Appends a record of `len` bytes that `write` writes straight into the chunk (no copy),
+    /// once [`has_room`](Self::has_room) said yes for `len`. A `write` that writes more than
+    /// it said only makes the chunk grow past its limit; the record is whole either way.
+    pub(crate) fn append_record_with(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.lens.is_empty() {
+            self.first_at = Some(Instant::now());
+        }
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        let written = self.bytes.len() - start;
+        debug_assert_eq!(written, len, "a record's capture wrote other than it said");
+        self.records = true;
+        // Written under 2 GiB: the caller checked `len` (`Entry::fits`) and `write` keeps to it.
+        self.lens.push(u32::try_from(written).unwrap_or(!RECORD) | RECORD);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

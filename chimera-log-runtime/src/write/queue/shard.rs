@@ -22,7 +22,13 @@ pub(crate) struct ShardState {
     full: Vec<Chunk>,
     /// The writer has taken its last pass: no more lines.
     pub(crate) closed: bool,
+    /// Records taken in place, per tally (the dispatcher's: the event's level), counted here
+    /// under the lock the record takes anyway rather than with an atomic add of their own.
+    pub(crate) tallies: [u64; TALLIES],
 }
+
+/// How many tallies a shard keeps (one per level).
+pub(crate) const TALLIES: usize = 6;
 
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
@@ -88,6 +94,26 @@ impl ShardState {
         match self.current.get_mut(lanes.0.trailing_zeros() as usize) {
             Some(Some(chunk)) if chunk.has_room(line.len()) => {
                 chunk.append(line);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`append_if_room`](Self::append_if_room) for a record written in place: `write` is
+    /// called (and `true` returned) only if the lane's chunk has room for `len` bytes.
+    #[inline]
+    pub(crate) fn append_record_if_room(
+        &mut self,
+        lane: usize,
+        len: usize,
+        write: &mut Option<impl FnOnce(&mut Vec<u8>)>,
+    ) -> bool {
+        match self.current.get_mut(lane) {
+            Some(Some(chunk)) if chunk.has_room(len) => {
+                if let Some(write) = write.take() {
+                    chunk.append_record_with(len, write);
+                }
                 true
             }
             _ => false,
