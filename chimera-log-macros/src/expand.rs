@@ -148,8 +148,8 @@ fn impl_log_event(input: &Input<'_>, krate: &TokenStream) -> TokenStream {
             static __CHIMERA_REPLAY: #krate::__private::Replay =
                 #krate::__private::Replay::new(#name, __chimera_replay);
         };
-        // A capture that runs no code of the user's (every field on a fast path) says how many
-        // bytes it writes, and is written straight into the queue.
+        // A capture that runs no code of the user's (every field copied by the capture's own
+        // code) says how many bytes it writes, and is written straight into the queue.
         let capture_len = capture_lens.into_iter().collect::<Option<Vec<_>>>().map(|lens| {
             quote! {
                 #[inline]
@@ -233,23 +233,31 @@ fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> 
     }
 }
 
-/// The bytes one field's capture writes, when the capture runs none of the user's code: `&str`
-/// and primitive integers (copied by the capture's own code), redacted fields (nothing). `None`
-/// for any other field, whose capture may call `Serialize` or `Display`.
+/// The expression for the bytes one field's capture writes, within `__capture_len` (which
+/// returns `None` through `?`): for `&str` and primitive integers (copied by the capture's own
+/// code) and redacted fields (nothing), a length; for a field through `Value`, the length its
+/// `CaptureValue` impl gives, or `None` from `CaptureEncoded` (the type's `Serialize` would
+/// run). `None` here, for the whole event, for `display` fields and fields of a type parameter,
+/// whose capture always runs the user's code.
 fn capture_len(krate: &TokenStream, field: &Field<'_>, generic: bool) -> Option<TokenStream> {
     let ident: &Ident = field.ident;
     let ty: &Type = field.ty;
+    let p = quote!(#krate::__private);
     if field.attrs.redact.is_set() {
         return Some(quote!(0));
     }
     if field.attrs.display.is_set() || generic {
         return None;
     }
-    match fast_path(ty) {
-        FastPath::Str => Some(quote!((::core::mem::size_of::<usize>() + #krate::__private::str::len(self.#ident)))),
-        FastPath::Integer => Some(quote!(<#ty as #krate::__private::Scalar>::SIZE)),
-        FastPath::Serialize => None,
-    }
+    Some(match fast_path(ty) {
+        FastPath::Str => quote!((::core::mem::size_of::<usize>() + #p::str::len(self.#ident))),
+        FastPath::Integer => quote!(<#ty as #p::Scalar>::SIZE),
+        FastPath::Serialize => quote! {{
+            #[allow(unused_imports)]
+            use #p::{CaptureEncoded as _, CaptureValue as _};
+            (&#p::Value(&self.#ident)).__chimera_len()?
+        }},
+    })
 }
 
 /// The call writing one value, spanned at the field's type so a missing `Serialize` or `Display`

@@ -39,8 +39,9 @@ pub trait LogEvent {
     }
 
     /// Set by the derive when capturing the fields runs no code but the capture's own (every
-    /// field a `&str` or a primitive integer, or redacted): the bytes
-    /// [`__capture`](Self::__capture) will write. The record is then written straight into the
+    /// field one the record copies: `&str`, integers, floats, `bool`, `char`, `String`, an
+    /// `Option` of those; or redacted, or skipped): the bytes [`__capture`](Self::__capture)
+    /// will write. The record is then written straight into the
     /// queue, under its lock; `None` (the default) captures into a buffer first.
     #[doc(hidden)]
     #[inline]

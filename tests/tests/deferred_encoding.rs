@@ -84,6 +84,23 @@ struct FastOnly<'a> {
     last: &'a str,
 }
 
+/// Every field one the capture copies through `Value` (no `Serialize` runs): in place too.
+#[derive(LogEvent)]
+#[log(level = "error")]
+struct Copied<'a> {
+    owned: String,
+    price: f64,
+    ratio: f32,
+    flag: bool,
+    letter: char,
+    maybe_count: Option<u64>,
+    maybe_text: Option<&'a str>,
+    maybe_owned: Option<String>,
+    maybe_price: Option<f64>,
+    alias: Amount,
+    text: &'a str,
+}
+
 #[derive(LogEvent)]
 #[log(name = "generic_event")]
 struct Generic<T: serde::Serialize> {
@@ -146,6 +163,43 @@ fn the_writers_line_from_a_record_is_byte_identical_to_the_callers_over_random_e
         FastOnly { text: "", big: 0, negative: 0, small: 0, size: 0, secret: "", skipped: 0, renamed: 0, last: "" };
     assert!(fast.__capture_len().is_some(), "a capture of the user's code-free fields is written in place");
     assert!(OnCaller(fast).__capture_len().is_none());
+    let copied = Copied {
+        owned: String::new(),
+        price: 0.0,
+        ratio: 0.0,
+        flag: false,
+        letter: 'a',
+        maybe_count: None,
+        maybe_text: None,
+        maybe_owned: None,
+        maybe_price: None,
+        alias: 0,
+        text: "",
+    };
+    assert!(copied.__capture_len().is_some(), "values the record copies are written in place");
+    let every = EveryKind {
+        text: "",
+        owned: String::new(),
+        big: 0,
+        negative: 0,
+        small: 0,
+        price: 0.0,
+        ratio: 0.0,
+        flag: false,
+        letter: 'a',
+        maybe_count: None,
+        maybe_text: None,
+        maybe_owned: None,
+        maybe_price: None,
+        alias: 0,
+        list: Vec::new(),
+        map: BTreeMap::new(),
+        shown: Shown(String::new()),
+        secret: "",
+        skipped: 0,
+        renamed: 0,
+    };
+    assert!(every.__capture_len().is_none(), "a Vec's Serialize and a display field run user code");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_micros(1_705_314_645_123_456));
     let guard = LogConfig::new(dir.path()).console(false).level(Level::Trace).clock(clock.clone()).build().unwrap();
@@ -201,10 +255,27 @@ fn the_writers_line_from_a_record_is_byte_identical_to_the_callers_over_random_e
         };
         emit!(logger, fast);
         emit!(logger, OnCaller(fast));
+        let maybe_text = random.maybe(Random::text);
+        let text = random.text();
+        let copied = Copied {
+            owned: random.text(),
+            price: f64::from_bits(random.next()),
+            ratio: f32::from_bits(random.next() as u32),
+            flag: random.below(2) == 1,
+            letter: char::from_u32(random.below(0x11_0000) as u32).unwrap_or('\u{0}'),
+            maybe_count: random.maybe(Random::next),
+            maybe_text: maybe_text.as_deref(),
+            maybe_owned: random.maybe(Random::text),
+            maybe_price: random.maybe(|random| f64::from_bits(random.next())),
+            alias: random.next(),
+            text: &text,
+        };
+        emit!(logger, copied);
+        emit!(logger, OnCaller(copied));
     }
     drop(guard);
     let lines = raw_lines(&dir.path().join("chimera.log"));
-    assert_eq!(lines.len(), 6 * EVENTS);
+    assert_eq!(lines.len(), 8 * EVENTS);
     for pair in lines.chunks(2) {
         assert_eq!(pair[0], pair[1], "the deferred line (first) against the caller's (second)");
         serde_json::from_str::<serde_json::Value>(&pair[0]).expect("a line is JSON");
@@ -346,4 +417,57 @@ fn a_record_written_in_place_larger_than_the_whole_queue_arrives_whole() {
         assert_eq!(value["context"]["big"], seq as u64);
         assert_eq!(value["context"]["last"].as_str().map(str::len), Some(300_000));
     }
+}
+
+/// A type of the application's spelt `String`, whose `Serialize` logs: not the record's
+/// `String`, so its event is captured into a buffer, never under the queue's lock.
+mod named_like_std {
+    use chimera_log_runtime::{emit, LogEvent, Logger};
+
+    #[derive(LogEvent)]
+    #[log(name = "inner")]
+    pub struct Inner<'a> {
+        pub from: &'a str,
+    }
+
+    pub struct String(pub Logger);
+
+    impl serde::Serialize for String {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            emit!(self.0, Inner { from: "serialize" });
+            serializer.serialize_str("own")
+        }
+    }
+
+    #[derive(LogEvent)]
+    #[log(name = "outer")]
+    pub struct Outer {
+        pub value: String,
+        pub seq: u64,
+    }
+}
+
+#[test]
+fn a_type_spelt_like_one_the_record_copies_runs_its_serialize_outside_the_queues_lock() {
+    use named_like_std::{Inner, Outer};
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("m");
+    assert!(Inner { from: "" }.__capture_len().is_some());
+    assert!(Outer { value: named_like_std::String(logger.clone()), seq: 0 }.__capture_len().is_none());
+    let (done, finished) = std::sync::mpsc::channel();
+    let emitter = std::thread::spawn(move || {
+        for seq in 0..100 {
+            emit!(logger, Outer { value: named_like_std::String(logger.clone()), seq });
+        }
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the emits returned: a Serialize that logs does not wait for a lock its own thread holds");
+    emitter.join().unwrap();
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 200);
+    assert!(lines[1].contains(r#""event":"outer""#) && lines[1].contains(r#""value":"own""#), "{}", lines[1]);
 }

@@ -125,18 +125,30 @@ pub struct Value<'a, T: ?Sized>(pub &'a T);
 pub trait CaptureValue {
     #[doc(hidden)]
     fn __chimera_capture(&self, capture: &mut Capture<'_>, encode: impl FnOnce(&mut ContextWriter<'_>));
+    /// The bytes `__chimera_capture` writes: it runs none of the user's code, so the record
+    /// can be written in place (`LogEvent::__capture_len`).
+    #[doc(hidden)]
+    fn __chimera_len(&self) -> Option<usize>;
 }
 
 /// Any other type: its JSON, encoded now (the call's second choice, through one more `&`).
 pub trait CaptureEncoded {
     #[doc(hidden)]
     fn __chimera_capture(&self, capture: &mut Capture<'_>, encode: impl FnOnce(&mut ContextWriter<'_>));
+    /// `None`: encoding runs the type's `Serialize`, so the record is captured into a buffer.
+    #[doc(hidden)]
+    fn __chimera_len(&self) -> Option<usize>;
 }
 
 impl<T: ?Sized> CaptureEncoded for &Value<'_, T> {
     #[inline]
     fn __chimera_capture(&self, capture: &mut Capture<'_>, encode: impl FnOnce(&mut ContextWriter<'_>)) {
         capture.encoded(encode);
+    }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        None
     }
 }
 
@@ -145,6 +157,11 @@ impl<T: Scalar> CaptureValue for Value<'_, T> {
     fn __chimera_capture(&self, capture: &mut Capture<'_>, _: impl FnOnce(&mut ContextWriter<'_>)) {
         capture.buf.push(T::TAG);
         self.0.put(capture.buf);
+    }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        Some(1 + T::SIZE)
     }
 }
 
@@ -156,12 +173,22 @@ impl<T: Scalar> CaptureValue for Value<'_, Option<T>> {
             Some(value) => Value(value).__chimera_capture(capture, encode),
         }
     }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        Some(if self.0.is_some() { 1 + T::SIZE } else { 1 })
+    }
 }
 
 impl CaptureValue for Value<'_, String> {
     #[inline]
     fn __chimera_capture(&self, capture: &mut Capture<'_>, _: impl FnOnce(&mut ContextWriter<'_>)) {
         capture.tagged_str(self.0);
+    }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        Some(tagged_str_len(self.0))
     }
 }
 
@@ -173,6 +200,11 @@ impl CaptureValue for Value<'_, Option<String>> {
             Some(value) => capture.tagged_str(value),
         }
     }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        Some(self.0.as_deref().map_or(1, tagged_str_len))
+    }
 }
 
 impl CaptureValue for Value<'_, Option<&str>> {
@@ -183,6 +215,17 @@ impl CaptureValue for Value<'_, Option<&str>> {
             Some(value) => capture.tagged_str(value),
         }
     }
+
+    #[inline]
+    fn __chimera_len(&self) -> Option<usize> {
+        Some(self.0.as_deref().map_or(1, tagged_str_len))
+    }
+}
+
+/// The bytes [`Capture::tagged_str`] writes for `value`.
+#[inline]
+fn tagged_str_len(value: &str) -> usize {
+    1 + size_of::<usize>() + value.len()
 }
 
 /// Writes an event's fields into its record (the derive's generated `capture`).
