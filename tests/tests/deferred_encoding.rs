@@ -426,11 +426,11 @@ mod named_like_std {
 
     #[derive(LogEvent)]
     #[log(name = "inner")]
-    pub struct Inner<'a> {
-        pub from: &'a str,
+    pub(crate) struct Inner<'a> {
+        pub(crate) from: &'a str,
     }
 
-    pub struct String(pub Logger);
+    pub(crate) struct String(pub(crate) Logger);
 
     impl serde::Serialize for String {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -441,9 +441,9 @@ mod named_like_std {
 
     #[derive(LogEvent)]
     #[log(name = "outer")]
-    pub struct Outer {
-        pub value: String,
-        pub seq: u64,
+    pub(crate) struct Outer {
+        pub(crate) value: String,
+        pub(crate) seq: u64,
     }
 }
 
