@@ -234,8 +234,9 @@ fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> 
 }
 
 /// The bytes one field's capture writes, when the capture runs none of the user's code: `&str`
-/// and primitive integers (copied by the capture's own code), redacted fields (nothing). `None`
-/// for any other field, whose capture may call `Serialize` or `Display`.
+/// (core's: told from a type of the user's named `str` where the event is compiled) and
+/// primitive integers (copied by the capture's own code), redacted fields (nothing). `None` for
+/// any other field, whose capture may call `Serialize`, `Display` or `Deref`.
 fn capture_len(krate: &TokenStream, field: &Field<'_>, generic: bool) -> Option<TokenStream> {
     let ident: &Ident = field.ident;
     let ty: &Type = field.ty;
@@ -246,7 +247,12 @@ fn capture_len(krate: &TokenStream, field: &Field<'_>, generic: bool) -> Option<
         return None;
     }
     match fast_path(ty) {
-        FastPath::Str => Some(quote!((::core::mem::size_of::<usize>() + #krate::__private::str::len(self.#ident)))),
+        // Only core's `str`: a type of the user's named `str` is taken through its `Deref`.
+        FastPath::Str => Some(quote! {{
+            #[allow(unused_imports)]
+            use #krate::__private::{CoreStr as _, OtherStr as _};
+            (&#krate::__private::StrLen(&self.#ident)).__chimera_str_len()?
+        }}),
         FastPath::Integer => Some(quote!(<#ty as #krate::__private::Scalar>::SIZE)),
         FastPath::Serialize => None,
     }

@@ -558,6 +558,52 @@ fn in_place_events_to_a_route_or_the_console_write_the_callers_bytes() {
     }
 }
 
+/// A type of the user's named `str`: a field spelt `&str` is then not core's `str`, and taking
+/// it as one runs the type's `Deref`, the user's code.
+mod shadows_str {
+    use std::cell::Cell;
+
+    /// Derefs to a longer text each time, as user code may.
+    #[allow(non_camel_case_types)]
+    pub(crate) struct str(pub(crate) Cell<usize>);
+
+    impl std::ops::Deref for str {
+        type Target = core::primitive::str;
+
+        fn deref(&self) -> &Self::Target {
+            self.0.set(self.0.get() + 1);
+            &"growing"[..self.0.get().min(7)]
+        }
+    }
+
+    #[derive(chimera_log_runtime::LogEvent)]
+    pub(crate) struct NotCoreStr<'a> {
+        pub(crate) text: &'a str,
+        pub(crate) seq: u64,
+    }
+}
+
+#[test]
+fn a_field_spelt_str_that_is_not_cores_str_is_never_written_in_place() {
+    use shadows_str::{str as Shadow, NotCoreStr};
+    let text = Shadow(std::cell::Cell::new(0));
+    assert!(NotCoreStr { text: &text, seq: 0 }.__capture_len().is_none(), "its deref is the user's code");
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("shadow");
+    for seq in 0..3 {
+        emit!(logger, NotCoreStr { text: &text, seq });
+    }
+    assert_eq!(guard.stats().events_by_level[Level::Info as usize], 3);
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 3);
+    for (seq, line) in lines.iter().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["context"]["seq"], seq as u64);
+    }
+}
+
 /// Every spelling of the fast paths: each integer keyword, a raw one, a `'static` string, and
 /// integer names that are the user's (an alias, an import under a keyword's name).
 mod spellings {
