@@ -234,7 +234,8 @@ fn capture_and_replay(krate: &TokenStream, field: &Field<'_>, generic: bool) -> 
 }
 
 /// The expression for the bytes one field's capture writes, within `__capture_len` (which
-/// returns `None` through `?`): for `&str` and primitive integers (copied by the capture's own
+/// returns `None` through `?`): for `&str` (core's: told from a type of the user's named `str`
+/// where the event is compiled, by `StrLen`) and primitive integers (copied by the capture's own
 /// code) and redacted fields (nothing), a length; for a field through `Value`, the length its
 /// `CaptureValue` impl gives, or `None` from `CaptureEncoded` (the type's `Serialize` would
 /// run). `None` here, for the whole event, for `display` fields and fields of a type parameter,
@@ -250,7 +251,12 @@ fn capture_len(krate: &TokenStream, field: &Field<'_>, generic: bool) -> Option<
         return None;
     }
     Some(match fast_path(ty) {
-        FastPath::Str => quote!((::core::mem::size_of::<usize>() + #p::str::len(self.#ident))),
+        // Only core's `str`: a type of the user's named `str` is taken through its `Deref`.
+        FastPath::Str => quote! {{
+            #[allow(unused_imports)]
+            use #p::{CoreStr as _, OtherStr as _};
+            (&#p::StrLen(&self.#ident)).__chimera_str_len()?
+        }},
         FastPath::Integer => quote!(<#ty as #p::Scalar>::SIZE),
         FastPath::Serialize => quote! {{
             #[allow(unused_imports)]

@@ -266,7 +266,9 @@ pub mod __private {
         writer.redacted();
     }
 
-    pub use crate::deferred::{Capture, CaptureEncoded, CaptureValue, Replay, Replayer, Scalar, Value};
+    pub use crate::deferred::{
+        Capture, CaptureEncoded, CaptureValue, CoreStr, OtherStr, Replay, Replayer, Scalar, StrLen, Value,
+    };
 
     #[inline]
     pub fn emit<L, E>(logger: &L, event: &E)

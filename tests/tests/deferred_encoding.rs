@@ -471,3 +471,351 @@ fn a_type_spelt_like_one_the_record_copies_runs_its_serialize_outside_the_queues
     assert_eq!(lines.len(), 200);
     assert!(lines[1].contains(r#""event":"outer""#) && lines[1].contains(r#""value":"own""#), "{}", lines[1]);
 }
+
+/// An event written in place, at a level nothing else in these tests uses (the writer's own
+/// drop reports are warnings).
+#[derive(LogEvent)]
+#[log(name = "tick", level = "error")]
+struct Tick<'a> {
+    thread: u64,
+    seq: u64,
+    text: &'a str,
+}
+
+/// (ticks written, drops reported) in the general file.
+fn ticks_and_reported_drops(dir: &std::path::Path) -> (u64, u64) {
+    let (mut ticks, mut dropped) = (0, 0);
+    for line in raw_lines(&dir.join("chimera.log")) {
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        match line["event"].as_str().unwrap() {
+            "tick" => ticks += 1,
+            "log_events_dropped" => dropped += line["context"]["dropped"].as_u64().unwrap(),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    (ticks, dropped)
+}
+
+/// Threads emit in-place events into a tiny queue, each from a run of short-lived threads (whose
+/// shards the writer retires mid-run), while another thread reads `stats()` throughout, and the
+/// guard is dropped while they are at it. Every event is counted once: written or dropped (and
+/// reported), or refused after shutdown; the count never goes back.
+#[test]
+fn in_place_events_are_counted_once_each_across_drops_exiting_threads_concurrent_stats_and_shutdown() {
+    use chimera_log_runtime::Overflow;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::time::Duration;
+    // Mostly dropped, mostly waited for, mostly taken.
+    let queues =
+        [(Overflow::Drop, 1024), (Overflow::WaitUpTo(Duration::from_millis(1)), 1024), (Overflow::Drop, 64 * 1024)];
+    for (round, (overflow, capacity)) in (0..15).flat_map(|round| queues.map(|queue| (round, queue))) {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = LogConfig::new(dir.path())
+            .console(false)
+            .audit_store(chimera_log_runtime::AuditStore::none())
+            .queue_capacity(capacity)
+            .overflow(overflow)
+            .build()
+            .unwrap();
+        let stats_logger = guard.logger("stats");
+        let (emitted, shut, done) = (AtomicU64::new(0), AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4u64)
+                .map(|thread| {
+                    let logger = guard.logger("worker");
+                    let (emitted, shut) = (&emitted, &shut);
+                    scope.spawn(move || {
+                        let mut after = 0;
+                        let mut seq = 0u64;
+                        while after < 100 {
+                            // A fresh thread for each burst: the last one's shard is retired.
+                            std::thread::scope(|burst| {
+                                burst.spawn(|| {
+                                    for _ in 0..50 {
+                                        if shut.load(Relaxed) {
+                                            after += 1;
+                                        }
+                                        emit!(logger, Tick { thread, seq, text: "some text to fill the queue" });
+                                        emitted.fetch_add(1, Relaxed);
+                                        seq += 1;
+                                    }
+                                });
+                            });
+                        }
+                    })
+                })
+                .collect();
+            let reader = scope.spawn(|| {
+                let mut last = 0;
+                while !done.load(Relaxed) {
+                    let counted = stats_logger.stats().unwrap().events_by_level[Level::Error as usize];
+                    assert!(counted >= last, "round {round}: the count went back from {last} to {counted}");
+                    last = counted;
+                }
+            });
+            while emitted.load(Relaxed) < 2_000 {
+                std::hint::spin_loop();
+            }
+            drop(guard);
+            shut.store(true, Relaxed);
+            for worker in workers {
+                worker.join().unwrap();
+            }
+            done.store(true, Relaxed);
+            reader.join().unwrap();
+        });
+        let stats = stats_logger.stats().unwrap();
+        let (ticks, reported) = ticks_and_reported_drops(dir.path());
+        let dropped = stats.sink("chimera.log").unwrap().dropped;
+        assert_eq!(reported, dropped, "round {round}, {overflow:?}: every counted drop is reported");
+        assert_eq!(
+            ticks + dropped + stats.emitted_after_shutdown,
+            emitted.load(Relaxed),
+            "round {round}, {overflow:?}: emitted = written + dropped + refused after shutdown"
+        );
+        assert_eq!(
+            stats.events_by_level[Level::Error as usize],
+            ticks + dropped,
+            "round {round}, {overflow:?}: counted = written + dropped"
+        );
+    }
+}
+
+/// Emits in-place events when its thread exits, after the queue's thread-local is gone.
+struct EmitsOnExit(std::cell::RefCell<Option<chimera_log_runtime::Logger>>);
+
+impl Drop for EmitsOnExit {
+    fn drop(&mut self) {
+        if let Some(logger) = self.0.borrow_mut().take() {
+            for seq in 0..10 {
+                emit!(logger, Tick { thread: 1, seq, text: "from a destructor" });
+            }
+        }
+    }
+}
+
+thread_local! {
+    static EMITS_ON_EXIT: EmitsOnExit = const { EmitsOnExit(std::cell::RefCell::new(None)) };
+}
+
+#[test]
+fn in_place_events_from_a_thread_local_destructor_are_written_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    for thread in 0..3 {
+        let logger = guard.logger("m");
+        std::thread::spawn(move || {
+            // Touched before the queue's thread-local, so destroyed after it.
+            EMITS_ON_EXIT.with(|on_exit| *on_exit.0.borrow_mut() = Some(logger.clone()));
+            for seq in 0..100 {
+                emit!(logger, Tick { thread, seq, text: "t" });
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(guard.flush());
+        assert_eq!(guard.stats().events_by_level[Level::Error as usize], (thread + 1) * 110);
+    }
+    drop(guard);
+    let (ticks, reported) = ticks_and_reported_drops(dir.path());
+    assert_eq!((ticks, reported), (330, 0));
+}
+
+/// An in-place event to a route only (the general file's level refuses it) is written in
+/// place into the route's lane; one to both files, or to the console too, is captured into a
+/// buffer and copied to each. Every such line is the caller's, byte for byte.
+#[derive(LogEvent)]
+#[log(route = "metrics", level = "debug")]
+struct RoutedOnly<'a> {
+    text: &'a str,
+    seq: u64,
+}
+
+#[derive(LogEvent)]
+#[log(route = "metrics", level = "warning")]
+struct RoutedEverywhere<'a> {
+    text: &'a str,
+    seq: u64,
+}
+
+#[derive(LogEvent)]
+#[log(level = "critical")]
+struct OnConsoleToo<'a> {
+    text: &'a str,
+    seq: u64,
+}
+
+#[test]
+fn in_place_events_to_a_route_or_the_console_write_the_callers_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_micros(1_705_314_645_123_456));
+    let guard = LogConfig::new(dir.path())
+        .console_level(Level::Critical)
+        .level(Level::Info)
+        .route("metrics", "metrics.log")
+        .clock(clock)
+        .build()
+        .unwrap();
+    let logger = guard.logger("routed");
+    let mut random = Random(7);
+    for seq in 0..200 {
+        let text = random.text();
+        emit!(logger, RoutedOnly { text: &text, seq });
+        emit!(logger, OnCaller(RoutedOnly { text: &text, seq }));
+        emit!(logger, RoutedEverywhere { text: &text, seq });
+        emit!(logger, OnCaller(RoutedEverywhere { text: &text, seq }));
+        if seq % 50 == 0 {
+            emit!(logger, OnConsoleToo { text: &text, seq });
+            emit!(logger, OnCaller(OnConsoleToo { text: &text, seq }));
+        }
+    }
+    let stats = guard.stats();
+    assert_eq!(stats.events_by_level[Level::Debug as usize], 400);
+    assert_eq!(stats.events_by_level[Level::Warning as usize], 400);
+    assert_eq!(stats.events_by_level[Level::Critical as usize], 8);
+    drop(guard);
+    let general = raw_lines(&dir.path().join("chimera.log"));
+    let routed = raw_lines(&dir.path().join("metrics.log"));
+    assert_eq!((general.len(), routed.len()), (408, 800));
+    for pair in general.chunks(2).chain(routed.chunks(2)) {
+        assert_eq!(pair[0], pair[1], "the deferred line (first) against the caller's (second)");
+    }
+}
+
+/// A type of the user's named `str`: a field spelt `&str` is then not core's `str`, and taking
+/// it as one runs the type's `Deref`, the user's code.
+mod shadows_str {
+    use std::cell::Cell;
+
+    /// Derefs to a longer text each time, as user code may.
+    #[allow(non_camel_case_types)]
+    pub(crate) struct str(pub(crate) Cell<usize>);
+
+    impl std::ops::Deref for str {
+        type Target = core::primitive::str;
+
+        fn deref(&self) -> &Self::Target {
+            self.0.set(self.0.get() + 1);
+            &"growing"[..self.0.get().min(7)]
+        }
+    }
+
+    #[derive(chimera_log_runtime::LogEvent)]
+    pub(crate) struct NotCoreStr<'a> {
+        pub(crate) text: &'a str,
+        pub(crate) seq: u64,
+    }
+}
+
+#[test]
+fn a_field_spelt_str_that_is_not_cores_str_is_never_written_in_place() {
+    use shadows_str::{str as Shadow, NotCoreStr};
+    let text = Shadow(std::cell::Cell::new(0));
+    assert!(NotCoreStr { text: &text, seq: 0 }.__capture_len().is_none(), "its deref is the user's code");
+    let dir = tempfile::tempdir().unwrap();
+    let guard = LogConfig::new(dir.path()).console(false).build().unwrap();
+    let logger = guard.logger("shadow");
+    for seq in 0..3 {
+        emit!(logger, NotCoreStr { text: &text, seq });
+    }
+    assert_eq!(guard.stats().events_by_level[Level::Info as usize], 3);
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 3);
+    for (seq, line) in lines.iter().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["context"]["seq"], seq as u64);
+    }
+}
+
+/// Every spelling of the fast paths: each integer keyword, a raw one, a `'static` string, and
+/// integer names that are the user's (an alias, an import under a keyword's name).
+mod spellings {
+    #[derive(chimera_log_runtime::LogEvent)]
+    pub(crate) struct Keywords<'a> {
+        pub(crate) a: u8,
+        pub(crate) b: u16,
+        pub(crate) c: u32,
+        pub(crate) d: u64,
+        pub(crate) e: u128,
+        pub(crate) f: usize,
+        pub(crate) g: i8,
+        pub(crate) h: i16,
+        pub(crate) i: i32,
+        pub(crate) j: i64,
+        pub(crate) k: i128,
+        pub(crate) l: isize,
+        pub(crate) fixed: &'static str,
+        pub(crate) text: &'a str,
+    }
+
+    /// A raw identifier is not taken for the keyword: captured tagged, through `Value`.
+    #[derive(chimera_log_runtime::LogEvent)]
+    pub(crate) struct Raw {
+        pub(crate) raw: r#u16,
+    }
+
+    pub(crate) mod renamed {
+        #[allow(non_camel_case_types)]
+        type u32 = u8;
+        use core::primitive::i8 as u64;
+
+        #[derive(chimera_log_runtime::LogEvent)]
+        pub(crate) struct NamedLikeIntegers {
+            pub(crate) narrow: u32,
+            pub(crate) signed: u64,
+        }
+
+        pub(crate) fn event(seq: u8) -> NamedLikeIntegers {
+            NamedLikeIntegers { narrow: seq, signed: -(seq as i8 % 100) }
+        }
+    }
+}
+
+#[test]
+fn every_fast_path_spelling_is_written_in_place_with_the_length_its_capture_writes() {
+    use spellings::{renamed, Keywords};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_micros(1_705_314_645_123_456));
+    let guard = LogConfig::new(dir.path()).console(false).clock(clock).build().unwrap();
+    let logger = guard.logger("spelt");
+    let mut random = Random(11);
+    for seq in 0..100u8 {
+        let text = random.text();
+        let n = random.next();
+        let keywords = Keywords {
+            a: n as u8,
+            b: n as u16,
+            c: n as u32,
+            d: n,
+            e: u128::from(n) << 60,
+            f: n as usize,
+            g: n as i8,
+            h: n as i16,
+            i: n as i32,
+            j: n as i64,
+            k: -(i128::from(n) << 60),
+            l: n as isize,
+            fixed: "\"fixed\"",
+            text: &text,
+        };
+        assert!(keywords.__capture_len().is_some());
+        assert!(renamed::event(seq).__capture_len().is_some());
+        // Off the fast path (the derive reads `r#u16` as another name), through `Value`: a
+        // scalar the record copies, still in place, tagged.
+        assert!(spellings::Raw { raw: seq.into() }.__capture_len().is_some());
+        // Debug builds check the length said against the bytes written (`Chunk::append_record_with`).
+        emit!(logger, keywords);
+        emit!(logger, OnCaller(keywords));
+        emit!(logger, renamed::event(seq));
+        emit!(logger, OnCaller(renamed::event(seq)));
+        emit!(logger, spellings::Raw { raw: seq.into() });
+        emit!(logger, OnCaller(spellings::Raw { raw: seq.into() }));
+    }
+    drop(guard);
+    let lines = raw_lines(&dir.path().join("chimera.log"));
+    assert_eq!(lines.len(), 600);
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0], pair[1], "the deferred line (first) against the caller's (second)");
+    }
+}

@@ -23,7 +23,7 @@ mod record;
 mod replay;
 
 pub(crate) use encode::{record_len, write_record, Encoder};
-pub use record::{Capture, CaptureEncoded, CaptureValue, Replayer, Scalar, Value};
+pub use record::{Capture, CaptureEncoded, CaptureValue, CoreStr, OtherStr, Replayer, Scalar, StrLen, Value};
 pub use replay::Replay;
 
 /// The bit of a chunk's line length that says the entry is a record, not a line. A line of 2 GiB

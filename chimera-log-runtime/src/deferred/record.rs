@@ -228,6 +228,40 @@ fn tagged_str_len(value: &str) -> usize {
     1 + size_of::<usize>() + value.len()
 }
 
+/// A field spelt `&str`, for the derive's `__capture_len`:
+/// `(&StrLen(&self.field)).__chimera_str_len()` is the bytes [`Capture::str`] writes for it when
+/// its type is core's `str` ([`CoreStr`]), and `None` for a type of the user's merely named `str`
+/// ([`OtherStr`]): its capture goes through the type's `Deref`, the user's code, which must not
+/// run under the queue's lock (nor may its length be trusted to stay the same).
+#[derive(Debug)]
+pub struct StrLen<'a, T: ?Sized>(pub &'a T);
+
+/// Core's `str` (the call's first choice).
+pub trait CoreStr {
+    #[doc(hidden)]
+    fn __chimera_str_len(&self) -> Option<usize>;
+}
+
+/// Any other type (the call's second choice, through one more `&`).
+pub trait OtherStr {
+    #[doc(hidden)]
+    fn __chimera_str_len(&self) -> Option<usize>;
+}
+
+impl CoreStr for StrLen<'_, &str> {
+    #[inline]
+    fn __chimera_str_len(&self) -> Option<usize> {
+        Some(size_of::<usize>() + self.0.len())
+    }
+}
+
+impl<T: ?Sized> OtherStr for &StrLen<'_, T> {
+    #[inline]
+    fn __chimera_str_len(&self) -> Option<usize> {
+        None
+    }
+}
+
 /// Writes an event's fields into its record (the derive's generated `capture`).
 #[derive(Debug)]
 pub struct Capture<'a> {
