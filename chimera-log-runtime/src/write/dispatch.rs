@@ -23,7 +23,10 @@ pub(crate) use super::latency::sample_this_emit;
 use crate::config::{AuditDurability, Overflow};
 
 use super::latency::LatencyHistogram;
-use super::queue::{Entry, LaneSet, Pushed};
+use super::queue::{Entry, LaneSet, Pushed, TALLIES};
+
+// The queue's shards count records per level (`dispatch_record_with`): a tally for each.
+const _: () = assert!(TALLIES == Level::ALL.len());
 use super::watch::{Watch, WatchConfig, WatchFigures};
 use super::writer::{Lane, Writer};
 use crate::audit::writer::{AuditWriter, Checkpoint};

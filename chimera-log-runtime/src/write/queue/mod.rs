@@ -22,3 +22,4 @@ mod shard;
 pub(crate) use batch::BatchQueue;
 pub(crate) use lanes::{LaneSet, Pushed};
 pub(crate) use pool::{Chunk, Entry};
+pub(crate) use shard::TALLIES;
