@@ -588,3 +588,30 @@ fn events_of_more_callsites_than_a_thread_keeps_each_get_their_own_module_and_ke
         lines.iter().map(|line| (line["module"].as_str().unwrap(), line["context"].clone())).collect();
     assert_eq!(written, expected);
 }
+
+#[test]
+fn captured_events_are_timed_and_bring_log_health_as_typed_events_do() {
+    use std::time::{Duration, UNIX_EPOCH};
+    if let Some(dir) = child_dir() {
+        let clock = std::sync::Arc::new(common::ManualClock::at_micros(1_000_000_000));
+        let config = config(&dir).clock(clock.clone()).health_interval(Duration::from_secs(60));
+        let guard = init_logging(config).unwrap();
+        for seq in 0..6_400u64 {
+            tracing::info!(seq, "tick");
+        }
+        clock.set(UNIX_EPOCH + Duration::from_secs(1_000 + 61));
+        log::info!("after_one_interval");
+        assert!(guard.flush());
+        // One emit in 64 is timed, counted per thread: 6,401 captured events, 100 samples.
+        assert_eq!(guard.stats().emit_latency.samples, 100);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_child("captured_events_are_timed_and_bring_log_health_as_typed_events_do", dir.path());
+    let lines = lines(dir.path());
+    let events: Vec<&str> = lines.iter().map(|line| line["event"].as_str().unwrap()).collect();
+    assert_eq!(events.len(), 6_402, "{:?}", &events[6_395..]);
+    assert!(events[..6_400].iter().all(|event| *event == "tick"));
+    assert_eq!(events[6_400..], ["after_one_interval", "log_health"]);
+    assert_eq!(lines[6_401]["context"]["events_by_level"][2], 6_401, "INFO, the captured events counted");
+}

@@ -1,6 +1,7 @@
 //! [`ChimeraLayer`]: the spans' fields it records, and each captured event written as a line.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -122,7 +123,9 @@ impl ChimeraLayer {
         if crate::thread::is_own() {
             return;
         }
-        with_scratch(|scratch| {
+        // Timed and followed by `log_health` as a typed emit is (after the line is queued, out
+        // of the scratch buffers: `log_health` is an event of its own).
+        let emitted = with_scratch(|scratch| {
             let Scratch { line, module, message, context, callsites } = scratch;
             let callsite = callsites.get(event);
             // A `log` record bridged by tracing-log carries its own target and level.
@@ -131,15 +134,14 @@ impl ChimeraLayer {
             let level = level_of(metadata.level());
             let Some(dispatcher) = dispatcher else {
                 crate::logger::count_without_logger(level);
-                return;
+                return None;
             };
             let module_level = match normalized {
                 Some(_) => dispatcher.level_for(metadata.target()),
                 None => callsite.module_level(dispatcher, metadata.target()),
             };
-            let Some(destinations) = dispatcher.destinations(level, Routes::GENERAL, module_level) else {
-                return;
-            };
+            let destinations = dispatcher.destinations(level, Routes::GENERAL, module_level)?;
+            let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
             message.clear();
             context.clear();
             context.push(b'{');
@@ -165,18 +167,16 @@ impl ChimeraLayer {
                 &callsite.module_json
             };
             let name = if message.is_empty() { metadata.name() } else { message.as_str() };
-            let envelope = Envelope {
-                time: dispatcher.now(),
-                level,
-                module_json,
-                event: name.into(),
-                exception: None,
-                audit_key: None,
-                trace,
-            };
+            let time = dispatcher.now();
+            let envelope =
+                Envelope { time, level, module_json, event: name.into(), exception: None, audit_key: None, trace };
             line.clear();
             encode_line(line, envelope, |buf| buf.extend_from_slice(context));
             dispatcher.dispatch(level, destinations, line);
+            Some((dispatcher, started, time))
         });
+        if let Some((dispatcher, started, time)) = emitted {
+            crate::logger::after_emit(dispatcher, started, time);
+        }
     }
 }

@@ -172,12 +172,7 @@ impl Logger {
                     json::encode_line(buf, envelope(time), write_context);
                     sent = Some(send(dispatcher, destinations, buf));
                 });
-                if let Some(started) = started {
-                    dispatcher.record_latency(started.elapsed());
-                }
-                if dispatcher.health_due(time) {
-                    emit_health(dispatcher);
-                }
+                after_emit(dispatcher, started, time);
                 sent
             }
             None => {
@@ -249,12 +244,7 @@ impl Logger {
                     dispatcher.dispatch_record(level, destinations, buf);
                 });
             }
-            if let Some(started) = started {
-                dispatcher.record_latency(started.elapsed());
-            }
-            if dispatcher.health_due(time) {
-                emit_health(dispatcher);
-            }
+            after_emit(dispatcher, started, time);
             true
         })
     }
@@ -375,6 +365,18 @@ fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
 
 /// The `log_health` event: the logger's own figures, emitted by the first event after each
 /// `health_interval`.
+/// After an event (typed, ad hoc or captured) went to its sinks: its latency if this emit was
+/// sampled (`started`), and `log_health` if one is due at `time`, the event's.
+#[inline]
+pub(crate) fn after_emit(dispatcher: &Arc<Dispatcher>, started: Option<Instant>, time: json::UnixTime) {
+    if let Some(started) = started {
+        dispatcher.record_latency(started.elapsed());
+    }
+    if dispatcher.health_due(time) {
+        emit_health(dispatcher);
+    }
+}
+
 fn emit_health(dispatcher: &Arc<Dispatcher>) {
     let stats = dispatcher.stats();
     let logger = Logger::new("chimera_log", Some(Arc::clone(dispatcher)));
