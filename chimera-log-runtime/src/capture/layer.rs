@@ -123,9 +123,7 @@ impl ChimeraLayer {
         if crate::thread::is_own() {
             return;
         }
-        // Timed and followed by `log_health` as a typed emit is (after the line is queued, out
-        // of the scratch buffers: `log_health` is an event of its own).
-        let emitted = with_scratch(|scratch| {
+        with_scratch(|scratch| {
             let Scratch { line, module, message, context, callsites } = scratch;
             let callsite = callsites.get(event);
             // A `log` record bridged by tracing-log carries its own target and level.
@@ -134,13 +132,15 @@ impl ChimeraLayer {
             let level = level_of(metadata.level());
             let Some(dispatcher) = dispatcher else {
                 crate::logger::count_without_logger(level);
-                return None;
+                return;
             };
             let module_level = match normalized {
                 Some(_) => dispatcher.level_for(metadata.target()),
                 None => callsite.module_level(dispatcher, metadata.target()),
             };
-            let destinations = dispatcher.destinations(level, Routes::GENERAL, module_level)?;
+            let Some(destinations) = dispatcher.destinations(level, Routes::GENERAL, module_level) else {
+                return;
+            };
             let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
             message.clear();
             context.clear();
@@ -173,10 +173,9 @@ impl ChimeraLayer {
             line.clear();
             encode_line(line, envelope, |buf| buf.extend_from_slice(context));
             dispatcher.dispatch(level, destinations, line);
-            Some((dispatcher, started, time))
-        });
-        if let Some((dispatcher, started, time)) = emitted {
+            // Timed, and followed by `log_health`, as a typed emit is (`log_health` is written
+            // through a `Logger`, not captured: these buffers are not needed again).
             crate::logger::after_emit(dispatcher, started, time);
-        }
+        });
     }
 }

@@ -41,22 +41,19 @@ thread_local! {
 /// Runs `f` with this thread's buffers; a fresh set when they are in use (an event logged from
 /// inside a field's `Debug`) or gone (a thread-local's destructor logging at thread exit).
 /// Buffers a huge event grew are not kept.
-pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+pub(super) fn with_scratch(f: impl FnOnce(&mut Scratch)) {
     let mut f = Some(f);
-    let mut result = None;
     let _ = SCRATCH.try_with(|cell| {
         if let Ok(mut scratch) = cell.try_borrow_mut() {
-            result = Some((f.take().expect("called once"))(&mut scratch));
+            (f.take().expect("called once"))(&mut scratch);
             if scratch.line.capacity() > 64 * 1024 || scratch.context.capacity() > 64 * 1024 {
                 let callsites = std::mem::take(&mut scratch.callsites);
                 *scratch = Scratch { callsites, ..Scratch::default() };
             }
         }
     });
-    match (result, f) {
-        (Some(result), _) => result,
-        (None, Some(f)) => f(&mut Scratch { callsites: Callsites::with_slots(1), ..Scratch::default() }),
-        (None, None) => unreachable!("`f` ran, so it gave a result"),
+    if let Some(f) = f {
+        f(&mut Scratch { callsites: Callsites::with_slots(1), ..Scratch::default() });
     }
 }
 
