@@ -69,6 +69,15 @@ lnav -V
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 
+echo "== the shard's lock under the loom model checker (chimera-log-runtime/src/write/queue/flag_lock.rs)"
+# A target directory of its own: `--cfg chimera_loom` rebuilds everything it touches.
+# Its two tests exist only under that cfg: fail, rather than pass with none run, if they did not.
+RUSTFLAGS="--cfg chimera_loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+    cargo test --locked -p chimera-log-runtime --no-default-features --lib flag_lock 2>&1 | tee /tmp/chimera-loom.$$ \
+    && grep -q "test result: ok. 2 passed" /tmp/chimera-loom.$$ \
+    || { echo "the loom tests of flag_lock did not run and pass (see above)"; exit 1; }
+rm -f /tmp/chimera-loom.$$
+
 echo "== cargo test of the runtime without the sqlite feature (an SQLite store, the default one included, is refused)"
 cargo test --locked -p chimera-log-runtime --no-default-features --features tracing --lib without_the_sqlite_feature
 

@@ -1,7 +1,7 @@
 //! The bounded queue between callers and one writer thread.
 //!
 //! Each thread appends its encoded lines to its own shard (`shard.rs`): a `memcpy` into a chunk
-//! under a lock only the writer ever shares, so callers on different threads never wait for
+//! under a lock only the writer ever shares (`flag_lock.rs`), so callers on different threads never wait for
 //! each other. Chunks come from a fixed pool (`pool.rs`) whose size is the queue's capacity in
 //! bytes. The writer takes every shard's lines in one pass, writes them without holding any
 //! lock a caller needs, and gives the chunks back.
@@ -15,6 +15,7 @@
 //! coming it looks again on its own, and only once idle does it ask the next line to wake it.
 
 mod batch;
+mod flag_lock;
 mod lanes;
 mod pool;
 mod shard;

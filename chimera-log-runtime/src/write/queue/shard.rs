@@ -1,5 +1,5 @@
 //! A thread's own part of a queue: the chunks it is filling, and those it has filled for the
-//! writer. Its lock (`std`'s `Mutex`) is taken by its thread on each line and by the writer once
+//! writer. Its lock (a [`FlagLock`]) is taken by its thread on each line and by the writer once
 //! per pass, never by another caller, so callers on different threads do not wait for one
 //! another, and the lock is almost never contended.
 //!
@@ -9,8 +9,9 @@
 //! shard instead.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::flag_lock::FlagLock;
 use super::lanes::LaneSet;
 use super::pool::{Chunk, Entry, NoRoom, Pool};
 
@@ -32,17 +33,18 @@ pub(crate) const TALLIES: usize = 6;
 
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    state: Mutex<ShardState>,
+    state: FlagLock<ShardState>,
 }
 
 impl Shard {
     /// Runs `f` with the shard's state, holding its lock: nothing in `f` may wait for long (the
     /// pool's lock, held briefly by whoever has it, is the one it may take; a caller waiting for
-    /// room waits after releasing this one). Nothing under it panics; were it poisoned, the
-    /// state is still whole (every change under it is one assignment), so it is used as it is.
+    /// room waits after releasing this one), nor log (it would wait for itself). Nothing under
+    /// it panics; were it to, the lock is released and the state is still whole (every change
+    /// under it is one assignment).
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
-        f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        self.state.with(f)
     }
 }
 
