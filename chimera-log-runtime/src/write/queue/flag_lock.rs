@@ -4,14 +4,15 @@
 //! Why not `std`'s `Mutex`: its unlock is an atomic swap (it must learn whether a waiter sleeps
 //! on the lock), and on x86 a swap waits for every store before it to reach the cache: the
 //! record the caller has just written into the chunk, memory the writer thread last read on the
-//! other core. That wait was 12 ns of a 64 ns emit (BENCHMARKS.md, "Issue 30 on a quiet
-//! machine"). Here no one sleeps on the flag: it has two users (the shard's own thread on each
+//! other core. That wait was 13 ns of a 63 ns emit (50 ns with the flag; BENCHMARKS.md,
+//! "Issue 30 on a quiet machine"). Here no one sleeps on the flag: it has two users (the shard's own thread on each
 //! line, the writer once per pass; `stats()` now and then), each holding it for at most a few
 //! hundred nanoseconds, so a waiter spins briefly, then yields its CPU until the flag is free.
 //! A holder descheduled mid-line costs the waiter its yields, never a lost line.
 //!
 //! Checked with loom: `RUSTFLAGS="--cfg chimera_loom" cargo test -p chimera-log-runtime --lib
-//! flag_lock` (run by `.ci/run`), in the interleavings of two threads up to three preemptions.
+//! --no-default-features flag_lock` (run by `scripts/test-all.sh`, the README's test command),
+//! in the interleavings of two threads up to three preemptions.
 
 #[cfg(chimera_loom)]
 use loom::{cell::UnsafeCell, sync::atomic::AtomicBool, thread::yield_now};
