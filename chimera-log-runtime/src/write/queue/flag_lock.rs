@@ -5,9 +5,10 @@
 //! on the lock), and on x86 a swap waits for every store before it to reach the cache: the
 //! record the caller has just written into the chunk, memory the writer thread last read on the
 //! other core. That wait was 13 ns of a 63 ns emit (50 ns with the flag; BENCHMARKS.md,
-//! "Issue 30 on a quiet machine"). Here no one sleeps on the flag: it has two users (the shard's own thread on each
-//! line, the writer once per pass; `stats()` now and then), each holding it for at most a few
-//! hundred nanoseconds, so a waiter spins briefly, then yields its CPU until the flag is free.
+//! "Issue 30 on a quiet machine"). Here no one sleeps on the flag: it has two users (the
+//! shard's own thread on each line, the writer once per pass; `stats()` now and then), each
+//! holding it for at most a few hundred nanoseconds, so a waiter spins briefly, then yields its
+//! CPU until the flag is free.
 //! A holder descheduled mid-line costs the waiter its yields, never a lost line.
 //!
 //! Checked with loom: `RUSTFLAGS="--cfg chimera_loom" cargo test -p chimera-log-runtime --lib
