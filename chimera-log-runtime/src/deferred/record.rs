@@ -192,35 +192,27 @@ impl CaptureValue for Value<'_, String> {
     }
 }
 
-impl CaptureValue for Value<'_, Option<String>> {
-    #[inline]
-    fn __chimera_capture(&self, capture: &mut Capture<'_>, _: impl FnOnce(&mut ContextWriter<'_>)) {
-        match self.0 {
-            None => capture.buf.push(TAG_NULL),
-            Some(value) => capture.tagged_str(value),
-        }
-    }
+/// `Option<String>` and `Option<&str>`: `None` as [`TAG_NULL`], a string as [`TAG_STR`].
+macro_rules! optional_str {
+    ($($ty:ty),*) => {$(
+        impl CaptureValue for Value<'_, $ty> {
+            #[inline]
+            fn __chimera_capture(&self, capture: &mut Capture<'_>, _: impl FnOnce(&mut ContextWriter<'_>)) {
+                match self.0.as_deref() {
+                    None => capture.buf.push(TAG_NULL),
+                    Some(value) => capture.tagged_str(value),
+                }
+            }
 
-    #[inline]
-    fn __chimera_len(&self) -> Option<usize> {
-        Some(self.0.as_deref().map_or(1, tagged_str_len))
-    }
+            #[inline]
+            fn __chimera_len(&self) -> Option<usize> {
+                Some(self.0.as_deref().map_or(1, tagged_str_len))
+            }
+        }
+    )*};
 }
 
-impl CaptureValue for Value<'_, Option<&str>> {
-    #[inline]
-    fn __chimera_capture(&self, capture: &mut Capture<'_>, _: impl FnOnce(&mut ContextWriter<'_>)) {
-        match self.0 {
-            None => capture.buf.push(TAG_NULL),
-            Some(value) => capture.tagged_str(value),
-        }
-    }
-
-    #[inline]
-    fn __chimera_len(&self) -> Option<usize> {
-        Some(self.0.as_deref().map_or(1, tagged_str_len))
-    }
-}
+optional_str!(Option<String>, Option<&str>);
 
 /// The bytes [`Capture::tagged_str`] writes for `value`.
 #[inline]
