@@ -65,6 +65,22 @@
 #[macro_use]
 mod report;
 
+/// Marks a stage boundary of an emit for `probe` (`--cfg chimera_probe`); nothing otherwise.
+macro_rules! probe {
+    ($mark:ident) => {
+        #[cfg(chimera_probe)]
+        $crate::probe::mark($crate::probe::Mark::$mark)
+    };
+    ($mark:ident = $value:expr) => {
+        #[cfg(chimera_probe)]
+        $crate::probe::set($crate::probe::Mark::$mark, $value as u64)
+    };
+}
+
+#[cfg(chimera_probe)]
+#[doc(hidden)]
+pub mod probe;
+
 pub mod audit;
 #[cfg(feature = "tracing")]
 mod capture;

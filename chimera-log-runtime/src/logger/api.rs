@@ -215,6 +215,7 @@ impl Logger {
         capture_len: Option<usize>,
         capture: impl FnOnce(&mut Capture<'_>),
     ) -> bool {
+        probe!(Start);
         self.with_dispatcher(|dispatcher| {
             let Some(dispatcher) = dispatcher else {
                 return false;
@@ -227,7 +228,9 @@ impl Logger {
                 return false;
             }
             let started = crate::write::dispatch::sample_this_emit().then(Instant::now);
+            probe!(Routed);
             let time = dispatcher.now();
+            probe!(Timed);
             let module_json = &*self.inner.module_json;
             let write = |buf: &mut Vec<u8>| deferred::write_record(buf, replay, level, time, module_json, capture);
             // A capture that runs none of the user's code is written straight into the queue.
@@ -245,6 +248,7 @@ impl Logger {
                 });
             }
             after_emit(dispatcher, started, time);
+            probe!(Done);
             true
         })
     }

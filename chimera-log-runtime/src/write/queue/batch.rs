@@ -187,11 +187,14 @@ impl BatchQueue {
         write: &mut Option<impl FnOnce(&mut Vec<u8>)>,
     ) -> Pushed {
         let lanes = LaneSet(1 << lane);
+        probe!(Locking);
         let appended = shard.with(|state| {
+            probe!(Locked);
             if state.closed {
                 return Err(NoRoom::Closed);
             }
             if !state.append_record_if_room(lane, len, write) {
+                probe!(PoolVisit = 1);
                 state.make_room(&self.pool, lanes, len)?;
                 state.append_record_if_room(lane, len, write);
             }
@@ -199,6 +202,7 @@ impl BatchQueue {
             // As in `append`: read under the shard's lock.
             Ok(self.writer_asleep.load(Ordering::Relaxed))
         });
+        probe!(Released);
         match appended {
             Ok(wake) => self.accepted(wake),
             Err(no_room) => {

@@ -96,16 +96,20 @@ impl Chunk {
     /// once [`has_room`](Self::has_room) said yes for `len`. A `write` that writes more than
     /// it said only makes the chunk grow past its limit; the record is whole either way.
     pub(crate) fn append_record_with(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        probe!(Found);
         if self.lens.is_empty() {
             self.first_at = Some(Instant::now());
+            probe!(FirstInChunk = 1);
         }
         let start = self.bytes.len();
+        probe!(Offset = start);
         write(&mut self.bytes);
         let written = self.bytes.len() - start;
         debug_assert_eq!(written, len, "a record's capture wrote other than it said");
         self.records = true;
         // Written under 2 GiB: the caller checked `len` (`Entry::fits`) and `write` keeps to it.
         self.lens.push(u32::try_from(written).unwrap_or(!RECORD) | RECORD);
+        probe!(Written);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

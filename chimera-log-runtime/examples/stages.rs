@@ -1,0 +1,154 @@
+//! Where the caller's time goes: the latency bench's spaced emits (the 7-field event, 2 us
+//! apart, 1,000,000 of them), each emit's stage boundaries read from `probe`.
+//!
+//! `RUSTFLAGS="--cfg chimera_probe" CARGO_TARGET_DIR=target/probe cargo run --release -p
+//! chimera-log-runtime --example stages`
+//!
+//! Prints, in counter ticks (the machine's rate is in `/proc/cpuinfo` or `dmesg | grep tsc`),
+//! each stage's median over the fast half of the emits and over those slower than 500 ns, by
+//! what the slow ones had in common. Every mark costs one `rdtsc`, which each stage includes.
+
+#[cfg(not(chimera_probe))]
+fn main() {
+    eprintln!("stages: build with RUSTFLAGS=\"--cfg chimera_probe\" (see this example's docs)");
+    std::process::exit(2);
+}
+
+#[cfg(chimera_probe)]
+fn main() {
+    probed::run();
+}
+
+#[cfg(chimera_probe)]
+mod probed {
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    use chimera_log_runtime::probe::{self, Mark, MARKS};
+    use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent};
+
+    #[derive(LogEvent)]
+    struct Divergence<'a> {
+        protocol: &'a str,
+        user: &'a str,
+        market: &'a str,
+        cached_value: u128,
+        canonical_value: u128,
+        divergence_bps: u32,
+        block_number: u64,
+    }
+
+    const STAGES: [(&str, Mark, Mark); 7] = [
+        ("route", Mark::Start, Mark::Routed),
+        ("clock", Mark::Routed, Mark::Timed),
+        ("to lock", Mark::Timed, Mark::Locking),
+        ("lock", Mark::Locking, Mark::Locked),
+        ("find chunk", Mark::Locked, Mark::Found),
+        ("write", Mark::Found, Mark::Written),
+        ("release, return", Mark::Written, Mark::Done),
+    ];
+
+    type Slots = [u64; MARKS];
+
+    fn at(slots: &Slots, mark: Mark) -> u64 {
+        slots[mark as usize]
+    }
+
+    fn total(slots: &Slots) -> u64 {
+        at(slots, Mark::Done).wrapping_sub(at(slots, Mark::Start))
+    }
+
+    /// Why a slow emit was slow, as far as its slots tell.
+    fn kind(slots: &Slots) -> &'static str {
+        if at(slots, Mark::PoolVisit) != 0 {
+            "took a chunk from the pool"
+        } else if at(slots, Mark::FirstInChunk) != 0 {
+            "first record of a chunk"
+        } else if at(slots, Mark::Offset) % 4096 + 200 > 4096 {
+            "crossed into a new page"
+        } else {
+            "none of those"
+        }
+    }
+
+    fn print_stages(label: &str, emits: &[&Slots]) {
+        print!("{label:>28} ({:>6}):", emits.len());
+        for (name, from, to) in STAGES {
+            let mut ticks: Vec<u64> = emits.iter().map(|s| at(s, to).wrapping_sub(at(s, from))).collect();
+            ticks.sort_unstable();
+            print!(" {name} {}", ticks.get(ticks.len() / 2).copied().unwrap_or(0));
+        }
+        println!();
+    }
+
+    pub(super) fn run() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = LogConfig::new(dir.path())
+            .console(false)
+            .max_bytes(u64::MAX)
+            .audit_durability(AuditDurability::OsBuffer)
+            .build()
+            .unwrap();
+        let logger = guard.logger("bench");
+        let mut emits: Vec<Slots> = Vec::with_capacity(1_000_000);
+        for round in 0..100u64 {
+            for seq in round * 10_000..(round + 1) * 10_000 {
+                let event = black_box(Divergence {
+                    protocol: "moonwell",
+                    user: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
+                    market: "USDC",
+                    cached_value: 1_000_000_000_000_000_000u128 + u128::from(seq),
+                    canonical_value: 1_000_000_000_000_000_123u128,
+                    divergence_bps: 12,
+                    block_number: 12_345_678 + seq,
+                });
+                emit!(logger, event);
+                emits.push(probe::take());
+                let until = Instant::now() + Duration::from_micros(2);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+            assert!(guard.flush(), "flush timed out");
+        }
+        let written: Vec<&Slots> = emits.iter().filter(|s| at(s, Mark::Written) != 0).collect();
+        assert_eq!(written.len(), emits.len(), "every emit must take the in-place path");
+        let mut totals: Vec<u64> = written.iter().map(|s| total(s)).collect();
+        totals.sort_unstable();
+        let quantile = |q: f64| totals[((totals.len() - 1) as f64 * q) as usize];
+        let ticks_per_ns = tsc_ghz();
+        println!(
+            "1,000,000 emits, ticks: median {}, p99 {}, p99.9 {} ({:.2} ticks per ns)",
+            quantile(0.5),
+            quantile(0.99),
+            quantile(0.999),
+            ticks_per_ns
+        );
+        println!("each stage's median, in ticks:");
+        let median = quantile(0.5);
+        print_stages("the faster half", &written.iter().copied().filter(|s| total(s) <= median).collect::<Vec<_>>());
+        let slow_over = (500.0 * ticks_per_ns) as u64;
+        for what in
+            ["took a chunk from the pool", "first record of a chunk", "crossed into a new page", "none of those"]
+        {
+            let slow: Vec<&Slots> =
+                written.iter().copied().filter(|s| total(s) > slow_over && kind(s) == what).collect();
+            let all = written.iter().filter(|s| kind(s) == what).count();
+            println!("over 500 ns, {what}: {} of {all}", slow.len());
+            if !slow.is_empty() {
+                print_stages("", &slow);
+            }
+        }
+    }
+
+    /// The counter's rate in ticks per nanosecond, measured over 100 ms of sleep.
+    fn tsc_ghz() -> f64 {
+        let start = Instant::now();
+        // SAFETY: `rdtsc` has no preconditions.
+        let ticks = unsafe { core::arch::x86_64::_rdtsc() };
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: as above.
+        let after = unsafe { core::arch::x86_64::_rdtsc() };
+        (after - ticks) as f64 / start.elapsed().as_nanos() as f64
+    }
+}
