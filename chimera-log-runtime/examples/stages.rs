@@ -48,7 +48,12 @@ mod probed {
         ("release, return", Mark::Written, Mark::Done),
     ];
 
-    type Slots = [u64; MARKS];
+    /// An emit's stage boundaries, and the longest gap between two readings of the clock in
+    /// the spin before it (an interrupt, or the thread descheduled).
+    type Slots = [u64; MARKS + 1];
+
+    /// A gap this long in the spin before an emit means the CPU was taken away meanwhile.
+    const INTERRUPTED_TICKS: u64 = 2_000;
 
     fn at(slots: &Slots, mark: Mark) -> u64 {
         slots[mark as usize]
@@ -60,7 +65,9 @@ mod probed {
 
     /// Why a slow emit was slow, as far as its slots tell.
     fn kind(slots: &Slots) -> &'static str {
-        if at(slots, Mark::PoolVisit) != 0 {
+        if slots[MARKS] > INTERRUPTED_TICKS {
+            "the CPU was taken away just before"
+        } else if at(slots, Mark::PoolVisit) != 0 {
             "took a chunk from the pool"
         } else if at(slots, Mark::FirstInChunk) != 0 {
             "first record of a chunk"
@@ -91,6 +98,7 @@ mod probed {
             .unwrap();
         let logger = guard.logger("bench");
         let mut emits: Vec<Slots> = Vec::with_capacity(1_000_000);
+        let mut gap = 0;
         for round in 0..100u64 {
             for seq in round * 10_000..(round + 1) * 10_000 {
                 let event = black_box(Divergence {
@@ -103,11 +111,11 @@ mod probed {
                     block_number: 12_345_678 + seq,
                 });
                 emit!(logger, event);
-                emits.push(probe::take());
-                let until = Instant::now() + Duration::from_micros(2);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
+                let mut slots = [0; MARKS + 1];
+                slots[..MARKS].copy_from_slice(&probe::take());
+                slots[MARKS] = gap;
+                emits.push(slots);
+                gap = spin(Duration::from_micros(2));
             }
             assert!(guard.flush(), "flush timed out");
         }
@@ -128,9 +136,13 @@ mod probed {
         let median = quantile(0.5);
         print_stages("the faster half", &written.iter().copied().filter(|s| total(s) <= median).collect::<Vec<_>>());
         let slow_over = (500.0 * ticks_per_ns) as u64;
-        for what in
-            ["took a chunk from the pool", "first record of a chunk", "crossed into a new page", "none of those"]
-        {
+        for what in [
+            "the CPU was taken away just before",
+            "took a chunk from the pool",
+            "first record of a chunk",
+            "crossed into a new page",
+            "none of those",
+        ] {
             let slow: Vec<&Slots> =
                 written.iter().copied().filter(|s| total(s) > slow_over && kind(s) == what).collect();
             let all = written.iter().filter(|s| kind(s) == what).count();
@@ -139,6 +151,22 @@ mod probed {
                 print_stages("", &slow);
             }
         }
+    }
+
+    /// Spins for `time`; returns the longest gap between two readings of the counter.
+    fn spin(time: Duration) -> u64 {
+        let until = Instant::now() + time;
+        let mut longest = 0;
+        // SAFETY: `rdtsc` has no preconditions.
+        let mut last = unsafe { core::arch::x86_64::_rdtsc() };
+        while Instant::now() < until {
+            std::hint::spin_loop();
+            // SAFETY: as above.
+            let now = unsafe { core::arch::x86_64::_rdtsc() };
+            longest = longest.max(now.wrapping_sub(last));
+            last = now;
+        }
+        longest
     }
 
     /// The counter's rate in ticks per nanosecond, measured over 100 ms of sleep.
