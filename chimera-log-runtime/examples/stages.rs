@@ -38,14 +38,15 @@ mod probed {
         block_number: u64,
     }
 
-    const STAGES: [(&str, Mark, Mark); 7] = [
+    const STAGES: [(&str, Mark, Mark); 8] = [
         ("route", Mark::Start, Mark::Routed),
         ("clock", Mark::Routed, Mark::Timed),
         ("to lock", Mark::Timed, Mark::Locking),
         ("lock", Mark::Locking, Mark::Locked),
         ("find chunk", Mark::Locked, Mark::Found),
         ("write", Mark::Found, Mark::Written),
-        ("release, return", Mark::Written, Mark::Done),
+        ("release", Mark::Written, Mark::Released),
+        ("return", Mark::Released, Mark::Done),
     ];
 
     /// An emit's stage boundaries, and the longest gap between two readings of the clock in

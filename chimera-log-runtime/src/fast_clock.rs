@@ -111,6 +111,11 @@ pub(crate) fn prepare() {
 static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The time now, for a line's timestamp.
+///
+/// Inlined with the counter's path (a load, `rdtsc`, a thread-local read and a multiply); the
+/// rest, re-anchoring once a millisecond, is out of line. Called, it saved and restored six
+/// registers per emit (BENCHMARKS.md, "Where the caller's time goes").
+#[inline]
 pub(crate) fn now() -> UnixTime {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if counter_is_the_kernels_clock() {
@@ -120,27 +125,38 @@ pub(crate) fn now() -> UnixTime {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+thread_local! {
+    static ANCHOR: Cell<Anchor> = const { Cell::new(Anchor::UNMEASURED) };
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline]
 fn from_counter() -> UnixTime {
-    thread_local! {
-        static ANCHOR: Cell<Anchor> = const { Cell::new(Anchor::UNMEASURED) };
-    }
     // SAFETY: `rdtsc` reads the time-stamp counter; it has no preconditions on x86_64, and
     // only runs where the kernel's clocksource is `tsc`, so the counter is there and usable.
     let ticks = unsafe { std::arch::x86_64::_rdtsc() };
-    let served = ANCHOR.try_with(|anchor| {
-        let current = anchor.get();
-        if let Some(nanos) = current.read(ticks) {
+    match ANCHOR.try_with(|anchor| anchor.get().read(ticks)) {
+        Ok(Some(nanos)) => {
             #[cfg(test)]
             SERVED.fetch_add(1, Ordering::Relaxed);
-            return Some(UnixTime::from_nanos(nanos));
+            UnixTime::from_nanos(nanos)
         }
-        // Outside the window (or not measured yet): the system clock, which also re-anchors.
+        _ => from_system_clock(ticks),
+    }
+}
+
+/// Outside the anchor's window (or not measured yet, or no thread-locals left): the system
+/// clock, which also re-anchors the thread.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cold]
+fn from_system_clock(ticks: u64) -> UnixTime {
+    let served = ANCHOR.try_with(|anchor| {
         let now = UnixTime::now();
-        // SAFETY: as above.
+        // SAFETY: as in `from_counter`.
         let after = unsafe { std::arch::x86_64::_rdtsc() };
         let across = after.wrapping_sub(ticks);
         if across <= MAX_READ_TICKS {
-            anchor.set(current.next(ticks + across / 2, now.nanos_since_epoch()?));
+            anchor.set(anchor.get().next(ticks + across / 2, now.nanos_since_epoch()?));
         }
         Some(now)
     });

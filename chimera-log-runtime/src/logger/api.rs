@@ -75,6 +75,7 @@ impl Logger {
 
     /// This module's minimum level in `dispatcher`, computed once per instance and per version
     /// of its levels (`LogGuard::set_levels` makes a new one).
+    #[inline]
     pub(super) fn module_level(&self, dispatcher: &Dispatcher) -> Threshold {
         let levels = dispatcher.levels();
         let cached = self.inner.level_cache.load(Relaxed);

@@ -528,6 +528,7 @@ impl Dispatcher {
     }
 
     /// The time for a line's timestamp.
+    #[inline]
     pub(crate) fn now(&self) -> UnixTime {
         if self.system_clock {
             crate::fast_clock::now()
@@ -889,6 +890,7 @@ impl Dispatcher {
     }
 
     /// Whether a `log_health` event is due at `now`; `true` for exactly one caller per interval.
+    #[inline]
     pub(crate) fn health_due(&self, now: UnixTime) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(every) = self.health_interval else {
@@ -896,9 +898,13 @@ impl Dispatcher {
         };
         let now = now.micros();
         let due = self.next_health.load(Relaxed);
-        if now < due {
-            return false;
-        }
+        now >= due && self.take_health_turn(now, due, every)
+    }
+
+    /// Whether this caller is the one to write the `log_health` event due at `due`.
+    #[cold]
+    fn take_health_turn(&self, now: u64, due: u64, every: Duration) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let next = now.saturating_add(u64::try_from(every.as_micros()).unwrap_or(u64::MAX));
         self.next_health.compare_exchange(due, next, Relaxed, Relaxed).is_ok()
     }

@@ -43,6 +43,7 @@ fn bucket_upper(bucket: usize) -> u64 {
 }
 
 /// Whether the calling thread's current emit is one of the sampled ones.
+#[inline]
 pub(crate) fn sample_this_emit() -> bool {
     thread_local! {
         static COUNTER: Cell<u32> = const { Cell::new(0) };
