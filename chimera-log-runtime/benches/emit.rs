@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent, LogGuard};
 use criterion::{criterion_group, Criterion};
 
+#[path = "common/divergence.rs"]
+mod divergence;
+use divergence::divergence;
+
 #[derive(LogEvent)]
 struct Liquidation<'a> {
     protocol: &'a str,
@@ -116,18 +120,6 @@ fn tail_latency() {
     );
 }
 
-/// Issue 30's event: three `&str`, two `u128`, a `u32`, a `u64`.
-#[derive(LogEvent)]
-struct Divergence<'a> {
-    protocol: &'a str,
-    user: &'a str,
-    market: &'a str,
-    cached_value: u128,
-    canonical_value: u128,
-    divergence_bps: u32,
-    block_number: u64,
-}
-
 /// The low-latency loggers' method (issue 30): each emit timed on its own, 2 µs between emits so
 /// the queue never fills, 1,000,000 emits of the 7-field event; medians net of the timer's own.
 fn spaced_latency() {
@@ -138,15 +130,7 @@ fn spaced_latency() {
     let mut overhead = Vec::with_capacity(1_000_000);
     for round in 0..100u64 {
         for seq in round * BATCH..(round + 1) * BATCH {
-            let event = black_box(Divergence {
-                protocol: "moonwell",
-                user: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
-                market: "USDC",
-                cached_value: 1_000_000_000_000_000_000u128 + u128::from(seq),
-                canonical_value: 1_000_000_000_000_000_123u128,
-                divergence_bps: 12,
-                block_number: 12_345_678 + seq,
-            });
+            let event = divergence(seq);
             let start = Instant::now();
             emit!(logger, event);
             samples.push(start.elapsed().as_nanos() as u64);

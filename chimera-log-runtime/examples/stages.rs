@@ -19,24 +19,19 @@ fn main() {
     probed::run();
 }
 
+/// The emit bench's event, the same definition.
+#[cfg(chimera_probe)]
+#[path = "../benches/common/divergence.rs"]
+mod divergence;
+
 #[cfg(chimera_probe)]
 mod probed {
-    use std::hint::black_box;
     use std::time::{Duration, Instant};
 
     use chimera_log_runtime::probe::{self, Mark, MARKS};
-    use chimera_log_runtime::{emit, AuditDurability, LogConfig, LogEvent};
+    use chimera_log_runtime::{emit, AuditDurability, LogConfig};
 
-    #[derive(LogEvent)]
-    struct Divergence<'a> {
-        protocol: &'a str,
-        user: &'a str,
-        market: &'a str,
-        cached_value: u128,
-        canonical_value: u128,
-        divergence_bps: u32,
-        block_number: u64,
-    }
+    use super::divergence::divergence;
 
     const STAGES: [(&str, Mark, Mark); 8] = [
         ("route", Mark::Start, Mark::Routed),
@@ -102,16 +97,7 @@ mod probed {
         let mut gap = 0;
         for round in 0..100u64 {
             for seq in round * 10_000..(round + 1) * 10_000 {
-                let event = black_box(Divergence {
-                    protocol: "moonwell",
-                    user: "0x5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",
-                    market: "USDC",
-                    cached_value: 1_000_000_000_000_000_000u128 + u128::from(seq),
-                    canonical_value: 1_000_000_000_000_000_123u128,
-                    divergence_bps: 12,
-                    block_number: 12_345_678 + seq,
-                });
-                emit!(logger, event);
+                emit!(logger, divergence(seq));
                 let mut slots = [0; MARKS + 1];
                 slots[..MARKS].copy_from_slice(&probe::take());
                 slots[MARKS] = gap;
