@@ -42,31 +42,52 @@ pub(crate) struct Anchor {
     ticks: u64,
     /// System-clock nanoseconds since the epoch at `ticks`.
     nanos: u64,
+    /// `nanos` as seconds and nanoseconds, so that a reading adds to it rather than divides.
+    time: UnixTime,
     /// Nanoseconds per tick, as a 32.32 fixed-point number; 0 while not yet measured. A rate
     /// measured once is served (`window` > 0) only once a second measurement agrees with it.
     rate: u64,
-    /// Ticks after `ticks` this anchor serves (the window, at `rate`).
+    /// Ticks after `ticks` this anchor serves (the window, at `rate`): 0 while it serves none.
+    /// Under [`WINDOW_NANOS`] at `rate`, so a reading adds less than that to `nanos`.
     window: u64,
 }
 
 impl Anchor {
-    const UNMEASURED: Anchor = Anchor { ticks: 0, nanos: 0, rate: 0, window: 0 };
+    const UNMEASURED: Anchor = Anchor { ticks: 0, nanos: 0, time: UnixTime { secs: 0, nanos: 0 }, rate: 0, window: 0 };
 
-    /// The time at `ticks`, if this anchor serves it.
+    fn new(ticks: u64, nanos: u64, rate: u64, window: u64) -> Anchor {
+        Anchor { ticks, nanos, time: UnixTime::from_nanos(nanos), rate, window }
+    }
+
+    /// The time at `ticks` in nanoseconds since the epoch, if this anchor serves it.
     pub(crate) fn read(self, ticks: u64) -> Option<u64> {
-        let since = ticks.checked_sub(self.ticks)?;
-        if self.rate == 0 || since >= self.window {
+        self.read_time(ticks)?.nanos_since_epoch()
+    }
+
+    /// The time at `ticks`, if this anchor serves it: the anchor's time plus the ticks since, at
+    /// its rate. The seconds carry at most once (the window is under a second), so no division.
+    #[inline]
+    pub(crate) fn read_time(self, ticks: u64) -> Option<UnixTime> {
+        // A counter behind the anchor wraps to far past the window.
+        let since = ticks.wrapping_sub(self.ticks);
+        if since >= self.window {
             return None;
         }
-        let nanos = (u128::from(since) * u128::from(self.rate)) >> 32;
-        Some(self.nanos + nanos as u64)
+        // Under `WINDOW_NANOS` (see `window`): fits, with the anchor's nanoseconds, in a `u32`.
+        let elapsed = ((u128::from(since) * u128::from(self.rate)) >> 32) as u32;
+        let (secs, nanos) = (self.time.secs, self.time.nanos + elapsed);
+        Some(if nanos >= 1_000_000_000 {
+            UnixTime { secs: secs + 1, nanos: nanos - 1_000_000_000 }
+        } else {
+            UnixTime { secs, nanos }
+        })
     }
 
     /// The anchor after reading the system clock (`nanos`) at `ticks`: the rate measured since
     /// this anchor when that is at least a window ago and agrees with the last one; otherwise
     /// this anchor is kept (too soon to measure) or measuring starts over from here.
     pub(crate) fn next(self, ticks: u64, nanos: u64) -> Anchor {
-        let restart = Anchor { ticks, nanos, rate: 0, window: 0 };
+        let restart = Anchor::new(ticks, nanos, 0, 0);
         let (Some(elapsed_ticks), Some(elapsed_nanos)) = (ticks.checked_sub(self.ticks), nanos.checked_sub(self.nanos))
         else {
             // The system clock stepped back, or the counter did: measure again.
@@ -92,10 +113,10 @@ impl Anchor {
             // measured (a thread asleep across it) would go unseen, and a rate too low would
             // make a window last far longer than a millisecond. Kept, not served, until the
             // next window's rate agrees with it.
-            return Anchor { ticks, nanos, rate, window: 0 };
+            return Anchor::new(ticks, nanos, rate, 0);
         }
         let window = u64::try_from((u128::from(WINDOW_NANOS) << 32) / u128::from(rate)).unwrap_or(u64::MAX);
-        Anchor { ticks, nanos, rate, window }
+        Anchor::new(ticks, nanos, rate, window)
     }
 }
 
@@ -135,11 +156,11 @@ fn from_counter() -> UnixTime {
     // SAFETY: `rdtsc` reads the time-stamp counter; it has no preconditions on x86_64, and
     // only runs where the kernel's clocksource is `tsc`, so the counter is there and usable.
     let ticks = unsafe { std::arch::x86_64::_rdtsc() };
-    match ANCHOR.try_with(|anchor| anchor.get().read(ticks)) {
-        Ok(Some(nanos)) => {
+    match ANCHOR.try_with(|anchor| anchor.get().read_time(ticks)) {
+        Ok(Some(time)) => {
             #[cfg(test)]
             SERVED.fetch_add(1, Ordering::Relaxed);
-            UnixTime::from_nanos(nanos)
+            time
         }
         _ => from_system_clock(ticks),
     }
@@ -214,6 +235,25 @@ mod tests {
         assert_eq!(anchor.read(at(WINDOW_NANOS)), None, "past the window: read the system clock");
         assert_eq!(anchor.read(anchor.ticks - 1), None, "a counter behind the anchor");
         assert_eq!(Anchor::UNMEASURED.read(5), None);
+    }
+
+    #[test]
+    fn a_reading_across_a_second_carries_as_dividing_the_nanoseconds_would() {
+        // An anchor 0.4 ms before a whole second, at 3 ticks per ns: its window crosses it.
+        let rate = (1u64 << 32) / GHZ3;
+        let window = u64::try_from((u128::from(WINDOW_NANOS) << 32) / u128::from(rate)).unwrap();
+        let anchor = Anchor::new(5_000, 1_700_000_000_999_600_000, rate, window);
+        let mut crossed = false;
+        for since in (0..window).step_by(997).chain([window - 1]) {
+            let exact = anchor.nanos + ((u128::from(since) * u128::from(rate)) >> 32) as u64;
+            let time = anchor.read_time(anchor.ticks + since).unwrap();
+            assert_eq!(time, UnixTime::from_nanos(exact), "{since} ticks after the anchor");
+            assert!(time.nanos < 1_000_000_000);
+            crossed |= time.secs > anchor.time.secs;
+        }
+        assert!(crossed, "the readings reached the next second");
+        assert_eq!(anchor.read_time(anchor.ticks + window), None, "past the window");
+        assert_eq!(anchor.read_time(anchor.ticks - 1), None, "a counter behind the anchor");
     }
 
     #[test]
