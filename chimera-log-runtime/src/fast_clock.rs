@@ -60,7 +60,8 @@ impl Anchor {
     }
 
     /// The time at `ticks` in nanoseconds since the epoch, if this anchor serves it.
-    pub(crate) fn read(self, ticks: u64) -> Option<u64> {
+    #[cfg(test)]
+    fn read(self, ticks: u64) -> Option<u64> {
         self.read_time(ticks)?.nanos_since_epoch()
     }
 
