@@ -164,6 +164,11 @@ thread_local! {
 /// Runs `f` with this thread's shard of the queue `id`, registering one with `register` on the
 /// first line; `None` when the thread has no usable thread-locals (it is exiting), or `register`
 /// refused (the queue is closed).
+///
+/// Inlined into the emit, the registration kept out of line: called, this and
+/// `BatchQueue::push_record_with` cost the emit about 5 ns each (BENCHMARKS.md, "Where the
+/// caller's time goes").
+#[inline]
 pub(crate) fn with_own_shard<R>(
     id: u64,
     register: impl FnOnce() -> Option<Arc<Shard>>,
@@ -177,14 +182,24 @@ pub(crate) fn with_own_shard<R>(
                     return Some(f(shard));
                 }
             }
-            let shard = register()?;
-            let mut shards = shards.try_borrow_mut().ok()?;
-            // The shards of closed queues are of no more use (the writer has emptied them).
-            shards.retain(|(_, shard)| !shard.with(|state| state.closed));
-            shards.push((id, Arc::clone(&shard)));
-            drop(shards);
+            let shard = register_own_shard(shards, id, register)?;
             Some(f(&shard))
         })
         .ok()
         .flatten()
+}
+
+/// The thread's first line into the queue `id`: a shard from `register`, kept in its list.
+#[cold]
+fn register_own_shard(
+    shards: &RefCell<Vec<(u64, Arc<Shard>)>>,
+    id: u64,
+    register: impl FnOnce() -> Option<Arc<Shard>>,
+) -> Option<Arc<Shard>> {
+    let shard = register()?;
+    let mut shards = shards.try_borrow_mut().ok()?;
+    // The shards of closed queues are of no more use (the writer has emptied them).
+    shards.retain(|(_, shard)| !shard.with(|state| state.closed));
+    shards.push((id, Arc::clone(&shard)));
+    Some(shard)
 }
