@@ -134,7 +134,7 @@ static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 
 /// The time now, for a line's timestamp.
 ///
-/// Inlined with the counter's path (a load, `rdtsc`, a thread-local read and a multiply); the
+/// Inlined with the counter's path (a load, `rdtsc`, a thread-local read, a multiply, an add); the
 /// rest, re-anchoring once a millisecond, is out of line. Called, it saved and restored six
 /// registers per emit (BENCHMARKS.md, "Where the caller's time goes").
 #[inline]
