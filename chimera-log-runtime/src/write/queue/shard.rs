@@ -166,8 +166,8 @@ thread_local! {
 /// refused (the queue is closed).
 ///
 /// Inlined into the emit, the registration kept out of line: called, this and
-/// `BatchQueue::push_record_with` cost the emit about 5 ns each (BENCHMARKS.md, "Where the
-/// caller's time goes").
+/// `BatchQueue::push_record_with` cost the emit about 5 ns each (BENCHMARKS.md, "The caller's
+/// time, removal by removal").
 #[inline]
 pub(crate) fn with_own_shard<R>(
     id: u64,
