@@ -40,9 +40,8 @@ const MAX_READ_TICKS: u64 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Anchor {
     ticks: u64,
-    /// System-clock nanoseconds since the epoch at `ticks`.
-    nanos: u64,
-    /// `nanos` as seconds and nanoseconds, so that a reading adds to it rather than divides.
+    /// The system clock's time at `ticks`, as seconds and nanoseconds, so that a reading adds
+    /// to it rather than divides.
     time: UnixTime,
     /// Nanoseconds per tick, as a 32.32 fixed-point number; 0 while not yet measured. A rate
     /// measured once is served (`window` > 0) only once a second measurement agrees with it.
@@ -53,10 +52,17 @@ pub(crate) struct Anchor {
 }
 
 impl Anchor {
-    const UNMEASURED: Anchor = Anchor { ticks: 0, nanos: 0, time: UnixTime { secs: 0, nanos: 0 }, rate: 0, window: 0 };
+    const UNMEASURED: Anchor = Anchor { ticks: 0, time: UnixTime { secs: 0, nanos: 0 }, rate: 0, window: 0 };
 
+    /// The anchor of `ticks` read at `nanos`, system-clock nanoseconds since the epoch.
     fn new(ticks: u64, nanos: u64, rate: u64, window: u64) -> Anchor {
-        Anchor { ticks, nanos, time: UnixTime::from_nanos(nanos), rate, window }
+        Anchor { ticks, time: UnixTime::from_nanos(nanos), rate, window }
+    }
+
+    /// System-clock nanoseconds since the epoch at `ticks` (`time` was made from a `u64` of
+    /// them, so they fit one).
+    fn nanos(self) -> u64 {
+        self.time.nanos_since_epoch().unwrap_or(0)
     }
 
     /// The time at `ticks` in nanoseconds since the epoch, if this anchor serves it.
@@ -89,12 +95,13 @@ impl Anchor {
     /// this anchor is kept (too soon to measure) or measuring starts over from here.
     pub(crate) fn next(self, ticks: u64, nanos: u64) -> Anchor {
         let restart = Anchor::new(ticks, nanos, 0, 0);
-        let (Some(elapsed_ticks), Some(elapsed_nanos)) = (ticks.checked_sub(self.ticks), nanos.checked_sub(self.nanos))
+        let (Some(elapsed_ticks), Some(elapsed_nanos)) =
+            (ticks.checked_sub(self.ticks), nanos.checked_sub(self.nanos()))
         else {
             // The system clock stepped back, or the counter did: measure again.
             return restart;
         };
-        if self.nanos == 0 || elapsed_ticks == 0 {
+        if self.nanos() == 0 || elapsed_ticks == 0 {
             return restart;
         }
         if elapsed_nanos < WINDOW_NANOS / 2 {
@@ -221,7 +228,7 @@ mod tests {
         let first = start.next(1_000 + 2_000_000 * GHZ3, 1_700_000_000_002_000_000);
         assert_ne!(first.rate, 0, "two readings a window apart measure the rate");
         assert_eq!(first.read(first.ticks), None, "a rate measured once is not served");
-        let anchor = first.next(first.ticks + 1_000_000 * GHZ3, first.nanos + 1_000_000);
+        let anchor = first.next(first.ticks + 1_000_000 * GHZ3, first.nanos() + 1_000_000);
         assert_eq!(anchor.rate, first.rate, "a second measurement that agrees confirms it");
         anchor
     }
@@ -230,9 +237,9 @@ mod tests {
     fn a_measured_anchor_extrapolates_within_its_window_only() {
         let anchor = measured();
         let at = |ns: u64| anchor.ticks + ns * GHZ3;
-        assert_eq!(anchor.read(at(0)), Some(anchor.nanos));
+        assert_eq!(anchor.read(at(0)), Some(anchor.nanos()));
         let later = anchor.read(at(500_000)).unwrap();
-        assert!(later.abs_diff(anchor.nanos + 500_000) <= 1, "{later}");
+        assert!(later.abs_diff(anchor.nanos() + 500_000) <= 1, "{later}");
         assert_eq!(anchor.read(at(WINDOW_NANOS)), None, "past the window: read the system clock");
         assert_eq!(anchor.read(anchor.ticks - 1), None, "a counter behind the anchor");
         assert_eq!(Anchor::UNMEASURED.read(5), None);
@@ -246,7 +253,7 @@ mod tests {
         let anchor = Anchor::new(5_000, 1_700_000_000_999_600_000, rate, window);
         let mut crossed = false;
         for since in (0..window).step_by(997).chain([window - 1]) {
-            let exact = anchor.nanos + ((u128::from(since) * u128::from(rate)) >> 32) as u64;
+            let exact = anchor.nanos() + ((u128::from(since) * u128::from(rate)) >> 32) as u64;
             let time = anchor.read_time(anchor.ticks + since).unwrap();
             assert_eq!(time, UnixTime::from_nanos(exact), "{since} ticks after the anchor");
             assert!(time.nanos < 1_000_000_000);
@@ -262,14 +269,14 @@ mod tests {
         let anchor = measured();
         let ticks = anchor.ticks + WINDOW_NANOS * GHZ3;
         // In step: a new anchor with the same rate.
-        let next = anchor.next(ticks, anchor.nanos + WINDOW_NANOS);
+        let next = anchor.next(ticks, anchor.nanos() + WINDOW_NANOS);
         assert_eq!((next.ticks, next.rate), (ticks, anchor.rate));
         // Stepped forward an hour: not a rate.
-        assert_eq!(anchor.next(ticks, anchor.nanos + 3_600_000_000_000).rate, 0);
+        assert_eq!(anchor.next(ticks, anchor.nanos() + 3_600_000_000_000).rate, 0);
         // Stepped back: not a rate.
-        assert_eq!(anchor.next(ticks, anchor.nanos - 1).rate, 0);
+        assert_eq!(anchor.next(ticks, anchor.nanos() - 1).rate, 0);
         // The counter went back (another CPU's, unsynchronised): not a rate.
-        assert_eq!(anchor.next(anchor.ticks - 10, anchor.nanos + WINDOW_NANOS).rate, 0);
+        assert_eq!(anchor.next(anchor.ticks - 10, anchor.nanos() + WINDOW_NANOS).rate, 0);
     }
 
     #[test]
