@@ -254,6 +254,12 @@ fn an_oversize_event_is_truncated_with_a_marker_and_its_batch_still_goes() {
     assert_eq!(file[1]["context"]["blob"].as_str().unwrap().chars().count(), 10_000);
 }
 
+/// Flushes until a flush completes, at most 30 times: for a guard whose flush deadline is short
+/// (1 s), so that a slow machine costs attempts rather than the verdict.
+fn flushed_within_attempts(guard: &LogGuard) -> bool {
+    (0..30).any(|_| guard.flush())
+}
+
 /// What a batch sets aside or cuts is counted once, when the batch is acknowledged: a batch put
 /// back at each flush deadline of an outage is read again, and not counted again.
 #[test]
@@ -279,7 +285,7 @@ fn truncated_and_out_of_window_events_are_counted_once_however_often_their_batch
         .unwrap();
     let logger = guard.logger("m");
     logger.info("first", json!({}));
-    assert!(guard.flush());
+    assert!(flushed_within_attempts(&guard), "the first event delivered");
     proxy.set_mode(common::proxy::Mode::Outage);
     clock.set(now - Duration::from_secs(20 * 86_400));
     logger.info("too_old", json!({}));
@@ -290,7 +296,9 @@ fn truncated_and_out_of_window_events_are_counted_once_however_often_their_batch
         assert!(!guard.flush(), "the outage outlasts each flush's 1 s: the batch is put back");
     }
     proxy.set_mode(common::proxy::Mode::Pass);
-    assert!(guard.flush());
+    // Each flush has the 1 s the outage above needs; on a busy machine a request to moto may
+    // take longer, and the batch is then put back once more, which this test allows.
+    assert!(flushed_within_attempts(&guard), "delivered once the outage ended");
     let stats = guard.stats().cloudwatch.unwrap();
     drop(guard);
     let events: Vec<String> = read_stream(&client, &runtime, &group, "s").into_iter().map(|(_, m)| m).collect();
