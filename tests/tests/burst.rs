@@ -81,10 +81,18 @@ fn burst_beside_busy_threads(configure: impl FnOnce(LogConfig) -> LogConfig, per
     assert!(guard.flush());
     let stats = guard.stats();
     drop(guard);
-    let sink = stats.sink("chimera.log").unwrap();
-    assert_eq!((sink.lines - watch_lines(dir.path()), sink.dropped), (4 * per_thread, 0), "{sink:?}");
     let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
-    assert_eq!(lines_per_thread_in_order(&text, 4), [per_thread; 4]);
+    assert_eq!(lines_per_thread_in_order(&text, 4), [per_thread; 4], "every line in the file, once, in order");
+    assert_counted(stats.sink("chimera.log").unwrap(), 4 * per_thread, watch_lines(dir.path()));
+}
+
+/// The sink's counts in a snapshot taken after the flush: nothing dropped, and every emitted line
+/// written, besides the writer's health warnings (`watch`, in the file). Those are counted up to
+/// the snapshot only: a writer short of CPU may warn again as it shuts down, after it (a fresh
+/// clone's CI saw 18 counted and 20 in the file), so the file may hold more than the snapshot.
+fn assert_counted(sink: &chimera_log_runtime::SinkStats, emitted: u64, watch: u64) {
+    assert_eq!(sink.dropped, 0, "{sink:?}");
+    assert!(sink.lines >= emitted && sink.lines - emitted <= watch, "{emitted} emitted, {watch} warnings: {sink:?}");
 }
 
 /// `threads` threads, numbered from `first`, each emitting `per_thread` events.
@@ -131,14 +139,9 @@ fn a_million_event_burst_from_four_threads_with_the_default_overflow_loses_no_li
         assert!(guard.flush());
         let stats = guard.stats();
         drop(guard);
-        let sink = stats.sink("chimera.log").unwrap();
-        assert_eq!(
-            (sink.lines - watch_lines(dir.path()), sink.dropped),
-            (1_000_000, 0),
-            "capacity {capacity:?}: {sink:?}"
-        );
         let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
         assert_eq!(lines_per_thread_in_order(&text, 4), [250_000; 4], "capacity {capacity:?}");
+        assert_counted(stats.sink("chimera.log").unwrap(), 1_000_000, watch_lines(dir.path()));
     }
 }
 
@@ -182,7 +185,7 @@ fn threads_that_come_and_go_lose_no_line_and_keep_their_order() {
     let stats = guard.stats();
     drop(guard);
     let sink = stats.sink("chimera.log").unwrap();
-    assert_eq!((sink.lines - watch_lines(dir.path()), sink.dropped), (64 * 4 * 500, 0), "{sink:?}");
+    assert_counted(sink, 64 * 4 * 500, watch_lines(dir.path()));
     let text = std::fs::read(dir.path().join("chimera.log")).unwrap();
     assert_eq!(lines_per_thread_in_order(&text, 64 * 4), [500; 64 * 4]);
 }
