@@ -193,8 +193,8 @@ fn beside_a_reader(ring_bytes: usize, lock: bool) {
                     shared.take_flag();
                 }
                 let slot = shared.slot(written);
-                // SAFETY: the slot is free (the reader has read it, or holds no flag), and
-                // `RECORD` bytes from it are within the ring.
+                // SAFETY: the slot is free (the reader has read it: the `read` count looked at
+                // above), and `RECORD` bytes from it are within the ring.
                 unsafe {
                     std::ptr::copy_nonoverlapping(ticks.to_ne_bytes().as_ptr(), slot, 8);
                     std::ptr::copy_nonoverlapping(black_box(&payload).as_ptr(), slot.add(8), RECORD - 8);
